@@ -1,0 +1,42 @@
+# nsdx — two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint format bench clean samples
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+samples: $(STAMP)
+	$(BIN)/nsdx samples generate --out data/samples
+
+demo: $(STAMP)
+	$(BIN)/nsdx samples generate --out data/samples
+	$(BIN)/nsdx ingest --all
+	$(BIN)/nsdx datasets list
+	$(BIN)/nsdx query "SELECT route_id, count(*) AS positions, round(avg(speed_kmh), 1) AS avg_speed_kmh FROM transport.nansha_bus_gps GROUP BY route_id ORDER BY positions DESC LIMIT 5"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_ingest.py
+
+clean:
+	rm -rf .nsdx data/samples
