@@ -1,0 +1,109 @@
+"""Errors raised while reading, converting and publishing a dataset.
+
+Every error carries a ``hint`` (what the user should do next) and a ``transient`` flag
+(whether retrying the same command may succeed), following dlt's terminal/transient split.
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base class of everything the ingest package raises on purpose."""
+
+    transient = False
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+    def to_dict(self) -> dict:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "transient": self.transient,
+            **{k: v for k, v in self.fields.items() if v is not None},
+        }
+
+
+class ConfigError(IngestError):
+    """datasets.yaml is missing, malformed or declares something impossible."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = file or "datasets.yaml"
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}", hint=hint, file=file, line=line, column=column)
+        self.file, self.line, self.column = file, line, column
+
+
+class SourceError(IngestError):
+    """A source file cannot be read: missing, wrong encoding, bad rows, unknown format."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        column: str | int | None = None,
+        values: list | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = ""
+        if file:
+            where = file
+            if line is not None:
+                where += f":{line}"
+            if column is not None:
+                where += f" column {column!r}" if isinstance(column, str) else f":{column}"
+            where += ": "
+        super().__init__(
+            where + message, hint=hint, file=file, line=line, column=column, values=values
+        )
+        self.file, self.line, self.column, self.values = file, line, column, values
+
+
+class SchemaMismatch(SourceError):
+    """A value cannot be cast to the declared (or inferred) column type."""
+
+
+class DatasetNotDeclared(IngestError):
+    """An id given on the command line is not in datasets.yaml."""
+
+
+class StorageError(IngestError):
+    """Object storage refused or failed an operation."""
+
+
+class StorageUnreachable(StorageError):
+    transient = True
+
+
+class StorageAuthError(StorageError):
+    """Credentials were refused (wrong key, wrong secret, clock skew)."""
+
+
+class BucketNotFound(StorageError):
+    """The configured bucket does not exist."""
+
+
+class PublishInterrupted(IngestError):
+    """A publish stopped before its version was committed; nothing was exposed."""
+
+    transient = True

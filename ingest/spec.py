@@ -1,0 +1,341 @@
+"""datasets.yaml: the declaration of what a deployment publishes.
+
+``load_specs(path)`` parses and checks the file and returns one :class:`DatasetSpec` per
+dataset. Every mistake is reported with the file, line and column of the offending node.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+ID_RE = re.compile(r"^[a-z0-9-]{2,100}$")
+FORMATS = ("csv", "json", "ndjson", "xlsx", "parquet", "gtfs")
+ACCESS = ("open", "restricted")
+ON_INVALID = ("fail", "warn", "quarantine_rows")
+TYPES = (
+    "string",
+    "integer",
+    "int32",
+    "float",
+    "boolean",
+    "timestamp",
+    "timestamptz",
+    "date",
+    "time",
+    "decimal",
+    "geometry",
+)
+PII_KINDS = ("plate", "phone", "id_card", "name", "address", "free_text", "none")
+PII_TREATMENTS = ("hmac", "drop", "keep")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: str | None = None  # None: infer
+    pii: str | None = None  # plate | phone | id_card | name | address | free_text | none
+    pii_treatment: str = "hmac"  # hmac (keyed token) | drop | keep (restricted data only)
+    format: str | None = None  # strptime format for timestamps/dates, e.g. "%d/%m/%Y"
+    description: str | None = None
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    path: str
+    format: str
+    encoding: str = "auto"
+    delimiter: str | None = None  # None: sniff
+    skip_rows: int = 0
+    thousands: str | None = None
+    null_values: tuple[str, ...] = ()
+    date_formats: tuple[str, ...] = ()
+    day_first: bool = False
+    sheet: str | int | None = None  # xlsx
+    tables: tuple[str, ...] = ()  # gtfs: limit to these files (without .txt)
+    base_dir: Path = Path(".")
+
+    def resolve(self) -> list[Path] | str:
+        """Local paths matching ``path`` (a glob is allowed), or the URL untouched."""
+        if "://" in self.path:
+            return self.path
+        p = Path(self.path)
+        if not p.is_absolute():
+            p = self.base_dir / p
+        if any(ch in self.path for ch in "*?["):
+            return sorted(p.parent.glob(p.name))
+        return [p]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    id: str
+    title: str
+    domain: str
+    organization: str
+    source: SourceSpec
+    title_en: str | None = None
+    notes: str | None = None
+    notes_en: str | None = None
+    licence: str = "CC-BY-4.0"
+    access: str = "open"
+    tags: tuple[str, ...] = ()
+    schema: tuple[FieldSpec, ...] = ()
+    expectations: tuple[dict, ...] = ()
+    on_invalid: str = "fail"
+    attribution: str | None = None
+    source_url: str | None = None
+    price_cny: float | None = None
+    extras: dict = field(default_factory=dict)
+    line: int | None = None  # where it is declared, for messages
+
+    @property
+    def sql_schema(self) -> str:
+        return self.domain.replace("-", "_")
+
+    @property
+    def sql_name(self) -> str:
+        return self.id.replace("-", "_")
+
+    def field(self, name: str) -> FieldSpec | None:
+        for f in self.schema:
+            if f.name == name:
+                return f
+        return None
+
+
+def _mark(node: yaml.Node | None) -> tuple[int | None, int | None]:
+    if node is None:
+        return None, None
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+class _Ctx:
+    def __init__(self, file: str):
+        self.file = file
+
+    def err(self, node: yaml.Node | None, message: str, hint: str | None = None) -> ConfigError:
+        line, col = _mark(node)
+        return ConfigError(message, file=self.file, line=line, column=col, hint=hint)
+
+
+def _child(mapping: yaml.MappingNode, key: str) -> yaml.Node | None:
+    for k, v in mapping.value:
+        if k.value == key:
+            return v
+    return None
+
+
+def load_specs(path: str | Path) -> list[DatasetSpec]:
+    """Parse datasets.yaml at ``path``; raise :class:`ConfigError` naming line and column."""
+    path = Path(path)
+    ctx = _Ctx(str(path))
+    if not path.exists():
+        raise ConfigError(
+            "file not found",
+            file=str(path),
+            hint="create datasets.yaml (see README 'datasets.yaml reference') or set NSDX_DATASETS",
+        )
+    text = path.read_text(encoding="utf-8")
+    return parse_specs(text, file=str(path), base_dir=path.parent, _ctx=ctx)
+
+
+def parse_specs(
+    text: str, *, file: str = "datasets.yaml", base_dir: Path = Path("."), _ctx: _Ctx | None = None
+) -> list[DatasetSpec]:
+    ctx = _ctx or _Ctx(file)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        raise ConfigError(
+            f"not valid YAML: {e.problem}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    if root is None or not isinstance(root, yaml.MappingNode):
+        raise ctx.err(root, "expected a mapping with a 'datasets:' list")
+    ds_node = _child(root, "datasets")
+    if not isinstance(ds_node, yaml.SequenceNode):
+        raise ctx.err(ds_node or root, "expected 'datasets:' to be a list of datasets")
+    data = yaml.safe_load(text)["datasets"]
+    specs: list[DatasetSpec] = []
+    seen: dict[str, int] = {}
+    for node, raw in zip(ds_node.value, data, strict=True):
+        spec = _dataset(ctx, node, raw, base_dir)
+        if spec.id in seen:
+            raise ctx.err(
+                _child(node, "id"),
+                f"dataset id {spec.id!r} is declared twice (first at line {seen[spec.id]})",
+                hint="ids must be unique",
+            )
+        seen[spec.id] = spec.line or 0
+        specs.append(spec)
+    return specs
+
+
+def _require(ctx: _Ctx, node: yaml.MappingNode, raw: dict, key: str, what: str) -> Any:
+    if key not in raw or raw[key] in (None, ""):
+        raise ctx.err(node, f"{what} is missing its '{key}:'", hint=f"add '{key}:' to this entry")
+    return raw[key]
+
+
+def _choice(ctx: _Ctx, node, raw: dict, key: str, allowed: tuple, default: Any) -> Any:
+    value = raw.get(key, default)
+    if value not in allowed:
+        raise ctx.err(
+            _child(node, key) or node,
+            f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}",
+        )
+    return value
+
+
+def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpec:
+    if not isinstance(node, yaml.MappingNode) or not isinstance(raw, dict):
+        raise ctx.err(node, "each dataset must be a mapping (id:, title:, source: ...)")
+    ds_id = str(_require(ctx, node, raw, "id", "dataset"))
+    if not ID_RE.match(ds_id):
+        raise ctx.err(
+            _child(node, "id"),
+            f"id {ds_id!r} must match [a-z0-9-]{{2,100}}",
+            hint="use lower-case letters, digits and '-', e.g. nansha-bus-gps",
+        )
+    what = f"dataset {ds_id!r}"
+    title = str(_require(ctx, node, raw, "title", what))
+    domain = str(_require(ctx, node, raw, "domain", what))
+    if not re.match(r"^[a-z][a-z0-9-]*$", domain):
+        raise ctx.err(_child(node, "domain"), f"domain {domain!r} must be lower-case words and '-'")
+    org = str(_require(ctx, node, raw, "organization", what))
+    src_raw = _require(ctx, node, raw, "source", what)
+    src_node = _child(node, "source")
+    if not isinstance(src_raw, dict):
+        raise ctx.err(src_node, "source: must be a mapping with path: and format:")
+    source = _source(ctx, src_node, src_raw, base_dir, what)
+    schema = tuple(_fields(ctx, _child(node, "schema"), raw.get("schema") or [], what))
+    exps_raw = raw.get("expectations") or []
+    if not isinstance(exps_raw, list) or not all(isinstance(e, dict) for e in exps_raw):
+        raise ctx.err(_child(node, "expectations"), "expectations: must be a list of mappings")
+    known = {
+        "id",
+        "title",
+        "title_en",
+        "notes",
+        "notes_en",
+        "description",
+        "domain",
+        "organization",
+        "licence",
+        "license",
+        "access",
+        "tags",
+        "source",
+        "schema",
+        "expectations",
+        "on_invalid",
+        "attribution",
+        "source_url",
+        "price_cny",
+        "extras",
+    }
+    for k, v in node.value:
+        if k.value not in known:
+            raise ctx.err(k, f"unknown key {k.value!r} in {what}", hint=f"known keys: {sorted(known)}")
+    tags = raw.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    return DatasetSpec(
+        id=ds_id,
+        title=title,
+        title_en=raw.get("title_en"),
+        notes=raw.get("notes") or raw.get("description"),
+        notes_en=raw.get("notes_en"),
+        domain=domain,
+        organization=org,
+        licence=str(raw.get("licence") or raw.get("license") or "CC-BY-4.0"),
+        access=_choice(ctx, node, raw, "access", ACCESS, "open"),
+        tags=tuple(str(t) for t in tags),
+        source=source,
+        schema=schema,
+        expectations=tuple(exps_raw),
+        on_invalid=_choice(ctx, node, raw, "on_invalid", ON_INVALID, "fail"),
+        attribution=raw.get("attribution"),
+        source_url=raw.get("source_url"),
+        price_cny=raw.get("price_cny"),
+        extras=dict(raw.get("extras") or {}),
+        line=_mark(node)[0],
+    )
+
+
+def _source(ctx: _Ctx, node, raw: dict, base_dir: Path, what: str) -> SourceSpec:
+    path = str(_require(ctx, node, raw, "path", f"source of {what}"))
+    fmt = _choice(ctx, node, raw, "format", FORMATS, None)
+    nulls = raw.get("null_values") or ()
+    if isinstance(nulls, str):
+        nulls = (nulls,)
+    dates = raw.get("date_formats") or ()
+    if isinstance(dates, str):
+        dates = (dates,)
+    delim = raw.get("delimiter")
+    if delim is not None and (not isinstance(delim, str) or len(delim) != 1):
+        raise ctx.err(_child(node, "delimiter"), f"delimiter must be one character, got {delim!r}")
+    tables = raw.get("tables") or ()
+    return SourceSpec(
+        path=path,
+        format=fmt,
+        encoding=str(raw.get("encoding") or "auto"),
+        delimiter=delim,
+        skip_rows=int(raw.get("skip_rows") or 0),
+        thousands=raw.get("thousands"),
+        null_values=tuple(str(v) for v in nulls),
+        date_formats=tuple(str(v) for v in dates),
+        day_first=bool(raw.get("day_first", False)),
+        sheet=raw.get("sheet"),
+        tables=tuple(tables),
+        base_dir=base_dir,
+    )
+
+
+def _fields(ctx: _Ctx, node, raw: list, what: str) -> list[FieldSpec]:
+    if not isinstance(raw, list):
+        raise ctx.err(node, "schema: must be a list of {name:, type:} mappings")
+    out = []
+    for fnode, f in zip(node.value if node is not None else [], raw, strict=False):
+        if not isinstance(f, dict) or "name" not in f:
+            raise ctx.err(fnode, "each schema entry needs at least name:")
+        ftype = f.get("type")
+        if ftype is not None and ftype not in TYPES and not str(ftype).startswith("decimal("):
+            raise ctx.err(
+                _child(fnode, "type"),
+                f"type {ftype!r} of column {f['name']!r} is not one of {', '.join(TYPES)}",
+            )
+        pii = f.get("pii")
+        if pii is not None and pii not in PII_KINDS:
+            raise ctx.err(
+                _child(fnode, "pii"), f"pii {pii!r} is not one of {', '.join(PII_KINDS)}"
+            )
+        treat = f.get("pii_treatment", f.get("mask", "hmac"))
+        if treat not in PII_TREATMENTS:
+            raise ctx.err(
+                _child(fnode, "pii_treatment") or fnode,
+                f"pii_treatment {treat!r} is not one of {', '.join(PII_TREATMENTS)}",
+            )
+        out.append(
+            FieldSpec(
+                name=str(f["name"]),
+                type=ftype,
+                pii=pii,
+                pii_treatment=treat,
+                format=f.get("format"),
+                description=f.get("description"),
+                unit=f.get("unit"),
+            )
+        )
+    return out
