@@ -245,9 +245,11 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         "price_cny",
         "extras",
     }
-    for k, v in node.value:
+    for k, _v in node.value:
         if k.value not in known:
-            raise ctx.err(k, f"unknown key {k.value!r} in {what}", hint=f"known keys: {sorted(known)}")
+            raise ctx.err(
+                k, f"unknown key {k.value!r} in {what}", hint=f"known keys: {sorted(known)}"
+            )
     tags = raw.get("tags") or []
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",") if t.strip()]
@@ -318,9 +320,7 @@ def _fields(ctx: _Ctx, node, raw: list, what: str) -> list[FieldSpec]:
             )
         pii = f.get("pii")
         if pii is not None and pii not in PII_KINDS:
-            raise ctx.err(
-                _child(fnode, "pii"), f"pii {pii!r} is not one of {', '.join(PII_KINDS)}"
-            )
+            raise ctx.err(_child(fnode, "pii"), f"pii {pii!r} is not one of {', '.join(PII_KINDS)}")
         treat = f.get("pii_treatment", f.get("mask", "hmac"))
         if treat not in PII_TREATMENTS:
             raise ctx.err(

@@ -1,0 +1,72 @@
+"""The catalogue database: one SQLAlchemy engine (SQLite file by default, PostgreSQL in
+production) and Alembic migrations applied on open. SQLAlchemy is touched here and in
+the modules that hold queries; nowhere else builds engines."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import DatabaseError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``, migrated to the latest schema (cached per URL)."""
+    with _lock:
+        if url in _engines:
+            return _engines[url]
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        try:
+            migrate(engine)
+        except Exception as e:  # noqa: BLE001 - turned into an actionable error
+            raise DatabaseError(
+                f"cannot open the catalogue database {engine.url.render_as_string()}: {e}",
+                hint="check NSDX_DATABASE_URL (sqlite:///path or postgresql+psycopg://user@host/db)",
+            ) from e
+        _engines[url] = engine
+        return engine
+
+
+def migrate(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def dispose_all() -> None:
+    with _lock:
+        for e in _engines.values():
+            e.dispose()
+        _engines.clear()

@@ -1,0 +1,20 @@
+"""Alembic environment: the connection is handed in by catalogue.db.migrate()."""
+
+from alembic import context
+
+from catalogue.models import Base
+
+target_metadata = Base.metadata
+connection = context.config.attributes.get("connection")
+if connection is None:  # `alembic` CLI use: build an engine from the URL in the config
+    from sqlalchemy import create_engine
+
+    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+
+context.configure(
+    connection=connection,
+    target_metadata=target_metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,302 @@
+"""The registry: datasets, their versions and resources, as CKAN-shaped dicts.
+
+Every surface (CLI, CKAN Action API, web pages, Python API) reads through
+:class:`Catalogue`; the package dict built by :func:`package_dict` is the one data dict
+they all render.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, selectinload
+
+from .db import make_engine, sessions
+from .errors import DatasetNotFound
+from .models import Dataset, DatasetTag, Organization, Resource, Version, utcnow
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """One queryable table of a dataset's current version."""
+
+    dataset: str
+    domain: str
+    table: str | None  # None for single-table datasets
+    uris: tuple[str, ...]  # object keys of the Parquet files
+    access: str
+    organization: str | None
+
+    @property
+    def view_schema(self) -> str:
+        return self.domain.replace("-", "_")
+
+    @property
+    def view_name(self) -> str:
+        base = self.dataset.replace("-", "_")
+        return f"{base}__{self.table.replace('-', '_')}" if self.table else base
+
+
+class Catalogue:
+    def __init__(self, database_url: str | Engine) -> None:
+        self.engine = (
+            database_url if isinstance(database_url, Engine) else make_engine(database_url)
+        )
+        self.Session = sessions(self.engine)
+
+    # -- organisations -----------------------------------------------------------------
+    def ensure_organization(self, s: Session, name: str, title: str | None = None) -> Organization:
+        org = s.scalar(select(Organization).where(Organization.name == name))
+        if org is None:
+            org = Organization(name=name, title=title or name, description="", extras={})
+            s.add(org)
+            s.flush()
+        return org
+
+    # -- datasets ----------------------------------------------------------------------
+    def _get(self, s: Session, name: str, *, include_deleted: bool = False) -> Dataset:
+        q = select(Dataset).where((Dataset.name == name) | (Dataset.id == name))
+        if not include_deleted:
+            q = q.where(Dataset.state != "deleted")
+        ds = s.scalar(q)
+        if ds is None:
+            raise DatasetNotFound(name)
+        return ds
+
+    def upsert_from_spec(self, s: Session, spec) -> Dataset:
+        """Create or update a dataset's metadata from its datasets.yaml declaration."""
+        org = self.ensure_organization(s, spec.organization)
+        ds = s.scalar(select(Dataset).where(Dataset.name == spec.id))
+        if ds is None:
+            ds = Dataset(name=spec.id, extras={})
+            s.add(ds)
+        ds.title = spec.title
+        ds.title_en = spec.title_en
+        ds.notes = spec.notes
+        ds.notes_en = spec.notes_en
+        ds.domain = spec.domain
+        ds.access = spec.access
+        ds.license_id = spec.licence
+        ds.organization = org
+        ds.attribution = spec.attribution
+        ds.url = spec.source_url
+        ds.price_cny = spec.price_cny
+        ds.state = "active"
+        ds.extras = {**(ds.extras or {}), **{str(k): v for k, v in spec.extras.items()}}
+        want = list(dict.fromkeys(spec.tags))
+        have = {t.tag for t in ds.tags}
+        if set(want) != have:
+            ds.tags = [DatasetTag(tag=t) for t in want]
+        ds.metadata_modified = utcnow()
+        s.flush()
+        return ds
+
+    def current(self, name: str) -> Version | None:
+        with self.Session() as s:
+            ds = s.scalar(select(Dataset).where(Dataset.name == name))
+            if ds is None or ds.current_version is None:
+                return None
+            return s.scalar(
+                select(Version).where(
+                    Version.dataset_id == ds.id, Version.number == ds.current_version
+                )
+            )
+
+    def register_version(self, spec, result, storage_url: str) -> Version:
+        """Record a published version and move the dataset's pointer to it, in one
+        transaction: readers see the old version or the new one, never a mix."""
+        with self.Session.begin() as s:
+            ds = self.upsert_from_spec(s, spec)
+            ver = s.scalar(
+                select(Version).where(Version.dataset_id == ds.id, Version.number == result.version)
+            )
+            if ver is None:
+                m = result.manifest
+                ver = Version(
+                    dataset_id=ds.id,
+                    number=result.version,
+                    prefix=result.prefix,
+                    storage_url=storage_url,
+                    fingerprint=m["fingerprint"],
+                    row_count=m.get("row_count", 0),
+                    bytes=m.get("bytes", 0),
+                    manifest=m,
+                    validation=m.get("validation") or {},
+                    quality_score=(m.get("validation") or {}).get("score"),
+                )
+                s.add(ver)
+                s.flush()
+                multi = len(m["tables"]) > 1 or m["tables"][0]["name"] != "data"
+                for i, t in enumerate(m["tables"]):
+                    s.add(
+                        Resource(
+                            version_id=ver.id,
+                            dataset_id=ds.id,
+                            name=t["name"] if multi else spec.id,
+                            table=t["name"] if multi else None,
+                            format="Parquet",
+                            url=f"{storage_url.rstrip('/')}/{result.prefix}/{t['files'][0]['path']}"
+                            if t["files"]
+                            else "",
+                            position=i,
+                            row_count=t["rows"],
+                            bytes=t["bytes"],
+                            files=[
+                                {**f, "key": f"{result.prefix}/{f['path']}"} for f in t["files"]
+                            ],
+                            table_schema=t["schema"],
+                            extras={},
+                        )
+                    )
+            ds.current_version = result.version
+            ds.metadata_modified = utcnow()
+            s.flush()
+            return ver
+
+    def touch_metadata(self, spec) -> None:
+        with self.Session.begin() as s:
+            self.upsert_from_spec(s, spec)
+
+    def package(self, name: str) -> dict:
+        with self.Session() as s:
+            return package_dict(self._get(s, name), s)
+
+    def packages(self, *, include_private: bool = True) -> list[dict]:
+        with self.Session() as s:
+            q = (
+                select(Dataset)
+                .where(Dataset.state == "active")
+                .options(selectinload(Dataset.organization))
+                .order_by(Dataset.name)
+            )
+            if not include_private:
+                q = q.where(Dataset.private.is_(False))
+            return [package_dict(ds, s) for ds in s.scalars(q)]
+
+    def published_tables(self) -> list[PublishedTable]:
+        with self.Session() as s:
+            rows = s.execute(
+                select(Dataset, Version)
+                .join(
+                    Version,
+                    (Version.dataset_id == Dataset.id)
+                    & (Version.number == Dataset.current_version),
+                )
+                .where(Dataset.state == "active")
+                .options(selectinload(Dataset.organization))
+                .order_by(Dataset.name)
+            ).all()
+            out = []
+            for ds, ver in rows:
+                for r in ver.resources:
+                    out.append(
+                        PublishedTable(
+                            dataset=ds.name,
+                            domain=ds.domain,
+                            table=r.table,
+                            uris=tuple(f["key"] for f in r.files),
+                            access=ds.access,
+                            organization=ds.organization.name if ds.organization else None,
+                        )
+                    )
+            return out
+
+
+def _iso(dt) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def package_dict(ds: Dataset, s: Session) -> dict:
+    """The CKAN package dict of a dataset, with nsdx's own fields as extras."""
+    ver = None
+    if ds.current_version is not None:
+        ver = s.scalar(
+            select(Version).where(Version.dataset_id == ds.id, Version.number == ds.current_version)
+        )
+    org = ds.organization
+    resources = []
+    if ver is not None:
+        for r in ver.resources:
+            resources.append(
+                {
+                    "id": r.id,
+                    "package_id": ds.id,
+                    "name": r.name,
+                    "description": r.description or "",
+                    "format": r.format,
+                    "url": r.url,
+                    "position": r.position,
+                    "size": r.bytes,
+                    "state": r.state,
+                    "created": _iso(r.created),
+                    "last_modified": _iso(ver.created),
+                    "nsdx_table": r.table,
+                    "nsdx_row_count": r.row_count,
+                    "nsdx_files": r.files,
+                    "nsdx_schema": r.table_schema,
+                }
+            )
+    extras = {
+        **{k: v for k, v in (ds.extras or {}).items()},
+        "domain": ds.domain,
+        "access": ds.access,
+        "title_en": ds.title_en,
+        "notes_en": ds.notes_en,
+        "attribution": ds.attribution,
+        "current_version": ver.number if ver else None,
+        "row_count": ver.row_count if ver else None,
+        "bytes": ver.bytes if ver else None,
+        "quality_score": ver.quality_score if ver else None,
+        "price_cny": ds.price_cny,
+        "storage_uri": f"{ver.storage_url.rstrip('/')}/{ver.prefix}/" if ver else None,
+    }
+    return {
+        "id": ds.id,
+        "name": ds.name,
+        "title": ds.title,
+        "notes": ds.notes or "",
+        "type": "dataset",
+        "state": ds.state,
+        "private": ds.private,
+        "license_id": ds.license_id,
+        "license_title": ds.license_id,
+        "url": ds.url or "",
+        "version": str(ver.number) if ver else None,
+        "author": ds.author,
+        "metadata_created": _iso(ds.metadata_created),
+        "metadata_modified": _iso(ds.metadata_modified),
+        "owner_org": org.id if org else None,
+        "organization": (
+            {"id": org.id, "name": org.name, "title": org.title, "type": "organization"}
+            if org
+            else None
+        ),
+        "tags": [{"name": t.tag, "display_name": t.tag} for t in ds.tags],
+        "num_tags": len(ds.tags),
+        "resources": resources,
+        "num_resources": len(resources),
+        "extras": [
+            {"key": k, "value": v if isinstance(v, str) else _json(v)}
+            for k, v in extras.items()
+            if v is not None
+        ],
+        # nsdx's own view of the same facts, typed (CKAN extras are strings)
+        "nsdx": {
+            **{k: v for k, v in extras.items()},
+            "validation": ver.validation if ver else None,
+            "schema": resources[0]["nsdx_schema"] if len(resources) == 1 else None,
+            "versions": [v.number for v in ds.versions],
+        },
+    }
+
+
+def _json(v) -> str:
+    import json
+
+    return json.dumps(v, ensure_ascii=False, default=str)
+
+
+def tags_of(packages: Iterable[dict]) -> list[str]:
+    return sorted({t["name"] for p in packages for t in p["tags"]})

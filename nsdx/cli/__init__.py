@@ -1,0 +1,131 @@
+"""The `nsdx` command. Commands are thin: open the core, call one function, render.
+
+Heavy libraries (pyarrow, duckdb, great-expectations, SQLAlchemy) are imported inside the
+commands so that `nsdx --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import click
+
+# group name -> module that defines it (loaded only when the group is used)
+_LAZY = {
+    "ingest": ("nsdx.cli.data", "ingest"),
+    "datasets": ("nsdx.cli.data", "datasets"),
+    "query": ("nsdx.cli.data", "query"),
+    "samples": ("nsdx.cli.data", "samples"),
+    "storage": ("nsdx.cli.data", "storage"),
+    "gc": ("nsdx.cli.data", "gc"),
+    "serve": ("nsdx.cli.serve", "serve"),
+    "worker": ("nsdx.cli.serve", "worker"),
+    "user": ("nsdx.cli.admin", "user"),
+    "org": ("nsdx.cli.admin", "org"),
+    "token": ("nsdx.cli.admin", "token"),
+    "catalogue": ("nsdx.cli.admin", "catalogue"),
+    "exchange": ("nsdx.cli.exchange", "exchange"),
+    "audit": ("nsdx.cli.exchange", "audit"),
+}
+_HELP = {
+    "ingest": "Read, validate, convert and publish datasets declared in datasets.yaml.",
+    "datasets": "List and show catalogue entries.",
+    "query": "Run SQL over every published dataset with DuckDB.",
+    "samples": "Generate the seeded Nansha sample data.",
+    "storage": "Check the configured object storage.",
+    "gc": "Remove staging leftovers from object storage.",
+    "serve": "Run the HTTP server: CKAN Action API, portal API and web pages.",
+    "worker": "Run background jobs (uploads, re-ingests) from the job queue.",
+    "user": "Create and list users.",
+    "org": "Create organisations and manage their members.",
+    "token": "Create and revoke API tokens.",
+    "catalogue": "Push to and harvest from other CKAN portals.",
+    "exchange": "Offers, orders, payments, grants, deliveries and refunds.",
+    "audit": "Verify the exchange ledger, print proofs, compute rewards.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY))
+
+    def get_command(self, ctx, name):
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in _LAZY:
+            return cmd
+        module, attr = _LAZY[name]
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:  # a surface not built in this version
+                return None
+            raise
+        return getattr(mod, attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(n, _HELP.get(n) or "") for n in self.list_commands(ctx) if _available(n)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _available(name: str) -> bool:
+    if name not in _LAZY:
+        return True
+    import importlib.util
+
+    return importlib.util.find_spec(_LAZY[name][0]) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nsdx")
+def cli() -> None:
+    """nsdx — Nansha open dataset registry and data exchange (南沙开放数据目录与数据交易).
+
+    Configuration comes from NSDX_HOME, NSDX_DATABASE_URL, NSDX_STORAGE_URL, NSDX_DATASETS
+    and NSDX_PII_KEY (all optional; see the README).
+    """
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    kinds: list[type[BaseException]] = []
+    for mod, name in (
+        ("ingest.errors", "IngestError"),
+        ("catalogue.errors", "CatalogueError"),
+        ("validation.errors", "ValidationError"),
+        ("exchange.errors", "ExchangeError"),
+    ):
+        m = sys.modules.get(mod)
+        if m is not None and hasattr(m, name):
+            kinds.append(getattr(m, name))
+    return tuple(kinds)
+
+
+def fail(err: BaseException, as_json: bool = False) -> None:
+    """Print an error the way users read it (or as JSON) and exit 1."""
+    if as_json:
+        payload = err.to_dict() if hasattr(err, "to_dict") else {"message": str(err)}
+        click.echo(json.dumps({"error": payload}, ensure_ascii=False, default=str), err=True)
+    else:
+        click.secho(f"Error: {getattr(err, 'message', str(err))}", fg="red", err=True)
+        if getattr(err, "hint", None):
+            click.echo(f"  hint: {err.hint}", err=True)
+    sys.exit(1)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:
+        if isinstance(e, _known_errors()):
+            fail(e, as_json="--json" in sys.argv)
+        raise

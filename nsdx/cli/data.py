@@ -1,0 +1,328 @@
+"""Data commands: ingest, datasets, query, samples, storage, gc."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from . import fail
+from .render import arrow_out, echo_json, human_bytes, stderr_console, table
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _nx():
+    from nsdx.core import Nsdx
+
+    return Nsdx()
+
+
+class _IngestProgress:
+    """A rich progress display: one line per table with rows read and speed."""
+
+    def __init__(self, console, quiet: bool) -> None:
+        from rich.progress import (
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.quiet = quiet
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:>12,.0f} rows"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=quiet,
+        )
+        self.tasks: dict[str, int] = {}
+        self.started: dict[str, float] = {}
+        self.dataset = ""
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: str, **kw) -> None:
+        if event == "table":
+            key = f"{self.dataset}:{kw['name']}"
+            self.tasks[key] = self.progress.add_task(
+                f"{self.dataset} [{kw['name']}]", total=None, rate=""
+            )
+            self.started[key] = time.perf_counter()
+            self._cur = key
+        elif event == "rows":
+            key = self._cur
+            secs = max(time.perf_counter() - self.started[key], 1e-6)
+            self.progress.update(
+                self.tasks[key], completed=kw["rows"], rate=f"{kw['rows'] / secs:,.0f} rows/s"
+            )
+        elif event == "publish":
+            self.progress.add_task(f"{self.dataset} publishing {kw['prefix']}", total=None, rate="")
+
+
+@click.command()
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every dataset in datasets.yaml.")
+@click.option("--force", is_flag=True, help="Publish a new version even if nothing changed.")
+@json_option
+def ingest(ids: tuple[str, ...], all_: bool, force: bool, as_json: bool) -> None:
+    """Read, validate, convert to Parquet and publish datasets (ID... or --all).
+
+    Exits 0 only if every dataset asked for was published or was already up to date.
+    """
+    if not ids and not all_:
+        raise click.UsageError("give dataset ids or --all")
+    nx = _nx()
+    specs = nx.select_specs(ids, all_)
+    key, generated = nx.pii_key()
+    console = stderr_console()
+    if generated:
+        console.print(
+            f"[yellow]Generated a personal-data masking key in {nx.settings.home / 'pii.key'} "
+            "(mode 600). Keep it secret and back it up, or set NSDX_PII_KEY.[/yellow]"
+        )
+    results, errors = [], []
+    with _IngestProgress(console, quiet=as_json) as prog:
+        for spec in specs:
+            prog.dataset = spec.id
+            try:
+                r = nx.ingest_one(spec, progress=prog, force=force)
+            except Exception as e:  # noqa: BLE001 - reported per dataset, exit code below
+                from . import _known_errors
+
+                if not isinstance(e, _known_errors()):
+                    raise
+                errors.append((spec.id, e))
+                if not as_json:
+                    prog.progress.console.print(f"[red]✗ {spec.id}[/red]: {e}")
+                continue
+            results.append(r)
+            if not as_json:
+                prog.progress.console.print(_describe(r))
+    if as_json:
+        echo_json(
+            {
+                "results": [r.to_dict() for r in results],
+                "errors": [
+                    {
+                        "dataset": i,
+                        **(e.to_dict() if hasattr(e, "to_dict") else {"message": str(e)}),
+                    }
+                    for i, e in errors
+                ],
+            }
+        )
+    if errors:
+        if not as_json:
+            click.secho(f"{len(errors)} of {len(specs)} dataset(s) failed.", fg="red", err=True)
+        raise SystemExit(1)
+
+
+def _describe(r) -> str:
+    if r.status == "up_to_date":
+        return f"[dim]= {r.dataset_id} is up to date (v{r.version})[/dim]"
+    q = r.validation.get("score") if r.validation else None
+    verb = {"adopted": "registered", "published_with_warnings": "published with warnings"}.get(
+        r.status, "published"
+    )
+    line = (
+        f"[green]✓ {r.dataset_id}[/green] v{r.version} {verb}: {r.row_count:,} rows, "
+        f"{human_bytes(r.bytes)}"
+        + (f", quality {q:.1f}" if q is not None else "")
+        + f", {r.seconds:.1f} s"
+    )
+    for w in r.warnings:
+        line += f"\n  [yellow]warning:[/yellow] {w}"
+    for q in r.quarantine:
+        line += f"\n  [yellow]quarantined rows:[/yellow] {q}"
+    return line
+
+
+@click.group()
+def datasets() -> None:
+    """List and show catalogue entries."""
+
+
+@datasets.command("list")
+@json_option
+@click.option("--declared", is_flag=True, help="List datasets.yaml instead of the catalogue.")
+def datasets_list(as_json: bool, declared: bool) -> None:
+    """Every dataset in the catalogue with its current version."""
+    nx = _nx()
+    if declared:
+        specs = nx.specs()
+        if as_json:
+            echo_json([{"id": s.id, "title": s.title, "domain": s.domain} for s in specs])
+        else:
+            table(
+                [(s.id, s.title, s.domain, s.source.format) for s in specs],
+                ["id", "title", "domain", "format"],
+            )
+        return
+    pkgs = nx.datasets()
+    if as_json:
+        echo_json(pkgs)
+        return
+    rows = []
+    for p in pkgs:
+        x = p["nsdx"]
+        rows.append(
+            (
+                p["name"],
+                p["title"],
+                x["domain"],
+                x["access"],
+                f"v{x['current_version']}" if x["current_version"] else "-",
+                f"{x['row_count']:,}" if x["row_count"] is not None else "-",
+                human_bytes(x["bytes"]),
+                f"{x['quality_score']:.1f}" if x.get("quality_score") is not None else "-",
+            )
+        )
+    table(
+        rows,
+        ["id", "title", "domain", "access", "version", "rows", "size", "quality"],
+        title=f"nsdx catalogue — {len(rows)} datasets",
+    )
+
+
+@datasets.command("show")
+@click.argument("name")
+@json_option
+def datasets_show(name: str, as_json: bool) -> None:
+    """One dataset: metadata, versions, tables, schema and quality."""
+    p = _nx().dataset(name)
+    if as_json:
+        echo_json(p)
+        return
+    x = p["nsdx"]
+    click.secho(f"{p['title']}  ({p['name']})", bold=True)
+    if x.get("title_en"):
+        click.echo(x["title_en"])
+    if p["notes"]:
+        click.echo(p["notes"])
+    org = p["organization"]["name"] if p["organization"] else "-"
+    click.echo(
+        f"organisation: {org}   domain: {x['domain']}   access: {x['access']}   "
+        f"licence: {p['license_id']}"
+    )
+    if x.get("attribution"):
+        click.echo(f"attribution: {x['attribution']}")
+    click.echo(
+        f"current version: v{x['current_version']}   rows: {x['row_count']:,}   "
+        f"size: {human_bytes(x['bytes'])}   versions: {', '.join(f'v{v}' for v in x['versions'])}"
+        if x["current_version"]
+        else "not published yet"
+    )
+    if x.get("storage_uri"):
+        click.echo(f"storage: {x['storage_uri']}")
+    v = x.get("validation") or {}
+    if v:
+        status = "passed" if v.get("success") else "FAILED"
+        click.echo(f"quality: {v.get('score')} ({status})")
+        for exp, n in (v.get("failures_by_expectation") or {}).items():
+            click.echo(f"  {exp}: {n} unexpected")
+    if p["tags"]:
+        click.echo("tags: " + ", ".join(t["name"] for t in p["tags"]))
+    for r in p["resources"]:
+        click.secho(
+            f"\ntable {r['name']}: {r['nsdx_row_count']:,} rows, {human_bytes(r['size'])}",
+            bold=True,
+        )
+        table([(c["name"], c["type"]) for c in r["nsdx_schema"]], ["column", "type"])
+
+
+@click.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file.")
+@click.option("--max-rows", type=int, default=None, help="Stop after this many rows.")
+def query(sql: str, fmt: str, output: str | None, max_rows: int | None) -> None:
+    """Run SQL over published data. Views are <domain>.<id> with '-' as '_', e.g.
+
+    nsdx query "SELECT count(*) FROM transport.nansha_bus_gps"
+    """
+    if max_rows is None and fmt == "table" and not output:
+        max_rows = 1000
+    tbl = _nx().query(sql, max_rows=max_rows)
+    arrow_out(tbl, fmt, output)
+
+
+@click.group()
+def samples() -> None:
+    """Seeded sample data for Nansha (deterministic, no downloads)."""
+
+
+@samples.command("generate")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/samples")
+)
+@click.option("--rows", type=int, default=1_000_000, show_default=True, help="Bus GPS rows.")
+@click.option("--seed", type=int, default=20261127, show_default=True)
+def samples_generate(out: Path, rows: int, seed: int) -> None:
+    """Write the sample source files (CSV in UTF-8 and GB18030, Excel, NDJSON)."""
+    from nsdx.samples import generate
+
+    console = stderr_console()
+    with console.status("generating sample data…"):
+        written = generate(out, rows=rows, seed=seed)
+    for ds, path in written.items():
+        click.echo(f"{ds}: {path}")
+
+
+@click.group()
+def storage() -> None:
+    """Object storage commands."""
+
+
+@storage.command("check")
+@json_option
+def storage_check(as_json: bool) -> None:
+    """Write, read back and delete a probe object in the configured storage."""
+    nx = _nx()
+    try:
+        nx.store.check()
+    except Exception as e:  # noqa: BLE001
+        from . import _known_errors
+
+        if isinstance(e, _known_errors()):
+            fail(e, as_json)
+        raise
+    if as_json:
+        echo_json({"ok": True, "storage": nx.store.url})
+    else:
+        click.secho(f"✓ storage works: {nx.store.url}", fg="green")
+
+
+@click.command()
+@click.option("--older-than", default="24h", show_default=True, help="Age, e.g. 30m, 24h, 7d.")
+@json_option
+def gc(older_than: str, as_json: bool) -> None:
+    """Remove staging leftovers older than a threshold. Committed versions are never touched."""
+    seconds = _parse_age(older_than)
+    removed = _nx().store.gc(seconds)
+    if as_json:
+        echo_json({"removed": removed})
+    else:
+        click.echo(f"removed {len(removed)} staging leftover(s)")
+        for r in removed:
+            click.echo(f"  {r}")
+
+
+def _parse_age(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{text!r}: use a number with s, m, h or d, e.g. 24h") from None

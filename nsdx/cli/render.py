@@ -1,0 +1,78 @@
+"""Rendering for the CLI: one data dict, several outputs (table, JSON, CSV)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+import click
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def table(rows: Sequence[Sequence], headers: Sequence[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for h in headers:
+        t.add_column(h, overflow="fold")
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    Console(width=max(100, _width())).print(t)
+
+
+def _width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((160, 40)).columns
+
+
+def stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def arrow_out(tbl, fmt: str, output: str | None) -> None:
+    """Write a pyarrow Table as table/csv/json to stdout or a file."""
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        if output:
+            pcsv.write_csv(tbl, output)
+        else:
+            buf = __import__("io").BytesIO()
+            pcsv.write_csv(tbl, buf)
+            sys.stdout.write(buf.getvalue().decode())
+        return
+    if fmt == "json":
+        text = json.dumps(tbl.to_pylist(), ensure_ascii=False, default=str, indent=1)
+        if output:
+            open(output, "w", encoding="utf-8").write(text + "\n")
+        else:
+            click.echo(text)
+        return
+    rows = tbl.to_pylist()
+    if output:
+        open(output, "w", encoding="utf-8").write(
+            "\t".join(tbl.column_names)
+            + "\n"
+            + "".join("\t".join(str(v) for v in r.values()) + "\n" for r in rows)
+        )
+        return
+    table([list(r.values()) for r in rows], tbl.column_names)
+    click.echo(f"({tbl.num_rows} row{'s' if tbl.num_rows != 1 else ''})")
