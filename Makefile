@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint format bench clean samples
+.PHONY: demo test install lint format bench clean samples docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .nsdx data/samples
+
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_cli_docs.py

@@ -1,0 +1,99 @@
+"""datasets.yaml parsing: what a provider writes, and the errors they see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.errors import ConfigError
+from ingest.spec import load_specs, parse_specs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+datasets:
+  - id: nansha-bus-gps
+    title: 南沙公交车辆GPS轨迹
+    title_en: Nansha bus GPS positions
+    domain: transport
+    organization: nansha-transport-bureau
+    licence: CC-BY-4.0
+    access: open
+    tags: [公交, bus]
+    source:
+      path: data/samples/bus_gps.csv
+      format: csv
+      encoding: auto
+      delimiter: ","
+    schema:
+      - {name: ts, type: timestamp}
+      - {name: plate, type: string, pii: plate}
+    expectations:
+      - {column: speed_kmh, between: [0, 150]}
+    on_invalid: fail
+"""
+
+
+def test_parses_the_design_brief_example():
+    (spec,) = parse_specs(GOOD)
+    assert spec.id == "nansha-bus-gps"
+    assert spec.title == "南沙公交车辆GPS轨迹"
+    assert spec.sql_schema == "transport" and spec.sql_name == "nansha_bus_gps"
+    assert spec.source.format == "csv" and spec.source.delimiter == ","
+    assert spec.field("plate").pii == "plate" and spec.field("plate").pii_treatment == "hmac"
+    assert spec.expectations == ({"column": "speed_kmh", "between": [0, 150]},)
+    assert spec.tags == ("公交", "bus")
+    assert spec.line == 2
+
+
+def test_repository_datasets_yaml_is_valid():
+    specs = load_specs(ROOT / "datasets.yaml")
+    assert len(specs) >= 11
+    domains = {s.domain for s in specs}
+    assert {"transport", "urban-management"} <= domains
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        (("id: nansha-bus-gps", "id: Nansha_Bus"), "datasets.yaml:2:9: id 'Nansha_Bus' must match"),
+        (("format: csv", "format: docx"), "datasets.yaml:12:15: format: 'docx' is not one of"),
+        (("access: open", "access: secret"), "datasets.yaml:8:13: access: 'secret' is not one of"),
+        (
+            ("type: timestamp", "type: datetime"),
+            "datasets.yaml:16:26: type 'datetime' of column 'ts' is not one of",
+        ),
+        (
+            ("    licence:", "    colour: red\n    licence:"),
+            "datasets.yaml:7:5: unknown key 'colour'",
+        ),
+        (('delimiter: ","', 'delimiter: ",,"'), "delimiter must be one character"),
+    ],
+)
+def test_errors_name_line_and_column(patch, message):
+    text = GOOD.replace(*patch)
+    with pytest.raises(ConfigError) as e:
+        parse_specs(text)
+    assert message in str(e.value)
+
+
+def test_missing_required_key_and_duplicate_ids():
+    with pytest.raises(ConfigError, match="is missing its 'organization:'"):
+        parse_specs(GOOD.replace("    organization: nansha-transport-bureau\n", ""))
+    dup = GOOD + GOOD.split("datasets:\n", 1)[1]
+    with pytest.raises(ConfigError, match=r"declared twice \(first at line 2\)"):
+        parse_specs(dup)
+
+
+def test_invalid_yaml_points_at_the_problem():
+    with pytest.raises(ConfigError) as e:
+        parse_specs("datasets:\n  - id: [unclosed\n")
+    assert e.value.line == 3
+    assert "not valid YAML" in str(e.value)
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_specs(tmp_path / "nope.yaml")
+    assert "file not found" in str(e.value) and "NSDX_DATASETS" in e.value.hint
