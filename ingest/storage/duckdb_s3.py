@@ -1,0 +1,82 @@
+"""Let a DuckDB connection read what an :class:`ObjectStore` holds.
+
+* :class:`~ingest.storage.local.LocalStore`: nothing to do, ``store.uri(key)`` is a path.
+* :class:`~ingest.storage.s3.S3Store`: load the httpfs extension from the PyPI package
+  ``duckdb-extension-httpfs`` (no network ``INSTALL``) and create a temporary S3 secret
+  scoped to the store's bucket, so ``read_parquet(store.uri(key))`` (``s3://bucket/...``)
+  works. Presigned ``http(s)://`` URLs only need :func:`load_httpfs`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import StorageError
+from .base import ObjectStore
+
+
+def httpfs_extension_path() -> Path:
+    """The ``httpfs.duckdb_extension`` file shipped in ``duckdb-extension-httpfs``."""
+    import duckdb
+
+    spec = importlib.util.find_spec("duckdb_extension_httpfs")
+    if spec is None or not spec.submodule_search_locations:
+        raise StorageError(
+            "the DuckDB httpfs extension is not installed",
+            hint=f"pip install duckdb-extension-httpfs=={duckdb.__version__}",
+        )
+    roots = [Path(p) for p in spec.submodule_search_locations]
+    exact = [r / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension" for r in roots]
+    for p in exact:
+        if p.is_file():
+            return p
+    found = [p for r in roots for p in r.rglob("httpfs.duckdb_extension")]
+    versions = ", ".join(sorted(p.parent.name for p in found)) or "none"
+    raise StorageError(
+        f"no httpfs extension for duckdb {duckdb.__version__} (found: {versions})",
+        hint=f"pip install duckdb-extension-httpfs=={duckdb.__version__} (versions must match)",
+    )
+
+
+def load_httpfs(con) -> None:
+    """``LOAD`` httpfs into ``con`` from the installed package (idempotent)."""
+    loaded = con.execute(
+        "SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'httpfs'"
+    ).fetchone()
+    if loaded and loaded[0]:
+        return
+    path = str(httpfs_extension_path()).replace("'", "''")
+    con.execute(f"LOAD '{path}'")
+
+
+def _q(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def configure_duckdb(con, store: ObjectStore, secret_name: str | None = None) -> None:
+    """Make ``store.uri(key)`` readable from ``con``; a no-op for local folders."""
+    from .s3 import S3Store
+
+    if not isinstance(store, S3Store):
+        return
+    load_httpfs(con)
+    creds = store.credentials()
+    opts = {
+        "TYPE": "s3",
+        "KEY_ID": _q(creds["key_id"]),
+        "SECRET": _q(creds["secret"]),
+        "REGION": _q(store.region),
+        "SCOPE": _q(f"s3://{store.bucket}"),
+    }
+    if creds.get("session_token"):
+        opts["SESSION_TOKEN"] = _q(creds["session_token"])
+    if store.endpoint_url:
+        u = urlsplit(store.endpoint_url)
+        opts["ENDPOINT"] = _q(u.netloc)
+        opts["USE_SSL"] = "true" if u.scheme == "https" else "false"
+    opts["URL_STYLE"] = _q("path" if store.addressing_style == "path" else "vhost")
+    name = secret_name or "nsdx_" + "".join(c if c.isalnum() else "_" for c in store.bucket)
+    body = ", ".join(f"{k} {v}" for k, v in opts.items())
+    con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {name} ({body})")
