@@ -1,0 +1,558 @@
+"""CSV reader: pyarrow's streaming parser on the hot path, Python's csv module as the fallback.
+
+How a file is read
+------------------
+1. :func:`inspect_csv` decodes the first MiB (encoding declared or detected), sniffs the
+   delimiter (``,`` ``;`` tab ``|``) unless declared, skips ``skip_rows`` records, reads the
+   header, and keeps up to :data:`~ingest.schema.INFER_ROWS` rows as the inference sample.
+   Header names are stripped of BOM and whitespace; an **empty header name becomes
+   ``column_N``** (N = 1-based position; the column is kept, never dropped, because whether
+   it is empty everywhere is unknown until the end of a streamed file); duplicate names get
+   ``_2``, ``_3`` ... suffixes.
+2. :func:`plan_columns` decides each column's type (declared types enforced, the rest
+   inferred, see :mod:`ingest.schema`).
+3. The fast path streams the data with ``pyarrow.csv.open_csv`` from the byte offset just
+   after the header, with explicit ``column_types`` (nothing is inferred by pyarrow) and
+   ``newlines_in_values=True`` (quoted fields with line breaks). Empty fields and
+   ``null_values`` are null in every column, strings included. Columns that need strptime
+   formats or a ``thousands`` separator are read as strings and converted per batch.
+4. Whenever the fast path stops - a short row (the header has more fields than the row: it is
+   padded with nulls), a long row, a value that does not fit its type, a bad byte - reading
+   restarts at the first record not yet delivered with the exact path: Python's csv module
+   gives each record and its line number, short rows are padded, and chunks are converted by
+   the same pyarrow converter. So errors always name the right physical line, and a ragged
+   file is read completely without per-row Python work on well-formed files.
+
+A row with more fields than the header is a SourceError naming file and line.
+Batches hold about ``batch_rows`` rows (the block size is estimated from the sample).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv as pycsv
+import io
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from ..errors import SourceError
+from ..schema import (
+    FALSE_VALUES,
+    INFER_ROWS,
+    TRUE_VALUES,
+    ColumnPlan,
+    ConversionFailed,
+    bad_mask,
+    convert,
+    mismatch,
+    missing_columns,
+    plan_column,
+)
+from ..spec import FieldSpec, SourceSpec
+from . import SourceTable
+from .encoding import (
+    Opener,
+    arrow_encoding,
+    decode_error,
+    detect_encoding,
+    normalise_encoding,
+)
+
+SAMPLE_BYTES = 1 << 20
+MAX_SAMPLE_BYTES = 16 << 20
+DELIMITERS = (",", ";", "\t", "|")
+SLOW_CHUNK_ROWS = 65_536
+_CONV_RE = re.compile(
+    r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (.+?): invalid value '(.*)'\s*$",
+    re.S,
+)
+_COLS_RE = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+pycsv.field_size_limit(2**31 - 1)
+
+
+@dataclass
+class CsvLayout:
+    """What :func:`inspect_csv` learnt about one file."""
+
+    label: str
+    opener: Opener
+    encoding: str
+    delimiter: str
+    names: list[str]
+    data_offset: int  # byte offset of the first data record
+    header_lines: int  # physical lines before the first data record (preamble + header)
+    sample: list[list[str]]
+    avg_row_bytes: float
+    ragged: bool  # the sample has rows shorter than the header
+    null_values: tuple[str, ...]
+    path: Path | None = None  # a local file: the fast path reads it natively (no GIL)
+
+
+def file_opener(path: Path) -> Opener:
+    return lambda: open(path, "rb")
+
+
+def normalise_names(raw: Sequence[str]) -> list[str]:
+    """Strip BOM/whitespace, name empty headers ``column_N``, suffix duplicates ``_2``..."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for i, name in enumerate(raw):
+        name = (name or "").replace("\ufeff", "").strip() or f"column_{i + 1}"
+        base, k = name, 2
+        while name in seen:
+            name, k = f"{base}_{k}", k + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+class _LineCounter:
+    """Iterates the lines of a text stream (``newline=''``), counting characters consumed."""
+
+    def __init__(self, text: str) -> None:
+        self._it = iter(io.StringIO(text, newline=""))
+        self.chars = 0
+        self.lines = 0
+
+    def __iter__(self) -> _LineCounter:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._it)
+        self.chars += len(line)
+        self.lines += 1
+        return line
+
+
+def _read_sample(opener: Opener, encoding: str, label: str, min_lines: int) -> tuple[str, bool]:
+    size = SAMPLE_BYTES
+    while True:
+        with opener() as f:
+            raw = f.read(size + 1)
+        at_eof = len(raw) <= size
+        raw = raw[:size]
+        try:
+            text = codecs.getincrementaldecoder(encoding)("strict").decode(raw, final=at_eof)
+        except UnicodeDecodeError:
+            raise decode_error(opener, encoding, label) from None
+        if not at_eof:
+            cut = max(text.rfind("\n"), text.rfind("\r"))
+            text = text[: cut + 1] if cut >= 0 else ""
+        if at_eof or text.count("\n") + text.count("\r") >= min_lines or size >= MAX_SAMPLE_BYTES:
+            return text, at_eof
+        size *= 4
+
+
+def sniff_delimiter(text: str) -> str:
+    """The candidate delimiter giving the most consistent field count (>= 2) over the first
+    records; ``,`` when none does."""
+    head = text[:65536]
+    best, best_key = ",", None
+    for d in DELIMITERS:
+        counts: list[int] = []
+        try:
+            for row in pycsv.reader(io.StringIO(head, newline=""), delimiter=d, strict=False):
+                if row:
+                    counts.append(len(row))
+                if len(counts) >= 50:
+                    break
+        except pycsv.Error:
+            continue
+        if len(head) < len(text) and len(counts) > 1:
+            counts.pop()  # the last record may be cut
+        if not counts:
+            continue
+        mode = max(set(counts), key=counts.count)
+        if mode < 2:
+            continue
+        consistency = counts.count(mode) / len(counts)
+        key = (consistency >= 0.8, mode, consistency)
+        if best_key is None or key > best_key:
+            best, best_key = d, key
+    return best
+
+
+def inspect_csv(
+    opener: Opener,
+    label: str,
+    source: SourceSpec,
+    *,
+    delimiter: str | None = None,
+    path: Path | None = None,
+) -> CsvLayout:
+    """Encoding, delimiter, header, data offset and an inference sample of one CSV file."""
+    if source.encoding and source.encoding.lower() != "auto":
+        encoding = normalise_encoding(source.encoding)
+    else:
+        encoding = detect_encoding(opener, label=label)
+    text, at_eof = _read_sample(opener, encoding, label, source.skip_rows + 2)
+    if not text.strip():
+        raise SourceError(
+            "file is empty (no header row)",
+            file=label,
+            hint="a CSV source needs a header row naming its columns",
+        )
+    delimiter = (
+        delimiter or source.delimiter or sniff_delimiter(_after_lines(text, source.skip_rows))
+    )
+    lines = _LineCounter(text)
+    reader = pycsv.reader(lines, delimiter=delimiter, strict=False)
+    header: list[str] | None = None
+    skipped = 0
+    try:
+        for row in reader:
+            if skipped < source.skip_rows:
+                skipped += 1
+                continue
+            if row:
+                header = row
+                break
+    except pycsv.Error as e:
+        raise SourceError(f"cannot parse the header: {e}", file=label) from None
+    if header is None:
+        raise SourceError(
+            "no header row found" + (f" after skipping {source.skip_rows} rows" if skipped else ""),
+            file=label,
+            hint="check source.skip_rows in datasets.yaml",
+        )
+    names = normalise_names(header)
+    header_chars, header_lines = lines.chars, lines.lines
+    data_offset = len(text[:header_chars].encode(encoding))
+    nulls = tuple(dict.fromkeys(("", *source.null_values)))
+    sample: list[list[str]] = []
+    ragged = False
+    width = len(names)
+    sample_end = header_chars
+    try:
+        for row in reader:
+            if not row:
+                continue
+            if len(row) < width:
+                ragged = True
+                row = row + [""] * (width - len(row))
+            sample.append(row)
+            sample_end = lines.chars
+            if len(sample) >= INFER_ROWS:
+                break
+    except pycsv.Error:
+        pass
+    if not at_eof and len(sample) < INFER_ROWS and sample:
+        sample.pop()  # the last record of a cut sample may be incomplete
+    nbytes = len(text[header_chars:sample_end].encode(encoding)) if sample else 0
+    avg = nbytes / max(1, len(sample)) if sample else 100.0
+    return CsvLayout(
+        label=label,
+        opener=opener,
+        encoding=encoding,
+        delimiter=delimiter,
+        names=names,
+        data_offset=data_offset,
+        header_lines=header_lines,
+        sample=sample,
+        avg_row_bytes=max(avg, 1.0),
+        ragged=ragged,
+        null_values=nulls,
+        path=path,
+    )
+
+
+def _after_lines(text: str, n: int) -> str:
+    if n <= 0:
+        return text
+    it = _LineCounter(text)
+    for _ in range(n):
+        if next(it, None) is None:
+            break
+    return text[it.chars :]
+
+
+def sample_columns(layout: CsvLayout) -> dict[str, pa.Array]:
+    """The inference sample as one string array per column (null values already null)."""
+    nulls = set(layout.null_values)
+    cols: dict[str, pa.Array] = {}
+    for i, name in enumerate(layout.names):
+        vals = [None if (i >= len(r) or r[i] in nulls) else r[i] for r in layout.sample]
+        cols[name] = pa.array(vals, pa.string())
+    return cols
+
+
+def plan_columns(
+    layout: CsvLayout,
+    fields: Sequence[FieldSpec],
+    source: SourceSpec,
+    *,
+    implied: Callable[[str], FieldSpec | None] | None = None,
+) -> list[ColumnPlan]:
+    """One ColumnPlan per file column: declared fields win, then ``implied`` (GTFS), then
+    inference on the sample. A declared column absent from the file is a SchemaMismatch."""
+    err = missing_columns(fields, layout.names, file=layout.label)
+    if err is not None:
+        raise err
+    declared = {f.name: f for f in fields}
+    samples = sample_columns(layout)
+    plans = []
+    for name in layout.names:
+        spec, origin = declared.get(name), None
+        if (spec is None or spec.type is None) and implied is not None:
+            hint = implied(name)
+            if hint is not None:
+                spec, origin = hint, "gtfs"
+        plans.append(
+            plan_column(
+                name,
+                samples[name],
+                spec,
+                day_first=source.day_first,
+                date_formats=source.date_formats,
+                thousands=source.thousands,
+                origin=origin,
+            )
+        )
+    return plans
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def _convert_options(plans: Sequence[ColumnPlan], null_values: Sequence[str]):
+    return pa_csv.ConvertOptions(
+        column_types={p.name: p.read_type for p in plans},
+        null_values=list(null_values),
+        strings_can_be_null=True,
+        true_values=TRUE_VALUES,
+        false_values=FALSE_VALUES,
+        check_utf8=True,
+    )
+
+
+def _finish(batch: pa.RecordBatch, plans: Sequence[ColumnPlan], schema: pa.Schema):
+    arrays = [
+        convert(batch.column(p.name), p) if p.needs_conversion else batch.column(p.name)
+        for p in plans
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _open_at(layout: CsvLayout, *, native: bool = False):
+    if native and layout.path is not None:
+        f = pa.OSFile(str(layout.path))
+        f.seek(layout.data_offset)
+        return f
+    f = layout.opener()
+    try:
+        f.seek(layout.data_offset)
+    except (OSError, io.UnsupportedOperation):
+        f.read(layout.data_offset)
+    return f
+
+
+def iter_csv(
+    layout: CsvLayout, plans: Sequence[ColumnPlan], schema: pa.Schema, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Batches of one file, in order, with exactly ``schema`` (see the module docstring)."""
+    by_name = {p.name: p for p in plans}
+    file_plans = [by_name[n] for n in layout.names]  # the file's column order
+    delivered = 0
+    if not layout.ragged:
+        block = int(min(max(layout.avg_row_bytes * batch_rows, 64 << 10), 16 << 20))
+        f = _open_at(layout, native=True)
+        try:
+            reader = pa_csv.open_csv(
+                f,
+                read_options=pa_csv.ReadOptions(
+                    column_names=layout.names,
+                    block_size=block,
+                    encoding=arrow_encoding(layout.encoding),
+                ),
+                parse_options=pa_csv.ParseOptions(
+                    delimiter=layout.delimiter, newlines_in_values=True
+                ),
+                convert_options=_convert_options(file_plans, layout.null_values),
+            )
+            for batch in reader:
+                out = _finish(batch, plans, schema)
+                delivered += out.num_rows
+                yield out
+            return
+        except UnicodeDecodeError:
+            raise decode_error(layout.opener, layout.encoding, layout.label) from None
+        except (pa.ArrowInvalid, ConversionFailed):
+            pass  # replay from the first undelivered record with the exact path
+        finally:
+            f.close()
+    yield from _iter_exact(layout, plans, schema, batch_rows, start=delivered)
+
+
+def _iter_exact(
+    layout: CsvLayout,
+    plans: Sequence[ColumnPlan],
+    schema: pa.Schema,
+    batch_rows: int,
+    *,
+    start: int,
+) -> Iterator[pa.RecordBatch]:
+    width = len(layout.names)
+    chunk_rows = max(1, min(batch_rows, SLOW_CHUNK_ROWS))
+    by_name = {p.name: p for p in plans}
+    file_plans = [by_name[n] for n in layout.names]
+    options = _convert_options(file_plans, layout.null_values)
+    f = _open_at(layout)
+    text = io.TextIOWrapper(f, encoding=layout.encoding, errors="strict", newline="")
+    try:
+        reader = pycsv.reader(text, delimiter=layout.delimiter, strict=False)
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        record, prev_line = 0, 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except UnicodeDecodeError:
+                raise decode_error(layout.opener, layout.encoding, layout.label) from None
+            except pycsv.Error as e:
+                raise SourceError(
+                    f"malformed CSV: {e}",
+                    file=layout.label,
+                    line=layout.header_lines + prev_line + 1,
+                ) from None
+            line = layout.header_lines + prev_line + 1
+            prev_line = reader.line_num
+            if not row:
+                continue
+            record += 1
+            if record <= start:
+                continue
+            if len(row) > width:
+                raise SourceError(
+                    f"row has {len(row)} fields but the header has {width}",
+                    file=layout.label,
+                    line=line,
+                    values=row[width:][:5],
+                    hint="quote fields that contain the delimiter "
+                    f"({layout.delimiter!r}), or check source.delimiter in datasets.yaml",
+                )
+            if len(row) < width:
+                row = row + [""] * (width - len(row))
+            rows.append(row)
+            lines.append(line)
+            if len(rows) >= chunk_rows:
+                yield _convert_chunk(layout, plans, file_plans, schema, options, rows, lines)
+                rows, lines = [], []
+        if rows:
+            yield _convert_chunk(layout, plans, file_plans, schema, options, rows, lines)
+    finally:
+        text.close()
+
+
+def _convert_chunk(layout, plans, file_plans, schema, options, rows, lines) -> pa.RecordBatch:
+    buf = io.StringIO()
+    pycsv.writer(buf, lineterminator="\n").writerows(rows)
+    data = buf.getvalue().encode("utf-8")
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=layout.names, use_threads=False),
+            parse_options=pa_csv.ParseOptions(delimiter=",", newlines_in_values=True),
+            convert_options=options,
+        )
+        batch = table.combine_chunks().to_batches()
+        batch = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=table.schema)
+        return _finish(batch, plans, schema)
+    except ConversionFailed as e:
+        raise mismatch(e.plan, e.values, file=layout.label, line=lines[e.rows[0]]) from None
+    except pa.ArrowInvalid as e:
+        raise _locate_invalid(e, layout, file_plans, rows, lines) from None
+
+
+def _locate_invalid(e, layout, plans, rows, lines) -> SourceError:
+    m = _CONV_RE.search(str(e))
+    if not m:
+        return SourceError(f"cannot read rows: {e}", file=layout.label, line=lines[0])
+    col, value = int(m.group(1)), m.group(3)
+    plan = plans[col]
+    nulls = set(layout.null_values)
+    raw = pa.array([None if r[col] in nulls else r[col] for r in rows], pa.string())
+    first = next((i for i, r in enumerate(rows) if r[col] == value), None)
+    if pa.types.is_boolean(plan.read_type):
+        ok = set(TRUE_VALUES) | set(FALSE_VALUES)
+        bad_rows = [i for i, v in enumerate(raw.to_pylist()) if v is not None and v not in ok]
+    else:
+        bad_rows = pc.indices_nonzero(bad_mask(raw, plan.read_type)).to_pylist()
+    if first is None:
+        first = bad_rows[0] if bad_rows else 0
+    values = [rows[first][col]]
+    for i in bad_rows:
+        v = rows[i][col]
+        if v not in values:
+            values.append(v)
+        if len(values) == 5:
+            break
+    return mismatch(plan, values, file=layout.label, line=lines[first])
+
+
+# ---------------------------------------------------------------------------------------------
+# the format entry point
+
+
+def csv_table(
+    layouts: Sequence[CsvLayout],
+    plans: Sequence[ColumnPlan],
+    batch_rows: int,
+    *,
+    name: str | None = None,
+) -> SourceTable:
+    """A SourceTable concatenating files that share the first file's columns."""
+    first = layouts[0]
+    schema = pa.schema([pa.field(p.name, p.type) for p in plans])
+    for lay in layouts[1:]:
+        if set(lay.names) != set(first.names) or len(lay.names) != len(first.names):
+            extra = [n for n in lay.names if n not in first.names]
+            lacking = [n for n in first.names if n not in lay.names]
+            raise SourceError(
+                "columns differ from the first file "
+                f"({first.label}): extra {extra or 'none'}, missing {lacking or 'none'}",
+                file=lay.label,
+                hint="every file matched by source.path must have the same header",
+            )
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for lay in layouts:
+            yield from iter_csv(lay, plans, schema, batch_rows)
+
+    encodings = {lay.encoding for lay in layouts}
+    return SourceTable(
+        name=name,
+        schema=schema,
+        batches=batches(),
+        files=[lay.label for lay in layouts],
+        encoding=first.encoding if len(encodings) == 1 else ",".join(sorted(encodings)),
+    )
+
+
+def read_csv_source(
+    source: SourceSpec, files: list[Path], fields: tuple[FieldSpec, ...], batch_rows: int
+) -> list[SourceTable]:
+    layouts = [inspect_csv(file_opener(p), str(p), source, path=p) for p in files]
+    plans = plan_columns(layouts[0], fields, source)
+    return [csv_table(layouts, plans, batch_rows)]
+
+
+__all__ = [
+    "CsvLayout",
+    "csv_table",
+    "inspect_csv",
+    "iter_csv",
+    "normalise_names",
+    "plan_columns",
+    "read_csv_source",
+    "sniff_delimiter",
+]
