@@ -20,13 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from validation import (
-    BatchValidator,
-    ValidationFailed,
-    check_policy,
-    detect_pii,
-    mask_batch,
-)
+from validation import BatchValidator, ValidationFailed, check_policy, mask_batch
+from validation.pii import require_declared
 
 from .errors import IngestError
 from .readers import SourceTable, open_source, source_files
@@ -252,7 +247,7 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
                 if offset == 0 and batch.num_rows:
                     sample = batch.slice(0, PII_SAMPLE_ROWS)
                     declared = set(pii_cols) | {f.name for f in spec.schema if f.pii == "none"}
-                    detect_pii(sample, declared, file=table.files[0] if table.files else None)
+                    require_declared(sample, declared, dataset_id=spec.id)
                 valid = validator.check_batch(batch, offset)
                 offset += batch.num_rows
                 if valid is not None and not pc.all(valid).as_py():
@@ -295,7 +290,7 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
         reports[name] = report.summary()
         if not report.success:
             if spec.on_invalid == "fail":
-                raise ValidationFailed(spec.id, name, report)
+                raise ValidationFailed(report)
             warnings.extend(
                 f"{name}: {exp} failed on {n} rows"
                 for exp, n in report.failures_by_expectation.items()
@@ -308,12 +303,7 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
     return outs, _merge_summaries(reports), warnings, quarantine
 
 
-def _with_reason(bad: pa.RecordBatch, validator=None) -> pa.RecordBatch:
-    reasons = (
-        validator.quarantine_reason(bad)
-        if validator is not None
-        else pa.array([""] * bad.num_rows, pa.string())
-    )
+def _with_reason(bad: pa.RecordBatch, reasons: pa.Array) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
         [*bad.columns, reasons], names=[*bad.schema.names, "_failed_expectations"]
     )

@@ -93,7 +93,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     for mod, name in (
         ("ingest.errors", "IngestError"),
         ("catalogue.errors", "CatalogueError"),
-        ("validation.errors", "ValidationError"),
+        ("validation.errors", "ValidationPackageError"),
         ("exchange.errors", "ExchangeError"),
     ):
         m = sys.modules.get(mod)

@@ -1,0 +1,761 @@
+"""`nsdx exchange` (the trade) and `nsdx audit` (the ledger, rewards, flags, reports).
+
+Every command opens the exchange core, calls one function of ``exchange.trade``,
+``exchange.ledger`` or ``exchange.rewards`` and renders the result.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .render import echo_json, table
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _actor_options(f):
+    f = click.option(
+        "--user", "user", default=None, help="Act as this registered user (its roles)."
+    )(f)
+    f = click.option(
+        "--as",
+        "as_org",
+        default=None,
+        metavar="ORG",
+        help="Act for this organisation (as its admin; the CLI has direct database access).",
+    )(f)
+    return f
+
+
+def _ex():
+    from exchange.context import Exchange
+    from nsdx.core import Nsdx
+
+    nx = Nsdx()
+    key, _ = nx.pii_key()
+    return Exchange(nx.catalogue, nx.store, home=nx.settings.home, pii_key=key)
+
+
+def _actor(ex, as_org: str | None, user: str | None, *, write: bool = True):
+    from exchange.actors import Actor, actor_for_user
+
+    if user:
+        with ex.catalogue.Session() as s:
+            return actor_for_user(s, user)
+    if as_org:
+        return Actor.for_org(as_org, "admin", name=f"cli:{as_org}")
+    if write:
+        raise click.UsageError("say who acts: --as ORG or --user NAME")
+    return Actor.auditor_("cli")
+
+
+def _note_key(ex) -> None:
+    if ex.signer.generated:
+        click.secho(
+            f"Generated the ledger signing key in {ex.home / 'ledger.key'} (mode 600). Back it "
+            "up, or set NSDX_LEDGER_KEY; publish `nsdx audit pubkey` to officials.",
+            fg="yellow",
+            err=True,
+        )
+
+
+def _out(result: dict, as_json: bool, line: str) -> None:
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(line)
+    r = result.get("receipt")
+    if r:
+        click.echo(
+            f"  ledger entry {r['index']} ({r['entry']['type']}), checkpoint size {r['tree_size']}, "
+            f"leaf {r['leaf_hash']}"
+        )
+
+
+@click.group()
+def exchange() -> None:
+    """Offers, orders, payments, grants, deliveries and refunds.
+
+    Every step appends one entry to the exchange ledger and prints a receipt (with --json:
+    the entry and its inclusion proof against a signed checkpoint).
+    """
+
+
+@exchange.group()
+def enterprise() -> None:
+    """Enterprise profiles of organisations (credit code, group, controllers, ...)."""
+
+
+@enterprise.command("register")
+@click.argument("org")
+@click.option("--credit-code", required=True, help="统一社会信用代码 (18 characters, checked).")
+@click.option("--name", "legal_name", required=True, help="Registered legal name.")
+@click.option("--group", "corporate_group", default=None, help="Corporate group (集团).")
+@click.option("--legal-rep", default=None, help="Legal representative (法定代表人).")
+@click.option("--shareholder", multiple=True, help="A shareholder (repeat).")
+@click.option("--controller", multiple=True, help="An actual controller (repeat).")
+@click.option("--address", default=None, help="Registered address.")
+@click.option("--phone", default=None)
+@click.option("--bank-account", default=None)
+@click.option("--in-nansha/--not-in-nansha", default=False, help="Registered in Nansha district.")
+@click.option("--create-org", is_flag=True, help="Create the organisation if it does not exist.")
+@_actor_options
+@json_option
+def enterprise_register(
+    org,
+    credit_code,
+    legal_name,
+    corporate_group,
+    legal_rep,
+    shareholder,
+    controller,
+    address,
+    phone,
+    bank_account,
+    in_nansha,
+    create_org,
+    as_org,
+    user,
+    as_json,
+):
+    """Register or update ORG's enterprise profile."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.register_enterprise(
+        ex,
+        _actor(ex, as_org or org, user),
+        org,
+        credit_code_=credit_code,
+        legal_name=legal_name,
+        corporate_group=corporate_group,
+        legal_representative=legal_rep,
+        shareholders=list(shareholder),
+        controllers=list(controller),
+        registered_address=address,
+        phone=phone,
+        bank_account=bank_account,
+        in_nansha=in_nansha,
+        create_org=create_org,
+    )
+    _note_key(ex)
+    _out(r, as_json, f"✓ enterprise {org}: {r['credit_code']} {r['legal_name']}")
+
+
+@enterprise.command("list")
+@_actor_options
+@json_option
+def enterprise_list(as_org, user, as_json):
+    """Enterprise profiles (contact details only for your own organisation or auditors)."""
+    from exchange import trade
+
+    ex = _ex()
+    rows = trade.list_enterprises(ex, _actor(ex, as_org, user, write=False))
+    if as_json:
+        echo_json(rows)
+        return
+    table(
+        [
+            (
+                r["org"],
+                r["credit_code"],
+                r["legal_name"],
+                r["corporate_group"] or "-",
+                "yes" if r["in_nansha"] else "no",
+            )
+            for r in rows
+        ],
+        ["org", "credit code", "name", "group", "in Nansha"],
+    )
+
+
+@exchange.command("offer")
+@click.argument("dataset")
+@click.option("--price", required=True, help="Price in CNY, e.g. 120000 or 120000.50.")
+@click.option(
+    "--version", type=int, default=None, help="A fixed version (default: latest during the term)."
+)
+@click.option("--licence", "licence_terms", default="", help="Licence terms.")
+@click.option("--from", "term_start", default=None, help="Term start YYYY-MM-DD (default today).")
+@click.option("--to", "term_end", default=None, help="Term end YYYY-MM-DD (default a year on).")
+@click.option(
+    "--delivery",
+    "delivery_mode",
+    default="presigned-url",
+    type=click.Choice(["presigned-url", "query", "delta-sharing"]),
+    show_default=True,
+)
+@click.option(
+    "--cross-border/--no-cross-border", default=False, help="Cross-border transfer allowed."
+)
+@click.option(
+    "--access-days", type=int, default=365, show_default=True, help="Length of an access grant."
+)
+@_actor_options
+@json_option
+def offer(
+    dataset,
+    price,
+    version,
+    licence_terms,
+    term_start,
+    term_end,
+    delivery_mode,
+    cross_border,
+    access_days,
+    as_org,
+    user,
+    as_json,
+):
+    """Offer DATASET for sale (seller: the dataset's organisation)."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.create_offer(
+        ex,
+        _actor(ex, as_org, user),
+        dataset,
+        price=price,
+        version=version,
+        licence_terms=licence_terms,
+        term_start=term_start,
+        term_end=term_end,
+        delivery_mode=delivery_mode,
+        cross_border=cross_border,
+        access_days=access_days,
+    )
+    _note_key(ex)
+    _out(
+        r, as_json, f"✓ offer {r['id']}: {r['dataset']} for ¥{r['price_cny']} ({r['version_mode']})"
+    )
+
+
+@exchange.command("withdraw")
+@click.argument("offer_id")
+@_actor_options
+@json_option
+def withdraw(offer_id, as_org, user, as_json):
+    """Withdraw an open offer (seller)."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.withdraw_offer(ex, _actor(ex, as_org, user), offer_id)
+    _out(r, as_json, f"✓ offer {offer_id} withdrawn")
+
+
+@exchange.command("offers")
+@click.option("--dataset", default=None)
+@_actor_options
+@json_option
+def offers(dataset, as_org, user, as_json):
+    """List offers."""
+    from exchange import trade
+
+    ex = _ex()
+    rows = trade.list_offers(ex, _actor(ex, as_org, user, write=False), dataset=dataset)
+    if as_json:
+        echo_json(rows)
+        return
+    table(
+        [
+            (
+                o["id"],
+                o["dataset"],
+                o["seller"],
+                o["price_cny"],
+                o["version_mode"],
+                f"{o['term_start']}..{o['term_end']}",
+                o["delivery_mode"],
+                "yes" if o["cross_border"] else "no",
+                o["status"],
+            )
+            for o in rows
+        ],
+        [
+            "offer",
+            "dataset",
+            "seller",
+            "price ¥",
+            "version",
+            "term",
+            "delivery",
+            "cross-border",
+            "status",
+        ],
+    )
+
+
+@exchange.command("order")
+@click.argument("offer_id")
+@click.option("--buyer", required=True, help="The buying organisation.")
+@click.option("--amount", default=None, help="Contract value in CNY (default: the offer price).")
+@click.option("--contract-no", default=None)
+@click.option(
+    "--other-support", is_flag=True, help="The contract already got other public support."
+)
+@click.option("--on", "on", default=None, help="Order date YYYY-MM-DD (default today).")
+@_actor_options
+@json_option
+def order(offer_id, buyer, amount, contract_no, other_support, on, as_org, user, as_json):
+    """Order an offer for --buyer (buyer)."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.place_order(
+        ex,
+        _actor(ex, as_org or buyer, user),
+        offer_id,
+        buyer=buyer,
+        amount=amount,
+        contract_no=contract_no,
+        other_support=other_support,
+        on=on,
+    )
+    _note_key(ex)
+    _out(r, as_json, f"✓ order {r['id']}: {r['buyer']} buys {r['dataset']} for ¥{r['amount_cny']}")
+
+
+@exchange.command("pay")
+@click.argument("order_id")
+@click.option("--amount", default=None, help="Amount received (must equal the order amount).")
+@click.option("--reference", default="", help="Bank transfer reference.")
+@click.option("--paid-on", default=None, help="Payment date YYYY-MM-DD (default today).")
+@_actor_options
+@json_option
+def pay(order_id, amount, reference, paid_on, as_org, user, as_json):
+    """Confirm payment of an order (seller or exchange operator)."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.confirm_payment(
+        ex, _actor(ex, as_org, user), order_id, amount=amount, reference=reference, paid_on=paid_on
+    )
+    _out(r, as_json, f"✓ order {order_id} paid on {r['paid_on']}")
+
+
+@exchange.command("grant")
+@click.argument("order_id")
+@click.option("--days", type=int, default=None, help="Access length (default: the offer's).")
+@_actor_options
+@json_option
+def grant(order_id, days, as_org, user, as_json):
+    """Grant the buyer access after payment (seller)."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.grant_access(ex, _actor(ex, as_org, user), order_id, days=days)
+    _out(r, as_json, f"✓ order {order_id}: access until {r['grant_expires']}")
+
+
+@exchange.command("deliver")
+@click.argument("order_id")
+@click.option(
+    "--expires",
+    "expires_seconds",
+    type=int,
+    default=3600,
+    show_default=True,
+    help="Seconds the URLs stay valid (never beyond the grant).",
+)
+@_actor_options
+@json_option
+def deliver_cmd(order_id, expires_seconds, as_org, user, as_json):
+    """Get presigned URLs to the granted data (buyer)."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.deliver(ex, _actor(ex, as_org, user), order_id, expires_seconds=expires_seconds)
+    if as_json:
+        echo_json(r)
+        return
+    d = r["delivery"]
+    click.echo(f"✓ order {order_id}: version {d['version']}, URLs valid {d['expires_seconds']} s")
+    for f in d["files"]:
+        click.echo(f"  {f['url']}")
+
+
+@exchange.command("refund")
+@click.argument("order_id")
+@click.option("--amount", default=None, help="Amount refunded (default: all).")
+@click.option("--reason", default="")
+@click.option("--on", "on", default=None, help="Refund date YYYY-MM-DD (default today).")
+@_actor_options
+@json_option
+def refund_cmd(order_id, amount, reason, on, as_org, user, as_json):
+    """Refund a paid order and revoke its access (seller)."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.refund(
+        ex, _actor(ex, as_org, user), order_id, amount=amount, reason=reason, refunded_on=on
+    )
+    _out(r, as_json, f"✓ order {order_id} refunded")
+
+
+@exchange.command("orders")
+@click.option("--status", default=None)
+@_actor_options
+@json_option
+def orders(status, as_org, user, as_json):
+    """List orders (your organisation's; all for auditors and the CLI operator)."""
+    from exchange import trade
+
+    ex = _ex()
+    rows = trade.list_orders(ex, _actor(ex, as_org, user, write=False), status=status)
+    if as_json:
+        echo_json(rows)
+        return
+    table(
+        [
+            (
+                o["id"],
+                o["dataset"],
+                o["seller"],
+                o["buyer"],
+                o["amount_cny"],
+                o["status"],
+                o["paid_on"] or "-",
+                o["ledger_index"],
+            )
+            for o in rows
+        ],
+        ["order", "dataset", "seller", "buyer", "amount ¥", "status", "paid on", "ledger"],
+    )
+
+
+@exchange.command("show")
+@click.argument("order_id")
+@_actor_options
+@json_option
+def show(order_id, as_org, user, as_json):
+    """One order."""
+    from exchange import trade
+
+    ex = _ex()
+    r = trade.get_order(ex, _actor(ex, as_org, user, write=False), order_id)
+    if as_json:
+        echo_json(r)
+        return
+    for k, v in r.items():
+        click.echo(f"{k}: {v}")
+
+
+@exchange.command("demo")
+@click.option(
+    "--year", type=int, default=None, help="Year of the sample trades (default: this year)."
+)
+@json_option
+def demo(year, as_json):
+    """Record a sample of exchange activity over the demo datasets (idempotent)."""
+    from exchange.demo import run_demo
+
+    ex = _ex()
+    r = run_demo(ex, year=year)
+    _note_key(ex)
+    if as_json:
+        echo_json(r)
+        return
+    if r["skipped"]:
+        click.echo(f"exchange demo already recorded ({r['ledger_size']} ledger entries)")
+    else:
+        click.echo(
+            f"✓ exchange demo: {r['enterprises']} enterprises, {r['offers']} offers, "
+            f"{r['orders']} orders, ledger size {r['ledger_size']}"
+        )
+    click.echo(
+        f"  try: nsdx audit verify && nsdx audit rewards --year {r['year']} && nsdx audit flags"
+    )
+
+
+# ---------------------------------------------------------------------------------- audit
+
+
+@click.group()
+def audit() -> None:
+    """Verify the exchange ledger, print proofs, compute rewards.
+
+    The ledger is an RFC 9162 Merkle tree of canonical-JSON events with Ed25519-signed
+    C2SP checkpoints; see docs/exchange.md.
+    """
+
+
+@audit.command("verify")
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A signed checkpoint kept outside the database (repeatable).",
+)
+@click.option("--pubkey", default=None, help="Verifier key (default: this deployment's).")
+@json_option
+def verify(checkpoint_files, pubkey, as_json):
+    """Recompute the tree from the database and check it against the signed checkpoints.
+
+    Exits 1 and names the first entry that differs when anything was changed or removed.
+    """
+    from exchange.ledger.verify import verify_ledger
+
+    ex = _ex()
+    res = verify_ledger(
+        ex.ledger,
+        pubkey or ex.signer.verifier_key,
+        external_checkpoints=[Path(p).read_text(encoding="utf-8") for p in checkpoint_files],
+    )
+    if as_json:
+        echo_json(res.to_dict())
+    elif res.ok:
+        click.secho(
+            f"✓ ledger verified: {res.entries} entries, {res.checkpoints_checked} signed "
+            f"checkpoints, latest at size {res.latest_checkpoint}, root {res.root} "
+            f"({res.seconds:.2f} s)",
+            fg="green",
+        )
+        if res.unsigned_tail:
+            click.echo(
+                f"  {res.unsigned_tail} entries after the latest checkpoint are not signed yet"
+            )
+    else:
+        click.secho(
+            "✗ ledger verification FAILED"
+            + (
+                f": first entry that differs is {res.first_bad_index}"
+                if res.first_bad_index is not None
+                else ""
+            ),
+            fg="red",
+            err=True,
+        )
+        for p in res.problems:
+            click.echo(f"  {p.kind}: {p.message}", err=True)
+    if not res.ok:
+        sys.exit(1)
+
+
+@audit.command("proof")
+@click.option("--index", type=int, default=None, help="Inclusion proof of this entry.")
+@click.option(
+    "--from", "size1", type=int, default=None, help="Consistency proof from this checkpoint size…"
+)
+@click.option("--to", "size2", type=int, default=None, help="…to this one (default: the latest).")
+@click.option(
+    "--size", type=int, default=None, help="Checkpoint size for --index (default: the latest)."
+)
+@json_option
+def proof(index, size1, size2, size, as_json):
+    """Inclusion (--index N) or consistency (--from A --to B) proof; hashes in base64."""
+    ex = _ex()
+    if index is not None:
+        r = ex.ledger.inclusion(index, size)
+    elif size1 is not None:
+        r = ex.ledger.consistency(size1, size2)
+        r = {k: r[k] for k in ("size1", "size2", "root1", "root2", "proof")} | {
+            "checkpoint1": r["checkpoint1"],
+            "checkpoint2": r["checkpoint2"],
+        }
+    else:
+        raise click.UsageError("give --index N, or --from A [--to B]")
+    if as_json:
+        echo_json(r)
+        return
+    for k, v in r.items():
+        if isinstance(v, list):
+            click.echo(f"{k}:")
+            for x in v:
+                click.echo(f"  {x}")
+        elif isinstance(v, str) and "\n" in v:
+            click.echo(f"{k}:\n" + "".join(f"  {ln}\n" for ln in v.splitlines()), nl=False)
+        else:
+            click.echo(f"{k}: {v}")
+
+
+@audit.command("pubkey")
+def pubkey():
+    """The checkpoint verifier key (C2SP signed-note form: name+keyid+base64 key)."""
+    ex = _ex()
+    click.echo(ex.signer.verifier_key)
+    _note_key(ex)
+
+
+@audit.command("checkpoint")
+@json_option
+def checkpoint(as_json):
+    """Sign the current ledger head (if new) and print the signed checkpoint note."""
+    ex = _ex()
+    cp = ex.ledger.checkpoint()
+    if as_json:
+        echo_json(cp.to_dict())
+    else:
+        click.echo(cp.note, nl=False)
+
+
+@audit.command("checkpoints")
+@json_option
+def checkpoints(as_json):
+    """Every signed checkpoint (tree size, root)."""
+    ex = _ex()
+    cps = ex.ledger.checkpoints()
+    if as_json:
+        echo_json([c.to_dict() for c in cps])
+        return
+    from exchange.ledger.store import b64
+
+    table([(c.tree_size, b64(c.root)) for c in cps], ["tree size", "root"])
+
+
+@audit.command("entry")
+@click.argument("index", type=int)
+def entry(index):
+    """One ledger entry (payload and leaf hash) as JSON."""
+    echo_json(_ex().ledger.entry(index))
+
+
+def _report(ex, year, policy_path, at):
+    import os
+
+    from exchange.reports import rewards_report
+
+    return rewards_report(
+        ex, year, policy_path=policy_path or os.environ.get("NSDX_REWARD_POLICY"), tree_size=at
+    )
+
+
+_policy_opt = click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Reward policy YAML (default: NSDX_REWARD_POLICY or the built-in).",
+)
+_at_opt = click.option(
+    "--at",
+    "at",
+    type=int,
+    default=None,
+    help="Compute from the checkpoint of this tree size (default: the latest).",
+)
+
+
+@audit.command("rewards")
+@click.option("--year", type=int, required=True)
+@_policy_opt
+@_at_opt
+@click.option(
+    "--csv", "as_csv", is_flag=True, help="CSV: one row per enterprise, then one per transaction."
+)
+@json_option
+def rewards(year, policy_path, at, as_csv, as_json):
+    """Data-transaction rewards of YEAR: per enterprise and per transaction, with reasons."""
+    ex = _ex()
+    rep = _report(ex, year, policy_path, at)
+    if as_json:
+        click.echo(json.dumps(rep, ensure_ascii=False, indent=2, sort_keys=True))
+        return
+    if as_csv:
+        from exchange.reports import rewards_csv
+
+        sys.stdout.write(rewards_csv(rep))
+        return
+    cp = rep["checkpoint"]
+    click.secho(f"{rep['programme']} — {year}", bold=True)
+    click.echo(
+        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']}; "
+        f"policy sha256 {rep['policy']['sha256'][:16]}…"
+    )
+    table(
+        [
+            (
+                e["org"],
+                e["credit_code"],
+                e["group"],
+                e["trades"],
+                e["eligible_cny"],
+                e["reward_cny"],
+                e["capped_reward_cny"],
+            )
+            for e in rep["enterprises"]
+        ],
+        [
+            "enterprise",
+            "credit code",
+            "group",
+            "trades",
+            "eligible ¥",
+            "reward ¥",
+            "capped reward ¥",
+        ],
+        title="rewards per enterprise",
+    )
+    table(
+        [
+            (
+                t["ledger_index"],
+                t["seller"],
+                t["buyer"],
+                t["dataset"],
+                t["amount_cny"],
+                t["date"] or "-",
+                t["contribution_cny"]
+                if t["eligible"]
+                else "excluded: "
+                + "; ".join(
+                    r["code"] + (f" ({r['detail']})" if r["detail"] else "")
+                    for r in t["excluded_because"]
+                ),
+            )
+            for t in rep["transactions"]
+        ],
+        ["ledger", "seller", "buyer", "dataset", "amount ¥", "date", "contribution ¥ / reason"],
+        title="transactions",
+    )
+    tot = rep["totals"]
+    click.echo(
+        f"total eligible ¥{tot['eligible_cny']}, reward ¥{tot['reward_cny']}, "
+        f"after caps ¥{tot['capped_reward_cny']}"
+    )
+
+
+@audit.command("flags")
+@_policy_opt
+@_at_opt
+@json_option
+def flags(policy_path, at, as_json):
+    """Suspected wash trades: cycles, mirrored trades, split trades."""
+    from exchange.reports import wash_flags
+
+    ex = _ex()
+    res = wash_flags(ex, policy_path=policy_path, tree_size=at)
+    if as_json:
+        echo_json(res)
+        return
+    table(
+        [
+            (f["kind"], ", ".join(map(str, f["indices"])), " ".join(f["parties"]), f["detail"])
+            for f in res["flags"]
+        ],
+        ["kind", "ledger entries", "parties", "detail"],
+        title=f"wash-trade flags at checkpoint size {res['checkpoint']['tree_size']}",
+    )
+
+
+@audit.command("report")
+@click.option("--year", type=int, required=True)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@_policy_opt
+@_at_opt
+@json_option
+def report(year, out, policy_path, at, as_json):
+    """Yearly summary for officials: CSV, Parquet, JSON and an HTML report with charts."""
+    from exchange.reports import write_yearly_report
+
+    ex = _ex()
+    files = write_yearly_report(ex, year, Path(out), policy_path=policy_path, tree_size=at)
+    if as_json:
+        echo_json({"files": [str(f) for f in files]})
+        return
+    for f in files:
+        click.echo(str(f))

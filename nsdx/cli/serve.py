@@ -1,0 +1,46 @@
+"""`nsdx serve` (the HTTP server) and `nsdx worker` (background jobs from the queue)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the HTTP server: CKAN Action API (/api/3/action/), DCAT (/catalog.jsonld),
+    OpenAPI (/openapi.json) and the web portal."""
+    import uvicorn
+
+    click.echo(f"nsdx serving on http://{host}:{port}/ (CKAN API at /api/3/action/)", err=True)
+    uvicorn.run(
+        "nsdx.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+
+
+@click.command()
+@click.option("--concurrency", default=1, show_default=True, type=int, help="Jobs at once.")
+@click.option("--once", is_flag=True, help="Run the queued jobs, then exit.")
+def worker(concurrency: int, once: bool) -> None:
+    """Run background jobs (uploads, re-ingests) from the PostgreSQL job queue."""
+    from nsdx.core import Nsdx
+
+    nx = Nsdx()
+    if not nx.settings.database_url.startswith("postgresql"):
+        raise click.UsageError(
+            "the job queue needs PostgreSQL: set NSDX_DATABASE_URL=postgresql+psycopg://... "
+            "(on the embedded default, `nsdx serve` runs jobs in-process)"
+        )
+    from catalogue.jobs_queue import run_worker
+
+    from nsdx.web.state import WebState
+
+    run_worker(nx.settings.database_url, WebState(nx).job_deps, concurrency=concurrency, once=once)
