@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from validation import BatchValidator, ValidationFailed, check_policy, mask_batch
 from validation.pii import require_declared
 
-from .errors import IngestError
+from .errors import ConfigError, IngestError
 from .readers import SourceTable, open_source, source_files
 from .spec import DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
@@ -217,6 +217,15 @@ def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, s
 
 def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number):
     tables = open_source(spec.source, spec.schema)
+    names = {t.name for t in tables}
+    for i, e in enumerate(spec.expectations):
+        if e.get("table") is not None and e["table"] not in names:
+            raise ConfigError(
+                f"expectation {i + 1} of {spec.id!r} names table {e['table']!r}, which the "
+                f"source does not have (tables: {', '.join(sorted(n for n in names if n))})",
+                line=spec.line,
+                hint="fix `table:` of the expectation in datasets.yaml",
+            )
     outs: list[_TableOut] = []
     reports: dict[str, dict] = {}
     warnings: list[str] = []
@@ -224,14 +233,14 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
     for table in tables:
         name = _table_dirname(table)
         emit("table", name=name, files=table.files)
-        exps = [e for e in spec.expectations if e.get("table", name) in (name, None)]
-        exps = [{k: v for k, v in e.items() if k != "table"} for e in exps]
         validator = BatchValidator(
             spec.id,
-            exps,
+            list(spec.expectations),
             table.schema,
             on_invalid=spec.on_invalid,
             file=table.files[0] if table.files else None,
+            table=table.name,
+            resolve_dataset=resolve_dataset,
         )
         pii_cols = _pii_columns(spec, table.schema)
         check_policy(spec.access, pii_cols)

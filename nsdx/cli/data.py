@@ -104,11 +104,11 @@ def ingest(ids: tuple[str, ...], all_: bool, force: bool, as_json: bool) -> None
                     raise
                 errors.append((spec.id, e))
                 if not as_json:
-                    prog.progress.console.print(f"[red]✗ {spec.id}[/red]: {e}")
+                    prog.progress.console.print(f"[red]✗ {spec.id}[/red]: {e}", soft_wrap=True)
                 continue
             results.append(r)
             if not as_json:
-                prog.progress.console.print(_describe(r))
+                prog.progress.console.print(_describe(r), soft_wrap=True)
     if as_json:
         echo_json(
             {

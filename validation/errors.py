@@ -1,0 +1,110 @@
+"""Errors raised by the validation package.
+
+Each carries structured fields, a ``hint`` (what to do next) and a ``transient`` flag (whether
+retrying the same command may succeed), like the ingest errors — but this package is the lowest
+layer, so it defines its own base class instead of importing ``ingest.errors``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ValidationPackageError(Exception):
+    """Base class of everything the validation package raises on purpose."""
+
+    transient = False
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+    def to_dict(self) -> dict:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "transient": self.transient,
+            **{k: v for k, v in self.fields.items() if v is not None},
+        }
+
+
+class ExpectationConfigError(ValidationPackageError):
+    """An entry of ``expectations:`` in datasets.yaml cannot be turned into an expectation.
+
+    Raised when the validator is built, before any data is read.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int,
+        key: str | None = None,
+        dataset_id: str | None = None,
+        file: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = file or "datasets.yaml"
+        if dataset_id:
+            where += f": dataset {dataset_id!r}"
+        where += f": expectations[{index}]"
+        if key:
+            where += f" ({key!r})"
+        super().__init__(
+            f"{where}: {message}", hint=hint, index=index, key=key, dataset_id=dataset_id, file=file
+        )
+        self.index, self.key, self.dataset_id, self.file = index, key, dataset_id, file
+
+
+class PiiPolicyError(ValidationPackageError):
+    """A personal-data treatment is not allowed for this dataset (e.g. ``keep`` on open data)."""
+
+    def __init__(self, message: str, *, columns: list[str], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, columns=columns)
+        self.columns = columns
+
+
+class UndeclaredPersonalData(ValidationPackageError):
+    """Personal data was found in columns that datasets.yaml does not declare as ``pii:``."""
+
+    def __init__(self, findings: list, *, dataset_id: str | None = None) -> None:
+        self.findings = list(findings)
+        lines = [
+            f"column {f.column!r}: {f.count} value(s) that look like {f.kind} (e.g. {f.sample_masked})"
+            for f in self.findings
+        ]
+        what = f"dataset {dataset_id!r}" if dataset_id else "the data"
+        hint = "; ".join(
+            f"declare `pii: {f.kind}` (and optionally `pii_treatment: drop`) on column "
+            f"{f.column} in datasets.yaml"
+            for f in self.findings
+        )
+        super().__init__(
+            f"{what} holds undeclared personal data (PIPL):\n  " + "\n  ".join(lines),
+            hint=hint,
+            dataset_id=dataset_id,
+            findings=[f.to_dict() for f in self.findings],
+        )
+        self.dataset_id = dataset_id
+
+
+class ValidationFailed(ValidationPackageError):
+    """The data did not meet its expectations and ``on_invalid`` does not allow publishing."""
+
+    def __init__(self, report: Any, *, hint: str | None = None) -> None:
+        failed = ", ".join(f"{k} ({v})" for k, v in report.failures_by_expectation.items())
+        super().__init__(
+            f"dataset {report.dataset_id!r} failed validation: {failed}",
+            hint=hint
+            or "read the validation report; fix the source, relax the expectation, or declare "
+            "`on_invalid: quarantine_rows` / `warn` in datasets.yaml",
+            dataset_id=report.dataset_id,
+            failures=dict(report.failures_by_expectation),
+        )
+        self.report = report

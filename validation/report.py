@@ -1,0 +1,174 @@
+"""A validation run's report: one data dict, rendered as GX-style JSON, a summary and HTML.
+
+``to_dict()`` follows great-expectations' ``ExpectationSuiteValidationResult`` layout
+(``success``, ``statistics``, ``results[].expectation_config/success/result``, ``meta``), so
+tools that read GX results read ours. ``partial_unexpected_rows`` (1-based row numbers in the
+dataset) is our addition next to GX's ``partial_unexpected_list``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+ON_INVALID = ("fail", "warn", "quarantine_rows")
+
+
+@dataclass
+class ExpectationResult:
+    index: int
+    label: str
+    type: str
+    kwargs: dict[str, Any]
+    level: str  # row | dataset | gx_full
+    success: bool
+    result: dict[str, Any]
+    exception: str | None = None
+    mostly: float = 1.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def unexpected_count(self) -> int | None:
+        v = self.result.get("unexpected_count")
+        return int(v) if v is not None else None
+
+    @property
+    def score(self) -> float:
+        """100 × the share of judged values that passed; 100/0 for one-number checks."""
+        n = self.result.get("element_count")
+        u = self.unexpected_count
+        if u is None or n is None or self.exception:
+            return 100.0 if self.success else 0.0
+        denom = n - int(self.result.get("missing_count") or 0)
+        return 100.0 if denom <= 0 else max(0.0, 100.0 * (1 - u / denom))
+
+    def to_dict(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"type": self.type, "kwargs": self.kwargs}
+        meta = {
+            "nsdx_label": self.label,
+            "nsdx_index": self.index,
+            "nsdx_level": self.level,
+            **self.meta,
+        }
+        config["meta"] = meta
+        out: dict[str, Any] = {
+            "expectation_config": config,
+            "success": self.success,
+            "result": self.result,
+        }
+        out["exception_info"] = {
+            "raised_exception": self.exception is not None,
+            "exception_message": self.exception,
+        }
+        return out
+
+
+@dataclass
+class ValidationReport:
+    dataset_id: str
+    results: list[ExpectationResult]
+    on_invalid: str = "fail"
+    row_count: int = 0
+    quarantined_rows: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def score(self) -> float:
+        """Mean of the per-expectation scores (0–100); 100 when there is nothing to check."""
+        if not self.results:
+            return 100.0
+        return round(sum(r.score for r in self.results) / len(self.results), 2)
+
+    @property
+    def failures_by_expectation(self) -> dict[str, int]:
+        """label -> unexpected rows (1 for a failed one-number check such as row_count)."""
+        return {r.label: (r.unexpected_count or 1) for r in self.results if not r.success}
+
+    @property
+    def publishable(self) -> bool:
+        """May the data be published under its ``on_invalid`` policy?
+
+        fail: only when every expectation passed; warn: always; quarantine_rows: when every
+        failure was a row-level one whose bad rows were set aside (dataset-level checks ran
+        on the kept rows, so they must pass).
+        """
+        if self.success or self.on_invalid == "warn":
+            return True
+        if self.on_invalid == "quarantine_rows":
+            return all(
+                r.success
+                or (
+                    r.level == "row"
+                    and r.mostly >= 1
+                    and not r.exception
+                    and r.unexpected_count is not None
+                )
+                for r in self.results
+            )
+        return False
+
+    def statistics(self) -> dict[str, Any]:
+        n = len(self.results)
+        ok = sum(r.success for r in self.results)
+        return {
+            "evaluated_expectations": n,
+            "successful_expectations": ok,
+            "unsuccessful_expectations": n - ok,
+            "success_percent": 100.0 * ok / n if n else 100.0,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "statistics": self.statistics(),
+            "results": [r.to_dict() for r in self.results],
+            "meta": {
+                "dataset_id": self.dataset_id,
+                "on_invalid": self.on_invalid,
+                "row_count": self.row_count,
+                "quarantined_rows": self.quarantined_rows,
+                "score": self.score,
+                "publishable": self.publishable,
+                **self.meta,
+            },
+        }
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, default=str, **kw)
+
+    def summary(self) -> dict[str, Any]:
+        """The small dict kept in the catalogue next to the dataset version."""
+        return {
+            "success": self.success,
+            "score": self.score,
+            "publishable": self.publishable,
+            "on_invalid": self.on_invalid,
+            "row_count": self.row_count,
+            "quarantined_rows": self.quarantined_rows,
+            **self.statistics(),
+            "failures_by_expectation": self.failures_by_expectation,
+        }
+
+    def to_html(self) -> str:
+        """A self-contained page (inline CSS, no scripts) a provider can open or be mailed."""
+        return _template().render(report=self, data=self.to_dict(), stats=self.statistics())
+
+
+@lru_cache(maxsize=1)
+def _template():
+    import jinja2  # noqa: PLC0415 — only needed for HTML
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
+    return env.get_template("report.html")

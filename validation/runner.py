@@ -1,0 +1,402 @@
+"""BatchValidator: validate a dataset while it streams in, then once over its staged Parquet.
+
+The ingest pipeline builds one validator per dataset version::
+
+    v = BatchValidator(spec.id, list(spec.expectations), arrow_schema, spec.on_invalid, file=...)
+    for batch in batches:                       # record batches of ~256k rows
+        mask = v.check_batch(batch, row_offset) # None unless on_invalid == "quarantine_rows"
+        ...write batch.filter(mask) to staging, batch.filter(~mask) + v.quarantine_reason(batch)
+           to the quarantine file ...
+    report = v.finish(staged_parquet_files)
+
+Row-level expectations run through great-expectations (pandas engine) on every batch, with
+the context, suite and batch definition built once in ``__init__``. Dataset-level ones run
+once in ``finish`` with DuckDB over the staged files (:mod:`validation.dataset_level`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from . import gx as gxw
+from .dataset_level import DatasetChecks
+from .errors import ExpectationConfigError
+from .report import ON_INVALID, ExpectationResult, ValidationReport
+from .shorthand import DATASET, GX_FULL, ROW, Expectation, parse_expectations
+
+SAMPLES = 20
+_INT_NULLABLE = {
+    pa.int8(): "Int8",
+    pa.int16(): "Int16",
+    pa.int32(): "Int32",
+    pa.int64(): "Int64",
+    pa.uint8(): "UInt8",
+    pa.uint16(): "UInt16",
+    pa.uint32(): "UInt32",
+    pa.uint64(): "UInt64",
+}
+
+
+class _Acc:
+    """What one row-level expectation has seen so far, over all batches."""
+
+    def __init__(self) -> None:
+        self.element_count = 0
+        self.missing_count = 0
+        self.unexpected_count = 0
+        self.counted = False  # GX returned unexpected counts (map expectation)
+        self.batches_failed = 0
+        self.observed: list[Any] = []
+        self.samples: list[tuple[Any, int]] = []
+        self.exception: str | None = None
+
+
+class BatchValidator:
+    """Validate one dataset: ``check_batch`` per record batch, then ``finish`` once."""
+
+    def __init__(
+        self,
+        dataset_id: str,
+        expectations: list[dict] | tuple[dict, ...],
+        schema: pa.Schema,
+        on_invalid: str = "fail",
+        file: str | None = None,
+        *,
+        resolve_dataset: Callable[[str], list[str]] | None = None,
+        now: dt.datetime | None = None,
+        table: str | None = None,
+    ) -> None:
+        if on_invalid not in ON_INVALID:
+            raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
+        self.dataset_id = dataset_id
+        self.schema = schema
+        self.on_invalid = on_invalid
+        self.file = file
+        self.resolve_dataset = resolve_dataset
+        self.now = now
+        self.table = table
+        self.expectations = parse_expectations(
+            expectations, schema, dataset_id=dataset_id, file=file, table=table
+        )
+        self._classify_gx()
+        self.row_exps = [e for e in self.expectations if e.level == ROW]
+        self._acc = {e.index: _Acc() for e in self.row_exps}
+        self._columns = sorted(
+            {c for e in self.row_exps for c in e.columns}, key=schema.names.index
+        )
+        self._suite = None
+        if self.row_exps:
+            items = [(e.type, self._runtime_kwargs(e)) for e in self.row_exps]
+            try:
+                self._suite = gxw.GxSuite(dataset_id, items)
+            except ValueError as err:  # pragma: no cover — each entry was already checked
+                raise ExpectationConfigError(
+                    str(err), index=-1, dataset_id=dataset_id, file=file
+                ) from None
+        self.rows = 0
+        self.quarantined = 0
+        self._last: tuple[int, int, dict[str, np.ndarray]] | None = None
+
+    # -- construction helpers ---------------------------------------------------------
+    def _classify_gx(self) -> None:
+        for e in self.expectations:
+            if e.key != "gx":
+                continue
+            try:
+                e.level = ROW if gxw.is_row_level(e.type) else GX_FULL
+                gxw.build_expectation(e.type, self._runtime_kwargs(e))
+            except (KeyError, ValueError) as err:
+                msg = str(err).strip("'\"")
+                if isinstance(err, KeyError):
+                    msg = f"great-expectations has no expectation {msg!r}"
+                raise ExpectationConfigError(
+                    msg,
+                    index=e.index,
+                    key="gx",
+                    dataset_id=self.dataset_id,
+                    file=self.file,
+                    hint="use a great-expectations 1.x expectation name and its kwargs, "
+                    "see https://greatexpectations.io/expectations/",
+                ) from None
+
+    def _runtime_kwargs(self, e: Expectation) -> dict[str, Any]:
+        """The kwargs handed to great-expectations: temporal bounds as pandas Timestamps."""
+        kw = dict(e.kwargs)
+        if e.type == "expect_column_values_to_be_between" and kw.get("column") in self.schema.names:
+            t = self.schema.field(kw["column"]).type
+            for k in ("min_value", "max_value"):
+                if isinstance(kw.get(k), str):
+                    kw[k] = _temporal_bound(kw[k], t, e, self)
+        return kw
+
+    # -- per batch ----------------------------------------------------------------------
+    def _to_pandas(self, batch: pa.RecordBatch) -> Any:
+        arrays, names = [], []
+        for name in self._columns:
+            col = batch.column(name)
+            if pa.types.is_dictionary(col.type):
+                col = col.dictionary_decode()
+            if pa.types.is_timestamp(col.type) and col.type.tz is not None:
+                col = col.cast(pa.timestamp(col.type.unit))  # the UTC instant, see _temporal_bound
+            arrays.append(col)
+            names.append(name)
+        df = pa.RecordBatch.from_arrays(arrays, names=names).to_pandas(date_as_object=False)
+        for name, col in zip(names, arrays, strict=True):
+            # an integer column with nulls would become float64; keep it integer (nullable)
+            if col.type in _INT_NULLABLE and col.null_count:
+                dtype = getattr(_pd(), _INT_NULLABLE[col.type] + "Dtype")()
+                df[name] = col.to_pandas(types_mapper={col.type: dtype}.get)
+        return df
+
+    def check_batch(self, batch: pa.RecordBatch, row_offset: int) -> pa.BooleanArray | None:
+        """Run the row-level expectations on ``batch`` (rows ``row_offset+1 ...``).
+
+        Returns the mask of rows that passed every row-level expectation (those without
+        ``mostly``) when ``on_invalid == "quarantine_rows"``, else None.
+        """
+        n = batch.num_rows
+        self.rows += n
+        quarantine = self.on_invalid == "quarantine_rows"
+        if self._suite is None or n == 0:
+            self._last = (id(batch), n, {})
+            return pa.array(np.ones(n, dtype=bool)) if quarantine else None
+        results = self._suite.validate(self._to_pandas(batch), complete=quarantine)
+        failed_rows: dict[str, np.ndarray] = {}
+        for e, res in zip(self.row_exps, results, strict=True):
+            idx = self._accumulate(e, res, row_offset)
+            if quarantine and e.mostly >= 1 and idx is not None and len(idx):
+                failed_rows[e.label] = idx
+        self._last = (id(batch), n, failed_rows)
+        if not quarantine:
+            return None
+        valid = np.ones(n, dtype=bool)
+        for idx in failed_rows.values():
+            valid[idx] = False
+        self.quarantined += int(n - valid.sum())
+        return pa.array(valid)
+
+    def _accumulate(self, e: Expectation, res: dict, row_offset: int) -> np.ndarray | None:
+        acc = self._acc[e.index]
+        r = res["result"]
+        if res["exception"] and acc.exception is None:
+            acc.exception = res["exception"]
+        if not res["success"]:
+            acc.batches_failed += 1
+        if "unexpected_count" not in r:
+            if "observed_value" in r and gxw.jsonable(r["observed_value"]) not in acc.observed:
+                acc.observed.append(gxw.jsonable(r["observed_value"]))
+            return None
+        acc.counted = True
+        acc.element_count += int(r.get("element_count") or 0)
+        acc.missing_count += int(r.get("missing_count") or 0)
+        acc.unexpected_count += int(r.get("unexpected_count") or 0)
+        room = SAMPLES - len(acc.samples)
+        if room > 0:
+            values = r.get("partial_unexpected_list") or []
+            rows = r.get("partial_unexpected_index_list") or []
+            for v, i in zip(values[:room], rows[:room], strict=False):
+                if isinstance(i, dict):  # with unexpected_index_column_names
+                    i = next(iter(i.values()))
+                acc.samples.append((gxw.jsonable(v), row_offset + int(i) + 1))
+        idx = r.get("unexpected_index_list")
+        if idx is None:
+            return None
+        return np.asarray([int(i) for i in idx if not isinstance(i, dict)], dtype=np.int64)
+
+    def quarantine_reason(self, batch: pa.RecordBatch) -> pa.Array:
+        """Per row of the batch just checked: the failed expectations ("; "-joined), or null."""
+        if self._last is None or self._last[0] != id(batch) or self._last[1] != batch.num_rows:
+            raise ValueError("quarantine_reason() takes the batch last passed to check_batch()")
+        n, failed = self._last[1], self._last[2]
+        reasons: list[list[str]] = [[] for _ in range(n)] if failed else []
+        for label, idx in failed.items():
+            for i in idx.tolist():
+                reasons[i].append(label)
+        if not failed:
+            return pa.nulls(n, pa.string())
+        return pa.array(["; ".join(r) if r else None for r in reasons], pa.string())
+
+    # -- once, at the end -----------------------------------------------------------------
+    def finish(
+        self,
+        parquet_files: list[str],
+        *,
+        now: dt.datetime | None = None,
+        resolve_dataset: Callable[[str], list[str]] | None = None,
+    ) -> ValidationReport:
+        """Dataset-level expectations over the staged Parquet, merged with the batch results."""
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        files = [str(f) for f in parquet_files]
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        outcomes: dict[int, dict] = {}
+        ds_exps = [e for e in self.expectations if e.level == DATASET]
+        if ds_exps:
+            checks = DatasetChecks(
+                files,
+                counts,
+                now=now or self.now,
+                resolve_dataset=resolve_dataset or self.resolve_dataset,
+            )
+            try:
+                outcomes.update(checks.run(ds_exps))
+            finally:
+                checks.close()
+        if self._suite is not None:
+            self._suite.close()
+        full = [e for e in self.expectations if e.level == GX_FULL]
+        if full:
+            outcomes.update(self._gx_full(full, files))
+        results = []
+        for e in self.expectations:
+            if e.level == ROW:
+                results.append(self._row_result(e))
+                continue
+            o = outcomes[e.index]
+            results.append(
+                ExpectationResult(
+                    index=e.index,
+                    label=e.label,
+                    type=e.type,
+                    kwargs=o.get("kwargs", e.kwargs),
+                    level=e.level,
+                    success=bool(o["success"]),
+                    result=o["result"],
+                    exception=o.get("exception"),
+                    mostly=e.mostly,
+                    meta={**e.meta, **o.get("meta", {})},
+                )
+            )
+        staged = int(sum(counts))
+        return ValidationReport(
+            dataset_id=self.dataset_id,
+            results=results,
+            on_invalid=self.on_invalid,
+            row_count=self.rows or staged,
+            quarantined_rows=self.quarantined,
+            meta={
+                "staged_rows": staged,
+                **({"file": self.file} if self.file else {}),
+                **({"table": self.table} if self.table else {}),
+            },
+        )
+
+    def _row_result(self, e: Expectation) -> ExpectationResult:
+        acc = self._acc[e.index]
+        if acc.counted:
+            nonmissing = acc.element_count - acc.missing_count
+            pct = 100.0 * acc.unexpected_count / nonmissing if nonmissing else 0.0
+            result: dict[str, Any] = {
+                "element_count": acc.element_count,
+                "unexpected_count": acc.unexpected_count,
+                "unexpected_percent": pct,
+                "partial_unexpected_list": [v for v, _ in acc.samples],
+                "partial_unexpected_rows": [r for _, r in acc.samples],
+            }
+            if e.type != "expect_column_values_to_not_be_null":
+                result["missing_count"] = acc.missing_count
+                result["missing_percent"] = (
+                    100.0 * acc.missing_count / acc.element_count if acc.element_count else 0.0
+                )
+            success = pct <= 100.0 * (1.0 - e.mostly) + 1e-9 and acc.exception is None
+        else:  # dtype-level answer (type check on a typed column), or no batch at all
+            result = {"observed_value": acc.observed[0] if len(acc.observed) == 1 else acc.observed}
+            if not acc.observed:  # no rows at all
+                result = {
+                    "element_count": 0,
+                    "unexpected_count": 0,
+                    "unexpected_percent": 0.0,
+                    "partial_unexpected_list": [],
+                    "partial_unexpected_rows": [],
+                }
+            success = acc.batches_failed == 0 and acc.exception is None
+        return ExpectationResult(
+            index=e.index,
+            label=e.label,
+            type=e.type,
+            kwargs=e.kwargs,
+            level=ROW,
+            success=success,
+            result=result,
+            exception=acc.exception,
+            mostly=e.mostly,
+            meta=dict(e.meta),
+        )
+
+    def _gx_full(self, exps: list[Expectation], files: list[str]) -> dict[int, dict]:
+        """Other (aggregate, table) GX expectations: run once on the columns they name."""
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        cols = sorted({c for e in exps for c in e.columns})
+        needs_all = any(not e.columns for e in exps)
+        if files:
+            table = pa.concat_tables(
+                [pq.read_table(f, columns=None if needs_all else cols) for f in files]
+            )
+        else:
+            table = self.schema.empty_table()
+            if not needs_all:
+                table = table.select(cols)
+        suite = gxw.GxSuite(
+            f"{self.dataset_id}_full", [(e.type, self._runtime_kwargs(e)) for e in exps]
+        )
+        try:
+            res = suite.validate(table.to_pandas(date_as_object=False))
+        finally:
+            suite.close()
+        out = {}
+        for e, r in zip(exps, res, strict=True):
+            result = {k: gxw.jsonable(v) for k, v in r["result"].items()}
+            if "partial_unexpected_index_list" in result:
+                result["partial_unexpected_rows"] = [
+                    int(i) + 1
+                    for i in result.pop("partial_unexpected_index_list")
+                    if isinstance(i, int)
+                ]
+            out[e.index] = {"success": r["success"], "result": result, "exception": r["exception"]}
+        return out
+
+
+def _pd() -> Any:
+    import pandas as pd  # noqa: PLC0415
+
+    return pd
+
+
+def _temporal_bound(value: str, t: pa.DataType, e: Expectation, v: BatchValidator) -> Any:
+    pd = _pd()
+    try:
+        if pa.types.is_timestamp(t) or pa.types.is_date(t):
+            ts = pd.Timestamp(value)
+            if getattr(t, "tz", None) is not None:  # tz-aware columns reach pandas as naive UTC
+                if ts.tzinfo is None:
+                    ts = ts.tz_localize(t.tz)
+                return ts.tz_convert("UTC").tz_localize(None)
+            if ts.tzinfo is not None:  # naive columns hold local time of the zone
+                ts = ts.tz_convert("Asia/Shanghai").tz_localize(None)
+            return ts
+    except ValueError as err:
+        raise ExpectationConfigError(
+            f"bound {value!r} is not a date/time: {err}",
+            index=e.index,
+            key=e.key,
+            dataset_id=v.dataset_id,
+            file=v.file,
+            hint="write ISO 8601, e.g. '2024-01-31 08:00'",
+        ) from None
+    raise ExpectationConfigError(
+        f"bound {value!r} is text but column {e.kwargs['column']!r} is {t}",
+        index=e.index,
+        key=e.key,
+        dataset_id=v.dataset_id,
+        file=v.file,
+        hint="use numbers for numeric columns",
+    )
+
+
+__all__ = ["BatchValidator"]
