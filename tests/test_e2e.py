@@ -166,10 +166,16 @@ def test_failed_expectation_publishes_nothing_and_keeps_report(tmp_path, nsdx_en
     assert proc.returncode == 1
     err = json.loads(proc.stdout)["errors"][0]
     assert err["dataset"] == "gps"
-    assert "expect_column_values_to_be_between" in json.dumps(err, ensure_ascii=False)
+    assert err["error"] == "ValidationFailed"
+    assert err["failures"] == {"speed_kmh between [0, 150]": 1}
     assert json.loads(run_cli("datasets", "list", "--json", env=nsdx_env).stdout) == []
     reports = list((Path(nsdx_env["NSDX_HOME"]) / "reports" / "gps").glob("*.json"))
     assert reports, "the failing report is kept for the provider"
+    report = json.loads(reports[0].read_text(encoding="utf-8"))
+    (res,) = report["results"]
+    assert res["expectation_config"]["type"] == "expect_column_values_to_be_between"
+    assert res["result"]["unexpected_count"] == 1
+    assert res["result"]["partial_unexpected_list"] == [400]
     objects = Path(nsdx_env["NSDX_HOME"]) / "objects"
     assert not list(objects.glob("nansha-bus-company/gps/v*")), "nothing published"
 
