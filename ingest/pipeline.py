@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,11 @@ from .storage import MANIFEST, ObjectStore, sha256_file
 PIPELINE_VERSION = "1"  # bump when the output of the same input changes
 PARQUET_ROWS_PER_FILE = 5_000_000
 PII_SAMPLE_ROWS = 20_000
+# Batches are gathered into chunks of about this size before validation and writing:
+# great-expectations has a fixed cost per call, and bigger row groups compress better.
+# Memory stays bounded by the chunk size, whatever the file size.
+CHUNK_ROWS = 1_000_000
+CHUNK_BYTES = 128 << 20
 
 # progress(event, **fields): "table" (name, files), "rows" (name, rows), "publish" (bytes)
 Progress = Callable[..., None]
@@ -252,7 +257,7 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
         part, rows_in_part, rows, offset = 0, 0, 0, 0
         written: list[Path] = []
         try:
-            for batch in table.batches:
+            for batch in _chunks(table.batches):
                 if offset == 0 and batch.num_rows:
                     sample = batch.slice(0, PII_SAMPLE_ROWS)
                     declared = set(pii_cols) | {f.name for f in spec.schema if f.pii == "none"}
@@ -310,6 +315,27 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
             json.dumps(report.to_dict(), ensure_ascii=False, default=str)
         )
     return outs, _merge_summaries(reports), warnings, quarantine
+
+
+def _chunks(batches) -> Iterator[pa.RecordBatch]:
+    """Re-cut a stream of record batches into chunks of about CHUNK_ROWS / CHUNK_BYTES."""
+    pending: list[pa.RecordBatch] = []
+    rows = size = 0
+    for b in batches:
+        pending.append(b)
+        rows += b.num_rows
+        size += b.nbytes
+        if rows >= CHUNK_ROWS or size >= CHUNK_BYTES:
+            yield _concat(pending)
+            pending, rows, size = [], 0, 0
+    if pending:
+        yield _concat(pending)
+
+
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def _with_reason(bad: pa.RecordBatch, reasons: pa.Array) -> pa.RecordBatch:

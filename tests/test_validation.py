@@ -530,3 +530,41 @@ def test_table_entries_of_a_multi_table_dataset():
             [{"table": "stops", "column": "nope", "unique": True}], SCHEMA, table="stops"
         )
     assert e.value.index == 0
+
+
+def test_distinct_value_path_matches_row_by_row(tmp_path):
+    """A column with few distinct values is judged per value; counts and rows map back."""
+    import pyarrow as pa
+
+    from validation import BatchValidator, runner
+
+    routes = ["南沙1路", "南沙2路", "X99", None] * 5_000  # 20,000 rows, 4 distinct values
+    batch = pa.record_batch({"route_id": pa.array(routes, pa.string())})
+    exps = [
+        {"column": "route_id", "in_set": ["南沙1路", "南沙2路"]},
+        {"column": "route_id", "not_null": True},
+    ]
+    results = []
+    for ratio in (1.0, 0.0):  # 1.0: distinct path; 0.0: every row through GX
+        runner.DISTINCT_RATIO, saved = ratio, runner.DISTINCT_RATIO
+        try:
+            v = BatchValidator("r", exps, batch.schema, on_invalid="quarantine_rows")
+            valid = v.check_batch(batch, 0)
+            pq_path = tmp_path / f"r{ratio}.parquet"
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_batches([batch]), pq_path)
+            rep = v.finish([str(pq_path)]).to_dict()
+        finally:
+            runner.DISTINCT_RATIO = saved
+        results.append((valid.to_pylist(), rep))
+    (mask_a, rep_a), (mask_b, rep_b) = results
+    assert mask_a == mask_b
+    assert mask_a[:4] == [True, True, False, False]
+    for a, b in zip(rep_a["results"], rep_b["results"], strict=True):
+        assert a["result"]["unexpected_count"] == b["result"]["unexpected_count"]
+        assert a["result"]["partial_unexpected_rows"] == b["result"]["partial_unexpected_rows"]
+    in_set = rep_a["results"][0]["result"]
+    assert in_set["unexpected_count"] == 5_000 and in_set["partial_unexpected_list"][0] == "X99"
+    assert in_set["partial_unexpected_rows"][:2] == [3, 7]
+    assert rep_a["results"][1]["result"]["unexpected_count"] == 5_000
