@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +22,9 @@ demo: $(STAMP)
 	$(BIN)/nsdx ingest --all
 	$(BIN)/nsdx datasets list
 	$(BIN)/nsdx query "SELECT route_id, count(*) AS positions, round(avg(speed_kmh), 1) AS avg_speed_kmh FROM transport.nansha_bus_gps GROUP BY route_id ORDER BY positions DESC LIMIT 5"
+	$(BIN)/nsdx exchange demo
+	$(BIN)/nsdx audit verify
+	$(BIN)/nsdx audit flags
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,6 +40,9 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_storage.py
+	$(BIN)/python bench/bench_search.py
+	$(BIN)/python bench/bench_ledger.py
 
 clean:
 	rm -rf .nsdx data/samples

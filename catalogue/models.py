@@ -135,3 +135,101 @@ class Resource(Base):
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     version: Mapped[Version] = relationship(back_populates="resources")
+
+
+# -- accounts, jobs and the search change log (migration 0002) ------------------------------
+
+
+class User(Base):
+    """A person or a machine account. ``sysadmin`` may do anything; ``auditor`` may read the
+    exchange records (offers, orders, grants, ledger) of every organisation and change nothing."""
+
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(100), unique=True, index=True)
+    fullname: Mapped[str] = mapped_column(String(300), default="")
+    email: Mapped[str] = mapped_column(String(300), default="")
+    sysadmin: Mapped[bool] = mapped_column(Boolean, default=False)
+    auditor: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(20), default="active")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Membership(Base):
+    """A user's role in an organisation: admin, editor (providers) or member (AI firm)."""
+
+    __tablename__ = "memberships"
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(20), default="member")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token; only the sha256 of the secret is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires: Mapped[datetime | None] = mapped_column(DateTime)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class LinkResource(Base):
+    """A CKAN resource that is only a link (created through the API or harvested), not a
+    table of a published version."""
+
+    __tablename__ = "link_resources"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(500), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    format: Mapped[str] = mapped_column(String(100), default="")
+    url: Mapped[str] = mapped_column(String(2000), default="")
+    extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_modified: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Job(Base):
+    """A background job (upload ingest, re-ingest) and its outcome."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    kind: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(DateTime)
+    finished: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class CatalogueRevision(Base):
+    """One row: a counter bumped by a trigger on every change to ``datasets``; search
+    indexes compare it to know they are current."""
+
+    __tablename__ = "catalogue_revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rev: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class CatalogueChange(Base):
+    """Which dataset changed at which revision (written by the same trigger)."""
+
+    __tablename__ = "catalogue_changes"
+    rev: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -10,10 +10,22 @@ import click
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
 @click.option("--workers", default=1, show_default=True, type=int, help="Server processes.")
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, workers: int, log_level: str) -> None:
+@click.option(
+    "--worker/--no-worker",
+    "run_worker",
+    default=True,
+    show_default=True,
+    help="On PostgreSQL, also run queued jobs in the server (else only `nsdx worker`s do).",
+)
+def serve(host: str, port: int, workers: int, log_level: str, run_worker: bool) -> None:
     """Run the HTTP server: CKAN Action API (/api/3/action/), DCAT (/catalog.jsonld),
     OpenAPI (/openapi.json) and the web portal."""
+    import os
+
     import uvicorn
+
+    if not run_worker:
+        os.environ["NSDX_SERVE_WORKER"] = "0"
 
     click.echo(f"nsdx serving on http://{host}:{port}/ (CKAN API at /api/3/action/)", err=True)
     uvicorn.run(
@@ -39,8 +51,7 @@ def worker(concurrency: int, once: bool) -> None:
             "the job queue needs PostgreSQL: set NSDX_DATABASE_URL=postgresql+psycopg://... "
             "(on the embedded default, `nsdx serve` runs jobs in-process)"
         )
-    from catalogue.jobs_queue import run_worker
-
+    from catalogue.jobs import run_worker
     from nsdx.web.state import WebState
 
     run_worker(nx.settings.database_url, WebState(nx).job_deps, concurrency=concurrency, once=once)

@@ -1,0 +1,10 @@
+"""The CKAN Action API: one renderer over the catalogue core.
+
+``dispatch(name, data, ctx)`` runs one action and returns ``(status, body)`` in CKAN's
+envelope; the HTTP layer (nsdx.web) only parses requests and writes responses.
+"""
+
+from .actions import ACTIONS, ActionContext, Upload, dispatch
+from .errors import ERROR_TYPES
+
+__all__ = ["ACTIONS", "ERROR_TYPES", "ActionContext", "Upload", "dispatch"]

@@ -1,0 +1,463 @@
+"""The actions. Each is a few lines: coerce CKAN's parameters, call one core function
+(:mod:`catalogue.editing`, :mod:`catalogue.auth`, :mod:`catalogue.search`,
+:mod:`catalogue.jobs`), return its dict."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..auth import Accounts, InvalidInput, NotAuthorized, ObjectNotFound, Principal
+from ..editing import Packages
+from ..jobs import Jobs, upload_format
+from ..registry import Catalogue
+from ..search import MAX_ROWS, SearchIndex
+from .envelope import failure, success
+from .errors import BadRequest, to_error
+
+CKAN_VERSION = "2.10.4"  # the API level nsdx answers
+
+
+@dataclass
+class Upload:
+    """A file received in a multipart request, already saved by the HTTP layer."""
+
+    filename: str
+    path: Path
+
+
+@dataclass
+class ActionContext:
+    cat: Catalogue
+    packages: Packages
+    accounts: Accounts
+    index: SearchIndex
+    principal: Principal
+    jobs: Jobs | None = None
+    files: dict[str, Upload] = field(default_factory=dict)
+    site_url: str = ""
+    site_title: str = "nsdx — Nansha open data"
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    fn: Callable[[ActionContext, dict], Any]
+    get: bool  # allowed through GET (read actions)
+
+
+ACTIONS: dict[str, ActionSpec] = {}
+
+
+def action(name: str, *, get: bool = False):
+    def deco(fn):
+        ACTIONS[name] = ActionSpec(fn, get)
+        return fn
+
+    return deco
+
+
+def dispatch(
+    name: str, data: dict, ctx: ActionContext, *, method: str = "POST"
+) -> tuple[int, dict]:
+    """Run action ``name``; (HTTP status, CKAN envelope)."""
+    try:
+        spec = ACTIONS.get(name)
+        if spec is None:
+            raise BadRequest(f"Bad request - Action name not known: {name}")
+        if method == "GET" and not spec.get:
+            raise BadRequest(
+                f"Bad request - {name} changes the catalogue: use POST with a JSON body"
+            )
+        result = spec.fn(ctx, data)
+    except Exception as e:  # noqa: BLE001 - every error becomes CKAN's error shape
+        status, err = to_error(e)
+        return status, failure(ctx.site_url, name, err)
+    return 200, success(ctx.site_url, name, result)
+
+
+# -- parameter coercion ---------------------------------------------------------------
+def _int(data: dict, key: str, default: int | None, *, maximum: int | None = None):
+    v = data.get(key)
+    if v in (None, ""):
+        return default
+    try:
+        n = int(v)
+    except (TypeError, ValueError):
+        raise InvalidInput({key: ["Invalid integer"]}) from None
+    if n < 0:
+        raise InvalidInput({key: ["Must be a natural number"]})
+    return min(n, maximum) if maximum is not None else n
+
+
+def _bool(data: dict, key: str, default: bool = False) -> bool:
+    v = data.get(key)
+    if v is None or v == "":
+        return default
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes", "on")
+    return bool(v)
+
+
+def _list(data: dict, key: str) -> list[str]:
+    v = data.get(key)
+    if v in (None, ""):
+        return []
+    if isinstance(v, str):
+        s = v.strip()
+        if s.startswith("["):
+            try:
+                v = json.loads(s)
+            except ValueError:
+                raise InvalidInput({key: ["Must be a JSON list"]}) from None
+        else:
+            return [s]
+    if not isinstance(v, list):
+        raise InvalidInput({key: ["Must be a list"]})
+    return [str(x) for x in v]
+
+
+def _id(data: dict, key: str = "id") -> str:
+    v = data.get(key)
+    if v in (None, ""):
+        raise InvalidInput({key: ["Missing value"]})
+    return str(v)
+
+
+# -- site ----------------------------------------------------------------------------
+@action("status_show", get=True)
+def status_show(ctx: ActionContext, data: dict) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("nsdx")
+    except PackageNotFoundError:  # pragma: no cover - running from a checkout
+        v = "0"
+    return {
+        "site_title": ctx.site_title,
+        "site_description": "Nansha (Guangzhou) AI zone open dataset registry and data exchange",
+        "site_url": ctx.site_url,
+        "ckan_version": CKAN_VERSION,
+        "nsdx_version": v,
+        "error_emails_to": None,
+        "locale_default": "zh_Hans_CN",
+        "extensions": ["nsdx"],
+    }
+
+
+@action("help_show", get=True)
+def help_show(ctx: ActionContext, data: dict) -> str:
+    name = _id(data, "name")
+    spec = ACTIONS.get(name)
+    if spec is None:
+        raise ObjectNotFound("action", name)
+    return (spec.fn.__doc__ or name).strip()
+
+
+LICENSES = [
+    ("CC-BY-4.0", "Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+    ("CC-BY-SA-4.0", "Creative Commons Attribution Share-Alike 4.0",
+     "https://creativecommons.org/licenses/by-sa/4.0/"),
+    ("CC0-1.0", "Creative Commons CCZero", "https://creativecommons.org/publicdomain/zero/1.0/"),
+    ("ODC-BY-1.0", "Open Data Commons Attribution License",
+     "https://opendatacommons.org/licenses/by/1-0/"),
+    ("ODbL-1.0", "Open Data Commons Open Database License",
+     "https://opendatacommons.org/licenses/odbl/1-0/"),
+    ("notspecified", "License not specified", ""),
+    ("other-closed", "Other (not open) — sold through the nsdx exchange", ""),
+]  # fmt: skip
+
+
+@action("license_list", get=True)
+def license_list(ctx: ActionContext, data: dict) -> list[dict]:
+    return [
+        {"id": i, "title": t, "url": u, "status": "active", "od_conformance":
+         "not reviewed" if i == "other-closed" else "approved"}
+        for i, t, u in LICENSES
+    ]  # fmt: skip
+
+
+# -- datasets --------------------------------------------------------------------------
+@action("package_list", get=True)
+def package_list(ctx: ActionContext, data: dict) -> list[str]:
+    """Names of the public, active datasets."""
+    return ctx.packages.names(limit=_int(data, "limit", None), offset=_int(data, "offset", 0))
+
+
+@action("package_show", get=True)
+def package_show(ctx: ActionContext, data: dict) -> dict:
+    """One dataset (by name or id) with its resources and nsdx extras."""
+    return ctx.packages.show(ctx.principal, _id(data))
+
+
+@action("package_search", get=True)
+def package_search(ctx: ActionContext, data: dict) -> dict:
+    """Search datasets: q, fq, fq_list, sort, rows, start, facet.field, facet.limit,
+    facet.mincount, include_private, include_drafts (see docs/api.md)."""
+    fq = [data["fq"]] if data.get("fq") else []
+    fq += _list(data, "fq_list")
+    facet = _bool(data, "facet", True)
+    facet_limit = data.get("facet.limit")
+    try:
+        facet_limit = int(facet_limit) if facet_limit not in (None, "") else 50
+    except ValueError:
+        raise InvalidInput({"facet.limit": ["Invalid integer"]}) from None
+    fl = _list(data, "fl")
+    if len(fl) == 1 and " " in fl[0] or (len(fl) == 1 and "," in fl[0]):
+        fl = [f for f in fl[0].replace(",", " ").split() if f]
+    return ctx.index.search(
+        q=str(data.get("q") or ""),
+        fq=fq,
+        rows=_int(data, "rows", 10, maximum=MAX_ROWS),
+        start=_int(data, "start", 0),
+        sort=str(data.get("sort") or "") or None,
+        facet_fields=_list(data, "facet.field") if facet else [],
+        facet_limit=facet_limit,
+        facet_mincount=_int(data, "facet.mincount", 1),
+        include_private=_bool(data, "include_private"),
+        include_drafts=_bool(data, "include_drafts"),
+        include_deleted=_bool(data, "include_deleted"),
+        principal=ctx.principal,
+        fl=fl if fl and fl != ["*"] else None,
+    )
+
+
+@action("package_create")
+def package_create(ctx: ActionContext, data: dict) -> dict:
+    """Create a dataset (name, title, owner_org, private, tags, extras, resources, ...)."""
+    return ctx.packages.create(ctx.principal, data)
+
+
+@action("package_update")
+def package_update(ctx: ActionContext, data: dict) -> dict:
+    """Replace a dataset's metadata; fields not given are reset (resources kept)."""
+    return ctx.packages.update(ctx.principal, data)
+
+
+@action("package_patch")
+def package_patch(ctx: ActionContext, data: dict) -> dict:
+    """Change only the given fields of a dataset."""
+    return ctx.packages.patch(ctx.principal, data)
+
+
+@action("package_delete")
+def package_delete(ctx: ActionContext, data: dict) -> None:
+    """Mark a dataset deleted (it stays in the database; its name stays taken)."""
+    ctx.packages.delete(ctx.principal, _id(data))
+    return None
+
+
+@action("package_revise")
+def package_revise(ctx: ActionContext, data: dict) -> dict:
+    """Change a dataset by match/filter/update (the subset: ``match`` by id or name,
+    ``update`` merged over the current dict, ``filter`` of ``-key`` removals)."""
+    match = data.get("match")
+    if isinstance(match, str):
+        match = json.loads(match)
+    if not isinstance(match, dict) or not (match.get("id") or match.get("name")):
+        raise InvalidInput({"match": ["Must be an object with id or name"]})
+    current = ctx.packages.show(ctx.principal, str(match.get("id") or match.get("name")))
+    for k, v in match.items():
+        if current.get(k) != v:
+            raise InvalidInput({"match": [f"{k} does not match"]})
+    update = data.get("update") or {}
+    if isinstance(update, str):
+        update = json.loads(update)
+    filt = data.get("filter") or []
+    if isinstance(filt, str):
+        filt = json.loads(filt)
+    new = dict(current)
+    for f in filt:
+        if isinstance(f, str) and f.startswith("-"):
+            new.pop(f[1:].lstrip("/"), None)
+    new.update(update)
+    new["id"] = current["id"]
+    return {"package": ctx.packages.update(ctx.principal, new)}
+
+
+@action("current_package_list_with_resources", get=True)
+def current_package_list_with_resources(ctx: ActionContext, data: dict) -> list[dict]:
+    """Recently modified public datasets with their resources."""
+    limit = _int(data, "limit", 10, maximum=MAX_ROWS)
+    offset = _int(data, "offset", 0)
+    page = _int(data, "page", None)
+    if page:
+        offset = (page - 1) * limit
+    return ctx.index.search(
+        rows=limit, start=offset, sort="metadata_modified desc", principal=ctx.principal
+    )["results"]
+
+
+# -- resources -------------------------------------------------------------------------
+@action("resource_show", get=True)
+def resource_show(ctx: ActionContext, data: dict) -> dict:
+    return ctx.packages.resource_show(ctx.principal, _id(data))
+
+
+@action("resource_create")
+def resource_create(ctx: ActionContext, data: dict) -> dict:
+    """Add a resource. With a multipart ``upload`` the file goes through the ingest
+    pipeline as a background job and becomes the dataset's next published version; the
+    result then describes the pending job (``nsdx_job``). Without one, a link resource."""
+    upload = ctx.files.get("upload")
+    if upload is None:
+        return ctx.packages.resource_create(ctx.principal, data)
+    return _upload(ctx, data, upload)
+
+
+def _upload(ctx: ActionContext, data: dict, upload: Upload) -> dict:
+    if ctx.jobs is None:
+        raise BadRequest("this server does not run background jobs; uploads are disabled")
+    pkg_id = data.get("package_id") or data.get("id")
+    if not pkg_id:
+        raise InvalidInput({"package_id": ["Missing value"]})
+    pkg = ctx.packages.show(ctx.principal, str(pkg_id))
+    if not ctx.principal.can_edit(pkg["owner_org"]):
+        raise NotAuthorized(
+            f"User {ctx.principal.name or 'anonymous'} not authorized to add resources to "
+            f"{pkg['name']}"
+        )
+    fmt = upload_format(upload.filename, data.get("format"))
+    if fmt is None:
+        raise InvalidInput(
+            {
+                "format": [
+                    f"Cannot tell the format of {upload.filename!r}: send format=CSV, "
+                    "JSON, NDJSON, XLSX, Parquet or GTFS"
+                ]
+            }  # fmt: skip
+        )
+    job = ctx.jobs.submit(
+        "ingest_upload",
+        {
+            "dataset": pkg["name"],
+            "path": str(upload.path),
+            "filename": upload.filename,
+            "format": fmt,
+            "options": {k: data[k] for k in ("encoding", "delimiter") if data.get(k)},
+        },
+        user_id=ctx.principal.user_id,
+    )
+    return {
+        "id": job["id"],
+        "package_id": pkg["id"],
+        "name": data.get("name") or upload.filename,
+        "format": fmt.upper() if fmt != "parquet" else "Parquet",
+        "url": "",
+        "url_type": "upload",
+        "state": "pending",
+        "nsdx_job": job,
+    }
+
+
+@action("resource_update")
+def resource_update(ctx: ActionContext, data: dict) -> dict:
+    if ctx.files.get("upload") is not None:
+        r = ctx.packages.resource_show(ctx.principal, _id(data))
+        return _upload(ctx, {**data, "package_id": r["package_id"]}, ctx.files["upload"])
+    return ctx.packages.resource_update(ctx.principal, data)
+
+
+@action("resource_patch")
+def resource_patch(ctx: ActionContext, data: dict) -> dict:
+    if ctx.files.get("upload") is not None:
+        return resource_update(ctx, data)
+    return ctx.packages.resource_update(ctx.principal, data, patch=True)
+
+
+@action("resource_delete")
+def resource_delete(ctx: ActionContext, data: dict) -> None:
+    ctx.packages.resource_delete(ctx.principal, _id(data))
+    return None
+
+
+@action("nsdx_job_show", get=True)
+def nsdx_job_show(ctx: ActionContext, data: dict) -> dict:
+    """Status of a background job (queued, running, finished, failed) and its result."""
+    if ctx.jobs is None:
+        raise ObjectNotFound("job", _id(data))
+    return ctx.jobs.show(_id(data))
+
+
+# -- organisations, members, groups, tags ----------------------------------------------
+@action("organization_list", get=True)
+def organization_list(ctx: ActionContext, data: dict) -> list:
+    orgs = ctx.accounts.orgs(ctx.principal)
+    wanted = _list(data, "organizations")
+    if wanted:
+        orgs = [o for o in orgs if o["name"] in wanted]
+    sort = str(data.get("sort") or "name asc")
+    key, _, direction = sort.partition(" ")
+    if key == "package_count":
+        orgs.sort(key=lambda o: o["package_count"], reverse=direction != "asc")
+    elif key in ("title", "name"):
+        orgs.sort(key=lambda o: o[key].lower(), reverse=direction == "desc")
+    offset = _int(data, "offset", 0)
+    limit = _int(data, "limit", None)
+    orgs = orgs[offset : offset + limit if limit is not None else None]
+    if _bool(data, "all_fields"):
+        return orgs
+    return [o["name"] for o in orgs]
+
+
+@action("organization_show", get=True)
+def organization_show(ctx: ActionContext, data: dict) -> dict:
+    org = ctx.accounts.org_show(_id(data), ctx.principal)
+    if not (ctx.principal.can_admin(org["id"])):
+        org.pop("users", None)
+    if _bool(data, "include_datasets"):
+        org["packages"] = ctx.index.search(
+            fq=f'owner_org:"{org["id"]}"',
+            rows=MAX_ROWS,
+            include_private=True,
+            principal=ctx.principal,
+        )["results"]
+    return org
+
+
+@action("organization_create")
+def organization_create(ctx: ActionContext, data: dict) -> dict:
+    """Create an organisation (sysadmins only); the creator becomes its admin."""
+    return ctx.accounts.create_org(
+        _id(data, "name"),
+        title=data.get("title"),
+        description=str(data.get("description") or ""),
+        image_url=str(data.get("image_url") or ""),
+        id=data.get("id"),
+        creator=ctx.principal,
+    )
+
+
+def _member(ctx: ActionContext, org: str, user: str, role: str) -> dict:
+    m = ctx.accounts.add_member(org, user, role, by=ctx.principal)
+    return {"table_name": "user", "table_id": user, "capacity": role, "group_id": org, **m}
+
+
+@action("member_create")
+def member_create(ctx: ActionContext, data: dict) -> dict:
+    """Add a user to an organisation: id (organisation), object (user), object_type
+    'user', capacity admin|editor|member."""
+    if str(data.get("object_type") or "user") != "user":
+        raise InvalidInput({"object_type": ["Only users can be members (nsdx has no groups)"]})
+    return _member(ctx, _id(data), _id(data, "object"), _id(data, "capacity"))
+
+
+@action("organization_member_create")
+def organization_member_create(ctx: ActionContext, data: dict) -> dict:
+    return _member(ctx, _id(data), _id(data, "username"), _id(data, "role"))
+
+
+@action("group_list", get=True)
+def group_list(ctx: ActionContext, data: dict) -> list:
+    """nsdx has organisations and no CKAN groups: always empty."""
+    return []
+
+
+@action("tag_list", get=True)
+def tag_list(ctx: ActionContext, data: dict) -> list:
+    tags = ctx.index.tags(ctx.principal, query=data.get("query") or data.get("q"))
+    if _bool(data, "all_fields"):
+        return [{"id": t, "name": t, "vocabulary_id": None} for t in tags]
+    return tags

@@ -1,0 +1,521 @@
+"""Writing dataset metadata through the API: create, update (full replace), patch and
+(soft) delete datasets and their link resources, with the permission rules of
+:mod:`catalogue.auth`. Published tables (Parquet resources of a version) come only from
+:func:`catalogue.publishing.publish_dataset`; here only their name and description change.
+
+Every surface renders :func:`render_package`: ``registry.package_dict`` plus the dataset's
+link resources.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .auth import (
+    NAME_RE,
+    Accounts,
+    InvalidInput,
+    NotAuthorized,
+    ObjectNotFound,
+    Principal,
+)
+from .errors import DatasetNotFound
+from .models import Dataset, DatasetTag, LinkResource, Organization, Resource, utcnow
+from .registry import Catalogue, package_dict
+
+# extras that are columns of the dataset, and extras nsdx computes (ignored on input)
+COLUMN_EXTRAS = ("domain", "access", "title_en", "notes_en", "attribution", "price_cny")
+COMPUTED_EXTRAS = ("current_version", "row_count", "bytes", "quality_score", "storage_uri")
+DEFAULT_DOMAIN = "general"
+TAG_RE = re.compile(r"^[\w \-.]{2,100}$", re.UNICODE)
+ACCESS = ("open", "restricted")
+RESOURCE_CORE = ("id", "package_id", "name", "description", "format", "url", "position")
+RESOURCE_COMPUTED = (
+    "state",
+    "created",
+    "last_modified",
+    "size",
+    "nsdx_table",
+    "nsdx_row_count",
+    "nsdx_files",
+    "nsdx_schema",
+    "url_type",
+)
+
+
+def link_resource_dict(r: LinkResource, package_id: str, position: int) -> dict:
+    return {
+        **{k: v for k, v in (r.extras or {}).items()},
+        "id": r.id,
+        "package_id": package_id,
+        "name": r.name,
+        "description": r.description,
+        "format": r.format,
+        "url": r.url,
+        "position": position,
+        "state": "active",
+        "created": r.created.isoformat(),
+        "last_modified": r.last_modified.isoformat() if r.last_modified else None,
+        "url_type": None,
+    }
+
+
+def render_package(ds: Dataset, s: Session) -> dict:
+    """The package dict every surface renders (registry.package_dict + link resources)."""
+    return render_packages(s, [ds])[0]
+
+
+def render_packages(s: Session, datasets: list[Dataset]) -> list[dict]:
+    """Package dicts of many datasets at once (the search index's rebuild): relationships
+    and link resources are loaded in a few queries instead of a few per dataset."""
+    from sqlalchemy.orm import selectinload
+
+    ids = [d.id for d in datasets]
+    if not ids:
+        return []
+    s.scalars(  # loads into the session: package_dict then finds them there
+        select(Dataset)
+        .where(Dataset.id.in_(ids))
+        .options(
+            selectinload(Dataset.organization),
+            selectinload(Dataset.tags),
+            selectinload(Dataset.versions),
+        )
+    ).all()
+    links: dict[str, list[LinkResource]] = {}
+    for r in s.scalars(
+        select(LinkResource)
+        .where(LinkResource.dataset_id.in_(ids))
+        .order_by(LinkResource.position, LinkResource.created)
+    ):
+        links.setdefault(r.dataset_id, []).append(r)
+    out = []
+    for ds in datasets:
+        pkg = package_dict(ds, s)
+        pkg["tags"] = sorted(pkg["tags"], key=lambda t: t["name"])
+        mine = links.get(ds.id)
+        if mine:
+            base = len(pkg["resources"])
+            pkg["resources"] = pkg["resources"] + [
+                link_resource_dict(r, ds.id, base + i) for i, r in enumerate(mine)
+            ]
+            pkg["num_resources"] = len(pkg["resources"])
+        out.append(pkg)
+    return out
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes", "on")
+    return bool(v)
+
+
+def _time(v: Any) -> datetime | None:
+    """A naive UTC datetime from an ISO string (None when absent or not a date)."""
+    if not v or not isinstance(v, str):
+        return None
+    try:
+        d = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return d.astimezone(UTC).replace(tzinfo=None) if d.tzinfo else d
+
+
+def _str(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+class Packages:
+    """Dataset metadata of one catalogue, read and written on behalf of a principal."""
+
+    def __init__(self, cat: Catalogue) -> None:
+        self.cat = cat
+        self.accounts = Accounts(cat)
+
+    # -- reading -------------------------------------------------------------------------
+    @staticmethod
+    def find(s: Session, name_or_id: str) -> Dataset:
+        ds = s.scalar(
+            select(Dataset).where((Dataset.name == name_or_id) | (Dataset.id == name_or_id))
+        )
+        if ds is None:
+            raise DatasetNotFound(name_or_id)
+        return ds
+
+    @staticmethod
+    def can_read(p: Principal, ds: Dataset) -> bool:
+        if ds.state == "deleted":
+            return p.sysadmin or p.can_edit(ds.organization_id)
+        if ds.private or ds.state == "draft":
+            return p.can_read_private(ds.organization_id)
+        return True
+
+    def _readable(self, s: Session, p: Principal, name_or_id: str) -> Dataset:
+        ds = self.find(s, name_or_id)
+        if not self.can_read(p, ds):
+            if ds.state == "deleted":
+                raise DatasetNotFound(name_or_id)
+            raise NotAuthorized(
+                f"User {p.name or 'anonymous'} not authorized to read package {ds.name}",
+                hint="private datasets are visible to members of their organisation",
+            )
+        return ds
+
+    def show(self, p: Principal, name_or_id: str) -> dict:
+        with self.cat.Session() as s:
+            return render_package(self._readable(s, p, name_or_id), s)
+
+    def names(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
+        with self.cat.Session() as s:
+            q = (
+                select(Dataset.name)
+                .where(Dataset.state == "active", Dataset.private.is_(False))
+                .order_by(Dataset.name)
+                .offset(offset)
+            )
+            if limit is not None:
+                q = q.limit(limit)
+            return list(s.scalars(q))
+
+    # -- writing -------------------------------------------------------------------------
+    def create(self, p: Principal, data: Mapping[str, Any]) -> dict:
+        self._require_user(p)
+        with self.cat.Session.begin() as s:
+            ds = Dataset(extras={}, domain=DEFAULT_DOMAIN)
+            self._apply(s, p, ds, dict(data), creating=True)
+            s.flush()
+            return render_package(ds, s)
+
+    def update(self, p: Principal, data: Mapping[str, Any]) -> dict:
+        """Full replace: fields not given are reset (resources are kept when not given)."""
+        self._require_user(p)
+        key = data.get("id") or data.get("name")
+        if not key:
+            raise InvalidInput({"id": ["Missing value"]})
+        with self.cat.Session.begin() as s:
+            ds = self.find(s, str(key))
+            self._check_edit(p, ds.organization_id, ds.name)
+            self._apply(s, p, ds, dict(data), creating=False)
+            s.flush()
+            return render_package(ds, s)
+
+    def patch(self, p: Principal, data: Mapping[str, Any]) -> dict:
+        key = data.get("id") or data.get("name")
+        if not key:
+            raise InvalidInput({"id": ["Missing value"]})
+        current = self.show(p, str(key))
+        merged = {**current, **dict(data), "id": current["id"]}
+        if "extras" in data:  # patching extras merges them key by key
+            ex = {e["key"]: e["value"] for e in current.get("extras") or []}
+            ex.update({e["key"]: e["value"] for e in data.get("extras") or []})
+            merged["extras"] = [{"key": k, "value": v} for k, v in ex.items()]
+        return self.update(p, merged)
+
+    def delete(self, p: Principal, name_or_id: str) -> None:
+        self._require_user(p)
+        with self.cat.Session.begin() as s:
+            ds = self.find(s, name_or_id)
+            self._check_edit(p, ds.organization_id, ds.name)
+            ds.state = "deleted"
+            ds.metadata_modified = utcnow()
+
+    # -- validation and assignment -------------------------------------------------------
+    @staticmethod
+    def _require_user(p: Principal) -> None:
+        if p.anonymous:
+            raise NotAuthorized(
+                "an API token is required for this action",
+                hint="send it in the Authorization header; create one with `nsdx token create`",
+            )
+
+    @staticmethod
+    def _check_edit(p: Principal, org_id: str | None, name: str) -> None:
+        if not p.can_edit(org_id):
+            raise NotAuthorized(
+                f"User {p.name} not authorized to edit package {name}",
+                hint="an admin or editor of the dataset's organisation (or a sysadmin) may",
+            )
+
+    def _org(self, s: Session, p: Principal, data: dict, errors: dict) -> Organization | None:
+        ref = data.get("owner_org") or (data.get("organization") or {}).get("name")
+        if not ref:
+            return None
+        org = s.scalar(
+            select(Organization).where((Organization.id == ref) | (Organization.name == ref))
+        )
+        od = data.get("organization") if isinstance(data.get("organization"), dict) else None
+        if org is None and od and od.get("name"):
+            org = s.scalar(select(Organization).where(Organization.name == od["name"]))
+            if org is None and p.sysadmin and NAME_RE.match(od["name"]):
+                # a sysadmin loading datasets from another portal brings their organisation
+                org = Organization(
+                    name=od["name"], title=od.get("title") or od["name"], description="", extras={}
+                )
+                if od.get("id") and s.get(Organization, od["id"]) is None:
+                    org.id = od["id"]
+                s.add(org)
+                s.flush()
+        if org is None:
+            errors.setdefault("owner_org", []).append("Organization does not exist")
+        return org
+
+    def _apply(self, s: Session, p: Principal, ds: Dataset, data: dict, *, creating: bool):
+        errors: dict[str, list[str]] = {}
+        name = data.get("name")
+        if not name:
+            if creating:
+                errors["name"] = ["Missing value"]
+            name = ds.name
+        elif not NAME_RE.match(str(name)):
+            errors["name"] = [
+                "Must be purely lowercase alphanumeric (ascii) characters and these symbols: -_"
+            ]
+        else:
+            clash = s.scalar(select(Dataset.id).where(Dataset.name == name))
+            if clash is not None and clash != ds.id:
+                errors["name"] = ["That URL is already in use."]
+        org = self._org(s, p, data, errors)
+        private = _bool(data.get("private", False))
+        if org is None and "owner_org" not in errors:
+            if private:
+                errors["private"] = ["Datasets with no organization can't be private."]
+            elif not p.sysadmin:
+                errors["owner_org"] = ["An organization must be provided"]
+        if org is not None and not p.can_edit(org.id):
+            raise NotAuthorized(
+                f"User {p.name} not authorized to add dataset to organization {org.name}",
+                hint="an admin or editor of the organisation (or a sysadmin) may",
+            )
+        extras_in = data.get("extras") or []
+        extras: dict[str, Any] = {}
+        if not isinstance(extras_in, list):
+            errors["extras"] = ["Must be a list of {key, value} objects"]
+            extras_in = []
+        for e in extras_in:
+            if not isinstance(e, Mapping) or "key" not in e:
+                errors.setdefault("extras", []).append("Each extra needs a key")
+                continue
+            if e["key"] in extras:
+                errors.setdefault("extras", []).append(f"Duplicate key {e['key']!r}")
+            if e.get("deleted"):
+                continue
+            extras[str(e["key"])] = e.get("value")
+        for k in COLUMN_EXTRAS:  # top-level fields win over extras
+            if data.get(k) is not None:
+                extras[k] = data[k]
+        access = _str(extras.get("access") or "open")
+        if access not in ACCESS:
+            errors["access"] = [f"Must be one of {', '.join(ACCESS)}"]
+        domain = _str(extras.get("domain") or DEFAULT_DOMAIN)
+        if not re.match(r"^[a-z][a-z0-9-]*$", domain):
+            errors["domain"] = ["Must be lower-case words joined by '-'"]
+        price = extras.get("price_cny")
+        if price not in (None, ""):
+            try:
+                price = float(price)
+            except (TypeError, ValueError):
+                errors["price_cny"] = ["Must be a number"]
+        else:
+            price = None
+        tags = self._tags(data, errors)
+        state = data.get("state") or "active"
+        if state not in ("active", "draft"):
+            errors["state"] = ["Must be active or draft"]
+        if creating and data.get("id"):
+            try:
+                uuid.UUID(str(data["id"]))
+            except ValueError:
+                errors["id"] = ["Must be a UUID"]
+            else:
+                if s.get(Dataset, str(data["id"])) is not None:
+                    errors["id"] = ["Dataset id already exists"]
+        if errors:
+            raise InvalidInput(errors)
+        if creating and data.get("id"):
+            ds.id = str(data["id"])
+        ds.name = str(name)
+        ds.title = _str(data.get("title") or name)
+        ds.notes = _str(data.get("notes")) or None
+        ds.url = _str(data.get("url")) or None
+        ds.author = _str(data.get("author")) or None
+        ds.license_id = _str(data.get("license_id")) or "notspecified"
+        ds.private = private
+        ds.state = state
+        ds.organization = org
+        ds.domain = domain
+        ds.access = access
+        ds.title_en = _str(extras.get("title_en")) or None
+        ds.notes_en = _str(extras.get("notes_en")) or None
+        ds.attribution = _str(extras.get("attribution")) or None
+        ds.price_cny = price
+        ds.extras = {k: v for k, v in extras.items() if k not in COLUMN_EXTRAS + COMPUTED_EXTRAS}
+        if {t.tag for t in ds.tags} != set(tags) or creating:
+            ds.tags = [DatasetTag(tag=t) for t in tags]
+        ds.metadata_modified = utcnow()
+        keep_times = creating and p.sysadmin  # loading another catalogue keeps its history
+        if creating:
+            ds.metadata_created = ds.metadata_modified
+            if keep_times:
+                ds.metadata_created = _time(data.get("metadata_created")) or ds.metadata_created
+                ds.metadata_modified = _time(data.get("metadata_modified")) or ds.metadata_modified
+            s.add(ds)
+        s.flush()
+        if "resources" in data and data["resources"] is not None:
+            self._replace_resources(s, ds, data["resources"], keep_times=keep_times)
+
+    @staticmethod
+    def _tags(data: dict, errors: dict) -> list[str]:
+        raw = data.get("tags")
+        names: list[str] = []
+        if raw is None and data.get("tag_string"):
+            raw = [t.strip() for t in str(data["tag_string"]).split(",") if t.strip()]
+        for t in raw or []:
+            n = t.get("name") if isinstance(t, Mapping) else t
+            n = _str(n).strip()
+            if not TAG_RE.match(n):
+                errors.setdefault("tags", []).append(
+                    f"Tag {n!r} must be 2-100 characters: letters, digits, spaces, -_."
+                )
+            elif n not in names:
+                names.append(n)
+        return names
+
+    # -- resources -----------------------------------------------------------------------
+    def _replace_resources(
+        self, s: Session, ds: Dataset, resources: list, *, keep_times: bool = False
+    ) -> None:
+        if not isinstance(resources, list):
+            raise InvalidInput({"resources": ["Must be a list"]})
+        published = {
+            r.id: r for r in s.scalars(select(Resource).where(Resource.dataset_id == ds.id))
+        }
+        links = {
+            r.id: r for r in s.scalars(select(LinkResource).where(LinkResource.dataset_id == ds.id))
+        }
+        keep: set[str] = set()
+        pos = 0
+        for i, r in enumerate(resources):
+            if not isinstance(r, Mapping):
+                raise InvalidInput({"resources": [f"Resource {i} must be an object"]})
+            rid = r.get("id")
+            if rid in published:
+                pub = published[rid]
+                pub.name = _str(r.get("name")) or pub.name
+                pub.description = _str(r.get("description")) or None
+                continue
+            lr = links.get(rid) if rid else None
+            if lr is None:
+                lr = LinkResource(dataset_id=ds.id, extras={})
+                if rid and s.get(LinkResource, rid) is None:
+                    lr.id = str(rid)
+                s.add(lr)
+            self._set_link(lr, r, keep_times=keep_times)
+            lr.position = pos
+            pos += 1
+            s.flush()
+            keep.add(lr.id)
+        for rid, lr in links.items():
+            if rid not in keep:
+                s.delete(lr)
+
+    @staticmethod
+    def _set_link(lr: LinkResource, r: Mapping, *, keep_times: bool = False) -> None:
+        errors = {}
+        url = _str(r.get("url"))
+        if len(url) > 2000:
+            errors["url"] = ["Must be at most 2000 characters"]
+        if errors:
+            raise InvalidInput(errors)
+        if lr.url != url:  # last_modified tells when the data (the link) changed
+            lr.last_modified = utcnow()
+        lr.url = url
+        lr.name = _str(r.get("name"))
+        lr.description = _str(r.get("description"))
+        lr.format = _str(r.get("format"))
+        lr.extras = {
+            str(k): v
+            for k, v in r.items()
+            if k not in RESOURCE_CORE + RESOURCE_COMPUTED and not str(k).startswith("nsdx_")
+        }
+        if keep_times:
+            lr.created = _time(r.get("created")) or lr.created or utcnow()
+            lr.last_modified = _time(r.get("last_modified"))
+
+    def _resource(self, s: Session, rid: str) -> tuple[Dataset, LinkResource | Resource]:
+        r = s.get(LinkResource, rid) or s.get(Resource, rid)
+        if r is None:
+            raise ObjectNotFound("resource", rid)
+        ds = s.get(Dataset, r.dataset_id)
+        if ds is None:  # pragma: no cover - cascades make this impossible
+            raise ObjectNotFound("resource", rid)
+        return ds, r
+
+    def resource_show(self, p: Principal, rid: str) -> dict:
+        with self.cat.Session() as s:
+            ds, _ = self._resource(s, rid)
+            if not self.can_read(p, ds):
+                raise NotAuthorized(f"User {p.name or 'anonymous'} not authorized to read resource")
+            for r in render_package(ds, s)["resources"]:
+                if r["id"] == rid:
+                    return r
+            raise ObjectNotFound("resource", rid)  # a table of a superseded version
+
+    def resource_create(self, p: Principal, data: Mapping[str, Any]) -> dict:
+        self._require_user(p)
+        if not data.get("package_id"):
+            raise InvalidInput({"package_id": ["Missing value"]})
+        with self.cat.Session.begin() as s:
+            ds = self.find(s, str(data["package_id"]))
+            self._check_edit(p, ds.organization_id, ds.name)
+            n = s.scalar(select(func.count()).where(LinkResource.dataset_id == ds.id)) or 0
+            lr = LinkResource(dataset_id=ds.id, extras={}, position=n)
+            if data.get("id") and s.get(LinkResource, str(data["id"])) is None:
+                lr.id = str(data["id"])
+            self._set_link(lr, data)
+            s.add(lr)
+            ds.metadata_modified = utcnow()
+            s.flush()
+            rid = lr.id
+        return self.resource_show(p, rid)
+
+    def resource_update(self, p: Principal, data: Mapping[str, Any], *, patch: bool = False):
+        self._require_user(p)
+        rid = data.get("id")
+        if not rid:
+            raise InvalidInput({"id": ["Missing value"]})
+        current = self.resource_show(p, str(rid)) if patch else {}
+        merged = {**current, **dict(data)}
+        with self.cat.Session.begin() as s:
+            ds, r = self._resource(s, str(rid))
+            self._check_edit(p, ds.organization_id, ds.name)
+            if isinstance(r, LinkResource):
+                self._set_link(r, merged)
+            else:  # a published table: only its label changes
+                r.name = _str(merged.get("name")) or r.name
+                r.description = _str(merged.get("description")) or None
+            ds.metadata_modified = utcnow()
+        return self.resource_show(p, str(rid))
+
+    def resource_delete(self, p: Principal, rid: str) -> None:
+        self._require_user(p)
+        with self.cat.Session.begin() as s:
+            ds, r = self._resource(s, rid)
+            self._check_edit(p, ds.organization_id, ds.name)
+            if isinstance(r, Resource):
+                raise InvalidInput(
+                    {
+                        "id": [
+                            "This resource is a table of a published version; publish a new "
+                            "version of the dataset to change its tables."
+                        ]
+                    }  # fmt: skip
+                )
+            s.delete(r)
+            ds.metadata_modified = utcnow()

@@ -1,0 +1,291 @@
+"""Background jobs (upload ingests, re-ingests).
+
+A job is a row in the ``jobs`` table (its status is readable through ``nsdx_job_show``)
+plus a call of one handler. Two runners execute them:
+
+- :class:`ThreadRunner` — in-process thread pool, the embedded default;
+- :class:`ProcrastinateRunner` — the procrastinate job queue on PostgreSQL, so several
+  ``nsdx worker`` processes on several machines share the work.
+
+Handlers get a :class:`JobDeps` (catalogue, object store, masking key) built by the shell.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from .auth import ObjectNotFound
+from .models import Dataset, Job, utcnow
+from .registry import Catalogue
+
+log = logging.getLogger("nsdx.jobs")
+
+EXTENSION_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".json": "json",
+    ".geojson": "json",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".xlsx": "xlsx",
+    ".parquet": "parquet",
+    ".zip": "gtfs",
+}
+FORMATS = ("csv", "json", "ndjson", "xlsx", "parquet", "gtfs")
+
+
+@dataclass
+class JobDeps:
+    cat: Catalogue
+    store: Any  # ingest.storage.ObjectStore
+    pii_key: bytes
+    reports_dir: Path | None = None
+
+
+def upload_format(filename: str, declared: str | None) -> str | None:
+    """The source format of an upload: the declared CKAN ``format`` or the file extension."""
+    d = (declared or "").strip().lower()
+    if d in FORMATS:
+        return d
+    if d in ("excel", "xls"):
+        return "xlsx"
+    return EXTENSION_FORMATS.get(Path(filename).suffix.lower())
+
+
+def spec_for_upload(cat: Catalogue, dataset: str, path: str, fmt: str, options: dict | None = None):
+    """A DatasetSpec for publishing an uploaded file as the dataset's next version, from the
+    dataset's catalogue metadata."""
+    from ingest.spec import DatasetSpec, SourceSpec
+
+    with cat.Session() as s:
+        ds = s.scalar(select(Dataset).where((Dataset.name == dataset) | (Dataset.id == dataset)))
+        if ds is None:
+            raise ObjectNotFound("dataset", dataset)
+        opts = options or {}
+        return DatasetSpec(
+            id=ds.name,
+            title=ds.title,
+            title_en=ds.title_en,
+            notes=ds.notes,
+            notes_en=ds.notes_en,
+            domain=ds.domain,
+            organization=ds.organization.name if ds.organization else "nsdx",
+            licence=ds.license_id,
+            access=ds.access,
+            tags=tuple(t.tag for t in ds.tags),
+            source=SourceSpec(
+                path=str(path),
+                format=fmt,
+                encoding=str(opts.get("encoding") or "auto"),
+                delimiter=opts.get("delimiter") or None,
+                base_dir=Path(path).parent,
+            ),
+            attribution=ds.attribution,
+            source_url=ds.url,
+            price_cny=ds.price_cny,
+            extras=dict(ds.extras or {}),
+        )
+
+
+def ingest_upload(deps: JobDeps, payload: dict) -> dict:
+    """Publish an uploaded file as the next version of a dataset (the same function as
+    ``nsdx ingest``)."""
+    from .publishing import publish_dataset
+
+    spec = spec_for_upload(
+        deps.cat, payload["dataset"], payload["path"], payload["format"], payload.get("options")
+    )
+    result = publish_dataset(
+        deps.cat, deps.store, spec, pii_key=deps.pii_key, reports_dir=deps.reports_dir
+    )
+    return result.to_dict()
+
+
+HANDLERS: dict[str, Callable[[JobDeps, dict], dict]] = {"ingest_upload": ingest_upload}
+
+
+def job_dict(j: Job) -> dict:
+    return {
+        "id": j.id,
+        "kind": j.kind,
+        "status": j.status,
+        "payload": {k: v for k, v in (j.payload or {}).items() if k != "path"},
+        "result": j.result or {},
+        "error": j.error,
+        "created": j.created.isoformat(),
+        "started": j.started.isoformat() if j.started else None,
+        "finished": j.finished.isoformat() if j.finished else None,
+    }
+
+
+class Runner(Protocol):
+    def enqueue(self, job_id: str) -> None: ...
+
+
+class Jobs:
+    """Job records of one catalogue and the runner that executes them."""
+
+    def __init__(self, cat: Catalogue, runner: Runner | None = None) -> None:
+        self.cat = cat
+        self.runner = runner
+
+    def submit(self, kind: str, payload: dict, *, user_id: str | None = None) -> dict:
+        if kind not in HANDLERS:
+            raise ValueError(f"unknown job kind {kind!r}")
+        with self.cat.Session.begin() as s:
+            j = Job(kind=kind, payload=payload, result={}, user_id=user_id)
+            s.add(j)
+            s.flush()
+            d = job_dict(j)
+        if self.runner is not None:
+            self.runner.enqueue(d["id"])
+        return d
+
+    def show(self, job_id: str) -> dict:
+        with self.cat.Session() as s:
+            j = s.get(Job, job_id)
+            if j is None:
+                raise ObjectNotFound("job", job_id)
+            return job_dict(j)
+
+    def run(self, job_id: str, deps: JobDeps) -> dict:
+        """Execute one job now and record its outcome."""
+        with self.cat.Session.begin() as s:
+            j = s.get(Job, job_id)
+            if j is None:
+                raise ObjectNotFound("job", job_id)
+            if j.status in ("finished", "failed"):
+                return job_dict(j)
+            j.status, j.started = "running", utcnow()
+            kind, payload = j.kind, dict(j.payload)
+        status, result, error = "finished", {}, None
+        try:
+            result = HANDLERS[kind](deps, payload)
+        except Exception as e:  # noqa: BLE001 - recorded on the job for the caller to read
+            status, error = "failed", str(e)
+            log.warning("job %s (%s) failed: %s", job_id, kind, traceback.format_exc())
+        with self.cat.Session.begin() as s:
+            j = s.get(Job, job_id)
+            j.status, j.result, j.error, j.finished = status, result, error, utcnow()
+            return job_dict(j)
+
+
+class ThreadRunner:
+    """Runs jobs in this process on a small thread pool (the embedded default)."""
+
+    def __init__(self, jobs: Jobs, deps: Callable[[], JobDeps], workers: int = 2) -> None:
+        self.jobs = jobs
+        self.deps = deps
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nsdx-job")
+
+    def enqueue(self, job_id: str) -> None:
+        self.pool.submit(self.jobs.run, job_id, self.deps())
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+# -- the PostgreSQL job queue (procrastinate) -------------------------------------------
+QUEUE = "nsdx"
+_SCHEMA_LOCK = 7_350_215  # pg advisory lock id while installing procrastinate's schema
+_worker_deps: Callable[[], JobDeps] | None = None
+
+
+def _conninfo(database_url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def ensure_queue_schema(database_url: str) -> None:
+    """Install procrastinate's tables once (idempotent, safe with concurrent callers)."""
+    import psycopg
+    from procrastinate.schema import SchemaManager
+
+    with psycopg.connect(_conninfo(database_url), autocommit=True) as c:
+        c.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        try:
+            if c.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
+                c.execute(SchemaManager.get_schema())
+        finally:
+            c.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+
+def queue_app(database_url: str):
+    """A procrastinate App on the catalogue's PostgreSQL database with the one nsdx task."""
+    import procrastinate
+
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=_conninfo(database_url))
+    )
+
+    @app.task(name="nsdx.run_job", queue=QUEUE)
+    def run_job(job_id: str) -> None:
+        if _worker_deps is None:  # pragma: no cover - run_worker sets it
+            raise RuntimeError("nsdx job deps are not configured in this worker")
+        deps = _worker_deps()
+        Jobs(deps.cat).run(job_id, deps)
+
+    return app, run_job
+
+
+class ProcrastinateRunner:
+    """Queues jobs in PostgreSQL; any `nsdx worker` (or a server's embedded worker) runs
+    them."""
+
+    def __init__(self, database_url: str) -> None:
+        ensure_queue_schema(database_url)
+        self.app, self.task = queue_app(database_url)
+        self._opened = False
+        self._lock = threading.Lock()
+
+    def enqueue(self, job_id: str) -> None:
+        with self._lock:
+            if not self._opened:
+                self.app.open()
+                self._opened = True
+        self.task.defer(job_id=job_id)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._opened:
+                self.app.close()
+                self._opened = False
+
+
+def set_worker_deps(deps: Callable[[], JobDeps]) -> None:
+    global _worker_deps
+    _worker_deps = deps
+
+
+def run_worker(
+    database_url: str,
+    deps: Callable[[], JobDeps],
+    *,
+    concurrency: int = 1,
+    once: bool = False,
+) -> None:
+    """Run queued jobs until stopped (or, with ``once``, until the queue is empty)."""
+    ensure_queue_schema(database_url)
+    set_worker_deps(deps)
+    app, _ = queue_app(database_url)
+    with app.open():
+        app.run_worker(queues=[QUEUE], concurrency=concurrency, wait=not once)
+
+
+async def run_worker_async(database_url: str, deps: Callable[[], JobDeps]) -> None:
+    """The same worker inside a running event loop (``nsdx serve`` on PostgreSQL)."""
+    set_worker_deps(deps)
+    app, _ = queue_app(database_url)
+    async with app.open_async():
+        await app.run_worker_async(queues=[QUEUE], concurrency=1, install_signal_handlers=False)

@@ -1,0 +1,860 @@
+"""Search over the catalogue: an in-memory inverted index of package dicts, kept current
+from the database's change log, answering a documented subset of CKAN's Solr syntax.
+
+How it stays current
+--------------------
+Migration 0002 installs triggers that bump ``catalogue_revision.rev`` and log the changed
+dataset id in ``catalogue_changes`` on every write to ``datasets`` (and ``organizations``).
+Before answering, :meth:`SearchIndex.refresh` reads the revision (one indexed one-row query)
+and re-renders only the datasets changed since. Every process (server, worker) keeps its own
+index; all of them see every writer, on SQLite and on PostgreSQL.
+
+Text
+----
+Latin words are lower-cased and lightly stemmed (``buses`` → ``bus``). Chinese, Japanese and
+Korean text is indexed as character unigrams and bigrams; a query word is turned into its
+bigrams, all of which must match, so ``公交`` finds ``南沙公交车辆GPS轨迹`` without a dictionary.
+
+Query syntax (``q`` and ``fq``)
+-------------------------------
+``word``, ``"a phrase"`` (all its words), ``field:value``, ``field:"quoted value"``,
+``field:(a OR b)``, ``field:[A TO B]`` / ``{A TO B}`` (numbers and dates; ``*`` and ``NOW``
+allowed), ``field:*``, ``field:pre*``, ``+x``, ``-x``, ``NOT x``, ``a AND b``, ``a OR b``,
+parentheses, ``*:*``. Terms are ANDed by default.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select, text
+
+from .auth import Principal
+from .errors import CatalogueError
+from .models import Dataset
+from .registry import Catalogue
+
+MAX_ROWS = 1000
+KEEP_CHANGES = 5000  # change-log rows kept; an index further behind rebuilds from scratch
+DEFAULT_FACET_LIMIT = 50
+TEXT_FIELDS = {"text", "title", "notes", "title_en", "notes_en"}
+DEFAULT_SORT = "score desc, metadata_modified desc"
+
+
+class SearchQueryError(CatalogueError):
+    """A q/fq/sort/rows parameter the search cannot parse (HTTP 400, CKAN 'Search Query
+    Error')."""
+
+    status = 400
+
+
+# -- text analysis ---------------------------------------------------------------------
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_RUN_RE = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
+_CJK_RE = re.compile(rf"[{_CJK}]")
+
+
+def _stem(w: str) -> str:
+    if len(w) <= 3 or w.isdigit():
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if w.endswith(("sses", "shes", "ches", "xes", "zes")):
+        return w[:-2]
+    if w.endswith("ses") and len(w) > 4:  # buses -> bus
+        return w[:-2]
+    if w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def _normal(s: str) -> str:
+    return unicodedata.normalize("NFKC", s).lower()
+
+
+def index_tokens(s: str) -> set[str]:
+    """Tokens a text is indexed under."""
+    out: set[str] = set()
+    for run in _RUN_RE.findall(_normal(s)):
+        if _CJK_RE.match(run):
+            out.update(run)
+            out.update(run[i : i + 2] for i in range(len(run) - 1))
+        else:
+            out.add(_stem(run))
+    return out
+
+
+def query_tokens(s: str) -> list[str]:
+    """Tokens that must all be present for a query word to match."""
+    out: list[str] = []
+    for run in _RUN_RE.findall(_normal(s)):
+        if _CJK_RE.match(run):
+            if len(run) == 1:
+                out.append(run)
+            else:
+                out.extend(run[i : i + 2] for i in range(len(run) - 1))
+        else:
+            out.append(_stem(run))
+    return list(dict.fromkeys(out))
+
+
+# -- documents -------------------------------------------------------------------------
+def _extras(pkg: dict) -> dict[str, str]:
+    return {e["key"]: e["value"] for e in pkg.get("extras") or []}
+
+
+def doc_fields(pkg: dict) -> dict[str, list[str]]:
+    """The exact-match fields of a package (for fq, facets and sorting)."""
+    org = pkg.get("organization") or {}
+    ex = _extras(pkg)
+    f: dict[str, list[str]] = {
+        "id": [pkg["id"]],
+        "name": [pkg["name"]],
+        "title_string": [pkg.get("title") or ""],
+        "state": [pkg.get("state") or "active"],
+        "private": ["true" if pkg.get("private") else "false"],
+        "type": [pkg.get("type") or "dataset"],
+        "license_id": [pkg.get("license_id") or ""],
+        "organization": [org["name"]] if org else [],
+        "owner_org": [pkg["owner_org"]] if pkg.get("owner_org") else [],
+        "tags": [t["name"] for t in pkg.get("tags") or []],
+        "groups": [g["name"] for g in pkg.get("groups") or []],
+        "res_format": sorted({r["format"] for r in pkg.get("resources") or [] if r.get("format")}),
+        "res_name": [r["name"] for r in pkg.get("resources") or [] if r.get("name")],
+        "res_url": [r["url"] for r in pkg.get("resources") or [] if r.get("url")],
+        "author": [pkg["author"]] if pkg.get("author") else [],
+        "url": [pkg["url"]] if pkg.get("url") else [],
+        "version": [pkg["version"]] if pkg.get("version") else [],
+        "metadata_created": [pkg.get("metadata_created") or ""],
+        "metadata_modified": [pkg.get("metadata_modified") or ""],
+        "num_resources": [str(pkg.get("num_resources", len(pkg.get("resources") or [])))],
+        "num_tags": [str(pkg.get("num_tags", len(pkg.get("tags") or [])))],
+    }
+    for k, v in ex.items():
+        f.setdefault(k, [v])
+        f[f"extras_{k}"] = [v]
+    return f
+
+
+def doc_text(pkg: dict) -> tuple[str, str]:
+    """(title text, all text) of a package."""
+    ex = _extras(pkg)
+    org = pkg.get("organization") or {}
+    title = " ".join(filter(None, [pkg.get("title"), ex.get("title_en"), pkg.get("name")]))
+    parts = [
+        title,
+        pkg.get("notes") or "",
+        ex.get("notes_en") or "",
+        " ".join(t["name"] for t in pkg.get("tags") or []),
+        org.get("name") or "",
+        org.get("title") or "",
+        pkg.get("author") or "",
+    ]
+    for r in pkg.get("resources") or []:
+        parts += [r.get("name") or "", r.get("description") or "", r.get("format") or ""]
+    parts += [v for k, v in ex.items() if k not in ("title_en", "notes_en", "storage_uri")]
+    return title, " ".join(parts)
+
+
+# -- query parsing ---------------------------------------------------------------------
+@dataclass
+class Term:
+    field: str | None  # None: full text
+    value: str
+    phrase: bool = False
+
+
+@dataclass
+class Range:
+    field: str
+    lo: str
+    hi: str
+    lo_incl: bool = True
+    hi_incl: bool = True
+
+
+@dataclass
+class Not:
+    node: object
+
+
+@dataclass
+class And:
+    nodes: list
+
+
+@dataclass
+class Or:
+    nodes: list
+
+
+class All:
+    pass
+
+
+_TOKEN_RE = re.compile(
+    r"""\s*(?:
+      (?P<lp>\() | (?P<rp>\)) |
+      (?P<range>[\[{]\s*(?P<lo>"[^"]*"|\S+)\s+TO\s+(?P<hi>"[^"]*"|[^\]}\s]+)\s*[\]}]) |
+      (?P<quoted>"(?:[^"\\]|\\.)*") |
+      (?P<word>(?:[^\s()"\\:\[\]{}]|\\.)+) |
+      (?P<colon>:)
+    )""",
+    re.VERBOSE,
+)
+
+
+def _lex(s: str) -> list[tuple[str, str]]:
+    toks, pos = [], 0
+    s = s.strip()
+    while pos < len(s):
+        m = _TOKEN_RE.match(s, pos)
+        if not m or m.end() == pos:
+            if s[pos:].strip() == "":
+                break
+            raise SearchQueryError(
+                f"Search Query is invalid: cannot parse {s[pos : pos + 20]!r}",
+                hint="see docs/api.md 'package_search' for the supported syntax",
+            )
+        pos = m.end()
+        kind = m.lastgroup if m.lastgroup not in ("lo", "hi") else "range"
+        for k in ("lp", "rp", "range", "quoted", "word", "colon"):
+            if m.group(k) is not None:
+                kind = k
+                break
+        toks.append((kind, m.group(kind)))
+    return toks
+
+
+def _unquote(v: str) -> str:
+    if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
+        v = v[1:-1]
+    return re.sub(r"\\(.)", r"\1", v)
+
+
+class _Parser:
+    def __init__(self, s: str) -> None:
+        self.toks = _lex(s)
+        self.i = 0
+        self.src = s
+
+    def peek(self):
+        return self.toks[self.i] if self.i < len(self.toks) else (None, None)
+
+    def take(self):
+        t = self.peek()
+        self.i += 1
+        return t
+
+    def error(self, msg: str) -> SearchQueryError:
+        return SearchQueryError(
+            f"Search Query is invalid: {msg} in {self.src!r}",
+            hint="see docs/api.md 'package_search' for the supported syntax",
+        )
+
+    def parse(self):
+        if not self.toks:
+            return All()
+        node = self.expr(None)
+        if self.i < len(self.toks):
+            raise self.error(f"unexpected {self.peek()[1]!r}")
+        return node
+
+    def expr(self, field):
+        parts = [self.and_expr(field)]
+        while self.peek() == ("word", "OR") or self.peek() == ("word", "||"):
+            self.take()
+            parts.append(self.and_expr(field))
+        return parts[0] if len(parts) == 1 else Or(parts)
+
+    def and_expr(self, field):
+        parts = []
+        while True:
+            kind, val = self.peek()
+            if kind is None or kind == "rp" or (kind == "word" and val in ("OR", "||")):
+                break
+            if kind == "word" and val in ("AND", "&&"):
+                self.take()
+                continue
+            parts.append(self.unary(field))
+        if not parts:
+            raise self.error("empty expression")
+        return parts[0] if len(parts) == 1 else And(parts)
+
+    def unary(self, field):
+        kind, val = self.peek()
+        if kind == "word" and val == "NOT":
+            self.take()
+            return Not(self.unary(field))
+        if kind == "word" and val[0] in "+-" and len(val) > 1:
+            self.toks[self.i] = ("word", val[1:])
+            node = self.primary(field)
+            return Not(node) if val[0] == "-" else node
+        if kind == "word" and val in ("+", "-"):
+            self.take()
+            node = self.primary(field)
+            return Not(node) if val == "-" else node
+        return self.primary(field)
+
+    def primary(self, field):
+        kind, val = self.take()
+        if kind == "lp":
+            node = self.expr(field)
+            if self.take()[0] != "rp":
+                raise self.error("missing ')'")
+            return node
+        if kind == "quoted":
+            return Term(field, _unquote(val), phrase=True)
+        if kind == "range":
+            if field is None:
+                raise self.error("a range needs a field, e.g. metadata_modified:[A TO B]")
+            m = re.match(r"([\[{])\s*(\"[^\"]*\"|\S+)\s+TO\s+(\"[^\"]*\"|[^\]}\s]+)\s*([\]}])", val)
+            return Range(field, _unquote(m.group(2)), _unquote(m.group(3)),
+                         m.group(1) == "[", m.group(4) == "]")  # fmt: skip
+        if kind == "word":
+            if self.peek()[0] == "colon":
+                self.take()
+                if field is not None:
+                    raise self.error("nested field")
+                name = val
+                if self.peek()[0] is None:
+                    raise self.error(f"no value after '{name}:'")
+                if name == "*":
+                    v = self.primary(name)
+                    return All() if isinstance(v, Term) and v.value == "*" else v
+                return self.unary(name) if self.peek()[0] != "lp" else self.primary(name)
+            return Term(field, _unquote(val))
+        raise self.error(f"unexpected {val!r}")
+
+
+def parse_query(s: str | None):
+    return _Parser(s or "").parse()
+
+
+# -- values ----------------------------------------------------------------------------
+def _num(v: str, *, upper: bool = False) -> float:
+    """A number or a date (as epoch seconds) from a query or a field value."""
+    v = v.strip()
+    if v in ("*", ""):
+        return math.inf if upper else -math.inf
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    m = re.match(r"^NOW(?:([+-]\d+)(DAYS?|HOURS?|MONTHS?|YEARS?))?(?:/(DAY|HOUR))?$", v)
+    if m:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        if m.group(1):
+            n, unit = int(m.group(1)), m.group(2).rstrip("S")
+            days = {"DAY": 1, "HOUR": 1 / 24, "MONTH": 30, "YEAR": 365}[unit]
+            now = now + timedelta(days=n * days)
+        if m.group(3) == "DAY":
+            now = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return now.replace(tzinfo=UTC).timestamp()
+    try:
+        d = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise SearchQueryError(
+            f"Search Query is invalid: {v!r} is neither a number nor a date",
+            hint="dates look like 2024-01-31 or 2024-01-31T00:00:00Z",
+        ) from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return d.timestamp()
+
+
+def _try_num(v: str) -> float:
+    try:
+        return _num(v)
+    except SearchQueryError:
+        return math.nan
+
+
+# -- the index -------------------------------------------------------------------------
+class _Field:
+    """One exact-match field compiled to arrays: (doc slot, value code) pairs."""
+
+    def __init__(self, values: list[str], docs: np.ndarray, codes: np.ndarray) -> None:
+        self.values = values
+        self.code_of = {v: i for i, v in enumerate(values)}
+        self.docs = docs
+        self.codes = codes
+        self._nums: np.ndarray | None = None
+
+    @property
+    def nums(self) -> np.ndarray:
+        if self._nums is None:
+            self._nums = np.array([_try_num(v) for v in self.values], dtype=float)
+        return self._nums
+
+    def mask_for_codes(self, sel: np.ndarray, n: int) -> np.ndarray:
+        """Docs having any value whose code is selected (``sel`` is a bool per value)."""
+        out = np.zeros(n, dtype=bool)
+        if len(self.codes):
+            out[self.docs[sel[self.codes]]] = True
+        return out
+
+
+class SearchIndex:
+    def __init__(self, cat: Catalogue, render_many: Callable) -> None:
+        self.cat = cat
+        self.render_many = render_many  # (Session, [Dataset]) -> [package dict]
+        self.lock = threading.RLock()
+        self.rev = -1
+        self.docs: list[dict | None] = []
+        self.slot_of: dict[str, int] = {}
+        self.free: list[int] = []
+        self.tokens: list[frozenset[str]] = []
+        self.title_tokens: list[frozenset[str]] = []
+        self.fields: list[dict[str, list[str]]] = []
+        self.postings: dict[str, set[int]] = {}
+        self.title_postings: dict[str, set[int]] = {}
+        self._compiled: dict = {}
+
+    # -- keeping current ---------------------------------------------------------------
+    def _db_rev(self, conn) -> int:
+        return int(conn.execute(text("SELECT rev FROM catalogue_revision WHERE id = 1")).scalar())
+
+    def refresh(self) -> None:
+        with self.cat.engine.connect() as conn:
+            rev = self._db_rev(conn)
+        if rev == self.rev:
+            return
+        with self.lock:
+            if rev == self.rev:
+                return
+            if self.rev < 0 or rev - self.rev > KEEP_CHANGES:
+                self._rebuild()
+                return
+            with self.cat.Session() as s:
+                rev = self._db_rev(s.connection())
+                changed = [
+                    r[0]
+                    for r in s.execute(
+                        text(
+                            "SELECT DISTINCT dataset_id FROM catalogue_changes "
+                            "WHERE rev > :a AND rev <= :b"
+                        ),
+                        {"a": self.rev, "b": rev},
+                    )
+                ]
+                ids: set[str] = set()
+                for c in changed:
+                    if c.startswith("org:"):
+                        ids.update(
+                            s.scalars(select(Dataset.id).where(Dataset.organization_id == c[4:]))
+                        )
+                    else:
+                        ids.add(c)
+                if len(ids) > 2000:
+                    self._rebuild()
+                    return
+                found = list(s.scalars(select(Dataset).where(Dataset.id.in_(list(ids)))))
+                for ds_id in ids - {d.id for d in found}:
+                    self._remove(ds_id)
+                for pkg in self.render_many(s, found):
+                    self._put(pkg)
+                if rev // 1000 != self.rev // 1000:
+                    self._prune(rev)
+                self.rev = rev
+                self._compiled = {}
+
+    def _prune(self, rev: int) -> None:
+        """Forget change-log rows no index needs (an index further behind rebuilds)."""
+        with self.cat.engine.begin() as conn:
+            conn.execute(
+                text("DELETE FROM catalogue_changes WHERE rev < :r"), {"r": rev - KEEP_CHANGES}
+            )
+
+    def _rebuild(self) -> None:
+        with self.cat.Session() as s:
+            rev = self._db_rev(s.connection())
+            pkgs = []
+            ids = list(s.scalars(select(Dataset.id).order_by(Dataset.id)))
+            for i in range(0, len(ids), 500):
+                batch = list(s.scalars(select(Dataset).where(Dataset.id.in_(ids[i : i + 500]))))
+                pkgs.extend(self.render_many(s, batch))
+                s.expunge_all()
+        self.docs, self.slot_of, self.free = [], {}, []
+        self.tokens, self.title_tokens, self.fields = [], [], []
+        self.postings, self.title_postings = {}, {}
+        for p in pkgs:
+            self._put(p)
+        self.rev = rev
+        self._compiled = {}
+        self._prune(rev)
+
+    def _remove(self, ds_id: str) -> None:
+        slot = self.slot_of.pop(ds_id, None)
+        if slot is None:
+            return
+        for t in self.tokens[slot]:
+            self.postings[t].discard(slot)
+        for t in self.title_tokens[slot]:
+            self.title_postings[t].discard(slot)
+        self.docs[slot] = None
+        self.tokens[slot] = frozenset()
+        self.title_tokens[slot] = frozenset()
+        self.fields[slot] = {}
+        self.free.append(slot)
+
+    def _put(self, pkg: dict) -> None:
+        self._remove(pkg["id"])
+        slot = self.free.pop() if self.free else len(self.docs)
+        if slot == len(self.docs):
+            self.docs.append(None)
+            self.tokens.append(frozenset())
+            self.title_tokens.append(frozenset())
+            self.fields.append({})
+        title, body = doc_text(pkg)
+        tt = frozenset(index_tokens(title))
+        at = frozenset(index_tokens(body)) | tt
+        for t in at:
+            self.postings.setdefault(t, set()).add(slot)
+        for t in tt:
+            self.title_postings.setdefault(t, set()).add(slot)
+        self.docs[slot] = pkg
+        self.tokens[slot] = at
+        self.title_tokens[slot] = tt
+        self.fields[slot] = doc_fields(pkg)
+        self.slot_of[pkg["id"]] = slot
+
+    # -- compiled arrays ---------------------------------------------------------------
+    def _field(self, name: str) -> _Field:
+        key = ("f", name)
+        f = self._compiled.get(key)
+        if f is None:
+            values: dict[str, int] = {}
+            docs, codes = [], []
+            for slot, fields in enumerate(self.fields):
+                for v in fields.get(name, ()):
+                    docs.append(slot)
+                    codes.append(values.setdefault(v, len(values)))
+            f = _Field(
+                list(values), np.array(docs, dtype=np.int64), np.array(codes, dtype=np.int64)
+            )
+            self._compiled[key] = f
+        return f
+
+    def _posting(self, token: str, title: bool = False) -> np.ndarray:
+        key = ("t" if title else "p", token)
+        arr = self._compiled.get(key)
+        if arr is None:
+            src = (self.title_postings if title else self.postings).get(token) or ()
+            arr = np.fromiter(src, dtype=np.int64, count=len(src))
+            self._compiled[key] = arr
+        return arr
+
+    def _sort_key(self, name: str) -> np.ndarray:
+        """Per-slot sort key: a number (dates as epoch) or the rank of a string value."""
+        key = ("s", name)
+        arr = self._compiled.get(key)
+        if arr is None:
+            n = len(self.docs)
+            f = self._field(name)
+            nums = f.nums
+            numeric = len(f.values) > 0 and not np.isnan(nums).any()
+            if numeric:
+                vals = nums
+            else:
+                order = sorted(range(len(f.values)), key=lambda i: f.values[i].lower())
+                vals = np.empty(len(f.values), dtype=float)
+                vals[np.array(order, dtype=np.int64)] = np.arange(len(order), dtype=float)
+            arr = np.full(n, np.nan)
+            if len(f.codes):
+                arr[f.docs] = vals[f.codes]
+            self._compiled[key] = arr
+        return arr
+
+    # -- evaluation --------------------------------------------------------------------
+    def _n(self) -> int:
+        return len(self.docs)
+
+    def _text_mask(self, value: str, field: str | None, score: np.ndarray | None) -> np.ndarray:
+        n = self._n()
+        if value == "*":
+            return self._alive()
+        title_only = field in ("title", "title_en", "name")
+        if value.endswith("*") and len(value) > 1:
+            prefix = _normal(value[:-1])
+            mask = np.zeros(n, dtype=bool)
+            post = self.title_postings if title_only else self.postings
+            for tok, slots in post.items():
+                if tok.startswith(prefix) and slots:
+                    mask[self._posting(tok, title_only)] = True
+            return mask
+        toks = query_tokens(value)
+        if not toks:
+            return np.zeros(n, dtype=bool)
+        mask = None
+        for t in toks:
+            m = np.zeros(n, dtype=bool)
+            m[self._posting(t, title_only)] = True
+            mask = m if mask is None else (mask & m)
+        if score is not None:
+            alive = max(len(self.slot_of), 1)
+            for t in toks:
+                p = self._posting(t)
+                idf = math.log(1 + alive / (1 + len(p)))
+                score[p] += idf
+                score[self._posting(t, True)] += 2 * idf
+        return mask
+
+    def _alive(self) -> np.ndarray:
+        m = np.zeros(self._n(), dtype=bool)
+        if self.slot_of:
+            m[np.fromiter(self.slot_of.values(), dtype=np.int64, count=len(self.slot_of))] = True
+        return m
+
+    def _eval(self, node, score: np.ndarray | None) -> np.ndarray:
+        n = self._n()
+        if isinstance(node, All):
+            return self._alive()
+        if isinstance(node, And):
+            pos = [x for x in node.nodes if not isinstance(x, Not)]
+            neg = [x for x in node.nodes if isinstance(x, Not)]
+            mask = self._alive() if not pos else None
+            for x in pos:
+                m = self._eval(x, score)
+                mask = m if mask is None else (mask & m)
+            for x in neg:
+                mask &= ~self._eval(x.node, None)
+            return mask
+        if isinstance(node, Or):
+            mask = np.zeros(n, dtype=bool)
+            for x in node.nodes:
+                mask |= self._eval(x, score)
+            return mask
+        if isinstance(node, Not):
+            return self._alive() & ~self._eval(node.node, None)
+        if isinstance(node, Range):
+            f = self._field(_canon(node.field))
+            lo, hi = _num(node.lo), _num(node.hi, upper=True)
+            nums = f.nums
+            with np.errstate(invalid="ignore"):
+                sel = (nums >= lo if node.lo_incl else nums > lo) & (
+                    nums <= hi if node.hi_incl else nums < hi
+                )
+            return f.mask_for_codes(sel, n)
+        if isinstance(node, Term):
+            field = _canon(node.field) if node.field else None
+            if field is None or field in TEXT_FIELDS:
+                return self._text_mask(node.value, field if field != "text" else None, score)
+            f = self._field(field)
+            if node.value == "*":
+                return f.mask_for_codes(np.ones(len(f.values), dtype=bool), n)
+            if node.value.endswith("*") and not node.phrase:
+                pre = node.value[:-1]
+                sel = np.array([v.startswith(pre) for v in f.values], dtype=bool)
+                return f.mask_for_codes(sel, n)
+            code = f.code_of.get(node.value)
+            if code is None and field == "organization":  # accept the id or the title too
+                code = _first(f.code_of.get(self._org_name(node.value)))
+            sel = np.zeros(len(f.values), dtype=bool)
+            if code is not None:
+                sel[code] = True
+            return f.mask_for_codes(sel, n)
+        raise SearchQueryError(f"Search Query is invalid: {node!r}")  # pragma: no cover
+
+    def _org_name(self, v: str) -> str:
+        for d in self.docs:
+            org = (d or {}).get("organization")
+            if org and v in (org["id"], org.get("title")):
+                return org["name"]
+        return v
+
+    def _visible(self, principal: Principal, include_private: bool, include_drafts: bool,
+                 include_deleted: bool) -> np.ndarray:  # fmt: skip
+        n = self._n()
+        state = self._field("state")
+        ok_states = (
+            {"active"}
+            | ({"draft"} if include_drafts else set())
+            | ({"deleted"} if include_deleted and principal.sysadmin else set())
+        )
+        sel = np.array([v in ok_states for v in state.values], dtype=bool)
+        mask = state.mask_for_codes(sel, n)
+        private = self._field("private").mask_for_codes(
+            np.array([v == "true" for v in self._field("private").values], dtype=bool), n
+        )
+        draft = state.mask_for_codes(np.array([v == "draft" for v in state.values], bool), n)
+        restricted = private | draft
+        if principal.sysadmin and include_private:
+            return mask
+        readable = np.zeros(n, dtype=bool)
+        if include_private and principal.roles:
+            owner = self._field("owner_org")
+            sel = np.array([v in principal.roles for v in owner.values], dtype=bool)
+            readable = owner.mask_for_codes(sel, n)
+        return mask & (~restricted | readable)
+
+    # -- the search --------------------------------------------------------------------
+    def search(
+        self,
+        *,
+        q: str | None = None,
+        fq: str | Iterable[str] | None = None,
+        rows: int = 10,
+        start: int = 0,
+        sort: str | None = None,
+        facet_fields: Iterable[str] = (),
+        facet_limit: int = DEFAULT_FACET_LIMIT,
+        facet_mincount: int = 1,
+        include_private: bool = False,
+        include_drafts: bool = False,
+        include_deleted: bool = False,
+        principal: Principal | None = None,
+        fl: list[str] | None = None,
+    ) -> dict:
+        principal = principal or Principal()
+        if not 0 <= rows <= MAX_ROWS:
+            raise SearchQueryError(f"rows must be between 0 and {MAX_ROWS}, got {rows}")
+        if start < 0:
+            raise SearchQueryError(f"start must be 0 or more, got {start}")
+        q_node = parse_query(q if q and q.strip() not in ("*:*", "") else None)
+        fqs = [fq] if isinstance(fq, str) else list(fq or [])
+        fq_nodes = [parse_query(x) for x in fqs if x and x.strip()]
+        sort_keys = parse_sort(sort or DEFAULT_SORT)
+        self.refresh()
+        with self.lock:
+            n = self._n()
+            score = np.zeros(n)
+            mask = self._eval(q_node, score)
+            for node in fq_nodes:
+                mask &= self._eval(node, None)
+            mask &= self._visible(principal, include_private, include_drafts, include_deleted)
+            idx = np.nonzero(mask)[0]
+            count = int(len(idx))
+            facets, search_facets = {}, {}
+            for name in facet_fields:
+                facets[name], search_facets[name] = self._facet(
+                    name, mask, facet_limit, facet_mincount
+                )
+            page = self._order(idx, score, sort_keys)[start : start + rows]
+            results = [self.docs[i] for i in page]
+        if fl:
+            results = [{k: r.get(k) for k in fl} for r in results]
+        return {
+            "count": count,
+            "sort": sort or DEFAULT_SORT,
+            "facets": facets,
+            "search_facets": search_facets,
+            "results": results,
+        }
+
+    def _order(self, idx: np.ndarray, score: np.ndarray, keys: list[tuple[str, bool]]):
+        if len(idx) == 0:
+            return idx
+        cols = []
+        for name, desc in keys:
+            if name == "score":
+                v = score[idx]
+            else:
+                v = self._sort_key(name)[idx]
+                v = np.where(np.isnan(v), -np.inf if desc else np.inf, v)
+            cols.append(-v if desc else v)
+        cols.append(self._sort_key("name")[idx])  # stable tie-break
+        order = np.lexsort(tuple(reversed(cols)))
+        return idx[order]
+
+    def _facet(self, name: str, mask: np.ndarray, limit: int, mincount: int):
+        field = _canon(name)
+        f = self._field(field)
+        if len(f.codes):
+            counts = np.bincount(f.codes[mask[f.docs]], minlength=len(f.values))
+        else:
+            counts = np.zeros(0, dtype=np.int64)
+        picked = [i for i in np.nonzero(counts >= max(mincount, 1))[0]]
+        picked.sort(key=lambda i: (-counts[i], f.values[i]))
+        if limit is not None and limit >= 0:
+            picked = picked[:limit]
+        titles = self._org_titles() if field == "organization" else {}
+        items = [
+            {
+                "name": f.values[i],
+                "display_name": titles.get(f.values[i], f.values[i]),
+                "count": int(counts[i]),
+            }
+            for i in picked
+        ]
+        return {x["name"]: x["count"] for x in items}, {"title": name, "items": items}
+
+    def _org_titles(self) -> dict[str, str]:
+        key = ("orgtitles",)
+        t = self._compiled.get(key)
+        if t is None:
+            t = {}
+            for d in self.docs:
+                org = (d or {}).get("organization")
+                if org:
+                    t[org["name"]] = org.get("title") or org["name"]
+            self._compiled[key] = t
+        return t
+
+    def tags(self, principal: Principal | None = None, query: str | None = None) -> list[str]:
+        self.refresh()
+        with self.lock:
+            mask = self._visible(principal or Principal(), False, False, False)
+            f = self._field("tags")
+            used = set(f.codes[mask[f.docs]].tolist()) if len(f.codes) else set()
+        names = sorted(f.values[i] for i in used)
+        if query:
+            ql = query.lower()
+            names = [t for t in names if ql in t.lower()]
+        return names
+
+
+_ALIASES = {"title_string": "title_string", "tag": "tags", "res_format": "res_format"}
+
+
+def _canon(field: str) -> str:
+    return _ALIASES.get(field, field)
+
+
+def _first(x):
+    return x
+
+
+def parse_sort(s: str) -> list[tuple[str, bool]]:
+    out = []
+    for part in s.split(","):
+        bits = part.split()
+        if not bits:
+            continue
+        if len(bits) > 2 or (len(bits) == 2 and bits[1].lower() not in ("asc", "desc")):
+            raise SearchQueryError(
+                f"Search Query is invalid: sort {part.strip()!r} must be 'field asc|desc'",
+                hint="e.g. sort=metadata_modified desc",
+            )
+        name = bits[0]
+        if name == "title":
+            name = "title_string"
+        out.append((name, len(bits) == 2 and bits[1].lower() == "desc"))
+    return out
+
+
+# -- one index per database ------------------------------------------------------------
+_indexes: dict[str, SearchIndex] = {}
+_lock = threading.Lock()
+
+
+def index_for(cat: Catalogue, render_many: Callable) -> SearchIndex:
+    """The process-wide index of ``cat``'s database (built on first use)."""
+    key = cat.engine.url.render_as_string(hide_password=False)
+    with _lock:
+        idx = _indexes.get(key)
+        if idx is None:
+            idx = _indexes[key] = SearchIndex(cat, render_many)
+        return idx
+
+
+def drop_indexes() -> None:
+    with _lock:
+        _indexes.clear()

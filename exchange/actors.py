@@ -1,0 +1,95 @@
+"""Who is acting: a user with roles in organisations, or the exchange operator.
+
+Rules (checked in :mod:`exchange.trade`):
+
+* a seller (admin or editor of the organisation that owns the dataset) creates and
+  withdraws offers, confirms payments, grants access and refunds — on its own datasets only;
+* a buyer (any member of the buying organisation) places orders and takes deliveries —
+  on its own orders only;
+* an auditor reads every record and changes nothing;
+* a sysadmin (the exchange operator) may do anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import NotAllowed
+
+SELLER_ROLES = frozenset({"admin", "editor"})
+BUYER_ROLES = frozenset({"admin", "editor", "member"})
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    roles: Mapping[str, str] = field(default_factory=dict)  # organisation name -> role
+    sysadmin: bool = False
+    auditor: bool = False
+
+    @classmethod
+    def operator(cls, name: str = "operator") -> Actor:
+        return cls(name=name, sysadmin=True)
+
+    @classmethod
+    def for_org(cls, org: str, role: str = "admin", name: str | None = None) -> Actor:
+        return cls(name=name or f"{org}:{role}", roles={org: role})
+
+    @classmethod
+    def auditor_(cls, name: str = "auditor") -> Actor:
+        return cls(name=name, auditor=True)
+
+    def can_read_all(self) -> bool:
+        return self.sysadmin or self.auditor
+
+    def _writable(self, what: str) -> None:
+        if self.auditor and not self.sysadmin:
+            raise NotAllowed(
+                f"{self.name} is an auditor: auditors read exchange records and cannot {what}",
+                hint="use an account of the selling or buying organisation",
+                actor=self.name,
+            )
+
+    def require(self, org: str, roles: frozenset[str], what: str) -> None:
+        self._writable(what)
+        if self.sysadmin:
+            return
+        if self.roles.get(org) not in roles:
+            kind = "seller" if roles == SELLER_ROLES else "buyer"
+            raise NotAllowed(
+                f"{self.name} cannot {what}: only the {kind} organisation {org!r} may",
+                hint=f"act as an {' or '.join(sorted(roles))} of {org!r} (CLI: --as {org})",
+                actor=self.name,
+                organization=org,
+            )
+
+    def orgs(self) -> set[str]:
+        return set(self.roles)
+
+
+def actor_for_user(s: Session, user_name: str) -> Actor:
+    """An :class:`Actor` for a registered user (catalogue accounts, migration 0002)."""
+    from catalogue.models import Membership, Organization, User
+
+    user = s.scalar(select(User).where(User.name == user_name))
+    if user is None or user.state != "active":
+        raise NotAllowed(
+            f"no active user {user_name!r}",
+            hint="create it with `nsdx user create`",
+            actor=user_name,
+        )
+    rows = s.execute(
+        select(Organization.name, Membership.role)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == user.id)
+    ).all()
+    return Actor(
+        name=user.name,
+        roles={o: r for o, r in rows},
+        sysadmin=user.sysadmin,
+        auditor=user.auditor,
+    )

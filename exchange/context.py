@@ -1,0 +1,52 @@
+"""One object that holds what every exchange operation needs: the catalogue database,
+the object store (for delivery URLs), the ledger and its signing key.
+
+    ex = Exchange(nx.catalogue, nx.store, home=nx.settings.home, pii_key=key)
+
+Every surface (CLI, HTTP API, demo) builds one and calls :mod:`exchange.trade`,
+:mod:`exchange.rewards.compute` and :mod:`exchange.ledger.verify` with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import cached_property
+from pathlib import Path
+
+from .ledger.keys import LedgerSigner, load_signer
+from .ledger.store import LedgerStore
+
+
+class Exchange:
+    def __init__(
+        self,
+        catalogue,
+        store=None,
+        *,
+        home: Path | str = ".nsdx",
+        pii_key: bytes | None = None,
+        signer: LedgerSigner | None = None,
+    ) -> None:
+        self.catalogue = catalogue
+        self.engine = catalogue.engine
+        self.store = store
+        self.home = Path(home)
+        self.pii_key = pii_key
+        self._signer = signer
+
+    @cached_property
+    def signer(self) -> LedgerSigner:
+        return self._signer or load_signer(self.home)
+
+    @cached_property
+    def ledger(self) -> LedgerStore:
+        return LedgerStore(self.engine, self.signer)
+
+    def fingerprint(self, value: str | None) -> str | None:
+        """A keyed fingerprint of a contact detail (phone, bank account): the ledger keeps
+        these instead of the numbers, which is enough to see that two firms share one."""
+        if not value:
+            return None
+        key = self.pii_key or b"nsdx-ledger-fingerprint"
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,0 +1,185 @@
+"""A realistic sample of exchange activity over the demo datasets (``nsdx exchange demo``,
+run by ``make demo``).
+
+Seven firms with valid credit codes buy and sell; one contract is refunded, one buyer is
+outside the district, one buyer shares its legal representative and phone with the seller
+(a related party), three firms pass data products round in a circle within a month (a
+wash trade), and one group buys enough to hit the ¥2,000,000 annual cap — so that
+`nsdx audit verify`, `nsdx audit rewards --year Y` and `nsdx audit flags` show every rule
+at once. Idempotent: a second run finds the demo contracts and records nothing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import date
+
+from sqlalchemy import select
+
+from catalogue.models import Dataset
+
+from . import credit_code, trade
+from .actors import Actor
+from .context import Exchange
+from .errors import ExchangeError
+from .models import Order
+
+MARK = "NSDX-DEMO-"
+
+# org, legal name, division, org code, group, legal rep, address, phone, in Nansha, authority
+FIRMS = [
+    ("nansha-transport-bureau", "广州市南沙区交通运输局", "440115", "MB2C9178", None, "林国华",
+     "广州市南沙区凤凰大道1号", "020-39912345", True, "1"),
+    ("nansha-drone-operator", "广州南沙翼航无人机科技有限公司", "440115", "MA59DL9U", None, "黄海峰",
+     "广州市南沙区黄阁镇麒麟一路8号", "020-39001122", True, "9"),
+    ("nansha-zhixing-ai", "广州南沙智行人工智能科技有限公司", "440115", "MA5AK3F2", "智行科技集团", "陈志强",
+     "广州市南沙区海滨路171号", "020-39886601", True, "9"),
+    ("zhixing-robotics", "广州智行机器人有限公司", "440115", "MA5BN7Q1", "智行科技集团", "陈志远",
+     "广州市南沙区环市大道南33号", "020-39886602", True, "9"),
+    ("nansha-haiyun-data", "广州南沙海运数据服务有限公司", "440115", "MA5C1X8W", "海运数据集团", "周海",
+     "广州市南沙区龙穴岛港前大道9号", "020-39550088", True, "9"),
+    ("lingang-insight", "广州临港洞察科技有限公司", "440115", "MA5D6R2T", None, "吴倩",
+     "广州市南沙区进港大道12号", "020-39772200", True, "9"),
+    ("baiyun-vision", "广州白云视觉科技有限公司", "440111", "MA5E8H4K", None, "郑明",
+     "广州市白云区云城西路890号", "020-86661234", False, "9"),
+    # shares the drone operator's legal representative and phone: a related party
+    ("nansha-qiming-ai", "广州南沙启明智能有限公司", "440115", "MA5F0P6N", None, "黄海峰",
+     "广州市南沙区金隆路26号", "020-39001122", True, "9"),
+]  # fmt: skip
+
+# data products of the AI firms (catalogue entries the demo adds if missing)
+PRODUCTS = [
+    ("zhixing-congestion-forecast", "南沙道路拥堵预测数据产品", "nansha-zhixing-ai"),
+    ("haiyun-port-logistics-index", "南沙港物流指数数据产品", "nansha-haiyun-data"),
+    ("lingang-demand-heatmap", "临港出行需求热力数据产品", "lingang-insight"),
+]
+
+
+def _code(division: str, org8: str, authority: str) -> str:
+    return credit_code.make(division, org8, authority=authority, category="1")
+
+
+def _ensure_dataset(ex: Exchange, name: str, title: str, org: str) -> None:
+    with ex.catalogue.Session.begin() as s:
+        if s.scalar(select(Dataset.id).where(Dataset.name == name)):
+            return
+        o = ex.catalogue.ensure_organization(s, org)
+        s.add(
+            Dataset(
+                name=name,
+                title=title,
+                domain="transport",
+                access="restricted",
+                organization_id=o.id,
+                extras={"demo": True},
+            )
+        )
+
+
+def already_done(ex: Exchange) -> bool:
+    with ex.catalogue.Session() as s:
+        return (
+            s.scalar(select(Order.id).where(Order.contract_no.like(f"{MARK}%")).limit(1))
+            is not None
+        )
+
+
+def run_demo(ex: Exchange, *, year: int | None = None) -> dict:
+    """Record the sample activity for ``year`` (default: last year, so every date is past)."""
+    y = year or date.today().year - 1
+    if already_done(ex):
+        return {"skipped": True, "year": y, "ledger_size": ex.ledger.head_size()}
+    for org, name, div, o8, group, rep, addr, phone, nansha, auth in FIRMS:
+        trade.register_enterprise(
+            ex,
+            Actor.for_org(org, name=f"demo:{org}"),
+            org,
+            credit_code_=_code(div, o8, auth),
+            legal_name=name,
+            corporate_group=group,
+            legal_representative=rep,
+            shareholders=[rep],
+            controllers=[rep],
+            registered_address=addr,
+            phone=phone,
+            bank_account=f"6222 0236 0200 {zlib.crc32(o8.encode()) % 10**7:07d}",
+            in_nansha=nansha,
+            create_org=True,
+        )
+    _ensure_dataset(
+        ex, "nansha-ride-hailing-orders", "南沙网约车订单数据", "nansha-transport-bureau"
+    )
+    _ensure_dataset(ex, "nansha-drone-flight-logs", "南沙无人机飞行日志", "nansha-drone-operator")
+    for name, title, org in PRODUCTS:
+        _ensure_dataset(ex, name, title, org)
+
+    def offer(ds: str, seller: str, price: str) -> str:
+        r = trade.create_offer(
+            ex,
+            Actor.for_org(seller, name=f"demo:{seller}"),
+            ds,
+            price=price,
+            licence_terms="仅限买方内部研发使用，不得转售 (internal R&D use only, no resale)",
+            term_start=date(y, 1, 1),
+            term_end=date(y + 1, 12, 31),
+            delivery_mode="presigned-url",
+            cross_border=False,
+            access_days=365,
+        )
+        return r["id"]
+
+    ride = offer("nansha-ride-hailing-orders", "nansha-transport-bureau", "280000")
+    drone = offer("nansha-drone-flight-logs", "nansha-drone-operator", "150000")
+    products = {name: offer(name, org, "500000") for name, _, org in PRODUCTS}
+    n = [0]
+
+    def buy(offer_id, buyer, seller, when, amount=None, refund_on=None, deliver=True):
+        n[0] += 1
+        b, s_ = (
+            Actor.for_org(buyer, name=f"demo:{buyer}"),
+            Actor.for_org(seller, name=f"demo:{seller}"),
+        )
+        o = trade.place_order(
+            ex,
+            b,
+            offer_id,
+            buyer=buyer,
+            amount=amount,
+            contract_no=f"{MARK}{y}-{n[0]:03d}",
+            on=when,
+        )
+        trade.confirm_payment(ex, s_, o["id"], reference=f"DEMO{y}{n[0]:04d}", paid_on=when)
+        trade.grant_access(ex, s_, o["id"])
+        if deliver and ex.store is not None:
+            try:
+                trade.deliver(ex, b, o["id"])
+            except ExchangeError:
+                pass  # dataset not published in this deployment: no files to deliver
+        if refund_on:
+            trade.refund(ex, s_, o["id"], reason="数据质量不符合合同约定 (quality below contract)",
+                         refunded_on=refund_on)  # fmt: skip
+        return o["id"]
+
+    T, D = "nansha-transport-bureau", "nansha-drone-operator"
+    buy(ride, "nansha-zhixing-ai", T, date(y, 3, 12))  # eligible
+    buy(ride, "nansha-zhixing-ai", T, date(y, 6, 3), amount="7000000")  # big: group cap
+    buy(drone, "zhixing-robotics", D, date(y, 4, 20))  # same group: summed
+    buy(drone, "lingang-insight", D, date(y, 9, 8))  # eligible
+    buy(ride, "baiyun-vision", T, date(y, 5, 6))  # buyer not in Nansha
+    buy(drone, "nansha-qiming-ai", D, date(y, 7, 14))  # related party
+    buy(ride, "nansha-haiyun-data", T, date(y, 8, 1), refund_on=date(y, 8, 20))  # refunded
+    # circular trade within a month at similar amounts
+    buy(products["zhixing-congestion-forecast"], "nansha-haiyun-data", "nansha-zhixing-ai",
+        date(y, 10, 9), deliver=False)  # fmt: skip
+    buy(products["haiyun-port-logistics-index"], "lingang-insight", "nansha-haiyun-data",
+        date(y, 10, 17), amount="480000", deliver=False)  # fmt: skip
+    buy(products["lingang-demand-heatmap"], "nansha-zhixing-ai", "lingang-insight",
+        date(y, 10, 28), amount="495000", deliver=False)  # fmt: skip
+    return {
+        "skipped": False,
+        "year": y,
+        "enterprises": len(FIRMS),
+        "offers": 2 + len(PRODUCTS),
+        "orders": n[0],
+        "ledger_size": ex.ledger.head_size(),
+    }

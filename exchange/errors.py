@@ -1,0 +1,86 @@
+"""Errors of the exchange: each names the condition, says what to do next, and whether a
+retry may succeed (``transient``). ``status`` is the HTTP status the API answers with."""
+
+from __future__ import annotations
+
+
+class ExchangeError(Exception):
+    transient = False
+    status = 400
+
+    def __init__(self, message: str, *, hint: str | None = None, **fields: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+    def to_dict(self) -> dict:
+        return {
+            "error": type(self).__name__,
+            "message": self.message,
+            "hint": self.hint,
+            "transient": self.transient,
+            **{k: v for k, v in self.fields.items() if v is not None},
+        }
+
+
+class InvalidCreditCode(ExchangeError):
+    """A unified social credit code (统一社会信用代码) fails GB 32100-2015."""
+
+
+class EnterpriseNotFound(ExchangeError):
+    status = 404
+
+
+class OfferNotFound(ExchangeError):
+    status = 404
+
+
+class OrderNotFound(ExchangeError):
+    status = 404
+
+
+class NotAllowed(ExchangeError):
+    """The acting user or organisation may not do this (wrong seller, wrong buyer, auditor)."""
+
+    status = 403
+
+
+class InvalidState(ExchangeError):
+    """The order is not in a state where this step is possible (e.g. grant before payment)."""
+
+    status = 409
+
+
+class InvalidRequest(ExchangeError):
+    status = 422
+
+
+class LedgerBusy(ExchangeError):
+    """Another writer held the ledger lock for too long."""
+
+    transient = True
+    status = 503
+
+
+class LedgerKeyError(ExchangeError):
+    """The checkpoint signing key is missing, unreadable or malformed."""
+
+    status = 500
+
+
+class LedgerCorrupt(ExchangeError):
+    """`nsdx audit verify` found an entry that differs from what was signed."""
+
+    status = 500
+
+
+class CheckpointNotFound(ExchangeError):
+    status = 404
+
+
+class PolicyError(ExchangeError):
+    """The reward policy file is missing or malformed."""

@@ -1,0 +1,183 @@
+"""`nsdx audit verify`: recompute the whole tree from the database and check it against
+the signed checkpoints.
+
+Steps, in one streaming pass over ``ledger_entries`` in index order:
+
+1. indices are dense from 0 (a gap or a duplicate names the first bad index);
+2. every stored leaf hash equals SHA-256(0x00 || payload) (RFC 9162 §2.1.1), so an edited
+   payload is named at its exact index;
+3. the root recomputed over leaves [0, n) equals the signed root of every checkpoint of
+   size n (the signature is checked first with the verifier key); if a payload *and* its
+   leaf hash were both rewritten, the first checkpoint whose root differs bounds the
+   change to the entries between it and the previous good checkpoint — and because every
+   trade step signs a checkpoint, that range is one entry;
+4. the latest signed checkpoint is not beyond the entries (nothing was cut off the end).
+
+An external checkpoint (one an official kept from earlier, ``--checkpoint FILE``) is
+checked the same way, so a rewritten history that re-signed everything with a stolen key
+still fails against the copy held outside the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+
+from .keys import open_checkpoint
+from .merkle import HASH_SIZE, CompactRange
+from .note import NoteError
+from .store import LedgerStore, b64
+
+
+@dataclass
+class Problem:
+    kind: str  # gap | duplicate | leaf_hash | root | signature | missing | unsigned
+    message: str
+    index: int | None = None
+    range: tuple[int, int] | None = None
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    entries: int
+    checkpoints_checked: int
+    latest_checkpoint: int | None
+    root: str | None
+    seconds: float
+    first_bad_index: int | None = None
+    problems: list[Problem] = field(default_factory=list)
+    unsigned_tail: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["problems"] = [asdict(p) for p in self.problems]
+        return d
+
+
+def verify_ledger(
+    store: LedgerStore,
+    verifier_key: str,
+    *,
+    external_checkpoints: list[str] = (),
+    batch: int = 20000,
+) -> VerifyResult:
+    t0 = time.perf_counter()
+    problems: list[Problem] = []
+    signed: dict[int, bytes] = {}
+    for cp in store.checkpoints():
+        try:
+            parsed = open_checkpoint(cp.note, verifier_key)
+        except NoteError as e:
+            problems.append(Problem("signature", f"checkpoint at size {cp.tree_size}: {e}"))
+            continue
+        if parsed.size != cp.tree_size or parsed.root != cp.root:
+            problems.append(
+                Problem("signature", f"checkpoint row {cp.tree_size} differs from its signed note")
+            )
+        signed[parsed.size] = parsed.root
+    for text in external_checkpoints:
+        try:
+            parsed = open_checkpoint(text, verifier_key)
+        except NoteError as e:
+            problems.append(Problem("signature", f"external checkpoint: {e}"))
+            continue
+        if parsed.size in signed and signed[parsed.size] != parsed.root:
+            problems.append(
+                Problem(
+                    "root",
+                    f"the external checkpoint at size {parsed.size} and the database's "
+                    "disagree: the database's checkpoints were replaced",
+                    index=None,
+                )
+            )
+        signed[parsed.size] = parsed.root
+    sizes = sorted(signed)
+    cr = CompactRange()
+    expected = 0
+    first_bad: int | None = None
+    last_good_cp = 0
+    next_cp = 0  # position in sizes
+    sha = hashlib.sha256
+    root_failures = [0]
+
+    def check_roots_upto(n: int) -> None:
+        nonlocal next_cp, last_good_cp, first_bad
+        while next_cp < len(sizes) and sizes[next_cp] == n:
+            if cr.root() != signed[n]:
+                lo = last_good_cp
+                if first_bad is None:
+                    first_bad = lo if n - lo == 1 else None
+                root_failures[0] += 1
+                if root_failures[0] > 1:  # later checkpoints fail too; name the first only
+                    next_cp += 1
+                    continue
+                problems.append(
+                    Problem(
+                        "root",
+                        f"the tree of size {n} does not match its signed checkpoint: an entry "
+                        f"in [{lo}, {n}) was changed" + (f" — entry {lo}" if n - lo == 1 else ""),
+                        index=lo if n - lo == 1 else None,
+                        range=(lo, n),
+                    )
+                )
+            else:
+                last_good_cp = n
+            next_cp += 1
+
+    check_roots_upto(0)
+    for idx, payload, stored in store.iter_rows(batch=batch):
+        if idx != expected:
+            kind = "gap" if idx > expected else "duplicate"
+            problems.append(
+                Problem(kind, f"expected entry {expected}, found {idx}", index=expected)
+            )
+            if first_bad is None:
+                first_bad = expected
+            break
+        h = sha(b"\x00" + payload.encode("utf-8")).digest()
+        if h != stored or len(stored) != HASH_SIZE:
+            problems.append(
+                Problem(
+                    "leaf_hash",
+                    f"entry {idx}: its payload does not hash to its stored leaf hash (edited)",
+                    index=idx,
+                )
+            )
+            if first_bad is None:
+                first_bad = idx
+        cr.append(h)
+        expected += 1
+        check_roots_upto(expected)
+    n = expected
+    if sizes and sizes[-1] > n:
+        problems.append(
+            Problem(
+                "missing",
+                f"a checkpoint signs {sizes[-1]} entries but the database holds {n}: "
+                f"entries from {n} on were removed",
+                index=n,
+            )
+        )
+        if first_bad is None:
+            first_bad = n
+    if root_failures[0] > 1:
+        problems.append(
+            Problem("root", f"{root_failures[0] - 1} later checkpoint(s) fail for the same reason")
+        )
+    if first_bad is None:
+        bounded = [p.range for p in problems if p.range]
+        first_bad = bounded[0][0] if bounded else None
+    latest = sizes[-1] if sizes else None
+    return VerifyResult(
+        ok=not problems,
+        entries=n,
+        checkpoints_checked=len(sizes),
+        latest_checkpoint=latest,
+        root=b64(cr.root()),
+        seconds=round(time.perf_counter() - t0, 3),
+        first_bad_index=first_bad,
+        problems=problems,
+        unsigned_tail=n - (latest or 0) if latest is not None and latest <= n else n,
+    )

@@ -1,0 +1,742 @@
+"""The trade: enterprise profiles, offers, orders, payments, grants, deliveries, refunds.
+
+Every function here is one step of the flow; each checks the actor's role, changes the
+working tables and appends one ledger event in the same transaction (which holds the
+ledger lock), signs a checkpoint covering it, and returns a receipt carrying the event
+and its inclusion proof. The CLI, the HTTP API and the demo call these functions.
+
+    offer ──▶ order ──▶ payment confirmed ──▶ access grant ──▶ delivery (presigned URLs)
+                                          └──▶ refund (revokes the grant)
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from catalogue.models import Dataset, Organization, Resource, Version
+
+from . import credit_code
+from .actors import BUYER_ROLES, SELLER_ROLES, Actor
+from .context import Exchange
+from .errors import (
+    EnterpriseNotFound,
+    InvalidRequest,
+    InvalidState,
+    NotAllowed,
+    OfferNotFound,
+    OrderNotFound,
+)
+from .ledger.store import Appended, Checkpoint
+from .models import Delivery, Enterprise, Grant, Offer, Order, Payment, Refund
+from .money import cny, to_fen
+
+DELIVERY_MODES = ("presigned-url", "query", "delta-sharing")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _day(d: date | str | None) -> date:
+    if d is None:
+        return _now().date()
+    if isinstance(d, date):
+        return d
+    try:
+        return date.fromisoformat(str(d))
+    except ValueError:
+        raise InvalidRequest(f"{d!r} is not a date", hint="write YYYY-MM-DD") from None
+
+
+def norm_text(v: str | None) -> str | None:
+    """NFKC, no spaces, lower case: '广州市南沙区 海滨路 1号' == '广州市南沙区海滨路1号'."""
+    if not v:
+        return None
+    return "".join(unicodedata.normalize("NFKC", v).split()).lower()
+
+
+def norm_digits(v: str | None) -> str | None:
+    if not v:
+        return None
+    d = "".join(ch for ch in unicodedata.normalize("NFKC", v) if ch.isdigit())
+    if len(d) == 13 and d.startswith("86"):  # +86 mobile
+        d = d[2:]
+    return d or None
+
+
+def _receipt(ex: Exchange, a: Appended, cp: Checkpoint, record: dict) -> dict:
+    proof = ex.ledger.inclusion(a.index, cp.tree_size)
+    import json
+
+    return {**record, "receipt": {"entry": json.loads(a.payload), **proof}}
+
+
+def _commit_event(ex: Exchange, s: Session, kind: str, data: dict) -> tuple[Appended, Checkpoint]:
+    a = ex.ledger.append(s, kind, data)
+    cp = ex.ledger.checkpoint(s)
+    return a, cp
+
+
+# -- lookups -------------------------------------------------------------------------------
+
+
+def _org(s: Session, name: str) -> Organization:
+    org = s.scalar(
+        select(Organization).where(or_(Organization.name == name, Organization.id == name))
+    )
+    if org is None:
+        raise EnterpriseNotFound(
+            f"organisation {name!r} not found",
+            hint="organisations come from datasets.yaml (`nsdx ingest`) or `nsdx org create`",
+            organization=name,
+        )
+    return org
+
+
+def _enterprise(s: Session, org: Organization) -> Enterprise:
+    ent = s.scalar(select(Enterprise).where(Enterprise.organization_id == org.id))
+    if ent is None:
+        raise EnterpriseNotFound(
+            f"organisation {org.name!r} has no enterprise profile (credit code, group, ...)",
+            hint=f"register it: `nsdx exchange enterprise register {org.name} --credit-code ...`",
+            organization=org.name,
+        )
+    return ent
+
+
+def _dataset(s: Session, name: str) -> Dataset:
+    ds = s.scalar(select(Dataset).where(or_(Dataset.name == name, Dataset.id == name)))
+    if ds is None or ds.state == "deleted":
+        raise InvalidRequest(
+            f"dataset {name!r} not found", hint="`nsdx datasets list`", dataset=name
+        )
+    return ds
+
+
+def _offer(s: Session, offer_id: str) -> Offer:
+    o = s.get(Offer, offer_id)
+    if o is None:
+        raise OfferNotFound(
+            f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
+        )
+    return o
+
+
+def _order(s: Session, order_id: str) -> Order:
+    o = s.get(Order, order_id)
+    if o is None:
+        raise OrderNotFound(
+            f"order {order_id!r} not found", hint="`nsdx exchange orders`", order=order_id
+        )
+    return o
+
+
+def _names(s: Session, *org_ids: str) -> list[str]:
+    return [s.get(Organization, i).name for i in org_ids]
+
+
+# -- enterprise profiles --------------------------------------------------------------------
+
+
+def register_enterprise(
+    ex: Exchange,
+    actor: Actor,
+    org: str,
+    *,
+    credit_code_: str,
+    legal_name: str,
+    corporate_group: str | None = None,
+    legal_representative: str | None = None,
+    shareholders: list[str] | None = None,
+    controllers: list[str] | None = None,
+    registered_address: str | None = None,
+    phone: str | None = None,
+    bank_account: str | None = None,
+    in_nansha: bool = False,
+    create_org: bool = False,
+) -> dict:
+    """Create or update an organisation's enterprise profile (one ledger event)."""
+    code = credit_code.validate(credit_code_)
+    with ex.ledger.transaction() as s:
+        o = s.scalar(select(Organization).where(Organization.name == org))
+        if o is None and create_org:
+            o = ex.catalogue.ensure_organization(s, org, legal_name)
+        o = o or _org(s, org)
+        actor.require(o.name, frozenset({"admin"}), "register the enterprise profile")
+        other = s.scalar(
+            select(Enterprise).where(
+                Enterprise.credit_code == code, Enterprise.organization_id != o.id
+            )
+        )
+        if other is not None:
+            raise InvalidRequest(
+                f"credit code {code} is already registered for another organisation",
+                hint="one enterprise, one credit code",
+                credit_code=code,
+            )
+        ent = s.scalar(select(Enterprise).where(Enterprise.organization_id == o.id))
+        kind = "enterprise.updated" if ent else "enterprise.registered"
+        if ent is None:
+            ent = Enterprise(organization_id=o.id)
+            s.add(ent)
+        ent.credit_code = code
+        ent.legal_name = legal_name
+        ent.corporate_group = corporate_group or None
+        ent.legal_representative = legal_representative or None
+        ent.shareholders = list(shareholders or [])
+        ent.controllers = list(controllers or [])
+        ent.registered_address = registered_address or None
+        ent.phone = phone or None
+        ent.bank_account = bank_account or None
+        ent.in_nansha = bool(in_nansha)
+        ent.updated = _now()
+        s.flush()
+        a, cp = _commit_event(
+            ex, s, kind, {"actor": actor.name, **enterprise_facts(ex, o.name, ent)}
+        )
+    return _receipt(ex, a, cp, enterprise_dict(o.name, ent))
+
+
+def enterprise_facts(ex: Exchange, org: str, ent: Enterprise) -> dict:
+    """What the ledger records of a profile: public registry facts in the clear, phone and
+    bank account as keyed fingerprints (equal numbers give equal fingerprints)."""
+    return {
+        "org": org,
+        "credit_code": ent.credit_code,
+        "legal_name": ent.legal_name,
+        "corporate_group": ent.corporate_group,
+        "legal_representative": norm_text(ent.legal_representative),
+        "shareholders": sorted({norm_text(x) for x in ent.shareholders if x}),
+        "controllers": sorted({norm_text(x) for x in ent.controllers if x}),
+        "registered_address": norm_text(ent.registered_address),
+        "phone_fp": ex.fingerprint(norm_digits(ent.phone)),
+        "bank_account_fp": ex.fingerprint(norm_digits(ent.bank_account)),
+        "in_nansha": bool(ent.in_nansha),
+        "division": credit_code.division(ent.credit_code),
+    }
+
+
+def enterprise_dict(org: str, ent: Enterprise) -> dict:
+    return {
+        "org": org,
+        "credit_code": ent.credit_code,
+        "legal_name": ent.legal_name,
+        "corporate_group": ent.corporate_group,
+        "legal_representative": ent.legal_representative,
+        "shareholders": ent.shareholders,
+        "controllers": ent.controllers,
+        "registered_address": ent.registered_address,
+        "phone": ent.phone,
+        "bank_account": ent.bank_account,
+        "in_nansha": ent.in_nansha,
+    }
+
+
+def list_enterprises(ex: Exchange, actor: Actor) -> list[dict]:
+    with ex.catalogue.Session() as s:
+        rows = s.execute(
+            select(Organization.name, Enterprise)
+            .join(Enterprise, Enterprise.organization_id == Organization.id)
+            .order_by(Organization.name)
+        ).all()
+        out = []
+        for name, ent in rows:
+            d = enterprise_dict(name, ent)
+            if not (actor.can_read_all() or name in actor.orgs()):
+                d.update(phone=None, bank_account=None)  # contact details: own org, auditors
+            out.append(d)
+        return out
+
+
+# -- offers --------------------------------------------------------------------------------
+
+
+def create_offer(
+    ex: Exchange,
+    actor: Actor,
+    dataset: str,
+    *,
+    price: str | int,
+    version: int | None = None,
+    licence_terms: str = "",
+    term_start: date | str | None = None,
+    term_end: date | str | None = None,
+    delivery_mode: str = "presigned-url",
+    cross_border: bool = False,
+    access_days: int = 365,
+) -> dict:
+    """Offer a dataset for sale: a fixed ``version`` or ``None`` = latest during the term."""
+    if delivery_mode not in DELIVERY_MODES:
+        raise InvalidRequest(
+            f"delivery mode {delivery_mode!r} is not one of {', '.join(DELIVERY_MODES)}",
+            delivery_mode=delivery_mode,
+        )
+    price_fen = to_fen(price)
+    start = _day(term_start)
+    end = _day(term_end) if term_end else start + timedelta(days=365)
+    if end < start:
+        raise InvalidRequest(f"the term ends ({end}) before it starts ({start})")
+    if access_days <= 0:
+        raise InvalidRequest("access_days must be positive")
+    with ex.ledger.transaction() as s:
+        ds = _dataset(s, dataset)
+        if ds.organization is None:
+            raise InvalidRequest(f"dataset {ds.name!r} has no owning organisation")
+        seller = ds.organization
+        actor.require(seller.name, SELLER_ROLES, f"offer dataset {ds.name!r}")
+        ent = _enterprise(s, seller)
+        if version is not None and not s.scalar(
+            select(Version.id).where(Version.dataset_id == ds.id, Version.number == version)
+        ):
+            raise InvalidRequest(f"dataset {ds.name!r} has no version {version}", version=version)
+        offer = Offer(
+            dataset_id=ds.id,
+            seller_id=seller.id,
+            version=version,
+            price_fen=price_fen,
+            licence_terms=licence_terms,
+            term_start=start,
+            term_end=end,
+            delivery_mode=delivery_mode,
+            cross_border=cross_border,
+            access_days=access_days,
+            status="open",
+        )
+        s.add(offer)
+        s.flush()
+        a, cp = _commit_event(
+            ex,
+            s,
+            "offer.created",
+            {
+                "actor": actor.name,
+                "offer": offer.id,
+                "dataset": ds.name,
+                "domain": ds.domain,
+                "seller": seller.name,
+                "seller_code": ent.credit_code,
+                "version": version,
+                "price_fen": price_fen,
+                "licence_terms": licence_terms,
+                "term_start": start.isoformat(),
+                "term_end": end.isoformat(),
+                "delivery_mode": delivery_mode,
+                "cross_border": cross_border,
+                "access_days": access_days,
+            },
+        )
+        offer.ledger_index = a.index
+        d = offer_dict(s, offer)
+    return _receipt(ex, a, cp, d)
+
+
+def withdraw_offer(ex: Exchange, actor: Actor, offer_id: str) -> dict:
+    with ex.ledger.transaction() as s:
+        offer = _offer(s, offer_id)
+        (seller,) = _names(s, offer.seller_id)
+        actor.require(seller, SELLER_ROLES, "withdraw this offer")
+        if offer.status != "open":
+            raise InvalidState(f"offer {offer_id} is already {offer.status}")
+        offer.status = "withdrawn"
+        a, cp = _commit_event(
+            ex, s, "offer.withdrawn", {"actor": actor.name, "offer": offer.id, "seller": seller}
+        )
+        d = offer_dict(s, offer)
+    return _receipt(ex, a, cp, d)
+
+
+def offer_dict(s: Session, o: Offer) -> dict:
+    ds = s.get(Dataset, o.dataset_id)
+    (seller,) = _names(s, o.seller_id)
+    return {
+        "id": o.id,
+        "dataset": ds.name,
+        "seller": seller,
+        "version": o.version,
+        "version_mode": "fixed" if o.version is not None else "latest-during-term",
+        "price_cny": cny(o.price_fen),
+        "price_fen": o.price_fen,
+        "licence_terms": o.licence_terms,
+        "term_start": o.term_start.isoformat(),
+        "term_end": o.term_end.isoformat(),
+        "delivery_mode": o.delivery_mode,
+        "cross_border": o.cross_border,
+        "access_days": o.access_days,
+        "status": o.status,
+        "ledger_index": o.ledger_index,
+    }
+
+
+def list_offers(
+    ex: Exchange, actor: Actor | None = None, *, dataset: str | None = None
+) -> list[dict]:
+    """Open offers are public (a catalogue); withdrawn ones only for their seller/auditors."""
+    with ex.catalogue.Session() as s:
+        q = select(Offer).order_by(Offer.created)
+        if dataset:
+            q = q.where(Offer.dataset_id == _dataset(s, dataset).id)
+        out = []
+        for o in s.scalars(q):
+            d = offer_dict(s, o)
+            if o.status != "open" and not (
+                actor and (actor.can_read_all() or d["seller"] in actor.orgs())
+            ):
+                continue
+            out.append(d)
+        return out
+
+
+# -- orders --------------------------------------------------------------------------------
+
+
+def place_order(
+    ex: Exchange,
+    actor: Actor,
+    offer_id: str,
+    *,
+    buyer: str,
+    amount: str | int | None = None,
+    contract_no: str | None = None,
+    other_support: bool = False,
+    on: date | str | None = None,
+) -> dict:
+    """Order an offer for ``buyer`` (an organisation the actor belongs to). ``amount``
+    defaults to the offer price (a negotiated contract value may differ);
+    ``other_support`` declares that the contract already received other public support
+    (it then earns no reward: no stacking)."""
+    day = _day(on)
+    with ex.ledger.transaction() as s:
+        offer = _offer(s, offer_id)
+        b = _org(s, buyer)
+        actor.require(b.name, BUYER_ROLES, f"order on behalf of {b.name!r}")
+        seller = s.get(Organization, offer.seller_id)
+        if b.id == seller.id:
+            raise NotAllowed(f"{b.name!r} cannot buy its own offer", organization=b.name)
+        if offer.status != "open":
+            raise InvalidState(f"offer {offer.id} is {offer.status}", offer=offer.id)
+        if not offer.term_start <= day <= offer.term_end:
+            raise InvalidState(
+                f"offer {offer.id} runs {offer.term_start} to {offer.term_end}; {day} is outside it",
+                offer=offer.id,
+            )
+        be, se = _enterprise(s, b), _enterprise(s, seller)
+        ds = s.get(Dataset, offer.dataset_id)
+        amount_fen = offer.price_fen if amount is None else to_fen(amount)
+        order = Order(
+            offer_id=offer.id,
+            dataset_id=offer.dataset_id,
+            seller_id=seller.id,
+            buyer_id=b.id,
+            amount_fen=amount_fen,
+            contract_no=contract_no,
+            status="placed",
+            other_support=other_support,
+        )
+        s.add(order)
+        s.flush()
+        a, cp = _commit_event(
+            ex,
+            s,
+            "order.placed",
+            {
+                "actor": actor.name,
+                "order": order.id,
+                "offer": offer.id,
+                "dataset": ds.name,
+                "domain": ds.domain,
+                "buyer": b.name,
+                "buyer_code": be.credit_code,
+                "seller": seller.name,
+                "seller_code": se.credit_code,
+                "amount_fen": amount_fen,
+                "contract_no": contract_no,
+                "channel": "exchange",
+                "other_support": other_support,
+                "ordered_on": day.isoformat(),
+            },
+        )
+        order.ledger_index = a.index
+        d = order_dict(s, order)
+    return _receipt(ex, a, cp, d)
+
+
+def _seller_step(s: Session, actor: Actor, order: Order, what: str) -> str:
+    seller = s.get(Organization, order.seller_id).name
+    actor.require(seller, SELLER_ROLES, what)
+    return seller
+
+
+def confirm_payment(
+    ex: Exchange,
+    actor: Actor,
+    order_id: str,
+    *,
+    amount: str | int | None = None,
+    reference: str = "",
+    paid_on: date | str | None = None,
+) -> dict:
+    """The seller (or the exchange's clearing operator) confirms the buyer's payment."""
+    day = _day(paid_on)
+    with ex.ledger.transaction() as s:
+        order = _order(s, order_id)
+        _seller_step(s, actor, order, "confirm payment of this order")
+        if order.status != "placed":
+            raise InvalidState(f"order {order.id} is {order.status}, not awaiting payment")
+        amount_fen = order.amount_fen if amount is None else to_fen(amount)
+        if amount_fen != order.amount_fen:
+            raise InvalidRequest(
+                f"payment of {cny(amount_fen)} does not match the order amount {cny(order.amount_fen)}",
+                hint="confirm the full contract value in one payment",
+            )
+        pay = Payment(
+            order_id=order.id,
+            amount_fen=amount_fen,
+            reference=reference,
+            paid_on=day,
+            confirmed_by=actor.name,
+        )
+        s.add(pay)
+        order.status = "paid"
+        s.flush()
+        a, cp = _commit_event(
+            ex,
+            s,
+            "payment.confirmed",
+            {
+                "actor": actor.name,
+                "order": order.id,
+                "payment": pay.id,
+                "amount_fen": amount_fen,
+                "paid_on": day.isoformat(),
+                "reference_fp": ex.fingerprint(reference) if reference else None,
+            },
+        )
+        pay.ledger_index = a.index
+        d = order_dict(s, order)
+    return _receipt(ex, a, cp, d)
+
+
+def grant_access(
+    ex: Exchange,
+    actor: Actor,
+    order_id: str,
+    *,
+    days: int | None = None,
+    starts: datetime | None = None,
+) -> dict:
+    with ex.ledger.transaction() as s:
+        order = _order(s, order_id)
+        _seller_step(s, actor, order, "grant access for this order")
+        if order.status != "paid":
+            raise InvalidState(
+                f"order {order.id} is {order.status}; access is granted after payment",
+                hint=f"confirm payment first: `nsdx exchange pay {order.id}`",
+            )
+        offer = s.get(Offer, order.offer_id)
+        start = starts or _now()
+        expires = start + timedelta(days=days or offer.access_days)
+        g = Grant(
+            order_id=order.id,
+            dataset_id=order.dataset_id,
+            buyer_id=order.buyer_id,
+            version=offer.version,
+            starts=start,
+            expires=expires,
+        )
+        s.add(g)
+        order.status = "granted"
+        s.flush()
+        (buyer,) = _names(s, order.buyer_id)
+        a, cp = _commit_event(
+            ex,
+            s,
+            "access.granted",
+            {
+                "actor": actor.name,
+                "order": order.id,
+                "grant": g.id,
+                "buyer": buyer,
+                "dataset": s.get(Dataset, order.dataset_id).name,
+                "version": offer.version,
+                "starts": start.isoformat(timespec="seconds"),
+                "expires": expires.isoformat(timespec="seconds"),
+            },
+        )
+        g.ledger_index = a.index
+        d = order_dict(s, order)
+    return _receipt(ex, a, cp, d)
+
+
+def _version_keys(s: Session, dataset_id: str, number: int | None) -> tuple[int, list[str]]:
+    ds = s.get(Dataset, dataset_id)
+    n = number if number is not None else ds.current_version
+    ver = s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == n))
+    if ver is None:
+        raise InvalidState(
+            f"dataset {ds.name!r} has no published version {n}",
+            hint=f"publish it: `nsdx ingest {ds.name}`",
+        )
+    keys = [
+        f["key"]
+        for r in s.scalars(
+            select(Resource).where(Resource.version_id == ver.id).order_by(Resource.position)
+        )
+        for f in r.files
+    ]
+    return n, keys
+
+
+def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int = 3600) -> dict:
+    """Hand the buyer presigned URLs to the granted version's files (valid for
+    ``expires_seconds``, never beyond the grant)."""
+    if ex.store is None:
+        raise InvalidRequest("no object store configured for deliveries")
+    with ex.ledger.transaction() as s:
+        order = _order(s, order_id)
+        (buyer,) = _names(s, order.buyer_id)
+        actor.require(buyer, BUYER_ROLES, "take delivery of this order")
+        if order.status not in ("granted", "delivered"):
+            raise InvalidState(
+                f"order {order.id} is {order.status}; deliveries need an access grant",
+                hint="the seller grants access after payment",
+            )
+        g = s.scalars(
+            select(Grant)
+            .where(Grant.order_id == order.id, Grant.revoked.is_(False))
+            .order_by(Grant.created.desc())
+        ).first()
+        now = _now()
+        if g is None or g.expires <= now:
+            raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
+        seconds = int(min(expires_seconds, (g.expires - now).total_seconds()))
+        version, keys = _version_keys(s, order.dataset_id, g.version)
+        urls = [{"key": k, "url": ex.store.presign(k, seconds)} for k in keys]
+        url_expires = now + timedelta(seconds=seconds)
+        dl = Delivery(
+            grant_id=g.id, order_id=order.id, version=version, keys=keys, url_expires=url_expires
+        )
+        s.add(dl)
+        order.status = "delivered"
+        s.flush()
+        a, cp = _commit_event(
+            ex,
+            s,
+            "delivery.made",
+            {
+                "actor": actor.name,
+                "order": order.id,
+                "grant": g.id,
+                "delivery": dl.id,
+                "dataset": s.get(Dataset, order.dataset_id).name,
+                "version": version,
+                "keys": keys,
+                "url_expires": url_expires.isoformat(timespec="seconds"),
+            },
+        )
+        dl.ledger_index = a.index
+        d = order_dict(s, order)
+    return _receipt(
+        ex,
+        a,
+        cp,
+        {**d, "delivery": {"version": version, "expires_seconds": seconds, "files": urls}},
+    )
+
+
+def refund(
+    ex: Exchange,
+    actor: Actor,
+    order_id: str,
+    *,
+    amount: str | int | None = None,
+    reason: str = "",
+    refunded_on: date | str | None = None,
+) -> dict:
+    """Refund a paid order (whole or part) and revoke its access grants."""
+    day = _day(refunded_on)
+    with ex.ledger.transaction() as s:
+        order = _order(s, order_id)
+        _seller_step(s, actor, order, "refund this order")
+        if order.status not in ("paid", "granted", "delivered"):
+            raise InvalidState(f"order {order.id} is {order.status}; only paid orders are refunded")
+        amount_fen = order.amount_fen if amount is None else to_fen(amount)
+        if not 0 < amount_fen <= order.amount_fen:
+            raise InvalidRequest(f"refund must be between 0.01 and {cny(order.amount_fen)}")
+        r = Refund(order_id=order.id, amount_fen=amount_fen, reason=reason, refunded_on=day)
+        s.add(r)
+        for g in s.scalars(select(Grant).where(Grant.order_id == order.id)):
+            g.revoked = True
+        order.status = "refunded"
+        s.flush()
+        a, cp = _commit_event(
+            ex,
+            s,
+            "refund.issued",
+            {
+                "actor": actor.name,
+                "order": order.id,
+                "refund": r.id,
+                "amount_fen": amount_fen,
+                "refunded_on": day.isoformat(),
+                "reason": reason,
+            },
+        )
+        r.ledger_index = a.index
+        d = order_dict(s, order)
+    return _receipt(ex, a, cp, d)
+
+
+def order_dict(s: Session, o: Order) -> dict[str, Any]:
+    buyer, seller = _names(s, o.buyer_id, o.seller_id)
+    pay = s.scalars(select(Payment).where(Payment.order_id == o.id)).first()
+    g = s.scalars(
+        select(Grant).where(Grant.order_id == o.id).order_by(Grant.created.desc())
+    ).first()
+    return {
+        "id": o.id,
+        "offer": o.offer_id,
+        "dataset": s.get(Dataset, o.dataset_id).name,
+        "buyer": buyer,
+        "seller": seller,
+        "amount_cny": cny(o.amount_fen),
+        "amount_fen": o.amount_fen,
+        "contract_no": o.contract_no,
+        "status": o.status,
+        "other_support": o.other_support,
+        "paid_on": pay.paid_on.isoformat() if pay else None,
+        "grant_expires": g.expires.isoformat(timespec="seconds") if g else None,
+        "grant_revoked": g.revoked if g else None,
+        "ledger_index": o.ledger_index,
+        "created": o.created.isoformat(timespec="seconds"),
+    }
+
+
+def get_order(ex: Exchange, actor: Actor, order_id: str) -> dict:
+    with ex.catalogue.Session() as s:
+        o = _order(s, order_id)
+        d = order_dict(s, o)
+        if not (actor.can_read_all() or {d["buyer"], d["seller"]} & actor.orgs()):
+            raise NotAllowed(f"{actor.name} is neither buyer nor seller of order {order_id}")
+        return d
+
+
+def list_orders(ex: Exchange, actor: Actor, *, status: str | None = None) -> list[dict]:
+    """Orders the actor may see: its organisations' (as buyer or seller); all for auditors."""
+    with ex.catalogue.Session() as s:
+        q = select(Order).order_by(Order.created)
+        if status:
+            q = q.where(Order.status == status)
+        if not actor.can_read_all():
+            ids = [
+                i
+                for (i,) in s.execute(
+                    select(Organization.id).where(Organization.name.in_(actor.orgs() or {""}))
+                )
+            ]
+            q = q.where(or_(Order.buyer_id.in_(ids), Order.seller_id.in_(ids)))
+        return [order_dict(s, o) for o in s.scalars(q)]

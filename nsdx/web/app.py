@@ -1,0 +1,88 @@
+"""Assembly of the HTTP app: one FastAPI application over one Nsdx deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from nsdx.core import Nsdx
+
+from . import ckan
+from .state import WebState, jobs_mode
+
+log = logging.getLogger("nsdx.web")
+
+# The routers the app serves, in order. Other packages add theirs here (one line each).
+ROUTERS = [
+    ckan.router,
+    __import__("exchange.api", fromlist=["router"]).router,
+]
+
+
+def _optional_routers() -> list:
+    """Routers of surfaces that may not be built yet in this checkout."""
+    out = []
+    for module in ("nsdx.web.dcat", "nsdx.web.pages"):
+        try:
+            out.append(__import__(module, fromlist=["router"]).router)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+    return out
+
+
+def create_app(
+    nsdx: Nsdx | None = None, *, warm: bool = True, worker: bool | None = None
+) -> FastAPI:
+    """The nsdx HTTP app.
+
+    ``warm`` builds the search index in the background at start-up. ``worker`` runs a job
+    queue worker inside the server when jobs are queued (PostgreSQL); by default it does
+    unless ``NSDX_SERVE_WORKER=0`` (then only `nsdx worker` processes run them).
+    """
+    nx = nsdx or Nsdx()
+    state = WebState(nx)
+    if worker is None:
+        worker = os.environ.get("NSDX_SERVE_WORKER", "1") != "0"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if warm:
+            threading.Thread(target=state.index.refresh, daemon=True, name="nsdx-index").start()
+        task = None
+        if worker and jobs_mode(nx) == "queue":
+            from catalogue.jobs import ensure_queue_schema, run_worker_async
+
+            await asyncio.to_thread(ensure_queue_schema, nx.settings.database_url)
+            task = asyncio.create_task(run_worker_async(nx.settings.database_url, state.job_deps))
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        runner = state.__dict__.get("jobs") and state.jobs.runner
+        if runner is not None and hasattr(runner, "shutdown"):
+            runner.shutdown()
+
+    app = FastAPI(
+        title="nsdx",
+        description="Nansha open dataset registry and data exchange: CKAN-compatible "
+        "Action API, DCAT-AP and the portal.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.nsdx = state
+    for r in ROUTERS + _optional_routers():
+        app.include_router(r)
+    static = Path(__file__).parent / "static"
+    if static.is_dir():
+        app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    return app

@@ -1,0 +1,57 @@
+"""DCAT-AP JSON-LD: ``/catalog.jsonld`` (paged, 1000 datasets a page, hydra paging as
+ckanext-dcat does) and ``/dataset/<name>.jsonld``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from catalogue.auth import ANONYMOUS
+from catalogue.dcat import catalog_jsonld, dataset_jsonld
+from catalogue.errors import CatalogueError
+from catalogue.search import MAX_ROWS
+
+from .state import state_of
+
+router = APIRouter(tags=["Open data"])
+JSONLD = "application/ld+json"
+
+
+@router.get("/catalog.jsonld", summary="The catalogue as DCAT-AP JSON-LD")
+async def catalog(request: Request, page: int = Query(1, ge=1)) -> JSONResponse:
+    st = state_of(request)
+    site = str(request.base_url).rstrip("/")
+    result = await run_in_threadpool(
+        st.index.search,
+        rows=MAX_ROWS,
+        start=(page - 1) * MAX_ROWS,
+        sort="name asc",
+        principal=ANONYMOUS,
+    )
+    body = catalog_jsonld(
+        result["results"], site, title="南沙开放数据目录", title_en="Nansha open data catalogue"
+    )
+    pages = max(1, -(-result["count"] // MAX_ROWS))
+    if pages > 1:
+        body["@context"] = {**body["@context"], "hydra": "http://www.w3.org/ns/hydra/core#"}
+        body["hydra:view"] = {
+            "@id": f"{site}/catalog.jsonld?page={page}",
+            "@type": "hydra:PartialCollectionView",
+            "hydra:totalItems": result["count"],
+            "hydra:first": f"{site}/catalog.jsonld?page=1",
+            "hydra:last": f"{site}/catalog.jsonld?page={pages}",
+            **({"hydra:next": f"{site}/catalog.jsonld?page={page + 1}"} if page < pages else {}),
+        }
+    return JSONResponse(body, media_type=JSONLD)
+
+
+@router.get("/dataset/{name}.jsonld", summary="One dataset as DCAT-AP JSON-LD")
+async def dataset(name: str, request: Request) -> JSONResponse:
+    st = state_of(request)
+    principal = await run_in_threadpool(st.principal, request)
+    try:
+        pkg = await run_in_threadpool(st.packages.show, principal, name)
+    except CatalogueError as e:
+        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+    return JSONResponse(dataset_jsonld(pkg, str(request.base_url).rstrip("/")), media_type=JSONLD)

@@ -1,0 +1,100 @@
+"""What the HTTP layer holds for one deployment: the core objects every route calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from fastapi import Request
+
+from catalogue.auth import Accounts, NotAuthorized, Principal
+from catalogue.ckan import ActionContext
+from catalogue.editing import Packages, render_packages
+from catalogue.jobs import JobDeps, Jobs, ThreadRunner
+from catalogue.search import SearchIndex, index_for
+from nsdx.core import Nsdx
+
+
+@dataclass
+class WebState:
+    nx: Nsdx
+
+    @property
+    def cat(self):
+        return self.nx.catalogue
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        return Accounts(self.cat)
+
+    @cached_property
+    def packages(self) -> Packages:
+        return Packages(self.cat)
+
+    @cached_property
+    def index(self) -> SearchIndex:
+        return index_for(self.cat, render_packages)
+
+    @cached_property
+    def jobs(self) -> Jobs:
+        jobs = Jobs(self.cat)
+        jobs.runner = make_runner(self.nx, jobs, self.job_deps)
+        return jobs
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.nx.settings.home / "uploads"
+
+    def job_deps(self) -> JobDeps:
+        key, _ = self.nx.pii_key()
+        return JobDeps(self.cat, self.nx.store, key, self.nx.reports_dir)
+
+    def principal(self, request: Request) -> Principal:
+        """The caller, from the raw `Authorization` header (as CKAN does; a `Bearer `
+        prefix is accepted) or `X-CKAN-API-Key`."""
+        token = request.headers.get("authorization") or request.headers.get("x-ckan-api-key")
+        if token and token.lower().startswith("bearer "):
+            token = token[7:]
+        return self.accounts.authenticate(token)
+
+    def context(self, request: Request, principal: Principal, files=None) -> ActionContext:
+        return ActionContext(
+            cat=self.cat,
+            packages=self.packages,
+            accounts=self.accounts,
+            index=self.index,
+            principal=principal,
+            jobs=self.jobs,
+            files=files or {},
+            site_url=str(request.base_url).rstrip("/"),
+        )
+
+
+def jobs_mode(nx: Nsdx) -> str:
+    """``queue`` (procrastinate on PostgreSQL) or ``thread`` (in-process). NSDX_JOBS
+    chooses; by default PostgreSQL deployments queue and SQLite ones use threads."""
+    import os
+
+    mode = os.environ.get("NSDX_JOBS", "")
+    on_pg = nx.settings.database_url.startswith("postgresql")
+    if mode == "queue" and not on_pg:
+        raise ValueError(
+            "NSDX_JOBS=queue needs PostgreSQL (NSDX_DATABASE_URL=postgresql+psycopg://...)"
+        )
+    return mode or ("queue" if on_pg else "thread")
+
+
+def make_runner(nx: Nsdx, jobs: Jobs, deps):
+    if jobs_mode(nx) == "queue":
+        from catalogue.jobs import ProcrastinateRunner
+
+        return ProcrastinateRunner(nx.settings.database_url)
+    return ThreadRunner(jobs, deps)
+
+
+def state_of(request: Request) -> WebState:
+    return request.app.state.nsdx
+
+
+__all__ = ["NotAuthorized", "WebState", "state_of"]

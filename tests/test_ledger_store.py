@@ -1,0 +1,231 @@
+"""The database-backed ledger: tampering on both databases, concurrent appends from
+several processes, DB-backed proofs (hypothesis), the CLI's proof shapes."""
+
+from __future__ import annotations
+
+import base64
+import multiprocessing as mp
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from exchange.ledger.keys import load_signer, open_checkpoint
+from exchange.ledger.merkle import (
+    CompactRange,
+    ProofError,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from exchange.ledger.store import LedgerStore
+from exchange.ledger.verify import verify_ledger
+
+
+def _store(url, home):
+    from catalogue.db import make_engine
+
+    return LedgerStore(make_engine(url), load_signer(home, {}))
+
+
+def _fill(store: LedgerStore, n: int, checkpoint_every: int = 1) -> None:
+    for i in range(n):
+        with store.transaction() as s:
+            store.append(s, "test.event", {"i": i, "amount_fen": i * 100})
+            if (i + 1) % checkpoint_every == 0:
+                store.checkpoint(s)
+
+
+def test_postgres_rejects_update_delete_truncate(database_url, tmp_path):
+    store = _store(database_url, tmp_path)
+    _fill(store, 3)
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL-only: SQLite has no triggers here; verify catches edits")
+    from sqlalchemy.exc import DBAPIError
+
+    for sql in (
+        "UPDATE ledger_entries SET payload = '{}' WHERE idx = 1",
+        "DELETE FROM ledger_entries WHERE idx = 2",
+        "TRUNCATE ledger_entries",
+        "UPDATE ledger_checkpoints SET note = 'x'",
+        "DELETE FROM ledger_checkpoints",
+    ):
+        with store.engine.connect() as c, pytest.raises(DBAPIError, match="append-only"):
+            c.execute(text(sql))
+    assert verify_ledger(store, store.signer.verifier_key).ok
+
+
+def test_postgres_application_role_without_update(database_url, tmp_path):
+    """The documented GRANT: the application role can INSERT/SELECT but not UPDATE/DELETE."""
+    store = _store(database_url, tmp_path)
+    if store.dialect != "postgresql":
+        pytest.skip("PostgreSQL only")
+    _fill(store, 2)
+    import uuid
+
+    role = f"nsdx_app_{uuid.uuid4().hex[:8]}"
+    with store.engine.begin() as c:
+        c.execute(text(f"CREATE ROLE {role} NOLOGIN"))
+        c.execute(text(f"GRANT SELECT, INSERT ON ledger_entries, ledger_checkpoints TO {role}"))
+        c.execute(text(f"GRANT SELECT, UPDATE ON ledger_head TO {role}"))
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with store.engine.connect() as c:
+            c.execute(text(f"SET ROLE {role}"))
+            assert c.execute(text("SELECT count(*) FROM ledger_entries")).scalar() == 2
+            with pytest.raises(DBAPIError, match="permission denied"):
+                c.execute(text("DELETE FROM ledger_entries"))
+            c.rollback()
+    finally:
+        with store.engine.begin() as c:
+            c.execute(text(f"DROP OWNED BY {role}"))
+            c.execute(text(f"DROP ROLE {role}"))
+
+
+def test_sqlite_edit_is_named_at_its_index(tmp_path):
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    _fill(store, 20)
+    assert verify_ledger(store, store.signer.verifier_key).ok
+    with store.engine.begin() as c:  # edit a payload, keep the stored hash
+        c.execute(
+            text(
+                "UPDATE ledger_entries SET payload = replace(payload, '1300', '9900') WHERE idx = 13"
+            )
+        )
+    res = verify_ledger(store, store.signer.verifier_key)
+    assert not res.ok and res.first_bad_index == 13
+    assert res.problems[0].kind == "leaf_hash" and res.problems[0].index == 13
+
+
+def test_sqlite_rewritten_hash_is_bounded_by_checkpoints(tmp_path):
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    _fill(store, 20)
+    rows = list(store.iter_rows())
+    payload = rows[7][1].replace("700", "100")
+    with store.engine.begin() as c:  # a careful forger rewrites payload and leaf hash
+        c.execute(
+            text("UPDATE ledger_entries SET payload = :p, leaf_hash = :h WHERE idx = 7"),
+            {"p": payload, "h": leaf_hash(payload.encode())},
+        )
+    res = verify_ledger(store, store.signer.verifier_key)
+    assert not res.ok and res.first_bad_index == 7
+    assert "entry 7" in res.problems[0].message
+
+
+def test_sqlite_deleted_tail_and_gap(tmp_path):
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    _fill(store, 10)
+    with store.engine.begin() as c:
+        c.execute(text("DELETE FROM ledger_entries WHERE idx = 4"))
+    res = verify_ledger(store, store.signer.verifier_key)
+    assert not res.ok and res.first_bad_index == 4 and res.problems[-1].kind in ("gap", "missing")
+    with store.engine.begin() as c:
+        c.execute(text("DELETE FROM ledger_entries WHERE idx >= 4"))
+    res = verify_ledger(store, store.signer.verifier_key)
+    assert res.first_bad_index == 4 and any(p.kind == "missing" for p in res.problems)
+
+
+def test_external_checkpoint_catches_resigned_history(tmp_path):
+    """Someone with the key rewrites history and re-signs: the official's saved
+    checkpoint (kept outside the database) still disagrees."""
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    _fill(store, 5)
+    saved = store.get_checkpoint().note
+    with store.engine.begin() as c:
+        c.execute(text("DELETE FROM ledger_checkpoints"))
+        c.execute(text("DELETE FROM ledger_entries WHERE idx = 4"))
+        c.execute(
+            text("UPDATE ledger_head SET size = 4, frontier = :f"), {"f": _frontier(store, 4)}
+        )
+    _fill(store, 1)  # a different entry 4, freshly signed
+    assert verify_ledger(store, store.signer.verifier_key).ok
+    res = verify_ledger(store, store.signer.verifier_key, external_checkpoints=[saved])
+    assert not res.ok
+
+
+def _frontier(store, n):
+    cr = CompactRange()
+    for _, _, h in store.iter_rows(n):
+        cr.append(h)
+    return b"".join(cr.hashes)
+
+
+def _append_worker(url: str, home: str, worker: int, n: int) -> None:
+    from pathlib import Path
+
+    store = _store(url, Path(home))
+    for i in range(n):
+        with store.transaction() as s:
+            store.append(s, "load", {"worker": worker, "i": i})
+
+
+@pytest.mark.xdist_group("ledger-load")
+@pytest.mark.slow
+def test_eight_processes_append_without_gap_duplicate_or_fork(database_url, tmp_path):
+    procs, per = 8, 500
+    store = _store(database_url, tmp_path)  # migrate + key once, before the workers
+    ctx = mp.get_context("spawn")
+    ps = [
+        ctx.Process(target=_append_worker, args=(database_url, str(tmp_path), w, per))
+        for w in range(procs)
+    ]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(300)
+        assert p.exitcode == 0
+    rows = list(store.iter_rows())
+    assert [r[0] for r in rows] == list(range(procs * per))  # dense, no duplicates
+    seen = {(e["worker"], e["i"]) for e in store.events(procs * per)}
+    assert len(seen) == procs * per  # every append landed exactly once
+    cp = store.checkpoint()
+    assert cp.tree_size == procs * per == store.head_size()
+    cr = CompactRange()
+    for _, _, h in rows:
+        cr.append(h)
+    assert cr.root() == cp.root  # the head's compact range agrees with the leaves: no fork
+    assert verify_ledger(store, store.signer.verifier_key).ok
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ledger")
+    store = _store(f"sqlite:///{home / 'l.db'}", home)
+    _fill(store, 40, checkpoint_every=3)
+    store.checkpoint()
+    return store
+
+
+b = base64.b64decode
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_db_receipts_verify_and_bit_flips_fail(filled, data):
+    sizes = [c.tree_size for c in filled.checkpoints() if c.tree_size > 0]
+    size = data.draw(st.sampled_from(sizes))
+    index = data.draw(st.integers(0, size - 1))
+    p = filled.inclusion(index, size)
+    cp = open_checkpoint(p["checkpoint"], filled.signer.verifier_key)
+    assert cp.size == size
+    proof = [b(x) for x in p["proof"]]
+    verify_inclusion(index, size, b(p["leaf_hash"]), proof, cp.root)
+    if proof:
+        i = data.draw(st.integers(0, len(proof) - 1))
+        bit = data.draw(st.integers(0, 255))
+        bad = list(proof)
+        bad[i] = bytes(x ^ (1 << (bit % 8)) if j == bit // 8 else x for j, x in enumerate(bad[i]))
+        with pytest.raises(ProofError):
+            verify_inclusion(index, size, b(p["leaf_hash"]), bad, cp.root)
+    size1 = data.draw(st.sampled_from([s for s in sizes if s <= size]))
+    c = filled.consistency(size1, size)
+    verify_consistency(size1, size, [b(x) for x in c["proof"]], b(c["root1"]), b(c["root2"]))
+    if c["proof"]:
+        flipped = [b(x) for x in c["proof"]]
+        flipped[0] = bytes([flipped[0][0] ^ 1]) + flipped[0][1:]
+        with pytest.raises(ProofError):
+            verify_consistency(size1, size, flipped, b(c["root1"]), b(c["root2"]))

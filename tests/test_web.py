@@ -1,0 +1,80 @@
+"""The web portal and the open-data renderings (DCAT-AP, schema.org), through the real
+app, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.test_ckan_api import BUS, deployment  # noqa: F401 - shared fixture
+
+
+@pytest.fixture
+def site(deployment):  # noqa: F811
+    deployment.ok("package_create", BUS)
+    deployment.ok(
+        "package_create",
+        {"name": "metro", "title": "广州地铁南沙段客流", "owner_org": "bureau",
+         "license_id": "ODbL-1.0", "tags": [{"name": "地铁"}]},
+    )  # fmt: skip
+    deployment.ok("package_create", {"name": "secret", "title": "内部地铁数据",
+                                     "owner_org": "bureau", "private": True})  # fmt: skip
+    return deployment
+
+
+def test_search_page(site):
+    r = site.client.get("/", params={"q": "地铁"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "广州地铁南沙段客流" in r.text and "内部地铁数据" not in r.text
+    assert "找到 1 个数据集" in r.text and "1 datasets found" in r.text
+    r = site.client.get("/", params={"tags": "公交"})
+    assert "南沙公交车辆GPS轨迹" in r.text and "广州地铁" not in r.text
+    assert "南沙区交通运输局" in r.text  # the organisation facet shows titles
+    r = site.client.get("/", params={"q": "tags:(oops"})
+    assert r.status_code == 200 and "Search Query is invalid" in r.text
+
+
+def test_dataset_page_has_schema_org_markup(site):
+    r = site.client.get("/dataset/nansha-bus-gps")
+    assert r.status_code == 200
+    assert "Nansha bus GPS positions" in r.text and "https://example.org/bus.csv" in r.text
+    m = re.search(r'<script type="application/ld\+json">(.*?)</script>', r.text, re.S)
+    ld = json.loads(m.group(1))
+    assert ld["@context"] == "https://schema.org/" and ld["@type"] == "Dataset"
+    assert ld["name"] == "南沙公交车辆GPS轨迹"
+    assert ld["alternateName"] == "Nansha bus GPS positions"
+    assert ld["license"] == "https://creativecommons.org/licenses/by/4.0/"
+    assert ld["creator"]["name"] == "南沙区交通运输局"
+    assert ld["distribution"][0]["contentUrl"] == "https://example.org/bus.csv"
+    assert site.client.get("/dataset/secret").status_code == 404
+    assert site.client.get("/dataset/nope").status_code == 404
+    assert site.client.get("/static/nsdx.css").status_code == 200
+
+
+def test_dcat_catalog(site):
+    r = site.client.get("/catalog.jsonld")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/ld+json"
+    cat = r.json()
+    assert cat["@type"] == "dcat:Catalog"
+    assert cat["@context"]["dcat"] == "http://www.w3.org/ns/dcat#"
+    names = sorted(d["@id"].rsplit("/", 1)[1] for d in cat["dcat:dataset"])
+    assert names == ["metro", "nansha-bus-gps"]
+    bus = next(d for d in cat["dcat:dataset"] if d["@id"].endswith("nansha-bus-gps"))
+    assert {"@value": "Nansha bus GPS positions", "@language": "en"} in bus["dct:title"]
+    assert bus["dcat:keyword"] == ["gps", "公交"]
+    assert bus["dcat:theme"] == "transport"
+    assert bus["dct:accessRights"]["@id"].endswith("/PUBLIC")
+    dist = bus["dcat:distribution"][0]
+    assert dist["@type"] == "dcat:Distribution" and dist["dcat:mediaType"] == "text/csv"
+
+
+def test_dcat_dataset(site):
+    d = site.client.get("/dataset/metro.jsonld").json()
+    assert d["@type"] == "dcat:Dataset" and d["@context"]["dct"] == "http://purl.org/dc/terms/"
+    assert d["dct:license"] == {"@id": "https://opendatacommons.org/licenses/odbl/1-0/"}
+    assert site.client.get("/dataset/secret.jsonld").status_code == 403
+    r = site.client.get("/dataset/secret.jsonld", headers={"Authorization": site.admin_token})
+    assert r.status_code == 200
+    assert site.client.get("/dataset/nope.jsonld").status_code == 404
