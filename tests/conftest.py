@@ -83,6 +83,19 @@ def drop_pg_database(name: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def postgres_url(pg_available: bool):
+    """A fresh PostgreSQL database for tests of PostgreSQL-only behaviour."""
+    if not pg_available:
+        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+    name = create_pg_database()
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    from catalogue.db import dispose_all
+
+    dispose_all()
+    drop_pg_database(name)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request, tmp_path: Path, pg_available: bool):
     """One test body, two real databases."""

@@ -37,11 +37,11 @@ def _fill(store: LedgerStore, n: int, checkpoint_every: int = 1) -> None:
                 store.checkpoint(s)
 
 
-def test_postgres_rejects_update_delete_truncate(database_url, tmp_path):
-    store = _store(database_url, tmp_path)
+def test_postgres_rejects_update_delete_truncate(postgres_url, tmp_path):
+    """PostgreSQL itself refuses edits (SQLite edits are caught by verify: tests below)."""
+    store = _store(postgres_url, tmp_path)
     _fill(store, 3)
-    if store.dialect != "postgresql":
-        pytest.skip("PostgreSQL-only: SQLite has no triggers here; verify catches edits")
+    assert store.dialect == "postgresql"
     from sqlalchemy.exc import DBAPIError
 
     for sql in (
@@ -56,11 +56,10 @@ def test_postgres_rejects_update_delete_truncate(database_url, tmp_path):
     assert verify_ledger(store, store.signer.verifier_key).ok
 
 
-def test_postgres_application_role_without_update(database_url, tmp_path):
+def test_postgres_application_role_without_update(postgres_url, tmp_path):
     """The documented GRANT: the application role can INSERT/SELECT but not UPDATE/DELETE."""
-    store = _store(database_url, tmp_path)
-    if store.dialect != "postgresql":
-        pytest.skip("PostgreSQL only")
+    store = _store(postgres_url, tmp_path)
+    assert store.dialect == "postgresql"
     _fill(store, 2)
     import uuid
 
