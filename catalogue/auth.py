@@ -95,6 +95,24 @@ class Principal:
         return frozenset(self.roles)
 
 
+def check_read(
+    p: Principal, key: str, *, name: str, state: str, private: bool, org_id: str | None
+) -> None:
+    """Raise unless ``p`` may read the dataset: private datasets and drafts are for their
+    organisation's members, deleted ones for its editors (and sysadmins) only."""
+    if state == "deleted":
+        if p.sysadmin or p.can_edit(org_id):
+            return
+        from .errors import DatasetNotFound
+
+        raise DatasetNotFound(key)
+    if (private or state == "draft") and not p.can_read_private(org_id):
+        raise NotAuthorized(
+            f"User {p.name or 'anonymous'} not authorized to read package {name}",
+            hint="private datasets are visible to members of their organisation",
+        )
+
+
 ANONYMOUS = Principal()
 SYSTEM = Principal(user_id="system", name="system", sysadmin=True)
 

@@ -191,3 +191,125 @@ def schema_org(pkg: dict, site: str) -> dict[str, Any]:
             ],
         }
     )
+
+
+# -- MLCommons Croissant (for ML users) -------------------------------------------------
+CROISSANT_CONTEXT = {
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "sc": "https://schema.org/",
+    "cr": "http://mlcommons.org/croissant/",
+    "dct": "http://purl.org/dc/terms/",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isLiveDataset": "cr:isLiveDataset",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "source": "cr:source",
+}
+_CR_TYPES = {
+    "string": "sc:Text",
+    "large_string": "sc:Text",
+    "integer": "sc:Integer",
+    "int32": "sc:Integer",
+    "int64": "sc:Integer",
+    "float": "sc:Float",
+    "double": "sc:Float",
+    "decimal": "sc:Float",
+    "boolean": "sc:Boolean",
+    "bool": "sc:Boolean",
+    "date": "sc:Date",
+    "timestamp": "sc:DateTime",
+    "timestamptz": "sc:DateTime",
+    "time": "sc:Time",
+}
+
+
+def _cr_type(t: str | None) -> str:
+    t = (t or "string").lower()
+    for k, v in _CR_TYPES.items():
+        if t == k or t.startswith(k + "[") or t.startswith(k + "("):
+            return v
+    if t.startswith("timestamp"):
+        return "sc:DateTime"
+    if t.startswith(("int", "uint")):
+        return "sc:Integer"
+    return "sc:Text"
+
+
+def croissant(pkg: dict, site: str) -> dict:
+    """MLCommons Croissant 1.0 metadata: the published Parquet tables as file objects and
+    one record set per table with its typed columns."""
+    ex = _extras(pkg)
+    url = dataset_url(site, pkg["name"])
+    lic = pkg.get("license_id")
+    files, records = [], []
+    for r in pkg.get("resources") or []:
+        if not r.get("nsdx_files"):
+            continue
+        table = r.get("nsdx_table") or pkg["name"]
+        ids = []
+        for f in r["nsdx_files"]:
+            fid = f"{table}/{f['path'].rsplit('/', 1)[-1]}"
+            ids.append(fid)
+            base = r["url"].rsplit("/", 1)[0] if r.get("url") else ""
+            files.append(
+                _drop_empty(
+                    {
+                        "@type": "cr:FileObject",
+                        "@id": fid,
+                        "name": fid,
+                        "contentUrl": f"{base}/{f['path'].rsplit('/', 1)[-1]}" if base else None,
+                        "contentSize": f"{f.get('bytes', 0)} B",
+                        "encodingFormat": "application/x-parquet",
+                        "sha256": f.get("sha256"),
+                    }
+                )
+            )
+        records.append(
+            {
+                "@type": "cr:RecordSet",
+                "@id": table,
+                "name": table,
+                "field": [
+                    {
+                        "@type": "cr:Field",
+                        "@id": f"{table}/{c['name']}",
+                        "name": c["name"],
+                        "dataType": _cr_type(c.get("type")),
+                        "source": {"fileObject": {"@id": ids[0]}, "extract": {"column": c["name"]}},
+                    }
+                    for c in r.get("nsdx_schema") or []
+                ],
+            }
+        )
+    return _drop_empty(
+        {
+            "@context": CROISSANT_CONTEXT,
+            "@type": "sc:Dataset",
+            "conformsTo": "http://mlcommons.org/croissant/1.0",
+            "name": pkg["name"],
+            "alternateName": [x for x in (pkg.get("title"), ex.get("title_en")) if x],
+            "description": pkg.get("notes") or ex.get("notes_en") or pkg.get("title"),
+            "url": url,
+            "license": LICENSE_URLS.get(lic, lic),
+            "version": pkg.get("version"),
+            "datePublished": pkg.get("metadata_created"),
+            "dateModified": pkg.get("metadata_modified"),
+            "keywords": [t["name"] for t in pkg.get("tags") or []],
+            "distribution": files,
+            "recordSet": records,
+        }
+    )

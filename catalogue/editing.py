@@ -25,6 +25,7 @@ from .auth import (
     NotAuthorized,
     ObjectNotFound,
     Principal,
+    check_read,
 )
 from .errors import DatasetNotFound
 from .models import Dataset, DatasetTag, LinkResource, Organization, Resource, utcnow
@@ -149,23 +150,16 @@ class Packages:
             raise DatasetNotFound(name_or_id)
         return ds
 
-    @staticmethod
-    def can_read(p: Principal, ds: Dataset) -> bool:
-        if ds.state == "deleted":
-            return p.sysadmin or p.can_edit(ds.organization_id)
-        if ds.private or ds.state == "draft":
-            return p.can_read_private(ds.organization_id)
-        return True
-
     def _readable(self, s: Session, p: Principal, name_or_id: str) -> Dataset:
         ds = self.find(s, name_or_id)
-        if not self.can_read(p, ds):
-            if ds.state == "deleted":
-                raise DatasetNotFound(name_or_id)
-            raise NotAuthorized(
-                f"User {p.name or 'anonymous'} not authorized to read package {ds.name}",
-                hint="private datasets are visible to members of their organisation",
-            )
+        check_read(
+            p,
+            name_or_id,
+            name=ds.name,
+            state=ds.state,
+            private=ds.private,
+            org_id=ds.organization_id,
+        )
         return ds
 
     def show(self, p: Principal, name_or_id: str) -> dict:
@@ -460,8 +454,10 @@ class Packages:
     def resource_show(self, p: Principal, rid: str) -> dict:
         with self.cat.Session() as s:
             ds, _ = self._resource(s, rid)
-            if not self.can_read(p, ds):
-                raise NotAuthorized(f"User {p.name or 'anonymous'} not authorized to read resource")
+            check_read(
+                p, rid, name=ds.name, state=ds.state, private=ds.private,
+                org_id=ds.organization_id,
+            )  # fmt: skip
             for r in render_package(ds, s)["resources"]:
                 if r["id"] == rid:
                     return r

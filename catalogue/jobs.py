@@ -135,9 +135,16 @@ class Runner(Protocol):
 class Jobs:
     """Job records of one catalogue and the runner that executes them."""
 
-    def __init__(self, cat: Catalogue, runner: Runner | None = None) -> None:
+    def __init__(
+        self,
+        cat: Catalogue,
+        runner: Runner | None = None,
+        runner_factory: Callable[[Jobs], Runner] | None = None,
+    ) -> None:
         self.cat = cat
         self.runner = runner
+        self._factory = runner_factory  # builds the runner on the first submit
+        self._lock = threading.Lock()
 
     def submit(self, kind: str, payload: dict, *, user_id: str | None = None) -> dict:
         if kind not in HANDLERS:
@@ -147,6 +154,9 @@ class Jobs:
             s.add(j)
             s.flush()
             d = job_dict(j)
+        with self._lock:
+            if self.runner is None and self._factory is not None:
+                self.runner = self._factory(self)
         if self.runner is not None:
             self.runner.enqueue(d["id"])
         return d

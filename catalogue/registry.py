@@ -160,8 +160,10 @@ class Catalogue:
             self.upsert_from_spec(s, spec)
 
     def package(self, name: str) -> dict:
+        from .editing import render_packages  # the one renderer, link resources included
+
         with self.Session() as s:
-            return package_dict(self._get(s, name), s)
+            return render_packages(s, [self._get(s, name)])[0]
 
     def packages(self, *, include_private: bool = True) -> list[dict]:
         with self.Session() as s:
@@ -173,7 +175,9 @@ class Catalogue:
             )
             if not include_private:
                 q = q.where(Dataset.private.is_(False))
-            return [package_dict(ds, s) for ds in s.scalars(q)]
+            from .editing import render_packages  # the one renderer, link resources included
+
+            return render_packages(s, list(s.scalars(q)))
 
     def published_tables(self) -> list[PublishedTable]:
         with self.Session() as s:
@@ -211,10 +215,8 @@ def _iso(dt) -> str | None:
 def package_dict(ds: Dataset, s: Session) -> dict:
     """The CKAN package dict of a dataset, with nsdx's own fields as extras."""
     ver = None
-    if ds.current_version is not None:
-        ver = s.scalar(
-            select(Version).where(Version.dataset_id == ds.id, Version.number == ds.current_version)
-        )
+    if ds.current_version is not None:  # versions are loaded with the dataset (selectin)
+        ver = next((v for v in ds.versions if v.number == ds.current_version), None)
     org = ds.organization
     resources = []
     if ver is not None:

@@ -36,8 +36,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy import select, text
 
-from .auth import Principal
-from .errors import CatalogueError
+from .auth import Principal, check_read
+from .errors import CatalogueError, DatasetNotFound
 from .models import Dataset
 from .registry import Catalogue
 
@@ -121,6 +121,8 @@ def doc_fields(pkg: dict) -> dict[str, list[str]]:
         "state": [pkg.get("state") or "active"],
         "private": ["true" if pkg.get("private") else "false"],
         "type": [pkg.get("type") or "dataset"],
+        "dataset_type": [pkg.get("type") or "dataset"],
+        "capacity": ["private" if pkg.get("private") else "public"],
         "license_id": [pkg.get("license_id") or ""],
         "organization": [org["name"]] if org else [],
         "owner_org": [pkg["owner_org"]] if pkg.get("owner_org") else [],
@@ -410,6 +412,7 @@ class SearchIndex:
         self.rev = -1
         self.docs: list[dict | None] = []
         self.slot_of: dict[str, int] = {}
+        self.id_of: dict[str, str] = {}  # name -> id
         self.free: list[int] = []
         self.tokens: list[frozenset[str]] = []
         self.title_tokens: list[frozenset[str]] = []
@@ -482,7 +485,7 @@ class SearchIndex:
                 batch = list(s.scalars(select(Dataset).where(Dataset.id.in_(ids[i : i + 500]))))
                 pkgs.extend(self.render_many(s, batch))
                 s.expunge_all()
-        self.docs, self.slot_of, self.free = [], {}, []
+        self.docs, self.slot_of, self.free, self.id_of = [], {}, [], {}
         self.tokens, self.title_tokens, self.fields = [], [], []
         self.postings, self.title_postings = {}, {}
         for p in pkgs:
@@ -495,6 +498,9 @@ class SearchIndex:
         slot = self.slot_of.pop(ds_id, None)
         if slot is None:
             return
+        name = (self.docs[slot] or {}).get("name")
+        if name and self.id_of.get(name) == ds_id:
+            del self.id_of[name]
         for t in self.tokens[slot]:
             self.postings[t].discard(slot)
         for t in self.title_tokens[slot]:
@@ -525,6 +531,7 @@ class SearchIndex:
         self.title_tokens[slot] = tt
         self.fields[slot] = doc_fields(pkg)
         self.slot_of[pkg["id"]] = slot
+        self.id_of[pkg["name"]] = pkg["id"]
 
     # -- compiled arrays ---------------------------------------------------------------
     def _field(self, name: str) -> _Field:
@@ -656,7 +663,7 @@ class SearchIndex:
                 return f.mask_for_codes(sel, n)
             code = f.code_of.get(node.value)
             if code is None and field == "organization":  # accept the id or the title too
-                code = _first(f.code_of.get(self._org_name(node.value)))
+                code = f.code_of.get(self._org_name(node.value))
             sel = np.zeros(len(f.values), dtype=bool)
             if code is not None:
                 sel[code] = True
@@ -694,6 +701,27 @@ class SearchIndex:
             sel = np.array([v in principal.roles for v in owner.values], dtype=bool)
             readable = owner.mask_for_codes(sel, n)
         return mask & (~restricted | readable)
+
+    # -- one dataset -------------------------------------------------------------------
+    def show(self, principal: Principal, key: str) -> dict:
+        """The package dict of a dataset by id or name, as package_show returns it."""
+        self.refresh()
+        with self.lock:
+            slot = self.slot_of.get(key)
+            if slot is None:
+                slot = self.slot_of.get(self.id_of.get(key, ""))
+            pkg = self.docs[slot] if slot is not None else None
+        if pkg is None:
+            raise DatasetNotFound(key)
+        check_read(
+            principal,
+            key,
+            name=pkg["name"],
+            state=pkg["state"],
+            private=pkg["private"],
+            org_id=pkg.get("owner_org"),
+        )
+        return pkg
 
     # -- the search --------------------------------------------------------------------
     def search(
@@ -811,15 +839,11 @@ class SearchIndex:
         return names
 
 
-_ALIASES = {"title_string": "title_string", "tag": "tags", "res_format": "res_format"}
+_ALIASES = {"tag": "tags", "title": "title", "organization_id": "owner_org"}
 
 
 def _canon(field: str) -> str:
     return _ALIASES.get(field, field)
-
-
-def _first(x):
-    return x
 
 
 def parse_sort(s: str) -> list[tuple[str, bool]]:

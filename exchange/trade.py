@@ -1,9 +1,10 @@
 """The trade: enterprise profiles, offers, orders, payments, grants, deliveries, refunds.
 
 Every function here is one step of the flow; each checks the actor's role, changes the
-working tables and appends one ledger event in the same transaction (which holds the
-ledger lock), signs a checkpoint covering it, and returns a receipt carrying the event
-and its inclusion proof. The CLI, the HTTP API and the demo call these functions.
+working tables and appends one ledger event in the same transaction, and once that has
+committed and the event has its index and a signed checkpoint (see
+:mod:`exchange.ledger.store`), returns a receipt carrying the event and its inclusion
+proof. The CLI, the HTTP API and the demo call these functions.
 
     offer ──▶ order ──▶ payment confirmed ──▶ access grant ──▶ delivery (presigned URLs)
                                           └──▶ refund (revokes the grant)
@@ -31,7 +32,7 @@ from .errors import (
     OfferNotFound,
     OrderNotFound,
 )
-from .ledger.store import Appended, Checkpoint
+from .ledger.store import Appended
 from .models import Delivery, Enterprise, Grant, Offer, Order, Payment, Refund
 from .money import cny, to_fen
 
@@ -69,17 +70,22 @@ def norm_digits(v: str | None) -> str | None:
     return d or None
 
 
-def _receipt(ex: Exchange, a: Appended, cp: Checkpoint, record: dict) -> dict:
-    proof = ex.ledger.inclusion(a.index, cp.tree_size)
+def _receipt(ex: Exchange, a: Appended, record: dict, ref=None) -> dict:
+    """The receipt of a committed, settled event (``ledger.transaction()`` settles on
+    exit): its entry and its inclusion proof against the checkpoint of its batch."""
     import json
 
+    a = ex.ledger.settle(a)
+    proof = ex.ledger.inclusion(a.index, a.checkpoint.tree_size)
+    if ref is not None and "ledger_index" in record:
+        record = {**record, "ledger_index": ref.ledger_index or a.index}
     return {**record, "receipt": {"entry": json.loads(a.payload), **proof}}
 
 
-def _commit_event(ex: Exchange, s: Session, kind: str, data: dict) -> tuple[Appended, Checkpoint]:
-    a = ex.ledger.append(s, kind, data)
-    cp = ex.ledger.checkpoint(s)
-    return a, cp
+def _commit_event(ex: Exchange, s: Session, kind: str, data: dict, ref=None) -> Appended:
+    """Append the event in ``s``'s transaction (never waits for the ledger lock); ``ref``
+    (a row with ``ledger_index``) receives its index."""
+    return ex.ledger.append(s, kind, data, ref=ref)
 
 
 # -- lookups -------------------------------------------------------------------------------
@@ -196,10 +202,8 @@ def register_enterprise(
         ent.in_nansha = bool(in_nansha)
         ent.updated = _now()
         s.flush()
-        a, cp = _commit_event(
-            ex, s, kind, {"actor": actor.name, **enterprise_facts(ex, o.name, ent)}
-        )
-    return _receipt(ex, a, cp, enterprise_dict(o.name, ent))
+        a = _commit_event(ex, s, kind, {"actor": actor.name, **enterprise_facts(ex, o.name, ent)})
+    return _receipt(ex, a, enterprise_dict(o.name, ent))
 
 
 def enterprise_facts(ex: Exchange, org: str, ent: Enterprise) -> dict:
@@ -309,7 +313,7 @@ def create_offer(
         )
         s.add(offer)
         s.flush()
-        a, cp = _commit_event(
+        a = _commit_event(
             ex,
             s,
             "offer.created",
@@ -329,10 +333,10 @@ def create_offer(
                 "cross_border": cross_border,
                 "access_days": access_days,
             },
+            ref=offer,
         )
-        offer.ledger_index = a.index
         d = offer_dict(s, offer)
-    return _receipt(ex, a, cp, d)
+    return _receipt(ex, a, d, ref=offer)
 
 
 def withdraw_offer(ex: Exchange, actor: Actor, offer_id: str) -> dict:
@@ -343,11 +347,11 @@ def withdraw_offer(ex: Exchange, actor: Actor, offer_id: str) -> dict:
         if offer.status != "open":
             raise InvalidState(f"offer {offer_id} is already {offer.status}")
         offer.status = "withdrawn"
-        a, cp = _commit_event(
+        a = _commit_event(
             ex, s, "offer.withdrawn", {"actor": actor.name, "offer": offer.id, "seller": seller}
         )
         d = offer_dict(s, offer)
-    return _receipt(ex, a, cp, d)
+    return _receipt(ex, a, d)
 
 
 def offer_dict(s: Session, o: Offer) -> dict:
@@ -439,7 +443,7 @@ def place_order(
         )
         s.add(order)
         s.flush()
-        a, cp = _commit_event(
+        a = _commit_event(
             ex,
             s,
             "order.placed",
@@ -459,10 +463,10 @@ def place_order(
                 "other_support": other_support,
                 "ordered_on": day.isoformat(),
             },
+            ref=order,
         )
-        order.ledger_index = a.index
         d = order_dict(s, order)
-    return _receipt(ex, a, cp, d)
+    return _receipt(ex, a, d, ref=order)
 
 
 def _seller_step(s: Session, actor: Actor, order: Order, what: str) -> str:
@@ -503,7 +507,7 @@ def confirm_payment(
         s.add(pay)
         order.status = "paid"
         s.flush()
-        a, cp = _commit_event(
+        a = _commit_event(
             ex,
             s,
             "payment.confirmed",
@@ -515,10 +519,10 @@ def confirm_payment(
                 "paid_on": day.isoformat(),
                 "reference_fp": ex.fingerprint(reference) if reference else None,
             },
+            ref=pay,
         )
-        pay.ledger_index = a.index
         d = order_dict(s, order)
-    return _receipt(ex, a, cp, d)
+    return _receipt(ex, a, d)
 
 
 def grant_access(
@@ -552,7 +556,7 @@ def grant_access(
         order.status = "granted"
         s.flush()
         (buyer,) = _names(s, order.buyer_id)
-        a, cp = _commit_event(
+        a = _commit_event(
             ex,
             s,
             "access.granted",
@@ -566,10 +570,10 @@ def grant_access(
                 "starts": start.isoformat(timespec="seconds"),
                 "expires": expires.isoformat(timespec="seconds"),
             },
+            ref=g,
         )
-        g.ledger_index = a.index
         d = order_dict(s, order)
-    return _receipt(ex, a, cp, d)
+    return _receipt(ex, a, d)
 
 
 def _version_keys(s: Session, dataset_id: str, number: int | None) -> tuple[int, list[str]]:
@@ -623,7 +627,7 @@ def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int =
         s.add(dl)
         order.status = "delivered"
         s.flush()
-        a, cp = _commit_event(
+        a = _commit_event(
             ex,
             s,
             "delivery.made",
@@ -637,13 +641,12 @@ def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int =
                 "keys": keys,
                 "url_expires": url_expires.isoformat(timespec="seconds"),
             },
+            ref=dl,
         )
-        dl.ledger_index = a.index
         d = order_dict(s, order)
     return _receipt(
         ex,
         a,
-        cp,
         {**d, "delivery": {"version": version, "expires_seconds": seconds, "files": urls}},
     )
 
@@ -673,7 +676,7 @@ def refund(
             g.revoked = True
         order.status = "refunded"
         s.flush()
-        a, cp = _commit_event(
+        a = _commit_event(
             ex,
             s,
             "refund.issued",
@@ -685,10 +688,10 @@ def refund(
                 "refunded_on": day.isoformat(),
                 "reason": reason,
             },
+            ref=r,
         )
-        r.ledger_index = a.index
         d = order_dict(s, order)
-    return _receipt(ex, a, cp, d)
+    return _receipt(ex, a, d)
 
 
 def order_dict(s: Session, o: Order) -> dict[str, Any]:

@@ -160,6 +160,7 @@ def test_full_text(catalogue, q, expected):
         ("tags:(gps OR 热线)", {"nansha-bus-gps", "nansha-hotline-cases"}),
         ("license_id:*", {"nansha-bus-gps", "guangzhou-metro-ridership", "nansha-hotline-cases"}),
         ("name:nansha-*", {"nansha-bus-gps", "nansha-hotline-cases"}),
+        ("+dataset_type:dataset +capacity:public -domain:transport", {"nansha-hotline-cases"}),
     ],
 )  # fmt: skip
 def test_fq(catalogue, fq, expected):

@@ -78,3 +78,40 @@ def test_dcat_dataset(site):
     r = site.client.get("/dataset/secret.jsonld", headers={"Authorization": site.admin_token})
     assert r.status_code == 200
     assert site.client.get("/dataset/nope.jsonld").status_code == 404
+
+
+DATASETS_YAML = """
+datasets:
+  - id: bus-gps
+    title: 南沙公交车辆GPS轨迹
+    title_en: Nansha bus GPS positions
+    domain: transport
+    organization: bureau
+    source: {path: bus.csv, format: csv}
+"""
+
+
+def test_croissant_of_a_published_dataset(deployment, tmp_path):  # noqa: F811
+    """A dataset published by the real pipeline, described for ML users (Croissant)."""
+    (tmp_path / "bus.csv").write_text(
+        "ts,route_id,speed_kmh\n2024-03-01 08:00:00,N4,31.5\n2024-03-01 08:00:30,N8,28.0\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "datasets.yaml").write_text(DATASETS_YAML, encoding="utf-8")
+    [result] = deployment.nx.ingest(["bus-gps"])
+    assert result.status == "published"
+    c = deployment.client.get("/dataset/bus-gps/croissant.json").json()
+    assert c["conformsTo"] == "http://mlcommons.org/croissant/1.0"
+    assert c["@type"] == "sc:Dataset" and c["version"] == "1"
+    [fo] = c["distribution"]
+    assert fo["encodingFormat"] == "application/x-parquet" and len(fo["sha256"]) == 64
+    assert fo["contentUrl"].endswith(".parquet")
+    [rs] = c["recordSet"]
+    types = {f["name"]: f["dataType"] for f in rs["field"]}
+    assert types["speed_kmh"] == "sc:Float" and types["route_id"] == "sc:Text"
+    assert types["ts"] == "sc:DateTime"
+    # the page shows the published table's schema; search finds it as Parquet
+    page = deployment.client.get("/dataset/bus-gps").text
+    assert "speed_kmh" in page and "v1" in page
+    r = deployment.ok("package_search", {"fq": "res_format:Parquet", "q": "公交"}, token=None)
+    assert [p["name"] for p in r["results"]] == ["bus-gps"]

@@ -189,7 +189,7 @@ def package_list(ctx: ActionContext, data: dict) -> list[str]:
 @action("package_show", get=True)
 def package_show(ctx: ActionContext, data: dict) -> dict:
     """One dataset (by name or id) with its resources and nsdx extras."""
-    return ctx.packages.show(ctx.principal, _id(data))
+    return ctx.index.show(ctx.principal, _id(data))
 
 
 @action("package_search", get=True)
@@ -205,8 +205,8 @@ def package_search(ctx: ActionContext, data: dict) -> dict:
     except ValueError:
         raise InvalidInput({"facet.limit": ["Invalid integer"]}) from None
     fl = _list(data, "fl")
-    if len(fl) == 1 and " " in fl[0] or (len(fl) == 1 and "," in fl[0]):
-        fl = [f for f in fl[0].replace(",", " ").split() if f]
+    if len(fl) == 1:  # "name,title" or "name title"
+        fl = fl[0].replace(",", " ").split()
     return ctx.index.search(
         q=str(data.get("q") or ""),
         fq=fq,

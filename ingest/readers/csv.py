@@ -68,6 +68,11 @@ SAMPLE_BYTES = 1 << 20
 MAX_SAMPLE_BYTES = 16 << 20
 DELIMITERS = (",", ";", "\t", "|")
 SLOW_CHUNK_ROWS = 65_536
+# pyarrow's streaming CSV reader reads up to 32 blocks ahead in a background thread, whatever
+# the consumer's pace: with 16 MiB blocks that is 512 MiB of raw text held at once (the whole
+# of a smaller file). 1 MiB blocks bound the read-ahead to ~32 MiB and parse as fast; the
+# pipeline gathers the small batches into bigger chunks without copying them.
+MAX_BLOCK_BYTES = 1 << 20
 _CONV_RE = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (.+?): invalid value '(.*)'\s*$",
     re.S,
@@ -362,7 +367,7 @@ def iter_csv(
     file_plans = [by_name[n] for n in layout.names]  # the file's column order
     delivered = 0
     if not layout.ragged:
-        block = int(min(max(layout.avg_row_bytes * batch_rows, 64 << 10), 16 << 20))
+        block = int(min(max(layout.avg_row_bytes * batch_rows, 64 << 10), MAX_BLOCK_BYTES))
         f = _open_at(layout, native=True)
         try:
             reader = pa_csv.open_csv(

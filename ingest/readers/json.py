@@ -36,6 +36,10 @@ from .encoding import decode_error, detect_encoding, normalise_encoding
 from .parquet import finish_batch
 
 SAMPLE_BYTES = 1 << 20
+# pyarrow's streaming JSON reader reads up to 32 blocks ahead whatever the consumer's pace, so
+# the block size bounds memory (32 MiB blocks held the first GiB of a file); 4 MiB still fits
+# large objects (a record must fit in one block).
+MAX_BLOCK_BYTES = 4 << 20
 _ROW_RE = re.compile(r"in row (\d+)")
 _JSON_NATIVE = {"string", "integer", "float", "boolean"}
 
@@ -323,7 +327,7 @@ def read_ndjson_source(
         presence = _Presence(absent, label, sample.column_names)
         for path in files:
             enc = _encoding(source, path) if path != files[0] else encoding
-            block = int(min(max(avg * batch_rows, 64 << 10), 32 << 20))
+            block = int(min(max(avg * batch_rows, 64 << 10), MAX_BLOCK_BYTES))
             delivered = 0
             f = _open_utf8(path, enc)
             try:

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import ANONYMOUS
-from catalogue.dcat import catalog_jsonld, dataset_jsonld
+from catalogue.dcat import catalog_jsonld, croissant, dataset_jsonld
 from catalogue.errors import CatalogueError
 from catalogue.search import MAX_ROWS
 
@@ -55,3 +55,14 @@ async def dataset(name: str, request: Request) -> JSONResponse:
     except CatalogueError as e:
         return JSONResponse({"error": e.to_dict()}, status_code=e.status)
     return JSONResponse(dataset_jsonld(pkg, str(request.base_url).rstrip("/")), media_type=JSONLD)
+
+
+@router.get("/dataset/{name}/croissant.json", summary="One dataset as MLCommons Croissant")
+async def dataset_croissant(name: str, request: Request) -> JSONResponse:
+    st = state_of(request)
+    principal = await run_in_threadpool(st.principal, request)
+    try:
+        pkg = await run_in_threadpool(st.packages.show, principal, name)
+    except CatalogueError as e:
+        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+    return JSONResponse(croissant(pkg, str(request.base_url).rstrip("/")), media_type=JSONLD)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import Request
 
-from catalogue.auth import Accounts, NotAuthorized, Principal
+from catalogue.auth import Accounts, Principal
 from catalogue.ckan import ActionContext
 from catalogue.editing import Packages, render_packages
 from catalogue.jobs import JobDeps, Jobs, ThreadRunner
@@ -38,9 +38,7 @@ class WebState:
 
     @cached_property
     def jobs(self) -> Jobs:
-        jobs = Jobs(self.cat)
-        jobs.runner = make_runner(self.nx, jobs, self.job_deps)
-        return jobs
+        return Jobs(self.cat, runner_factory=lambda j: make_runner(self.nx, j, self.job_deps))
 
     @property
     def uploads_dir(self) -> Path:
@@ -97,4 +95,4 @@ def state_of(request: Request) -> WebState:
     return request.app.state.nsdx
 
 
-__all__ = ["NotAuthorized", "WebState", "state_of"]
+__all__ = ["WebState", "jobs_mode", "make_runner", "state_of"]
