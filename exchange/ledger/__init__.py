@@ -1,29 +1,26 @@
-"""The tamper-evident exchange ledger core: RFC 9162 Merkle trees, RFC 8785 canonical
-JSON leaves, and C2SP signed-note checkpoints. Pure Python, no database; independent of
-the rest of nsdx. See docs/ledger.md."""
+"""The tamper-evident exchange ledger core: RFC 9162 Merkle trees (``hashing``, ``merkle``,
+``proofs``), RFC 8785 canonical JSON leaves, and C2SP signed-note checkpoints. Pure Python,
+no database; independent of the rest of nsdx. See docs/ledger.md."""
 
 from exchange.ledger.canonical import MAX_SAFE_INTEGER, CanonicalJSONError, canonical_json
-from exchange.ledger.merkle import (
+from exchange.ledger.hashing import (
     EMPTY_ROOT,
     HASH_SIZE,
-    CompactRange,
-    MerkleTree,
-    NodeSource,
-    ProofError,
-    consistency_proof,
-    inclusion_proof,
     is_valid_subtree,
     leaf_hash,
     node_hash,
-    root,
     root_from_packed,
+)
+from exchange.ledger.merkle import (
+    CompactRange,
+    MerkleTree,
+    NodeSource,
+    consistency_proof,
+    inclusion_proof,
+    root,
     subtree_consistency_proof,
     subtree_hash,
     subtree_inclusion_proof,
-    verify_consistency,
-    verify_inclusion,
-    verify_subtree_consistency,
-    verify_subtree_inclusion,
 )
 from exchange.ledger.note import (
     MAX_SIGNATURES,
@@ -36,6 +33,13 @@ from exchange.ledger.note import (
     parse_checkpoint,
     sign_note,
     verifier_key,
+)
+from exchange.ledger.proofs import (
+    ProofError,
+    verify_consistency,
+    verify_inclusion,
+    verify_subtree_consistency,
+    verify_subtree_inclusion,
 )
 
 __all__ = [

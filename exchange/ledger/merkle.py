@@ -1,10 +1,5 @@
-"""RFC 6962 / RFC 9162 Merkle trees: hashing, roots, proofs and their verification.
-
-Hashing (RFC 9162 §2.1.1)::
-
-    leaf hash = SHA-256(0x00 || leaf bytes)
-    node hash = SHA-256(0x01 || left || right)
-    MTH({})   = SHA-256("")
+"""RFC 6962 / RFC 9162 Merkle trees: roots, the compact range, the cached tree and proof
+generation.
 
 Proof *generation* needs the hashes of complete ("perfect") subtrees: the subtree at
 ``(level, index)`` covers leaves ``[index * 2**level, (index + 1) * 2**level)``. Anything
@@ -13,16 +8,40 @@ that can answer ``node(level, index) -> bytes`` can back a proof: a :class:`Merk
 ``bytes`` of leaf hashes, or a callable (e.g. one that reads stored hashes from a
 database).
 
-Proof *verification* follows RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency)
-step by step; the subtree proofs of the Merkle Tree Certificates draft
-(draft-ietf-plants-merkle-tree-certs §4.4) are verified the same way. Every failure
-raises :class:`ProofError` with the reason.
+The module is split by responsibility; this one re-exports the others so that
+``exchange.ledger.merkle`` still offers every name:
+
+* :mod:`exchange.ledger.hashing` — RFC 9162 §2.1.1 leaf and node hashes, ``root_from_packed``,
+  subtree shape (:func:`is_valid_subtree`);
+* :mod:`exchange.ledger.proofs` — proof *verification* (RFC 9162 §2.1.3.2, §2.1.4.2 and the
+  MTC draft's subtree proofs) and :class:`ProofError`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
+
+from .hashing import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    _check_hash,
+    _check_uint,
+    _fold,
+    _pack,
+    _sha256,
+    _split,
+    is_valid_subtree,
+    leaf_hash,
+    node_hash,
+    root_from_packed,
+)
+from .proofs import (
+    ProofError,
+    verify_consistency,
+    verify_inclusion,
+    verify_subtree_consistency,
+    verify_subtree_inclusion,
+)
 
 __all__ = [
     "EMPTY_ROOT",
@@ -47,71 +66,12 @@ __all__ = [
     "verify_subtree_inclusion",
 ]
 
-HASH_SIZE = 32
-MAX_TREE_SIZE = (1 << 64) - 1  # sizes and indices are uint64 in every interoperable format
-EMPTY_ROOT = hashlib.sha256(b"").digest()
-
-_sha256 = hashlib.sha256
-
 #: ``node(level, index) -> hash`` of the perfect subtree over leaves
 #: ``[index << level, (index + 1) << level)``.
 NodeReader = Callable[[int, int], bytes]
 
 
-class ProofError(ValueError):
-    """A Merkle proof, or the hashes and sizes given with it, did not verify.
-
-    ``reason`` says what was wrong. Not retryable: the same inputs always fail.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# --------------------------------------------------------------------------- hashing
-
-
-def leaf_hash(data: bytes) -> bytes:
-    """SHA-256(0x00 || data), RFC 9162 §2.1.1."""
-    return _sha256(b"\x00" + bytes(data)).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    """SHA-256(0x01 || left || right), RFC 9162 §2.1.1."""
-    return _sha256(b"\x01" + left + right).digest()
-
-
-def _fold(packed: bytes | bytearray, rounds: int) -> bytes:
-    """Hash adjacent pairs of packed hashes ``rounds`` times.
-
-    ``packed`` holds ``m * 2**rounds`` hashes; the result holds the ``m`` perfect-subtree
-    hashes ``rounds`` levels up. This is the hot loop: one list comprehension per level.
-    """
-    buf = bytes(packed)
-    for _ in range(rounds):
-        buf = b"".join(
-            [_sha256(b"\x01" + buf[i : i + 64]).digest() for i in range(0, len(buf), 64)]
-        )
-    return buf
-
-
-def root_from_packed(packed: bytes | bytearray | memoryview) -> bytes:
-    """MTH over leaf hashes packed back to back (32 bytes each)."""
-    buf = bytes(packed)
-    if len(buf) % HASH_SIZE:
-        raise ValueError(
-            f"packed leaf hashes must be a multiple of {HASH_SIZE} bytes, got {len(buf)}"
-        )
-    if not buf:
-        return EMPTY_ROOT
-    # Pairing from the left and carrying an odd last node up unchanged builds exactly
-    # the RFC 6962 tree (k = largest power of two smaller than n at every split).
-    while len(buf) > HASH_SIZE:
-        even = len(buf) - len(buf) % 64
-        nxt = b"".join([_sha256(b"\x01" + buf[i : i + 64]).digest() for i in range(0, even, 64)])
-        buf = nxt + buf[even:] if even != len(buf) else nxt
-    return buf
+# --------------------------------------------------------------------------- roots
 
 
 def root(leaf_hashes: Iterable[bytes]) -> bytes:
@@ -129,43 +89,6 @@ def root(leaf_hashes: Iterable[bytes]) -> bytes:
     acc = CompactRange()
     acc.extend(leaf_hashes)
     return acc.root()
-
-
-def _pack(hashes: Sequence[bytes]) -> bytes:
-    if any(len(h) != HASH_SIZE for h in hashes):
-        raise ValueError(f"every leaf hash must be {HASH_SIZE} bytes")
-    return b"".join(hashes)
-
-
-def _check_hash(name: str, value: bytes) -> None:
-    if not isinstance(value, bytes | bytearray | memoryview):
-        raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
-    if len(value) != HASH_SIZE:
-        raise ValueError(f"{name} must be {HASH_SIZE} bytes, got {len(value)}")
-
-
-def _check_uint(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 0 <= value <= MAX_TREE_SIZE:
-        raise ValueError(f"{name} must be in [0, 2**64), got {value}")
-
-
-def _split(n: int) -> int:
-    """The largest power of two strictly smaller than n (n > 1), RFC 9162 §2.1.1's k."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-def is_valid_subtree(start: int, end: int) -> bool:
-    """[start, end) is a subtree in the MTC draft's sense.
-
-    0 <= start < end and start is a multiple of BIT_CEIL(end - start); these are exactly
-    the ranges whose MTH is a node (or a "right edge" node) of every tree that holds them.
-    """
-    if start < 0 or start >= end:
-        return False
-    width = 1 << (end - start - 1).bit_length()  # BIT_CEIL(end - start)
-    return start % width == 0
 
 
 # --------------------------------------------------------------------------- compact range
@@ -512,216 +435,3 @@ def subtree_consistency_proof(start: int, end: int, size: int, source: NodeSourc
 
 
 # --------------------------------------------------------------------------- verification
-
-
-def _check_proof_hashes(proof: Sequence[bytes]) -> list[bytes]:
-    if isinstance(proof, bytes | bytearray | str):
-        raise ProofError("proof must be a list of hashes, not a single bytes/str value")
-    out = []
-    for i, p in enumerate(proof):
-        if not isinstance(p, bytes | bytearray | memoryview):
-            raise ProofError(f"proof[{i}] is {type(p).__name__}, not bytes")
-        if len(p) != HASH_SIZE:
-            raise ProofError(f"proof[{i}] is {len(p)} bytes, a SHA-256 hash is {HASH_SIZE}")
-        out.append(bytes(p))
-    return out
-
-
-def _check_args(hashes: dict[str, bytes], ints: dict[str, int]) -> None:
-    for name, value in ints.items():
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProofError(f"{name} must be an int, got {type(value).__name__}")
-        if not 0 <= value <= MAX_TREE_SIZE:
-            raise ProofError(f"{name} {value} is outside [0, 2**64)")
-    for name, value in hashes.items():
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise ProofError(f"{name} is {type(value).__name__}, not bytes")
-        if len(value) != HASH_SIZE:
-            raise ProofError(f"{name} is {len(value)} bytes, a SHA-256 hash is {HASH_SIZE}")
-
-
-def _root_from_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes:
-    # RFC 9162 §2.1.3.2 steps 2-5.
-    fn, sn, r = index, size - 1, bytes(leaf)
-    for p in proof:
-        if sn == 0:
-            raise ProofError(
-                f"proof has too many hashes ({len(proof)}) for index {index} in tree size {size}"
-            )
-        if fn & 1 or fn == sn:
-            r = _sha256(b"\x01" + p + r).digest()
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            r = _sha256(b"\x01" + r + p).digest()
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise ProofError(
-            f"proof has too few hashes ({len(proof)}) for index {index} in tree size {size}"
-        )
-    return r
-
-
-def verify_inclusion(
-    index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes
-) -> None:
-    """Check that ``leaf_hash`` is leaf ``index`` of the tree with ``size`` and ``root``
-    (RFC 9162 §2.1.3.2). Raises :class:`ProofError`; returns None on success.
-
-    The proof binds the leaf to ``root``; take ``size`` and ``root`` from the same signed
-    checkpoint (a proof for one size can also fit another size whose path has the same
-    shape, which is harmless only because the root already fixes the tree).
-    """
-    _check_args({"leaf_hash": leaf_hash, "root": root}, {"index": index, "size": size})
-    path = _check_proof_hashes(proof)
-    if index >= size:
-        raise ProofError(f"index {index} is beyond tree size {size}")
-    computed = _root_from_inclusion(index, size, leaf_hash, path)
-    if computed != bytes(root):
-        raise ProofError(
-            f"inclusion proof for index {index} in tree size {size} does not lead to the given root"
-        )
-
-
-def verify_consistency(
-    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
-) -> None:
-    """Check that the tree (size2, root2) extends the tree (size1, root1)
-    (RFC 9162 §2.1.4.2). Raises :class:`ProofError`; returns None on success.
-
-    Before the RFC algorithm (which covers 0 < size1 < size2): size1 == 0 is refused
-    (every tree extends the empty tree, so the proof would prove nothing), and
-    size1 == size2 needs an empty proof and root1 == root2.
-    """
-    _check_args({"root1": root1, "root2": root2}, {"size1": size1, "size2": size2})
-    path = _check_proof_hashes(proof)
-    root1, root2 = bytes(root1), bytes(root2)
-    if size1 > size2:
-        raise ProofError(f"size1 {size1} is larger than size2 {size2}: a log never shrinks")
-    if size1 == 0:
-        raise ProofError("consistency with the empty tree (size1 = 0) proves nothing; refused")
-    if size1 == size2:
-        if path:
-            raise ProofError(f"size1 = size2 = {size1} but the proof is not empty")
-        if root1 != root2:
-            raise ProofError(f"same size {size1} but different roots: the log forked")
-        return
-    # 1. If consistency_path is an empty array, stop and fail.
-    if not path:
-        raise ProofError(f"empty consistency proof for sizes {size1} < {size2}")
-    # 2. If first is an exact power of 2, prepend first_hash.
-    if size1 & (size1 - 1) == 0:
-        path = [root1, *path]
-    # 3.-4. fn = first - 1, sn = second - 1; shift while LSB(fn) is set.
-    fn, sn = size1 - 1, size2 - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    # 5. fr = sr = first value.
-    fr = sr = path[0]
-    # 6. For each subsequent value c.
-    for c in path[1:]:
-        if sn == 0:
-            raise ProofError(f"consistency proof has too many hashes for sizes {size1} -> {size2}")
-        if fn & 1 or fn == sn:
-            fr = _sha256(b"\x01" + c + fr).digest()
-            sr = _sha256(b"\x01" + c + sr).digest()
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            sr = _sha256(b"\x01" + sr + c).digest()
-        fn >>= 1
-        sn >>= 1
-    # 7. fr == first_hash, sr == second_hash, sn == 0.
-    if sn != 0:
-        raise ProofError(f"consistency proof has too few hashes for sizes {size1} -> {size2}")
-    if fr != root1:
-        raise ProofError(f"consistency proof does not lead to root1 of size {size1}")
-    if sr != root2:
-        raise ProofError(f"consistency proof does not lead to root2 of size {size2}")
-
-
-def verify_subtree_inclusion(
-    index: int, start: int, end: int, leaf_hash: bytes, proof: Sequence[bytes], subtree_root: bytes
-) -> None:
-    """Check a subtree inclusion proof (MTC draft §4.4.2): ``leaf_hash`` is leaf ``index``
-    of the subtree [start, end) whose hash is ``subtree_root``. Raises :class:`ProofError`."""
-    _check_args(
-        {"leaf_hash": leaf_hash, "subtree_root": subtree_root},
-        {"index": index, "start": start, "end": end},
-    )
-    path = _check_proof_hashes(proof)
-    if not is_valid_subtree(start, end):
-        raise ProofError(
-            f"[{start}, {end}) is not a valid subtree (need start < end, start a multiple of BIT_CEIL(end - start))"
-        )
-    if not start <= index < end:
-        raise ProofError(f"index {index} is outside the subtree [{start}, {end})")
-    computed = _root_from_inclusion(index - start, end - start, leaf_hash, path)
-    if computed != bytes(subtree_root):
-        raise ProofError(
-            f"inclusion proof for index {index} does not lead to the hash of subtree [{start}, {end})"
-        )
-
-
-def verify_subtree_consistency(
-    start: int, end: int, size: int, proof: Sequence[bytes], subtree_root: bytes, root: bytes
-) -> None:
-    """Check a subtree consistency proof (MTC draft §4.4.3): the subtree [start, end) with
-    hash ``subtree_root`` is part of the tree of ``size`` with ``root``. With start == 0
-    this is an RFC 9162 consistency proof from size ``end``. Raises :class:`ProofError`."""
-    _check_args(
-        {"subtree_root": subtree_root, "root": root}, {"start": start, "end": end, "size": size}
-    )
-    path = _check_proof_hashes(proof)
-    node, root = bytes(subtree_root), bytes(root)
-    if not is_valid_subtree(start, end):
-        raise ProofError(
-            f"[{start}, {end}) is not a valid subtree (need start < end, start a multiple of BIT_CEIL(end - start))"
-        )
-    if end > size:
-        raise ProofError(f"subtree end {end} is beyond tree size {size}")
-    fn, sn, tn = start, end - 1, size - 1
-    if sn == tn:  # the subtree ends on the tree's right edge: climb to its root
-        while fn != sn:
-            fn, sn, tn = fn >> 1, sn >> 1, tn >> 1
-    else:  # climb while the subtree's last node is a right child inside the subtree
-        while fn != sn and sn & 1:
-            fn, sn, tn = fn >> 1, sn >> 1, tn >> 1
-    if fn == sn:
-        fr = sr = node
-        rest = path
-    else:
-        if not path:
-            raise ProofError(f"empty proof for subtree [{start}, {end}) of tree size {size}")
-        fr = sr = path[0]
-        rest = path[1:]
-    for c in rest:
-        if tn == 0:
-            raise ProofError(
-                f"subtree consistency proof has too many hashes for [{start}, {end}) in size {size}"
-            )
-        if sn & 1 or sn == tn:
-            if fn < sn:
-                fr = _sha256(b"\x01" + c + fr).digest()
-            sr = _sha256(b"\x01" + c + sr).digest()
-            while sn and not sn & 1:
-                fn, sn, tn = fn >> 1, sn >> 1, tn >> 1
-        else:
-            sr = _sha256(b"\x01" + sr + c).digest()
-        fn, sn, tn = fn >> 1, sn >> 1, tn >> 1
-    if tn != 0:
-        raise ProofError(
-            f"subtree consistency proof has too few hashes for [{start}, {end}) in size {size}"
-        )
-    if fr != node:
-        raise ProofError(
-            f"subtree consistency proof does not lead to the hash of subtree [{start}, {end})"
-        )
-    if sr != root:
-        raise ProofError(f"subtree consistency proof does not lead to the root of tree size {size}")

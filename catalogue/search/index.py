@@ -1,5 +1,5 @@
-"""Search over the catalogue: an in-memory inverted index of package dicts, kept current
-from the database's change log, answering a documented subset of CKAN's Solr syntax.
+"""The in-memory index behind ``package_search`` and ``package_show``, and one index per
+database.
 
 How it stays current
 --------------------
@@ -8,375 +8,42 @@ dataset id in ``catalogue_changes`` on every write to ``datasets`` (and ``organi
 Before answering, :meth:`SearchIndex.refresh` reads the revision (one indexed one-row query)
 and re-renders only the datasets changed since. Every process (server, worker) keeps its own
 index; all of them see every writer, on SQLite and on PostgreSQL.
-
-Text
-----
-Latin words are lower-cased and lightly stemmed (``buses`` → ``bus``). Chinese, Japanese and
-Korean text is indexed as character unigrams and bigrams; a query word is turned into its
-bigrams, all of which must match, so ``公交`` finds ``南沙公交车辆GPS轨迹`` without a dictionary.
-
-Query syntax (``q`` and ``fq``)
--------------------------------
-``word``, ``"a phrase"`` (all its words), ``field:value``, ``field:"quoted value"``,
-``field:(a OR b)``, ``field:[A TO B]`` / ``{A TO B}`` (numbers and dates; ``*`` and ``NOW``
-allowed), ``field:*``, ``field:pre*``, ``+x``, ``-x``, ``NOT x``, ``a AND b``, ``a OR b``,
-parentheses, ``*:*``. Terms are ANDed by default.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import threading
-import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import select, text
 
-from .auth import Principal, check_read
-from .errors import CatalogueError, DatasetNotFound
-from .models import Dataset
-from .registry import Catalogue
+from ..auth import Principal, check_read
+from ..errors import DatasetNotFound
+from ..models import Dataset
+from ..registry import Catalogue
+from .analysis import _normal, doc_fields, doc_text, index_tokens, query_tokens
+from .query import (
+    All,
+    And,
+    Not,
+    Or,
+    Range,
+    SearchQueryError,
+    Term,
+    _canon,
+    _num,
+    _try_num,
+    parse_query,
+    parse_sort,
+)
 
 MAX_ROWS = 1000
 KEEP_CHANGES = 5000  # change-log rows kept; an index further behind rebuilds from scratch
 DEFAULT_FACET_LIMIT = 50
 TEXT_FIELDS = {"text", "title", "notes", "title_en", "notes_en"}
 DEFAULT_SORT = "score desc, metadata_modified desc"
-
-
-class SearchQueryError(CatalogueError):
-    """A q/fq/sort/rows parameter the search cannot parse (HTTP 400, CKAN 'Search Query
-    Error')."""
-
-    status = 400
-
-
-# -- text analysis ---------------------------------------------------------------------
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
-_RUN_RE = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
-_CJK_RE = re.compile(rf"[{_CJK}]")
-
-
-def _stem(w: str) -> str:
-    if len(w) <= 3 or w.isdigit():
-        return w
-    if w.endswith("ies") and len(w) > 4:
-        return w[:-3] + "y"
-    if w.endswith(("sses", "shes", "ches", "xes", "zes")):
-        return w[:-2]
-    if w.endswith("ses") and len(w) > 4:  # buses -> bus
-        return w[:-2]
-    if w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        return w[:-1]
-    return w
-
-
-def _normal(s: str) -> str:
-    return unicodedata.normalize("NFKC", s).lower()
-
-
-def index_tokens(s: str) -> set[str]:
-    """Tokens a text is indexed under."""
-    out: set[str] = set()
-    for run in _RUN_RE.findall(_normal(s)):
-        if _CJK_RE.match(run):
-            out.update(run)
-            out.update(run[i : i + 2] for i in range(len(run) - 1))
-        else:
-            out.add(_stem(run))
-    return out
-
-
-def query_tokens(s: str) -> list[str]:
-    """Tokens that must all be present for a query word to match."""
-    out: list[str] = []
-    for run in _RUN_RE.findall(_normal(s)):
-        if _CJK_RE.match(run):
-            if len(run) == 1:
-                out.append(run)
-            else:
-                out.extend(run[i : i + 2] for i in range(len(run) - 1))
-        else:
-            out.append(_stem(run))
-    return list(dict.fromkeys(out))
-
-
-# -- documents -------------------------------------------------------------------------
-def _extras(pkg: dict) -> dict[str, str]:
-    return {e["key"]: e["value"] for e in pkg.get("extras") or []}
-
-
-def doc_fields(pkg: dict) -> dict[str, list[str]]:
-    """The exact-match fields of a package (for fq, facets and sorting)."""
-    org = pkg.get("organization") or {}
-    ex = _extras(pkg)
-    f: dict[str, list[str]] = {
-        "id": [pkg["id"]],
-        "name": [pkg["name"]],
-        "title_string": [pkg.get("title") or ""],
-        "state": [pkg.get("state") or "active"],
-        "private": ["true" if pkg.get("private") else "false"],
-        "type": [pkg.get("type") or "dataset"],
-        "dataset_type": [pkg.get("type") or "dataset"],
-        "capacity": ["private" if pkg.get("private") else "public"],
-        "license_id": [pkg.get("license_id") or ""],
-        "organization": [org["name"]] if org else [],
-        "owner_org": [pkg["owner_org"]] if pkg.get("owner_org") else [],
-        "tags": [t["name"] for t in pkg.get("tags") or []],
-        "groups": [g["name"] for g in pkg.get("groups") or []],
-        "res_format": sorted({r["format"] for r in pkg.get("resources") or [] if r.get("format")}),
-        "res_name": [r["name"] for r in pkg.get("resources") or [] if r.get("name")],
-        "res_url": [r["url"] for r in pkg.get("resources") or [] if r.get("url")],
-        "author": [pkg["author"]] if pkg.get("author") else [],
-        "url": [pkg["url"]] if pkg.get("url") else [],
-        "version": [pkg["version"]] if pkg.get("version") else [],
-        "metadata_created": [pkg.get("metadata_created") or ""],
-        "metadata_modified": [pkg.get("metadata_modified") or ""],
-        "num_resources": [str(pkg.get("num_resources", len(pkg.get("resources") or [])))],
-        "num_tags": [str(pkg.get("num_tags", len(pkg.get("tags") or [])))],
-    }
-    for k, v in ex.items():
-        f.setdefault(k, [v])
-        f[f"extras_{k}"] = [v]
-    return f
-
-
-def doc_text(pkg: dict) -> tuple[str, str]:
-    """(title text, all text) of a package."""
-    ex = _extras(pkg)
-    org = pkg.get("organization") or {}
-    title = " ".join(filter(None, [pkg.get("title"), ex.get("title_en"), pkg.get("name")]))
-    parts = [
-        title,
-        pkg.get("notes") or "",
-        ex.get("notes_en") or "",
-        " ".join(t["name"] for t in pkg.get("tags") or []),
-        org.get("name") or "",
-        org.get("title") or "",
-        pkg.get("author") or "",
-    ]
-    for r in pkg.get("resources") or []:
-        parts += [r.get("name") or "", r.get("description") or "", r.get("format") or ""]
-    parts += [v for k, v in ex.items() if k not in ("title_en", "notes_en", "storage_uri")]
-    return title, " ".join(parts)
-
-
-# -- query parsing ---------------------------------------------------------------------
-@dataclass
-class Term:
-    field: str | None  # None: full text
-    value: str
-    phrase: bool = False
-
-
-@dataclass
-class Range:
-    field: str
-    lo: str
-    hi: str
-    lo_incl: bool = True
-    hi_incl: bool = True
-
-
-@dataclass
-class Not:
-    node: object
-
-
-@dataclass
-class And:
-    nodes: list
-
-
-@dataclass
-class Or:
-    nodes: list
-
-
-class All:
-    pass
-
-
-_TOKEN_RE = re.compile(
-    r"""\s*(?:
-      (?P<lp>\() | (?P<rp>\)) |
-      (?P<range>[\[{]\s*(?P<lo>"[^"]*"|\S+)\s+TO\s+(?P<hi>"[^"]*"|[^\]}\s]+)\s*[\]}]) |
-      (?P<quoted>"(?:[^"\\]|\\.)*") |
-      (?P<word>(?:[^\s()"\\:\[\]{}]|\\.)+) |
-      (?P<colon>:)
-    )""",
-    re.VERBOSE,
-)
-
-
-def _lex(s: str) -> list[tuple[str, str]]:
-    toks, pos = [], 0
-    s = s.strip()
-    while pos < len(s):
-        m = _TOKEN_RE.match(s, pos)
-        if not m or m.end() == pos:
-            if s[pos:].strip() == "":
-                break
-            raise SearchQueryError(
-                f"Search Query is invalid: cannot parse {s[pos : pos + 20]!r}",
-                hint="see docs/api.md 'package_search' for the supported syntax",
-            )
-        pos = m.end()
-        kind = m.lastgroup if m.lastgroup not in ("lo", "hi") else "range"
-        for k in ("lp", "rp", "range", "quoted", "word", "colon"):
-            if m.group(k) is not None:
-                kind = k
-                break
-        toks.append((kind, m.group(kind)))
-    return toks
-
-
-def _unquote(v: str) -> str:
-    if len(v) >= 2 and v[0] == '"' and v[-1] == '"':
-        v = v[1:-1]
-    return re.sub(r"\\(.)", r"\1", v)
-
-
-class _Parser:
-    def __init__(self, s: str) -> None:
-        self.toks = _lex(s)
-        self.i = 0
-        self.src = s
-
-    def peek(self):
-        return self.toks[self.i] if self.i < len(self.toks) else (None, None)
-
-    def take(self):
-        t = self.peek()
-        self.i += 1
-        return t
-
-    def error(self, msg: str) -> SearchQueryError:
-        return SearchQueryError(
-            f"Search Query is invalid: {msg} in {self.src!r}",
-            hint="see docs/api.md 'package_search' for the supported syntax",
-        )
-
-    def parse(self):
-        if not self.toks:
-            return All()
-        node = self.expr(None)
-        if self.i < len(self.toks):
-            raise self.error(f"unexpected {self.peek()[1]!r}")
-        return node
-
-    def expr(self, field):
-        parts = [self.and_expr(field)]
-        while self.peek() == ("word", "OR") or self.peek() == ("word", "||"):
-            self.take()
-            parts.append(self.and_expr(field))
-        return parts[0] if len(parts) == 1 else Or(parts)
-
-    def and_expr(self, field):
-        parts = []
-        while True:
-            kind, val = self.peek()
-            if kind is None or kind == "rp" or (kind == "word" and val in ("OR", "||")):
-                break
-            if kind == "word" and val in ("AND", "&&"):
-                self.take()
-                continue
-            parts.append(self.unary(field))
-        if not parts:
-            raise self.error("empty expression")
-        return parts[0] if len(parts) == 1 else And(parts)
-
-    def unary(self, field):
-        kind, val = self.peek()
-        if kind == "word" and val == "NOT":
-            self.take()
-            return Not(self.unary(field))
-        if kind == "word" and val[0] in "+-" and len(val) > 1:
-            self.toks[self.i] = ("word", val[1:])
-            node = self.primary(field)
-            return Not(node) if val[0] == "-" else node
-        if kind == "word" and val in ("+", "-"):
-            self.take()
-            node = self.primary(field)
-            return Not(node) if val == "-" else node
-        return self.primary(field)
-
-    def primary(self, field):
-        kind, val = self.take()
-        if kind == "lp":
-            node = self.expr(field)
-            if self.take()[0] != "rp":
-                raise self.error("missing ')'")
-            return node
-        if kind == "quoted":
-            return Term(field, _unquote(val), phrase=True)
-        if kind == "range":
-            if field is None:
-                raise self.error("a range needs a field, e.g. metadata_modified:[A TO B]")
-            m = re.match(r"([\[{])\s*(\"[^\"]*\"|\S+)\s+TO\s+(\"[^\"]*\"|[^\]}\s]+)\s*([\]}])", val)
-            return Range(field, _unquote(m.group(2)), _unquote(m.group(3)),
-                         m.group(1) == "[", m.group(4) == "]")  # fmt: skip
-        if kind == "word":
-            if self.peek()[0] == "colon":
-                self.take()
-                if field is not None:
-                    raise self.error("nested field")
-                name = val
-                if self.peek()[0] is None:
-                    raise self.error(f"no value after '{name}:'")
-                if name == "*":
-                    v = self.primary(name)
-                    return All() if isinstance(v, Term) and v.value == "*" else v
-                return self.unary(name) if self.peek()[0] != "lp" else self.primary(name)
-            return Term(field, _unquote(val))
-        raise self.error(f"unexpected {val!r}")
-
-
-def parse_query(s: str | None):
-    return _Parser(s or "").parse()
-
-
-# -- values ----------------------------------------------------------------------------
-def _num(v: str, *, upper: bool = False) -> float:
-    """A number or a date (as epoch seconds) from a query or a field value."""
-    v = v.strip()
-    if v in ("*", ""):
-        return math.inf if upper else -math.inf
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    m = re.match(r"^NOW(?:([+-]\d+)(DAYS?|HOURS?|MONTHS?|YEARS?))?(?:/(DAY|HOUR))?$", v)
-    if m:
-        now = datetime.now(UTC).replace(tzinfo=None)
-        if m.group(1):
-            n, unit = int(m.group(1)), m.group(2).rstrip("S")
-            days = {"DAY": 1, "HOUR": 1 / 24, "MONTH": 30, "YEAR": 365}[unit]
-            now = now + timedelta(days=n * days)
-        if m.group(3) == "DAY":
-            now = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return now.replace(tzinfo=UTC).timestamp()
-    try:
-        d = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        raise SearchQueryError(
-            f"Search Query is invalid: {v!r} is neither a number nor a date",
-            hint="dates look like 2024-01-31 or 2024-01-31T00:00:00Z",
-        ) from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=UTC)
-    return d.timestamp()
-
-
-def _try_num(v: str) -> float:
-    try:
-        return _num(v)
-    except SearchQueryError:
-        return math.nan
 
 
 # -- the index -------------------------------------------------------------------------
@@ -837,31 +504,6 @@ class SearchIndex:
             ql = query.lower()
             names = [t for t in names if ql in t.lower()]
         return names
-
-
-_ALIASES = {"tag": "tags", "title": "title", "organization_id": "owner_org"}
-
-
-def _canon(field: str) -> str:
-    return _ALIASES.get(field, field)
-
-
-def parse_sort(s: str) -> list[tuple[str, bool]]:
-    out = []
-    for part in s.split(","):
-        bits = part.split()
-        if not bits:
-            continue
-        if len(bits) > 2 or (len(bits) == 2 and bits[1].lower() not in ("asc", "desc")):
-            raise SearchQueryError(
-                f"Search Query is invalid: sort {part.strip()!r} must be 'field asc|desc'",
-                hint="e.g. sort=metadata_modified desc",
-            )
-        name = bits[0]
-        if name == "title":
-            name = "title_string"
-        out.append((name, len(bits) == 2 and bits[1].lower() == "desc"))
-    return out
 
 
 # -- one index per database ------------------------------------------------------------
