@@ -378,6 +378,55 @@ def deliver_cmd(order_id, expires_seconds, as_org, user, as_json):
         click.echo(f"  {f['url']}")
 
 
+@exchange.command("profile")
+@click.argument("order_id")
+@click.option(
+    "--endpoint",
+    required=True,
+    help="The nsdx server URL buyers reach, e.g. https://nsdx.example.cn/delta-sharing/.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the profile here (mode 600); default: print it.",
+)
+@click.option("--days", type=float, default=None, help="Profile lifetime (default: the grant's).")
+@_actor_options
+@json_option
+def profile_cmd(order_id, endpoint, out, days, as_org, user, as_json):
+    """Issue a Delta Sharing profile for a granted order (buyer).
+
+    Read with the official client: delta_sharing.load_as_pandas("FILE#SHARE.SCHEMA.TABLE");
+    see docs/delta-sharing.md.
+    """
+    import os
+
+    from exchange import sharing
+
+    ex = _ex()
+    r = sharing.issue_profile(ex, _actor(ex, as_org, user), order_id, endpoint=endpoint, days=days)
+    text = json.dumps(r["profile"], indent=2) + "\n"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(out, 0o600)
+    if as_json:
+        echo_json({**r, "profile_file": str(out) if out else None})
+        return
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    click.echo(
+        f"✓ order {order_id}: profile written to {out} (expires {r['profile']['expirationTime']})"
+    )
+    for t in r["tables"]:
+        click.echo(f"  delta_sharing.load_as_pandas('{out}#{t}')")
+
+
 @exchange.command("refund")
 @click.argument("order_id")
 @click.option("--amount", default=None, help="Amount refunded (default: all).")
