@@ -16,7 +16,7 @@ REAL = SHARED / "data" / "real"
 NSDX = str(Path(sys.executable).parent / "nsdx")
 PG_ADMIN_URL = os.environ.get("NSDX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-_plugins = ["tests.fixtures.seaweed"]
+_plugins = ["tests.fixtures.seaweed", "tests.fixtures.browser"]
 pytest_plugins = [p for p in _plugins if (ROOT / (p.replace(".", "/") + ".py")).exists()]
 
 

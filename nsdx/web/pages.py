@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import ANONYMOUS
-from catalogue.dcat import schema_org
+from catalogue.dcat import LICENSE_URLS, schema_org
 from catalogue.search import SearchQueryError
 
 from .state import state_of
@@ -107,5 +107,10 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "dataset.html",
-        {"pkg": pkg, "ex": _extras(pkg), "jsonld": jsonld.replace("</", "<\\/")},
+        {
+            "pkg": pkg,
+            "ex": _extras(pkg),
+            "license_url": LICENSE_URLS.get(pkg.get("license_id") or ""),
+            "jsonld": jsonld.replace("</", "<\\/"),
+        },
     )

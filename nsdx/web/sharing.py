@@ -185,7 +185,8 @@ def table_changes(request: Request, share: str, schema: str, table: str):
 # -- files of the local-folder store --------------------------------------------------------
 
 
-@router.api_route(f"{PREFIX}/files/{{key:path}}", methods=["GET", "HEAD"])
+@router.get(f"{PREFIX}/files/{{key:path}}", operation_id="delta_sharing_file")
+@router.head(f"{PREFIX}/files/{{key:path}}", include_in_schema=False)
 def download(request: Request, key: str, e: str | None = None, s: str | None = None):
     """A Parquet file of the local-folder store, for a URL signed by a query answer (an
     expiring HMAC over the key: no bearer token needed, as with S3 presigned URLs)."""
