@@ -1,17 +1,37 @@
 """DuckDB over published data: every current version is a view ``<domain>.<id>``
 (``-`` turned into ``_``), a multi-table dataset one view per table ``<domain>.<id>__<table>``.
 
-DuckDB is touched here (and in ingest.storage.duckdb_s3 for S3 wiring) only.
+Two entry points:
+
+* :func:`connect` / :func:`run_query` — ``nsdx query`` and the Python API: a local admin
+  tool, every view, any SQL.
+* :func:`serve_query` — the HTTP query API (``POST /api/query``): one checked SELECT
+  (:mod:`catalogue.sql_guard`), the caller's access checked per dataset, run on a fresh
+  locked-down connection (:func:`open_locked`) with a row cap and a timeout.
+
+DuckDB is touched here, in catalogue.sql_guard (parsing only) and in ingest.storage.duckdb_s3
+(S3 wiring) only.
 """
 
 from __future__ import annotations
 
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import duckdb
+import pyarrow as pa
 
 from ingest.storage import ObjectStore
 
-from .errors import QueryError
+from .errors import CatalogueError, QueryError
 from .registry import Catalogue, PublishedTable
+
+if TYPE_CHECKING:
+    from .auth import Principal
 
 
 def _quote(ident: str) -> str:
@@ -79,3 +99,351 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, *, max_rows: int | None 
         if "does not exist" in msg and "Table" in msg:
             hint = "run `nsdx datasets list` to see views; names are <domain>.<id> with '-' as '_'"
         raise QueryError(f"query failed: {msg}", hint=hint) from None
+
+
+# -- the query API: checked statements on a locked-down connection ----------------------
+#
+# `connect`/`run_query` above serve `nsdx query`, a local admin tool that sees everything.
+# What follows serves SQL from outside (the HTTP query API): every statement passes
+# catalogue.sql_guard first, the caller must be allowed to read every dataset it touches,
+# and it runs on a fresh connection that holds only the views it reads, can open only
+# their files, and cannot be reconfigured.
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """Limits of one query API request (``NSDX_QUERY_*`` in the shell)."""
+
+    timeout: float = 10.0  # seconds, wall clock, then interrupt()
+    max_rows: int = 10_000  # ceiling on rows returned (a request may ask for fewer)
+    default_rows: int = 1_000
+    max_bytes: int = 64 * 1024 * 1024  # Arrow bytes fetched into the server process
+    memory_limit: str = "1GB"  # DuckDB's own memory
+    threads: int = 2
+    temp_dir: Path | None = None  # a private sub-folder per request; None: system temp
+    max_temp_size: str = "2GB"
+    http_timeout: int = 10  # seconds per S3 request (interrupt() cannot cut a stalled read)
+    http_retries: int = 1
+
+
+@dataclass(frozen=True)
+class QueryableTable:
+    """A published table with what the access rule needs."""
+
+    table: PublishedTable
+    dataset_id: str
+    org_id: str | None
+    private: bool
+    version: int
+
+    @property
+    def view(self) -> str:
+        return f"{self.table.view_schema}.{self.table.view_name}"
+
+
+@dataclass
+class QueryResult:
+    table: pa.Table
+    truncated: bool
+    elapsed_ms: int
+    views: tuple[str, ...] = ()
+
+
+class DatasetRestricted(CatalogueError):
+    """The caller may not read a restricted (or private) dataset (HTTP 403)."""
+
+    status = 403
+
+
+class QueryTimeout(QueryError):
+    status = 408
+
+
+class QueryStorageError(QueryError):
+    status = 503
+    transient = True
+
+
+GrantCheck = Callable[["Principal", QueryableTable], bool]
+
+
+def queryable_tables(cat: Catalogue) -> dict[tuple[str, str], QueryableTable]:
+    """Every view of the current published versions, keyed by ``(schema, name)``."""
+    from sqlalchemy import select
+
+    from .models import Dataset
+
+    tables = cat.published_tables()
+    with cat.Session() as s:
+        rows = {
+            name: (id_, org, bool(private), version or 0)
+            for name, id_, org, private, version in s.execute(
+                select(
+                    Dataset.name,
+                    Dataset.id,
+                    Dataset.organization_id,
+                    Dataset.private,
+                    Dataset.current_version,
+                ).where(Dataset.name.in_({t.dataset for t in tables}))
+            )
+        }
+    out = {}
+    for t in tables:
+        id_, org, private, version = rows[t.dataset]
+        out[(t.view_schema.lower(), t.view_name.lower())] = QueryableTable(
+            t, id_, org, private, version
+        )
+    return out
+
+
+def check_access(
+    principal: Principal, tables: Iterable[QueryableTable], has_grant: GrantCheck | None = None
+) -> None:
+    """Open datasets: everyone. Restricted (or private) ones: members of their
+    organisation, sysadmins, and organisations holding an active access grant
+    (``has_grant``, supplied by the exchange). Raise :class:`DatasetRestricted` otherwise."""
+    for t in tables:
+        if t.table.access == "open" and not t.private:
+            continue
+        if principal.sysadmin or principal.can_read_private(t.org_id):
+            continue
+        if t.table.access != "open" and has_grant is not None and has_grant(principal, t):
+            continue
+        who = principal.name or "anonymous"
+        if t.table.access == "open":  # open but private: not for sale
+            raise DatasetRestricted(
+                f"dataset {t.table.dataset!r} (view {t.view}) is private to its organisation "
+                f"{t.table.organization!r}; {who} may not query it",
+                hint="ask the organisation's admin to add you as a member",
+                dataset=t.table.dataset,
+                view=t.view,
+            )
+        raise DatasetRestricted(
+            f"dataset {t.table.dataset!r} (view {t.view}) is restricted: it may be queried by "
+            f"members of {t.table.organization!r} and by organisations holding an active "
+            f"access grant; {who} holds none",
+            hint=(
+                "log in with an API token (Authorization header) if your organisation bought it"
+                if principal.anonymous
+                else "buy access on the exchange: see its offers with GET "
+                f"/api/exchange/offers?dataset={t.table.dataset} (or `nsdx exchange offers`), "
+                "order one with POST /api/exchange/orders; queries work once the seller "
+                "has confirmed payment and granted access"
+            ),
+            dataset=t.table.dataset,
+            view=t.view,
+            organization=t.table.organization,
+        )
+
+
+def _s3_for_query(store: ObjectStore, credentials: Mapping[str, str] | None) -> ObjectStore:
+    """The store whose credentials the query connection uses (a read-only key if given)."""
+    if not credentials:
+        return store
+    from ingest.storage.s3 import S3Store
+
+    if not isinstance(store, S3Store):
+        return store
+    return S3Store(
+        store.bucket,
+        store.prefix,
+        endpoint_url=store.endpoint_url,
+        access_key=credentials["key_id"],
+        secret_key=credentials["secret"],
+        session_token=credentials.get("session_token"),
+        region=store.region,
+        addressing_style=store.addressing_style,
+    )
+
+
+def open_locked(
+    store: ObjectStore,
+    tables: Iterable[PublishedTable],
+    limits: QueryLimits,
+    *,
+    temp_dir: Path,
+    s3_credentials: Mapping[str, str] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A new in-memory connection holding only ``tables``' views, able to open exactly
+    their files and nothing else, with its configuration locked.
+
+    Order matters: resource limits and HTTP settings first, then ``allowed_paths`` and
+    ``enable_external_access=false``, then the views (they bind through the allow-list),
+    then ``lock_configuration=true``. Persistent secrets and extension auto-install/load
+    are off from the start; httpfs is loaded from its PyPI package file before the lock.
+    DuckDB allows its ``temp_directory`` even with external access off, so ``temp_dir``
+    must be a private, empty folder outside the storage folder (checked).
+    """
+    tables = list(tables)
+    paths = sorted({store.uri(k) for t in tables for k in t.uris})
+    # DuckDB adds temp_directory to allowed_directories: it must hold no published file
+    tmp_prefix = str(Path(temp_dir).resolve()).rstrip("/") + "/"
+    if any(str(Path(p).resolve()).startswith(tmp_prefix) for p in paths if "://" not in p):
+        raise QueryError(
+            f"the query temp directory {temp_dir} holds published files",
+            hint="give the query API a temp directory outside the storage folder",
+        )
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_persistent_secrets": False,
+            "allow_community_extensions": False,
+            "threads": max(1, int(limits.threads)),
+            "memory_limit": limits.memory_limit,
+            "temp_directory": str(temp_dir),
+            "max_temp_directory_size": limits.max_temp_size,
+            "python_enable_replacements": False,
+        },
+    )
+    try:
+        if store.url.startswith("s3://"):
+            from ingest.storage.duckdb_s3 import configure_duckdb
+
+            configure_duckdb(con, _s3_for_query(store, s3_credentials), secret_name="nsdx_query")
+            con.execute(f"SET GLOBAL http_timeout = {int(limits.http_timeout)}")
+            con.execute(f"SET GLOBAL http_retries = {int(limits.http_retries)}")
+        con.execute("SET GLOBAL allowed_paths = ?", [paths])
+        con.execute("SET GLOBAL enable_external_access = false")
+        for t in tables:
+            _create_view(con, store, t)
+        con.execute("SET GLOBAL lock_configuration = true")
+    except duckdb.Error as e:
+        con.close()
+        raise _query_error(e, store, opening=True) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+_URL = re.compile(r"(?:s3|https?)://[^\s'\"]+")
+
+
+def _clean(msg: str, store: ObjectStore) -> str:
+    """An engine message without the storage location (endpoint, bucket, folder)."""
+    base = store.uri("x")[:-1]
+    if base:
+        msg = msg.replace(base, "<storage>/")
+    return _URL.sub("<storage>", msg)
+
+
+def _query_error(e: duckdb.Error, store: ObjectStore, *, opening: bool = False) -> QueryError:
+    msg = _clean(str(e).strip().split("\n")[0], store)
+    if isinstance(e, duckdb.InterruptException):
+        return QueryTimeout("the query was stopped: it ran past the time limit")
+    if isinstance(e, duckdb.HTTPException | duckdb.IOException):
+        return QueryStorageError(
+            f"reading the published files failed: {msg}",
+            hint="object storage did not answer in time or refused the request; try again, "
+            "and tell the operator if it persists",
+        )
+    if isinstance(e, duckdb.OutOfMemoryException):
+        return QueryError(
+            f"query failed: {msg}",
+            hint="the query needs more memory than a query API request may use; aggregate "
+            "or filter more, or use the data through your own DuckDB",
+        )
+    if opening:
+        return QueryStorageError(f"the published views could not be opened: {msg}")
+    return QueryError(f"query failed: {msg}")
+
+
+def stream_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    *,
+    max_rows: int,
+    max_bytes: int,
+    timeout: float,
+    store: ObjectStore,
+) -> tuple[pa.Table, bool]:
+    """Run ``sql`` and read at most ``max_rows`` rows (and about ``max_bytes``) from a
+    streaming Arrow reader; ``interrupt()`` from a timer stops it after ``timeout`` s.
+    Returns the rows and whether more were left."""
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    batches: list[pa.RecordBatch] = []
+    truncated = False
+    try:
+        con.execute(sql)
+        reader = con.to_arrow_reader(min(max(max_rows, 1), 10_000))
+        schema = reader.schema
+        n = nbytes = 0
+        for b in reader:
+            if n + b.num_rows > max_rows or nbytes + b.nbytes > max_bytes:
+                keep = max_rows - n
+                if nbytes + b.nbytes > max_bytes and b.num_rows:
+                    per_row = max(1, b.nbytes // b.num_rows)
+                    keep = min(keep, max(0, (max_bytes - nbytes) // per_row))
+                if keep > 0:
+                    batches.append(b.slice(0, keep))
+                truncated = True
+                break
+            batches.append(b)
+            n += b.num_rows
+            nbytes += b.nbytes
+        reader.close()
+    except duckdb.Error as e:
+        raise _query_error(e, store) from None
+    finally:
+        timer.cancel()
+    return pa.Table.from_batches(batches, schema=schema), truncated
+
+
+def serve_query(
+    cat: Catalogue,
+    store: ObjectStore,
+    sql: str,
+    principal: Principal,
+    *,
+    has_grant: GrantCheck | None = None,
+    limits: QueryLimits | None = None,
+    max_rows: int | None = None,
+    s3_credentials: Mapping[str, str] | None = None,
+) -> QueryResult:
+    """The query API: check ``sql`` (one SELECT over published views, see
+    :mod:`catalogue.sql_guard`), check that ``principal`` may read every dataset it
+    touches, run it on a locked connection and return at most ``max_rows`` rows."""
+    import shutil
+    import tempfile
+    import time
+
+    from .sql_guard import check_select
+
+    limits = limits or QueryLimits()
+    started = time.monotonic()
+    known = queryable_tables(cat)
+    checked = check_select(sql, known.keys())
+    used = [known[v] for v in sorted(checked.views)]
+    check_access(principal, used, has_grant)
+    rows = limits.default_rows if max_rows is None else max_rows
+    rows = max(0, min(int(rows), limits.max_rows))
+    if limits.temp_dir is not None:
+        limits.temp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="q-", dir=limits.temp_dir))
+    try:
+        con = open_locked(
+            store, [t.table for t in used], limits, temp_dir=tmp, s3_credentials=s3_credentials
+        )
+        try:
+            table, truncated = stream_query(
+                con,
+                checked.sql,
+                max_rows=rows,
+                max_bytes=limits.max_bytes,
+                timeout=max(0.1, limits.timeout - (time.monotonic() - started)),
+                store=store,
+            )
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return QueryResult(
+        table=table,
+        truncated=truncated,
+        elapsed_ms=int((time.monotonic() - started) * 1000),
+        views=tuple(t.view for t in used),
+    )

@@ -24,6 +24,8 @@ log = logging.getLogger("nsdx.web")
 ROUTERS = [
     ckan.router,
     __import__("exchange.api", fromlist=["router"]).router,
+    __import__("nsdx.web.query", fromlist=["router"]).router,
+    __import__("nsdx.web.sharing", fromlist=["router"]).router,
 ]
 
 

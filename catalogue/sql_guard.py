@@ -1,0 +1,301 @@
+"""Statement checking for SQL that arrives from outside (the query API).
+
+DuckDB's settings (``enable_external_access=false``, ``allowed_paths``,
+``lock_configuration``) leave holes on their own: ``COPY ... TO`` an allowed path
+overwrites a dataset, ``CREATE SECRET`` works after the lock, ``DROP VIEW``, ``CREATE
+TABLE/MACRO`` and ``ATTACH`` are allowed, ``enable_logging(...)`` ignores the lock and
+``duckdb_secrets()`` shows key ids and endpoints. So before anything runs, a statement
+must pass :func:`check_select`:
+
+1. the text holds exactly one statement and it is a ``SELECT`` (``duckdb.extract_statements``)
+   — ``COPY``, ``EXPLAIN [ANALYZE]``, ``CREATE``, ``DROP``, ``ATTACH``, ``SET``, ``PRAGMA``,
+   ``INSTALL``/``LOAD``, ``CALL`` are all other statement types;
+2. its parse tree (``json_serialize_sql``) is walked, failing closed on any node kind not
+   known here:
+
+   * a table is either a CTE name in scope (unqualified) or one of the curated views
+     ``<domain>.<id>`` given by the caller — never a file path or URL (replacement scans such
+     as ``FROM '/etc/passwd'``), a system view (``information_schema``, ``duckdb_settings``),
+     or a name in another catalog;
+   * table functions come from :data:`TABLE_FUNCTIONS` only (``range``, ``generate_series``,
+     ``unnest``) — nothing that reads files or URLs (``read_parquet``, ``read_csv``,
+     ``glob``...), nothing that inspects or changes the engine (``duckdb_secrets``,
+     ``enable_logging``, ``query``...);
+   * scalar functions in :data:`DENIED_FUNCTIONS` (``current_setting``, ``getenv``,
+     ``write_log``, ``sleep_ms``...) are refused, as are schema-qualified functions;
+   * ``DESCRIBE``/``SUMMARIZE`` of a query are allowed, ``SHOW TABLES``-style listings not;
+   * CTE names may not shadow a system view (so a name always means one thing).
+
+The guard is one layer: the connection that runs an accepted statement is locked down
+too (see :func:`catalogue.query.open_locked`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from functools import cache
+
+import duckdb
+
+from .errors import QueryError
+
+MAX_SQL_CHARS = 100_000
+
+#: table functions a query may call: they generate rows and touch nothing outside
+TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+
+#: scalar functions refused: they read settings or the environment, write, or sleep
+DENIED_FUNCTIONS = frozenset(
+    {
+        "current_setting",
+        "getenv",
+        "getvariable",
+        "write_log",
+        "sleep_ms",
+        "checkpoint",
+        "force_checkpoint",
+        "nextval",
+        "currval",
+        "setseed",
+        "which_secret",
+        "json_execute_serialized_sql",
+        "enable_logging",
+        "disable_logging",
+        "truncate_duckdb_logs",
+    }
+)
+
+_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+_TABLE_REFS = frozenset(
+    {"BASE_TABLE", "JOIN", "SUBQUERY", "TABLE_FUNCTION", "EMPTY", "EXPRESSION_LIST", "PIVOT"}
+)
+_SHOW_ALLOWED = frozenset({"DESCRIBE", "SUMMARY"})
+# schemas that hold the engine's own catalog, never published data
+_SYSTEM_SCHEMAS = frozenset({"main", "temp", "system", "information_schema", "pg_catalog"})
+# other typed parts of a parse tree that hold no table or function of their own
+_STRUCTURAL = frozenset(
+    {
+        "ORDER_MODIFIER",
+        "LIMIT_MODIFIER",
+        "LIMIT_PERCENT_MODIFIER",
+        "DISTINCT_MODIFIER",
+        "ORDER_DEFAULT",
+        "ASCENDING",
+        "DESCENDING",
+    }
+)
+
+
+class SqlRejected(QueryError):
+    """A statement the query API does not run (HTTP 400). ``rule`` names the check."""
+
+    status = 400
+
+    def __init__(self, message: str, *, rule: str, hint: str | None = None, **fields) -> None:
+        super().__init__(message, hint=hint, rule=rule, **fields)
+        self.rule = rule
+
+
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A statement that passed: its text and the views it reads."""
+
+    sql: str
+    views: frozenset[tuple[str, str]] = field(default_factory=frozenset)  # (schema, name)
+
+
+_local = threading.local()
+
+
+def _parser() -> duckdb.DuckDBPyConnection:
+    """A blank in-memory connection per thread, only ever used to parse."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = duckdb.connect(":memory:", config={"enable_external_access": False})
+        _local.con = con
+    return con
+
+
+@cache
+def system_relations() -> frozenset[str]:
+    """Names of the system views and tables an unqualified name could resolve to."""
+    con = duckdb.connect(":memory:")
+    try:
+        names = {
+            r[0].lower()
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() UNION SELECT table_name FROM duckdb_tables()"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    return frozenset(names)
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().split("\n")[0]
+
+
+def check_select(sql: str, views: Collection[tuple[str, str]] | None = None) -> CheckedQuery:
+    """Accept ``sql`` if it is one ``SELECT`` reading only ``views`` (``(schema, name)``
+    pairs, lower case; ``None`` skips the existence check) and allowed functions; raise
+    :class:`SqlRejected` naming the first thing that is not allowed."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise SqlRejected("the query is empty", rule="empty", hint="send one SELECT statement")
+    if len(sql) > MAX_SQL_CHARS:
+        raise SqlRejected(
+            f"the query is {len(sql)} characters long; the limit is {MAX_SQL_CHARS}",
+            rule="too_long",
+        )
+    con = _parser()
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise SqlRejected(f"syntax error: {_first_line(e)}", rule="syntax") from None
+    if len(statements) != 1:
+        raise SqlRejected(
+            f"exactly one statement is allowed, got {len(statements)}",
+            rule="one_statement",
+            hint="send a single SELECT (no ';'-separated statements)",
+        )
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        name = getattr(kind, "name", str(kind))
+        raise SqlRejected(
+            f"only SELECT statements are allowed, not {name}",
+            rule="statement_type",
+            statement=name,
+            hint="the query API reads published data; it does not write, configure, attach, "
+            "explain or load anything",
+        )
+    try:
+        raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+        tree = json.loads(raw)
+    except (duckdb.Error, RecursionError, ValueError) as e:
+        raise SqlRejected(f"the query cannot be checked: {_first_line(e)}", rule="parse") from None
+    if tree.get("error"):
+        msg = tree.get("error_message") or "unknown parser error"
+        if tree.get("error_type") == "parser":
+            raise SqlRejected(f"syntax error: {msg}", rule="syntax")
+        # e.g. PRAGMA, which extract_statements rewrites into a SELECT of pragma_*()
+        raise SqlRejected(
+            f"only plain SELECT statements are allowed ({msg})", rule="statement_type"
+        )
+    stmts = tree.get("statements") or []
+    if len(stmts) != 1:
+        raise SqlRejected(
+            f"exactly one statement is allowed, got {len(stmts)}", rule="one_statement"
+        )
+    allowed = None if views is None else {(s.lower(), n.lower()) for s, n in views}
+    used = _Walker(allowed).walk(stmts[0]["node"])
+    return CheckedQuery(sql=sql, views=frozenset(used))
+
+
+class _Walker:
+    """Iterative walk over the serialised parse tree with CTE scopes."""
+
+    def __init__(self, allowed: set[tuple[str, str]] | None) -> None:
+        self.allowed = allowed
+        self.used: set[tuple[str, str]] = set()
+
+    def walk(self, root) -> set[tuple[str, str]]:
+        stack: list[tuple[object, frozenset[str]]] = [(root, frozenset())]
+        while stack:
+            node, ctes = stack.pop()
+            if isinstance(node, list):
+                stack.extend((v, ctes) for v in node)
+                continue
+            if not isinstance(node, dict):
+                continue
+            kind = node.get("type")
+            if "class" in node:  # an expression: only function calls need a look
+                if node.get("class") == "FUNCTION":
+                    self._function(node)
+            elif isinstance(kind, str):
+                if kind in _QUERY_NODES:
+                    names = self._cte_names(node)
+                    if names:
+                        ctes = ctes | names
+                elif kind in _TABLE_REFS or kind == "SHOW_REF":
+                    self._table_ref(node, ctes)
+                elif kind not in _STRUCTURAL and not kind.endswith("_TYPE_INFO"):
+                    # fail closed on anything this walker does not know
+                    raise SqlRejected(f"query part {kind} is not allowed", rule="node", part=kind)
+            stack.extend((v, ctes) for k, v in node.items() if isinstance(v, dict | list))
+        return self.used
+
+    def _cte_names(self, node: dict) -> frozenset[str]:
+        entries = ((node.get("cte_map") or {}).get("map")) or []
+        names = set()
+        system = system_relations()
+        for e in entries:
+            name = str(e.get("key", "")).lower()
+            if name in system:
+                raise SqlRejected(
+                    f"the CTE name {name!r} is the name of a system view",
+                    rule="cte_name",
+                    hint="choose another name for the WITH clause",
+                )
+            names.add(name)
+        if node.get("type") in ("RECURSIVE_CTE_NODE", "CTE_NODE") and node.get("cte_name"):
+            names.add(str(node["cte_name"]).lower())
+        return frozenset(names)
+
+    def _table_ref(self, ref: dict, ctes: frozenset[str]) -> None:
+        kind = ref["type"]
+        if kind == "SHOW_REF":
+            if ref.get("show_type") in _SHOW_ALLOWED and ref.get("query"):
+                return  # DESCRIBE / SUMMARIZE of a query: its query is walked
+            raise SqlRejected(
+                "SHOW and listings of the database are not allowed",
+                rule="show",
+                hint="the views are listed in the catalogue (GET /api/3/action/package_list); "
+                "DESCRIBE <domain>.<id> shows a view's columns",
+            )
+        if kind == "BASE_TABLE":
+            self._base_table(ref, ctes)
+        elif kind == "TABLE_FUNCTION":
+            fn = ref.get("function") or {}
+            name = str(fn.get("function_name", "")).lower()
+            if fn.get("schema") or fn.get("catalog") or name not in TABLE_FUNCTIONS:
+                raise SqlRejected(
+                    f"table function {name!r} is not allowed",
+                    rule="table_function",
+                    function=name,
+                    hint="tables are the published views <domain>.<id>; the only table "
+                    f"functions allowed are {', '.join(sorted(TABLE_FUNCTIONS))}",
+                )
+
+    def _base_table(self, ref: dict, ctes: frozenset[str]) -> None:
+        catalog = str(ref.get("catalog_name") or "")
+        schema = str(ref.get("schema_name") or "").lower()
+        name = str(ref.get("table_name") or "").lower()
+        shown = ".".join(p for p in (catalog, schema, name) if p)
+        if not catalog and not schema and name in ctes:
+            return
+        hint = "tables are the published views <domain>.<id> ('-' as '_'), e.g. transport.nansha_bus_gps"
+        if catalog or not schema or schema in _SYSTEM_SCHEMAS or any(c in name for c in "/:.\\"):
+            raise SqlRejected(
+                f"table {shown!r} is not allowed: only published views can be read",
+                rule="table",
+                table=shown,
+                hint=hint,
+            )
+        if self.allowed is not None and (schema, name) not in self.allowed:
+            raise SqlRejected(f"no published view {shown!r}", rule="table", table=shown, hint=hint)
+        self.used.add((schema, name))
+
+    def _function(self, fn: dict) -> None:
+        name = str(fn.get("function_name", "")).lower()
+        # the parser itself writes main.list_value, main.timezone...; nothing else may
+        if fn.get("catalog") or str(fn.get("schema") or "main").lower() != "main":
+            raise SqlRejected(
+                f"schema-qualified function {fn.get('schema')}.{name} is not allowed",
+                rule="function",
+                function=name,
+            )
+        if name in DENIED_FUNCTIONS:
+            raise SqlRejected(f"function {name!r} is not allowed", rule="function", function=name)

@@ -1,0 +1,411 @@
+"""The query API: ``POST /api/query`` (and ``GET /api/query?sql=``) runs one SELECT over
+the published views ``<domain>.<id>`` — the same views as ``nsdx query`` — with DuckDB.
+
+* Who may read what: open datasets, everyone; restricted ones, members of their
+  organisation, sysadmins, and organisations holding an active access grant from the
+  exchange (:func:`active_grant`, passed into :func:`catalogue.query.serve_query`).
+* What may run: see :mod:`catalogue.sql_guard` (one SELECT; curated views, CTEs and a few
+  row-generating table functions only) and :func:`catalogue.query.open_locked` (a fresh
+  connection per request that can open only the files of the views it reads).
+* Limits (environment): ``NSDX_QUERY_TIMEOUT`` (seconds, 10), ``NSDX_QUERY_MAX_ROWS``
+  (10000), ``NSDX_QUERY_MEMORY_LIMIT`` (1GB), ``NSDX_QUERY_THREADS`` (2),
+  ``NSDX_QUERY_CONCURRENCY`` (4 queries at once per server process),
+  ``NSDX_QUERY_HTTP_TIMEOUT`` (10 s per S3 request); ``NSDX_QUERY_S3_ACCESS_KEY_ID`` /
+  ``NSDX_QUERY_S3_SECRET_ACCESS_KEY`` give the query connection its own (read-only) key.
+
+Errors answer ``{"error": {"error": <kind>, "message", "hint", "transient", ...}}``, the
+shape of the exchange API (see docs/query.md for every kind and status).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import os
+import threading
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+import pyarrow as pa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import or_, select
+from starlette.concurrency import run_in_threadpool
+
+from catalogue.auth import Principal
+from catalogue.errors import CatalogueError
+from catalogue.query import QueryableTable, QueryLimits, QueryResult, serve_query
+
+log = logging.getLogger("nsdx.web.query")
+router = APIRouter(tags=["query"])
+
+FORMATS = ("json", "csv", "arrow")
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+class QueryIn(BaseModel):
+    """A query request."""
+
+    sql: str = Field(description="one SELECT over the views <domain>.<id>")
+    format: Literal["json", "csv", "arrow"] = Field(
+        "json", description="json (default), csv, or arrow (Arrow IPC stream)"
+    )
+    max_rows: int | None = Field(
+        None, ge=0, description="rows to return at most (default 1000, capped by the server)"
+    )
+
+
+class Column(BaseModel):
+    name: str
+    type: str
+
+
+class QueryOut(BaseModel):
+    columns: list[Column]
+    rows: list[list[Any]]
+    row_count: int
+    truncated: bool = Field(description="true when the result had more rows than returned")
+    max_rows: int
+    elapsed_ms: int
+    views: list[str]
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="the kind: SqlRejected, DatasetRestricted, QueryError, ...")
+    message: str
+    hint: str | None = None
+    transient: bool = False
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class BadRequest(CatalogueError):
+    status = 400
+
+
+class ServerConfigError(CatalogueError):
+    status = 500
+
+
+class QueryBusy(CatalogueError):
+    status = 429
+    transient = True
+
+
+# -- settings ------------------------------------------------------------------------------
+def _env_num(name: str, default, cast=int):
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ServerConfigError(
+            f"the server setting {name}={raw!r} is not a number", hint="fix the server setting"
+        ) from None
+
+
+def limits_from_env(home=None) -> QueryLimits:
+    d = QueryLimits()
+    return QueryLimits(
+        timeout=_env_num("NSDX_QUERY_TIMEOUT", d.timeout, float),
+        max_rows=_env_num("NSDX_QUERY_MAX_ROWS", d.max_rows),
+        default_rows=min(d.default_rows, _env_num("NSDX_QUERY_MAX_ROWS", d.max_rows)),
+        max_bytes=_env_num("NSDX_QUERY_MAX_BYTES", d.max_bytes),
+        memory_limit=os.environ.get("NSDX_QUERY_MEMORY_LIMIT") or d.memory_limit,
+        threads=_env_num("NSDX_QUERY_THREADS", d.threads),
+        temp_dir=(home / "tmp" / "query") if home is not None else None,
+        http_timeout=_env_num("NSDX_QUERY_HTTP_TIMEOUT", d.http_timeout),
+        http_retries=_env_num("NSDX_QUERY_HTTP_RETRIES", d.http_retries),
+    )
+
+
+def _s3_credentials() -> dict | None:
+    key, secret = (
+        os.environ.get("NSDX_QUERY_S3_ACCESS_KEY_ID"),
+        os.environ.get("NSDX_QUERY_S3_SECRET_ACCESS_KEY"),
+    )
+    if key and secret:
+        return {"key_id": key, "secret": secret}
+    return None
+
+
+def _slots(state) -> threading.BoundedSemaphore:
+    """At most ``NSDX_QUERY_CONCURRENCY`` queries at once per app (each takes threads and
+    memory of its own)."""
+    sem = getattr(state, "_query_slots", None)
+    if sem is None:
+        with _state_lock:
+            sem = getattr(state, "_query_slots", None)
+            if sem is None:
+                sem = threading.BoundedSemaphore(max(1, _env_num("NSDX_QUERY_CONCURRENCY", 4)))
+                state._query_slots = sem
+    return sem
+
+
+_state_lock = threading.Lock()
+
+
+# -- access grants (the exchange) ----------------------------------------------------------
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def active_grant(cat):
+    """``has_grant(principal, table)``: does one of the caller's organisations hold an
+    access grant for the table's dataset that has started, has not expired, was not
+    revoked (a refund revokes), belongs to a paid order that was not refunded, and covers
+    the version the views serve (a grant for "latest during the term", or for exactly the
+    current version)?"""
+    from exchange.models import Grant, Order
+
+    def has_grant(principal: Principal, t: QueryableTable) -> bool:
+        orgs = list(principal.roles)
+        if not orgs:
+            return False
+        now = _now()
+        with cat.Session() as s:
+            found = s.scalar(
+                select(Grant.id)
+                .join(Order, Order.id == Grant.order_id)
+                .where(
+                    Grant.dataset_id == t.dataset_id,
+                    Grant.buyer_id.in_(orgs),
+                    Grant.revoked.is_(False),
+                    Grant.starts <= now,
+                    Grant.expires > now,
+                    Order.status.in_(("granted", "delivered")),
+                    or_(Grant.version.is_(None), Grant.version == t.version),
+                )
+                .limit(1)
+            )
+        return found is not None
+
+    return has_grant
+
+
+# -- answers -------------------------------------------------------------------------------
+def error_response(e: CatalogueError) -> JSONResponse:
+    body = {**e.to_dict(), "transient": bool(getattr(e, "transient", False))}
+    headers = {"Retry-After": "1"} if e.status in (429, 503) else None
+    return JSONResponse({"error": body}, status_code=e.status, headers=headers)
+
+
+def _jsonable(v):
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, datetime | date | time):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, timedelta):
+        return v.total_seconds()
+    if isinstance(v, bytes | bytearray):
+        return base64.b64encode(bytes(v)).decode()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return str(v)
+
+
+def _headers(r: QueryResult, max_rows: int) -> dict[str, str]:
+    return {
+        "X-Nsdx-Row-Count": str(r.table.num_rows),
+        "X-Nsdx-Truncated": "true" if r.truncated else "false",
+        "X-Nsdx-Max-Rows": str(max_rows),
+        "X-Nsdx-Elapsed-Ms": str(r.elapsed_ms),
+    }
+
+
+def render(r: QueryResult, fmt: str, max_rows: int) -> Response:
+    t = r.table
+    if fmt == "arrow":
+        meta = {b"nsdx.truncated": b"true" if r.truncated else b"false"}
+        t = t.replace_schema_metadata({**(t.schema.metadata or {}), **meta})
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, t.schema) as w:
+            w.write_table(t)
+        return Response(sink.getvalue(), media_type=ARROW_STREAM, headers=_headers(r, max_rows))
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        nested = [f.name for f in t.schema if pa.types.is_nested(f.type)]
+        if nested:
+            raise BadRequest(
+                f"CSV cannot hold the nested column(s) {', '.join(nested)}",
+                hint="use format json or arrow, or select scalar columns",
+            )
+        sink = io.BytesIO()
+        pacsv.write_csv(t, sink)
+        return Response(
+            sink.getvalue(), media_type="text/csv; charset=utf-8", headers=_headers(r, max_rows)
+        )
+    cols = [c.to_pylist() for c in t.columns]
+    rows = [[_jsonable(v) for v in row] for row in zip(*cols, strict=True)] if cols else []
+    body = {
+        "columns": [{"name": f.name, "type": str(f.type)} for f in t.schema],
+        "rows": rows,
+        "row_count": t.num_rows,
+        "truncated": r.truncated,
+        "max_rows": max_rows,
+        "elapsed_ms": r.elapsed_ms,
+        "views": list(r.views),
+    }
+    return Response(
+        json.dumps(body, ensure_ascii=False, allow_nan=False),
+        media_type="application/json",
+        headers=_headers(r, max_rows),
+    )
+
+
+# -- the endpoint --------------------------------------------------------------------------
+def _parse(data: Any) -> QueryIn:
+    if not isinstance(data, dict):
+        raise BadRequest(
+            "the request body must be a JSON object",
+            hint='send {"sql": "SELECT ...", "format": "json", "max_rows": 100}',
+        )
+    try:
+        return QueryIn.model_validate(data)
+    except ValidationError as e:
+        parts = [
+            f"{'.'.join(str(x) for x in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()
+        ]
+        raise BadRequest(
+            "invalid request: " + "; ".join(parts),
+            hint=f"sql is required; format is one of {', '.join(FORMATS)}; max_rows >= 0",
+        ) from None
+
+
+def _run(request: Request, q: QueryIn) -> Response:
+    state = request.app.state.nsdx
+    nx = state.nx
+    principal = state.principal(request)  # a bad token is refused, never anonymous
+    limits = getattr(state, "query_limits", None) or limits_from_env(nx.settings.home)
+    max_rows = limits.default_rows if q.max_rows is None else min(q.max_rows, limits.max_rows)
+    slots = _slots(state)
+    if not slots.acquire(timeout=limits.timeout):
+        raise QueryBusy(
+            "the server is running as many queries as it may; try again shortly",
+            hint="NSDX_QUERY_CONCURRENCY sets how many run at once",
+        )
+    try:
+        result = serve_query(
+            nx.catalogue,
+            nx.store,
+            q.sql,
+            principal,
+            has_grant=active_grant(nx.catalogue),
+            limits=limits,
+            max_rows=max_rows,
+            s3_credentials=_s3_credentials(),
+        )
+    finally:
+        slots.release()
+    return render(result, q.format, max_rows)
+
+
+def _answer(request: Request, parse) -> Response:
+    try:
+        return _run(request, parse())
+    except CatalogueError as e:
+        return error_response(e)
+    except Exception as e:  # noqa: BLE001 - one error shape, even for bugs
+        log.exception("query API failure")
+        return JSONResponse(
+            {
+                "error": {
+                    "error": "InternalError",
+                    "message": f"internal error: {type(e).__name__}",
+                    "hint": "this is a bug; the server log has the details",
+                    "transient": False,
+                }
+            },
+            status_code=500,
+        )
+
+
+_RESPONSES = {
+    200: {
+        "description": "the rows (json); text/csv or an Arrow IPC stream for those formats, "
+        "with X-Nsdx-Row-Count and X-Nsdx-Truncated headers",
+        "content": {
+            "application/json": {"schema": QueryOut.model_json_schema()},
+            "text/csv": {"schema": {"type": "string"}},
+            ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    400: {"model": ErrorOut, "description": "SqlRejected, QueryError or BadRequest"},
+    403: {"model": ErrorOut, "description": "DatasetRestricted, or NotAuthorized (bad token)"},
+    408: {"model": ErrorOut, "description": "QueryTimeout"},
+    429: {"model": ErrorOut, "description": "QueryBusy (transient)"},
+    503: {"model": ErrorOut, "description": "QueryStorageError (transient)"},
+}
+
+_DESCRIPTION = (
+    "Run one SELECT over the published views `<domain>.<id>` (the views of `nsdx query`). "
+    "Open datasets are for everyone; restricted ones for members of their organisation, "
+    "sysadmins and organisations holding an active access grant. Only a single SELECT "
+    "reading published views, CTEs and `range`/`generate_series`/`unnest` is accepted. "
+    "See docs/query.md."
+)
+
+
+@router.post(
+    "/api/query",
+    summary="Run one SELECT over published data",
+    description=_DESCRIPTION,
+    responses=_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": QueryIn.model_json_schema()}},
+        }
+    },
+)
+async def query_post(request: Request) -> Response:
+    raw = await request.body()
+
+    def parse() -> QueryIn:
+        try:
+            data = json.loads(raw or b"null")
+        except ValueError:
+            raise BadRequest(
+                "the request body is not valid JSON",
+                hint='send {"sql": "SELECT ..."} with Content-Type: application/json',
+            ) from None
+        return _parse(data)
+
+    return await run_in_threadpool(_answer, request, parse)
+
+
+@router.get(
+    "/api/query",
+    summary="Run one SELECT over published data (query parameters)",
+    description=_DESCRIPTION + " The same as POST, with `sql`, `format` and `max_rows` as "
+    "query parameters.",
+    responses=_RESPONSES,
+)
+def query_get(
+    request: Request,
+    sql: str = Query("", description="one SELECT over the views <domain>.<id>"),
+    format: str = Query("json", description="json, csv or arrow"),
+    max_rows: str | None = Query(None, description="rows to return at most"),
+) -> Response:
+    def parse() -> QueryIn:
+        data: dict[str, Any] = {"sql": sql, "format": format}
+        if max_rows not in (None, ""):
+            data["max_rows"] = max_rows
+        return _parse(data)
+
+    return _answer(request, parse)
