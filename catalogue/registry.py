@@ -146,7 +146,7 @@ class Catalogue:
                             files=[
                                 {**f, "key": f"{result.prefix}/{f['path']}"} for f in t["files"]
                             ],
-                            table_schema=t["schema"],
+                            table_schema=_described(t["schema"], spec, t["name"]),
                             extras={},
                         )
                     )
@@ -206,6 +206,23 @@ class Catalogue:
                         )
                     )
             return out
+
+
+def _described(schema: list[dict], spec, table: str) -> list[dict]:
+    """The published schema with what the provider declared: description, unit, pii kind.
+    A declared name may be ``table.column`` to address one table of a multi-table source."""
+    out = []
+    for col in schema:
+        f = spec.field(f"{table}.{col['name']}") or spec.field(col["name"])
+        extra = {}
+        if f is not None:
+            extra = {
+                k: v
+                for k, v in (("description", f.description), ("unit", f.unit), ("pii", f.pii))
+                if v and v != "none"
+            }
+        out.append({**col, **extra})
+    return out
 
 
 def _iso(dt) -> str | None:

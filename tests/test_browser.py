@@ -372,7 +372,7 @@ def test_dataset_page(page, portal, shots):
         "[...r.cells].map(c => c.textContent.trim()))"
     )
     assert [c[0] for c in cols] == ["ts", "route_id", "speed_kmh"]
-    assert cols[2][1] == "double"
+    assert cols[2][1] == "double (km/h)"  # the unit declared in datasets.yaml
     # schema.org Dataset markup for search engines
     raw = page.eval("document.querySelector('script[type=\"application/ld+json\"]').textContent")
     ld = json.loads(raw)
