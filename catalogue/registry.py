@@ -53,6 +53,8 @@ class Catalogue:
             org = Organization(name=name, title=title or name, description="", extras={})
             s.add(org)
             s.flush()
+        elif title and org.title in ("", org.name):  # a title given later fills a bare slug
+            org.title = title
         return org
 
     # -- datasets ----------------------------------------------------------------------
@@ -67,7 +69,7 @@ class Catalogue:
 
     def upsert_from_spec(self, s: Session, spec) -> Dataset:
         """Create or update a dataset's metadata from its datasets.yaml declaration."""
-        org = self.ensure_organization(s, spec.organization)
+        org = self.ensure_organization(s, spec.organization, spec.organization_title)
         ds = s.scalar(select(Dataset).where(Dataset.name == spec.id))
         if ds is None:
             ds = Dataset(name=spec.id, extras={})

@@ -7,7 +7,7 @@ dataset. Every mistake is reported with the file, line and column of the offendi
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ class DatasetSpec:
     price_cny: float | None = None
     extras: dict = field(default_factory=dict)
     line: int | None = None  # where it is declared, for messages
+    organization_title: str | None = None  # from the top-level `organizations:` list
 
     @property
     def sql_schema(self) -> str:
@@ -166,7 +167,9 @@ def parse_specs(
     ds_node = _child(root, "datasets")
     if not isinstance(ds_node, yaml.SequenceNode):
         raise ctx.err(ds_node or root, "expected 'datasets:' to be a list of datasets")
-    data = yaml.safe_load(text)["datasets"]
+    doc = yaml.safe_load(text)
+    data = doc["datasets"]
+    org_titles = _organizations(ctx, _child(root, "organizations"), doc.get("organizations"))
     specs: list[DatasetSpec] = []
     seen: dict[str, int] = {}
     for node, raw in zip(ds_node.value, data, strict=True):
@@ -178,8 +181,24 @@ def parse_specs(
                 hint="ids must be unique",
             )
         seen[spec.id] = spec.line or 0
+        if spec.organization in org_titles:
+            spec = replace(spec, organization_title=org_titles[spec.organization])
         specs.append(spec)
     return specs
+
+
+def _organizations(ctx: _Ctx, node, raw) -> dict[str, str]:
+    """Optional top-level list: ``organizations: [{name: slug, title: 南沙区交通运输局}]``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
+        raise ctx.err(node, "organizations: must be a list of {name:, title:} mappings")
+    titles = {}
+    for onode, o in zip(node.value, raw, strict=True):
+        if not o.get("name") or not ID_RE.match(str(o["name"])):
+            raise ctx.err(onode, "each organisation needs a name: matching [a-z0-9-]{2,100}")
+        titles[str(o["name"])] = str(o.get("title") or o["name"])
+    return titles
 
 
 def _require(ctx: _Ctx, node: yaml.MappingNode, raw: dict, key: str, what: str) -> Any:

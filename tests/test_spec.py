@@ -97,3 +97,11 @@ def test_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_specs(tmp_path / "nope.yaml")
     assert "file not found" in str(e.value) and "NSDX_DATASETS" in e.value.hint
+
+
+def test_organisation_titles_from_the_top_level_list():
+    text = "organizations:\n  - {name: nansha-transport-bureau, title: 南沙区交通运输局}\n" + GOOD
+    (spec,) = parse_specs(text)
+    assert spec.organization_title == "南沙区交通运输局"
+    with pytest.raises(ConfigError, match="organisation needs a name"):
+        parse_specs("organizations:\n  - {title: x}\n" + GOOD)
