@@ -156,8 +156,11 @@ def _append_worker(url: str, home: str, worker: int, n: int) -> None:
 
     store = _store(url, Path(home))
     for i in range(n):
-        with store.transaction() as s:
-            store.append(s, "load", {"worker": worker, "i": i})
+        if worker % 2:
+            store.append_event("load", {"worker": worker, "i": i})
+        else:
+            with store.transaction() as s:
+                store.append(s, "load", {"worker": worker, "i": i})
 
 
 @pytest.mark.xdist_group("ledger-load")
@@ -185,7 +188,136 @@ def test_eight_processes_append_without_gap_duplicate_or_fork(database_url, tmp_
     for _, _, h in rows:
         cr.append(h)
     assert cr.root() == cp.root  # the head's compact range agrees with the leaves: no fork
+    assert store.pending() == 0
+    res = verify_ledger(store, store.signer.verifier_key)
+    assert res.ok, res.problems
+
+
+def _thread_load(store: LedgerStore, threads: int, per: int) -> list:
+    """Half the threads append standalone events (handed to the leader in memory), half
+    append inside their own transactions (queued when the lock is busy)."""
+    import threading
+
+    got, errors = [], []
+
+    def standalone(w):
+        try:
+            for i in range(per):
+                got.append(store.append_event("load", {"worker": w, "i": i}))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def in_transaction(w):
+        try:
+            for i in range(per):
+                with store.transaction() as s:
+                    a = store.append(s, "load", {"worker": w, "i": i})
+                got.append(a)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [
+        threading.Thread(target=standalone if w % 2 else in_transaction, args=(w,))
+        for w in range(threads)
+    ]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(300)
+    assert not errors, errors
+    return got
+
+
+@pytest.mark.xdist_group("ledger-load")
+def test_threads_batch_without_gap_duplicate_or_fork(database_url, tmp_path):
+    """Group commit inside one process: every receipt names a distinct index, carries a
+    signed checkpoint that covers it, and its proof verifies."""
+    threads, per = 8, 60
+    store = _store(database_url, tmp_path)
+    got = _thread_load(store, threads, per)
+    n = threads * per
+    assert len(got) == n and sorted(a.index for a in got) == list(range(n))
+    assert [r[0] for r in store.iter_rows()] == list(range(n))
+    assert store.pending() == 0 and store.head_size() == n
+    by_index = {i: h for i, _, h in store.iter_rows()}
+    for a in got:
+        assert a.checkpoint is not None and a.checkpoint.tree_size > a.index
+        assert by_index[a.index] == a.leaf_hash
+    for a in got[:: max(1, n // 20)]:
+        p = store.inclusion(a.index, a.checkpoint.tree_size)
+        cp = open_checkpoint(p["checkpoint"], store.signer.verifier_key)
+        verify_inclusion(a.index, cp.size, a.leaf_hash, [b(x) for x in p["proof"]], cp.root)
+    # one checkpoint per committed batch, never more than one per entry
+    assert len(store.checkpoints()) <= n
+    res = verify_ledger(store, store.signer.verifier_key)
+    assert res.ok, res.problems
+
+
+def test_postgres_queued_event_waits_for_the_lock_and_survives_its_appender(postgres_url, tmp_path):
+    """While someone holds the ledger lock, an append is queued and its transaction
+    commits without waiting; it has no index (no receipt) until a lock holder moves it
+    in — here `checkpoint()`, as if its appender had died before settling it."""
+    from sqlalchemy.orm import Session
+
+    store = _store(postgres_url, tmp_path)
+    _fill(store, 3)
+    holder = Session(store.engine)
+    store.lock(holder)  # another appender's transaction, still open
+    with Session(store.engine) as s:
+        a = store.append(s, "queued", {"n": 1})
+        s.commit()  # returns although the lock is held
+    assert a.index is None and a.queue_id is not None
+    assert store.pending() == 1 and store.head_size() == 3
+    holder.rollback()
+    holder.close()
+    cp = store.checkpoint()  # the next lock holder integrates the queue first
+    assert cp.tree_size == 4 and store.pending() == 0
+    assert store.settle(a).index == 3 and a.checkpoint.tree_size == 4
+    assert store.entry(3)["payload"]["type"] == "queued"
     assert verify_ledger(store, store.signer.verifier_key).ok
+
+
+def test_postgres_rejects_tile_edits(postgres_url, tmp_path):
+    store = _store(postgres_url, tmp_path)
+    with store.transaction() as s:
+        store.append_many(s, [("t", {"i": i}) for i in range(300)])
+    from sqlalchemy.exc import DBAPIError
+
+    with store.engine.connect() as c, pytest.raises(DBAPIError, match="append-only"):
+        c.execute(text("UPDATE ledger_tiles SET hash = hash"))
+
+
+def test_tiles_match_the_tree_and_proofs_read_only_a_few_rows(tmp_path):
+    """Tiles written batch by batch equal the in-memory tree's nodes; DB proofs equal
+    MerkleTree proofs at every checkpoint; a forged tile is caught by verify, and proofs
+    still verify (the store falls back to the leaves)."""
+    from exchange.ledger.merkle import MerkleTree
+
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    sizes = [1, 255, 1, 1, 300, 7, 1000, 65536 - 1565, 3]  # crosses level-8 and 16 tiles
+    for k in sizes:
+        with store.transaction() as s:
+            store.append_many(s, [("t", {"i": i}) for i in range(k)])
+    n = sum(sizes)
+    tree = MerkleTree(h for _, _, h in store.iter_rows())
+    assert store.tiles(8) == [(i, tree.node(8, i)) for i in range(n >> 8)]
+    assert store.tiles(16) == [(i, tree.node(16, i)) for i in range(n >> 16)]
+    for cp in store.checkpoints():
+        for index in {0, cp.tree_size // 2, cp.tree_size - 1}:
+            p = store.inclusion(index, cp.tree_size)
+            assert [b(x) for x in p["proof"]] == tree.inclusion_proof(index, cp.tree_size)
+        if cp.tree_size < n:
+            c = store.consistency(cp.tree_size, n)
+            assert [b(x) for x in c["proof"]] == tree.consistency_proof(cp.tree_size, n)
+    assert verify_ledger(store, store.signer.verifier_key).ok
+    with store.engine.begin() as c:
+        c.execute(text("UPDATE ledger_tiles SET hash = :h WHERE level = 8 AND idx = 3"),
+                  {"h": bytes(32)})  # fmt: skip
+    res = verify_ledger(store, store.signer.verifier_key)
+    assert not res.ok and res.problems[0].kind == "tile" and "index 3" in res.problems[0].message
+    p = store.inclusion(3 * 256 + 5, n)
+    cp = store.get_checkpoint(n)
+    verify_inclusion(3 * 256 + 5, n, b(p["leaf_hash"]), [b(x) for x in p["proof"]], cp.root)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ SQLite has one writer at a time anyway (``BEGIN IMMEDIATE``); WAL mode with
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -114,10 +115,29 @@ tiles_t = Table(
     Column("hash", LargeBinary(32)),
 )
 
+_ENTRIES_CTE = (
+    "WITH e AS (INSERT INTO ledger_entries (idx, kind, payload, leaf_hash, created, queue_id) "
+    "SELECT * FROM unnest(CAST(:idx AS bigint[]), CAST(:kind AS varchar[]), "
+    "CAST(:payload AS text[]), CAST(:lh AS bytea[]), CAST(:created AS timestamp[]), "
+    "CAST(:qid AS bigint[])) RETURNING 1), "
+    "t AS (INSERT INTO ledger_tiles (level, idx, hash) SELECT * FROM "
+    "unnest(CAST(:tl AS integer[]), CAST(:ti AS bigint[]), CAST(:th AS bytea[])) RETURNING 1), "
+    "h AS (UPDATE ledger_head SET size = :size, frontier = :frontier WHERE id = :id RETURNING 1)"
+)
+_WRITE_PG = text(_ENTRIES_CTE + " SELECT (SELECT count(*) FROM e)")
+_WRITE_PG_CP = text(
+    _ENTRIES_CTE + ", c AS (INSERT INTO ledger_checkpoints (tree_size, root, note, created) "
+    "VALUES (:size, :root, :note, :now) RETURNING 1) SELECT (SELECT count(*) FROM e)"
+)
+_LOCK_PG = text(
+    "SELECT size, frontier, EXISTS (SELECT 1 FROM ledger_queue) FROM ledger_head "
+    "WHERE id = :id FOR UPDATE"
+)
 _TRY_LOCK_PG = text(
     "WITH l AS (SELECT id, size, frontier FROM ledger_head WHERE id = :id "
     "FOR UPDATE SKIP LOCKED) "
-    "SELECT h.size, l.size, l.frontier FROM ledger_head h LEFT JOIN l ON l.id = h.id "
+    "SELECT h.size, l.size, l.frontier, EXISTS (SELECT 1 FROM ledger_queue) "
+    "FROM ledger_head h LEFT JOIN l ON l.id = h.id "
     "WHERE h.id = :id"
 )
 
@@ -167,6 +187,8 @@ class Appended:
     queue_id: int | None = None
     hint: int = 0  # a lower bound of the index (the head size when it was queued)
     ref: tuple[str, str] | None = field(default=None, repr=False)  # (table, id) to link
+    kind: str = field(default="", repr=False)
+    error: BaseException | None = field(default=None, repr=False)
 
     @property
     def settled(self) -> bool:
@@ -175,7 +197,8 @@ class Appended:
 
 class LedgerStore:
     """Append-only Merkle log over one SQLAlchemy engine. ``signer`` signs checkpoints
-    (see :mod:`exchange.ledger.keys`). Thread-safe: share one per engine."""
+    (see :mod:`exchange.ledger.keys`). Thread-safe: share one per engine and process
+    (its threads then settle their queued events through one leader at a time)."""
 
     def __init__(self, engine: Engine, signer=None) -> None:
         self.engine = engine
@@ -186,6 +209,15 @@ class LedgerStore:
             key = engine.url.render_as_string()
             with _sqlite_locks_guard:
                 self._mutex = _sqlite_locks.setdefault(key, threading.RLock())
+        # PostgreSQL: in-process group commit (see settle)
+        self._cond = threading.Condition()
+        self._active = 0  # threads inside transaction()
+        self._waiting: dict[int, Appended] = {}  # queue id -> event awaiting its index
+        self._memory: list[Appended] = []  # append_event()s handed to the leader
+        self._leader_conn = None  # the leader's connection, kept between rounds
+        self._recent: dict[int, tuple[int, Checkpoint | None]] = {}  # queue id -> moved in
+        self._leader = False
+        self._known_size: int | None = None  # a committed head size seen (a lower bound)
 
     # -- locking ---------------------------------------------------------------------
     def lock(self, s: Session) -> tuple[int, CompactRange]:
@@ -193,9 +225,9 @@ class LedgerStore:
         return the head.
 
         On SQLite call it before anything else in the transaction (``BEGIN IMMEDIATE``
-        must open it). On PostgreSQL never call it in a transaction that already changed
-        rows an integrating lock holder may write (``ledger_index`` columns): the holder
-        could wait for you while you wait for it. :meth:`append` never waits."""
+        must open it). On PostgreSQL do not call it in a transaction that holds row
+        locks others may wait for while holding the ledger lock; :meth:`append` never
+        waits for it."""
         if self.dialect == "sqlite":
             conn = s.connection()
             raw = conn.connection.driver_connection
@@ -214,21 +246,31 @@ class LedgerStore:
             s.execute(insert(LedgerHead).values(id=HEAD_ID, size=0, frontier=b""))
             return self.lock(s)
         size, frontier = row
+        self._known_size = size
         return size, CompactRange(size, _split(bytes(frontier)))
 
-    def _try_lock(self, s: Session) -> tuple[int, tuple[int, CompactRange] | None]:
-        """(committed head size, the head if we now hold the lock else None)."""
+    def _try_lock(self, s: Session) -> tuple[int, CompactRange, bool] | None:
+        """(head, whether events are queued) if we now hold the lock, else None."""
         if self.dialect == "sqlite":
-            size, cr = self.lock(s)
-            return size, (size, cr)
+            return (*self.lock(s), False)
         row = s.execute(_TRY_LOCK_PG, {"id": HEAD_ID}).one_or_none()
         if row is None:
-            size, cr = self.lock(s)
-            return size, (size, cr)
-        seen, size, frontier = row
+            return (*self.lock(s), True)
+        seen, size, frontier, queued = row
+        self._known_size = seen
         if size is None:
-            return seen, None
-        return size, (size, CompactRange(size, _split(bytes(frontier))))
+            return None
+        return size, CompactRange(size, _split(bytes(frontier))), queued
+
+    def _lock_pg(self, conn) -> tuple[int, CompactRange, bool]:
+        """Wait for the lock (PostgreSQL); the head and whether events are queued (as of
+        the statement's start: every event committed before it is seen)."""
+        row = conn.execute(_LOCK_PG, {"id": HEAD_ID}).one_or_none()
+        if row is None:
+            return (*self.lock(conn), True)
+        size, frontier, queued = row
+        self._known_size = size
+        return size, CompactRange(size, _split(bytes(frontier))), queued
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -238,6 +280,8 @@ class LedgerStore:
         mutex = self._mutex
         if mutex is not None:
             mutex.acquire()
+        with self._cond:
+            self._active += 1
         try:
             with Session(self.engine, expire_on_commit=False) as s:
                 if self.dialect == "sqlite":
@@ -249,11 +293,16 @@ class LedgerStore:
                     s.rollback()
                     raise
                 pending = s.info.pop("nsdx_ledger_pending", [])
+            if mutex is not None:
+                mutex.release()
+                mutex = None
+            for a in pending:
+                self.settle(a)
         finally:
             if mutex is not None:
                 mutex.release()
-        for a in pending:
-            self.settle(a)
+            with self._cond:
+                self._active -= 1
 
     # -- appending -------------------------------------------------------------------
     def append(self, s: Session, kind: str, data: dict[str, Any], *, ref=None) -> Appended:
@@ -272,52 +321,43 @@ class LedgerStore:
         for kind, data in events:
             payload = canonical_json({"type": kind, "at": data.get("at") or now_iso(), **data})
             prepared.append((kind, payload, leaf_hash(payload)))
-        seen, locked = self._try_lock(s)
+        locked = None
+        # Other threads of this process appending too: queue without trying the lock
+        # (the settling leader batches us with them).
+        if self.dialect == "postgresql" and s.info.get("nsdx_ledger_wait"):
+            locked = self._lock_pg(s)
+        elif self.dialect == "sqlite" or self._active <= 1 or self._known_size is None:
+            locked = self._try_lock(s)
         if locked is None:
-            out = self._enqueue(s, prepared, seen, ref)
+            out = self._enqueue(s, prepared, ref)
             s.info.setdefault("nsdx_ledger_pending", []).extend(out)
             return out
-        size0, cr = locked
-        size, cr = self._drain(s, size0, cr)
-        rows, out, now = [], [], _utcnow()
-        for kind, payload, lh in prepared:
-            idx = size + len(rows)
-            rows.append(
-                {
-                    "idx": idx,
-                    "kind": kind,
-                    "payload": payload.decode(),
-                    "leaf_hash": lh,
-                    "created": now,
-                    "queue_id": None,
-                }
-            )
-            out.append(Appended(idx, lh, payload))
-            cr.append(lh)
-        s.execute(insert(entries_t), rows)
-        cp = self._finish(s, size0, cr)
-        for a in out:
-            a.checkpoint = cp
+        size0, cr, queued = locked
+        rows = self._drain(s) if queued else []
+        first = size0 + len(rows)
+        now = _utcnow()
+        rows += [(None, kind, payload.decode(), lh, now) for kind, payload, lh in prepared]
+        cp = self._write_batch(s, size0, cr, rows)
+        out = [
+            Appended(first + i, lh, payload, checkpoint=cp)
+            for i, (_, payload, lh) in enumerate(prepared)
+        ]
         if ref is not None and out:
             ref.ledger_index = out[0].index
         return out
 
-    def _enqueue(self, s: Session, prepared, hint: int, ref) -> list[Appended]:
+    def _enqueue(self, s: Session, prepared, ref) -> list[Appended]:
         back = None
         if ref is not None:
             if getattr(ref, "id", None) is None:
                 s.flush()
             back = (ref.__table__.name, ref.id)
+        hint = self._known_size if self._known_size is not None else 0
         out, now = [], _utcnow()
         for i, (kind, payload, lh) in enumerate(prepared):
             qid = s.execute(
                 insert(queue_t)
-                .values(
-                    kind=kind,
-                    payload=payload.decode(),
-                    leaf_hash=lh,
-                    created=now,
-                )
+                .values(kind=kind, payload=payload.decode(), leaf_hash=lh, created=now)
                 .returning(queue_t.c.id)
             ).scalar_one()
             out.append(
@@ -325,10 +365,12 @@ class LedgerStore:
             )
         return out
 
-    def _drain(self, s: Session, size: int, cr: CompactRange) -> tuple[int, CompactRange]:
-        """Move every committed queued event into the tree (caller holds the lock)."""
+    def _drain(self, s: Session) -> list[tuple]:
+        """Take every committed queued event off the queue (caller holds the lock), in
+        queue order: [(queue id, kind, payload, leaf hash, created)]."""
         if self.dialect == "sqlite":
-            return size, cr  # SQLite appends directly; nothing is ever queued
+            return []  # SQLite appends directly; nothing is ever queued
+        out: list[tuple] = []
         while True:
             ids = select(queue_t.c.id).order_by(queue_t.c.id).limit(DRAIN_LIMIT)
             got = s.execute(
@@ -342,61 +384,85 @@ class LedgerStore:
                     queue_t.c.created,
                 )
             ).all()
-            if not got:
-                return size, cr
-            got.sort(key=lambda r: r[0])
-            rows = []
-            for qid, kind, payload, lh, created in got:
-                lh = bytes(lh)
-                rows.append(
-                    {
-                        "idx": size,
-                        "kind": kind,
-                        "payload": payload,
-                        "leaf_hash": lh,
-                        "created": created,
-                        "queue_id": qid,
-                    }
-                )
-                cr.append(lh)
-                size += 1
-            s.execute(insert(entries_t), rows)
+            out += [(q, k, p, bytes(h), c) for q, k, p, h, c in got]
             if len(got) < DRAIN_LIMIT:
-                return size, cr
+                out.sort(key=lambda r: r[0])
+                return out
 
-    def _finish(self, s: Session, size0: int, cr: CompactRange) -> Checkpoint | None:
-        """Move the head from ``size0`` to ``cr``, store the completed tiles, sign."""
-        size = cr.size
-        s.execute(
-            update(LedgerHead)
-            .where(LedgerHead.id == HEAD_ID)
-            .values(size=size, frontier=b"".join(cr.hashes))
-        )
-        self._extend_tiles(s, size0, size)
-        if self.signer is None:
-            return None
-        root = cr.root()
-        note = self.signer.sign_checkpoint(size, root)
-        s.execute(insert(LedgerCheckpoint).values(tree_size=size, root=root, note=note))
-        return Checkpoint(size, root, note)
-
-    def _extend_tiles(self, s: Session, old: int, new: int) -> None:
-        level = 0
-        while True:
-            above = level + TILE_HEIGHT
-            lo, hi = old >> above, new >> above  # nodes above completed by this batch
-            if hi <= lo:
-                return
-            packed = self._read_level(s, level, lo << TILE_HEIGHT, hi << TILE_HEIGHT)
-            folded = _fold(packed, TILE_HEIGHT)
+    def _write_batch(
+        self, s: Session, size0: int, cr: CompactRange, rows: list[tuple]
+    ) -> Checkpoint | None:
+        """Give ``rows`` [(queue id, kind, payload, leaf hash, created)] the indices from
+        ``size0`` on, move the head, store the tiles they complete and sign one
+        checkpoint: one statement on PostgreSQL. The caller holds the lock."""
+        hashes = cr.hashes
+        size = size0
+        tiles: list[tuple[int, int, bytes]] = []
+        sha = hashlib.sha256
+        for row in rows:  # CompactRange.append, also keeping the tile-level nodes
+            h, n, level = row[3], size, 0
+            while n & 1:
+                h = sha(b"\x01" + hashes.pop() + h).digest()
+                n >>= 1
+                level += 1
+                if level % TILE_HEIGHT == 0:
+                    tiles.append((level, ((size + 1) >> level) - 1, h))
+            hashes.append(h)
+            size += 1
+        now = _utcnow()
+        cp = None
+        if self.signer is not None and rows:
+            root = CompactRange(size, hashes).root()
+            cp = Checkpoint(size, root, self.signer.sign_checkpoint(size, root))
+        frontier = b"".join(hashes)
+        if self.dialect == "postgresql":
+            params = {
+                "id": HEAD_ID,
+                "idx": list(range(size0, size)),
+                "kind": [r[1] for r in rows],
+                "payload": [r[2] for r in rows],
+                "lh": [r[3] for r in rows],
+                "created": [r[4] for r in rows],
+                "qid": [r[0] for r in rows],
+                "tl": [t[0] for t in tiles],
+                "ti": [t[1] for t in tiles],
+                "th": [t[2] for t in tiles],
+                "size": size,
+                "frontier": frontier,
+            }
+            sql = _WRITE_PG
+            if cp is not None:
+                sql = _WRITE_PG_CP
+                params.update(root=cp.root, note=cp.note, now=now)
+            s.execute(sql, params)
+            return cp
+        if rows:
             s.execute(
-                insert(tiles_t),
+                insert(entries_t),
                 [
-                    {"level": above, "idx": lo + k, "hash": folded[k * 32 : (k + 1) * 32]}
-                    for k in range(hi - lo)
+                    {
+                        "idx": size0 + i,
+                        "kind": r[1],
+                        "payload": r[2],
+                        "leaf_hash": r[3],
+                        "created": r[4],
+                        "queue_id": r[0],
+                    }
+                    for i, r in enumerate(rows)
                 ],
             )
-            level = above
+        if tiles:
+            s.execute(insert(tiles_t), [{"level": lv, "idx": i, "hash": h} for lv, i, h in tiles])
+        s.execute(
+            update(LedgerHead).where(LedgerHead.id == HEAD_ID).values(size=size, frontier=frontier)
+        )
+        if cp is not None:
+            s.execute(
+                insert(LedgerCheckpoint).values(
+                    tree_size=size, root=cp.root, note=cp.note, created=now
+                )
+            )
+        return cp
 
     def _read_level(self, conn, level: int, lo: int, hi: int) -> bytes:
         """Packed hashes of the stored nodes at ``level`` (0 = leaves, else a multiple
@@ -427,41 +493,152 @@ class LedgerStore:
         return _fold(below, TILE_HEIGHT)
 
     def append_event(self, kind: str, data: dict[str, Any]) -> Appended:
-        """Append one event in its own transaction; returns it settled."""
+        """Append one event on its own (no other change to commit with it); returns it
+        settled. Alone, it is one transaction. On PostgreSQL, while other threads of
+        this process are appending, it is handed to their leader in memory and written
+        in the leader's next batch (one transaction for all of them)."""
+        if self.dialect == "postgresql" and (self._active or self._leader or self._memory):
+            payload = canonical_json({"type": kind, "at": data.get("at") or now_iso(), **data})
+            a = Appended(None, leaf_hash(payload), payload, kind=kind)
+            self._await(a, lambda: self._memory.append(a))
+            return a
         with self.transaction() as s:
+            if self.dialect == "postgresql":
+                # alone in this process: wait for the lock here (nothing else is locked
+                # in this transaction) — one commit, where queueing would cost two
+                s.info["nsdx_ledger_wait"] = True
             a = self.append(s, kind, data)
         return a
 
     # -- settling --------------------------------------------------------------------
     def settle(self, a: Appended) -> Appended:
         """Wait until ``a`` (appended by a committed transaction) has its index and a
-        signed checkpoint covering it; fill them in and return ``a``."""
+        signed checkpoint covering it; fill them in and return ``a``.
+
+        Group commit: the threads of this process that wait for their events elect one
+        leader, which takes the ledger lock (waiting for it), moves every queued event
+        into the tree — theirs, later ones, other processes' — together with the events
+        handed over in memory by :meth:`append_event`, commits that batch with one
+        checkpoint, and hands each waiter its index. It leads until its own event is
+        settled, then passes the role on. Meanwhile the others' commits share WAL
+        flushes."""
         if a.index is None:
-            idx = self._find(a)
-            if idx is None:
-                self.integrate()
-                idx = self._find(a)
-                if idx is None:
-                    raise InvalidRequest(
-                        f"queued ledger event {a.queue_id} was not found after integration",
-                        hint="was its transaction committed? run `nsdx audit verify`",
-                    )
-            a.index = idx
+            self._await(a, lambda: self._register(a))
             if a.ref is not None:
-                self._link(a.ref, idx)
+                self._link(a.ref, a.index)
         if a.checkpoint is None and self.signer is not None:
-            with Session(self.engine) as s:
-                row = s.scalars(
-                    select(LedgerCheckpoint)
-                    .where(LedgerCheckpoint.tree_size > a.index)
-                    .order_by(LedgerCheckpoint.tree_size)
-                    .limit(1)
-                ).first()
-                if row is not None:
-                    a.checkpoint = Checkpoint(row.tree_size, bytes(row.root), row.note)
-            if a.checkpoint is None:
-                a.checkpoint = self.checkpoint()
+            a.checkpoint = self._covering(a.index)
         return a
+
+    def _register(self, a: Appended) -> None:
+        """(Under the condition.) Wait for a queued event, unless a round of this process
+        already moved it in (its appender registered after that round had drained it)."""
+        done = self._recent.pop(a.queue_id, None)
+        if done is not None:
+            a.index, a.checkpoint = done
+        else:
+            self._waiting[a.queue_id] = a
+
+    def _await(self, a: Appended, register) -> None:
+        with self._cond:
+            register()
+            while a.index is None and a.error is None:
+                if not self._leader:
+                    self._leader = True
+                    break
+                self._cond.wait()
+        if a.index is None and a.error is None:
+            self._lead(a)
+        if a.error is not None:
+            raise a.error
+        if a.index is None:
+            raise InvalidRequest(
+                f"queued ledger event {a.queue_id} was not found after integration",
+                hint="was its transaction committed? run `nsdx audit verify`",
+            )
+
+    def _lead(self, mine: Appended) -> None:
+        try:
+            while mine.index is None and mine.error is None:
+                with self._cond:
+                    batch = dict(self._waiting)
+                    mem, self._memory = self._memory, []
+                try:
+                    found, cp = self._integrate_round(mem)
+                except BaseException as e:
+                    with self._cond:
+                        for x in mem:  # never written: their callers get the error
+                            x.error = e
+                        self._cond.notify_all()
+                    raise
+                missing = [q for q in batch if q not in found]
+                if missing:  # integrated by another process's lock holder
+                    hint = min(batch[q].hint for q in missing)
+                    with self.engine.connect() as conn:
+                        for q, idx in conn.execute(
+                            select(entries_t.c.queue_id, entries_t.c.idx).where(
+                                entries_t.c.idx >= hint, entries_t.c.queue_id.in_(missing)
+                            )
+                        ):
+                            found[q] = idx
+                with self._cond:  # also those that registered during the round
+                    for q, x in list(self._waiting.items()):
+                        if q not in found and q not in batch:
+                            continue  # committed after the round's start: next round
+                        x.index = found.get(q)  # None: settle() raises for it
+                        if x.index is not None and cp is not None and x.index < cp.tree_size:
+                            x.checkpoint = cp
+                        del self._waiting[q]
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._leader = False
+                self._cond.notify_all()
+
+    def _integrate_round(
+        self, memory: list[Appended] = ()
+    ) -> tuple[dict[int, int], Checkpoint | None]:
+        """One batch under the lock: the queued events, then ``memory``'s; commit.
+        Runs on the leader's own connection (kept between rounds)."""
+        conn = self._leader_conn
+        if conn is None or conn.closed:
+            conn = self._leader_conn = self.engine.connect()
+        try:
+            size0, cr, queued = self._lock_pg(conn)
+            rows = self._drain(conn) if queued else []
+            n_queued = len(rows)
+            now = _utcnow()
+            rows += [(None, a.kind, a.payload.decode(), a.leaf_hash, now) for a in memory]
+            if not rows:
+                conn.rollback()  # nothing to do: release the lock without a WAL flush
+                return {}, None
+            cp = self._write_batch(conn, size0, cr, rows)
+            conn.commit()
+        except BaseException:
+            self._leader_conn = None
+            conn.invalidate()
+            raise
+        self._known_size = size0 + len(rows)
+        for i, a in enumerate(memory):
+            a.index, a.checkpoint = size0 + n_queued + i, cp
+        found = {r[0]: size0 + i for i, r in enumerate(rows[:n_queued])}
+        with self._cond:  # for appenders of this process that have not registered yet
+            if len(self._recent) > 10_000:
+                self._recent.clear()  # those left are other processes' (they look it up)
+            self._recent.update({q: (i, cp) for q, i in found.items() if q not in self._waiting})
+        return found, cp
+
+    def _covering(self, index: int) -> Checkpoint:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(LedgerCheckpoint.tree_size, LedgerCheckpoint.root, LedgerCheckpoint.note)
+                .where(LedgerCheckpoint.tree_size > index)
+                .order_by(LedgerCheckpoint.tree_size)
+                .limit(1)
+            ).first()
+        if row is not None:
+            return Checkpoint(row[0], bytes(row[1]), row[2])
+        return self.checkpoint()
 
     def _link(self, ref: tuple[str, str], idx: int) -> None:
         table = LedgerEntry.metadata.tables.get(ref[0])
@@ -470,28 +647,13 @@ class LedgerStore:
         with self.engine.begin() as conn:
             conn.execute(update(table).where(table.c.id == ref[1]).values(ledger_index=idx))
 
-    def _find(self, a: Appended) -> int | None:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(entries_t.c.idx).where(
-                    entries_t.c.idx >= a.hint, entries_t.c.queue_id == a.queue_id
-                )
-            ).scalar()
-
     def integrate(self) -> int:
         """Take the lock (waiting for it), move every queued event into the tree as one
-        batch with one signed checkpoint, commit. Returns how many were moved."""
+        batch with one signed checkpoint, commit. Returns how many were moved (events
+        whose appenders died before settling them are integrated this way too)."""
         if self.dialect == "sqlite":
             return 0
-        with Session(self.engine) as s:
-            size0, cr = self.lock(s)
-            size, cr = self._drain(s, size0, cr)
-            if size == size0:
-                s.rollback()  # nothing to do: release the lock without a WAL flush
-                return 0
-            self._finish(s, size0, cr)
-            s.commit()
-            return size - size0
+        return len(self._integrate_round()[0])
 
     def pending(self) -> int:
         """Events committed but not yet integrated (normally 0 or in flight)."""
@@ -508,12 +670,20 @@ class LedgerStore:
         if self.signer is None:
             raise InvalidRequest("no ledger signing key configured")
         size0, cr = self.lock(s)
-        size, cr = self._drain(s, size0, cr)
-        if size == size0:
-            existing = s.get(LedgerCheckpoint, size)
+        rows = self._drain(s)
+        if not rows:
+            existing = s.get(LedgerCheckpoint, size0)
             if existing is not None:
                 return Checkpoint(existing.tree_size, bytes(existing.root), existing.note)
-        cp = self._finish(s, size0, cr)
+            root = cr.root()
+            note = self.signer.sign_checkpoint(size0, root)
+            s.execute(
+                insert(LedgerCheckpoint).values(
+                    tree_size=size0, root=root, note=note, created=_utcnow()
+                )
+            )
+            return Checkpoint(size0, root, note)
+        cp = self._write_batch(s, size0, cr, rows)
         assert cp is not None
         return cp
 

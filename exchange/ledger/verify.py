@@ -25,14 +25,14 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .keys import open_checkpoint
-from .merkle import HASH_SIZE, CompactRange
+from .merkle import HASH_SIZE, CompactRange, _fold
 from .note import NoteError
-from .store import LedgerStore, b64
+from .store import TILE_HEIGHT, LedgerStore, b64
 
 
 @dataclass
 class Problem:
-    kind: str  # gap | duplicate | leaf_hash | root | signature | missing | unsigned
+    kind: str  # gap | duplicate | leaf_hash | root | signature | missing | unsigned | tile
     message: str
     index: int | None = None
     range: tuple[int, int] | None = None
@@ -49,6 +49,7 @@ class VerifyResult:
     first_bad_index: int | None = None
     problems: list[Problem] = field(default_factory=list)
     unsigned_tail: int = 0
+    pending: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -127,6 +128,9 @@ def verify_ledger(
             next_cp += 1
 
     check_roots_upto(0)
+    block = 1 << TILE_HEIGHT
+    leaves = bytearray()  # leaf hashes of the current tile block
+    level_nodes = bytearray()  # recomputed nodes at level TILE_HEIGHT
     for idx, payload, stored in store.iter_rows(batch=batch):
         if idx != expected:
             kind = "gap" if idx > expected else "duplicate"
@@ -148,6 +152,10 @@ def verify_ledger(
             if first_bad is None:
                 first_bad = idx
         cr.append(h)
+        leaves += h
+        if len(leaves) == block * HASH_SIZE:
+            level_nodes += _fold(leaves, TILE_HEIGHT)
+            leaves.clear()
         expected += 1
         check_roots_upto(expected)
     n = expected
@@ -162,6 +170,8 @@ def verify_ledger(
         )
         if first_bad is None:
             first_bad = n
+    if not any(p.kind in ("gap", "duplicate") for p in problems):
+        problems += _check_tiles(store, bytes(level_nodes))
     if root_failures[0] > 1:
         problems.append(
             Problem("root", f"{root_failures[0] - 1} later checkpoint(s) fail for the same reason")
@@ -180,4 +190,42 @@ def verify_ledger(
         first_bad_index=first_bad,
         problems=problems,
         unsigned_tail=n - (latest or 0) if latest is not None and latest <= n else n,
+        pending=store.pending(),
     )
+
+
+def _check_tiles(store: LedgerStore, computed: bytes) -> list[Problem]:
+    """Compare the stored tiles with the nodes recomputed from the leaves (``computed``:
+    the packed nodes at level TILE_HEIGHT); the first difference per level is named."""
+    out = []
+    level = TILE_HEIGHT
+    while True:
+        stored = store.tiles(level)
+        want = [computed[i : i + HASH_SIZE] for i in range(0, len(computed), HASH_SIZE)]
+        if not want and not stored:
+            return out
+        for i, w in enumerate(want):
+            if i >= len(stored) or stored[i] != (i, w):
+                what = "is missing" if i >= len(stored) or stored[i][0] != i else "is wrong"
+                out.append(
+                    Problem(
+                        "tile",
+                        f"stored subtree hash at level {level}, index {i} (leaves "
+                        f"[{i << level}, {(i + 1) << level})) {what}; the entries may be intact, "
+                        "but proofs that read it fall back to the leaves",
+                    )
+                )
+                break
+        else:
+            if len(stored) > len(want):
+                i = stored[len(want)][0]
+                out.append(
+                    Problem(
+                        "tile",
+                        f"stored subtree hash at level {level}, index {i} covers leaves "
+                        "beyond the tree",
+                    )
+                )
+        usable = len(computed) - len(computed) % (HASH_SIZE << TILE_HEIGHT)
+        computed = _fold(computed[:usable], TILE_HEIGHT)
+        level += TILE_HEIGHT
