@@ -27,8 +27,8 @@ demo: $(STAMP)
 	$(BIN)/nsdx audit flags
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 	$(BIN)/lint-imports
 
 format: $(STAMP)

@@ -229,7 +229,6 @@ def catalogue_push(
 ):
     """Create or update our datasets' metadata on another CKAN portal (all, or IDS)."""
     from catalogue.federation import push
-
     from nsdx.core import Nsdx
 
     report = push(Nsdx().catalogue, url, token, ids=list(ids) or None, owner_org=owner_org)
@@ -244,7 +243,6 @@ def catalogue_push(
 def catalogue_harvest(url: str, token: str | None, q: str | None, as_json: bool):
     """Import another CKAN portal's dataset metadata (and organisations) into ours."""
     from catalogue.federation import harvest
-
     from nsdx.core import Nsdx
 
     report = harvest(Nsdx().catalogue, url, token=token, q=q)
