@@ -4,6 +4,12 @@ in a staging directory → published version ``<org>/<dataset>/v<N>/`` in object
 ``run_pipeline`` publishes at most one version and never registers anything: the catalogue
 (``catalogue.publishing``) calls it and moves its pointer after :meth:`ObjectStore.publish`
 has returned. A failure at any step leaves nothing visible.
+
+Memory does not depend on the size of the source: readers deliver small batches (bounded
+read-ahead), which are gathered without copying into chunks of ~CHUNK_ROWS rows; at most
+two chunks are held here while a third is validated. Row-level validation runs in a worker
+process (:mod:`validation.worker`; ``NSDX_VALIDATION_WORKER=0`` keeps it in-process, and
+``quarantine_rows`` always does) so great-expectations overlaps reading and writing.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from validation import BatchValidator, ValidationFailed, check_policy, mask_batch
-from validation.pii import require_declared
+from validation import worker as validation_worker
+from validation.pii import masked_schema, require_declared
+from validation.worker import ValidationWorkerError
 
 from .errors import ConfigError, IngestError
 from .readers import SourceTable, open_source, source_files
@@ -33,7 +41,7 @@ PARQUET_ROWS_PER_FILE = 5_000_000
 PII_SAMPLE_ROWS = 20_000
 # Batches are gathered into chunks of about this size before validation and writing:
 # great-expectations has a fixed cost per call, and bigger row groups compress better.
-# Memory stays bounded by the chunk size, whatever the file size.
+# Memory stays bounded by the chunk size (a few chunks in flight), whatever the file size.
 CHUNK_ROWS = 1_000_000
 CHUNK_BYTES = 128 << 20
 
@@ -174,11 +182,18 @@ def run_pipeline(
         number += 1
 
     prefix = version_prefix(spec, number)
+    if validation_worker.wanted(spec.expectations, spec.on_invalid):
+        validation_worker.prestart()  # great-expectations imports while the source is opened
     staging = store.new_staging()
     try:
-        tables, validation, warnings, quarantine = _convert(
-            spec, staging, pii_key, emit, resolve_dataset, reports_dir, number
-        )
+        try:
+            tables, validation, warnings, quarantine = _convert(
+                spec, staging, pii_key, emit, resolve_dataset, reports_dir, number
+            )
+        except ValidationWorkerError as e:
+            raise IngestError(
+                f"dataset {spec.id!r}: {e.message}", hint=e.hint, dataset=spec.id
+            ) from e
         manifest = _manifest(spec, number, fp, source_desc, tables, validation, staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
         emit("publish", prefix=prefix, bytes=manifest["bytes"])
@@ -222,15 +237,7 @@ def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, s
 
 def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number):
     tables = open_source(spec.source, spec.schema)
-    names = {t.name for t in tables}
-    for i, e in enumerate(spec.expectations):
-        if e.get("table") is not None and e["table"] not in names:
-            raise ConfigError(
-                f"expectation {i + 1} of {spec.id!r} names table {e['table']!r}, which the "
-                f"source does not have (tables: {', '.join(sorted(n for n in names if n))})",
-                line=spec.line,
-                hint="fix `table:` of the expectation in datasets.yaml",
-            )
+    _check_table_names(spec, {t.name for t in tables})
     outs: list[_TableOut] = []
     reports: dict[str, dict] = {}
     warnings: list[str] = []
@@ -246,60 +253,20 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
             file=table.files[0] if table.files else None,
             table=table.name,
             resolve_dataset=resolve_dataset,
+            worker=validation_worker.enabled(),
         )
-        pii_cols = _pii_columns(spec, table.schema)
-        check_policy(spec.access, pii_cols)
-        out_dir = staging / "data" / name
-        out_dir.mkdir(parents=True, exist_ok=True)
-        q_writer = None
-        writer = None
-        out_schema = None
-        part, rows_in_part, rows, offset = 0, 0, 0, 0
-        written: list[Path] = []
-        try:
-            for batch in _chunks(table.batches):
-                if offset == 0 and batch.num_rows:
-                    sample = batch.slice(0, PII_SAMPLE_ROWS)
-                    declared = set(pii_cols) | {f.name for f in spec.schema if f.pii == "none"}
-                    require_declared(sample, declared, dataset_id=spec.id)
-                valid = validator.check_batch(batch, offset)
-                offset += batch.num_rows
-                if valid is not None and not pc.all(valid).as_py():
-                    bad = batch.filter(pc.invert(valid))
-                    if q_writer is None:
-                        q_path = _quarantine_path(reports_dir, spec, number, name)
-                        q_writer = pq.ParquetWriter(
-                            q_path, _with_reason(bad).schema, compression="zstd"
-                        )
-                        quarantine.append(str(q_path))
-                    q_writer.write_batch(_with_reason(bad, validator))
-                    batch = batch.filter(valid)
-                if pii_cols:
-                    batch = mask_batch(batch, pii_cols, pii_key)
-                if writer is None or rows_in_part >= PARQUET_ROWS_PER_FILE:
-                    if writer is not None:
-                        writer.close()
-                        part += 1
-                    out_schema = batch.schema
-                    path = out_dir / f"part-{part:05d}.parquet"
-                    writer = pq.ParquetWriter(path, out_schema, compression="zstd")
-                    written.append(path)
-                    rows_in_part = 0
-                writer.write_batch(batch)
-                rows_in_part += batch.num_rows
-                rows += batch.num_rows
-                emit("rows", name=name, rows=offset)
-            if writer is None:  # an empty table still gets a file with its schema
-                out_schema = table.schema
-                path = out_dir / "part-00000.parquet"
-                pq.write_table(out_schema.empty_table(), path, compression="zstd")
-                written.append(path)
-        finally:
-            if writer is not None:
-                writer.close()
-            if q_writer is not None:
-                q_writer.close()
-        report = validator.finish([str(p) for p in written], resolve_dataset=resolve_dataset)
+        with validator:
+            out, q_paths = _write_table(
+                spec,
+                table,
+                staging / "data" / name,
+                validator,
+                pii_key,
+                emit,
+                quarantine_path=lambda name=name: _quarantine_path(reports_dir, spec, number, name),
+            )
+            report = validator.finish([str(p) for p in out.files], resolve_dataset=resolve_dataset)
+        quarantine.extend(q_paths)
         _keep_report(reports_dir, spec, number, name, report)
         reports[name] = report.summary()
         if not report.success:
@@ -309,7 +276,7 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
                 f"{name}: {exp} failed on {n} rows"
                 for exp, n in report.failures_by_expectation.items()
             )
-        outs.append(_TableOut(name, rows, out_schema, written))
+        outs.append(out)
         (staging / "reports").mkdir(exist_ok=True)
         (staging / "reports" / f"{name}.validation.json").write_text(
             json.dumps(report.to_dict(), ensure_ascii=False, default=str)
@@ -317,8 +284,128 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
     return outs, _merge_summaries(reports), warnings, quarantine
 
 
-def _chunks(batches) -> Iterator[pa.RecordBatch]:
-    """Re-cut a stream of record batches into chunks of about CHUNK_ROWS / CHUNK_BYTES."""
+def _check_table_names(spec: DatasetSpec, names: set[str | None]) -> None:
+    for i, e in enumerate(spec.expectations):
+        if e.get("table") is not None and e["table"] not in names:
+            raise ConfigError(
+                f"expectation {i + 1} of {spec.id!r} names table {e['table']!r}, which the "
+                f"source does not have (tables: {', '.join(sorted(n for n in names if n))})",
+                line=spec.line,
+                hint="fix `table:` of the expectation in datasets.yaml",
+            )
+
+
+def _write_table(
+    spec: DatasetSpec,
+    table: SourceTable,
+    out_dir: Path,
+    validator: BatchValidator,
+    pii_key: bytes,
+    emit: Progress,
+    *,
+    quarantine_path: Callable[[], Path],
+) -> tuple[_TableOut, list[str]]:
+    """Stream one table: chunk, check for undeclared personal data (first chunk), validate,
+    set invalid rows aside (quarantine_rows), mask, write zstd Parquet parts to staging."""
+    name = _table_dirname(table)
+    pii_cols = _pii_columns(spec, table.schema)
+    check_policy(spec.access, pii_cols)
+    declared = set(pii_cols) | {f.name for f in spec.schema if f.pii == "none"}
+    parts = _Parts(out_dir, masked_schema(table.schema, pii_cols))
+    rejected = _Quarantine(quarantine_path)
+    offset = 0
+    try:
+        for chunk in _chunks(table.batches):
+            if offset == 0:
+                require_declared(chunk.slice(0, PII_SAMPLE_ROWS), declared, dataset_id=spec.id)
+            valid = validator.check_batch(chunk, offset)
+            offset += chunk.num_rows
+            if valid is not None:
+                chunk = rejected.set_aside(chunk, valid, validator)
+            parts.write(mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk)
+            emit("rows", name=name, rows=offset)
+    finally:
+        files = parts.close()
+        rejected.close()
+        validation_worker.release_memory()
+    return _TableOut(name, parts.rows, parts.schema, files), rejected.paths
+
+
+class _Parts:
+    """The zstd Parquet files of one table in staging: one row group per chunk, a new file
+    every PARQUET_ROWS_PER_FILE rows; an empty table still gets a file with its schema."""
+
+    def __init__(self, out_dir: Path, schema: pa.Schema) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = out_dir
+        self.schema = schema
+        self.files: list[Path] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._rows_in_file = 0
+
+    def write(self, data: pa.Table) -> None:
+        if self._writer is None or self._rows_in_file >= PARQUET_ROWS_PER_FILE:
+            self._next_file(data.schema)
+        self._writer.write_table(data)
+        self._rows_in_file += data.num_rows
+        self.rows += data.num_rows
+
+    def _next_file(self, schema: pa.Schema) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.schema = schema
+        path = self.out_dir / f"part-{len(self.files):05d}.parquet"
+        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self.files.append(path)
+        self._rows_in_file = 0
+
+    def close(self) -> list[Path]:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        elif not self.files:
+            path = self.out_dir / "part-00000.parquet"
+            pq.write_table(self.schema.empty_table(), path, compression="zstd")
+            self.files.append(path)
+        return self.files
+
+
+class _Quarantine:
+    """Rows that failed a row-level expectation (on_invalid: quarantine_rows), with the
+    expectations they failed, in a Parquet file the provider keeps (never published)."""
+
+    def __init__(self, path: Callable[[], Path]) -> None:
+        self._path = path
+        self._writer: pq.ParquetWriter | None = None
+        self.paths: list[str] = []
+
+    def set_aside(self, chunk: pa.Table, valid: pa.Array, validator: BatchValidator) -> pa.Table:
+        """Write the invalid rows of ``chunk`` (just checked by ``validator``); return the rest."""
+        if pc.all(valid).as_py():
+            return chunk
+        invalid = pc.invert(valid)
+        reasons = validator.quarantine_reason(chunk).filter(invalid)
+        bad = chunk.filter(invalid)
+        bad = pa.Table.from_arrays(
+            [*bad.columns, reasons], names=[*bad.schema.names, "_failed_expectations"]
+        )
+        if self._writer is None:
+            path = self._path()
+            self._writer = pq.ParquetWriter(path, bad.schema, compression="zstd")
+            self.paths.append(str(path))
+        self._writer.write_table(bad)
+        return chunk.filter(valid)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Gather a stream of record batches into tables of about CHUNK_ROWS / CHUNK_BYTES rows,
+    without copying them (the reader's batches are small, see ingest.readers.csv)."""
     pending: list[pa.RecordBatch] = []
     rows = size = 0
     for b in batches:
@@ -326,22 +413,10 @@ def _chunks(batches) -> Iterator[pa.RecordBatch]:
         rows += b.num_rows
         size += b.nbytes
         if rows >= CHUNK_ROWS or size >= CHUNK_BYTES:
-            yield _concat(pending)
+            yield pa.Table.from_batches(pending)
             pending, rows, size = [], 0, 0
     if pending:
-        yield _concat(pending)
-
-
-def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
-    if len(batches) == 1:
-        return batches[0]
-    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
-
-
-def _with_reason(bad: pa.RecordBatch, reasons: pa.Array) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays(
-        [*bad.columns, reasons], names=[*bad.schema.names, "_failed_expectations"]
-    )
+        yield pa.Table.from_batches(pending)
 
 
 def _quarantine_path(reports_dir: Path | None, spec: DatasetSpec, number: int, name: str) -> Path:

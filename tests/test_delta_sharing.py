@@ -10,7 +10,7 @@ import subprocess
 import time
 import zipfile
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -133,8 +133,6 @@ def test_capabilities_and_download_signatures(tmp_path):
     e, s = (p.split("=", 1)[1] for p in old.split("&"))
     with pytest.raises(sharing.Forbidden, match="expired"):
         sharing.verify_download(Ex, "a/b.parquet", e, s)
-    from datetime import datetime
-
     tok = sharing.make_token(Ex, "g1", datetime(2099, 1, 1))
     assert sharing.parse_token(Ex, tok).grant_id == "g1"
     for bad in (tok[:-2] + "xx", tok.replace(".g1.", ".g2."), "nsdx_abc", ""):
@@ -398,7 +396,7 @@ def test_bought_data_through_the_official_client(deployment, tmp_path):
     t0 = time.monotonic()
     with pytest.raises(HTTPError) as e:
         delta_sharing.load_as_pandas(f"{bad_profile}#{share}.transport.nansha-taxi-trips")
-    assert e.value.response.status_code == 401 and time.monotonic() - t0 < 5
+    assert e.value.response.status_code == 401 and time.monotonic() - t0 < 60
     r = httpx.get(f"{dep.url}/delta-sharing/shares", timeout=10)
     assert r.status_code == 401 and r.json()["errorCode"] == "UNAUTHENTICATED"
     r = httpx.get(f"{dep.url}/delta-sharing/shares", headers=dep.h("bo"), timeout=10)
@@ -410,7 +408,7 @@ def test_bought_data_through_the_official_client(deployment, tmp_path):
         t0 = time.monotonic()
         with pytest.raises(HTTPError) as e:
             delta_sharing.load_as_pandas(f"{profile}#{other}")
-        assert e.value.response.status_code == 404 and time.monotonic() - t0 < 5
+        assert e.value.response.status_code == 404 and time.monotonic() - t0 < 60
     r = httpx.post(f"{base}/query", json={"version": 7}, headers=tok)
     assert r.status_code == 400 and "version 1" in r.json()["message"]
 
@@ -418,25 +416,35 @@ def test_bought_data_through_the_official_client(deployment, tmp_path):
     t0 = time.monotonic()
     with pytest.raises(HTTPError) as e:
         delta_sharing.load_as_pandas(url, use_delta_format=True)
-    assert e.value.response.status_code == 400 and time.monotonic() - t0 < 5
+    assert e.value.response.status_code == 400 and time.monotonic() - t0 < 60
     assert "parquet response format only" in e.value.response.json()["message"]
 
-    # an expired grant is refused at once; the check is live (restoring it restores access)
+    # an expired grant is refused without the client's ~100 s retry loop (< 60 s is generous
+    # on a loaded machine; an answer normally takes milliseconds); the check is live (restoring it restores access)
     from sqlalchemy import update
 
     from exchange.models import Grant
 
     with ex.catalogue.Session.begin() as s:
         g = s.get(Grant, ds_events[0]["grant"])
-        real = g.expires
-        s.execute(update(Grant).where(Grant.id == g.id).values(expires=g.starts + timedelta(0, 1)))
+        real, real_starts = g.expires, g.starts
+        past = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=1)
+        s.execute(
+            update(Grant)
+            .where(Grant.id == g.id)
+            .values(starts=past - timedelta(days=1), expires=past)
+        )
     t0 = time.monotonic()
     with pytest.raises(HTTPError) as e:
         delta_sharing.load_as_pandas(url)
-    assert e.value.response.status_code == 403 and time.monotonic() - t0 < 5
+    assert e.value.response.status_code == 403 and time.monotonic() - t0 < 60
     assert "expired" in httpx.get(f"{base}/version", headers=tok).json()["message"]
     with ex.catalogue.Session.begin() as s:
-        s.execute(update(Grant).where(Grant.id == ds_events[0]["grant"]).values(expires=real))
+        s.execute(
+            update(Grant)
+            .where(Grant.id == ds_events[0]["grant"])
+            .values(starts=real_starts, expires=real)
+        )
     assert len(delta_sharing.load_as_pandas(url)) == 5
 
     # a refund revokes the grant, and with it the profile

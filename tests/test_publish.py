@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from catalogue.publishing import publish_dataset
 from catalogue.query import connect, run_query
 from catalogue.registry import Catalogue
-from ingest.errors import SchemaMismatch
+from ingest.errors import IngestError, SchemaMismatch
 from ingest.spec import parse_specs
+from validation import worker as validation_worker
 
 KEY = b"k"
 
@@ -99,3 +103,106 @@ def test_failure_while_writing_exposes_nothing(tmp_path, cat, store):
     store.gc(0)  # removes every staging leftover; never a committed version
     assert sorted(i.key for i in store.list("guangzhou-metro/metro-flow/v1")) == before
     assert total(cat, store) == 30
+
+
+def _workers() -> list[int]:
+    """Validation worker processes that are children of this process (Linux /proc)."""
+    pids = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            pids.extend(int(p) for p in f.read().split())
+    return [p for p in pids if _is_worker(p)]
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"validation.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _gone(pid: int) -> bool:
+    """Exited and reaped (a zombie keeps its /proc entry)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def _kill_workers(killed: list[int]) -> None:
+    for pid in _workers():
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+
+def test_validation_worker_crash_publishes_nothing(tmp_path, cat, store):
+    """The worker dies mid-run: a clear IngestError, staging discarded, previous version kept,
+    no process left behind."""
+    spec = make_spec(tmp_path, [("蕉门", 10), ("金洲", 20)])
+    publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
+    bigger = make_spec(tmp_path, [("南沙客运港", i % 1000) for i in range(300_000)])
+
+    killed: list[int] = []
+
+    def crash(event, **fields):
+        if event == "rows":
+            _kill_workers(killed)
+
+    with pytest.raises(IngestError, match="validation worker process stopped") as e:
+        publish_dataset(cat, store, bigger, pii_key=KEY, reports_dir=tmp_path / "r", progress=crash)
+    assert e.value.fields["dataset"] == "metro-flow"
+    assert cat.current("metro-flow").number == 1
+    assert total(cat, store) == 30
+    assert [i.key for i in store.list("guangzhou-metro/metro-flow/v2")] == []
+    assert killed and all(_gone(p) for p in killed)  # reaped: no zombie
+    r = publish_dataset(cat, store, bigger, pii_key=KEY, reports_dir=tmp_path / "r")
+    assert (r.status, r.version) == ("published", 2)  # a fresh worker
+
+
+def test_interrupted_ingest_leaves_no_process_and_no_version(tmp_path, cat, store):
+    spec = make_spec(tmp_path, [("南沙客运港", i % 1000) for i in range(300_000)])
+
+    def interrupt(event, **fields):
+        if event == "rows":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        publish_dataset(
+            cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r", progress=interrupt
+        )
+    assert cat.current("metro-flow") is None
+    assert [i.key for i in store.list("guangzhou-metro/")] == []
+    assert [p for p in _workers() if p not in {w.proc.pid for w in validation_worker._idle}] == []
+
+
+def test_quarantine_rows_publishes_the_valid_rows(tmp_path, cat, store):
+    rows = [("蕉门", 10), ("金洲", -5), ("黄阁", 20), ("南沙客运港", 200_000)]
+    csv = tmp_path / "flow.csv"
+    csv.write_text("station,entries\n" + "".join(f"{s},{n}\n" for s, n in rows), encoding="utf-8")
+    (spec,) = parse_specs(
+        f"""datasets:
+  - id: metro-flow
+    title: 地铁进站客流
+    domain: transport
+    organization: guangzhou-metro
+    source: {{path: {csv}, format: csv}}
+    schema:
+      - {{name: entries, type: integer}}
+    expectations:
+      - {{column: entries, between: [0, 100000]}}
+      - {{row_count: {{between: [1, 10]}}}}
+    on_invalid: quarantine_rows
+""",
+        base_dir=tmp_path,
+    )
+    r = publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
+    assert r.status == "published_with_warnings" and r.row_count == 2
+    assert total(cat, store) == 30
+    (path,) = r.quarantine
+    bad = pq.read_table(path).to_pylist()
+    assert bad == [
+        {"station": "金洲", "entries": -5, "_failed_expectations": "entries between [0, 100000]"},
+        {
+            "station": "南沙客运港",
+            "entries": 200_000,
+            "_failed_expectations": "entries between [0, 100000]",
+        },
+    ]
+    assert r.validation["quarantined_rows"] == 2

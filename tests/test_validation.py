@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -568,3 +570,139 @@ def test_distinct_value_path_matches_row_by_row(tmp_path):
     assert in_set["unexpected_count"] == 5_000 and in_set["partial_unexpected_list"][0] == "X99"
     assert in_set["partial_unexpected_rows"][:2] == [3, 7]
     assert rep_a["results"][1]["result"]["unexpected_count"] == 5_000
+
+
+# -- the validation worker process ------------------------------------------------------------
+
+WORKER_EXPECTATIONS = [
+    {"column": "speed", "between": [0, 150]},
+    {"column": "speed", "between": [0, 150], "mostly": 0.5},
+    {"column": "plate", "regex": "^粤[A-Z]"},
+    {"column": "route", "in_set": ["R1", "R2"]},
+    {"column": "id", "not_null": True},
+    {"column": "ts", "between": ["2024-01-02", "2024-01-05"]},
+    {"column": "speed", "type": "integer"},
+    {"gx": "expect_column_values_to_not_be_null", "column": "plate"},
+    {"gx": "expect_column_mean_to_be_between", "column": "speed", "min_value": 0, "max_value": 50},
+    {"column": "id", "unique": True},
+    {"row_count": {"between": [1, 10]}},
+]
+
+
+def _workers() -> list[int]:
+    """Validation worker processes that are children of this process (Linux /proc)."""
+    pids = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            pids.extend(int(p) for p in f.read().split())
+    return [p for p in pids if _is_worker(p)]
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"validation.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _gone(pid: int) -> bool:
+    """Exited and reaped (a zombie keeps its /proc entry)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_worker_gives_the_same_report(tmp_path):
+    """Chunks validated in the worker process give exactly the in-process report."""
+    reports = []
+    for worker in (False, True):
+        (tmp_path / str(worker)).mkdir()
+        v, report, masks = _run(
+            WORKER_EXPECTATIONS, tmp_path=tmp_path / str(worker), chunk=2, worker=worker
+        )
+        v.close()
+        assert masks == [None, None, None]
+        reports.append(report.to_dict())
+    assert reports[0] == reports[1]
+    assert not reports[1]["success"]
+
+
+def test_worker_reports_a_bad_gx_expectation():
+    from validation import worker as w
+
+    v = BatchValidator(
+        "demo", [{"gx": "expect_nothing_at_all", "column": "id"}], SCHEMA, worker=True
+    )
+    try:
+        with pytest.raises(ExpectationConfigError, match="expect_nothing_at_all") as e:
+            v.check_batch(_table().to_batches()[0], 0)
+            v.finish([])
+        assert e.value.index == 0 and e.value.dataset_id == "demo"
+    finally:
+        v.close()
+    assert not [p for p in _workers() if p not in {x.proc.pid for x in w._idle}]
+
+
+def test_worker_killed_mid_run_is_a_clean_error():
+    """A worker that dies (OOM killer, crash) → ValidationWorkerError, the process is reaped,
+    and the next validator gets a fresh worker."""
+    import signal
+
+    from validation.worker import ValidationWorkerError
+
+    v = BatchValidator("demo", [{"column": "speed", "between": [0, 150]}], SCHEMA, worker=True)
+    pid = v._checks._worker.proc.pid
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ValidationWorkerError, match="stopped unexpectedly.*SIGKILL") as e:
+        for i in range(50):  # the sender notices on its next send
+            v.check_batch(_table().to_batches()[0], i * 6)
+        v.finish([])
+    assert "NSDX_VALIDATION_WORKER=0" in e.value.hint
+    v.close()
+    assert _gone(pid)  # reaped: no zombie
+    _, report, _ = _run([{"column": "speed", "between": [0, 150]}], worker=True)
+    assert report.results[0].result["unexpected_count"] == 2
+
+
+def test_interrupted_run_leaves_no_worker_behind():
+    """Ctrl-C in the middle (any exception out of the with-block) kills the worker."""
+    v = BatchValidator("demo", [{"column": "speed", "between": [0, 150]}], SCHEMA, worker=True)
+    pid = v._checks._worker.proc.pid
+    with pytest.raises(KeyboardInterrupt), v:
+        v.check_batch(_table(), 0)
+        raise KeyboardInterrupt
+    assert _gone(pid)
+
+
+def test_idle_worker_exits_when_its_parent_goes(tmp_path):
+    """A worker whose parent dies without cleaning up (SIGKILL) exits on its own."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[1])\n"
+        "from validation import worker\n"
+        "worker.prestart()\n"
+        "print(worker._idle[0].proc.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, str(Path(__file__).resolve().parent.parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pid = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30  # it may still be importing great-expectations
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z":
+                break  # exited; init reaps it
+        except OSError:
+            break
+        time.sleep(0.2)
+    else:
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the worker outlived its parent")

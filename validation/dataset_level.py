@@ -11,6 +11,8 @@ All simple aggregates (row count, min, max, mean, distinct, freshness) share one
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -24,6 +26,10 @@ from .shorthand import Expectation
 #: naive timestamps in nsdx data are local time of the zone (China Standard Time)
 NAIVE_TIMEZONE = ZoneInfo("Asia/Shanghai")
 SAMPLES = 20
+# DuckDB takes up to 80 % of the machine's memory by default; grouping a big dataset (unique)
+# would. Past this limit it spills to a temporary folder instead, so peak memory stays flat
+# whatever the dataset size.
+MEMORY_LIMIT = "256MB"
 
 Outcome = dict[str, Any]  # {"success", "result", "exception", "kwargs" (optional override)}
 
@@ -113,7 +119,14 @@ class DatasetChecks:
         if self.now.tzinfo is None:
             self.now = self.now.replace(tzinfo=NAIVE_TIMEZONE)
         self.resolve_dataset = resolve_dataset
-        self.con = duckdb.connect()
+        self._spill = tempfile.mkdtemp(prefix="nsdx-duckdb-")
+        self.con = duckdb.connect(
+            config={
+                "memory_limit": MEMORY_LIMIT,
+                "temp_directory": self._spill,
+                "preserve_insertion_order": False,
+            }
+        )
         offs, acc = [], 0
         for f, n in zip(self.files, row_counts, strict=True):
             offs.append((f, acc))
@@ -124,6 +137,7 @@ class DatasetChecks:
 
     def close(self) -> None:
         self.con.close()
+        shutil.rmtree(self._spill, ignore_errors=True)
 
     def _sql(self, body: str, *, with_rows: bool = False, params: dict | None = None) -> list:
         sql = f"WITH {_files_cte(with_rows)} {body}"

@@ -97,6 +97,11 @@ def jsonable(value: Any) -> Any:
 _context_obj: Any = None
 
 
+def warm() -> None:
+    """Import great-expectations and build the context now (a worker does it at start)."""
+    _context()
+
+
 def _context() -> Any:
     """One ephemeral data context per process (each one creates a temporary docs folder)."""
     global _context_obj

@@ -119,8 +119,9 @@ def _mask_array(arr: pa.Array | pa.ChunkedArray, kind: str, key: bytes) -> pa.Ar
         arr = arr.dictionary_decode()
     if kind == "free_text":
         return _mask_free_text(arr, key)
-    enc = _normalise(arr, kind).dictionary_encode()  # hash each distinct value once
-    return _tokens(enc.dictionary, kind, key).take(enc.indices)
+    # normalise and hash each distinct value once (values that normalise alike get one token)
+    enc = pc.cast(arr, pa.string()).dictionary_encode()
+    return _tokens(_normalise(enc.dictionary, kind), kind, key).take(enc.indices)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)

@@ -82,8 +82,13 @@ VALUEWISE = frozenset(
 DISTINCT_RATIO = 0.25  # use the distinct-value path when a column has at most n/4 values
 
 
-class BatchValidator:
-    """Validate one dataset: ``check_batch`` per record batch, then ``finish`` once."""
+class RowChecks:
+    """The great-expectations half of a validation: row-level expectations chunk by chunk,
+    then the other great-expectations expectations once over the staged files.
+
+    Built from the raw ``expectations:`` entries (so it can be built in a worker process);
+    raises :class:`ExpectationConfigError` for a ``gx:`` entry great-expectations rejects.
+    """
 
     def __init__(
         self,
@@ -93,22 +98,16 @@ class BatchValidator:
         on_invalid: str = "fail",
         file: str | None = None,
         *,
-        resolve_dataset: Callable[[str], list[str]] | None = None,
-        now: dt.datetime | None = None,
         table: str | None = None,
     ) -> None:
-        if on_invalid not in ON_INVALID:
-            raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
         self.dataset_id = dataset_id
         self.schema = schema
         self.on_invalid = on_invalid
         self.file = file
-        self.resolve_dataset = resolve_dataset
-        self.now = now
-        self.table = table
-        self.expectations = parse_expectations(
+        parsed = parse_expectations(
             expectations, schema, dataset_id=dataset_id, file=file, table=table
         )
+        self.expectations = [e for e in parsed if e.level != DATASET]
         self._classify_gx()
         self.row_exps = [e for e in self.expectations if e.level == ROW]
         self._acc = {e.index: _Acc() for e in self.row_exps}
@@ -131,8 +130,6 @@ class BatchValidator:
                     str(err), index=-1, dataset_id=dataset_id, file=file
                 ) from None
             self._suites.append((suite, exps, list(cols)))
-        self.rows = 0
-        self.quarantined = 0
         self._last: tuple[int, int, dict[str, np.ndarray]] | None = None
 
     # -- construction helpers ---------------------------------------------------------
@@ -167,44 +164,22 @@ class BatchValidator:
                     kw[k] = _temporal_bound(kw[k], t, e, self)
         return kw
 
-    # -- per batch ----------------------------------------------------------------------
-    def _to_pandas(self, batch: pa.RecordBatch) -> Any:
-        arrays, names = [], []
-        for name in self._columns:
-            col = batch.column(name)
-            if pa.types.is_dictionary(col.type):
-                col = col.dictionary_decode()
-            if pa.types.is_timestamp(col.type) and col.type.tz is not None:
-                col = col.cast(pa.timestamp(col.type.unit))  # the UTC instant, see _temporal_bound
-            arrays.append(col)
-            names.append(name)
-        df = pa.RecordBatch.from_arrays(arrays, names=names).to_pandas(date_as_object=False)
-        for name, col in zip(names, arrays, strict=True):
-            # an integer column with nulls would become float64; keep it integer (nullable)
-            if col.type in _INT_NULLABLE and col.null_count:
-                dtype = getattr(_pd(), _INT_NULLABLE[col.type] + "Dtype")()
-                df[name] = col.to_pandas(types_mapper={col.type: dtype}.get)
-        return df
-
-    def check_batch(self, batch: pa.RecordBatch, row_offset: int) -> pa.BooleanArray | None:
+    # -- per chunk ----------------------------------------------------------------------
+    def check_batch(self, batch: pa.RecordBatch | pa.Table, row_offset: int) -> pa.Array | None:
         """Run the row-level expectations on ``batch`` (rows ``row_offset+1 ...``).
 
         Returns the mask of rows that passed every row-level expectation (those without
         ``mostly``) when ``on_invalid == "quarantine_rows"``, else None.
         """
         n = batch.num_rows
-        self.rows += n
         quarantine = self.on_invalid == "quarantine_rows"
-        if not self._suites or n == 0:
-            self._last = (id(batch), n, {})
-            return pa.array(np.ones(n, dtype=bool)) if quarantine else None
         df = None
         failed_rows: dict[str, np.ndarray] = {}
-        for suite, exps, cols in self._suites:
+        for suite, exps, cols in self._suites if n else ():
             results = self._by_distinct_values(suite, exps, cols, batch, quarantine)
             if results is None:
                 if df is None:
-                    df = self._to_pandas(batch)
+                    df = _to_pandas(batch, self._columns)
                 results = suite.validate(df[cols], complete=quarantine)
             for e, res in zip(exps, results, strict=True):
                 idx = self._accumulate(e, res, row_offset)
@@ -216,7 +191,6 @@ class BatchValidator:
         valid = np.ones(n, dtype=bool)
         for idx in failed_rows.values():
             valid[idx] = False
-        self.quarantined += int(n - valid.sum())
         return pa.array(valid)
 
     def _by_distinct_values(self, suite, exps, cols, batch, quarantine: bool):
@@ -231,17 +205,13 @@ class BatchValidator:
         if len(cols) != 1 or any(e.type not in VALUEWISE for e in exps):
             return None
         n = batch.num_rows
-        col = batch.column(cols[0])
-        if pa.types.is_dictionary(col.type):
-            col = col.dictionary_decode()
+        col = _decoded(batch.column(cols[0]))
         counts = pc.value_counts(col)
         if len(counts) > n * DISTINCT_RATIO:
             return None
         values = counts.field("values")
         weights = counts.field("counts").to_numpy(zero_copy_only=False)
-        distinct = pa.record_batch([values], names=cols)
-        udf = self._to_pandas_columns(distinct, cols)
-        raw = suite.validate(udf, complete=True)
+        raw = suite.validate(_to_pandas(pa.table([values], names=cols), cols), complete=True)
         missing = int(col.null_count)
         out = []
         for res in raw:
@@ -267,14 +237,6 @@ class BatchValidator:
                 result.update(r)
             out.append({"success": res["success"], "result": result, "exception": res["exception"]})
         return out
-
-    def _to_pandas_columns(self, batch: pa.RecordBatch, cols: list[str]) -> Any:
-        saved = self._columns
-        self._columns = cols
-        try:
-            return self._to_pandas(batch)
-        finally:
-            self._columns = saved
 
     def _accumulate(self, e: Expectation, res: dict, row_offset: int) -> np.ndarray | None:
         acc = self._acc[e.index]
@@ -304,83 +266,38 @@ class BatchValidator:
             return None
         return np.asarray([int(i) for i in idx if not isinstance(i, dict)], dtype=np.int64)
 
-    def quarantine_reason(self, batch: pa.RecordBatch) -> pa.Array:
+    def quarantine_reason(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
         """Per row of the batch just checked: the failed expectations ("; "-joined), or null."""
         if self._last is None or self._last[0] != id(batch) or self._last[1] != batch.num_rows:
             raise ValueError("quarantine_reason() takes the batch last passed to check_batch()")
         n, failed = self._last[1], self._last[2]
-        reasons: list[list[str]] = [[] for _ in range(n)] if failed else []
+        if not failed:
+            return pa.nulls(n, pa.string())
+        reasons: list[list[str]] = [[] for _ in range(n)]
         for label, idx in failed.items():
             for i in idx.tolist():
                 reasons[i].append(label)
-        if not failed:
-            return pa.nulls(n, pa.string())
         return pa.array(["; ".join(r) if r else None for r in reasons], pa.string())
 
     # -- once, at the end -----------------------------------------------------------------
-    def finish(
-        self,
-        parquet_files: list[str],
-        *,
-        now: dt.datetime | None = None,
-        resolve_dataset: Callable[[str], list[str]] | None = None,
-    ) -> ValidationReport:
-        """Dataset-level expectations over the staged Parquet, merged with the batch results."""
-        import pyarrow.parquet as pq  # noqa: PLC0415
+    def finish(self, files: list[str]) -> Callable[[], dict[int, ExpectationResult]]:
+        """The results of every expectation this half runs, by index, when called."""
+        return lambda: self.results(files)
 
-        files = [str(f) for f in parquet_files]
-        counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
-        outcomes: dict[int, dict] = {}
-        ds_exps = [e for e in self.expectations if e.level == DATASET]
-        if ds_exps:
-            checks = DatasetChecks(
-                files,
-                counts,
-                now=now or self.now,
-                resolve_dataset=resolve_dataset or self.resolve_dataset,
-            )
-            try:
-                outcomes.update(checks.run(ds_exps))
-            finally:
-                checks.close()
-        for suite, _exps, _cols in self._suites:
-            suite.close()
+    def results(self, files: list[str]) -> dict[int, ExpectationResult]:
+        self.close()
+        out = {e.index: self._row_result(e) for e in self.row_exps}
         full = [e for e in self.expectations if e.level == GX_FULL]
         if full:
-            outcomes.update(self._gx_full(full, files))
-        results = []
-        for e in self.expectations:
-            if e.level == ROW:
-                results.append(self._row_result(e))
-                continue
-            o = outcomes[e.index]
-            results.append(
-                ExpectationResult(
-                    index=e.index,
-                    label=e.label,
-                    type=e.type,
-                    kwargs=o.get("kwargs", e.kwargs),
-                    level=e.level,
-                    success=bool(o["success"]),
-                    result=o["result"],
-                    exception=o.get("exception"),
-                    mostly=e.mostly,
-                    meta={**e.meta, **o.get("meta", {})},
-                )
-            )
-        staged = int(sum(counts))
-        return ValidationReport(
-            dataset_id=self.dataset_id,
-            results=results,
-            on_invalid=self.on_invalid,
-            row_count=self.rows or staged,
-            quarantined_rows=self.quarantined,
-            meta={
-                "staged_rows": staged,
-                **({"file": self.file} if self.file else {}),
-                **({"table": self.table} if self.table else {}),
-            },
-        )
+            outcomes = self._gx_full(full, files)
+            out.update({e.index: outcome_result(e, outcomes[e.index]) for e in full})
+        return out
+
+    def close(self) -> None:
+        """Forget the suites (idempotent)."""
+        for suite, _exps, _cols in self._suites:
+            suite.close()
+        self._suites = []
 
     def _row_result(self, e: Expectation) -> ExpectationResult:
         acc = self._acc[e.index]
@@ -425,7 +342,9 @@ class BatchValidator:
         )
 
     def _gx_full(self, exps: list[Expectation], files: list[str]) -> dict[int, dict]:
-        """Other (aggregate, table) GX expectations: run once on the columns they name."""
+        """Other (aggregate, table) GX expectations: run once on the columns they name.
+
+        These need whole columns in memory (great-expectations' pandas engine)."""
         import pyarrow.parquet as pq  # noqa: PLC0415
 
         cols = sorted({c for e in exps for c in e.columns})
@@ -458,13 +377,190 @@ class BatchValidator:
         return out
 
 
+class BatchValidator:
+    """Validate one dataset: ``check_batch`` per chunk, then ``finish`` once, then ``close``.
+
+    ``worker=True`` runs the great-expectations half in a worker process (not for
+    ``quarantine_rows``, which needs each chunk's verdict before writing it); the worker's
+    death is raised here as a :class:`~validation.worker.ValidationWorkerError`.
+    """
+
+    def __init__(
+        self,
+        dataset_id: str,
+        expectations: list[dict] | tuple[dict, ...],
+        schema: pa.Schema,
+        on_invalid: str = "fail",
+        file: str | None = None,
+        *,
+        resolve_dataset: Callable[[str], list[str]] | None = None,
+        now: dt.datetime | None = None,
+        table: str | None = None,
+        worker: bool = False,
+    ) -> None:
+        if on_invalid not in ON_INVALID:
+            raise ValueError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
+        self.dataset_id = dataset_id
+        self.schema = schema
+        self.on_invalid = on_invalid
+        self.file = file
+        self.resolve_dataset = resolve_dataset
+        self.now = now
+        self.table = table
+        self.expectations = parse_expectations(
+            expectations, schema, dataset_id=dataset_id, file=file, table=table
+        )
+        self._checks = self._row_checks(list(expectations), worker)
+        self.rows = 0
+        self.quarantined = 0
+
+    def _row_checks(self, raw: list[dict], worker: bool) -> Any:
+        gx_side = [e for e in self.expectations if e.level != DATASET]
+        if not gx_side:
+            return None
+        params = {
+            "dataset_id": self.dataset_id,
+            "expectations": raw,
+            "schema": self.schema,
+            "on_invalid": self.on_invalid,
+            "file": self.file,
+            "table": self.table,
+        }
+        if worker and self.on_invalid != "quarantine_rows":
+            from .worker import RemoteRowChecks  # noqa: PLC0415
+
+            columns = sorted({c for e in gx_side for c in e.columns}, key=self.schema.names.index)
+            return RemoteRowChecks(params, columns)
+        return RowChecks(**params)
+
+    def __enter__(self) -> BatchValidator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release great-expectations' suites, or the worker process (idempotent)."""
+        if self._checks is not None:
+            self._checks.close()
+
+    def check_batch(self, batch: pa.RecordBatch | pa.Table, row_offset: int) -> pa.Array | None:
+        """Run the row-level expectations on ``batch`` (rows ``row_offset+1 ...``).
+
+        Returns the mask of rows that passed every row-level expectation (those without
+        ``mostly``) when ``on_invalid == "quarantine_rows"``, else None.
+        """
+        n = batch.num_rows
+        self.rows += n
+        if self._checks is None:
+            return (
+                pa.array(np.ones(n, dtype=bool)) if self.on_invalid == "quarantine_rows" else None
+            )
+        mask = self._checks.check_batch(batch, row_offset)
+        if mask is not None and n:
+            self.quarantined += n - pc.sum(mask).as_py()
+        return mask
+
+    def quarantine_reason(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        """Per row of the batch just checked: the failed expectations ("; "-joined), or null."""
+        if self._checks is None:
+            return pa.nulls(batch.num_rows, pa.string())
+        return self._checks.quarantine_reason(batch)
+
+    # -- once, at the end -----------------------------------------------------------------
+    def finish(
+        self,
+        parquet_files: list[str],
+        *,
+        now: dt.datetime | None = None,
+        resolve_dataset: Callable[[str], list[str]] | None = None,
+    ) -> ValidationReport:
+        """Dataset-level expectations over the staged Parquet, merged with the batch results."""
+        import pyarrow.parquet as pq  # noqa: PLC0415
+
+        files = [str(f) for f in parquet_files]
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        now = now or self.now
+        # the great-expectations half finishes (maybe in its worker) while DuckDB runs here
+        gx_results = self._checks.finish(files) if self._checks else lambda: {}
+        outcomes = self._dataset_outcomes(files, counts, now, resolve_dataset)
+        by_index = gx_results()
+        results = [
+            by_index[e.index] if e.level != DATASET else outcome_result(e, outcomes[e.index])
+            for e in self.expectations
+        ]
+        staged = int(sum(counts))
+        return ValidationReport(
+            dataset_id=self.dataset_id,
+            results=results,
+            on_invalid=self.on_invalid,
+            row_count=self.rows or staged,
+            quarantined_rows=self.quarantined,
+            meta={
+                "staged_rows": staged,
+                **({"file": self.file} if self.file else {}),
+                **({"table": self.table} if self.table else {}),
+            },
+        )
+
+    def _dataset_outcomes(self, files, counts, now, resolve_dataset) -> dict[int, dict]:
+        ds_exps = [e for e in self.expectations if e.level == DATASET]
+        if not ds_exps:
+            return {}
+        checks = DatasetChecks(
+            files, counts, now=now, resolve_dataset=resolve_dataset or self.resolve_dataset
+        )
+        try:
+            return checks.run(ds_exps)
+        finally:
+            checks.close()
+
+
+def outcome_result(e: Expectation, o: dict) -> ExpectationResult:
+    """An outcome dict (success, result, exception, optional kwargs/meta) as a result."""
+    return ExpectationResult(
+        index=e.index,
+        label=e.label,
+        type=e.type,
+        kwargs=o.get("kwargs", e.kwargs),
+        level=e.level,
+        success=bool(o["success"]),
+        result=o["result"],
+        exception=o.get("exception"),
+        mostly=e.mostly,
+        meta={**e.meta, **o.get("meta", {})},
+    )
+
+
+def _decoded(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Dictionary columns as plain values; tz-aware timestamps as their naive UTC instant
+    (see _temporal_bound)."""
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_timestamp(col.type) and col.type.tz is not None:
+        col = col.cast(pa.timestamp(col.type.unit))
+    return col
+
+
+def _to_pandas(batch: pa.RecordBatch | pa.Table, columns: list[str]) -> Any:
+    """The named columns as a pandas frame (integer columns with nulls stay integer)."""
+    arrays = [_decoded(batch.column(name)) for name in columns]
+    df = pa.table(arrays, names=columns).to_pandas(date_as_object=False)
+    for name, col in zip(columns, arrays, strict=True):
+        # an integer column with nulls would become float64; keep it integer (nullable)
+        if col.type in _INT_NULLABLE and col.null_count:
+            dtype = getattr(_pd(), _INT_NULLABLE[col.type] + "Dtype")()
+            df[name] = col.to_pandas(types_mapper={col.type: dtype}.get)
+    return df
+
+
 def _pd() -> Any:
     import pandas as pd  # noqa: PLC0415
 
     return pd
 
 
-def _temporal_bound(value: str, t: pa.DataType, e: Expectation, v: BatchValidator) -> Any:
+def _temporal_bound(value: str, t: pa.DataType, e: Expectation, v: RowChecks) -> Any:
     pd = _pd()
     try:
         if pa.types.is_timestamp(t) or pa.types.is_date(t):
@@ -495,4 +591,4 @@ def _temporal_bound(value: str, t: pa.DataType, e: Expectation, v: BatchValidato
     )
 
 
-__all__ = ["BatchValidator"]
+__all__ = ["BatchValidator", "RowChecks"]

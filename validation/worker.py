@@ -1,0 +1,400 @@
+"""Row-level validation in a worker process.
+
+great-expectations takes ~2.3 s to import (GIL-bound Python) and then works on every chunk in
+pandas; the ingest process meanwhile mostly waits on Arrow (which releases the GIL). Running
+the great-expectations half (:class:`~validation.runner.RowChecks`) in a worker lets the two
+overlap on two cores, and keeps great-expectations' memory out of the ingest process.
+
+Protocol, over a socket pair with :class:`multiprocessing.connection.Connection` framing
+(the parent is trusted, messages are pickled)::
+
+    parent -> worker   ("open", params)                  build a RowChecks for one table
+                       ("chunk", offset, n) + n buffers  Arrow IPC streams of one chunk
+                       ("finish", files)                 -> ("done", {index: result})
+                       ("end",)                          forget the table; stay warm
+    worker -> parent   ("error", packed exception)       as soon as anything fails
+
+A worker serves one table at a time and is kept warm for the next one (``nsdx ingest --all``
+imports great-expectations once); an idle worker exits after :data:`IDLE_SECONDS`. The
+worker ignores SIGINT (Ctrl-C reaches the whole process group; the parent decides) and exits
+when its socket closes, so a killed parent leaves nothing behind. A worker that dies or fails
+is killed and reaped, and the parent raises :class:`ValidationWorkerError`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import ValidationPackageError
+
+IDLE_SECONDS = 60.0  # a warm worker with nothing to do exits after this long
+REUSE_SECONDS = IDLE_SECONDS / 2  # ... and the parent reuses one idle for less than this
+_ROOT = str(Path(__file__).resolve().parent.parent)
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[2]); "
+    "from validation.worker import serve; serve(int(sys.argv[1]))"
+)
+
+
+class ValidationWorkerError(ValidationPackageError):
+    """The validation worker process died or failed unexpectedly."""
+
+    transient = True
+
+
+# -- errors across the process boundary ---------------------------------------------------
+
+
+def _pack(exc: BaseException) -> tuple:
+    """An exception as plain data; ValidationPackageErrors come back as themselves."""
+    if isinstance(exc, ValidationPackageError):
+        return ("known", type(exc), exc.args, dict(vars(exc)))
+    text = "".join(traceback.format_exception(exc)).strip()
+    return ("other", f"{type(exc).__name__}: {exc}", text)
+
+
+def _unpack(packed: tuple) -> ValidationPackageError:
+    if packed[0] == "known":
+        _, cls, args, state = packed
+        exc = cls.__new__(cls)
+        Exception.__init__(exc, *args)
+        exc.__dict__.update(state)
+        return exc
+    return ValidationWorkerError(
+        f"validation failed in the worker process: {packed[1]}",
+        hint="this is a bug in nsdx or great-expectations; the traceback is in `details`",
+        details=packed[2],
+    )
+
+
+def _ipc(batch: pa.RecordBatch) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as w:
+        w.write_batch(batch)
+    return sink.getvalue()
+
+
+def _read_ipc(data: bytes) -> pa.RecordBatch:
+    return pa.ipc.open_stream(data).read_next_batch()  # zero-copy over ``data``
+
+
+# -- the worker process ---------------------------------------------------------------------
+
+
+def release_memory() -> None:
+    """Give freed memory back to the system: Arrow's pool and glibc's heap (pandas, numpy)
+    keep it otherwise (a warm worker would sit on its last chunk's pages, the pipeline on a
+    table's chunks while DuckDB checks it)."""
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def serve(fd: int) -> None:
+    """The worker's main loop (runs in the child; see the module docstring)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    from . import gx  # noqa: PLC0415
+    from .runner import RowChecks  # noqa: PLC0415
+
+    gx.warm()  # the slow import, while the parent starts reading
+    checks: RowChecks | None = None
+    failed: tuple | None = None
+    while True:
+        try:
+            if checks is None and failed is None and not conn.poll(IDLE_SECONDS):
+                return
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = msg[0]
+        try:
+            if kind == "chunk":
+                batches = [_read_ipc(conn.recv_bytes()) for _ in range(msg[2])]
+                if failed is None and checks is not None:
+                    checks.check_batch(pa.Table.from_batches(batches), msg[1])
+                del batches
+                release_memory()
+            elif kind == "open":
+                checks, failed = RowChecks(**msg[1]), None
+            elif kind == "finish":
+                if failed is None and checks is not None:
+                    conn.send(("done", checks.results(msg[1])))
+                else:
+                    conn.send(("error", failed or _pack(RuntimeError("no table is open"))))
+            elif kind == "end":
+                if checks is not None:
+                    checks.close()
+                checks, failed = None, None
+                release_memory()
+        except Exception as e:  # noqa: BLE001 — every failure goes back to the parent
+            failed = _pack(e)
+            try:
+                conn.send(("error", failed))
+            except OSError:
+                return
+            except Exception:  # noqa: BLE001 — an exception that does not pickle
+                failed = _pack(RuntimeError(str(e)))
+                conn.send(("error", failed))
+
+
+# -- the parent side ------------------------------------------------------------------------
+
+
+class _Worker:
+    """One worker process and the parent's end of its socket."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(theirs.fileno()), _ROOT],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # stdout may carry the CLI's --json output
+            )
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.idle_since = 0.0
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Kill and reap (its state is either idle or unknown)."""
+        self.conn.close()
+        self.proc.kill()
+        self.proc.wait()
+
+    def exit_status(self) -> int | None:
+        try:
+            return self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+_idle: list[_Worker] = []
+_pool_lock = threading.Lock()
+
+
+def _acquire() -> _Worker:
+    with _pool_lock:
+        while _idle:
+            w = _idle.pop()
+            if w.alive() and time.monotonic() - w.idle_since < REUSE_SECONDS:
+                return w
+            w.stop()
+    return _Worker()
+
+
+def _release(w: _Worker) -> None:
+    with _pool_lock:
+        if not _idle and w.alive():
+            w.idle_since = time.monotonic()
+            _idle.append(w)
+            return
+    w.stop()
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop the idle workers (at exit; also handy in tests)."""
+    with _pool_lock:
+        workers = list(_idle)
+        _idle.clear()
+    for w in workers:
+        w.stop()
+
+
+def prestart() -> None:
+    """Start a worker now so great-expectations is imported by the time a pipeline needs it
+    (call early, e.g. when a CLI command knows it will validate)."""
+    _release(_acquire())
+
+
+class RemoteRowChecks:
+    """:class:`~validation.runner.RowChecks` in a worker process, for ``fail`` and ``warn``.
+
+    ``check_batch`` queues the chunk and returns at once; a sender thread ships it (only the
+    ``columns`` the expectations read) while the caller goes on. Errors from the worker are
+    raised by the next call. ``close`` ends the session: the worker is kept warm after a
+    clean finish, killed otherwise.
+    """
+
+    def __init__(self, params: dict[str, Any], columns: list[str]) -> None:
+        self.columns = columns
+        self._worker = _acquire()
+        self._queue: queue.Queue = queue.Queue()
+        self._error: ValidationPackageError | None = None
+        self._done = False
+        self._send(("open", params))
+        self._thread = threading.Thread(target=self._sender, name="nsdx-validation", daemon=True)
+        self._thread.start()
+
+    # sender thread -------------------------------------------------------------------------
+    def _sender(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if self._error is not None:
+                    continue  # drain: the caller raises at its next call
+                if item[0] == "chunk":
+                    self._ship(item[1], item[2])
+                else:
+                    self._send(item)
+            except (OSError, EOFError):
+                self._error = self._died()
+            except ValidationPackageError as e:
+                self._error = e
+            except Exception as e:  # noqa: BLE001 — a bug here must not hang the caller
+                self._error = ValidationWorkerError(
+                    f"sending a chunk to the validation worker failed: {type(e).__name__}: {e}"
+                )
+            finally:
+                del item  # the chunk's memory goes as soon as it is sent
+                self._queue.task_done()
+
+    def _ship(self, chunk: pa.RecordBatch | pa.Table, offset: int) -> None:
+        part = chunk.select(self.columns)
+        batches = part.to_batches() if isinstance(part, pa.Table) else [part]
+        self._send(("chunk", offset, len(batches)))
+        for b in batches:
+            self._worker.conn.send_bytes(_ipc(b))
+        if self._worker.conn.poll():  # the worker reports a failure at once
+            self._take_reply()
+
+    # caller's side -------------------------------------------------------------------------
+    def check_batch(self, batch: pa.RecordBatch | pa.Table, row_offset: int) -> None:
+        self._raise_pending()
+        if self.columns and batch.num_rows:
+            # hand over once the previous chunk is sent: the caller then holds this chunk and
+            # the next one it gathers, never more (the worker holds the one it validates)
+            self._queue.join()
+            self._raise_pending()
+            self._queue.put(("chunk", batch, row_offset))
+
+    def finish(self, files: list[str]) -> Callable[[], dict]:
+        """Ask for the results (after the chunks still queued); the returned function waits
+        for them, so the caller can work meanwhile."""
+        self._raise_pending()
+        self._queue.put(("finish", files))
+        return self._results
+
+    def _results(self) -> dict:
+        self._stop_sender()
+        self._raise_pending()
+        try:
+            reply = self._take_reply()
+            while reply[0] != "done":  # pragma: no cover — defensive
+                reply = self._take_reply()
+        except (OSError, EOFError):
+            raise self._died() from None
+        self._done = True
+        return reply[1]
+
+    def quarantine_reason(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+        raise ValueError("quarantine_rows validates in-process (see BatchValidator)")
+
+    def close(self) -> None:
+        """End the session: keep the worker warm after a clean finish, else kill it."""
+        w = self._worker
+        if w is None:
+            return
+        if not self._done:
+            w.stop()  # interrupted or failed: its state is unknown
+        self._stop_sender()
+        self._worker = None
+        if self._done:
+            try:
+                w.conn.send(("end",))
+            except OSError:
+                w.stop()
+                return
+            _release(w)
+
+    # helpers -----------------------------------------------------------------------------
+    def _stop_sender(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _send(self, msg: tuple) -> None:
+        try:
+            self._worker.conn.send(msg)
+        except OSError:
+            raise self._died() from None
+
+    def _take_reply(self) -> tuple:
+        reply = self._worker.conn.recv()
+        if reply[0] == "error":
+            raise _unpack(reply[1])
+        return reply
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _died(self) -> ValidationWorkerError:
+        code = self._worker.exit_status()
+        if code is None:
+            how = "its connection closed"
+        elif code < 0:
+            how = f"killed by signal {signal.Signals(-code).name}"
+        else:
+            how = f"exit status {code}"
+        return ValidationWorkerError(
+            f"the validation worker process stopped unexpectedly ({how})",
+            hint="nothing was published; run the command again (if the machine ran out of "
+            "memory, free some), or set NSDX_VALIDATION_WORKER=0 to validate in-process",
+            pid=self._worker.proc.pid,
+        )
+
+
+def enabled() -> bool:
+    """Whether the pipeline validates in a worker (NSDX_VALIDATION_WORKER=0 turns it off)."""
+    return os.environ.get("NSDX_VALIDATION_WORKER", "1").strip().lower() not in ("0", "false", "no")
+
+
+def wanted(expectations: list[dict] | tuple[dict, ...], on_invalid: str) -> bool:
+    """Whether validating these expectations will use a worker (when :func:`enabled`): some
+    run through great-expectations, and ``on_invalid`` is not ``quarantine_rows``."""
+    from .shorthand import DATASET, parse_expectations  # noqa: PLC0415
+
+    if not enabled() or on_invalid == "quarantine_rows":
+        return False
+    tables = {e.get("table") for e in expectations if isinstance(e, dict)}
+    try:
+        parsed = [e for t in tables for e in parse_expectations(expectations, None, table=t)]
+    except ValidationPackageError:
+        return False  # the validator will report it
+    return any(e.level != DATASET for e in parsed)
+
+
+__all__ = [
+    "RemoteRowChecks",
+    "ValidationWorkerError",
+    "enabled",
+    "prestart",
+    "release_memory",
+    "serve",
+    "shutdown",
+    "wanted",
+]
