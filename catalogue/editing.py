@@ -304,13 +304,19 @@ class Packages:
         for k in COLUMN_EXTRAS:  # top-level fields win over extras
             if data.get(k) is not None:
                 extras[k] = data[k]
-        access = _str(extras.get("access") or "open")
+        # an update that does not name access, domain or price keeps the stored ones: a
+        # title fix must never turn restricted (sold) data into open data
+        access = _str(extras.get("access") or (None if creating else ds.access) or "open")
         if access not in ACCESS:
             errors["access"] = [f"Must be one of {', '.join(ACCESS)}"]
-        domain = _str(extras.get("domain") or DEFAULT_DOMAIN)
+        elif not creating and ds.access == "restricted" and access == "open" and not p.sysadmin:
+            errors["access"] = [
+                "Only a sysadmin can open restricted data (it is sold through the exchange)"
+            ]
+        domain = _str(extras.get("domain") or (None if creating else ds.domain) or DEFAULT_DOMAIN)
         if not re.match(r"^[a-z][a-z0-9-]*$", domain):
             errors["domain"] = ["Must be lower-case words joined by '-'"]
-        price = extras.get("price_cny")
+        price = extras.get("price_cny", None if creating else ds.price_cny)
         if price not in (None, ""):
             try:
                 price = float(price)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -267,11 +268,17 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
             )
             report = validator.finish([str(p) for p in out.files], resolve_dataset=resolve_dataset)
         quarantine.extend(q_paths)
-        _keep_report(reports_dir, spec, number, name, report)
+        kept = _keep_report(reports_dir, spec, number, name, report)
         reports[name] = report.summary()
         if not report.success:
             if spec.on_invalid == "fail":
-                raise ValidationFailed(report)
+                where = f"table {name!r}: " if table.name else ""
+                raise ValidationFailed(
+                    report,
+                    hint=f"{where}the counts are failing rows; read the report {kept} — fix "
+                    "the source, relax the expectation, or declare `on_invalid: "
+                    "quarantine_rows` / `warn` in datasets.yaml",
+                )
             warnings.extend(
                 f"{name}: {exp} failed on {n} rows"
                 for exp, n in report.failures_by_expectation.items()
@@ -279,7 +286,7 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
         outs.append(out)
         (staging / "reports").mkdir(exist_ok=True)
         (staging / "reports" / f"{name}.validation.json").write_text(
-            json.dumps(report.to_dict(), ensure_ascii=False, default=str)
+            json.dumps(_without_samples(report.to_dict()), ensure_ascii=False, default=str)
         )
     return outs, _merge_summaries(reports), warnings, quarantine
 
@@ -316,8 +323,9 @@ def _write_table(
     offset = 0
     try:
         for chunk in _chunks(table.batches):
-            if offset == 0:
-                require_declared(chunk.slice(0, PII_SAMPLE_ROWS), declared, dataset_id=spec.id)
+            # every chunk, on rows spread evenly across it: personal data late in a file
+            # must block the publish as surely as personal data on its first lines
+            require_declared(chunk, declared, dataset_id=spec.id, sample_rows=PII_SAMPLE_ROWS)
             valid = validator.check_batch(chunk, offset)
             offset += chunk.num_rows
             if valid is not None:
@@ -392,6 +400,7 @@ class _Quarantine:
         )
         if self._writer is None:
             path = self._path()
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # owner only
             self._writer = pq.ParquetWriter(path, bad.schema, compression="zstd")
             self.paths.append(str(path))
         self._writer.write_table(bad)
@@ -425,15 +434,47 @@ def _quarantine_path(reports_dir: Path | None, spec: DatasetSpec, number: int, n
     return base / f"{name}.quarantine.parquet"
 
 
-def _keep_report(reports_dir, spec, number, name, report) -> None:
-    """The provider keeps every report, including those of runs that published nothing."""
+SAMPLE_KEYS = (
+    "partial_unexpected_list",
+    "partial_unexpected_rows",
+    "partial_unexpected_counts",
+    "unexpected_list",
+    "unexpected_index_list",
+    "partial_unexpected_index_list",
+)
+
+
+def _without_samples(report: dict) -> dict:
+    """The published copy of a report: counts and verdicts, no sample values (they may be
+    personal data the published Parquet masks). The provider's own copy keeps them."""
+    out = dict(report)
+    out["results"] = [
+        {**r, "result": {k: v for k, v in (r.get("result") or {}).items() if k not in SAMPLE_KEYS}}
+        for r in report.get("results", [])
+    ]
+    return out
+
+
+def _private_file(path: Path, text: str) -> None:
+    """Write a file only its owner can read (reports and quarantined rows hold raw values)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _keep_report(reports_dir, spec, number, name, report) -> Path:
+    """The provider keeps every report, including those of runs that published nothing;
+    returns the HTML report's path."""
     base = (reports_dir or Path(".nsdx/reports")) / spec.id
     base.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (base / f"{stamp}-v{number}-{name}.json").write_text(
-        json.dumps(report.to_dict(), ensure_ascii=False, default=str)
+    _private_file(
+        base / f"{stamp}-v{number}-{name}.json",
+        json.dumps(report.to_dict(), ensure_ascii=False, default=str),
     )
-    (base / f"{stamp}-v{number}-{name}.html").write_text(report.to_html())
+    html = base / f"{stamp}-v{number}-{name}.html"
+    _private_file(html, report.to_html())
+    return html
 
 
 def _merge_summaries(reports: dict[str, dict]) -> dict:

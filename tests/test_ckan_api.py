@@ -157,7 +157,7 @@ def test_package_update_is_a_full_replace_and_patch_is_not(deployment):
     assert upd["title"] == "新标题"
     assert upd["tags"] == []  # not given: removed
     assert "title_en" not in extras(upd)
-    assert extras(upd)["domain"] == "general"
+    assert extras(upd)["domain"] == "transport"  # access, domain, price: kept unless given
     assert len(upd["resources"]) == 1  # resources not given: kept
     p = deployment.ok(
         "package_patch",
@@ -167,6 +167,41 @@ def test_package_update_is_a_full_replace_and_patch_is_not(deployment):
     assert extras(p)["a"] == "1"
     p = deployment.ok("package_patch", {"id": "nansha-bus-gps", "resources": []})
     assert p["resources"] == []
+
+
+def test_updates_never_open_restricted_data(deployment):
+    """A title fix by the provider keeps a sold dataset restricted; opening it is a
+    sysadmin's decision (found in review: an update used to reset access to open)."""
+    editor = deployment.user("editor1", org="bureau")
+    sold = {
+        **BUS,
+        "name": "ride-orders",
+        "resources": [],
+        "extras": [
+            {"key": "domain", "value": "transport"},
+            {"key": "access", "value": "restricted"},
+            {"key": "price_cny", "value": "2800"},
+        ],
+    }
+    deployment.ok("package_create", sold, token=editor)
+    upd = deployment.ok(
+        "package_update",
+        {"id": "ride-orders", "name": "ride-orders", "title": "网约车订单", "owner_org": "bureau"},
+        token=editor,
+    )
+    assert (extras(upd)["access"], extras(upd)["domain"]) == ("restricted", "transport")
+    assert float(extras(upd)["price_cny"]) == 2800
+    status, body = deployment.call(
+        "package_patch",
+        {"id": "ride-orders", "extras": [{"key": "access", "value": "open"}]},
+        token=editor,
+    )
+    assert status == 409 and body["error"]["__type"] == "Validation Error"
+    assert "Only a sysadmin can open restricted data" in body["error"]["access"][0]
+    opened = deployment.ok(
+        "package_patch", {"id": "ride-orders", "extras": [{"key": "access", "value": "open"}]}
+    )
+    assert extras(opened)["access"] == "open"
 
 
 def test_package_delete_is_soft(deployment):

@@ -38,7 +38,9 @@ PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕�
 _L = "A-HJ-NP-Z"  # plate letters: no I, no O
 # regular plate 粤A12345 (7 chars); new-energy 粤AD12345 / 粤A12345D (8 chars)
 PLATE_BODY = f"[{PROVINCES}][{_L}][·• -]?(?:[DF][{_L}0-9][0-9]{{4}}|[0-9]{{5}}[DF]|[{_L}0-9]{{4}}[{_L}0-9挂学警港澳])"
-PHONE_BODY = r"(?:\+?86[- ]?|0086[- ]?)?1[3-9][0-9]{9}"
+_D = "[0-9０-９]"  # ASCII or full-width digits (both are written in Chinese text)
+# 13812345678, 138-1234-5678, 138 1234 5678, １３８１２３４５６７８, +86 138...
+PHONE_BODY = rf"(?:\+?86[- ]?|0086[- ]?)?[1１][3-9３-９]{_D}(?:[- ]?{_D}{{4}}){{2}}"
 ID_BODY = (
     r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]"
 )
@@ -47,12 +49,12 @@ ID_BODY = (
 # A digit run right after a decimal point is the fraction of a number (coordinates such as
 # "POINT (-73.91529424 40.6)"), not a phone or ID number: '.' does not count as a boundary.
 _RE2 = {
-    "phone": f"(?:^|[^0-9A-Za-z.]){PHONE_BODY}(?:[^0-9A-Za-z]|$)",
+    "phone": f"(?:^|[^0-9０-９A-Za-z.]){PHONE_BODY}(?:[^0-9０-９A-Za-z]|$)",
     "id_card": f"(?:^|[^0-9A-Za-z.]){ID_BODY}(?:[^0-9A-Za-z]|$)",
     "plate": f"{PLATE_BODY}(?:[^0-9A-Za-z]|$)",
 }
 _PY = {
-    "phone": re.compile(f"(?<![0-9A-Za-z+.]){PHONE_BODY}(?![0-9A-Za-z])"),
+    "phone": re.compile(f"(?<![0-9０-９A-Za-z+.]){PHONE_BODY}(?![0-9０-９A-Za-z])"),
     "id_card": re.compile(f"(?<![0-9A-Za-z.]){ID_BODY}(?![0-9A-Za-z])"),
     "plate": re.compile(f"{PLATE_BODY}(?![0-9A-Za-z])"),
 }
