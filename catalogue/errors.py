@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+from validation.errors import NsdxError
 
-class CatalogueError(Exception):
-    transient = False
+
+class CatalogueError(NsdxError):
+    """Base class of everything the catalogue package raises on purpose."""
+
     status = 400  # HTTP status when surfaced through an API
 
-    def __init__(self, message: str, *, hint: str | None = None, **fields: object) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.fields = fields
-
-    def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
-
     def to_dict(self) -> dict:
-        return {
-            "error": type(self).__name__,
-            "message": self.message,
-            "hint": self.hint,
-            **{k: v for k, v in self.fields.items() if v is not None},
-        }
+        # the catalogue's error shape has no "transient" (the query API adds it last itself)
+        d = super().to_dict()
+        del d["transient"]
+        return d
 
 
 class DatabaseError(CatalogueError):

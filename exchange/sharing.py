@@ -45,9 +45,9 @@ from sqlalchemy.orm import Session
 
 from catalogue.models import Dataset, Organization, Resource, Version
 
-from .actors import BUYER_ROLES, Actor
+from .actors import Actor
 from .context import Exchange
-from .errors import InvalidRequest, InvalidState
+from .errors import InvalidRequest
 from .models import Delivery, Grant, Order
 
 TOKEN_PREFIX = "dsp1"
@@ -310,22 +310,13 @@ def issue_profile(
     if days is not None and days <= 0:
         raise InvalidRequest("days must be positive")
     with ex.ledger.transaction() as s:
-        order = trade._order(s, order_id)
-        (buyer,) = trade._names(s, order.buyer_id)
-        actor.require(buyer, BUYER_ROLES, "get a Delta Sharing profile for this order")
-        if order.status not in ("granted", "delivered"):
-            raise InvalidState(
-                f"order {order.id} is {order.status}; Delta Sharing needs an access grant",
-                hint="the seller grants access after payment",
-            )
-        g = s.scalars(
-            select(Grant)
-            .where(Grant.order_id == order.id, Grant.revoked.is_(False))
-            .order_by(Grant.created.desc())
-        ).first()
-        now = _now()
-        if g is None or g.expires <= now:
-            raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
+        order, g, now = trade._granted_order(
+            s,
+            actor,
+            order_id,
+            what="get a Delta Sharing profile for this order",
+            needs="Delta Sharing needs",
+        )
         expires = g.expires if days is None else min(g.expires, now + timedelta(days=days))
         expires = expires.replace(microsecond=0)
         token = make_token(ex, g.id, expires)

@@ -595,28 +595,45 @@ def _version_keys(s: Session, dataset_id: str, number: int | None) -> tuple[int,
     return n, keys
 
 
+def _granted_order(
+    s: Session, actor: Actor, order_id: str, *, what: str, needs: str
+) -> tuple[Order, Grant, datetime]:
+    """For a buyer's step on a granted order: the order, its newest live access grant and the
+    time the grant was checked at. ``what`` names the step for the role check ("take delivery
+    of this order"); ``needs`` starts the refusal "… an access grant" ("deliveries need")."""
+    order = _order(s, order_id)
+    (buyer,) = _names(s, order.buyer_id)
+    actor.require(buyer, BUYER_ROLES, what)
+    if order.status not in ("granted", "delivered"):
+        raise InvalidState(
+            f"order {order.id} is {order.status}; {needs} an access grant",
+            hint="the seller grants access after payment",
+        )
+    g = s.scalars(
+        select(Grant)
+        .where(Grant.order_id == order.id, Grant.revoked.is_(False))
+        .order_by(Grant.created.desc())
+    ).first()
+    now = _now()
+    if g is None or g.expires <= now:
+        raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
+    if g.starts > now:
+        raise InvalidState(
+            f"the access grant of order {order.id} starts at {g.starts.isoformat()}Z",
+            hint="deliveries open when the grant's term starts",
+        )
+    return order, g, now
+
+
 def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int = 3600) -> dict:
     """Hand the buyer presigned URLs to the granted version's files (valid for
     ``expires_seconds``, never beyond the grant)."""
     if ex.store is None:
         raise InvalidRequest("no object store configured for deliveries")
     with ex.ledger.transaction() as s:
-        order = _order(s, order_id)
-        (buyer,) = _names(s, order.buyer_id)
-        actor.require(buyer, BUYER_ROLES, "take delivery of this order")
-        if order.status not in ("granted", "delivered"):
-            raise InvalidState(
-                f"order {order.id} is {order.status}; deliveries need an access grant",
-                hint="the seller grants access after payment",
-            )
-        g = s.scalars(
-            select(Grant)
-            .where(Grant.order_id == order.id, Grant.revoked.is_(False))
-            .order_by(Grant.created.desc())
-        ).first()
-        now = _now()
-        if g is None or g.expires <= now:
-            raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
+        order, g, now = _granted_order(
+            s, actor, order_id, what="take delivery of this order", needs="deliveries need"
+        )
         seconds = int(min(expires_seconds, (g.expires - now).total_seconds()))
         version, keys = _version_keys(s, order.dataset_id, g.version)
         urls = [{"key": k, "url": ex.store.presign(k, seconds)} for k in keys]

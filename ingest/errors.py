@@ -6,29 +6,11 @@ Every error carries a ``hint`` (what the user should do next) and a ``transient`
 
 from __future__ import annotations
 
+from validation.errors import NsdxError
 
-class IngestError(Exception):
+
+class IngestError(NsdxError):
     """Base class of everything the ingest package raises on purpose."""
-
-    transient = False
-
-    def __init__(self, message: str, *, hint: str | None = None, **fields: object) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.fields = fields
-
-    def __str__(self) -> str:
-        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
-
-    def to_dict(self) -> dict:
-        return {
-            "error": type(self).__name__,
-            "message": self.message,
-            "hint": self.hint,
-            "transient": self.transient,
-            **{k: v for k, v in self.fields.items() if v is not None},
-        }
 
 
 class ConfigError(IngestError):

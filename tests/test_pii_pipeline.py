@@ -70,3 +70,22 @@ def test_published_report_has_no_sample_values_and_private_copies_are_600(tmp_pa
     kept = sorted((tmp_path / "reports" / "notes").glob("*.json"))
     assert "粤B99999" in kept[0].read_text(encoding="utf-8")  # the provider sees its rows
     assert os.stat(kept[0]).st_mode & 0o777 == 0o600
+
+
+def test_restricted_entries_show_no_storage_locations(tmp_path):
+    """Found in review: CKAN, DCAT and Croissant showed the files of sold data."""
+    from catalogue.dcat import croissant, dataset_jsonld, schema_org
+
+    csv = tmp_path / "orders.csv"
+    csv.write_text("order_id,fare_cny\nA1,32.5\nA2,18.0\n", encoding="utf-8")
+    spec = spec_for(tmp_path, csv, "    access: restricted\n    price_cny: 2800\n")
+    cat, store = Catalogue(f"sqlite:///{tmp_path / 'c.db'}"), LocalStore(tmp_path / "o")
+    publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "reports")
+    pkg = cat.package("notes")
+    site = "https://data.nansha.example"
+    for doc in (pkg, dataset_jsonld(pkg, site), schema_org(pkg, site), croissant(pkg, site)):
+        text = json.dumps(doc, ensure_ascii=False)
+        assert "file://" not in text and str(tmp_path) not in text, text[:500]
+    assert pkg["resources"][0]["url"] == ""
+    assert pkg["nsdx"]["row_count"] == 2  # the facts stay: size, rows, schema, checksums
+    assert pkg["resources"][0]["nsdx_files"][0]["sha256"]

@@ -6,32 +6,34 @@ plain values (lists of dicts, pyarrow objects, strings). great-expectations is i
 :mod:`validation.gx`, lazily.
 """
 
-from .errors import (
-    ExpectationConfigError,
-    PiiPolicyError,
-    UndeclaredPersonalData,
-    ValidationFailed,
-    ValidationPackageError,
-)
-from .pii import PiiFinding, check_policy, detect, mask_batch, mask_value
-from .report import ExpectationResult, ValidationReport
-from .runner import BatchValidator
-from .shorthand import Expectation, parse_expectations
+from __future__ import annotations
 
-__all__ = [
-    "BatchValidator",
-    "Expectation",
-    "ExpectationConfigError",
-    "ExpectationResult",
-    "PiiFinding",
-    "PiiPolicyError",
-    "UndeclaredPersonalData",
-    "ValidationFailed",
-    "ValidationPackageError",
-    "ValidationReport",
-    "check_policy",
-    "detect",
-    "mask_batch",
-    "mask_value",
-    "parse_expectations",
-]
+import importlib
+
+# name -> module; imported on first use, so that ``import validation.errors`` (which every
+# package does for :class:`~validation.errors.NsdxError`) does not pull in pyarrow and numpy
+_EXPORTS = {
+    "ExpectationConfigError": "validation.errors",
+    "NsdxError": "validation.errors",
+    "PiiPolicyError": "validation.errors",
+    "UndeclaredPersonalData": "validation.errors",
+    "ValidationFailed": "validation.errors",
+    "ValidationPackageError": "validation.errors",
+    "PiiFinding": "validation.pii",
+    "check_policy": "validation.pii",
+    "detect": "validation.pii",
+    "mask_batch": "validation.pii",
+    "mask_value": "validation.pii",
+    "ExpectationResult": "validation.report",
+    "ValidationReport": "validation.report",
+    "BatchValidator": "validation.runner",
+    "Expectation": "validation.shorthand",
+    "parse_expectations": "validation.shorthand",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'validation' has no attribute {name!r}")

@@ -1,8 +1,14 @@
-"""Errors raised by the validation package.
+"""Errors raised by the validation package, and :class:`NsdxError`, the base of every error
+nsdx raises on purpose.
 
-Each carries structured fields, a ``hint`` (what to do next) and a ``transient`` flag (whether
-retrying the same command may succeed), like the ingest errors — but this package is the lowest
-layer, so it defines its own base class instead of importing ``ingest.errors``.
+``NsdxError`` lives here because validation is the lowest layer (see the import-linter
+contract in pyproject.toml): every other package may import it, and this one imports none of
+them. Each package keeps its own thin base class (``ValidationPackageError`` here,
+``IngestError``, ``CatalogueError``, ``ExchangeError``), so callers can catch one package's
+errors or, with ``NsdxError``, all of them (as the CLI does).
+
+Each error carries structured fields, a ``hint`` (what to do next) and a ``transient`` flag
+(whether retrying the same command may succeed), following dlt's terminal/transient split.
 """
 
 from __future__ import annotations
@@ -10,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 
-class ValidationPackageError(Exception):
-    """Base class of everything the validation package raises on purpose."""
+class NsdxError(Exception):
+    """Base class of every error nsdx raises on purpose: a message, a hint, structured fields."""
 
     transient = False
 
@@ -32,6 +38,10 @@ class ValidationPackageError(Exception):
             "transient": self.transient,
             **{k: v for k, v in self.fields.items() if v is not None},
         }
+
+
+class ValidationPackageError(NsdxError):
+    """Base class of everything the validation package raises on purpose."""
 
 
 class ExpectationConfigError(ValidationPackageError):

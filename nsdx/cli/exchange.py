@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -53,6 +54,12 @@ def _actor(ex, as_org: str | None, user: str | None, *, write: bool = True):
     return Actor.auditor_("cli")
 
 
+def _ex_actor(as_org: str | None, user: str | None, *, write: bool = True):
+    """The exchange core and who acts in it (see :func:`_actor`)."""
+    ex = _ex()
+    return ex, _actor(ex, as_org, user, write=write)
+
+
 def _note_key(ex) -> None:
     if ex.signer.generated:
         click.secho(
@@ -74,6 +81,16 @@ def _out(result: dict, as_json: bool, line: str) -> None:
             f"  ledger entry {r['index']} ({r['entry']['type']}), checkpoint size {r['tree_size']}, "
             f"leaf {r['leaf_hash']}"
         )
+
+
+def _rows_out(
+    rows: list[dict], as_json: bool, headers: list[str], cells: Callable[[dict], tuple]
+) -> None:
+    """A listing: ``rows`` as JSON, or a table with the line ``cells(row)`` for each row."""
+    if as_json:
+        echo_json(rows)
+        return
+    table([cells(r) for r in rows], headers)
 
 
 @click.group()
@@ -125,10 +142,10 @@ def enterprise_register(
     """Register or update ORG's enterprise profile."""
     from exchange import trade
 
-    ex = _ex()
+    ex, actor = _ex_actor(as_org or org, user)
     r = trade.register_enterprise(
         ex,
-        _actor(ex, as_org or org, user),
+        actor,
         org,
         credit_code_=credit_code,
         legal_name=legal_name,
@@ -153,23 +170,18 @@ def enterprise_list(as_org, user, as_json):
     """Enterprise profiles (contact details only for your own organisation or auditors)."""
     from exchange import trade
 
-    ex = _ex()
-    rows = trade.list_enterprises(ex, _actor(ex, as_org, user, write=False))
-    if as_json:
-        echo_json(rows)
-        return
-    table(
-        [
-            (
-                r["org"],
-                r["credit_code"],
-                r["legal_name"],
-                r["corporate_group"] or "-",
-                "yes" if r["in_nansha"] else "no",
-            )
-            for r in rows
-        ],
+    ex, actor = _ex_actor(as_org, user, write=False)
+    _rows_out(
+        trade.list_enterprises(ex, actor),
+        as_json,
         ["org", "credit code", "name", "group", "in Nansha"],
+        lambda r: (
+            r["org"],
+            r["credit_code"],
+            r["legal_name"],
+            r["corporate_group"] or "-",
+            "yes" if r["in_nansha"] else "no",
+        ),
     )
 
 
@@ -214,10 +226,10 @@ def offer(
     """Offer DATASET for sale (seller: the dataset's organisation)."""
     from exchange import trade
 
-    ex = _ex()
+    ex, actor = _ex_actor(as_org, user)
     r = trade.create_offer(
         ex,
-        _actor(ex, as_org, user),
+        actor,
         dataset,
         price=price,
         version=version,
@@ -242,8 +254,8 @@ def withdraw(offer_id, as_org, user, as_json):
     """Withdraw an open offer (seller)."""
     from exchange import trade
 
-    ex = _ex()
-    r = trade.withdraw_offer(ex, _actor(ex, as_org, user), offer_id)
+    ex, actor = _ex_actor(as_org, user)
+    r = trade.withdraw_offer(ex, actor, offer_id)
     _out(r, as_json, f"✓ offer {offer_id} withdrawn")
 
 
@@ -255,26 +267,10 @@ def offers(dataset, as_org, user, as_json):
     """List offers."""
     from exchange import trade
 
-    ex = _ex()
-    rows = trade.list_offers(ex, _actor(ex, as_org, user, write=False), dataset=dataset)
-    if as_json:
-        echo_json(rows)
-        return
-    table(
-        [
-            (
-                o["id"],
-                o["dataset"],
-                o["seller"],
-                o["price_cny"],
-                o["version_mode"],
-                f"{o['term_start']}..{o['term_end']}",
-                o["delivery_mode"],
-                "yes" if o["cross_border"] else "no",
-                o["status"],
-            )
-            for o in rows
-        ],
+    ex, actor = _ex_actor(as_org, user, write=False)
+    _rows_out(
+        trade.list_offers(ex, actor, dataset=dataset),
+        as_json,
         [
             "offer",
             "dataset",
@@ -286,6 +282,17 @@ def offers(dataset, as_org, user, as_json):
             "cross-border",
             "status",
         ],
+        lambda o: (
+            o["id"],
+            o["dataset"],
+            o["seller"],
+            o["price_cny"],
+            o["version_mode"],
+            f"{o['term_start']}..{o['term_end']}",
+            o["delivery_mode"],
+            "yes" if o["cross_border"] else "no",
+            o["status"],
+        ),
     )
 
 
@@ -304,10 +311,10 @@ def order(offer_id, buyer, amount, contract_no, other_support, on, as_org, user,
     """Order an offer for --buyer (buyer)."""
     from exchange import trade
 
-    ex = _ex()
+    ex, actor = _ex_actor(as_org or buyer, user)
     r = trade.place_order(
         ex,
-        _actor(ex, as_org or buyer, user),
+        actor,
         offer_id,
         buyer=buyer,
         amount=amount,
@@ -330,9 +337,9 @@ def pay(order_id, amount, reference, paid_on, as_org, user, as_json):
     """Confirm payment of an order (seller or exchange operator)."""
     from exchange import trade
 
-    ex = _ex()
+    ex, actor = _ex_actor(as_org, user)
     r = trade.confirm_payment(
-        ex, _actor(ex, as_org, user), order_id, amount=amount, reference=reference, paid_on=paid_on
+        ex, actor, order_id, amount=amount, reference=reference, paid_on=paid_on
     )
     _out(r, as_json, f"✓ order {order_id} paid on {r['paid_on']}")
 
@@ -346,8 +353,8 @@ def grant(order_id, days, as_org, user, as_json):
     """Grant the buyer access after payment (seller)."""
     from exchange import trade
 
-    ex = _ex()
-    r = trade.grant_access(ex, _actor(ex, as_org, user), order_id, days=days)
+    ex, actor = _ex_actor(as_org, user)
+    r = trade.grant_access(ex, actor, order_id, days=days)
     _out(r, as_json, f"✓ order {order_id}: access until {r['grant_expires']}")
 
 
@@ -367,8 +374,8 @@ def deliver_cmd(order_id, expires_seconds, as_org, user, as_json):
     """Get presigned URLs to the granted data (buyer)."""
     from exchange import trade
 
-    ex = _ex()
-    r = trade.deliver(ex, _actor(ex, as_org, user), order_id, expires_seconds=expires_seconds)
+    ex, actor = _ex_actor(as_org, user)
+    r = trade.deliver(ex, actor, order_id, expires_seconds=expires_seconds)
     if as_json:
         echo_json(r)
         return
@@ -405,8 +412,8 @@ def profile_cmd(order_id, endpoint, out, days, as_org, user, as_json):
 
     from exchange import sharing
 
-    ex = _ex()
-    r = sharing.issue_profile(ex, _actor(ex, as_org, user), order_id, endpoint=endpoint, days=days)
+    ex, actor = _ex_actor(as_org, user)
+    r = sharing.issue_profile(ex, actor, order_id, endpoint=endpoint, days=days)
     text = json.dumps(r["profile"], indent=2) + "\n"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -438,10 +445,8 @@ def refund_cmd(order_id, amount, reason, on, as_org, user, as_json):
     """Refund a paid order and revoke its access (seller)."""
     from exchange import trade
 
-    ex = _ex()
-    r = trade.refund(
-        ex, _actor(ex, as_org, user), order_id, amount=amount, reason=reason, refunded_on=on
-    )
+    ex, actor = _ex_actor(as_org, user)
+    r = trade.refund(ex, actor, order_id, amount=amount, reason=reason, refunded_on=on)
     _out(r, as_json, f"✓ order {order_id} refunded")
 
 
@@ -453,26 +458,21 @@ def orders(status, as_org, user, as_json):
     """List orders (your organisation's; all for auditors and the CLI operator)."""
     from exchange import trade
 
-    ex = _ex()
-    rows = trade.list_orders(ex, _actor(ex, as_org, user, write=False), status=status)
-    if as_json:
-        echo_json(rows)
-        return
-    table(
-        [
-            (
-                o["id"],
-                o["dataset"],
-                o["seller"],
-                o["buyer"],
-                o["amount_cny"],
-                o["status"],
-                o["paid_on"] or "-",
-                o["ledger_index"],
-            )
-            for o in rows
-        ],
+    ex, actor = _ex_actor(as_org, user, write=False)
+    _rows_out(
+        trade.list_orders(ex, actor, status=status),
+        as_json,
         ["order", "dataset", "seller", "buyer", "amount ¥", "status", "paid on", "ledger"],
+        lambda o: (
+            o["id"],
+            o["dataset"],
+            o["seller"],
+            o["buyer"],
+            o["amount_cny"],
+            o["status"],
+            o["paid_on"] or "-",
+            o["ledger_index"],
+        ),
     )
 
 
@@ -484,8 +484,8 @@ def show(order_id, as_org, user, as_json):
     """One order."""
     from exchange import trade
 
-    ex = _ex()
-    r = trade.get_order(ex, _actor(ex, as_org, user, write=False), order_id)
+    ex, actor = _ex_actor(as_org, user, write=False)
+    r = trade.get_order(ex, actor, order_id)
     if as_json:
         echo_json(r)
         return
