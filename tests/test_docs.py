@@ -68,3 +68,17 @@ def test_help_answers_fast_without_heavy_imports():
     )
     # a figure for whoever runs with -rP, not an assertion on time
     print(f"nsdx --help took {time.perf_counter() - t0:.3f} s")
+
+
+def test_unexpected_errors_are_one_line_not_a_traceback(tmp_path):
+    """A bug or an unexpected state shows one line and exit code 2 (NSDX_DEBUG=1: traceback)."""
+    import os
+
+    # a database URL whose driver is not installed fails in a way nsdx does not expect
+    env = {**os.environ, "NSDX_HOME": str(tmp_path), "NSDX_DATABASE_URL": "mysql://n@127.0.0.1:1/x"}
+    nsdx = str(Path(sys.executable).parent / "nsdx")
+    proc = subprocess.run([nsdx, "datasets", "list"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Error: unexpected ModuleNotFoundError")
+    assert "NSDX_DEBUG=1" in proc.stderr

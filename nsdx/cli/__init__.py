@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 
 import click
@@ -121,4 +122,13 @@ def main() -> None:
     except Exception as e:
         if isinstance(e, _known_errors()):
             fail(e, as_json="--json" in sys.argv)
-        raise
+        if os.environ.get("NSDX_DEBUG"):
+            raise
+        # a bug, or a state nsdx does not expect: one line, not a traceback
+        click.secho(f"Error: unexpected {type(e).__name__}: {e}", fg="red", err=True)
+        click.echo(
+            "  hint: this is likely a bug; run again with NSDX_DEBUG=1 for the traceback and "
+            "report it (for ledger commands, run `nsdx audit verify` first)",
+            err=True,
+        )
+        sys.exit(2)
