@@ -541,20 +541,36 @@ def audit() -> None:
     help="A signed checkpoint kept outside the database (repeatable).",
 )
 @click.option("--pubkey", default=None, help="Verifier key (default: this deployment's).")
+@click.option(
+    "--state",
+    "state_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where the last verified checkpoint is remembered (default: "
+    "$NSDX_HOME/audit/verified-checkpoint.txt; keep it off the database host).",
+)
 @json_option
-def verify(checkpoint_files, pubkey, as_json):
+def verify(checkpoint_files, pubkey, state_file, as_json):
     """Recompute the tree from the database and check it against the signed checkpoints.
 
-    Exits 1 and names the first entry that differs when anything was changed or removed.
+    Exits 1 and names the first entry that differs when anything was changed. Removal of
+    the newest entries (with their checkpoints) is caught against a checkpoint kept outside
+    the database: the one given with --checkpoint, and the one this command remembers from
+    its last successful run (--state), as a transparency-log monitor does.
     """
     from exchange.ledger.verify import verify_ledger
 
     ex = _ex()
-    res = verify_ledger(
-        ex.ledger,
-        pubkey or ex.signer.verifier_key,
-        external_checkpoints=[Path(p).read_text(encoding="utf-8") for p in checkpoint_files],
-    )
+    state = Path(state_file) if state_file else ex.home / "audit" / "verified-checkpoint.txt"
+    external = [Path(p).read_text(encoding="utf-8") for p in checkpoint_files]
+    if state.exists():
+        external.append(state.read_text(encoding="utf-8"))
+    res = verify_ledger(ex.ledger, pubkey or ex.signer.verifier_key, external_checkpoints=external)
+    if res.ok:
+        latest = ex.ledger.latest_checkpoint()
+        if latest is not None:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text(latest.note, encoding="utf-8")
     if as_json:
         echo_json(res.to_dict())
     elif res.ok:
