@@ -21,7 +21,7 @@ from catalogue.models import Dataset
 from . import credit_code, trade
 from .actors import Actor
 from .context import Exchange
-from .errors import ExchangeError
+from .errors import ExchangeError, InvalidState
 from .models import Order
 
 MARK = "NSDX-DEMO-"
@@ -84,11 +84,21 @@ def already_done(ex: Exchange) -> bool:
         )
 
 
-def run_demo(ex: Exchange, *, year: int | None = None) -> dict:
-    """Record the sample activity for ``year`` (default: last year, so every date is past)."""
+def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> dict:
+    """Record the sample activity for ``year`` (default: last year, so every date is past).
+
+    Ledger entries can never be removed, so the demo refuses a ledger that already holds
+    real activity unless ``force`` is given."""
     y = year or date.today().year - 1
     if already_done(ex):
         return {"skipped": True, "year": y, "ledger_size": ex.ledger.head_size()}
+    if ex.ledger.head_size() and not force:
+        raise InvalidState(
+            f"the exchange ledger already holds {ex.ledger.head_size()} entries; the demo's "
+            "sample trades would stay in it for ever and count for rewards",
+            hint="run the demo on a fresh deployment (another NSDX_HOME / NSDX_DATABASE_URL), "
+            "or pass --force if this deployment is only a demonstration",
+        )
     for org, name, div, o8, group, rep, addr, phone, nansha, auth in FIRMS:
         trade.register_enterprise(
             ex,

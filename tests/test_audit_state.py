@@ -25,3 +25,18 @@ def test_tail_deletion_is_caught_on_the_next_verify(nsdx_env):
     assert proc.returncode == 1
     assert "first entry that differs is 30" in proc.stderr
     assert "entries from 30 on were removed" in proc.stderr
+
+
+def test_demo_refuses_a_ledger_with_real_activity(nsdx_env):
+    """Found in review: the demo's sample trades are permanent and count for rewards."""
+    from nsdx.cli.exchange import _ex
+
+    ex = _ex()  # the same Exchange the CLI builds, on this test's NSDX_HOME
+    ex.ledger.append_event("exchange.opened", {"by": "nansha-data-exchange"})  # real activity
+    proc = run_cli("exchange", "demo", env=nsdx_env, check=False)
+    assert proc.returncode == 1
+    assert "the exchange ledger already holds 1 entries" in proc.stderr
+    assert "--force" in proc.stderr
+    run_cli("exchange", "demo", "--force", env=nsdx_env)
+    again = run_cli("exchange", "demo", env=nsdx_env)
+    assert again.stdout.startswith("exchange demo already recorded")

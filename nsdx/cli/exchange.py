@@ -497,13 +497,18 @@ def show(order_id, as_org, user, as_json):
 @click.option(
     "--year", type=int, default=None, help="Year of the sample trades (default: this year)."
 )
+@click.option("--force", is_flag=True, help="Record the demo even if the ledger holds entries.")
 @json_option
-def demo(year, as_json):
-    """Record a sample of exchange activity over the demo datasets (idempotent)."""
+def demo(year, force, as_json):
+    """Record a sample of exchange activity over the demo datasets (idempotent).
+
+    Only for demonstration deployments: ledger entries can never be removed, so it refuses a
+    ledger that already holds other activity unless --force is given.
+    """
     from exchange.demo import run_demo
 
     ex = _ex()
-    r = run_demo(ex, year=year)
+    r = run_demo(ex, year=year, force=force)
     _note_key(ex)
     if as_json:
         echo_json(r)
