@@ -189,3 +189,25 @@ def test_unknown_dataset_and_bad_sql_errors(nsdx_env, tmp_path, samples_dir):
     assert proc.returncode == 1 and "query failed" in proc.stderr
     proc = run_cli("datasets", "show", "nope", env=nsdx_env, check=False)
     assert proc.returncode == 1 and "dataset 'nope' not found" in proc.stderr
+
+
+def test_show_after_a_failed_first_ingest_points_at_the_report(tmp_path, nsdx_env):
+    csv = tmp_path / "gps.csv"
+    csv.write_text("bus,speed_kmh\nB1,30\nB2,400\n", encoding="utf-8")
+    Path(nsdx_env["NSDX_DATASETS"]).write_text(
+        f"""datasets:
+  - id: gps
+    title: GPS
+    domain: transport
+    organization: nansha-bus-company
+    source: {{path: {csv}, format: csv}}
+    expectations:
+      - {{column: speed_kmh, between: [0, 150]}}
+""",
+        encoding="utf-8",
+    )
+    assert run_cli("ingest", "gps", env=nsdx_env, check=False).returncode == 1
+    proc = run_cli("datasets", "show", "gps", env=nsdx_env, check=False)
+    assert proc.returncode == 1
+    assert "is declared in" in proc.stderr and "but not published yet" in proc.stderr
+    assert "its last ingest failed: read " in proc.stderr and ".html" in proc.stderr

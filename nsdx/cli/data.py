@@ -200,7 +200,13 @@ def datasets_list(as_json: bool, declared: bool) -> None:
 @json_option
 def datasets_show(name: str, as_json: bool) -> None:
     """One dataset: metadata, versions, tables, schema and quality."""
-    p = _nx().dataset(name)
+    from catalogue.errors import DatasetNotFound
+
+    nx = _nx()
+    try:
+        p = nx.dataset(name)
+    except DatasetNotFound as e:
+        _explain_unpublished(nx, name, e)
     if as_json:
         echo_json(p)
         return
@@ -239,6 +245,28 @@ def datasets_show(name: str, as_json: bool) -> None:
             bold=True,
         )
         table([(c["name"], c["type"]) for c in r["nsdx_schema"]], ["column", "type"])
+
+
+def _explain_unpublished(nx, name: str, err) -> None:
+    """A dataset declared in datasets.yaml but never published: say where its reports are."""
+    from catalogue.errors import NotPublished
+    from ingest.errors import IngestError
+
+    try:
+        declared = any(s.id == name for s in nx.specs())
+    except IngestError:
+        declared = False
+    if not declared:
+        raise err
+    reports = sorted((nx.reports_dir / name).glob("*.html"))
+    raise NotPublished(
+        f"dataset {name!r} is declared in {nx.settings.datasets_path} but not published yet",
+        hint=(
+            f"its last ingest failed: read {reports[-1]}"
+            if reports
+            else f"run `nsdx ingest {name}`"
+        ),
+    )
 
 
 @click.command()
