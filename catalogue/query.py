@@ -82,8 +82,8 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, *, max_rows: int | None 
     try:
         rel = con.execute(sql)
         if max_rows is None:
-            return rel.fetch_arrow_table()
-        reader = rel.fetch_record_batch(min(max_rows, 100_000))
+            return rel.to_arrow_table()
+        reader = rel.to_arrow_reader(min(max_rows, 100_000))
         import pyarrow as pa
 
         batches, n = [], 0
