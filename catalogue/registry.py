@@ -7,7 +7,6 @@ they all render.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
@@ -326,7 +325,3 @@ def _json(v) -> str:
     import json
 
     return json.dumps(v, ensure_ascii=False, default=str)
-
-
-def tags_of(packages: Iterable[dict]) -> list[str]:
-    return sorted({t["name"] for p in packages for t in p["tags"]})

@@ -32,6 +32,7 @@ from .errors import (
     OfferNotFound,
     OrderNotFound,
 )
+from .grants import LIVE_ORDER_STATES
 from .ledger.store import Appended
 from .models import Delivery, Enterprise, Grant, Offer, Order, Payment, Refund
 from .money import cny, to_fen
@@ -604,7 +605,7 @@ def _granted_order(
     order = _order(s, order_id)
     (buyer,) = _names(s, order.buyer_id)
     actor.require(buyer, BUYER_ROLES, what)
-    if order.status not in ("granted", "delivered"):
+    if order.status not in LIVE_ORDER_STATES:
         raise InvalidState(
             f"order {order.id} is {order.status}; {needs} an access grant",
             hint="the seller grants access after payment",

@@ -55,6 +55,24 @@ def ingest_all(env) -> dict:
     return json.loads(out.stdout)
 
 
+def declare_speeding_bus(tmp_path: Path, env: dict, rows: str) -> None:
+    """A one-dataset datasets.yaml: bus speeds that must lie in [0, 150] km/h."""
+    csv = tmp_path / "gps.csv"
+    csv.write_text(rows, encoding="utf-8")
+    Path(env["NSDX_DATASETS"]).write_text(
+        f"""datasets:
+  - id: gps
+    title: GPS
+    domain: transport
+    organization: nansha-bus-company
+    source: {{path: {csv}, format: csv}}
+    expectations:
+      - {{column: speed_kmh, between: [0, 150]}}
+""",
+        encoding="utf-8",
+    )
+
+
 def test_ingest_everything_then_query_then_rerun(deployment):
     env = deployment
     first = ingest_all(env)
@@ -148,20 +166,7 @@ def test_bad_data_publishes_nothing_and_says_where(tmp_path, nsdx_env):
 
 
 def test_failed_expectation_publishes_nothing_and_keeps_report(tmp_path, nsdx_env):
-    csv = tmp_path / "gps.csv"
-    csv.write_text("bus,speed_kmh\nB1,30\nB2,400\nB3,20\n", encoding="utf-8")
-    Path(nsdx_env["NSDX_DATASETS"]).write_text(
-        f"""datasets:
-  - id: gps
-    title: GPS
-    domain: transport
-    organization: nansha-bus-company
-    source: {{path: {csv}, format: csv}}
-    expectations:
-      - {{column: speed_kmh, between: [0, 150]}}
-""",
-        encoding="utf-8",
-    )
+    declare_speeding_bus(tmp_path, nsdx_env, "bus,speed_kmh\nB1,30\nB2,400\nB3,20\n")
     proc = run_cli("ingest", "gps", "--json", env=nsdx_env, check=False)
     assert proc.returncode == 1
     err = json.loads(proc.stdout)["errors"][0]
@@ -192,20 +197,7 @@ def test_unknown_dataset_and_bad_sql_errors(nsdx_env, tmp_path, samples_dir):
 
 
 def test_show_after_a_failed_first_ingest_points_at_the_report(tmp_path, nsdx_env):
-    csv = tmp_path / "gps.csv"
-    csv.write_text("bus,speed_kmh\nB1,30\nB2,400\n", encoding="utf-8")
-    Path(nsdx_env["NSDX_DATASETS"]).write_text(
-        f"""datasets:
-  - id: gps
-    title: GPS
-    domain: transport
-    organization: nansha-bus-company
-    source: {{path: {csv}, format: csv}}
-    expectations:
-      - {{column: speed_kmh, between: [0, 150]}}
-""",
-        encoding="utf-8",
-    )
+    declare_speeding_bus(tmp_path, nsdx_env, "bus,speed_kmh\nB1,30\nB2,400\n")
     assert run_cli("ingest", "gps", env=nsdx_env, check=False).returncode == 1
     proc = run_cli("datasets", "show", "gps", env=nsdx_env, check=False)
     assert proc.returncode == 1

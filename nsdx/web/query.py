@@ -34,7 +34,6 @@ import pyarrow as pa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import Principal
@@ -159,34 +158,13 @@ def _now() -> datetime:
 
 
 def active_grant(cat):
-    """``has_grant(principal, table)``: does one of the caller's organisations hold an
-    access grant for the table's dataset that has started, has not expired, was not
-    revoked (a refund revokes), belongs to a paid order that was not refunded, and covers
-    the version the views serve (a grant for "latest during the term", or for exactly the
-    current version)?"""
-    from exchange.models import Grant, Order
+    """``has_grant(principal, table)`` for :func:`catalogue.query.serve_query`: the
+    exchange's rule (:func:`exchange.grants.holds_grant`) bound to this catalogue."""
+    from exchange.grants import holds_grant
 
     def has_grant(principal: Principal, t: QueryableTable) -> bool:
-        orgs = list(principal.roles)
-        if not orgs:
-            return False
-        now = _now()
         with cat.Session() as s:
-            found = s.scalar(
-                select(Grant.id)
-                .join(Order, Order.id == Grant.order_id)
-                .where(
-                    Grant.dataset_id == t.dataset_id,
-                    Grant.buyer_id.in_(orgs),
-                    Grant.revoked.is_(False),
-                    Grant.starts <= now,
-                    Grant.expires > now,
-                    Order.status.in_(("granted", "delivered")),
-                    or_(Grant.version.is_(None), Grant.version == t.version),
-                )
-                .limit(1)
-            )
-        return found is not None
+            return holds_grant(s, principal.roles, t.dataset_id, t.version, _now())
 
     return has_grant
 

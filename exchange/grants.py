@@ -1,0 +1,44 @@
+"""Whether an organisation may read a dataset it bought: the one rule behind the query API
+(and, per grant, behind deliveries and Delta Sharing in :mod:`exchange.trade` and
+:mod:`exchange.sharing`).
+
+A grant is live when it has started, has not expired, was not revoked (a refund revokes it)
+and its order is granted or delivered (paid, not refunded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from .models import Grant, Order
+
+LIVE_ORDER_STATES = ("granted", "delivered")
+
+
+def holds_grant(
+    s: Session, buyer_ids: Iterable[str], dataset_id: str, version: int | None, now: datetime
+) -> bool:
+    """Does one of ``buyer_ids`` hold a live grant for ``dataset_id`` covering ``version``
+    (a grant for "latest during the term", or for exactly that version)?"""
+    buyers = list(buyer_ids)
+    if not buyers:
+        return False
+    found = s.scalar(
+        select(Grant.id)
+        .join(Order, Order.id == Grant.order_id)
+        .where(
+            Grant.dataset_id == dataset_id,
+            Grant.buyer_id.in_(buyers),
+            Grant.revoked.is_(False),
+            Grant.starts <= now,
+            Grant.expires > now,
+            Order.status.in_(LIVE_ORDER_STATES),
+            or_(Grant.version.is_(None), Grant.version == version),
+        )
+        .limit(1)
+    )
+    return found is not None
