@@ -60,6 +60,14 @@ class Nsdx:
     def pii_key(self) -> tuple[bytes, bool]:
         return self.settings.pii_key()
 
+    def warm_validation(self, specs) -> None:
+        """Start the validation worker now when one of ``specs`` will need it: it imports
+        great-expectations (seconds) while the caller loads the catalogue and reads sources."""
+        from validation import worker
+
+        if any(worker.wanted(s.expectations, s.on_invalid) for s in specs):
+            worker.prestart()
+
     def ingest_one(self, spec, *, progress: Callable | None = None, force: bool = False):
         from catalogue.publishing import publish_dataset
 
@@ -75,7 +83,9 @@ class Nsdx:
         )
 
     def ingest(self, ids: Sequence[str] = (), *, all_: bool = False, force: bool = False):
-        return [self.ingest_one(s, force=force) for s in self.select_specs(ids, all_)]
+        specs = self.select_specs(ids, all_)
+        self.warm_validation(specs)
+        return [self.ingest_one(s, force=force) for s in specs]
 
     def connect(self, **kw):
         from catalogue.query import connect

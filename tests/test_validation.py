@@ -706,3 +706,55 @@ def test_idle_worker_exits_when_its_parent_goes(tmp_path):
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGKILL)
             pytest.fail("the worker outlived its parent")
+
+
+def test_precomputed_distinct_counts_give_the_same_results():
+    """The worker counts distinct values with Arrow while great-expectations imports; the
+    checks then give exactly what they give when they count for themselves."""
+    from validation.runner import RowChecks, distinct_counts
+
+    table = pa.concat_tables([_table()] * 50)  # values repeat: the distinct-value path
+    runs = []
+    for counts in (None, distinct_counts(table)):
+        checks = RowChecks("demo", WORKER_EXPECTATIONS, SCHEMA)
+        try:
+            checks.check_batch(table, 0, counts)
+            runs.append({i: r.to_dict() for i, r in checks.results([]).items()})
+        finally:
+            checks.close()
+    assert runs[0] == runs[1]
+    assert runs[0][0]["result"]["unexpected_count"] == 100  # 200.0 and -1.0, 50 times each
+
+
+def test_great_expectations_import_defers_unused_heavy_modules():
+    """scipy.stats, altair and boto3 load only when something uses them, and then work; the
+    deferral applies only to great-expectations' own import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib.util, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from validation import gx\n"
+        "gx.warm()\n"
+        "lazy = importlib.util._LazyModule\n"
+        "assert all(type(sys.modules[m]) is lazy for m in gx.LAZY_MODULES), gx.LAZY_MODULES\n"
+        "assert not any(isinstance(f, gx._LazyFinder) for f in sys.meta_path)\n"
+        "import scipy.stats\n"
+        "assert abs(scipy.stats.norm.cdf(0) - 0.5) < 1e-12\n"
+        "assert type(sys.modules['scipy.stats']) is not lazy\n"
+        "suite = gx.GxSuite('t', [('expect_column_kl_divergence_to_be_less_than', "
+        "{'column': 'x', 'partition_object': {'values': [1, 2], 'weights': [0.5, 0.5]}, "
+        "'threshold': 0.1})])\n"
+        "import pandas as pd\n"
+        "r = suite.validate(pd.DataFrame({'x': [1, 2, 1, 2]}))\n"
+        "assert r[0]['exception'] is None and r[0]['success'] is True, r\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(Path(__file__).resolve().parent.parent)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"

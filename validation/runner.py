@@ -165,9 +165,16 @@ class RowChecks:
         return kw
 
     # -- per chunk ----------------------------------------------------------------------
-    def check_batch(self, batch: pa.RecordBatch | pa.Table, row_offset: int) -> pa.Array | None:
+    def check_batch(
+        self,
+        batch: pa.RecordBatch | pa.Table,
+        row_offset: int,
+        counts: dict[str, pa.StructArray] | None = None,
+    ) -> pa.Array | None:
         """Run the row-level expectations on ``batch`` (rows ``row_offset+1 ...``).
 
+        ``counts`` may hold :func:`distinct_counts` of the batch's columns, computed earlier
+        (the worker does it while great-expectations is still importing).
         Returns the mask of rows that passed every row-level expectation (those without
         ``mostly``) when ``on_invalid == "quarantine_rows"``, else None.
         """
@@ -176,7 +183,7 @@ class RowChecks:
         df = None
         failed_rows: dict[str, np.ndarray] = {}
         for suite, exps, cols in self._suites if n else ():
-            results = self._by_distinct_values(suite, exps, cols, batch, quarantine)
+            results = self._by_distinct_values(suite, exps, cols, batch, quarantine, counts or {})
             if results is None:
                 if df is None:
                     df = _to_pandas(batch, self._columns)
@@ -193,7 +200,7 @@ class RowChecks:
             valid[idx] = False
         return pa.array(valid)
 
-    def _by_distinct_values(self, suite, exps, cols, batch, quarantine: bool):
+    def _by_distinct_values(self, suite, exps, cols, batch, quarantine: bool, known: dict):
         """Judge each distinct value of a column once and map the verdicts back to rows.
 
         For expectations decided value by value (null, range, set, pattern, length, type), a
@@ -206,7 +213,9 @@ class RowChecks:
             return None
         n = batch.num_rows
         col = _decoded(batch.column(cols[0]))
-        counts = pc.value_counts(col)
+        counts = known.get(cols[0])
+        if counts is None:
+            counts = pc.value_counts(col)
         if len(counts) > n * DISTINCT_RATIO:
             return None
         values = counts.field("values")
@@ -530,6 +539,12 @@ def outcome_result(e: Expectation, o: dict) -> ExpectationResult:
         mostly=e.mostly,
         meta={**e.meta, **o.get("meta", {})},
     )
+
+
+def distinct_counts(batch: pa.RecordBatch | pa.Table) -> dict[str, pa.StructArray]:
+    """Each column's distinct values and how often they occur (Arrow only, no pandas or
+    great-expectations): what :meth:`RowChecks.check_batch` judges value by value."""
+    return {name: pc.value_counts(_decoded(batch.column(name))) for name in batch.column_names}
 
 
 def _decoded(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -108,19 +108,53 @@ def release_memory() -> None:
         pass
 
 
+class _Warmup(threading.Thread):
+    """Imports great-expectations (the slow part of a worker's start) in the background, so
+    the worker can take in its first chunk meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__(name="nsdx-gx-import", daemon=True)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            from . import gx, runner  # noqa: F401, PLC0415
+
+            gx.warm()
+        except BaseException as e:  # noqa: BLE001 — raised by wait(), in the main thread
+            self.error = e
+
+    def wait(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
 def serve(fd: int) -> None:
     """The worker's main loop (runs in the child; see the module docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(fd)
-    from . import gx  # noqa: PLC0415
-    from .runner import RowChecks  # noqa: PLC0415
+    warmup = _Warmup()
+    warmup.start()  # while the parent starts reading, and this loop takes in the first chunk
 
-    gx.warm()  # the slow import, while the parent starts reading
-    checks: RowChecks | None = None
+    params: dict | None = None  # the open table's; its RowChecks is built at first use
+    checks: Any = None
     failed: tuple | None = None
+
+    def table_checks() -> Any:
+        nonlocal checks
+        if checks is None:
+            if params is None:
+                raise RuntimeError("no table is open")
+            warmup.wait()
+            from .runner import RowChecks  # noqa: PLC0415
+
+            checks = RowChecks(**params)
+        return checks
+
     while True:
         try:
-            if checks is None and failed is None and not conn.poll(IDLE_SECONDS):
+            if params is None and failed is None and not conn.poll(IDLE_SECONDS):
                 return
             msg = conn.recv()
         except (EOFError, OSError):
@@ -129,21 +163,28 @@ def serve(fd: int) -> None:
         try:
             if kind == "chunk":
                 batches = [_read_ipc(conn.recv_bytes()) for _ in range(msg[2])]
-                if failed is None and checks is not None:
-                    checks.check_batch(pa.Table.from_batches(batches), msg[1])
+                if failed is None:
+                    table = pa.Table.from_batches(batches)
+                    counts = None
+                    if warmup.is_alive():  # the Arrow half of the checks, while GX imports
+                        from .runner import distinct_counts  # noqa: PLC0415
+
+                        counts = distinct_counts(table)
+                    table_checks().check_batch(table, msg[1], counts)
+                    del table, counts
                 del batches
                 release_memory()
             elif kind == "open":
-                checks, failed = RowChecks(**msg[1]), None
+                params, checks, failed = msg[1], None, None
             elif kind == "finish":
-                if failed is None and checks is not None:
-                    conn.send(("done", checks.results(msg[1])))
+                if failed is None:
+                    conn.send(("done", table_checks().results(msg[1])))
                 else:
-                    conn.send(("error", failed or _pack(RuntimeError("no table is open"))))
+                    conn.send(("error", failed))
             elif kind == "end":
                 if checks is not None:
                     checks.close()
-                checks, failed = None, None
+                params, checks, failed = None, None, None
                 release_memory()
         except Exception as e:  # noqa: BLE001 — every failure goes back to the parent
             failed = _pack(e)

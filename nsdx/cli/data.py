@@ -84,6 +84,7 @@ def ingest(ids: tuple[str, ...], all_: bool, force: bool, as_json: bool) -> None
         raise click.UsageError("give dataset ids or --all")
     nx = _nx()
     specs = nx.select_specs(ids, all_)
+    nx.warm_validation(specs)  # before the catalogue's imports: they overlap
     key, generated = nx.pii_key()
     console = stderr_console()
     if generated:
