@@ -1,24 +1,37 @@
 """Row-level validation in a worker process.
 
-great-expectations takes ~2.3 s to import (GIL-bound Python) and then works on every chunk in
+great-expectations takes seconds to import (GIL-bound Python) and then works on every chunk in
 pandas; the ingest process meanwhile mostly waits on Arrow (which releases the GIL). Running
 the great-expectations half (:class:`~validation.runner.RowChecks`) in a worker lets the two
-overlap on two cores, and keeps great-expectations' memory out of the ingest process.
+overlap on two cores, and keeps great-expectations' memory out of the ingest process. The
+worker imports great-expectations in a background thread (:class:`_Warmup`) so that it takes
+in the first chunk, and counts its distinct values with Arrow, meanwhile.
 
-Protocol, over a socket pair with :class:`multiprocessing.connection.Connection` framing
-(the parent is trusted, messages are pickled)::
+Protocol, over a socket with :class:`multiprocessing.connection.Connection` framing (the
+parent is trusted — it is the same user, see below — and messages are pickled)::
 
     parent -> worker   ("open", params)                  build a RowChecks for one table
                        ("chunk", offset, n) + n buffers  Arrow IPC streams of one chunk
                        ("finish", files)                 -> ("done", {index: result})
                        ("end",)                          forget the table; stay warm
     worker -> parent   ("error", packed exception)       as soon as anything fails
+                       ("hello", {pid, code, served})    first, from a lingering worker
 
 A worker serves one table at a time and is kept warm for the next one (``nsdx ingest --all``
-imports great-expectations once); an idle worker exits after :data:`IDLE_SECONDS`. The
-worker ignores SIGINT (Ctrl-C reaches the whole process group; the parent decides) and exits
-when its socket closes, so a killed parent leaves nothing behind. A worker that dies or fails
-is killed and reaped, and the parent raises :class:`ValidationWorkerError`.
+imports great-expectations once); a worker whose parent is idle for :data:`IDLE_SECONDS`
+leaves it. The worker ignores SIGINT (Ctrl-C reaches the whole process group; the parent
+decides). A worker that dies or fails is killed and reaped, and the parent raises
+:class:`ValidationWorkerError`.
+
+Lingering (``NSDX_VALIDATION_LINGER`` seconds, default :data:`DEFAULT_LINGER`; Linux only):
+when its parent goes with no table open, the worker detaches (new session, no inherited
+terminal or pipes) and listens on a Linux abstract socket named after
+:func:`code_fingerprint` (interpreter, these files, great-expectations' version, user id).
+The next command of that user and code connects (:meth:`_Worker.connect`) and is served warm.
+Both ends check the other's user id with ``SO_PEERCRED``. While serving, the worker does not
+listen: a second command starts its own worker, and whichever returns to listening second
+finds the name taken and exits. A worker whose parent went mid-table exits (its state is
+unknown), and so does one that waits ``linger`` seconds without a command.
 """
 
 from __future__ import annotations
@@ -48,8 +61,9 @@ REUSE_SECONDS = IDLE_SECONDS / 2  # ... and the parent reuses one idle for less 
 _ROOT = str(Path(__file__).resolve().parent.parent)
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[2]); "
-    "from validation.worker import serve; serve(int(sys.argv[1]))"
+    "from validation.worker import serve; serve(int(sys.argv[1]), float(sys.argv[3]))"
 )
+DEFAULT_LINGER = 600.0
 
 
 class ValidationWorkerError(ValidationPackageError):
@@ -130,13 +144,25 @@ class _Warmup(threading.Thread):
             raise self.error
 
 
-def serve(fd: int) -> None:
-    """The worker's main loop (runs in the child; see the module docstring)."""
+def serve(fd: int, linger: float = 0.0) -> None:
+    """The worker's main loop (runs in the child; see the module docstring): serve the parent
+    that started it, then, with ``linger``, later nsdx commands for that many idle seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(fd)
     warmup = _Warmup()
     warmup.start()  # while the parent starts reading, and this loop takes in the first chunk
+    conn: Connection | None = Connection(fd)
+    while conn is not None:
+        clean = _session(conn, warmup)
+        conn.close()
+        release_memory()
+        if not clean or linger <= 0:
+            return
+        conn = _next_client(linger, warmup)
 
+
+def _session(conn: Connection, warmup: _Warmup) -> bool:
+    """Serve one parent until it goes; True when it left no table open (the worker's state is
+    clean and it may serve another), False after an idle timeout or mid-table."""
     params: dict | None = None  # the open table's; its RowChecks is built at first use
     checks: Any = None
     failed: tuple | None = None
@@ -155,10 +181,10 @@ def serve(fd: int) -> None:
     while True:
         try:
             if params is None and failed is None and not conn.poll(IDLE_SECONDS):
-                return
+                return True
             msg = conn.recv()
         except (EOFError, OSError):
-            return
+            return params is None
         kind = msg[0]
         try:
             if kind == "chunk":
@@ -191,42 +217,192 @@ def serve(fd: int) -> None:
             try:
                 conn.send(("error", failed))
             except OSError:
-                return
+                return False
             except Exception:  # noqa: BLE001 — an exception that does not pickle
                 failed = _pack(RuntimeError(str(e)))
                 conn.send(("error", failed))
+
+
+# -- lingering: one warm worker for later commands ------------------------------------------
+
+
+def code_fingerprint() -> str:
+    """Which code a worker runs: the interpreter, this package's files and great-expectations'
+    version (file stats, nothing imported). A lingering worker serves only the same code."""
+    import hashlib  # noqa: PLC0415
+    import importlib.util  # noqa: PLC0415
+
+    parts = [sys.executable, _ROOT, str(os.getuid())]
+    here = Path(__file__).resolve().parent
+    gx_spec = importlib.util.find_spec("great_expectations")
+    paths = sorted(here.glob("*.py"))
+    if gx_spec is not None and gx_spec.origin:
+        paths.append(Path(gx_spec.origin))
+    for path in paths:
+        st = path.stat()
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _address(code: str) -> str:
+    """The worker's Linux abstract socket name (no file; gone when the process goes)."""
+    return f"\0nsdx-validation-{code[:32]}"
+
+
+def _peer(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    import struct  # noqa: PLC0415
+
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return pid, uid
+
+
+def _detach_from_command() -> None:
+    """Outlive the command that started this worker without holding its terminal, pipes or
+    process group (a ``$(nsdx ingest ...)`` or a pipe would otherwise wait for us)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    try:
+        os.setsid()
+    except OSError:  # already a session leader
+        pass
+
+
+_served = [1]  # commands this worker has served (the first is the one that started it)
+
+
+def _next_client(linger: float, warmup: _Warmup) -> Connection | None:
+    """Wait up to ``linger`` idle seconds for another nsdx command of the same user and code;
+    None when none came or another worker holds the address (then this one exits)."""
+    if sys.platform != "linux":
+        return None
+    _detach_from_command()
+    code = code_fingerprint()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(_address(code))
+    except OSError:  # another lingering worker serves this code
+        listener.close()
+        return None
+    listener.listen(8)
+    listener.settimeout(linger)
+    with listener:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (TimeoutError, OSError):
+                return None
+            sock.settimeout(None)
+            if _peer(sock)[1] != os.getuid():  # only our own user's commands
+                sock.close()
+                continue
+            break
+    # the listener is closed while a command is served: others start their own worker
+    conn = Connection(sock.detach())
+    try:
+        warmup.wait()
+        _served[0] += 1
+        conn.send(("hello", {"pid": os.getpid(), "code": code, "served": _served[0]}))
+    except Exception:  # noqa: BLE001 — great-expectations failed to import: nothing to serve
+        conn.close()
+        return None
+    return conn
 
 
 # -- the parent side ------------------------------------------------------------------------
 
 
 class _Worker:
-    """One worker process and the parent's end of its socket."""
+    """A worker process and the parent's end of its socket: one this process started, or a
+    lingering one it connected to (:meth:`connect`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, linger: float = 0.0) -> None:
         ours, theirs = socket.socketpair()
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, str(theirs.fileno()), _ROOT],
+            self.proc: subprocess.Popen | None = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, str(theirs.fileno()), _ROOT, str(linger)],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # stdout may carry the CLI's --json output
             )
         finally:
             theirs.close()
+        self.pid = self.proc.pid
         self.conn = Connection(ours.detach())
         self.idle_since = 0.0
+        self.served: int | None = None  # for a lingering worker: commands served, this one too
+
+    @classmethod
+    def connect(cls) -> _Worker | None:
+        """The lingering worker for this code and user, if one is free (else None)."""
+        if sys.platform != "linux":
+            return None
+        code = code_fingerprint()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(_address(code))
+            pid, uid = _peer(sock)
+        except OSError:
+            sock.close()
+            return None
+        if uid != os.getuid():  # someone else holds the name: never send them data
+            sock.close()
+            return None
+        conn = Connection(sock.detach())
+        try:
+            # a busy worker is not listening; one that just started serving another command
+            # drops the connection: both mean "start your own"
+            if not conn.poll(5):
+                raise EOFError
+            kind, info = conn.recv()
+            if kind != "hello" or info.get("code") != code or info.get("pid") != pid:
+                raise EOFError
+        except (EOFError, OSError, ValueError, TypeError):
+            conn.close()
+            return None
+        w = cls.__new__(cls)
+        w.proc, w.pid, w.conn, w.idle_since = None, pid, conn, 0.0
+        w.served = info.get("served")
+        return w
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return not self.conn.closed and Path(f"/proc/{self.pid}").exists()
 
     def stop(self) -> None:
-        """Kill and reap (its state is either idle or unknown)."""
+        """Kill (and reap, if ours): its state is unknown."""
         self.conn.close()
-        self.proc.kill()
-        self.proc.wait()
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            return
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def leave(self) -> None:
+        """Done with an idle worker: with lingering on, it stays for later commands (or exits
+        if another one already does); otherwise it is stopped."""
+        try:
+            linger = linger_seconds()
+        except ValidationPackageError:  # reported where the worker was acquired
+            linger = 0.0
+        if linger <= 0:
+            self.stop()
+            return
+        self.conn.close()
+        if self.proc is not None:  # reaped by a later leave() once it exits
+            _left[:] = [p for p in _left if p.poll() is None]
+            _left.append(self.proc)
 
     def exit_status(self) -> int | None:
+        if self.proc is None:
+            return None
         try:
             return self.proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
@@ -234,6 +410,7 @@ class _Worker:
 
 
 _idle: list[_Worker] = []
+_left: list[subprocess.Popen] = []  # workers this process started that now serve others
 _pool_lock = threading.Lock()
 
 
@@ -243,8 +420,11 @@ def _acquire() -> _Worker:
             w = _idle.pop()
             if w.alive() and time.monotonic() - w.idle_since < REUSE_SECONDS:
                 return w
-            w.stop()
-    return _Worker()
+            w.leave()
+    linger = linger_seconds()
+    if linger > 0 and (w := _Worker.connect()) is not None:
+        return w
+    return _Worker(linger)
 
 
 def _release(w: _Worker) -> None:
@@ -253,17 +433,31 @@ def _release(w: _Worker) -> None:
             w.idle_since = time.monotonic()
             _idle.append(w)
             return
-    w.stop()
+    w.leave()
 
 
 @atexit.register
 def shutdown() -> None:
-    """Stop the idle workers (at exit; also handy in tests)."""
+    """Let go of the idle workers (at exit; also handy in tests)."""
     with _pool_lock:
         workers = list(_idle)
         _idle.clear()
     for w in workers:
-        w.stop()
+        w.leave()
+
+
+def linger_seconds() -> float:
+    """How long an idle worker stays for later commands (NSDX_VALIDATION_LINGER; 0 = never)."""
+    raw = os.environ.get("NSDX_VALIDATION_LINGER", "").strip()
+    if not raw:
+        return DEFAULT_LINGER if sys.platform == "linux" else 0.0
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ValidationPackageError(
+            f"NSDX_VALIDATION_LINGER={raw!r} is not a number of seconds",
+            hint="set it to e.g. 600, or 0 to stop validation workers with their command",
+        ) from None
 
 
 def prestart() -> None:
@@ -405,7 +599,7 @@ class RemoteRowChecks:
             f"the validation worker process stopped unexpectedly ({how})",
             hint="nothing was published; run the command again (if the machine ran out of "
             "memory, free some), or set NSDX_VALIDATION_WORKER=0 to validate in-process",
-            pid=self._worker.proc.pid,
+            pid=self._worker.pid,
         )
 
 

@@ -109,6 +109,39 @@ def fail(err: BaseException, as_json: bool = False) -> None:
 
 
 def main() -> None:
+    """The console script: run the command, then leave without tearing the interpreter down."""
+    try:
+        _main()
+    except SystemExit as e:
+        _exit(e.code)
+    _exit(0)
+
+
+def _exit(code: object) -> None:
+    """Exit like ``sys.exit(code)`` but skip freeing every module and object one by one (a
+    third of a second after an ingest; the operating system frees the process at once):
+    exit handlers still run (workers let go, databases closed, temporary files removed),
+    other threads are waited for, and stdout/stderr are flushed."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    import atexit  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`nsdx ... | head`) or stream
+            pass
+    os._exit(status)
+
+
+def _main() -> None:
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

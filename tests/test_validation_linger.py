@@ -1,0 +1,195 @@
+"""A validation worker that outlives its command and serves the next ones (warm).
+
+Everything that shares the lingering worker's address runs in one test, in order: tests
+running at the same time would take the worker from each other. Every other test runs with
+NSDX_VALIDATION_LINGER=0 (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from validation import worker as vw
+from validation.errors import ValidationPackageError
+
+LINGER = "97"  # a value no one else uses: this file's workers are found by it
+
+
+def _ours() -> list[int]:
+    """Validation workers started with this file's linger value (alive, not zombies)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(")")[1].split()[0]
+        except OSError:
+            continue
+        if b"validation.worker" in b" ".join(argv) and argv[-2:] == [b"97.0", b""]:
+            if state != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def _stop_ours() -> None:
+    for pid in _ours():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _lingering() -> vw._Worker | None:
+    """Connect to the lingering worker (it takes a moment to listen again after a command)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (w := vw._Worker.connect()) is not None:
+            return w
+        time.sleep(0.05)
+    return None
+
+
+def _declare(tmp_path: Path, env: dict) -> None:
+    csv = tmp_path / "flow.csv"
+    csv.write_text(
+        "station,entries\n" + "".join(f"南沙客运港,{i}\n" for i in range(200)), encoding="utf-8"
+    )
+    Path(env["NSDX_DATASETS"]).write_text(
+        f"""datasets:
+  - id: flow
+    title: 客流
+    domain: transport
+    organization: guangzhou-metro
+    source: {{path: {csv}, format: csv}}
+    expectations:
+      - {{column: entries, between: [0, 150]}}
+      - {{column: station, not_null: true}}
+    on_invalid: warn
+""",
+        encoding="utf-8",
+    )
+
+
+def _ingest(env: dict, *extra: str) -> dict:
+    # capture_output: a worker that kept the command's stdout/stderr pipes open would make
+    # this call wait for it (`$(nsdx ingest ...)`, `nsdx ingest | jq` hang the same way)
+    out = json.loads(run_cli("ingest", "flow", "--json", *extra, env=env).stdout)
+    assert out["errors"] == []
+    (r,) = out["results"]
+    assert r["status"] == "published_with_warnings"
+    assert any("49 rows" in w for w in r["warnings"])  # entries 151..199 judged in the worker
+    return r
+
+
+def test_a_lingering_worker_serves_later_commands(tmp_path, nsdx_env, monkeypatch):
+    monkeypatch.setenv("NSDX_VALIDATION_LINGER", LINGER)
+    env = {**nsdx_env, "NSDX_VALIDATION_LINGER": LINGER}
+    _declare(tmp_path, env)
+    _stop_ours()
+    try:
+        # 1. the first command starts the worker; it stays after the command exits
+        _ingest(env)
+        w = _lingering()
+        assert w is not None, "no worker lingered after the command"
+        first = w.pid
+        assert first in _ours() and w.served == 2  # the command, then this connection
+        assert Path(f"/proc/{first}/stat").read_text().split(")")[1].split()[1] != str(
+            os.getpid()
+        )  # not our child: it belongs to no command now
+        w.leave()
+
+        # 2. the next command is served by it (warm): no new worker
+        _ingest(env, "--force")
+        w = _lingering()
+        assert w is not None and w.pid == first
+        assert w.served == 4  # command, probe, command, this probe
+
+        # 3. while it is busy (we hold it), a command starts its own worker and succeeds
+        _ingest(env, "--force")
+        w.leave()
+        deadline = time.monotonic() + 30
+        while len(_ours()) > 1 and time.monotonic() < deadline:  # one of the two steps back
+            time.sleep(0.1)
+        assert len(_ours()) == 1
+
+        # 4. another user's process is turned away without a word (checked by SO_PEERCRED)
+        if os.getuid() == 0:
+            assert _other_user_gets_nothing()
+    finally:
+        _stop_ours()
+    deadline = time.monotonic() + 10
+    while _ours() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _ours() == []
+    if os.getuid() != 0:
+        pytest.skip("steps 1-3 passed; step 4 (another user is refused) needs root to setuid")
+
+
+def _other_user_gets_nothing() -> bool:
+    """From a child running as ``nobody``: connecting gets the connection closed, no hello."""
+    import socket
+
+    address = vw._address(vw.code_fingerprint())
+    r, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(address)
+            s.settimeout(20)
+            got = s.recv(1)
+            os.write(wfd, b"refused" if got == b"" else b"answered")
+        except BaseException as e:  # noqa: BLE001 — reported to the parent
+            os.write(wfd, f"error {type(e).__name__}: {e}".encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as f:
+        answer = f.read().decode()
+    assert answer == "refused", answer
+    return True
+
+
+def test_a_worker_left_mid_table_exits_instead_of_lingering(monkeypatch):
+    """Its state is unknown then: it must not serve anyone else."""
+    import pyarrow as pa
+
+    from validation import BatchValidator
+
+    # not LINGER: the other test stops every worker started with that value
+    monkeypatch.setenv("NSDX_VALIDATION_LINGER", "89")
+    schema = pa.schema([("speed", pa.float64())])
+    v = BatchValidator("demo", [{"column": "speed", "between": [0, 150]}], schema, worker=True)
+    worker = v._checks._worker
+    try:
+        assert worker.proc is not None  # started by us: the address is not in use
+        v.check_batch(pa.table({"speed": [1.0, 200.0]}, schema=schema), 0)
+        v._checks._stop_sender()
+        worker.conn.close()  # the parent goes while a table is open
+        assert worker.proc.wait(timeout=60) == 0  # lingering, it would wait 89 s
+    finally:
+        v._checks._worker = None
+        worker.stop()
+
+
+def test_linger_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("NSDX_VALIDATION_LINGER", "ten minutes")
+    with pytest.raises(ValidationPackageError, match="NSDX_VALIDATION_LINGER") as e:
+        vw.linger_seconds()
+    assert "600" in e.value.hint
+    monkeypatch.setenv("NSDX_VALIDATION_LINGER", "0")
+    assert vw.linger_seconds() == 0
+    monkeypatch.delenv("NSDX_VALIDATION_LINGER")
+    assert vw.linger_seconds() == vw.DEFAULT_LINGER
