@@ -17,7 +17,7 @@ NSDX = str(Path(sys.executable).parent / "nsdx")
 PG_ADMIN_URL = os.environ.get("NSDX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 # Validation workers stop with the command that started them; tests of lingering workers
-# (tests/test_validation.py) turn it on for themselves.
+# (tests/test_validation_linger.py) turn it on for themselves.
 os.environ["NSDX_VALIDATION_LINGER"] = "0"
 
 _plugins = ["tests.fixtures.seaweed", "tests.fixtures.browser"]

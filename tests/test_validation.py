@@ -727,15 +727,15 @@ def test_precomputed_distinct_counts_give_the_same_results():
 
 
 def test_great_expectations_import_defers_unused_heavy_modules():
-    """scipy.stats, altair and boto3 load only when something uses them, and then work; the
-    deferral applies only to great-expectations' own import."""
+    """In the worker, scipy.stats, altair and boto3 load only when something uses them, and
+    then work; the deferral applies only to great-expectations' own import."""
     import subprocess
     import sys
 
     code = (
         "import importlib.util, sys; sys.path.insert(0, sys.argv[1])\n"
         "from validation import gx\n"
-        "gx.warm()\n"
+        "gx.warm(defer_unused=True)\n"
         "lazy = importlib.util._LazyModule\n"
         "assert all(type(sys.modules[m]) is lazy for m in gx.LAZY_MODULES), gx.LAZY_MODULES\n"
         "assert not any(isinstance(f, gx._LazyFinder) for f in sys.meta_path)\n"

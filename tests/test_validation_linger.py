@@ -72,55 +72,81 @@ def _declare(tmp_path: Path, env: dict) -> None:
     expectations:
       - {{column: entries, between: [0, 150]}}
       - {{column: station, not_null: true}}
+      - {{gx: expect_column_mean_to_be_between, column: entries, min_value: 0, max_value: 150}}
     on_invalid: warn
 """,
         encoding="utf-8",
     )
 
 
-def _ingest(env: dict, *extra: str) -> dict:
+def _ingest(env: dict, cwd: Path, *extra: str) -> dict:
     # capture_output: a worker that kept the command's stdout/stderr pipes open would make
     # this call wait for it (`$(nsdx ingest ...)`, `nsdx ingest | jq` hang the same way)
-    out = json.loads(run_cli("ingest", "flow", "--json", *extra, env=env).stdout)
+    cwd.mkdir(exist_ok=True)
+    out = json.loads(run_cli("ingest", "flow", "--json", *extra, env=env, cwd=cwd).stdout)
     assert out["errors"] == []
     (r,) = out["results"]
     assert r["status"] == "published_with_warnings"
-    assert any("49 rows" in w for w in r["warnings"])  # entries 151..199 judged in the worker
+    # entries 151..199 judged in the worker; the mean, over the staged files, passes
+    assert len(r["warnings"]) == 1 and "49 rows" in r["warnings"][0], r["warnings"]
     return r
 
 
 def test_a_lingering_worker_serves_later_commands(tmp_path, nsdx_env, monkeypatch):
     monkeypatch.setenv("NSDX_VALIDATION_LINGER", LINGER)
-    env = {**nsdx_env, "NSDX_VALIDATION_LINGER": LINGER}
+    # a relative NSDX_HOME, commands in two folders: the worker must get absolute paths
+    env = {**nsdx_env, "NSDX_VALIDATION_LINGER": LINGER, "NSDX_HOME": "home"}
     _declare(tmp_path, env)
     _stop_ours()
     try:
         # 1. the first command starts the worker; it stays after the command exits
-        _ingest(env)
+        _ingest(env, tmp_path / "a")
         w = _lingering()
         assert w is not None, "no worker lingered after the command"
         first = w.pid
         assert first in _ours() and w.served == 2  # the command, then this connection
-        assert Path(f"/proc/{first}/stat").read_text().split(")")[1].split()[1] != str(
-            os.getpid()
-        )  # not our child: it belongs to no command now
+        proc = Path(f"/proc/{first}")
+        assert (proc / "stat").read_text().split(")")[1].split()[1] != str(os.getpid())
+        # it belongs to no command now: no working directory, no secrets of the command's
+        assert os.readlink(proc / "cwd") == "/"
+        environ = (proc / "environ").read_bytes()
+        assert b"NSDX_PII_KEY" not in environ and b"test-pii-key" not in environ
         w.leave()
 
-        # 2. the next command is served by it (warm): no new worker
-        _ingest(env, "--force")
+        # 2. the next command, elsewhere, is served by it (warm): no new worker
+        _ingest(env, tmp_path / "b", "--force")
         w = _lingering()
         assert w is not None and w.pid == first
         assert w.served == 4  # command, probe, command, this probe
+        w.leave()
 
-        # 3. while it is busy (we hold it), a command starts its own worker and succeeds
-        _ingest(env, "--force")
+        # 3. files are named to it by absolute path: its working directory is "/" now
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from validation import BatchValidator
+
+        monkeypatch.chdir(tmp_path)
+        pq.write_table(pa.table({"entries": [1, 2, 3]}), "part.parquet")
+        mean = {"gx": "expect_column_mean_to_be_between", "column": "entries", "max_value": 5}
+        v = BatchValidator("flow", [mean], pa.schema([("entries", pa.int64())]), worker=True)
+        with v:
+            assert v._checks._worker.proc is None  # the lingering worker, not one of ours
+            report = v.finish(["part.parquet"])
+        assert report.success and report.results[0].result["observed_value"] == 2
+        vw.shutdown()
+        w = _lingering()
+        assert w is not None and w.pid == first
+
+        # 4. while it is busy (we hold it), a command starts its own worker and succeeds
+        _ingest(env, tmp_path / "b", "--force")
         w.leave()
         deadline = time.monotonic() + 30
         while len(_ours()) > 1 and time.monotonic() < deadline:  # one of the two steps back
             time.sleep(0.1)
         assert len(_ours()) == 1
 
-        # 4. another user's process is turned away without a word (checked by SO_PEERCRED)
+        # 5. another user's process is turned away without a word (checked by SO_PEERCRED)
         if os.getuid() == 0:
             assert _other_user_gets_nothing()
     finally:
@@ -130,7 +156,7 @@ def test_a_lingering_worker_serves_later_commands(tmp_path, nsdx_env, monkeypatc
         time.sleep(0.1)
     assert _ours() == []
     if os.getuid() != 0:
-        pytest.skip("steps 1-3 passed; step 4 (another user is refused) needs root to setuid")
+        pytest.skip("steps 1-4 passed; step 5 (another user is refused) needs root to setuid")
 
 
 def _other_user_gets_nothing() -> bool:
@@ -191,5 +217,7 @@ def test_linger_setting_is_checked(monkeypatch):
     assert "600" in e.value.hint
     monkeypatch.setenv("NSDX_VALIDATION_LINGER", "0")
     assert vw.linger_seconds() == 0
+    monkeypatch.setenv("NSDX_VALIDATION_LINGER", "1e300")
+    assert vw.linger_seconds() == 86400  # at most a day
     monkeypatch.delenv("NSDX_VALIDATION_LINGER")
     assert vw.linger_seconds() == vw.DEFAULT_LINGER

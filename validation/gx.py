@@ -15,7 +15,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 _counter = itertools.count()
@@ -28,7 +28,8 @@ _gx_module: Any = None
 # Imported by great-expectations at start-up but used only by expectations and features nsdx
 # does not run on its hot path (distribution tests, charts in Data Docs, cloud stores): loaded
 # lazily they cost nothing until something touches them, and they then load as usual. This
-# takes ~40% off the import (scipy.stats alone is ~0.9 s of it).
+# takes ~40% off the import (scipy.stats alone is ~0.9 s of it). Used by the validation
+# worker only (see warm).
 LAZY_MODULES = ("scipy.stats", "altair", "boto3")
 
 
@@ -68,11 +69,11 @@ def lazy_imports(names: tuple[str, ...] = LAZY_MODULES) -> Iterator[None]:
         sys.meta_path.remove(finder)
 
 
-def _gx() -> Any:
+def _gx(defer_unused: bool = False) -> Any:
     global _gx_module
     if _gx_module is None:
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
-        with lazy_imports():
+        with lazy_imports() if defer_unused else nullcontext():
             import great_expectations  # noqa: PLC0415 — slow import, done on first use
 
         _gx_module = great_expectations
@@ -103,7 +104,7 @@ def expectation_class(type_name: str) -> type:
 
 def is_row_level(type_name: str) -> bool:
     """True for map expectations (judged value by value or row by row: safe to run per batch)."""
-    cls = expectation_class(type_name)  # first: the import with lazy_imports
+    cls = expectation_class(type_name)  # first: the import (see warm)
     from great_expectations.expectations.expectation import (  # noqa: PLC0415
         ColumnMapExpectation,
         ColumnPairMapExpectation,
@@ -155,8 +156,13 @@ def jsonable(value: Any) -> Any:
 _context_obj: Any = None
 
 
-def warm() -> None:
-    """Import great-expectations and build the context now (a worker does it at start)."""
+def warm(*, defer_unused: bool = False) -> None:
+    """Import great-expectations and build the context now (a worker does it at start).
+
+    ``defer_unused`` imports it with :func:`lazy_imports` — only where one thread uses
+    great-expectations afterwards (the worker process): Python 3.11's lazy modules are not
+    safe to load from two threads at once, and the server validates in threads."""
+    _gx(defer_unused)
     _context()
 
 
@@ -164,7 +170,7 @@ def _context() -> Any:
     """One ephemeral data context per process (each one creates a temporary docs folder)."""
     global _context_obj
     if _context_obj is None:
-        gx = _gx()  # first: the import with lazy_imports
+        gx = _gx()  # first: the import (see warm)
         from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: PLC0415
 
         ctx = gx.get_context(mode="ephemeral")

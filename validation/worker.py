@@ -134,7 +134,7 @@ class _Warmup(threading.Thread):
         try:
             from . import gx, runner  # noqa: F401, PLC0415
 
-            gx.warm()
+            gx.warm(defer_unused=True)
         except BaseException as e:  # noqa: BLE001 — raised by wait(), in the main thread
             self.error = e
 
@@ -148,16 +148,21 @@ def serve(fd: int, linger: float = 0.0) -> None:
     """The worker's main loop (runs in the child; see the module docstring): serve the parent
     that started it, then, with ``linger``, later nsdx commands for that many idle seconds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = code_fingerprint() if linger > 0 else ""  # the code this process runs: as it starts
     warmup = _Warmup()
     warmup.start()  # while the parent starts reading, and this loop takes in the first chunk
     conn: Connection | None = Connection(fd)
+    deadline = None
     while conn is not None:
         clean = _session(conn, warmup)
         conn.close()
         release_memory()
         if not clean or linger <= 0:
             return
-        conn = _next_client(linger, warmup)
+        if deadline is None:
+            _detach_from_command()
+        deadline = time.monotonic() + linger
+        conn = _next_client(code, deadline)
 
 
 def _session(conn: Connection, warmup: _Warmup) -> bool:
@@ -226,18 +231,23 @@ def _session(conn: Connection, warmup: _Warmup) -> bool:
 # -- lingering: one warm worker for later commands ------------------------------------------
 
 
+_DEPENDENCIES = ("great_expectations", "pandas", "numpy", "pyarrow", "scipy")
+
+
 def code_fingerprint() -> str:
-    """Which code a worker runs: the interpreter, this package's files and great-expectations'
-    version (file stats, nothing imported). A lingering worker serves only the same code."""
+    """Which code a worker runs: the interpreter, this package's files and the libraries it
+    validates with (file stats, nothing imported; an upgrade rewrites them). A lingering
+    worker serves only commands that run the same code; it computes this once, at its start."""
     import hashlib  # noqa: PLC0415
     import importlib.util  # noqa: PLC0415
 
     parts = [sys.executable, _ROOT, str(os.getuid())]
     here = Path(__file__).resolve().parent
-    gx_spec = importlib.util.find_spec("great_expectations")
     paths = sorted(here.glob("*.py"))
-    if gx_spec is not None and gx_spec.origin:
-        paths.append(Path(gx_spec.origin))
+    for name in _DEPENDENCIES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            paths.append(Path(spec.origin))
     for path in paths:
         st = path.stat()
         parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
@@ -259,12 +269,14 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
 
 
 def _detach_from_command() -> None:
-    """Outlive the command that started this worker without holding its terminal, pipes or
-    process group (a ``$(nsdx ingest ...)`` or a pipe would otherwise wait for us)."""
+    """Outlive the command that started this worker without holding its terminal, pipes,
+    working directory or process group (a ``$(nsdx ingest ...)`` or a pipe would otherwise
+    wait for us). Its environment was trimmed when it started (:func:`_worker_env`)."""
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    os.chdir("/")  # nor its working directory (paths it is sent are absolute)
     try:
         os.setsid()
     except OSError:  # already a session leader
@@ -272,15 +284,14 @@ def _detach_from_command() -> None:
 
 
 _served = [1]  # commands this worker has served (the first is the one that started it)
+_MAX_LINGER = 86400.0
 
 
-def _next_client(linger: float, warmup: _Warmup) -> Connection | None:
-    """Wait up to ``linger`` idle seconds for another nsdx command of the same user and code;
-    None when none came or another worker holds the address (then this one exits)."""
+def _next_client(code: str, deadline: float) -> Connection | None:
+    """Wait until ``deadline`` for another nsdx command of the same user and code; None when
+    none came or another worker holds the address (then this one exits)."""
     if sys.platform != "linux":
         return None
-    _detach_from_command()
-    code = code_fingerprint()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         listener.bind(_address(code))
@@ -288,28 +299,31 @@ def _next_client(linger: float, warmup: _Warmup) -> Connection | None:
         listener.close()
         return None
     listener.listen(8)
-    listener.settimeout(linger)
     with listener:
-        while True:
+        while (left := deadline - time.monotonic()) > 0:
+            listener.settimeout(left)
             try:
                 sock, _ = listener.accept()
-            except (TimeoutError, OSError):
+            except OSError:  # TimeoutError included
                 return None
             sock.settimeout(None)
-            if _peer(sock)[1] != os.getuid():  # only our own user's commands
+            try:
+                ours = _peer(sock)[1] == os.getuid()  # only our own user's commands
+            except OSError:
+                ours = False
+            if not ours:
                 sock.close()
                 continue
-            break
-    # the listener is closed while a command is served: others start their own worker
-    conn = Connection(sock.detach())
-    try:
-        warmup.wait()
-        _served[0] += 1
-        conn.send(("hello", {"pid": os.getpid(), "code": code, "served": _served[0]}))
-    except Exception:  # noqa: BLE001 — great-expectations failed to import: nothing to serve
-        conn.close()
-        return None
-    return conn
+            conn = Connection(sock.detach())
+            try:
+                conn.send(("hello", {"pid": os.getpid(), "code": code, "served": _served[0] + 1}))
+            except OSError:  # the command gave up waiting: wait for the next
+                conn.close()
+                continue
+            _served[0] += 1
+            # the listener closes while a command is served: others start their own worker
+            return conn
+    return None
 
 
 # -- the parent side ------------------------------------------------------------------------
@@ -327,10 +341,12 @@ class _Worker:
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # stdout may carry the CLI's --json output
+                env=_worker_env(),
             )
         finally:
             theirs.close()
         self.pid = self.proc.pid
+        self._pidfd: int | None = None
         self.conn = Connection(ours.detach())
         self.idle_since = 0.0
         self.served: int | None = None  # for a lingering worker: commands served, this one too
@@ -358,14 +374,15 @@ class _Worker:
             if not conn.poll(5):
                 raise EOFError
             kind, info = conn.recv()
-            if kind != "hello" or info.get("code") != code or info.get("pid") != pid:
+            if kind != "hello" or info["code"] != code or info["pid"] != pid:
                 raise EOFError
-        except (EOFError, OSError, ValueError, TypeError):
+        except Exception:  # noqa: BLE001 — EOF, a reset, a reply that is not ours: start our own
             conn.close()
             return None
         w = cls.__new__(cls)
         w.proc, w.pid, w.conn, w.idle_since = None, pid, conn, 0.0
         w.served = info.get("served")
+        w._pidfd = _pidfd(pid)  # stop() signals this process, even if its pid is reused later
         return w
 
     def alive(self) -> bool:
@@ -381,9 +398,18 @@ class _Worker:
             self.proc.wait()
             return
         try:
-            os.kill(self.pid, signal.SIGKILL)
-        except OSError:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+        except OSError:  # already gone
             pass
+        self._close_pidfd()
+
+    def _close_pidfd(self) -> None:
+        if getattr(self, "_pidfd", None) is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
     def leave(self) -> None:
         """Done with an idle worker: with lingering on, it stays for later commands (or exits
@@ -396,8 +422,9 @@ class _Worker:
             self.stop()
             return
         self.conn.close()
-        if self.proc is not None:  # reaped by a later leave() once it exits
-            _left[:] = [p for p in _left if p.poll() is None]
+        self._close_pidfd()
+        _reap_left()
+        if self.proc is not None:  # reaped by a later _reap_left() once it exits
             _left.append(self.proc)
 
     def exit_status(self) -> int | None:
@@ -414,7 +441,31 @@ _left: list[subprocess.Popen] = []  # workers this process started that now serv
 _pool_lock = threading.Lock()
 
 
+_ENV_KEEP = ("PATH", "HOME", "USER", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT")
+_ENV_PREFIXES = ("LC_", "PYTHON", "GX_", "OMP_", "OPENBLAS_", "MKL_", "ARROW_", "NSDX_VALIDATION_")
+
+
+def _worker_env() -> dict[str, str]:
+    """The worker's environment: locale, paths, Python's and the libraries' own settings, and
+    nothing else — no keys, passwords or database URLs in a process that may outlive its
+    command (it is sent all it needs)."""
+    return {k: v for k, v in os.environ.items() if k in _ENV_KEEP or k.startswith(_ENV_PREFIXES)}
+
+
+def _reap_left() -> None:
+    """Reap workers this process started that served others and have exited since."""
+    _left[:] = [p for p in _left if p.poll() is None]
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux ≥ 5.3, or already gone
+        return None
+
+
 def _acquire() -> _Worker:
+    _reap_left()
     with _pool_lock:
         while _idle:
             w = _idle.pop()
@@ -452,12 +503,15 @@ def linger_seconds() -> float:
     if not raw:
         return DEFAULT_LINGER if sys.platform == "linux" else 0.0
     try:
-        return max(0.0, float(raw))
+        value = float(raw)
+        if value != value:  # NaN
+            raise ValueError
     except ValueError:
         raise ValidationPackageError(
             f"NSDX_VALIDATION_LINGER={raw!r} is not a number of seconds",
             hint="set it to e.g. 600, or 0 to stop validation workers with their command",
         ) from None
+    return min(max(0.0, value), _MAX_LINGER)  # at most a day
 
 
 def prestart() -> None:
@@ -530,7 +584,8 @@ class RemoteRowChecks:
         """Ask for the results (after the chunks still queued); the returned function waits
         for them, so the caller can work meanwhile."""
         self._raise_pending()
-        self._queue.put(("finish", files))
+        # absolute: a lingering worker runs in "/", not in the command's working directory
+        self._queue.put(("finish", [os.path.abspath(f) for f in files]))
         return self._results
 
     def _results(self) -> dict:

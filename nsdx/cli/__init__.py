@@ -120,8 +120,10 @@ def main() -> None:
 def _exit(code: object) -> None:
     """Exit like ``sys.exit(code)`` but skip freeing every module and object one by one (a
     third of a second after an ingest; the operating system frees the process at once):
-    exit handlers still run (workers let go, databases closed, temporary files removed),
-    other threads are waited for, and stdout/stderr are flushed."""
+    other threads are waited for and exit handlers run (workers let go, databases closed,
+    temporary files removed) as at a normal exit, and stdout/stderr are flushed — output that
+    cannot be written is an error, as it is for Python (exit 120), except a closed pipe
+    (`nsdx ... | head`)."""
     if isinstance(code, str):
         print(code, file=sys.stderr)
         code = 1
@@ -129,21 +131,25 @@ def _exit(code: object) -> None:
     import atexit  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
-    for t in threading.enumerate():
-        if t is not threading.main_thread() and not t.daemon:
-            t.join()
+    threading._shutdown()  # what the interpreter does first at exit: join non-daemon threads
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe (`nsdx ... | head`) or stream
+        except BrokenPipeError:
             pass
+        except (OSError, ValueError) as e:
+            if stream is sys.stdout:
+                os.write(2, f"Error: could not write the output: {e}\n".encode())
+            status = 120
     os._exit(status)
 
 
 def _main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)  # ctx.exit(n) comes back as n
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
