@@ -26,22 +26,29 @@ _gx_module: Any = None
 
 
 # Imported by great-expectations at start-up but used only by expectations and features nsdx
-# does not run on its hot path (distribution tests, charts in Data Docs, cloud stores): loaded
-# lazily they cost nothing until something touches them, and they then load as usual. This
-# takes ~40% off the import (scipy.stats alone is ~0.9 s of it). Used by the validation
-# worker only (see warm).
-LAZY_MODULES = ("scipy.stats", "altair", "boto3")
+# does not run on its hot path (distribution tests, charts in Data Docs): loaded lazily they
+# cost nothing until something touches them, and they then load as usual.
+LAZY_MODULES = ("scipy.stats", "altair")
+# Optional dependencies of great-expectations (SQL and S3 datasources) that the validation
+# worker never uses — it validates pandas frames and local Parquet files: during the import
+# they look absent, as great-expectations supports. Together this takes ~40% off the import.
+# Used by the validation worker only (see warm).
+ABSENT_MODULES = ("sqlalchemy", "boto3", "botocore")
 
 
-class _LazyFinder(importlib.abc.MetaPathFinder):
-    """Finds ``names`` as usual but wraps their loader in :class:`importlib.util.LazyLoader`:
-    the module object is created at import and executed on first attribute access."""
+class _LeanFinder(importlib.abc.MetaPathFinder):
+    """Finds ``lazy`` as usual but wraps their loader in :class:`importlib.util.LazyLoader`
+    (the module object is created at import and executed on first attribute access), and
+    reports ``absent`` packages (and their submodules) as not installed."""
 
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.names = frozenset(names)
+    def __init__(self, lazy: tuple[str, ...], absent: tuple[str, ...]) -> None:
+        self.lazy = frozenset(lazy)
+        self.absent = frozenset(absent)
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name not in self.names:
+        if name.partition(".")[0] in self.absent:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        if name not in self.lazy:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -58,10 +65,13 @@ class _LazyFinder(importlib.abc.MetaPathFinder):
 
 
 @contextmanager
-def lazy_imports(names: tuple[str, ...] = LAZY_MODULES) -> Iterator[None]:
-    """Within the block, importing one of ``names`` (not yet imported) defers executing it to
-    its first use. Only the import inside the block is affected: the finder is removed after."""
-    finder = _LazyFinder(names)
+def lean_imports(
+    lazy: tuple[str, ...] = LAZY_MODULES, absent: tuple[str, ...] = ABSENT_MODULES
+) -> Iterator[None]:
+    """Within the block, importing one of ``lazy`` (not yet imported) defers executing it to
+    its first use, and ``absent`` ones fail as if not installed. Only imports inside the block
+    are affected: the finder is removed after (modules imported before are not affected)."""
+    finder = _LeanFinder(lazy, absent)
     sys.meta_path.insert(0, finder)
     try:
         yield
@@ -73,7 +83,7 @@ def _gx(defer_unused: bool = False) -> Any:
     global _gx_module
     if _gx_module is None:
         logging.getLogger("great_expectations").setLevel(logging.ERROR)
-        with lazy_imports() if defer_unused else nullcontext():
+        with lean_imports() if defer_unused else nullcontext():
             import great_expectations  # noqa: PLC0415 — slow import, done on first use
 
         _gx_module = great_expectations
@@ -159,7 +169,7 @@ _context_obj: Any = None
 def warm(*, defer_unused: bool = False) -> None:
     """Import great-expectations and build the context now (a worker does it at start).
 
-    ``defer_unused`` imports it with :func:`lazy_imports` — only where one thread uses
+    ``defer_unused`` imports it with :func:`lean_imports` — only where one thread uses
     great-expectations afterwards (the worker process): Python 3.11's lazy modules are not
     safe to load from two threads at once, and the server validates in threads."""
     _gx(defer_unused)
