@@ -185,6 +185,7 @@ def run_pipeline(
     prefix = version_prefix(spec, number)
     if validation_worker.wanted(spec.expectations, spec.on_invalid):
         validation_worker.prestart()  # great-expectations imports while the source is opened
+    _import_pandas_meanwhile()
     staging = store.new_staging()
     try:
         try:
@@ -214,6 +215,24 @@ def run_pipeline(
         quarantine=quarantine,
         seconds=time.perf_counter() - started,
     )
+
+
+def _import_pandas_meanwhile() -> None:
+    """pyarrow imports pandas the first time it converts Python objects (a third of a second,
+    GIL-bound): do it in the background while the source is opened and read (Arrow releases
+    the GIL), not in the middle of the first chunk."""
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if "pandas" not in sys.modules:
+        threading.Thread(target=_import_pandas, name="nsdx-import-pandas", daemon=True).start()
+
+
+def _import_pandas() -> None:
+    try:
+        import pandas  # noqa: F401, PLC0415
+    except ImportError:  # pragma: no cover — pyarrow works without it
+        pass
 
 
 @dataclass

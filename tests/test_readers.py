@@ -547,3 +547,13 @@ def test_csv_round_trip(case):
         back = pa.Table.from_batches(list(t.batches), schema=t.schema)
     assert back.schema == table.schema
     assert back.to_pylist() == table.to_pylist()
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=12)), max_size=60))
+def test_string_array_from_buffers_equals_pa_array(values):
+    """The sample's string arrays are built from buffers (no pandas import); same result."""
+    from ingest.readers.csv import string_array
+
+    built = string_array(values)
+    built.validate(full=True)
+    assert built.equals(pa.array(values, pa.string()))

@@ -572,6 +572,57 @@ def test_distinct_value_path_matches_row_by_row(tmp_path):
     assert rep_a["results"][1]["result"]["unexpected_count"] == 5_000
 
 
+def test_bundled_distinct_values_match_row_by_row(tmp_path):
+    """Several columns judged on their distinct values in shared runs (short ones padded):
+    every count, sample, row number and quarantine mask is what a run on every row gives."""
+    import pyarrow.parquet as pq
+
+    from validation import runner
+
+    rng = np.random.default_rng(7)
+    n = 24_000
+    table = pa.table(
+        {
+            "a": pa.array([None if i % 7 == 0 else i % 3 for i in range(n)], pa.int64()),
+            "b": pa.array([f"NSB{i % 50:05d}" if i % 11 else f"x{i % 5}" for i in range(n)]),
+            "c": pa.array(np.round(rng.uniform(0, 60, n), 2)),  # ~6,000 values
+            "d": pa.array(np.round(rng.uniform(0, 90, n), 2)),  # ~9,000 values
+            "e": pa.array(
+                [dt.datetime(2026, 3, 2) + dt.timedelta(minutes=i % 300) for i in range(n)],
+                pa.timestamp("us"),
+            ),
+        }
+    )
+    exps = [
+        {"column": "a", "between": [0, 1]},
+        {"column": "a", "not_null": True, "mostly": 0.5},
+        {"column": "b", "regex": "^NSB\\d{5}$"},
+        {"column": "b", "in_set": [f"NSB{i:05d}" for i in range(40)] + ["x1"]},
+        {"column": "c", "between": [1, 59]},
+        {"column": "d", "between": [0, 85], "mostly": 0.9},
+        {"column": "e", "between": ["2026-03-02 00:30:00", "2026-03-02 04:00:00"]},
+    ]
+    distinct = {g: len(pc.unique(table.column(c))) for g, c in enumerate("abcde")}
+    assert runner._bundles(distinct) == [[0, 1, 4], [2, 3]]  # two shared runs, padded
+    pq.write_table(table, tmp_path / "t.parquet")
+    runs = []
+    for ratio in (1.0, 0.0):  # 1.0: distinct values, bundled; 0.0: every row through GX
+        runner.DISTINCT_RATIO, saved = ratio, runner.DISTINCT_RATIO
+        try:
+            v = BatchValidator("t", exps, table.schema, on_invalid="quarantine_rows")
+            with v:
+                masks = [v.check_batch(b, i * 8_000) for i, b in enumerate(table.to_batches(8_000))]
+                report = v.finish([str(tmp_path / "t.parquet")]).to_dict()
+        finally:
+            runner.DISTINCT_RATIO = saved
+        runs.append(([m.to_pylist() for m in masks], report))
+    (masks_a, rep_a), (masks_b, rep_b) = runs
+    assert masks_a == masks_b
+    assert [r["result"] for r in rep_a["results"]] == [r["result"] for r in rep_b["results"]]
+    assert [r["success"] for r in rep_a["results"]] == [r["success"] for r in rep_b["results"]]
+    assert all(r["result"]["unexpected_count"] for r in rep_a["results"])  # all find some
+
+
 # -- the validation worker process ------------------------------------------------------------
 
 WORKER_EXPECTATIONS = [

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -284,8 +285,22 @@ def sample_columns(layout: CsvLayout) -> dict[str, pa.Array]:
     cols: dict[str, pa.Array] = {}
     for i, name in enumerate(layout.names):
         vals = [None if (i >= len(r) or r[i] in nulls) else r[i] for r in layout.sample]
-        cols[name] = pa.array(vals, pa.string())
+        cols[name] = string_array(vals)
     return cols
+
+
+def string_array(values: Sequence[str | None]) -> pa.Array:
+    """A string array built from its buffers: ``pa.array`` on Python objects imports pandas
+    (to recognise pandas types), a third of a second of every ingest command."""
+    data = [b"" if v is None else v.encode("utf-8") for v in values]
+    offsets = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in data], out=offsets[1:])
+    valid = np.packbits(
+        np.fromiter((v is not None for v in values), bool, len(values)), bitorder="little"
+    )
+    return pa.LargeStringArray.from_buffers(
+        len(values), pa.py_buffer(offsets), pa.py_buffer(b"".join(data)), pa.py_buffer(valid)
+    ).cast(pa.string())
 
 
 def plan_columns(
