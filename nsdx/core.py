@@ -65,7 +65,7 @@ class Nsdx:
         great-expectations (seconds) while the caller loads the catalogue and reads sources."""
         from validation import worker
 
-        if any(worker.wanted(s.expectations, s.on_invalid) for s in specs):
+        if any(worker.may_be_wanted(s.expectations, s.on_invalid) for s in specs):
             worker.prestart()
 
     def ingest_one(self, spec, *, progress: Callable | None = None, force: bool = False):

@@ -129,6 +129,7 @@ def test_a_lingering_worker_serves_later_commands(tmp_path, nsdx_env, monkeypatc
         monkeypatch.chdir(tmp_path)
         pq.write_table(pa.table({"entries": [1, 2, 3]}), "part.parquet")
         mean = {"gx": "expect_column_mean_to_be_between", "column": "entries", "max_value": 5}
+        vw.shutdown()  # this test process's own idle worker (from other tests) would come first
         v = BatchValidator("flow", [mean], pa.schema([("entries", pa.int64())]), worker=True)
         with v:
             assert v._checks._worker.proc is None  # the lingering worker, not one of ours

@@ -111,9 +111,7 @@ class RowChecks:
         self._classify_gx()
         self.row_exps = [e for e in self.expectations if e.level == ROW]
         self._acc = {e.index: _Acc() for e in self.row_exps}
-        self._columns = sorted(
-            {c for e in self.row_exps for c in e.columns}, key=schema.names.index
-        )
+        self._columns = _columns_read(self.row_exps, schema)
         # One suite per set of columns, run on a frame of just those columns: great-expectations
         # copies its whole domain frame for every metric, so narrow frames cost far less
         # (measured: 1M bus GPS rows x 9 expectations, 4.8 s on one wide frame, 2.8 s split).
@@ -121,12 +119,15 @@ class RowChecks:
         # several small frames instead of one run each (each run has a fixed cost, ~25 ms).
         groups: dict[tuple[str, ...], list[Expectation]] = {}
         for e in self.row_exps:
-            groups.setdefault(tuple(e.columns), []).append(e)
+            cols = schema.names if _conditional(e) else e.columns
+            groups.setdefault(tuple(cols), []).append(e)
         self._groups = [(list(cols), exps) for cols, exps in groups.items()]
         self._valuewise = [
-            len(cols) == 1 and all(e.type in VALUEWISE for e in exps) for cols, exps in self._groups
+            len(cols) == 1 and all(e.type in VALUEWISE and not _conditional(e) for e in exps)
+            for cols, exps in self._groups
         ]
         self._suites: dict[tuple[int, ...], Any] = {}  # by the groups they run, built on use
+        self._plans: dict[frozenset[int], list[list[int]]] = {}
         self._last: tuple[int, int, dict[str, np.ndarray]] | None = None
 
     # -- construction helpers ---------------------------------------------------------
@@ -181,7 +182,7 @@ class RowChecks:
         results: dict[int, list[dict]] = {}
         if n:
             distinct = self._distinct_values(batch, counts or {})
-            for bundle in _bundles({g: len(vc) for g, (_col, vc) in distinct.items()}):
+            for bundle in self._bundle_plan(distinct):
                 results.update(self._by_distinct_values(bundle, distinct, n, quarantine))
             df = None
             for gid, (cols, _exps) in enumerate(self._groups):
@@ -201,6 +202,15 @@ class RowChecks:
         for idx in failed_rows.values():
             valid[idx] = False
         return pa.array(valid)
+
+    def _bundle_plan(self, distinct: dict) -> list[list[int]]:
+        """Bundles for this set of groups: planned on the first batch that has it and kept, so
+        later batches run the same suites (a new bundle would build a new suite)."""
+        key = frozenset(distinct)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _bundles({g: len(vc) for g, (_c, vc) in distinct.items()})
+        return plan
 
     def _suite(self, gids: tuple[int, ...]) -> Any:
         """The great-expectations suite running the expectations of groups ``gids``."""
@@ -374,7 +384,7 @@ class RowChecks:
         import pyarrow.parquet as pq  # noqa: PLC0415
 
         cols = sorted({c for e in exps for c in e.columns})
-        needs_all = any(not e.columns for e in exps)
+        needs_all = any(not e.columns or _conditional(e) for e in exps)
         if files:
             table = pa.concat_tables(
                 [pq.read_table(f, columns=None if needs_all else cols) for f in files]
@@ -455,8 +465,7 @@ class BatchValidator:
         if worker and self.on_invalid != "quarantine_rows":
             from .worker import RemoteRowChecks  # noqa: PLC0415
 
-            columns = sorted({c for e in gx_side for c in e.columns}, key=self.schema.names.index)
-            return RemoteRowChecks(params, columns)
+            return RemoteRowChecks(params, _columns_read(gx_side, self.schema))
         return RowChecks(**params)
 
     def __enter__(self) -> BatchValidator:
@@ -558,6 +567,18 @@ def outcome_result(e: Expectation, o: dict) -> ExpectationResult:
     )
 
 
+def _conditional(e: Expectation) -> bool:
+    """A ``row_condition`` may name any column (great-expectations evaluates it on the frame)."""
+    return bool(e.kwargs.get("row_condition"))
+
+
+def _columns_read(exps: list[Expectation], schema: pa.Schema) -> list[str]:
+    """The columns these expectations read, in schema order (all of them with a condition)."""
+    if any(_conditional(e) for e in exps):
+        return list(schema.names)
+    return sorted({c for e in exps for c in e.columns}, key=schema.names.index)
+
+
 SMALL_DISTINCT = 4096  # distinct values up to this many go in one bundle whatever their number
 
 
@@ -595,7 +616,11 @@ def _map_back(
     )
     # nulls are "missing" (left out of the percentage), except for not_null, whose
     # unexpected values they are: as great-expectations counts them on every row
-    missing = 0 if type_name == "expect_column_values_to_not_be_null" else int(col.null_count)
+    missing = 0
+    if type_name != "expect_column_values_to_not_be_null":
+        missing = int(col.null_count)
+        if pa.types.is_floating(col.type):  # NaN is missing too, for pandas
+            missing += int(pc.sum(pc.is_nan(col)).as_py() or 0)
     result: dict[str, Any] = {"element_count": n, "missing_count": missing}
     if "unexpected_count" in r:
         unexpected = int(weights[bad_u].sum()) if len(bad_u) else 0
@@ -604,7 +629,12 @@ def _map_back(
         if unexpected:
             hit = pc.is_in(col, value_set=values.take(pa.array(bad_u)), skip_nulls=False)
             rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
-        vals = col.take(pa.array(rows[:SAMPLES])).to_pylist() if len(rows) else []
+        vals = []
+        if len(rows):
+            sample = col.take(pa.array(rows[:SAMPLES]))
+            if pa.types.is_date(sample.type):  # as on the row-by-row path (pandas Timestamps)
+                sample = sample.cast(pa.timestamp("s"))
+            vals = sample.to_pylist()
         result["partial_unexpected_list"] = vals
         result["partial_unexpected_index_list"] = rows[:SAMPLES].tolist()
         if quarantine:

@@ -50,11 +50,12 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationPackageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 IDLE_SECONDS = 60.0  # a warm worker with nothing to do exits after this long
 REUSE_SECONDS = IDLE_SECONDS / 2  # ... and the parent reuses one idle for less than this
@@ -98,6 +99,8 @@ def _unpack(packed: tuple) -> ValidationPackageError:
 
 
 def _ipc(batch: pa.RecordBatch) -> pa.Buffer:
+    import pyarrow as pa  # noqa: PLC0415 — not needed to start a worker (see prestart)
+
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, batch.schema) as w:
         w.write_batch(batch)
@@ -105,6 +108,8 @@ def _ipc(batch: pa.RecordBatch) -> pa.Buffer:
 
 
 def _read_ipc(data: bytes) -> pa.RecordBatch:
+    import pyarrow as pa  # noqa: PLC0415
+
     return pa.ipc.open_stream(data).read_next_batch()  # zero-copy over ``data``
 
 
@@ -115,6 +120,8 @@ def release_memory() -> None:
     """Give freed memory back to the system: Arrow's pool and glibc's heap (pandas, numpy)
     keep it otherwise (a warm worker would sit on its last chunk's pages, the pipeline on a
     table's chunks while DuckDB checks it)."""
+    import pyarrow as pa  # noqa: PLC0415
+
     pa.default_memory_pool().release_unused()
     try:
         ctypes.CDLL(None).malloc_trim(0)
@@ -195,6 +202,8 @@ def _session(conn: Connection, warmup: _Warmup) -> bool:
             if kind == "chunk":
                 batches = [_read_ipc(conn.recv_bytes()) for _ in range(msg[2])]
                 if failed is None:
+                    import pyarrow as pa  # noqa: PLC0415
+
                     table = pa.Table.from_batches(batches)
                     counts = None
                     if warmup.is_alive():  # the Arrow half of the checks, while GX imports
@@ -563,7 +572,7 @@ class RemoteRowChecks:
 
     def _ship(self, chunk: pa.RecordBatch | pa.Table, offset: int) -> None:
         part = chunk.select(self.columns)
-        batches = part.to_batches() if isinstance(part, pa.Table) else [part]
+        batches = part.to_batches() if hasattr(part, "to_batches") else [part]
         self._send(("chunk", offset, len(batches)))
         for b in batches:
             self._worker.conn.send_bytes(_ipc(b))
@@ -663,12 +672,18 @@ def enabled() -> bool:
     return os.environ.get("NSDX_VALIDATION_WORKER", "1").strip().lower() not in ("0", "false", "no")
 
 
+def may_be_wanted(expectations: list[dict] | tuple[dict, ...], on_invalid: str) -> bool:
+    """A quick superset of :func:`wanted`, without parsing (nor importing pyarrow): to start
+    a worker as early as possible; when it is not wanted after all, it is let go at exit."""
+    return enabled() and on_invalid != "quarantine_rows" and bool(expectations)
+
+
 def wanted(expectations: list[dict] | tuple[dict, ...], on_invalid: str) -> bool:
     """Whether validating these expectations will use a worker (when :func:`enabled`): some
     run through great-expectations, and ``on_invalid`` is not ``quarantine_rows``."""
     from .shorthand import DATASET, parse_expectations  # noqa: PLC0415
 
-    if not enabled() or on_invalid == "quarantine_rows":
+    if not may_be_wanted(expectations, on_invalid):
         return False
     tables = {e.get("table") for e in expectations if isinstance(e, dict)}
     try:
@@ -682,6 +697,8 @@ __all__ = [
     "RemoteRowChecks",
     "ValidationWorkerError",
     "enabled",
+    "linger_seconds",
+    "may_be_wanted",
     "prestart",
     "release_memory",
     "serve",
