@@ -14,12 +14,14 @@ from catalogue.query import connect, run_query
 from catalogue.registry import Catalogue
 from ingest.errors import IngestError, SchemaMismatch
 from ingest.spec import parse_specs
+from tests.fixtures.procs import child_workers, gone
 from validation import worker as validation_worker
 
 KEY = b"k"
 
 
-def make_spec(tmp_path: Path, rows: list[tuple[str, int]]):
+def make_spec(tmp_path: Path, rows: list[tuple[str, int]], more: str = ""):
+    """Metro entries per station; ``more``: YAML lines appended after its expectation."""
     csv = tmp_path / "flow.csv"
     csv.write_text("station,entries\n" + "".join(f"{s},{n}\n" for s, n in rows), encoding="utf-8")
     (spec,) = parse_specs(
@@ -33,7 +35,7 @@ def make_spec(tmp_path: Path, rows: list[tuple[str, int]]):
       - {{name: entries, type: integer}}
     expectations:
       - {{column: entries, between: [0, 100000]}}
-""",
+{more}""",
         base_dir=tmp_path,
     )
     return spec
@@ -105,29 +107,8 @@ def test_failure_while_writing_exposes_nothing(tmp_path, cat, store):
     assert total(cat, store) == 30
 
 
-def _workers() -> list[int]:
-    """Validation worker processes that are children of this process (Linux /proc)."""
-    pids = []
-    for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
-            pids.extend(int(p) for p in f.read().split())
-    return [p for p in pids if _is_worker(p)]
-
-
-def _is_worker(pid: int) -> bool:
-    try:
-        return b"validation.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _gone(pid: int) -> bool:
-    """Exited and reaped (a zombie keeps its /proc entry)."""
-    return not Path(f"/proc/{pid}").exists()
-
-
 def _kill_workers(killed: list[int]) -> None:
-    for pid in _workers():
+    for pid in child_workers():
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 
@@ -151,7 +132,7 @@ def test_validation_worker_crash_publishes_nothing(tmp_path, cat, store):
     assert cat.current("metro-flow").number == 1
     assert total(cat, store) == 30
     assert [i.key for i in store.list("guangzhou-metro/metro-flow/v2")] == []
-    assert killed and all(_gone(p) for p in killed)  # reaped: no zombie
+    assert killed and all(gone(p) for p in killed)  # reaped: no zombie
     r = publish_dataset(cat, store, bigger, pii_key=KEY, reports_dir=tmp_path / "r")
     assert (r.status, r.version) == ("published", 2)  # a fresh worker
 
@@ -169,28 +150,17 @@ def test_interrupted_ingest_leaves_no_process_and_no_version(tmp_path, cat, stor
         )
     assert cat.current("metro-flow") is None
     assert [i.key for i in store.list("guangzhou-metro/")] == []
-    assert [p for p in _workers() if p not in {w.proc.pid for w in validation_worker._idle}] == []
+    assert [
+        p for p in child_workers() if p not in {w.proc.pid for w in validation_worker._idle}
+    ] == []
 
 
 def test_quarantine_rows_publishes_the_valid_rows(tmp_path, cat, store):
     rows = [("蕉门", 10), ("金洲", -5), ("黄阁", 20), ("南沙客运港", 200_000)]
-    csv = tmp_path / "flow.csv"
-    csv.write_text("station,entries\n" + "".join(f"{s},{n}\n" for s, n in rows), encoding="utf-8")
-    (spec,) = parse_specs(
-        f"""datasets:
-  - id: metro-flow
-    title: 地铁进站客流
-    domain: transport
-    organization: guangzhou-metro
-    source: {{path: {csv}, format: csv}}
-    schema:
-      - {{name: entries, type: integer}}
-    expectations:
-      - {{column: entries, between: [0, 100000]}}
-      - {{row_count: {{between: [1, 10]}}}}
-    on_invalid: quarantine_rows
-""",
-        base_dir=tmp_path,
+    spec = make_spec(
+        tmp_path,
+        rows,
+        "      - {row_count: {between: [1, 10]}}\n    on_invalid: quarantine_rows\n",
     )
     r = publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
     assert r.status == "published_with_warnings" and r.row_count == 2

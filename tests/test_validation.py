@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fixtures.procs import child_workers, gone
 from validation import BatchValidator, ExpectationConfigError, parse_expectations
 from validation.gx import build_expectation
 from validation.shorthand import TYPE_LISTS
@@ -660,27 +661,6 @@ WORKER_EXPECTATIONS = [
 ]
 
 
-def _workers() -> list[int]:
-    """Validation worker processes that are children of this process (Linux /proc)."""
-    pids = []
-    for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
-            pids.extend(int(p) for p in f.read().split())
-    return [p for p in pids if _is_worker(p)]
-
-
-def _is_worker(pid: int) -> bool:
-    try:
-        return b"validation.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _gone(pid: int) -> bool:
-    """Exited and reaped (a zombie keeps its /proc entry)."""
-    return not Path(f"/proc/{pid}").exists()
-
-
 def test_worker_gives_the_same_report(tmp_path):
     """Chunks validated in the worker process give exactly the in-process report."""
     reports = []
@@ -709,7 +689,7 @@ def test_worker_reports_a_bad_gx_expectation():
         assert e.value.index == 0 and e.value.dataset_id == "demo"
     finally:
         v.close()
-    assert not [p for p in _workers() if p not in {x.proc.pid for x in w._idle}]
+    assert not [p for p in child_workers() if p not in {x.proc.pid for x in w._idle}]
 
 
 def test_worker_killed_mid_run_is_a_clean_error():
@@ -728,7 +708,7 @@ def test_worker_killed_mid_run_is_a_clean_error():
         v.finish([])
     assert "NSDX_VALIDATION_WORKER=0" in e.value.hint
     v.close()
-    assert _gone(pid)  # reaped: no zombie
+    assert gone(pid)  # reaped: no zombie
     _, report, _ = _run([{"column": "speed", "between": [0, 150]}], worker=True)
     assert report.results[0].result["unexpected_count"] == 2
 
@@ -740,7 +720,7 @@ def test_interrupted_run_leaves_no_worker_behind():
     with pytest.raises(KeyboardInterrupt), v:
         v.check_batch(_table(), 0)
         raise KeyboardInterrupt
-    assert _gone(pid)
+    assert gone(pid)
 
 
 def test_idle_worker_exits_when_its_parent_goes(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.fixtures.procs import workers_started_with_linger
 from validation import worker as vw
 from validation.errors import ValidationPackageError
 
@@ -23,20 +24,7 @@ LINGER = "97"  # a value no one else uses: this file's workers are found by it
 
 
 def _ours() -> list[int]:
-    """Validation workers started with this file's linger value (alive, not zombies)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().split(")")[1].split()[0]
-        except OSError:
-            continue
-        if b"validation.worker" in b" ".join(argv) and argv[-2:] == [b"97.0", b""]:
-            if state != "Z":
-                pids.append(int(entry.name))
-    return pids
+    return workers_started_with_linger(LINGER)
 
 
 def _stop_ours() -> None:
