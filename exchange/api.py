@@ -17,6 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
+from validation.errors import NsdxError
+
 from . import trade
 from .actors import Actor, actor_for_user
 from .context import Exchange
@@ -47,12 +49,10 @@ def _call(request: Request, fn: Callable[[Exchange, Actor], Any], status: int = 
     try:
         ex = _exchange(request)
         result = fn(ex, _actor(request, ex))
-    except ExchangeError as e:
+    except NsdxError as e:  # exchange and catalogue errors (bad token, ...) keep their status
+        if not hasattr(e, "status"):
+            raise
         return JSONResponse({"error": e.to_dict()}, status_code=e.status)
-    except Exception as e:  # catalogue errors (bad token, ...) keep their status
-        if hasattr(e, "to_dict") and hasattr(e, "status"):
-            return JSONResponse({"error": e.to_dict()}, status_code=e.status)
-        raise
     return JSONResponse(result, status_code=status)
 
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from exchange import api as exchange_api
 from nsdx.core import Nsdx
 
-from . import ckan
+from . import ckan, dcat, pages, query, sharing
 from .state import WebState, jobs_mode
 
 log = logging.getLogger("nsdx.web")
@@ -23,22 +24,12 @@ log = logging.getLogger("nsdx.web")
 # The routers the app serves, in order. Other packages add theirs here (one line each).
 ROUTERS = [
     ckan.router,
-    __import__("exchange.api", fromlist=["router"]).router,
-    __import__("nsdx.web.query", fromlist=["router"]).router,
-    __import__("nsdx.web.sharing", fromlist=["router"]).router,
+    exchange_api.router,
+    query.router,
+    sharing.router,
+    dcat.router,
+    pages.router,
 ]
-
-
-def _optional_routers() -> list:
-    """Routers of surfaces that may not be built yet in this checkout."""
-    out = []
-    for module in ("nsdx.web.dcat", "nsdx.web.pages"):
-        try:
-            out.append(__import__(module, fromlist=["router"]).router)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-    return out
 
 
 def create_app(
@@ -82,7 +73,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.nsdx = state
-    for r in ROUTERS + _optional_routers():
+    for r in ROUTERS:
         app.include_router(r)
     static = Path(__file__).parent / "static"
     if static.is_dir():

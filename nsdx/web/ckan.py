@@ -17,7 +17,7 @@ from catalogue.ckan import ACTIONS, Upload, dispatch
 from catalogue.ckan.envelope import failure
 from catalogue.ckan.errors import to_error
 
-from .state import state_of
+from .state import site_url, state_of
 
 router = APIRouter(tags=["CKAN Action API"])
 
@@ -82,7 +82,7 @@ async def _read(request: Request) -> tuple[dict, dict[str, UploadFile]]:
 
 async def _action(name: str, request: Request) -> Response:
     st = state_of(request)
-    site = str(request.base_url).rstrip("/")
+    site = site_url(request)
     try:
         data, raw_files = await _read(request)
     except ValueError as e:

@@ -12,7 +12,7 @@ from catalogue.dcat import catalog_jsonld, croissant, dataset_jsonld
 from catalogue.errors import CatalogueError
 from catalogue.search import MAX_ROWS
 
-from .state import state_of
+from .state import site_url, state_of
 
 router = APIRouter(tags=["Open data"])
 JSONLD = "application/ld+json"
@@ -21,7 +21,7 @@ JSONLD = "application/ld+json"
 @router.get("/catalog.jsonld", summary="The catalogue as DCAT-AP JSON-LD")
 async def catalog(request: Request, page: int = Query(1, ge=1)) -> JSONResponse:
     st = state_of(request)
-    site = str(request.base_url).rstrip("/")
+    site = site_url(request)
     result = await run_in_threadpool(
         st.index.search,
         rows=MAX_ROWS,
@@ -48,21 +48,20 @@ async def catalog(request: Request, page: int = Query(1, ge=1)) -> JSONResponse:
 
 @router.get("/dataset/{name}.jsonld", summary="One dataset as DCAT-AP JSON-LD")
 async def dataset(name: str, request: Request) -> JSONResponse:
-    st = state_of(request)
-    principal = await run_in_threadpool(st.principal, request)
-    try:
-        pkg = await run_in_threadpool(st.packages.show, principal, name)
-    except CatalogueError as e:
-        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
-    return JSONResponse(dataset_jsonld(pkg, str(request.base_url).rstrip("/")), media_type=JSONLD)
+    return await _one_dataset(request, name, dataset_jsonld)
 
 
 @router.get("/dataset/{name}/croissant.json", summary="One dataset as MLCommons Croissant")
 async def dataset_croissant(name: str, request: Request) -> JSONResponse:
+    return await _one_dataset(request, name, croissant)
+
+
+async def _one_dataset(request: Request, name: str, render) -> JSONResponse:
+    """The dataset the caller may read, rendered with ``render(package, site)``."""
     st = state_of(request)
     principal = await run_in_threadpool(st.principal, request)
     try:
         pkg = await run_in_threadpool(st.packages.show, principal, name)
     except CatalogueError as e:
         return JSONResponse({"error": e.to_dict()}, status_code=e.status)
-    return JSONResponse(croissant(pkg, str(request.base_url).rstrip("/")), media_type=JSONLD)
+    return JSONResponse(render(pkg, site_url(request)), media_type=JSONLD)

@@ -16,7 +16,7 @@ from catalogue.auth import ANONYMOUS
 from catalogue.dcat import LICENSE_URLS, schema_org
 from catalogue.search import SearchQueryError
 
-from .state import state_of
+from .state import site_url, state_of
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -115,7 +115,7 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
         return templates.TemplateResponse(
             request, "missing.html", {"name": name, "message": str(e)}, status_code=404
         )
-    site = str(request.base_url).rstrip("/")
+    site = site_url(request)
     jsonld = json.dumps(schema_org(pkg, site), ensure_ascii=False, indent=1)
     return templates.TemplateResponse(
         request,

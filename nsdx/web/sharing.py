@@ -17,9 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from exchange import sharing
-from exchange.api import _actor, _exchange
+from exchange.api import _call, _exchange
 from exchange.errors import ExchangeError
 from ingest.errors import StorageError
+
+from .state import site_url
 
 router = APIRouter(tags=["delta-sharing"])
 
@@ -222,23 +224,22 @@ async def profile(request: Request, order_id: str):
         body = None
     if not isinstance(body, dict):
         return JSONResponse(
-            {"error": {"error": "InvalidRequest", "message": "the body must be a JSON object"}},
+            {
+                "error": {
+                    "error": "InvalidRequest",
+                    "message": "the body must be a JSON object",
+                    "hint": 'send e.g. {"days": 30} (both fields optional), or an empty body',
+                }
+            },
             status_code=422,
         )
-    endpoint = body.get("endpoint") or str(request.base_url).rstrip("/") + f"{PREFIX}/"
+    endpoint = body.get("endpoint") or site_url(request) + f"{PREFIX}/"
     from starlette.concurrency import run_in_threadpool
 
-    def run():
-        ex = _exchange(request)
-        return sharing.issue_profile(
-            ex, _actor(request, ex), order_id, endpoint=endpoint, days=body.get("days")
-        )
-
-    try:
-        return JSONResponse(await run_in_threadpool(run))
-    except ExchangeError as e:
-        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
-    except Exception as e:  # catalogue errors (bad token, ...) keep their status
-        if hasattr(e, "to_dict") and hasattr(e, "status"):
-            return JSONResponse({"error": e.to_dict()}, status_code=e.status)
-        raise
+    return await run_in_threadpool(
+        _call,
+        request,
+        lambda ex, actor: sharing.issue_profile(
+            ex, actor, order_id, endpoint=endpoint, days=body.get("days")
+        ),
+    )

@@ -65,7 +65,7 @@ class WebState:
             principal=principal,
             jobs=self.jobs,
             files=files or {},
-            site_url=str(request.base_url).rstrip("/"),
+            site_url=site_url(request),
         )
 
 
@@ -95,4 +95,9 @@ def state_of(request: Request) -> WebState:
     return request.app.state.nsdx
 
 
-__all__ = ["WebState", "jobs_mode", "make_runner", "state_of"]
+def site_url(request: Request) -> str:
+    """This server's public address as the client reached it, without the trailing slash."""
+    return str(request.base_url).rstrip("/")
+
+
+__all__ = ["WebState", "jobs_mode", "make_runner", "site_url", "state_of"]
