@@ -19,7 +19,7 @@ from pathlib import Path
 from .context import Exchange
 from .history import build_history
 from .ledger.store import b64
-from .money import cny
+from .money import cny, to_fen
 from .rewards.compute import compute_rewards
 from .rewards.policy import load_policy
 from .washtrade import detect
@@ -86,7 +86,7 @@ def yearly_summary(
     by_ent: dict[str, dict] = {}
     by_month = [[0, 0] for _ in range(12)]
     for t in in_year:
-        fen = _fen(t["amount_cny"])
+        fen = to_fen(t["amount_cny"])
         by_domain[t["domain"] or "-"][0] += 1
         by_domain[t["domain"] or "-"][1] += fen
         m = int(t["date"][5:7]) - 1
@@ -127,11 +127,6 @@ def yearly_summary(
         "flags": rep["flags"],
         "transactions": rep["transactions"],
     }
-
-
-def _fen(amount_cny: str) -> int:
-    whole, _, frac = amount_cny.partition(".")
-    return int(whole) * 100 + int((frac + "00")[:2])
 
 
 def write_yearly_report(
@@ -220,9 +215,9 @@ def render_html(s: dict) -> str:
     esc = html.escape
     t = s["totals"]
     cp = s["checkpoint"]
-    months = [(m["month"][5:], _fen(m["volume_cny"]) / 100) for m in s["by_month"]]
-    domains = [(d["domain"], _fen(d["volume_cny"]) / 100) for d in s["by_domain"]]
-    rewards = [(r["org"], _fen(r["capped_reward_cny"]) / 100) for r in s["rewards"]]
+    months = [(m["month"][5:], to_fen(m["volume_cny"]) / 100) for m in s["by_month"]]
+    domains = [(d["domain"], to_fen(d["volume_cny"]) / 100) for d in s["by_domain"]]
+    rewards = [(r["org"], to_fen(r["capped_reward_cny"]) / 100) for r in s["rewards"]]
 
     def table(rows: list[dict], cols: list[str]) -> str:
         head = "".join(f"<th>{esc(c)}</th>" for c in cols)

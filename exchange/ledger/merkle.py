@@ -380,21 +380,7 @@ def consistency_proof(size1: int, size2: int, source: NodeSource) -> list[bytes]
         )
     if size1 > size2:
         raise ValueError(f"size1 {size1} is larger than size2 {size2}")
-    node = _reader_for(source, size2)
-    proof: list[bytes] = []
-    m, base, n, known = size1, 0, size2, True
-    while m != n:  # SUBPROOF(m, D[base:base+n], known)
-        k = _split(n)
-        if m <= k:
-            proof.append(_range_hash(base + k, base + n, node))
-            n = k
-        else:
-            proof.append(_range_hash(base, base + k, node))
-            m, base, n, known = m - k, base + k, n - k, False
-    if not known:
-        proof.append(_range_hash(base, base + n, node))
-    proof.reverse()
-    return proof
+    return subtree_consistency_proof(0, size1, size2, source)  # SUBPROOF(m, D[n], true)
 
 
 def subtree_inclusion_proof(index: int, start: int, end: int, source: NodeSource) -> list[bytes]:

@@ -647,14 +647,6 @@ class LedgerStore:
         with self.engine.begin() as conn:
             conn.execute(update(table).where(table.c.id == ref[1]).values(ledger_index=idx))
 
-    def integrate(self) -> int:
-        """Take the lock (waiting for it), move every queued event into the tree as one
-        batch with one signed checkpoint, commit. Returns how many were moved (events
-        whose appenders died before settling them are integrated this way too)."""
-        if self.dialect == "sqlite":
-            return 0
-        return len(self._integrate_round()[0])
-
     def pending(self) -> int:
         """Events committed but not yet integrated (normally 0 or in flight)."""
         with self.engine.connect() as conn:
@@ -726,10 +718,6 @@ class LedgerStore:
             ]
 
     # -- reading ---------------------------------------------------------------------
-    def size(self) -> int:
-        with Session(self.engine) as s:
-            return s.scalar(select(func.count()).select_from(LedgerEntry)) or 0
-
     def head_size(self) -> int:
         with Session(self.engine) as s:
             return s.scalar(select(LedgerHead.size).where(LedgerHead.id == HEAD_ID)) or 0

@@ -88,7 +88,11 @@ class Policy:
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
-    p = Path(path) if path else DEFAULT_POLICY
+    """The policy in ``path``, else in NSDX_REWARD_POLICY, else the built-in one — for every
+    caller alike (rewards, flags, reports, the HTTP API)."""
+    import os  # noqa: PLC0415
+
+    p = Path(path or os.environ.get("NSDX_REWARD_POLICY") or DEFAULT_POLICY)
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except OSError as e:

@@ -495,7 +495,10 @@ def show(order_id, as_org, user, as_json):
 
 @exchange.command("demo")
 @click.option(
-    "--year", type=int, default=None, help="Year of the sample trades (default: this year)."
+    "--year",
+    type=int,
+    default=None,
+    help="Year of the sample trades (default: last year, so every date is past).",
 )
 @click.option("--force", is_flag=True, help="Record the demo even if the ledger holds entries.")
 @json_option
@@ -685,13 +688,9 @@ def entry(index):
 
 
 def _report(ex, year, policy_path, at):
-    import os
-
     from exchange.reports import rewards_report
 
-    return rewards_report(
-        ex, year, policy_path=policy_path or os.environ.get("NSDX_REWARD_POLICY"), tree_size=at
-    )
+    return rewards_report(ex, year, policy_path=policy_path, tree_size=at)
 
 
 _policy_opt = click.option(
