@@ -83,9 +83,3 @@ class StorageAuthError(StorageError):
 
 class BucketNotFound(StorageError):
     """The configured bucket does not exist."""
-
-
-class PublishInterrupted(IngestError):
-    """A publish stopped before its version was committed; nothing was exposed."""
-
-    transient = True

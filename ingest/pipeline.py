@@ -285,19 +285,25 @@ def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number)
                 emit,
                 quarantine_path=lambda name=name: _quarantine_path(reports_dir, spec, number, name),
             )
+            emit("validate", name=name)
             report = validator.finish([str(p) for p in out.files], resolve_dataset=resolve_dataset)
         quarantine.extend(q_paths)
         kept = _keep_report(reports_dir, spec, number, name, report)
         reports[name] = report.summary()
+        if not report.publishable:  # the on_invalid policy decides, in the report
+            where = f"table {name!r}: " if table.name else ""
+            other = (
+                "declare `on_invalid: quarantine_rows` / `warn`"
+                if spec.on_invalid == "fail"
+                else "declare `on_invalid: warn` (setting rows aside cannot fix a "
+                "dataset-level check such as row_count)"
+            )
+            raise ValidationFailed(
+                report,
+                hint=f"{where}the counts are failing rows; read the report {kept} — fix the "
+                f"source, relax the expectation, or {other} in datasets.yaml",
+            )
         if not report.success:
-            if spec.on_invalid == "fail":
-                where = f"table {name!r}: " if table.name else ""
-                raise ValidationFailed(
-                    report,
-                    hint=f"{where}the counts are failing rows; read the report {kept} — fix "
-                    "the source, relax the expectation, or declare `on_invalid: "
-                    "quarantine_rows` / `warn` in datasets.yaml",
-                )
             warnings.extend(
                 f"{name}: {exp} failed on {n} rows"
                 for exp, n in report.failures_by_expectation.items()

@@ -15,6 +15,7 @@ from catalogue.registry import Catalogue
 from ingest.errors import IngestError, SchemaMismatch
 from ingest.spec import parse_specs
 from tests.fixtures.procs import child_workers, gone
+from validation import ValidationFailed
 from validation import worker as validation_worker
 
 KEY = b"k"
@@ -176,3 +177,19 @@ def test_quarantine_rows_publishes_the_valid_rows(tmp_path, cat, store):
         },
     ]
     assert r.validation["quarantined_rows"] == 2
+
+
+def test_quarantine_rows_cannot_set_aside_a_failed_dataset_check(tmp_path, cat, store):
+    """Setting bad rows aside cannot satisfy row_count: nothing is published, and the error
+    says what can be done."""
+    rows = [("蕉门", 10), ("金洲", -5), ("黄阁", 20)]
+    spec = make_spec(
+        tmp_path,
+        rows,
+        "      - {row_count: {between: [5, 10]}}\n    on_invalid: quarantine_rows\n",
+    )
+    with pytest.raises(ValidationFailed) as e:
+        publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
+    assert "on_invalid: warn" in e.value.hint and "row_count" in e.value.hint
+    assert cat.current("metro-flow") is None
+    assert [i.key for i in store.list("guangzhou-metro/")] == []

@@ -309,11 +309,16 @@ class RowChecks:
         n, failed = self._last[1], self._last[2]
         if not failed:
             return pa.nulls(n, pa.string())
-        reasons: list[list[str]] = [[] for _ in range(n)]
+        # only the failed rows get a Python string; the others stay null
+        bad = np.unique(np.concatenate(list(failed.values())))
+        reasons: dict[int, list[str]] = {int(i): [] for i in bad}
         for label, idx in failed.items():
             for i in idx.tolist():
                 reasons[i].append(label)
-        return pa.array(["; ".join(r) if r else None for r in reasons], pa.string())
+        mask = np.zeros(n, dtype=bool)
+        mask[bad] = True
+        texts = pa.array(["; ".join(reasons[int(i)]) for i in bad], pa.string())
+        return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(mask), texts)
 
     # -- once, at the end -----------------------------------------------------------------
     def finish(self, files: list[str]) -> Callable[[], dict[int, ExpectationResult]]:

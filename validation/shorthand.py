@@ -86,7 +86,6 @@ class Expectation:
     label: str  # short human-readable name, unique within the suite
     mostly: float = 1.0
     meta: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -96,12 +95,6 @@ class Expectation:
                 cols.append(self.kwargs[k])
         cols.extend(self.kwargs.get("column_list") or [])
         return cols
-
-    def config(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "kwargs": dict(self.kwargs)}
-        if self.meta:
-            out["meta"] = dict(self.meta)
-        return out
 
 
 def _kind(t: pa.DataType) -> str:
@@ -269,7 +262,6 @@ def _parse_one(p: _Parser, i: int, raw: dict) -> Expectation:
     if "strict" in raw and key not in ("between", "min", "max", "mean"):
         raise p.err(i, "strict", f"strict applies to between/min/max/mean, not to '{key}'")
     exp = _BUILDERS[key](p, i, {k: v for k, v in raw.items() if k != "table"})
-    exp.raw = dict(raw)
     if raw.get("table"):
         exp.meta["table"] = raw["table"]
     if mostly < 1 and key not in _NO_MOSTLY:

@@ -78,7 +78,6 @@ _CONV_RE = re.compile(
     r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (.+?): invalid value '(.*)'\s*$",
     re.S,
 )
-_COLS_RE = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 pycsv.field_size_limit(2**31 - 1)
 

@@ -94,7 +94,8 @@ class ObjectStore(ABC):
         """Make ``staging``'s files visible under ``prefix``; ``manifest.json`` becomes visible last.
 
         On any failure nothing is visible under ``prefix`` as a committed version (no manifest)
-        and the error says what to fix.
+        and the error says what to fix. ``progress(n)`` is told the bytes written since its
+        previous call.
         """
 
     def discard(self, staging: Path) -> None:

@@ -66,8 +66,20 @@ class _IngestProgress:
             self.progress.update(
                 self.tasks[key], completed=kw["rows"], rate=f"{kw['rows'] / secs:,.0f} rows/s"
             )
+        elif event == "validate":  # dataset-level checks over the staged table
+            self.progress.update(self.tasks[self._cur], rate="checking the whole table")
         elif event == "publish":
-            self.progress.add_task(f"{self.dataset} publishing {kw['prefix']}", total=None, rate="")
+            self._total = max(int(kw.get("bytes") or 0), 1)
+            self._sent = 0
+            self._pub = self.progress.add_task(
+                f"{self.dataset} publishing {kw['prefix']}", total=None, rate=self._bytes()
+            )
+        elif event == "published_bytes":  # bytes written since the last event
+            self._sent += int(kw["bytes"])
+            self.progress.update(self._pub, rate=self._bytes())
+
+    def _bytes(self) -> str:
+        return f"{self._sent / 1e6:,.1f} / {self._total / 1e6:,.1f} MB"
 
 
 @click.command()
