@@ -101,7 +101,7 @@ def check_read(
     """Raise unless ``p`` may read the dataset: private datasets and drafts are for their
     organisation's members, deleted ones for its editors (and sysadmins) only."""
     if state == "deleted":
-        if p.sysadmin or p.can_edit(org_id):
+        if p.can_edit(org_id):
             return
         from .errors import DatasetNotFound
 

@@ -20,16 +20,14 @@ from sqlalchemy.orm import Session
 
 from .auth import (
     NAME_RE,
-    Accounts,
     InvalidInput,
     NotAuthorized,
     ObjectNotFound,
     Principal,
     check_read,
 )
-from .errors import DatasetNotFound
 from .models import Dataset, DatasetTag, LinkResource, Organization, Resource, utcnow
-from .registry import Catalogue, package_dict
+from .registry import Catalogue, find_dataset, package_dict
 
 # extras that are columns of the dataset, and extras nsdx computes (ignored on input)
 COLUMN_EXTRAS = ("domain", "access", "title_en", "notes_en", "attribution", "price_cny")
@@ -138,20 +136,10 @@ class Packages:
 
     def __init__(self, cat: Catalogue) -> None:
         self.cat = cat
-        self.accounts = Accounts(cat)
 
     # -- reading -------------------------------------------------------------------------
-    @staticmethod
-    def find(s: Session, name_or_id: str) -> Dataset:
-        ds = s.scalar(
-            select(Dataset).where((Dataset.name == name_or_id) | (Dataset.id == name_or_id))
-        )
-        if ds is None:
-            raise DatasetNotFound(name_or_id)
-        return ds
-
     def _readable(self, s: Session, p: Principal, name_or_id: str) -> Dataset:
-        ds = self.find(s, name_or_id)
+        ds = find_dataset(s, name_or_id, include_deleted=True)
         check_read(
             p,
             name_or_id,
@@ -194,7 +182,7 @@ class Packages:
         if not key:
             raise InvalidInput({"id": ["Missing value"]})
         with self.cat.Session.begin() as s:
-            ds = self.find(s, str(key))
+            ds = find_dataset(s, str(key), include_deleted=True)
             self._check_edit(p, ds.organization_id, ds.name)
             self._apply(s, p, ds, dict(data), creating=False)
             s.flush()
@@ -215,7 +203,7 @@ class Packages:
     def delete(self, p: Principal, name_or_id: str) -> None:
         self._require_user(p)
         with self.cat.Session.begin() as s:
-            ds = self.find(s, name_or_id)
+            ds = find_dataset(s, name_or_id, include_deleted=True)
             self._check_edit(p, ds.organization_id, ds.name)
             ds.state = "deleted"
             ds.metadata_modified = utcnow()
@@ -474,7 +462,7 @@ class Packages:
         if not data.get("package_id"):
             raise InvalidInput({"package_id": ["Missing value"]})
         with self.cat.Session.begin() as s:
-            ds = self.find(s, str(data["package_id"]))
+            ds = find_dataset(s, str(data["package_id"]), include_deleted=True)
             self._check_edit(p, ds.organization_id, ds.name)
             n = s.scalar(select(func.count()).where(LinkResource.dataset_id == ds.id)) or 0
             lr = LinkResource(dataset_id=ds.id, extras={}, position=n)

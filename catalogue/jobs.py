@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
-
 from .auth import ObjectNotFound
-from .models import Dataset, Job, utcnow
-from .registry import Catalogue
+from .models import Job, utcnow
+from .registry import Catalogue, find_dataset
 
 log = logging.getLogger("nsdx.jobs")
 
@@ -68,9 +66,7 @@ def spec_for_upload(cat: Catalogue, dataset: str, path: str, fmt: str, options: 
     from ingest.spec import DatasetSpec, SourceSpec
 
     with cat.Session() as s:
-        ds = s.scalar(select(Dataset).where((Dataset.name == dataset) | (Dataset.id == dataset)))
-        if ds is None:
-            raise ObjectNotFound("dataset", dataset)
+        ds = find_dataset(s, dataset)
         opts = options or {}
         return DatasetSpec(
             id=ds.name,

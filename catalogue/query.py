@@ -42,24 +42,15 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def connect(
-    cat: Catalogue,
-    store: ObjectStore,
-    *,
-    include_restricted: bool = True,
-    threads: int | None = None,
-) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per published table."""
+def connect(cat: Catalogue, store: ObjectStore) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per published table (the CLI's and the
+    Python API's; the HTTP query API opens its own with limits, see :func:`open_locked`)."""
     con = duckdb.connect(":memory:")
-    if threads:
-        con.execute(f"SET threads={int(threads)}")
     if store.url.startswith("s3://"):
         from ingest.storage.duckdb_s3 import configure_duckdb
 
         configure_duckdb(con, store)
     for t in cat.published_tables():
-        if t.access != "open" and not include_restricted:
-            continue
         _create_view(con, store, t)
     return con
 
@@ -73,10 +64,6 @@ def _create_view(con, store: ObjectStore, t: PublishedTable) -> None:
     )
 
 
-def views(cat: Catalogue) -> list[str]:
-    return [f"{t.view_schema}.{t.view_name}" for t in cat.published_tables()]
-
-
 def run_query(con: duckdb.DuckDBPyConnection, sql: str, *, max_rows: int | None = None):
     """Run ``sql`` and return an Arrow table (at most ``max_rows`` rows when given)."""
     try:
@@ -84,8 +71,6 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, *, max_rows: int | None 
         if max_rows is None:
             return rel.to_arrow_table()
         reader = rel.to_arrow_reader(min(max_rows, 100_000))
-        import pyarrow as pa
-
         batches, n = [], 0
         for b in reader:
             batches.append(b.slice(0, max_rows - n))
@@ -205,7 +190,7 @@ def check_access(
     for t in tables:
         if t.table.access == "open" and not t.private:
             continue
-        if principal.sysadmin or principal.can_read_private(t.org_id):
+        if principal.can_read_private(t.org_id):
             continue
         if t.table.access != "open" and has_grant is not None and has_grant(principal, t):
             continue

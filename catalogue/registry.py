@@ -38,6 +38,17 @@ class PublishedTable:
         return f"{base}__{self.table.replace('-', '_')}" if self.table else base
 
 
+def find_dataset(s: Session, name_or_id: str, *, include_deleted: bool = False) -> Dataset:
+    """A dataset by name or id; DatasetNotFound if there is none (or it is deleted)."""
+    q = select(Dataset).where((Dataset.name == name_or_id) | (Dataset.id == name_or_id))
+    if not include_deleted:
+        q = q.where(Dataset.state != "deleted")
+    ds = s.scalar(q)
+    if ds is None:
+        raise DatasetNotFound(name_or_id)
+    return ds
+
+
 class Catalogue:
     def __init__(self, database_url: str | Engine) -> None:
         self.engine = (
@@ -57,15 +68,6 @@ class Catalogue:
         return org
 
     # -- datasets ----------------------------------------------------------------------
-    def _get(self, s: Session, name: str, *, include_deleted: bool = False) -> Dataset:
-        q = select(Dataset).where((Dataset.name == name) | (Dataset.id == name))
-        if not include_deleted:
-            q = q.where(Dataset.state != "deleted")
-        ds = s.scalar(q)
-        if ds is None:
-            raise DatasetNotFound(name)
-        return ds
-
     def upsert_from_spec(self, s: Session, spec) -> Dataset:
         """Create or update a dataset's metadata from its datasets.yaml declaration."""
         org = self.ensure_organization(s, spec.organization, spec.organization_title)
@@ -164,7 +166,7 @@ class Catalogue:
         from .editing import render_packages  # the one renderer, link resources included
 
         with self.Session() as s:
-            return render_packages(s, [self._get(s, name)])[0]
+            return render_packages(s, [find_dataset(s, name)])[0]
 
     def packages(self, *, include_private: bool = True) -> list[dict]:
         with self.Session() as s:
