@@ -115,3 +115,19 @@ def test_croissant_of_a_published_dataset(deployment, tmp_path):  # noqa: F811
     assert "speed_kmh" in page and "v1" in page
     r = deployment.ok("package_search", {"fq": "res_format:Parquet", "q": "公交"}, token=None)
     assert [p["name"] for p in r["results"]] == ["bus-gps"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [("threads", "NSDX_JOBS='threads' is not a job mode"), ("queue", "PostgreSQL")],
+)
+def test_a_wrong_job_mode_stops_the_server_at_start(tmp_path, monkeypatch, mode, says):
+    """Not at its first upload, with a job left queued forever."""
+    from catalogue.errors import CatalogueError
+    from nsdx.web import create_app
+    from tests.test_ckan_api import make_nsdx
+
+    monkeypatch.setenv("NSDX_JOBS", mode)
+    with pytest.raises(CatalogueError, match=says) as e:
+        create_app(make_nsdx(tmp_path, f"sqlite:///{tmp_path / 'nsdx.db'}"), warm=False)
+    assert "NSDX_JOBS=thread" in e.value.hint or "or leave it unset" in e.value.hint

@@ -43,6 +43,7 @@ def create_app(
     """
     nx = nsdx or Nsdx()
     state = WebState(nx)
+    mode = jobs_mode(nx)  # a wrong NSDX_JOBS stops the server here, not its first upload
     if worker is None:
         worker = os.environ.get("NSDX_SERVE_WORKER", "1") != "0"
 
@@ -51,7 +52,7 @@ def create_app(
         if warm:
             threading.Thread(target=state.index.refresh, daemon=True, name="nsdx-index").start()
         task = None
-        if worker and jobs_mode(nx) == "queue":
+        if worker and mode == "queue":
             from catalogue.jobs import ensure_queue_schema, run_worker_async
 
             await asyncio.to_thread(ensure_queue_schema, nx.settings.database_url)

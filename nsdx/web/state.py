@@ -74,11 +74,19 @@ def jobs_mode(nx: Nsdx) -> str:
     chooses; by default PostgreSQL deployments queue and SQLite ones use threads."""
     import os
 
-    mode = os.environ.get("NSDX_JOBS", "")
+    from catalogue.errors import CatalogueError
+
+    mode = os.environ.get("NSDX_JOBS", "").strip().lower()
     on_pg = nx.settings.database_url.startswith("postgresql")
+    if mode not in ("", "queue", "thread"):
+        raise CatalogueError(
+            f"NSDX_JOBS={mode!r} is not a job mode",
+            hint="set NSDX_JOBS=queue (PostgreSQL) or thread, or leave it unset",
+        )
     if mode == "queue" and not on_pg:
-        raise ValueError(
-            "NSDX_JOBS=queue needs PostgreSQL (NSDX_DATABASE_URL=postgresql+psycopg://...)"
+        raise CatalogueError(
+            "NSDX_JOBS=queue needs PostgreSQL",
+            hint="set NSDX_DATABASE_URL=postgresql+psycopg://..., or NSDX_JOBS=thread",
         )
     return mode or ("queue" if on_pg else "thread")
 
