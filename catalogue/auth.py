@@ -310,15 +310,30 @@ class Accounts:
         return s.scalar(q) or 0
 
     def orgs(self, principal: Principal = ANONYMOUS) -> list[dict]:
+        """Every active organisation with the number of datasets ``principal`` may see in it
+        (two queries, however many organisations)."""
+        from sqlalchemy import func
+
         with self.cat.Session() as s:
-            return [
-                org_dict(o, package_count=self._count(s, o, principal))
-                for o in s.scalars(
-                    select(Organization)
-                    .where(Organization.state == "active")
-                    .order_by(Organization.name)
+            counts: dict[tuple[str, bool], int] = {
+                (org_id, private): n
+                for org_id, private, n in s.execute(
+                    select(Dataset.organization_id, Dataset.private, func.count())
+                    .where(Dataset.state == "active")
+                    .group_by(Dataset.organization_id, Dataset.private)
                 )
-            ]
+            }
+            out = []
+            for o in s.scalars(
+                select(Organization)
+                .where(Organization.state == "active")
+                .order_by(Organization.name)
+            ):
+                n = counts.get((o.id, False), 0)
+                if principal.can_read_private(o.id):
+                    n += counts.get((o.id, True), 0)
+                out.append(org_dict(o, package_count=n))
+            return out
 
     def add_member(self, org: str, user: str, role: str, *, by: Principal = SYSTEM) -> dict:
         if role not in ROLES:

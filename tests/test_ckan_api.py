@@ -282,6 +282,10 @@ def test_organizations(deployment):
         "organization_show", {"id": "bureau", "include_datasets": "true"}, method="GET"
     )
     assert [p["name"] for p in show["packages"]] == ["nansha-bus-gps"]
+    deployment.ok("package_create", {"name": "plans", "owner_org": "bureau", "private": True})
+    for token, bureau in ((None, 1), ("admin", 2)):  # a private one counts for members
+        full = deployment.ok("organization_list", {"all_fields": "true"}, method="GET", token=token)
+        assert {x["name"]: x["package_count"] for x in full} == {"bureau": bureau, "urban": 0}
     status, body = deployment.call("organization_show", {"id": "nope"}, method="GET")
     assert status == 404
     editor = deployment.user("ed", org="bureau", role="editor")
