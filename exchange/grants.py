@@ -1,6 +1,6 @@
-"""Whether an organisation may read a dataset it bought: the one rule behind the query API
-(and, per grant, behind deliveries and Delta Sharing in :mod:`exchange.trade` and
-:mod:`exchange.sharing`).
+"""Whether an organisation may read a dataset it bought: the one rule, as a query
+(:func:`holds_grant`, for the query API) and for one grant in hand (:func:`grant_state`, for
+deliveries in :mod:`exchange.trade` and Delta Sharing in :mod:`exchange.sharing`).
 
 A grant is live when it has started, has not expired, was not revoked (a refund revokes it)
 and its order is granted or delivered (paid, not refunded).
@@ -42,3 +42,16 @@ def holds_grant(
         .limit(1)
     )
     return found is not None
+
+
+def grant_state(g: Grant | None, order: Order, now: datetime) -> str:
+    """The same rule for one grant already in hand: ``"live"``, or why not — ``"revoked"``
+    (revoked, refunded, or no grant), ``"expired"`` or ``"not_started"``. Deliveries and Delta
+    Sharing say it in their own words."""
+    if g is None or g.revoked or order.status not in LIVE_ORDER_STATES:
+        return "revoked"
+    if g.expires <= now:
+        return "expired"
+    if g.starts > now:
+        return "not_started"
+    return "live"

@@ -48,6 +48,7 @@ from catalogue.models import Dataset, Organization, Resource, Version
 from .actors import Actor
 from .context import Exchange
 from .errors import InvalidRequest
+from .grants import grant_state
 from .models import Delivery, Grant, Order
 
 TOKEN_PREFIX = "dsp1"
@@ -225,15 +226,15 @@ def _active_grant(s: Session, grant_id: str) -> tuple[Grant, Order]:
     if g is None:
         raise Unauthenticated("the bearer token does not belong to an access grant")
     order = s.get(Order, g.order_id)
-    now = _now()
-    if g.revoked or order.status == "refunded":
+    state = grant_state(g, order, _now())
+    if state == "revoked":
         raise Forbidden(f"access to order {order.id} was revoked (the order was refunded)")
-    if g.expires <= now:
+    if state == "expired":
         raise Forbidden(
             f"the access grant of order {order.id} expired at "
             f"{g.expires.isoformat(timespec='seconds')}Z"
         )
-    if g.starts > now:
+    if state == "not_started":
         raise Forbidden(f"the access grant of order {order.id} starts at {g.starts.isoformat()}Z")
     return g, order
 

@@ -32,7 +32,7 @@ from .errors import (
     OfferNotFound,
     OrderNotFound,
 )
-from .grants import LIVE_ORDER_STATES
+from .grants import LIVE_ORDER_STATES, grant_state
 from .ledger.store import Appended
 from .models import Delivery, Enterprise, Grant, Offer, Order, Payment, Refund
 from .money import cny, to_fen
@@ -616,9 +616,10 @@ def _granted_order(
         .order_by(Grant.created.desc())
     ).first()
     now = _now()
-    if g is None or g.expires <= now:
+    state = grant_state(g, order, now)
+    if state in ("revoked", "expired"):
         raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
-    if g.starts > now:
+    if state == "not_started":
         raise InvalidState(
             f"the access grant of order {order.id} starts at {g.starts.isoformat()}Z",
             hint="deliveries open when the grant's term starts",
