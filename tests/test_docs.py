@@ -33,9 +33,24 @@ def test_every_command_is_in_the_readme():
             assert f"nsdx {name}" in readme, f"`nsdx {name}` is not documented in README.md"
 
 
+def test_top_level_help_matches_each_command():
+    """`nsdx --help` lists commands from a table (it must not import them); each line is the
+    command's own first help line."""
+    import click
+
+    from nsdx.cli import _HELP, cli
+
+    ctx = click.Context(cli, info_name="nsdx")
+    for name in cli.list_commands(ctx):
+        assert _HELP[name] == cli.get_command(ctx, name).get_short_help_str(200), name
+
+
 def test_every_setting_is_documented():
-    code = "\n".join(p.read_text() for p in (ROOT / "nsdx").rglob("*.py"))
-    code += "\n".join(p.read_text() for p in (ROOT / "ingest").rglob("*.py"))
+    code = "\n".join(
+        p.read_text()
+        for pkg in ("nsdx", "ingest", "validation", "catalogue", "exchange")
+        for p in (ROOT / pkg).rglob("*.py")
+    )
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     docs = readme + "\n".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
     for var in sorted(set(re.findall(r"\bNSDX_[A-Z0-9_]+", code))):

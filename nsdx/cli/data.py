@@ -322,7 +322,7 @@ def samples_generate(out: Path, rows: int, seed: int) -> None:
 
 @click.group()
 def storage() -> None:
-    """Object storage commands."""
+    """Check the configured object storage."""
 
 
 @storage.command("check")
