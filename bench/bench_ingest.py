@@ -165,7 +165,8 @@ def main() -> None:
 
     # warm the catalogue (migrations, key) so the timed runs measure the pipeline
     run([NSDX, "datasets", "list", "--json"], env)
-    env["NSDX_VALIDATION_LINGER"] = "120"
+    # the commands' workers linger, and this process's leave() must not stop them either
+    env["NSDX_VALIDATION_LINGER"] = os.environ["NSDX_VALIDATION_LINGER"] = "120"
     pyarrow_runs = {
         "pyarrow read_csv + write_table": [PY, "-c", PYARROW_TABLE, str(csv), str(tmp / "a.pq")],
         BASE: [PY, "-c", PYARROW_STREAMING, str(csv), str(tmp / "b.pq"), str(16 << 20)],
