@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sys
 import tempfile
 import threading
@@ -54,7 +55,7 @@ from exchange.ledger.merkle import leaf_hash  # noqa: E402
 from exchange.ledger.store import LedgerStore  # noqa: E402
 from exchange.ledger.verify import verify_ledger  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_ADMIN = os.environ.get("NSDX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PLAIN_SQL = "INSERT INTO plain_entries VALUES (:i, 'bench', :p, :h, :t)"
 
 

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,30 @@ def create_pg_database() -> str:
     return name
 
 
+def pg_url(name: str) -> str:
+    """The SQLAlchemy URL of database ``name`` on the server of NSDX_TEST_PG."""
+    from sqlalchemy.engine import make_url
+
+    return (
+        make_url(PG_ADMIN_URL)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database's URL, dropped (connections closed) afterwards."""
+    name = create_pg_database()
+    try:
+        yield pg_url(name)
+    finally:
+        from catalogue.db import dispose_all
+
+        dispose_all()
+        drop_pg_database(name)
+
+
 def drop_pg_database(name: str) -> None:
     import psycopg
 
@@ -91,13 +117,9 @@ def drop_pg_database(name: str) -> None:
 def postgres_url(pg_available: bool):
     """A fresh PostgreSQL database for tests of PostgreSQL-only behaviour."""
     if not pg_available:
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
-    name = create_pg_database()
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from catalogue.db import dispose_all
-
-    dispose_all()
-    drop_pg_database(name)
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -107,11 +129,6 @@ def database_url(request, tmp_path: Path, pg_available: bool):
         yield f"sqlite:///{tmp_path / 'nsdx.db'}"
         return
     if not pg_available:
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
-    name = create_pg_database()
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    yield url
-    from catalogue.db import dispose_all
-
-    dispose_all()
-    drop_pg_database(name)
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}")
+    with pg_database() as url:
+        yield url

@@ -18,7 +18,7 @@ import pytest
 from catalogue.auth import Accounts
 from catalogue.registry import Catalogue
 from catalogue.search import drop_indexes
-from tests.conftest import NSDX, create_pg_database, drop_pg_database, run_cli
+from tests.conftest import NSDX, create_pg_database, drop_pg_database, pg_url, run_cli
 
 CKANAPI = str(Path(sys.executable).parent / "ckanapi")
 pytestmark = pytest.mark.xdist_group("ckan_server")
@@ -98,7 +98,7 @@ def second_server(tmp_path, database_url):
     """Another deployment on the same kind of database (its own database)."""
     if database_url.startswith("postgresql"):
         name = create_pg_database()
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        url = pg_url(name)
     else:
         name, url = None, f"sqlite:///{tmp_path / 'second.db'}"
     (tmp_path / "home2").mkdir()
@@ -257,24 +257,11 @@ def test_upload_runs_the_ingest_pipeline_as_a_background_job(server, tmp_path):
         assert [p["name"] for p in found["results"]] == ["bus-upload"]
 
 
-@pytest.fixture
-def pg_database_url(pg_available):
-    """A fresh PostgreSQL database (the job queue is PostgreSQL's)."""
-    if not pg_available:
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
-    name = create_pg_database()
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    from catalogue.db import dispose_all
-
-    dispose_all()
-    drop_pg_database(name)
-
-
-def test_nsdx_worker_runs_queued_uploads(tmp_path, pg_database_url, nsdx_env):
+def test_nsdx_worker_runs_queued_uploads(tmp_path, postgres_url, nsdx_env):
     """On PostgreSQL an upload is queued (procrastinate); `nsdx worker` runs it."""
     from ckanapi import RemoteCKAN
 
-    srv = start_server(tmp_path / "home", pg_database_url, worker=False)
+    srv = start_server(tmp_path / "home", postgres_url, worker=False)
     try:
         src = tmp_path / "bus.csv"
         src.write_text(BUS_CSV, encoding="utf-8")
@@ -285,7 +272,7 @@ def test_nsdx_worker_runs_queued_uploads(tmp_path, pg_database_url, nsdx_env):
             time.sleep(1)
             assert ckan.action.nsdx_job_show(id=job["id"])["status"] == "queued"
             env = {**nsdx_env, "NSDX_HOME": str(tmp_path / "home"),
-                   "NSDX_DATABASE_URL": pg_database_url}  # fmt: skip
+                   "NSDX_DATABASE_URL": postgres_url}  # fmt: skip
             run_cli("worker", "--once", env=env)
             job = ckan.action.nsdx_job_show(id=job["id"])
             assert job["status"] == "finished", job

@@ -18,7 +18,7 @@ from catalogue.auth import Accounts
 from catalogue.query import QueryLimits
 from nsdx.core import Nsdx
 from nsdx.settings import Settings
-from tests.conftest import create_pg_database, drop_pg_database
+from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -104,9 +104,9 @@ def world(request, tmp_path_factory):
     pg = None
     if kind == "postgres-s3":
         if not request.getfixturevalue("pg_available"):
-            pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
+            pytest.skip("PostgreSQL not reachable (NSDX_TEST_PG)")
         pg = create_pg_database()
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{pg}"
+        url = pg_url(pg)
     else:
         url = f"sqlite:///{root / 'nsdx.db'}"
     mp = pytest.MonkeyPatch()
