@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from .gx import jsonable
+from .report import SAMPLES, passes
 from .shorthand import Expectation
 
 #: naive timestamps in nsdx data are local time of the zone (China Standard Time)
 NAIVE_TIMEZONE = ZoneInfo("Asia/Shanghai")
-SAMPLES = 20
 # DuckDB takes up to 80 % of the machine's memory by default; grouping a big dataset (unique)
 # would. Past this limit it spills to a temporary folder instead, so peak memory stays flat
 # whatever the dataset size.
@@ -99,7 +99,7 @@ def _map_result(total: int, missing: int, unexpected: int, samples: list) -> dic
 
 
 def _map_success(exp: Expectation, result: dict[str, Any]) -> bool:
-    return result["unexpected_percent"] <= 100.0 * (1.0 - exp.mostly) + 1e-9
+    return passes(result["unexpected_percent"], exp.mostly)
 
 
 class DatasetChecks:

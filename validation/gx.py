@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from .report import SAMPLES
+
 _counter = itertools.count()
 # great-expectations' context is not documented as thread-safe; the server may validate an
 # upload while the CLI-driven pipeline runs in another thread, so every use is serialised.
@@ -242,10 +244,10 @@ class GxSuite:
             fmt: Any = {
                 "result_format": "COMPLETE",
                 "return_unexpected_index_query": False,
-                "partial_unexpected_count": 20,
+                "partial_unexpected_count": SAMPLES,
             }
         else:
-            fmt = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+            fmt = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLES}
         with _lock:
             batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
             run = batch.validate(self.suite, result_format=fmt)

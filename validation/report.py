@@ -17,6 +17,15 @@ from typing import Any
 ON_INVALID = ("fail", "warn", "quarantine_rows")
 
 
+SAMPLES = 20  # unexpected values (with their rows) kept per expectation
+
+
+def passes(unexpected_percent: float, mostly: float) -> bool:
+    """An expectation with ``mostly`` passes when at most ``1 - mostly`` of its (non-missing)
+    values are unexpected — great-expectations' rule, with room for float rounding."""
+    return unexpected_percent <= 100.0 * (1.0 - mostly) + 1e-9
+
+
 @dataclass
 class ExpectationResult:
     index: int

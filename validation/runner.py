@@ -37,10 +37,9 @@ import pyarrow.compute as pc
 from . import gx as gxw
 from .dataset_level import DatasetChecks
 from .errors import ExpectationConfigError
-from .report import ON_INVALID, ExpectationResult, ValidationReport
+from .report import ON_INVALID, SAMPLES, ExpectationResult, ValidationReport, passes
 from .shorthand import DATASET, GX_FULL, ROW, Expectation, parse_expectations
 
-SAMPLES = 20
 _INT_NULLABLE = {
     pa.int8(): "Int8",
     pa.int16(): "Int16",
@@ -135,15 +134,12 @@ class RowChecks:
         for e in self.expectations:
             if e.key != "gx":
                 continue
-            try:
-                e.level = ROW if gxw.is_row_level(e.type) else GX_FULL
+            try:  # builds it (so checks name and kwargs) before asking its kind
                 gxw.build_expectation(e.type, self._runtime_kwargs(e))
-            except (KeyError, ValueError) as err:
-                msg = str(err).strip("'\"")
-                if isinstance(err, KeyError):
-                    msg = f"great-expectations has no expectation {msg!r}"
+                e.level = ROW if gxw.is_row_level(e.type) else GX_FULL
+            except ValueError as err:
                 raise ExpectationConfigError(
-                    msg,
+                    str(err),
                     index=e.index,
                     key="gx",
                     dataset_id=self.dataset_id,
@@ -357,7 +353,7 @@ class RowChecks:
                 result["missing_percent"] = (
                     100.0 * acc.missing_count / acc.element_count if acc.element_count else 0.0
                 )
-            success = pct <= 100.0 * (1.0 - e.mostly) + 1e-9 and acc.exception is None
+            success = passes(pct, e.mostly) and acc.exception is None
         else:  # dtype-level answer (type check on a typed column), or no batch at all
             result = {"observed_value": acc.observed[0] if len(acc.observed) == 1 else acc.observed}
             if not acc.observed:  # no rows at all
