@@ -190,7 +190,7 @@ def run_pipeline(
     try:
         try:
             tables, validation, warnings, quarantine = _convert(
-                spec, staging, pii_key, emit, resolve_dataset, reports_dir, number
+                spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number
             )
         except ValidationWorkerError as e:
             raise IngestError(
@@ -255,8 +255,8 @@ def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, s
     }
 
 
-def _convert(spec, staging, pii_key, emit, resolve_dataset, reports_dir, number):
-    tables = open_source(spec.source, spec.schema)
+def _convert(spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number):
+    tables = open_source(spec.source, spec.schema, files=files)  # the files fingerprinted
     _check_table_names(spec, {t.name for t in tables})
     outs: list[_TableOut] = []
     reports: dict[str, dict] = {}

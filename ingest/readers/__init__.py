@@ -72,9 +72,15 @@ def source_files(source: SourceSpec) -> list[Path]:
 
 
 def open_source(
-    source: SourceSpec, fields: tuple[FieldSpec, ...] = (), *, batch_rows: int = 256_000
+    source: SourceSpec,
+    fields: tuple[FieldSpec, ...] = (),
+    *,
+    batch_rows: int = 256_000,
+    files: list[Path] | None = None,
 ) -> list[SourceTable]:
-    """Open a declared source: one SourceTable per table, schemas decided, batches lazy."""
+    """Open a declared source: one SourceTable per table, schemas decided, batches lazy.
+    ``files``: the source's files when the caller has listed them already (the pipeline
+    reads exactly the files it fingerprinted)."""
     reader = READERS.get(source.format)
     if reader is None:
         raise SourceError(
@@ -82,7 +88,7 @@ def open_source(
             file=source.path,
             hint=f"use one of: {', '.join(sorted(READERS))}",
         )
-    files = source_files(source)
+    files = source_files(source) if files is None else files
     return reader(source, files, tuple(fields), max(1, int(batch_rows)))
 
 
