@@ -19,6 +19,7 @@ from catalogue.auth import Accounts
 from catalogue.registry import Catalogue
 from catalogue.search import drop_indexes
 from tests.conftest import NSDX, create_pg_database, drop_pg_database, pg_url, run_cli
+from tests.fixtures.procs import stop_process
 
 CKANAPI = str(Path(sys.executable).parent / "ckanapi")
 pytestmark = pytest.mark.xdist_group("ckan_server")
@@ -38,13 +39,7 @@ class Server:
     proc: subprocess.Popen
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def start_server(home: Path, database_url: str, *, org: bool = True, worker: bool = True) -> Server:

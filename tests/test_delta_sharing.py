@@ -19,6 +19,7 @@ import pytest
 
 from exchange import sharing
 from tests.conftest import NSDX, run_cli
+from tests.fixtures.procs import stop_process
 from tests.test_ckan_client import free_port
 
 SELLER, BUYER, OTHER = "nansha-taxi-co", "pearl-ai", "gz-urban-bureau"
@@ -159,13 +160,7 @@ class Deployment:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 def _exchange():
