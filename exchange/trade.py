@@ -77,7 +77,7 @@ def _receipt(ex: Exchange, a: Appended, record: dict, ref=None) -> dict:
     import json
 
     a = ex.ledger.settle(a)
-    proof = ex.ledger.inclusion(a.index, a.checkpoint.tree_size)
+    proof = ex.ledger.inclusion(a.index, checkpoint=a.checkpoint)
     if ref is not None and "ledger_index" in record:
         record = {**record, "ledger_index": ref.ledger_index or a.index}
     return {**record, "receipt": {"entry": json.loads(a.payload), **proof}}

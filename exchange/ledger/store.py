@@ -802,11 +802,14 @@ class LedgerStore:
         return node
 
     # -- proofs ----------------------------------------------------------------------
-    def inclusion(self, index: int, tree_size: int | None = None) -> dict:
-        """Inclusion proof of entry ``index`` against a signed checkpoint (default: the
-        latest; signs the current head first if it is not covered yet). The proof is
+    def inclusion(
+        self, index: int, tree_size: int | None = None, *, checkpoint: Checkpoint | None = None
+    ) -> dict:
+        """Inclusion proof of entry ``index`` against a signed checkpoint: ``checkpoint``
+        when the caller holds it (a settled event's), else the one of ``tree_size``, else the
+        latest (signing the current head first if it is not covered yet). The proof is
         checked against the checkpoint's root before it is returned."""
-        cp = self._covering_checkpoint(index + 1, tree_size)
+        cp = checkpoint or self._covering_checkpoint(index + 1, tree_size)
         if not 0 <= index < cp.tree_size:
             raise InvalidRequest(
                 f"index {index} is outside the tree of size {cp.tree_size}",
