@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, exchange, pages, query, sharing
+from . import ckan, dcat, errors, exchange, pages, query, sharing
 from .state import WebState
 
 log = logging.getLogger("nsdx.web")
@@ -74,6 +74,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.nsdx = state
+    errors.install(app)  # one error shape per surface; nothing escapes as a bare 500
     for r in ROUTERS:
         app.include_router(r)
     static = Path(__file__).parent / "static"

@@ -12,8 +12,9 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from catalogue.auth import ANONYMOUS
+from catalogue.auth import ANONYMOUS, NotAuthorized
 from catalogue.dcat import LICENSE_URLS, schema_org
+from catalogue.errors import CatalogueError, DatasetNotFound
 from catalogue.search import SearchQueryError
 
 from .state import site_url, state_of
@@ -55,12 +56,31 @@ def favicon() -> Response:
     return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
+MAX_PAGE = 10_000
+
+
+def _page(raw: str | None) -> int:
+    """The ``page`` parameter: a whole number from 1 (a 400 page otherwise)."""
+    if raw in (None, ""):
+        return 1
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadPage(
+            f"page={raw[:20]!r} is not a page number",
+            hint=f"use a whole number from 1 to {MAX_PAGE}",
+        )
+    return int(raw)
+
+
+class BadPage(CatalogueError):
+    status = 400
+
+
 @router.get("/", response_class=HTMLResponse)
 async def search_page(request: Request) -> HTMLResponse:
     st = state_of(request)
     q = request.query_params.get("q", "")
     filters = [(k, v) for k, v in request.query_params.multi_items() if k in FACETS and v]
-    page = max(1, int(request.query_params.get("page", "1") or 1))
+    page = _page(request.query_params.get("page"))
     fq = [f'{k}:"{v}"' for k, v in filters]
     error = None
     try:
@@ -109,12 +129,12 @@ async def search_page(request: Request) -> HTMLResponse:
 @router.get("/dataset/{name}", response_class=HTMLResponse)
 async def dataset_page(name: str, request: Request) -> HTMLResponse:
     st = state_of(request)
+    # a missing dataset is a 404 page, and so is one the visitor may not see (its
+    # existence is not told); a failure is a logged 5xx page (nsdx.web.errors)
     try:
         pkg = await run_in_threadpool(st.packages.show, ANONYMOUS, name)
-    except Exception as e:  # noqa: BLE001 - not found / private: a plain 404 page
-        return templates.TemplateResponse(
-            request, "missing.html", {"name": name, "message": str(e)}, status_code=404
-        )
+    except NotAuthorized:
+        raise DatasetNotFound(name) from None
     site = site_url(request)
     jsonld = json.dumps(schema_org(pkg, site), ensure_ascii=False, indent=1)
     return templates.TemplateResponse(
