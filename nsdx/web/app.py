@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from exchange import api as exchange_api
 from nsdx.core import Nsdx
 
-from . import ckan, dcat, pages, query, sharing
+from . import ckan, dcat, download, pages, query, sharing
 from .state import WebState, jobs_mode
 
 log = logging.getLogger("nsdx.web")
@@ -27,6 +27,7 @@ ROUTERS = [
     exchange_api.router,
     query.router,
     sharing.router,
+    download.router,
     dcat.router,
     pages.router,
 ]
