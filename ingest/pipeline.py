@@ -32,9 +32,9 @@ from validation import worker as validation_worker
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
-from .errors import ConfigError, IngestError
+from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
-from .spec import DatasetSpec
+from .spec import TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
 
 PIPELINE_VERSION = "1"  # bump when the output of the same input changes
@@ -244,7 +244,14 @@ class _TableOut:
 
 
 def _table_dirname(table: SourceTable) -> str:
-    return table.name or "data"
+    name = table.name or "data"
+    if not TABLE_RE.match(name):  # any reader: the name becomes a folder of the version
+        raise SourceError(
+            f"table name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]{{0,99}}",
+            file=table.files[0] if table.files else None,
+            hint="rename the member or sheet the table comes from",
+        )
+    return name
 
 
 def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, str]]:
