@@ -7,8 +7,6 @@ symlinks, NUL bytes, integers beyond int64, empty sources, silent schema changes
 
 from __future__ import annotations
 
-import io
-import os
 import struct
 import zipfile
 import zlib
@@ -18,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from ingest.errors import ConfigError, SourceError
-from ingest.readers import open_source, source_files
+from ingest.readers import open_source
 from ingest.spec import SourceSpec, parse_specs
 
 
