@@ -27,9 +27,11 @@ from tests.conftest import REAL, ROOT, VECTORS
 SHARED = re.compile(r"\.\./shared\b")
 # An absolute machine folder at the start of a path token: not preceded by a word character,
 # a placeholder's ">", another path segment, a dot or a URL's host.
-MACHINE_ROOT = re.compile(r"(?<![\w>/.:~-])/(?:work|root|home/[A-Za-z0-9_.-]+|Users/[A-Za-z0-9_.-]+)/")
+MACHINE_ROOT = re.compile(
+    r"(?<![\w>/.:~-])/(?:work|root|home/[A-Za-z0-9_.-]+|Users/[A-Za-z0-9_.-]+)/"
+)
 TMP_ROOT = re.compile(
-    r"""(?:Path\(\s*|\b(?:dir|root|home|base_dir|out|prefix)\s*=\s*|NSDX_\w+["']?\s*[:=,]\s*)["']/tmp\b"""
+    r"""(?:Path\(\s*|\b(?:dir|root|home|base_dir|out|prefix)\s*=\s*|NSDX_\w+["']?\]?\s*[:=,]\s*)["']/tmp\b"""
 )
 SELF = "tests/test_self_contained.py"  # states the patterns it looks for
 
@@ -132,8 +134,9 @@ def test_copied_data_and_vectors_keep_their_source_and_licence(files):
     ):
         assert rel in files, f"{rel} is not tracked"
     tracked = set(
-        subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
-        .stdout.split()
+        subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
     )
     real = {p.relative_to(ROOT).as_posix() for p in REAL.rglob("*") if p.is_file()}
     assert len(real) >= 8 and real <= tracked, sorted(real - tracked)
