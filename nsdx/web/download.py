@@ -34,10 +34,10 @@ from catalogue.auth import Principal
 from catalogue.errors import CatalogueError
 from catalogue.query import DatasetRestricted, QueryableTable, check_access
 from catalogue.registry import PublishedTable
-from exchange.api import _exchange
 from exchange.downloads import LiveGrant, buyer_grant, record_download
 from validation.errors import NsdxError
 
+from .exchange import _exchange
 from .state import site_url, state_of
 
 log = logging.getLogger("nsdx.web.download")
