@@ -31,7 +31,7 @@ MACHINE_ROOT = re.compile(
     r"(?<![\w>/.:~-])/(?:work|root|home/[A-Za-z0-9_.-]+|Users/[A-Za-z0-9_.-]+)/"
 )
 TMP_ROOT = re.compile(
-    r"""(?:Path\(\s*|\b(?:dir|root|home|base_dir|out|prefix)\s*=\s*|NSDX_\w+["']?\s*[:=,]\s*)["']/tmp\b"""
+    r"""(?:Path\(\s*|\b(?:dir|root|home|base_dir|out|prefix)\s*=\s*|NSDX_\w+["']?\]?\s*[:=,]\s*)["']/tmp\b"""
 )
 SELF = "tests/test_self_contained.py"  # states the patterns it looks for
 

@@ -270,6 +270,8 @@ def dialect_of(path: str) -> str:
         return "sharing"
     if path.startswith("/api") or path.endswith((".jsonld", ".json")):
         return "json"
+    if path.startswith("/dataset/") and path.count("/") > 2:  # downloads of a dataset
+        return "json"
     return "html"
 
 
