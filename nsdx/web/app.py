@@ -16,7 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from exchange import api as exchange_api
 from nsdx.core import Nsdx
 
-from . import ckan, dcat, pages, query, sharing
+from . import account, ckan, dcat, errorpages, pages, query, sharing
+from .csrf import CSRFMiddleware, portal_secret
+from .i18n import LanguageMiddleware
 from .state import WebState, jobs_mode
 
 log = logging.getLogger("nsdx.web")
@@ -28,6 +30,7 @@ ROUTERS = [
     query.router,
     sharing.router,
     dcat.router,
+    account.router,
     pages.router,
 ]
 
@@ -76,6 +79,14 @@ def create_app(
     app.state.nsdx = state
     for r in ROUTERS:
         app.include_router(r)
+    errorpages.install(app)
+    # outermost last: the language is known before the CSRF check answers in it
+    app.add_middleware(
+        CSRFMiddleware,
+        secret=portal_secret(nx.settings.home),
+        secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
+    )
+    app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
