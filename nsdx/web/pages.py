@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import NotAuthorized
 from catalogue.dcat import LICENSE_URLS, schema_org
+from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
 from catalogue.search import SearchQueryError
 
@@ -126,6 +127,7 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
             _("There is no dataset %(name)s you may see.", name=name[:100]) + " " + hint,
         )
     site = site_url(request)
+    pkg = absolute(pkg, site)  # download links on the page are the portal's routes
     jsonld = json.dumps(schema_org(pkg, site), ensure_ascii=False, indent=1)
     return render(
         request,
