@@ -363,12 +363,15 @@ def package_dict(ds: Dataset, s: Session) -> dict:
     if ds.current_version is not None:  # versions are loaded with the dataset (selectin)
         ver = next((v for v in ds.versions if v.number == ds.current_version), None)
     org = ds.organization
-    # Restricted (sold) data: no storage locations in the public entry — buyers get
-    # short-lived URLs through the exchange (delivery, Delta Sharing), never the raw URI.
-    sold = ds.access != "open"
+    # Resource URLs are the portal's download routes (catalogue.downloads), as paths that
+    # every surface makes absolute; no storage location (file://, bucket, key) is shown.
+    # Restricted data answers them only to those the access rule allows.
+    from .downloads import resource_paths
+
     resources = []
     if ver is not None:
         for r in ver.resources:
+            url, files = resource_paths(ds.name, ver.number, r)
             resources.append(
                 {
                     "id": r.id,
@@ -376,7 +379,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
                     "name": r.name,
                     "description": r.description or "",
                     "format": r.format,
-                    "url": "" if sold else r.url,
+                    "url": url,
                     "position": r.position,
                     "size": r.bytes,
                     "state": r.state,
@@ -384,11 +387,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
                     "last_modified": _iso(ver.created),
                     "nsdx_table": r.table,
                     "nsdx_row_count": r.row_count,
-                    "nsdx_files": (
-                        [{k: v for k, v in f.items() if k != "key"} for f in r.files]
-                        if sold
-                        else r.files
-                    ),
+                    "nsdx_files": files,
                     "nsdx_schema": r.table_schema,
                 }
             )
@@ -404,9 +403,6 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         "bytes": ver.bytes if ver else None,
         "quality_score": ver.quality_score if ver else None,
         "price_cny": ds.price_cny,
-        "storage_uri": (
-            f"{ver.storage_url.rstrip('/')}/{ver.prefix}/" if ver and not sold else None
-        ),
     }
     return {
         "id": ds.id,

@@ -230,7 +230,10 @@ def catalogue_push(
     from catalogue.federation import push
     from nsdx.core import Nsdx
 
-    report = push(Nsdx().catalogue, url, token, ids=list(ids) or None, owner_org=owner_org)
+    nx = Nsdx()
+    report = push(
+        nx.catalogue, url, token, ids=list(ids) or None, owner_org=owner_org, site=nx.public_url()
+    )
     _report(report, as_json)
 
 

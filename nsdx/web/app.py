@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, exchange, pages, query, sharing
+from . import ckan, dcat, download, exchange, pages, query, sharing
 from .state import WebState
 
 log = logging.getLogger("nsdx.web")
@@ -26,6 +26,7 @@ ROUTERS = [
     exchange.router,
     query.router,
     sharing.router,
+    download.router,
     dcat.router,
     pages.router,
 ]
