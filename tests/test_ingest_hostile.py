@@ -318,7 +318,7 @@ def test_nul_bytes_are_refused_or_stripped_and_reported(publish):
 @pytest.mark.parametrize("fmt", ["ndjson", "json"])
 def test_an_integer_beyond_int64_is_not_published_as_a_float(publish, fmt):
     big = "99999999999999999999999"
-    recs = [f'{{"id": 1, "v": 5}}', f'{{"id": 2, "v": {big}}}']
+    recs = ['{"id": 1, "v": 5}', f'{{"id": 2, "v": {big}}}']
     data = "\n".join(recs) + "\n" if fmt == "ndjson" else "[" + ",".join(recs) + "]"
     with pytest.raises(SourceError, match="beyond the 64-bit integer range") as e:
         publish(data, name=f"a.{fmt}", fmt=fmt)
