@@ -238,26 +238,26 @@ def sharing_error(p: Problem) -> Response:
 
 
 def html_error(p: Problem, request: Request) -> Response:
-    """The portal's error page: one template (``error.html``) for every status, in
-    Chinese with English. A 404 says the thing is missing; a 5xx says the server failed
-    (and was logged under ``error_id``)."""
-    from .pages import templates
+    """The portal's error page (:func:`nsdx.web.errorpages.error_response`, one template,
+    ``error.html``, in the visitor's language) — or, for a client that does not ask for
+    HTML, the JSON dialect. A 404 says the thing is missing; a 5xx says the server failed
+    and quotes the id it was logged under, never the failure's text."""
+    from .errorpages import error_response, wants_html
 
-    _, zh, en = REASONS.get(p.status, ("", "出错了", "Something went wrong"))
+    if not wants_html(request):
+        return json_error(p)
     if p.status >= 500 and not p.error_id:
         p.error_id = new_error_id()
+    detail = None if p.status >= 500 or p.status == 404 and p.exc is None else p.message
+    hint = p.hint if p.status < 500 else None
     try:
-        return templates.TemplateResponse(
-            request,
-            "error.html",
-            {"problem": p, "title_zh": zh, "title_en": en},
-            status_code=p.status,
-            headers=_headers(p),
-        )
+        return error_response(request, p.status, None, detail, hint=hint, error_id=p.error_id)
     except Exception:  # noqa: BLE001 - the page itself failed: plain text, still no crash
         log.exception("error page failed to render")
+        _, zh, en = REASONS.get(p.status, ("", "出错了", "Something went wrong"))
         return HTMLResponse(
-            f"<!doctype html><title>{p.status}</title><h1>{p.status} {zh} {en}</h1>",
+            f"<!doctype html><title>{p.status}</title><h1>{p.status} {zh} {en}</h1>"
+            + (f"<p>{p.error_id}</p>" if p.error_id else ""),
             status_code=p.status,
         )
 
@@ -272,7 +272,7 @@ def dialect_of(path: str) -> str:
         return "json"
     if path.startswith("/dataset/") and path.count("/") > 2:  # downloads of a dataset
         return "json"
-    return "html"
+    return "html"  # pages (and unknown addresses): a page for browsers, JSON for clients
 
 
 def render_error(request: Request, exc: BaseException) -> Response:
