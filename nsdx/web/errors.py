@@ -248,7 +248,9 @@ def html_error(p: Problem, request: Request) -> Response:
         return json_error(p)
     if p.status >= 500 and not p.error_id:
         p.error_id = new_error_id()
-    detail = None if p.status >= 500 or p.status == 404 and p.exc is None else p.message
+    # an error of ours says what is wrong; a framework 404/405 and a failure get the page's
+    # own words (in the visitor's language)
+    detail = p.message if isinstance(p.exc, NsdxError) and p.status < 500 else None
     hint = p.hint if p.status < 500 else None
     try:
         return error_response(request, p.status, None, detail, hint=hint, error_id=p.error_id)
