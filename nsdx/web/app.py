@@ -17,6 +17,7 @@ from nsdx.core import Nsdx, jobs_mode
 
 from . import (
     account,
+    audit,
     ckan,
     dcat,
     download,
@@ -42,6 +43,7 @@ ROUTERS = [
     download.router,
     dcat.router,
     account.router,
+    audit.router,
     pages.router,
 ]
 
