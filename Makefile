@@ -50,3 +50,4 @@ clean:
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py
+	$(BIN)/python scripts/gen_access_docs.py

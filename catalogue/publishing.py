@@ -25,6 +25,7 @@ def publish_dataset(
     progress: Callable[..., None] | None = None,
     force: bool = False,
 ) -> IngestResult:
+    cat.check_new_name(spec.id)  # before any file is written
     cur = cat.current(spec.id)
     previous = PreviousVersion(cur.number, cur.fingerprint) if cur else None
     result = run_pipeline(

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from .db import make_engine, sessions
-from .errors import DatasetNotFound
+from .errors import CatalogueError, DatasetNotFound
 from .models import Dataset, DatasetTag, Organization, Resource, Version, utcnow
 
 
@@ -36,6 +36,39 @@ class PublishedTable:
     def view_name(self) -> str:
         base = self.dataset.replace("-", "_")
         return f"{base}__{self.table.replace('-', '_')}" if self.table else base
+
+
+def view_stem(name: str) -> str:
+    """The DuckDB view name a dataset name becomes (``-`` turned into ``_``)."""
+    return name.replace("-", "_")
+
+
+def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> str | None:
+    """The name of another dataset (any organisation, domain or state) whose query view
+    would have the same name as ``name``'s, or None. Two such datasets would share one
+    DuckDB view and the later would shadow the earlier for every reader, so the second
+    may not be created."""
+    q = select(Dataset.name).where(
+        func.replace(Dataset.name, "-", "_") == view_stem(name), Dataset.name != name
+    )
+    if dataset_id is not None:
+        q = q.where(Dataset.id != dataset_id)
+    return s.scalar(q.limit(1))
+
+
+class ViewNameTaken(CatalogueError):
+    """A new dataset's name maps to the query view of an existing dataset (HTTP 409)."""
+
+    status = 409
+
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(
+            f"dataset name {name!r} maps to the same query view as the existing dataset "
+            f"{owner!r} ('-' and '_' are the same in view names)",
+            hint="choose another name (ids in datasets.yaml use '-' only)",
+            name=name,
+            existing=owner,
+        )
 
 
 def find_dataset(s: Session, name_or_id: str, *, include_deleted: bool = False) -> Dataset:
@@ -68,11 +101,23 @@ class Catalogue:
         return org
 
     # -- datasets ----------------------------------------------------------------------
+    def check_new_name(self, name: str) -> None:
+        """Raise :class:`ViewNameTaken` if there is no dataset ``name`` yet and creating it
+        would give it another dataset's query view."""
+        with self.Session() as s:
+            if s.scalar(select(Dataset.id).where(Dataset.name == name)) is None:
+                owner = view_name_owner(s, name)
+                if owner is not None:
+                    raise ViewNameTaken(name, owner)
+
     def upsert_from_spec(self, s: Session, spec) -> Dataset:
         """Create or update a dataset's metadata from its datasets.yaml declaration."""
         org = self.ensure_organization(s, spec.organization, spec.organization_title)
         ds = s.scalar(select(Dataset).where(Dataset.name == spec.id))
         if ds is None:
+            owner = view_name_owner(s, spec.id)
+            if owner is not None:
+                raise ViewNameTaken(spec.id, owner)
             ds = Dataset(name=spec.id, extras={})
             s.add(ds)
         ds.title = spec.title
@@ -183,6 +228,7 @@ class Catalogue:
             return render_packages(s, list(s.scalars(q)))
 
     def published_tables(self) -> list[PublishedTable]:
+        """The tables of every current version, drafts' included (not deleted datasets')."""
         with self.Session() as s:
             rows = s.execute(
                 select(Dataset, Version)
@@ -191,7 +237,7 @@ class Catalogue:
                     (Version.dataset_id == Dataset.id)
                     & (Version.number == Dataset.current_version),
                 )
-                .where(Dataset.state == "active")
+                .where(Dataset.state != "deleted")  # who reads which: catalogue.access
                 .options(selectinload(Dataset.organization))
                 .order_by(Dataset.name)
             ).all()

@@ -4,6 +4,7 @@ rendering the same package dicts and search results as the Action API."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -12,9 +13,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from catalogue.auth import ANONYMOUS
 from catalogue.dcat import LICENSE_URLS, schema_org
-from catalogue.search import SearchQueryError
+from catalogue.errors import CatalogueError
 
 from .state import site_url, state_of
 
@@ -63,18 +63,23 @@ async def search_page(request: Request) -> HTMLResponse:
     page = max(1, int(request.query_params.get("page", "1") or 1))
     fq = [f'{k}:"{v}"' for k, v in filters]
     error = None
-    try:
+    try:  # what the caller may see (catalogue.access), private datasets included
+        principal = await run_in_threadpool(st.principal, request)
         result = await run_in_threadpool(
-            st.index.search,
-            q=q,
-            fq=fq,
-            rows=PAGE,
-            start=(page - 1) * PAGE,
-            facet_fields=FACETS,
-            facet_limit=10,
-            principal=ANONYMOUS,
+            partial(
+                st.index.search,
+                q=q,
+                fq=fq,
+                rows=PAGE,
+                start=(page - 1) * PAGE,
+                facet_fields=FACETS,
+                facet_limit=10,
+                principal=principal,
+                include_private=True,
+                grants=st.grants,
+            )
         )
-    except SearchQueryError as e:
+    except CatalogueError as e:  # a bad query, or a bad/expired/revoked token
         error = e.message
         result = {"count": 0, "results": [], "search_facets": {}}
 
@@ -109,8 +114,14 @@ async def search_page(request: Request) -> HTMLResponse:
 @router.get("/dataset/{name}", response_class=HTMLResponse)
 async def dataset_page(name: str, request: Request) -> HTMLResponse:
     st = state_of(request)
-    try:
-        pkg = await run_in_threadpool(st.packages.show, ANONYMOUS, name)
+    try:  # a bad, expired or revoked token: 403, as on every surface
+        principal = await run_in_threadpool(st.principal, request)
+    except CatalogueError as e:
+        return templates.TemplateResponse(
+            request, "missing.html", {"name": name, "message": e.message}, status_code=e.status
+        )
+    try:  # the dataset if the caller may see it (catalogue.access)
+        pkg = await run_in_threadpool(st.index.show, principal, name, st.grants)
     except Exception as e:  # noqa: BLE001 - not found / private: a plain 404 page
         return templates.TemplateResponse(
             request, "missing.html", {"name": name, "message": str(e)}, status_code=404

@@ -8,11 +8,13 @@ from pathlib import Path
 
 from fastapi import Request
 
+from catalogue.access import Grants
 from catalogue.auth import Accounts, Principal
 from catalogue.ckan import ActionContext
 from catalogue.editing import Packages, render_packages
 from catalogue.jobs import JobDeps, Jobs, ThreadRunner
 from catalogue.search import SearchIndex, index_for
+from nsdx.access import exchange_grants
 from nsdx.core import Nsdx
 
 
@@ -31,6 +33,11 @@ class WebState:
     @cached_property
     def packages(self) -> Packages:
         return Packages(self.cat)
+
+    @cached_property
+    def grants(self) -> Grants:
+        """The exchange's live-grant check, for the access rule (:mod:`catalogue.access`)."""
+        return exchange_grants(self.cat)
 
     @cached_property
     def index(self) -> SearchIndex:
@@ -63,6 +70,7 @@ class WebState:
             accounts=self.accounts,
             index=self.index,
             principal=principal,
+            grants=self.grants,
             jobs=self.jobs,
             files=files or {},
             site_url=site_url(request),
