@@ -113,6 +113,18 @@ class Version(Base):
     )
 
 
+class VersionClaim(Base):
+    """A version number taken by a publish before it writes anything (migration 0005)."""
+
+    __tablename__ = "version_claims"
+    dataset: Mapped[str] = mapped_column(String(200), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    run_id: Mapped[str] = mapped_column(String(36))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default="claimed")  # claimed | writing
+    claimed: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Resource(Base):
     """A table of a version (one Parquet file set); a GTFS feed has one per file."""
 

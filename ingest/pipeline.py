@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,9 +33,9 @@ from validation import worker as validation_worker
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
-from .errors import ConfigError, IngestError
+from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
-from .spec import DatasetSpec
+from .spec import TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
 
 PIPELINE_VERSION = "1"  # bump when the output of the same input changes
@@ -56,6 +57,50 @@ class PreviousVersion:
     fingerprint: str
 
 
+class Claims(Protocol):
+    """Version numbers owned by one run (the catalogue implements it in the database, see
+    ``catalogue.publishing``): a publish writes only under a number it holds."""
+
+    def take(self, fingerprint: str) -> int:
+        """A new number, never handed out before, above every registered version."""
+
+    def pending(self) -> list[tuple[int, str, str]]:
+        """(number, fingerprint, run id) of numbers taken but not registered."""
+
+    def adopt(self, number: int, old_run: str) -> bool:
+        """Take over another run's number (it stopped between storage and registering)."""
+
+    def writing(self, number: int) -> None:
+        """Storage may now hold objects under the number: it is never given back."""
+
+    def release(self, number: int) -> None:
+        """Give back a number under which nothing was written."""
+
+
+class _LocalClaims:
+    """Without a catalogue (tests, tools): numbers after the previous version, skipping the
+    ones storage already holds. Not safe against a concurrent publisher."""
+
+    def __init__(self, previous: PreviousVersion | None) -> None:
+        self._next = (previous.number if previous else 0) + 1
+
+    def take(self, fingerprint: str) -> int:
+        n, self._next = self._next, self._next + 1
+        return n
+
+    def pending(self) -> list[tuple[int, str, str]]:
+        return []
+
+    def adopt(self, number: int, old_run: str) -> bool:
+        return False
+
+    def writing(self, number: int) -> None:
+        pass
+
+    def release(self, number: int) -> None:
+        pass
+
+
 @dataclass
 class IngestResult:
     dataset_id: str
@@ -67,6 +112,7 @@ class IngestResult:
     warnings: list[str] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    current: bool = True  # False: registered, but a newer version published meanwhile stays current
 
     @property
     def row_count(self) -> int:
@@ -88,6 +134,7 @@ class IngestResult:
             "warnings": self.warnings,
             "quarantine": self.quarantine,
             "seconds": round(self.seconds, 3),
+            "current": self.current,
         }
 
 
@@ -148,8 +195,10 @@ def run_pipeline(
     resolve_dataset: Callable[[str], list[str]] | None = None,
     reports_dir: Path | None = None,
     force: bool = False,
+    claims: Claims | None = None,
 ) -> IngestResult:
     started = time.perf_counter()
+    claims = claims or _LocalClaims(previous)
     emit = progress or (lambda *a, **k: None)
     files = source_files(spec.source)
     fp, source_desc = fingerprint(spec, files, pii_key)
@@ -166,22 +215,69 @@ def run_pipeline(
             seconds=time.perf_counter() - started,
         )
 
-    # The next free version number; a committed but unregistered version with the same
-    # fingerprint (a crash between publish and register) is adopted instead of duplicated.
-    number = (previous.number if previous else 0) + 1
+    def adopted(number: int, existing: dict) -> IngestResult:
+        return IngestResult(
+            spec.id,
+            "adopted",
+            number,
+            version_prefix(spec, number),
+            existing,
+            validation=existing.get("validation", {}),
+            seconds=time.perf_counter() - started,
+        )
+
+    # A committed but unregistered version with the same fingerprint (a run stopped between
+    # publish and register) is adopted instead of duplicated.
+    if not force:
+        for number, claimed_fp, run in claims.pending():
+            if claimed_fp != fp or (previous and number <= previous.number):
+                continue
+            existing = _committed_manifest(store, version_prefix(spec, number))
+            if existing and existing.get("fingerprint") == fp and claims.adopt(number, run):
+                return adopted(number, existing)
+    # The number this run owns: nothing else writes under it. A number whose prefix storage
+    # already holds (a store shared with another catalogue) is skipped, never written into.
+    number = claims.take(fp)
     while (existing := _committed_manifest(store, version_prefix(spec, number))) is not None:
         if existing.get("fingerprint") == fp and not force:
-            return IngestResult(
-                spec.id,
-                "adopted",
-                number,
-                version_prefix(spec, number),
-                existing,
-                validation=existing.get("validation", {}),
-                seconds=time.perf_counter() - started,
-            )
-        number += 1
+            return adopted(number, existing)
+        number = claims.take(fp)
+    try:
+        return _publish_new(
+            spec,
+            store,
+            number,
+            fp,
+            files,
+            source_desc,
+            pii_key,
+            emit,
+            resolve_dataset,
+            reports_dir,
+            claims,
+            started,
+            previous,
+        )
+    except BaseException:
+        claims.release(number)  # a no-op once storage may hold objects under it
+        raise
 
+
+def _publish_new(
+    spec,
+    store,
+    number,
+    fp,
+    files,
+    source_desc,
+    pii_key,
+    emit,
+    resolve_dataset,
+    reports_dir,
+    claims,
+    started,
+    previous,
+) -> IngestResult:
     prefix = version_prefix(spec, number)
     if validation_worker.wanted(spec.expectations, spec.on_invalid):
         validation_worker.prestart()  # great-expectations imports while the source is opened
@@ -199,6 +295,7 @@ def run_pipeline(
         manifest = _manifest(spec, number, fp, source_desc, tables, validation, staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
         emit("publish", prefix=prefix, bytes=manifest["bytes"])
+        claims.writing(number)
         store.publish(staging, prefix, progress=lambda n: emit("published_bytes", bytes=n))
     except BaseException:
         store.discard(staging)
@@ -244,7 +341,14 @@ class _TableOut:
 
 
 def _table_dirname(table: SourceTable) -> str:
-    return table.name or "data"
+    name = table.name or "data"
+    if not TABLE_RE.match(name):  # any reader: the name becomes a folder of the version
+        raise SourceError(
+            f"table name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]{{0,99}}",
+            file=table.files[0] if table.files else None,
+            hint="rename the member or sheet the table comes from",
+        )
+    return name
 
 
 def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, str]]:

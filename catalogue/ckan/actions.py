@@ -12,6 +12,7 @@ from typing import Any
 
 from ..access import NO_GRANTS, Grants
 from ..auth import Accounts, InvalidInput, NotAuthorized, ObjectNotFound, Principal
+from ..downloads import absolute
 from ..editing import Packages
 from ..jobs import Jobs, upload_format
 from ..registry import Catalogue
@@ -77,7 +78,8 @@ def dispatch(
     except Exception as e:  # noqa: BLE001 - every error becomes CKAN's error shape
         status, err = to_error(e)
         return status, failure(ctx.site_url, name, err)
-    return 200, success(ctx.site_url, name, result)
+    # published tables' URLs are download paths: absolute against the public base URL
+    return 200, success(ctx.site_url, name, absolute(result, ctx.site_url))
 
 
 # -- parameter coercion ---------------------------------------------------------------

@@ -14,10 +14,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def _accounts():
-    from catalogue.auth import Accounts
     from nsdx.core import Nsdx
 
-    return Accounts(Nsdx().catalogue)
+    return Nsdx().accounts
 
 
 # -- users ------------------------------------------------------------------------------
@@ -231,7 +230,10 @@ def catalogue_push(
     from catalogue.federation import push
     from nsdx.core import Nsdx
 
-    report = push(Nsdx().catalogue, url, token, ids=list(ids) or None, owner_org=owner_org)
+    nx = Nsdx()
+    report = push(
+        nx.catalogue, url, token, ids=list(ids) or None, owner_org=owner_org, site=nx.public_url()
+    )
     _report(report, as_json)
 
 

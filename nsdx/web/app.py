@@ -13,20 +13,20 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from exchange import api as exchange_api
-from nsdx.core import Nsdx
+from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, pages, query, sharing
-from .state import WebState, jobs_mode
+from . import ckan, dcat, download, exchange, pages, query, sharing
+from .state import WebState
 
 log = logging.getLogger("nsdx.web")
 
 # The routers the app serves, in order. Other packages add theirs here (one line each).
 ROUTERS = [
     ckan.router,
-    exchange_api.router,
+    exchange.router,
     query.router,
     sharing.router,
+    download.router,
     dcat.router,
     pages.router,
 ]
@@ -62,7 +62,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        runner = state.__dict__.get("jobs") and state.jobs.runner
+        jobs = nx.built("jobs")
+        runner = jobs.runner if jobs is not None else None
         if runner is not None and hasattr(runner, "shutdown"):
             runner.shutdown()
 

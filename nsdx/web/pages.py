@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.dcat import LICENSE_URLS, schema_org
+from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
 
 from .state import site_url, state_of
@@ -127,6 +128,7 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
             request, "missing.html", {"name": name, "message": str(e)}, status_code=404
         )
     site = site_url(request)
+    pkg = absolute(pkg, site)  # download links on the page are the portal's routes
     jsonld = json.dumps(schema_org(pkg, site), ensure_ascii=False, indent=1)
     return templates.TemplateResponse(
         request,
