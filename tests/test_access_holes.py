@@ -154,8 +154,7 @@ ROUTES = [
     ("GET", "/api/3/action/package_show?id=nansha-bus-gps"),
     ("GET", "/dataset/nansha-bus-gps.jsonld"),
     ("GET", "/dataset/nansha-bus-gps/croissant.json"),
-    ("GET", "/catalog.jsonld"),
-    ("GET", "/dataset/nansha-bus-gps"),
+    ("GET", "/catalog.jsonld"),  # (the portal's pages sign in with a session, not tokens)
     ("GET", "/api/query?sql=SELECT%201"),
     ("GET", "/api/exchange/offers"),
 ]
