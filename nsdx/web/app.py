@@ -15,7 +15,18 @@ from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
 
-from . import account, ckan, dcat, download, errorpages, exchange, pages, query, sharing
+from . import (
+    account,
+    audit,
+    ckan,
+    dcat,
+    download,
+    errorpages,
+    exchange,
+    pages,
+    query,
+    sharing,
+)
 from .csrf import CSRFMiddleware, portal_secret
 from .i18n import LanguageMiddleware
 from .state import WebState
@@ -31,6 +42,7 @@ ROUTERS = [
     download.router,
     dcat.router,
     account.router,
+    audit.router,
     pages.router,
 ]
 
