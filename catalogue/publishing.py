@@ -50,6 +50,7 @@ def publish_dataset(
     progress: Callable[..., None] | None = None,
     force: bool = False,
 ) -> IngestResult:
+    cat.check_new_name(spec.id)  # before any file is written
     collect_leftovers(store, GC_AFTER_SECONDS)
     cur = cat.current(spec.id)
     previous = (

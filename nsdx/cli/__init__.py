@@ -40,7 +40,7 @@ _HELP = {
     "serve": "Run the HTTP server: CKAN Action API (/api/3/action/), DCAT (/catalog.jsonld), "
     "OpenAPI (/openapi.json) and the web portal.",
     "worker": "Run background jobs (uploads, re-ingests) from the PostgreSQL job queue.",
-    "user": "Create and list users.",
+    "user": "Create and list users, set portal passwords.",
     "org": "Create organisations and manage their members.",
     "token": "Create, list and revoke API tokens.",
     "catalogue": "Push to and harvest from other CKAN portals.",
@@ -160,10 +160,15 @@ def _main() -> None:
         if os.environ.get("NSDX_DEBUG"):
             raise
         # a bug, or a state nsdx does not expect: one line, not a traceback
-        click.secho(f"Error: unexpected {type(e).__name__}: {e}", fg="red", err=True)
-        click.echo(
-            "  hint: this is likely a bug; run again with NSDX_DEBUG=1 for the traceback and "
-            "report it (for ledger commands, run `nsdx audit verify` first)",
-            err=True,
+        message = f"unexpected {type(e).__name__}: {e}"
+        hint = (
+            "this is likely a bug; run again with NSDX_DEBUG=1 for the traceback and "
+            "report it (for ledger commands, run `nsdx audit verify` first)"
         )
+        if "--json" in sys.argv:  # --json is always JSON, errors included
+            payload = {"error": "InternalError", "message": message, "hint": hint}
+            click.echo(json.dumps({"error": {**payload, "transient": False}}), err=True)
+        else:
+            click.secho(f"Error: {message}", fg="red", err=True)
+            click.echo(f"  hint: {hint}", err=True)
         sys.exit(2)

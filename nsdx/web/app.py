@@ -15,7 +15,21 @@ from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, download, exchange, pages, query, sharing
+from . import (
+    account,
+    audit,
+    ckan,
+    dcat,
+    download,
+    errorpages,
+    errors,
+    exchange,
+    pages,
+    query,
+    sharing,
+)
+from .csrf import CSRFMiddleware, portal_secret
+from .i18n import LanguageMiddleware
 from .state import WebState
 
 log = logging.getLogger("nsdx.web")
@@ -28,6 +42,8 @@ ROUTERS = [
     sharing.router,
     download.router,
     dcat.router,
+    account.router,
+    audit.router,
     pages.router,
 ]
 
@@ -75,8 +91,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.nsdx = state
+    errors.install(app)  # one error shape per surface; nothing escapes as a bare 500
     for r in ROUTERS:
         app.include_router(r)
+    errorpages.install(app)
+    # outermost last: the language is known before the CSRF check answers in it
+    app.add_middleware(
+        CSRFMiddleware,
+        secret=portal_secret(nx.settings.home),
+        secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
+    )
+    app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
