@@ -23,6 +23,7 @@ from . import (
     dcat,
     download,
     errorpages,
+    errors,
     exchange,
     pages,
     query,
@@ -94,6 +95,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.nsdx = state
+    errors.install(app)  # one error shape per surface; nothing escapes as a bare 500
     for r in ROUTERS:
         app.include_router(r)
     errorpages.install(app)
