@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from catalogue import jsonout
+from catalogue.access import DatasetRestricted
 from catalogue.errors import CatalogueError
-from catalogue.query import DatasetRestricted, check_access, queryable_tables
+from catalogue.query import check_access, queryable_tables
 
 from .i18n import gettext as _
-from .query import active_grant, execute
+from .query import execute
 from .query import render as render_result
 from .render import render
 from .session import viewer
@@ -27,11 +28,10 @@ def readable_views(request: Request) -> list[dict]:
     """The views the viewer may query, by the query API's own access check."""
     st = state_of(request)
     who = viewer(request)
-    grant = active_grant(st.nx.catalogue)
     out = []
     for t in queryable_tables(st.nx.catalogue).values():
         try:
-            check_access(who, [t], grant)
+            check_access(who, [t], st.grants)
         except DatasetRestricted:
             continue
         out.append({"view": t.view, "dataset": t.table.dataset, "access": t.table.access})

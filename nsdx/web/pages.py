@@ -204,6 +204,7 @@ async def organization_page(name: str, request: Request) -> HTMLResponse:
         include_private=True,
         include_drafts=True,
         principal=who,
+        grants=st.grants,
     )
     return render(
         request,
