@@ -110,13 +110,22 @@ def ingest_upload(deps: JobDeps, payload: dict) -> dict:
 HANDLERS: dict[str, Callable[[JobDeps, dict], dict]] = {"ingest_upload": ingest_upload}
 
 
+def _public_result(result: dict) -> dict:
+    """A job's result as clients see it: no storage prefix, no server paths (quarantined
+    rows are counted as files kept for the provider)."""
+    out = {k: v for k, v in result.items() if k not in ("prefix", "quarantine")}
+    if "quarantine" in result:
+        out["quarantine_files"] = len(result.get("quarantine") or [])
+    return out
+
+
 def job_dict(j: Job) -> dict:
     return {
         "id": j.id,
         "kind": j.kind,
         "status": j.status,
         "payload": {k: v for k, v in (j.payload or {}).items() if k != "path"},
-        "result": j.result or {},
+        "result": _public_result(j.result or {}),
         "error": j.error,
         "created": j.created.isoformat(),
         "started": j.started.isoformat() if j.started else None,
