@@ -27,7 +27,15 @@ def publish_dataset(
     force: bool = False,
 ) -> IngestResult:
     cur = cat.current(spec.id)
-    previous = PreviousVersion(cur.number, cur.fingerprint) if cur else None
+    previous = (
+        PreviousVersion(
+            cur.number,
+            cur.fingerprint,
+            {t["name"]: t["schema"] for t in (cur.manifest or {}).get("tables", [])},
+        )
+        if cur
+        else None
+    )
     claims = _Claims(cat, spec.id)
     result = run_pipeline(
         spec,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from ingest.errors import ConfigError, SourceError
-from ingest.readers import open_source
+from ingest.readers import open_source, source_files
 from ingest.spec import SourceSpec, parse_specs
 
 
@@ -234,3 +234,128 @@ def test_organisation_names_are_checked_at_load_time(org):
         parse_specs(text)
     assert (e.value.line, e.value.column) == (5, 19)
     assert "datasets.yaml:5:19" in str(e.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. symlinked sources
+
+
+def test_a_symlink_out_of_the_source_folder_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "passwd"
+    secret.write_text("root,x\n0,0\n")
+    src = tmp_path / "project" / "data"
+    src.mkdir(parents=True)
+    (src / "a.csv").write_text("n,m\n1,2\n")
+    (src / "b.csv").symlink_to(secret)
+    spec = SourceSpec(path="data/*.csv", format="csv", base_dir=tmp_path / "project")
+    with pytest.raises(SourceError, match="symbolic link") as e:
+        source_files(spec)
+    assert "follow_symlinks" in e.value.hint
+    # inside the folder: fine; declared: fine
+    (src / "b.csv").unlink()
+    (src / "b.csv").symlink_to(src / "a.csv")
+    assert len(source_files(spec)) == 2
+    (src / "b.csv").unlink()
+    (src / "b.csv").symlink_to(secret)
+    allowed = SourceSpec(
+        path="data/*.csv", format="csv", base_dir=tmp_path / "project", follow_symlinks=True
+    )
+    assert [p.name for p in source_files(allowed)] == ["a.csv", "b.csv"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 6, 7: what a published version holds (through the whole pipeline)
+
+
+@pytest.fixture
+def publish(tmp_path):
+    from catalogue.publishing import publish_dataset
+    from catalogue.registry import Catalogue
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+
+    def run(data: str | bytes, name="src.csv", fmt="csv", source="", more=""):
+        p = tmp_path / name
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+        (spec,) = parse_specs(
+            f"""datasets:
+  - id: hostile
+    title: t
+    domain: test
+    organization: org-a
+    source: {{path: {name}, format: {fmt}{source}}}
+{more}""",
+            base_dir=tmp_path,
+        )
+        r = publish_dataset(cat, store, spec, pii_key=b"k", reports_dir=tmp_path / "r")
+        import pyarrow.parquet as pq
+
+        table = pa.concat_tables(
+            pq.read_table(store.uri(f"{r.prefix}/{f['path']}"))
+            for t in r.manifest["tables"]
+            for f in t["files"]
+        )
+        return r, table
+
+    run.cat = cat
+    return run
+
+
+def test_nul_bytes_are_refused_or_stripped_and_reported(publish):
+    data = "name,n\nok,1\nbad\x00name,2\n"
+    with pytest.raises(SourceError, match=r"NUL character \(U\+0000\) in data row 2") as e:
+        publish(data)
+    assert e.value.column == "name" and "nul_bytes: strip" in e.value.hint
+    r, t = publish(data, source=", nul_bytes: strip")
+    assert t.column("name").to_pylist() == ["ok", "badname"]
+    assert any("NUL characters removed from column 'name'" in w for w in r.warnings)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json"])
+def test_an_integer_beyond_int64_is_not_published_as_a_float(publish, fmt):
+    big = "99999999999999999999999"
+    recs = ['{"id": 1, "v": 5}', f'{{"id": 2, "v": {big}}}']
+    data = "\n".join(recs) + "\n" if fmt == "ndjson" else "[" + ",".join(recs) + "]"
+    with pytest.raises(SourceError, match="beyond the 64-bit integer range") as e:
+        publish(data, name=f"a.{fmt}", fmt=fmt)
+    assert e.value.line == 2 and e.value.column == "v"
+    assert "decimal(38,0)" in e.value.hint
+    r, t = publish(
+        data, name=f"a.{fmt}", fmt=fmt, more="    schema: [{name: v, type: 'decimal(38,0)'}]"
+    )
+    assert [str(v) for v in t.column("v").to_pylist()] == ["5", big]
+
+
+def test_an_empty_source_is_an_error_unless_allowed(publish):
+    r, t = publish("n,name\n1,a\n2,b\n")
+    assert (r.version, t.num_rows) == (1, 2)
+    # a header-only file: every column inferred as text, refused as a schema change first
+    with pytest.raises(SourceError, match=r"types change: n int64 -> string") as e:
+        publish("n,name\n")
+    assert "empty or truncated" in e.value.hint
+    typed = "    schema: [{name: n, type: integer}]"
+    with pytest.raises(SourceError, match="has no rows") as e:
+        publish("n,name\n", more=typed)
+    assert "allow_empty: true" in e.value.hint
+    assert publish.cat.current("hostile").number == 1
+    r, t = publish("n,name\n", more="    allow_empty: true\n    schema: [{name: n, type: integer}]")
+    assert (r.version, t.num_rows, t.schema.field("n").type) == (2, 0, pa.int64())
+
+
+def test_a_schema_change_is_refused_unless_declared(publish):
+    publish("n,name\n1,a\n2,b\n")
+    with pytest.raises(SourceError, match=r"types change: n int64 -> string") as e:
+        publish("n,name\nx1,a\nx2,b\n")
+    assert "schema_changes: allow" in e.value.hint
+    with pytest.raises(SourceError, match=r"columns removed: name"):
+        publish("n\n1\n2\n3\n")
+    r, t = publish("n,name\nx1,a\nx2,b\n", more="    schema: [{name: n, type: string}]")
+    assert r.status == "published_with_warnings"
+    assert any("types changed: n int64 -> string" in w for w in r.warnings)
+    r, t = publish("n,extra\nx,1\n", more="    schema_changes: allow")
+    assert any("columns removed: name" in w for w in r.warnings)
+    assert any("columns added: extra" in w for w in r.warnings)
