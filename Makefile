@@ -36,6 +36,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: $(STAMP) lint
+	bash scripts/install-axe.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)

@@ -47,7 +47,7 @@ from catalogue.models import Dataset, Organization, Resource, Version
 
 from .actors import Actor
 from .context import Exchange
-from .errors import InvalidRequest
+from .errors import ExchangeError, InvalidRequest
 from .grants import grant_state
 from .models import Delivery, Grant, Order
 
@@ -68,19 +68,13 @@ def _epoch_ms(dt: datetime) -> int:
 # -- errors -------------------------------------------------------------------------------
 
 
-class SharingError(Exception):
-    """An error answered as ``{"errorCode", "message"}`` with ``status`` (never 5xx for
-    authentication or not-found: the official client retries 429/5xx for ~100 s)."""
+class SharingError(ExchangeError):
+    """An error of the Delta Sharing protocol; ``code`` is its ``errorCode`` (the server
+    answers ``{"errorCode", "message"}`` with ``status``; never 5xx for authentication or
+    not-found: the official client retries 429/5xx for ~100 s)."""
 
     status = 400
     code = "INVALID_PARAMETER_VALUE"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def to_dict(self) -> dict:
-        return {"errorCode": self.code, "message": self.message}
 
 
 class Unauthenticated(SharingError):

@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import ANONYMOUS
 from catalogue.dcat import catalog_jsonld, croissant, dataset_jsonld
-from catalogue.errors import CatalogueError
 from catalogue.search import MAX_ROWS
 
 from .state import site_url, state_of
@@ -59,9 +58,6 @@ async def dataset_croissant(name: str, request: Request) -> JSONResponse:
 async def _one_dataset(request: Request, name: str, render) -> JSONResponse:
     """The dataset the caller may read, rendered with ``render(package, site)``."""
     st = state_of(request)
-    principal = await run_in_threadpool(st.principal, request)
-    try:
-        pkg = await run_in_threadpool(st.packages.show, principal, name)
-    except CatalogueError as e:
-        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+    principal = await run_in_threadpool(st.principal, request)  # errors: nsdx.web.errors
+    pkg = await run_in_threadpool(st.packages.show, principal, name)
     return JSONResponse(render(pkg, site_url(request)), media_type=JSONLD)

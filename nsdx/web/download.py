@@ -37,6 +37,7 @@ from catalogue.registry import PublishedTable
 from exchange.downloads import LiveGrant, buyer_grant, record_download
 from validation.errors import NsdxError
 
+from . import errors
 from .exchange import _exchange
 from .state import site_url, state_of
 
@@ -51,11 +52,10 @@ def _now() -> datetime:
 
 
 def error_response(e: NsdxError, head: bool = False) -> Response:
-    status = getattr(e, "status", 400)
-    body = {"error": {**e.to_dict(), "transient": bool(getattr(e, "transient", False))}}
+    """The JSON dialect of the one error shape (:func:`errors.json_error`); HEAD: no body."""
     if head:
-        return Response(status_code=status)
-    return JSONResponse(body, status_code=status)
+        return Response(status_code=e.status)
+    return errors.json_error(errors.problem_of(e))
 
 
 # -- who may read ---------------------------------------------------------------------------

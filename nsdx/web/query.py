@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -37,6 +37,8 @@ from catalogue import jsonout
 from catalogue.auth import Principal
 from catalogue.errors import CatalogueError
 from catalogue.query import QueryableTable, QueryLimits, QueryResult, serve_query
+
+from .errors import ErrorOut
 
 log = logging.getLogger("nsdx.web.query")
 router = APIRouter(tags=["query"])
@@ -70,17 +72,6 @@ class QueryOut(BaseModel):
     max_rows: int
     elapsed_ms: int
     views: list[str]
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="the kind: SqlRejected, DatasetRestricted, QueryError, ...")
-    message: str
-    hint: str | None = None
-    transient: bool = False
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
 
 
 class BadRequest(CatalogueError):
@@ -168,10 +159,6 @@ def active_grant(cat):
 
 
 # -- answers -------------------------------------------------------------------------------
-def error_response(e: CatalogueError) -> JSONResponse:
-    body = {**e.to_dict(), "transient": bool(getattr(e, "transient", False))}
-    headers = {"Retry-After": "1"} if e.status in (429, 503) else None
-    return JSONResponse({"error": body}, status_code=e.status, headers=headers)
 
 
 def _headers(r: QueryResult, max_rows: int) -> dict[str, str]:
@@ -270,23 +257,9 @@ def _run(request: Request, q: QueryIn) -> Response:
 
 
 def _answer(request: Request, parse) -> Response:
-    try:
-        return _run(request, parse())
-    except CatalogueError as e:
-        return error_response(e)
-    except Exception as e:  # noqa: BLE001 - one error shape, even for bugs
-        log.exception("query API failure")
-        return JSONResponse(
-            {
-                "error": {
-                    "error": "InternalError",
-                    "message": f"internal error: {type(e).__name__}",
-                    "hint": "this is a bug; the server log has the details",
-                    "transient": False,
-                }
-            },
-            status_code=500,
-        )
+    """The answer to one query request. Errors (and bugs, as a 500 with an error id) are
+    answered in the JSON dialect by :mod:`nsdx.web.errors`."""
+    return _run(request, parse())
 
 
 _RESPONSES = {
