@@ -48,7 +48,7 @@ from catalogue.models import Dataset, Organization, Resource, Version
 from .actors import Actor
 from .context import Exchange
 from .errors import ExchangeError, InvalidRequest
-from .grants import grant_state
+from .grants import buyer_may_read, grant_state
 from .models import Delivery, Grant, Order
 
 TOKEN_PREFIX = "dsp1"
@@ -256,9 +256,9 @@ def _tables(s: Session, ds: Dataset, ver: Version) -> list[SharedTable]:
 def _view(s: Session, claims: TokenClaims) -> GrantView:
     g, order = _active_grant(s, claims.grant_id)
     ds = s.get(Dataset, g.dataset_id)
-    if ds is None or ds.state == "deleted":
+    number = g.version if g.version is not None else (ds.current_version if ds else None)
+    if not buyer_may_read(order, ds, number):  # the catalogue's access rule
         raise NotFound("the granted dataset no longer exists")
-    number = g.version if g.version is not None else ds.current_version
     ver = (
         s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == number))
         if number is not None

@@ -16,7 +16,6 @@ from catalogue.auth import NotAuthorized
 from catalogue.dcat import LICENSE_URLS, schema_org
 from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
-from catalogue.search import SearchQueryError
 
 from .errorpages import error_response
 from .i18n import N_
@@ -79,7 +78,7 @@ async def search_page(request: Request) -> HTMLResponse:
     page = _page(request.query_params.get("page"))
     fq = [f'{k}:"{v}"' for k, v in filters]
     error = None
-    try:
+    try:  # what the caller may see (catalogue.access), private datasets included
         result = await run_in_threadpool(
             st.index.search,
             q=q,
@@ -91,8 +90,9 @@ async def search_page(request: Request) -> HTMLResponse:
             include_private=True,
             include_drafts=True,
             principal=await run_in_threadpool(viewer, request),
+            grants=st.grants,
         )
-    except SearchQueryError as e:
+    except CatalogueError as e:  # a bad query, or a bad/expired/revoked token
         error = e.message
         result = {"count": 0, "results": [], "search_facets": {}}
 
@@ -129,7 +129,7 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
     st = state_of(request)
     who = await run_in_threadpool(viewer, request)
     try:
-        pkg = await run_in_threadpool(st.packages.show, who, name)
+        pkg = await run_in_threadpool(st.packages.show, who, name, st.grants)
     except CatalogueError as e:  # not found, or private: the page does not say which
         if e.status not in (403, 404):
             raise  # a failure: a logged 5xx page (nsdx.web.errors), never a 404
