@@ -498,6 +498,7 @@ def test_signed_urls_are_checked_every_time(portal):
 
 
 def test_signing_key_is_kept_private(portal):
+    assert listed(portal, "sam")["ride-orders/v1/ride-orders"]["expires"]  # signs a URL
     key = portal.home / "url-signing.key"
     assert key.is_file() and oct(key.stat().st_mode & 0o777) == "0o600"
 
