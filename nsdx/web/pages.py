@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from catalogue.access import granted_for
 from catalogue.auth import NotAuthorized
 from catalogue.dcat import LICENSE_URLS, schema_org
 from catalogue.downloads import absolute
@@ -187,7 +188,7 @@ async def organization_page(name: str, request: Request) -> HTMLResponse:
     st = state_of(request)
     who = await run_in_threadpool(viewer, request)
     try:
-        org = await run_in_threadpool(st.accounts.org_show, name, who)
+        org = await run_in_threadpool(st.accounts.org_show, name, who, granted_for(who, st.grants))
     except CatalogueError:
         return error_response(
             request,
