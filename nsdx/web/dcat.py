@@ -16,9 +16,12 @@ from .state import site_url, state_of
 
 router = APIRouter(tags=["Open data"])
 JSONLD = "application/ld+json"
+LD_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {JSONLD: {"schema": {"type": "object"}}}, "description": "JSON-LD"}
+}
 
 
-@router.get("/catalog.jsonld", summary="The catalogue as DCAT-AP JSON-LD")
+@router.get("/catalog.jsonld", summary="The catalogue as DCAT-AP JSON-LD", responses=LD_RESPONSES)
 async def catalog(request: Request, page: int = Query(1, ge=1)) -> JSONResponse:
     st = state_of(request)
     site = site_url(request)
@@ -53,12 +56,18 @@ async def catalog(request: Request, page: int = Query(1, ge=1)) -> JSONResponse:
     return JSONResponse(body, media_type=JSONLD)
 
 
-@router.get("/dataset/{name}.jsonld", summary="One dataset as DCAT-AP JSON-LD")
+@router.get(
+    "/dataset/{name}.jsonld", summary="One dataset as DCAT-AP JSON-LD", responses=LD_RESPONSES
+)
 async def dataset(name: str, request: Request) -> JSONResponse:
     return await _one_dataset(request, name, dataset_jsonld)
 
 
-@router.get("/dataset/{name}/croissant.json", summary="One dataset as MLCommons Croissant")
+@router.get(
+    "/dataset/{name}/croissant.json",
+    summary="One dataset as MLCommons Croissant",
+    responses=LD_RESPONSES,
+)
 async def dataset_croissant(name: str, request: Request) -> JSONResponse:
     return await _one_dataset(request, name, croissant)
 
