@@ -27,14 +27,19 @@ class Settings:
             datasets_path=Path(env.get("NSDX_DATASETS") or "datasets.yaml").absolute(),
         )
 
-    def pii_key(self, env: Mapping[str, str] | None = None) -> tuple[bytes, bool]:
-        """The masking key and whether it was just generated (the CLI then says so)."""
+    def pii_key(
+        self, env: Mapping[str, str] | None = None, *, create: bool = True
+    ) -> tuple[bytes | None, bool]:
+        """The masking key and whether it was just generated (the CLI then says so).
+        Without ``create`` (commands that only read) a missing key stays missing: None."""
         env = os.environ if env is None else env
         if env.get("NSDX_PII_KEY"):
             return env["NSDX_PII_KEY"].encode(), False
         path = self.home / "pii.key"
         if path.exists():
             return path.read_bytes().strip(), False
+        if not create:
+            return None, False
         self.home.mkdir(parents=True, exist_ok=True)
         key = secrets.token_hex(32).encode()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

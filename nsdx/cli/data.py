@@ -13,10 +13,12 @@ from .render import arrow_out, echo_json, human_bytes, stderr_console, table
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _nx():
+def _nx(read_only: bool = False):
+    """The service root; ``read_only`` for commands that only read: a missing deployment is
+    an error that says where nsdx looked, and nothing is created."""
     from nsdx.core import Nsdx
 
-    return Nsdx()
+    return Nsdx(read_only=read_only)
 
 
 class _IngestProgress:
@@ -171,7 +173,7 @@ def datasets() -> None:
 @click.option("--declared", is_flag=True, help="List datasets.yaml instead of the catalogue.")
 def datasets_list(as_json: bool, declared: bool) -> None:
     """Every dataset in the catalogue with its current version."""
-    nx = _nx()
+    nx = _nx(read_only=not declared)
     if declared:
         specs = nx.specs()
         if as_json:
@@ -215,7 +217,7 @@ def datasets_show(name: str, as_json: bool) -> None:
     """One dataset: metadata, versions, tables, schema and quality."""
     from catalogue.errors import DatasetNotFound
 
-    nx = _nx()
+    nx = _nx(read_only=True)
     try:
         p = nx.dataset(name)
     except DatasetNotFound as e:
@@ -294,7 +296,7 @@ def query(sql: str, fmt: str, output: str | None, max_rows: int | None) -> None:
     """
     if max_rows is None and fmt == "table" and not output:
         max_rows = 1000
-    tbl = _nx().query(sql, max_rows=max_rows)
+    tbl = _nx(read_only=True).query(sql, max_rows=max_rows)
     arrow_out(tbl, fmt, output)
 
 
