@@ -2,7 +2,7 @@
 
 What a user depends on is checked from outside, as they would see it: which worker processes
 exist (/proc), what they hold, what the commands answer. Everything that shares the
-lingering worker's address runs in this file, in one xdist group (one process, in order):
+lingering worker's address runs in one test, in order (the file is also one xdist group):
 tests running at the same time would take the worker from each other. Every other test runs
 with NSDX_VALIDATION_LINGER=0 (tests/conftest.py), and never connects to a lingering worker.
 Workers are found by their linger value *and* this checkout's folder: another checkout's
@@ -29,7 +29,7 @@ from validation.errors import ValidationPackageError
 pytestmark = pytest.mark.xdist_group("validation-linger")
 
 LINGER = "97"  # a value no one else uses: this file's workers are found by it
-LINGER_LEFT = "89"  # the worker left mid-table (not LINGER: the first test stops those)
+LINGER_LEFT = "89"  # the worker left mid-table (step 6)
 
 
 def _ours(linger: str = LINGER) -> list[int]:
@@ -155,8 +155,12 @@ def test_a_lingering_worker_serves_later_commands(tmp_path, nsdx_env, monkeypatc
     finally:
         _stop_ours()
     assert _wait_for(lambda: _ours() == [], 10)
+
+    # 6. a command that dies mid-table: its worker goes instead of lingering (here, in the
+    # same test: a worker lingering from the steps above would serve that command instead)
+    _a_worker_left_mid_table_exits()
     if os.getuid() != 0:
-        pytest.skip("steps 1-4 passed; step 5 (another user is refused) needs root to setuid")
+        pytest.skip("steps 1-4, 6 passed; step 5 (another user is refused) needs root to setuid")
 
 
 def _other_user_gets_nothing() -> bool:
@@ -203,7 +207,7 @@ os._exit(0)  # the command dies with a table open, leaving its worker behind
 """
 
 
-def test_a_worker_left_mid_table_exits_instead_of_lingering():
+def _a_worker_left_mid_table_exits() -> None:
     """A command that dies mid-table leaves its worker in an unknown state: it must exit
     instead of lingering for the next command."""
     env = {**os.environ, "NSDX_VALIDATION_LINGER": LINGER_LEFT}
