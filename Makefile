@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint format bench clean samples docs
+.PHONY: demo test install lint format bench clean samples docs messages
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: $(STAMP) lint
+	bash scripts/install-axe.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
@@ -44,3 +45,11 @@ clean:
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py
+
+# portal message catalogues: re-extract the msgids and update nsdx/web/locale/*/messages.po
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1c,2 -k pgettext:1c,2 --no-location \
+		--omit-header -o .nsdx-messages.pot .
+	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages --no-location \
+		--ignore-obsolete
+	rm -f .nsdx-messages.pot

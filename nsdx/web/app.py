@@ -16,7 +16,20 @@ from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, exchange, pages, query, sharing
+from . import (
+    account,
+    audit,
+    ckan,
+    dcat,
+    download,
+    errorpages,
+    exchange,
+    pages,
+    query,
+    sharing,
+)
+from .csrf import CSRFMiddleware, portal_secret
+from .i18n import LanguageMiddleware
 from .state import WebState
 
 log = logging.getLogger("nsdx.web")
@@ -27,7 +40,10 @@ ROUTERS = [
     exchange.router,
     query.router,
     sharing.router,
+    download.router,
     dcat.router,
+    account.router,
+    audit.router,
     pages.router,
 ]
 
@@ -80,6 +96,14 @@ def create_app(
     for r in ROUTERS:
         app.include_router(r)
     _api_docs(app)
+    errorpages.install(app)
+    # outermost last: the language is known before the CSRF check answers in it
+    app.add_middleware(
+        CSRFMiddleware,
+        secret=portal_secret(nx.settings.home),
+        secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
+    )
+    app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
