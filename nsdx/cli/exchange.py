@@ -718,7 +718,9 @@ def rewards(year, policy_path, at, as_csv, as_json):
     ex = _ex(existing=True)
     rep = _report(ex, year, policy_path, at)
     if as_json:
-        click.echo(json.dumps(rep, ensure_ascii=False, indent=2, sort_keys=True))
+        from catalogue.jsonout import dumps
+
+        click.echo(dumps(rep, indent=2, sort_keys=True))
         return
     if as_csv:
         from exchange.reports import rewards_csv
