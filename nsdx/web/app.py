@@ -23,6 +23,7 @@ from . import (
     dcat,
     download,
     errorpages,
+    errors,
     exchange,
     pages,
     query,
@@ -93,6 +94,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.nsdx = state
+    errors.install(app)  # one error shape per surface; nothing escapes as a bare 500
     for r in ROUTERS:
         app.include_router(r)
     _api_docs(app)
