@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import ANONYMOUS
-from catalogue.dcat import LICENSE_URLS, schema_org
+from catalogue.dcat import schema_org
 from catalogue.search import SearchQueryError
 
 from .state import site_url, state_of
@@ -123,7 +123,7 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
         {
             "pkg": pkg,
             "ex": _extras(pkg),
-            "license_url": LICENSE_URLS.get(pkg.get("license_id") or ""),
+            "license_url": pkg.get("license_url") or None,
             "jsonld": jsonld.replace("</", "<\\/"),
         },
     )
