@@ -14,10 +14,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def _accounts():
-    from catalogue.auth import Accounts
     from nsdx.core import Nsdx
 
-    return Accounts(Nsdx().catalogue)
+    return Nsdx().accounts
 
 
 # -- users ------------------------------------------------------------------------------

@@ -13,18 +13,17 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from exchange import api as exchange_api
-from nsdx.core import Nsdx
+from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, pages, query, sharing
-from .state import WebState, jobs_mode
+from . import ckan, dcat, exchange, pages, query, sharing
+from .state import WebState
 
 log = logging.getLogger("nsdx.web")
 
 # The routers the app serves, in order. Other packages add theirs here (one line each).
 ROUTERS = [
     ckan.router,
-    exchange_api.router,
+    exchange.router,
     query.router,
     sharing.router,
     dcat.router,
@@ -62,7 +61,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        runner = state.__dict__.get("jobs") and state.jobs.runner
+        jobs = nx.built("jobs")
+        runner = jobs.runner if jobs is not None else None
         if runner is not None and hasattr(runner, "shutdown"):
             runner.shutdown()
 

@@ -1,5 +1,7 @@
 """HTTP endpoints of the exchange (``/api/exchange/...``) and the audit
-(``/api/audit/...``). Each endpoint calls the same core function as the CLI.
+(``/api/audit/...``). Each endpoint calls the same core function as the CLI
+(:mod:`exchange.trade`, :mod:`exchange.reports`, :mod:`exchange.ledger`) on the service
+root's one exchange (:attr:`nsdx.core.Nsdx.exchange`); this module only speaks HTTP.
 
 Authentication is the catalogue's: ``Authorization: <token>`` (or ``Bearer <token>``);
 the caller's organisation roles decide what it may do (see :mod:`exchange.actors`).
@@ -17,28 +19,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
+from exchange import trade
+from exchange.actors import Actor, actor_for_user
+from exchange.context import Exchange
+from exchange.errors import ExchangeError, NotAllowed
 from validation.errors import NsdxError
 
-from . import trade
-from .actors import Actor, actor_for_user
-from .context import Exchange
-from .errors import ExchangeError, NotAllowed
+from .state import state_of
 
 router = APIRouter(tags=["exchange"])
 
 
 def _exchange(request: Request) -> Exchange:
-    state = request.app.state.nsdx
-    ex = getattr(state, "_exchange", None)
-    if ex is None:
-        nx = state.nx
-        ex = Exchange(nx.catalogue, nx.store, home=nx.settings.home, pii_key=nx.pii_key()[0])
-        state._exchange = ex
-    return ex
+    return state_of(request).exchange
 
 
 def _actor(request: Request, ex: Exchange) -> Actor:
-    principal = request.app.state.nsdx.principal(request)
+    principal = state_of(request).principal(request)
     if principal.anonymous:
         return Actor(name="anonymous")
     with ex.catalogue.Session() as s:
@@ -238,7 +235,7 @@ def proof_consistency(request: Request, size1: int, size2: int | None = None):
 
 @router.get("/api/audit/verify")
 def verify(request: Request):
-    from .ledger.verify import verify_ledger
+    from exchange.ledger.verify import verify_ledger
 
     def run(ex: Exchange, a: Actor):
         _auditor(a)
@@ -249,7 +246,7 @@ def verify(request: Request):
 
 @router.get("/api/audit/rewards")
 def rewards(request: Request, year: int, at: int | None = None):
-    from .reports import rewards_report
+    from exchange.reports import rewards_report
 
     def run(ex: Exchange, a: Actor):
         _auditor(a)
@@ -260,7 +257,7 @@ def rewards(request: Request, year: int, at: int | None = None):
 
 @router.get("/api/audit/flags")
 def flags(request: Request, at: int | None = None):
-    from .reports import wash_flags
+    from exchange.reports import wash_flags
 
     def run(ex: Exchange, a: Actor):
         _auditor(a)
