@@ -66,6 +66,21 @@ FILE_TYPES = {
     "XML": "XML",
     "HTML": "HTML",
 }
+THEME_LABELS = {  # the EU vocabulary's preferred labels (English), with Chinese
+    "AGRI": ("Agriculture, fisheries, forestry and food", "农业、渔业、林业和食品"),
+    "ECON": ("Economy and finance", "经济与金融"),
+    "EDUC": ("Education, culture and sport", "教育、文化和体育"),
+    "ENER": ("Energy", "能源"),
+    "ENVI": ("Environment", "环境"),
+    "GOVE": ("Government and public sector", "政府与公共部门"),
+    "HEAL": ("Health", "卫生"),
+    "INTR": ("International issues", "国际事务"),
+    "JUST": ("Justice, legal system and public safety", "司法、法律制度与公共安全"),
+    "REGI": ("Regions and cities", "区域与城市"),
+    "SOCI": ("Population and society", "人口与社会"),
+    "TECH": ("Science and technology", "科学技术"),
+    "TRAN": ("Transport", "交通运输"),
+}
 LANGUAGES = [f"{EU}/language/ZHO", f"{EU}/language/ENG"]
 IANA = "https://www.iana.org/assignments/media-types/"
 
@@ -183,7 +198,10 @@ def _checksum(r: dict) -> dict | None:
         return None
     return {
         "@type": "spdx:Checksum",
-        "spdx:algorithm": {"@id": "spdx:checksumAlgorithm_sha256"},
+        "spdx:algorithm": {
+            "@id": "spdx:checksumAlgorithm_sha256",
+            "@type": "spdx:ChecksumAlgorithm",
+        },
         "spdx:checksumValue": {"@value": value, "@type": "xsd:hexBinary"},
     }
 
@@ -208,7 +226,8 @@ def _distribution(pkg: dict, r: dict, url: str, profile: str) -> dict:
                 "@value": str(size),
                 "@type": "xsd:decimal" if profile == "dcat-ap-2" else "xsd:nonNegativeInteger",
             } if isinstance(size, int) and size >= 0 else None,
-            "spdx:checksum": _checksum(r),
+            # DCAT-AP 2 admits SHA-1 checksums only; the manifest has SHA-256
+            "spdx:checksum": _checksum(r) if profile != "dcat-ap-2" else None,
             "dct:license": _licence_node(pkg),
             "dct:modified": _dt(r.get("last_modified") or r.get("metadata_modified")),
             "nsdx:rowCount": r.get("nsdx_row_count"),
@@ -232,9 +251,14 @@ def dcat_dataset(pkg: dict, site: str, profile: str = "dcat-ap-3") -> dict:
             "dct:title": _lang(pkg.get("title") or pkg["name"], ex.get("title_en")),
             "dct:description": _lang(zh, en),
             "dcat:keyword": [t["name"] for t in pkg.get("tags") or []],
-            "dcat:theme": {"@id": f"{EU}/data-theme/{theme}", "@type": "skos:Concept"}
+            "dcat:theme": {
+                "@id": f"{EU}/data-theme/{theme}",
+                "@type": "skos:Concept",
+                "skos:prefLabel": _lang(THEME_LABELS[theme][1], THEME_LABELS[theme][0]),
+                "skos:inScheme": {"@id": f"{EU}/data-theme"},
+            }
             if theme
-            else None,
+            else None,  # fmt: skip
             "dcat:landingPage": {"@id": url, "@type": "foaf:Document"},
             "dcat:contactPoint": _contact(pkg, site),
             "dct:publisher": _drop_empty(
@@ -249,9 +273,14 @@ def dcat_dataset(pkg: dict, site: str, profile: str = "dcat-ap-3") -> dict:
             "dct:language": [{"@id": x, "@type": "dct:LinguisticSystem"} for x in LANGUAGES],
             "dct:spatial": _bbox(ex.get("spatial")),
             "dct:temporal": _drop_empty(
-                {"@type": "dct:PeriodOfTime", "dcat:startDate": _dt(start),
-                 "dcat:endDate": _dt(end)}
-            ) if start or end else None,  # fmt: skip
+                {
+                    "@type": "dct:PeriodOfTime",
+                    "dcat:startDate": _dt(start),
+                    "dcat:endDate": _dt(end),
+                }
+            )
+            if start or end
+            else None,  # fmt: skip
             "dct:issued": _dt(pkg.get("metadata_created")),
             "dct:modified": _dt(pkg.get("metadata_modified")),
             "dct:license": _licence_node(pkg),
@@ -298,7 +327,11 @@ def catalog_jsonld(
                 "@type": ["foaf:Agent", "foaf:Organization"],
                 "foaf:name": "南沙区 Nansha District",
             },
-            "dcat:themeTaxonomy": {"@id": f"{EU}/data-theme", "@type": "skos:ConceptScheme"},
+            "dcat:themeTaxonomy": {
+                "@id": f"{EU}/data-theme",
+                "@type": "skos:ConceptScheme",
+                "dct:title": _lang("数据主题", "Data theme"),
+            },
             "dct:modified": _dt(modified or None),
             "dcat:dataset": [dcat_dataset(p, site, profile) for p in pkgs],
         }
@@ -521,15 +554,19 @@ def croissant(pkg: dict, site: str) -> dict:
                     "@id": rid,
                     "name": rid,
                     "field": [
-                        _drop_empty({
-                            "@type": "cr:Field",
-                            "@id": f"{rid}/{_cr_id(c['name'])}",
-                            "name": c["name"],
-                            "description": c.get("description"),
-                            "dataType": _cr_type(c.get("type")),
-                            "source": {"fileObject": {"@id": fid},
-                                       "extract": {"column": c["name"]}},
-                        })  # fmt: skip
+                        _drop_empty(
+                            {
+                                "@type": "cr:Field",
+                                "@id": f"{rid}/{_cr_id(c['name'])}",
+                                "name": c["name"],
+                                "description": c.get("description"),
+                                "dataType": _cr_type(c.get("type")),
+                                "source": {
+                                    "fileObject": {"@id": fid},
+                                    "extract": {"column": c["name"]},
+                                },
+                            }
+                        )  # fmt: skip
                         for c in r["nsdx_schema"]
                     ],
                 }

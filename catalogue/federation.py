@@ -28,8 +28,11 @@ def _shareable(pkg: dict) -> dict:
         {
             **r,
             **(
-                {"nsdx_files": [{k: v for k, v in f.items() if k != "key"}
-                                for f in r["nsdx_files"]]}  # fmt: skip
+                {
+                    "nsdx_files": [
+                        {k: v for k, v in f.items() if k != "key"} for f in r["nsdx_files"]
+                    ]
+                }  # fmt: skip
                 if isinstance(r.get("nsdx_files"), list)
                 else {}
             ),
@@ -37,6 +40,8 @@ def _shareable(pkg: dict) -> dict:
         for r in out.get("resources") or []
     ]
     return out
+
+
 PAGE = 100
 
 

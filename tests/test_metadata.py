@@ -61,12 +61,12 @@ def portal(tmp_path_factory):
         )
     )
     results = nx.ingest(all_=True)
-    assert {r.status for r in results} == {"published"}, [(r.status, r) for r in results]
+    assert {r.status for r in results} <= {"published", "published_with_warnings"}
     Packages(nx.catalogue).create(SYSTEM, LINKED)
     Accounts(nx.catalogue).create_user("admin", sysadmin=True)
     with TestClient(create_app(nx, warm=False, worker=False)) as client:
         client.nx = nx
-        client.names = sorted([r.dataset for r in results] + [LINKED["name"]])
+        client.names = sorted([r.dataset_id for r in results] + [LINKED["name"]])
         yield client
     drop_indexes()
 
@@ -117,12 +117,14 @@ def _graph(client, path: str, fmt: str, profile: str):
 def test_dcat_ap_conforms(portal, fmt, version, profile):
     """The catalogue, and every dataset on its own, against the official shapes."""
     catalog = _graph(portal, "/catalog.jsonld", fmt, profile)
-    assert _violations(catalog, version) == []
+    found = _violations(catalog, version)
+    assert not found, "\n".join(found)
     datasets = None
     for name in portal.names:
         g = _graph(portal, f"/dataset/{name}.jsonld", fmt, profile)
         datasets = g if datasets is None else datasets + g
-    assert _violations(datasets, version) == []
+    found = _violations(datasets, version)
+    assert not found, "\n".join(found)
 
 
 def test_dcat_ap_content(portal):
@@ -134,6 +136,7 @@ def test_dcat_ap_content(portal):
     dct = Namespace("http://purl.org/dc/terms/")
     spdx = Namespace("http://spdx.org/rdf/terms#")
     vcard = Namespace("http://www.w3.org/2006/vcard/ns#")
+    rdfs = Namespace("http://www.w3.org/2000/01/rdf-schema#")
     g = _graph(portal, "/catalog.jsonld", "ttl", "dcat-ap-3")
     datasets = list(g.subjects(predicate=dcat.distribution, unique=True))
     assert len(set(g.objects(None, dcat.dataset))) == len(portal.names)
@@ -166,7 +169,9 @@ def test_dcat_ap_content(portal):
         assert {o.language for o in g.objects(ds, dct.description)} == {"zh", "en"}, ds
         lic = one(ds, dct.license)
         for dist in g.objects(ds, dcat.distribution):
-            assert one(dist, dct.license) == lic
+            # the same IRI; or for a licence without one, the same title
+            dlic = one(dist, dct.license)
+            assert dlic == lic or str(one(dlic, rdfs.label)) == str(one(lic, rdfs.label))
             fmt, mt = one(dist, dct["format"]), one(dist, dcat.mediaType)
             assert isinstance(mt, URIRef) and str(mt).startswith(
                 "https://www.iana.org/assignments/media-types/"
@@ -232,3 +237,10 @@ def test_dcat_ap_unknown_profile_is_refused(portal):
     assert r.status_code in (400, 422)
     assert "dcat-ap-3" in r.text
 
+
+def test_blank_trailing_rows_lower_the_quality_score(portal):
+    """The HK lines file ends with 3 empty rows: its score is below 100 and says why."""
+    pkg = portal.get("/api/3/action/package_show", params={"id": "hk-mtr-lines-and-stations"})
+    nsdx = pkg.json()["result"]["nsdx"]
+    assert nsdx["validation"]["empty_rows"] == 3
+    assert nsdx["quality_score"] < 100

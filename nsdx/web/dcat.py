@@ -33,9 +33,7 @@ def _rdf(body: dict, fmt: str) -> Response:
 
 
 @router.get("/catalog.jsonld", summary="The catalogue as DCAT-AP JSON-LD")
-async def catalog(
-    request: Request, page: int = Query(1, ge=1), profile: str = PROFILE
-) -> Response:
+async def catalog(request: Request, page: int = Query(1, ge=1), profile: str = PROFILE) -> Response:
     return await _catalog(request, page, profile, "jsonld")
 
 
@@ -80,12 +78,16 @@ async def _catalog(request: Request, page: int, profile: str, fmt: str) -> Respo
 
 @router.get("/dataset/{name}.jsonld", summary="One dataset as DCAT-AP JSON-LD")
 async def dataset(name: str, request: Request, profile: str = PROFILE) -> Response:
-    return await _one_dataset(request, name, lambda p, s: _rdf(dataset_jsonld(p, s, profile), "jsonld"))
+    return await _one_dataset(
+        request, name, lambda p, s: _rdf(dataset_jsonld(p, s, profile), "jsonld")
+    )
 
 
 @router.get("/dataset/{name}.ttl", summary="One dataset as DCAT-AP Turtle")
 async def dataset_ttl(name: str, request: Request, profile: str = PROFILE) -> Response:
-    return await _one_dataset(request, name, lambda p, s: _rdf(dataset_jsonld(p, s, profile), "ttl"))
+    return await _one_dataset(
+        request, name, lambda p, s: _rdf(dataset_jsonld(p, s, profile), "ttl")
+    )
 
 
 @router.get("/dataset/{name}/croissant.json", summary="One dataset as MLCommons Croissant")
