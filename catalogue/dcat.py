@@ -5,9 +5,11 @@ every other surface renders."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
+from .downloads import absolute
 from .licences import licence
 from .registry import media_type
 
@@ -237,6 +239,7 @@ def _distribution(pkg: dict, r: dict, url: str, profile: str) -> dict:
 
 def dcat_dataset(pkg: dict, site: str, profile: str = "dcat-ap-3") -> dict:
     """One ``dcat:Dataset`` node (without @context)."""
+    pkg = absolute(pkg, site)
     ex = _extras(pkg)
     url = dataset_url(site, pkg["name"])
     org = pkg.get("organization") or {}
@@ -378,6 +381,7 @@ def schema_description(pkg: dict) -> str:
 
 def schema_org(pkg: dict, site: str) -> dict[str, Any]:
     """schema.org ``Dataset`` JSON-LD for the dataset's web page (Google Dataset Search)."""
+    pkg = absolute(pkg, site)
     ex = _extras(pkg)
     url = dataset_url(site, pkg["name"])
     org = pkg.get("organization") or {}
@@ -517,6 +521,7 @@ def croissant(pkg: dict, site: str) -> dict:
     """MLCommons Croissant 1.0 metadata: each published Parquet file as a FileObject (its
     download URL; restricted data needs a token or signed URL there) and one record set per
     table with its typed columns. Text is Chinese and English: ``inLanguage`` says so."""
+    pkg = absolute(pkg, site)
     ex = _extras(pkg)
     url = dataset_url(site, pkg["name"])
     files, records = [], []
@@ -524,13 +529,12 @@ def croissant(pkg: dict, site: str) -> dict:
         if not r.get("nsdx_files") or not r.get("nsdx_schema"):
             continue
         table = r.get("nsdx_table") or pkg["name"]
-        base = r["url"].rsplit("/", 1)[0] if r.get("url") else ""
         parts = []
         for f in r["nsdx_files"]:
             name = f["path"].rsplit("/", 1)[-1]
-            content = f.get("url") or (f"{base}/{name}" if base else None)
+            content = f.get("url")  # the portal's download route (catalogue.downloads)
             if not content:
-                continue  # no address to give (restricted data before download routes)
+                continue
             fid = _cr_id(table, name)
             parts.append(fid)
             files.append(
@@ -593,5 +597,123 @@ def croissant(pkg: dict, site: str) -> dict:
             else None,
             "distribution": files,
             "recordSet": records,
+        }
+    )
+
+
+# -- Frictionless Data Package -------------------------------------------------------------
+def _dp_type(t: str | None) -> dict:
+    """Table Schema type (and format) of an Arrow type name."""
+    t = (t or "string").lower()
+    if t.startswith("timestamp"):
+        return {"type": "datetime", "format": "any"}  # CSV: 2026-03-02 08:00:00[+08:00]
+    if t.startswith("date"):
+        return {"type": "date"}
+    if t.startswith("time"):
+        return {"type": "time", "format": "any"}
+    if t.startswith(("int", "uint")):
+        return {"type": "integer"}
+    if t.startswith(("float", "double", "halffloat", "decimal")):
+        return {"type": "number"}
+    if t in ("bool", "boolean"):
+        return {"type": "boolean"}
+    if t in ("string", "large_string", "utf8", "large_utf8"):
+        return {"type": "string"}
+    return {"type": "any"}
+
+
+def _dp_name(s: str) -> str:
+    """A Data Package name: lower-case letters, digits and -._ only."""
+    out = re.sub(r"[^a-z0-9._-]+", "-", s.lower()).strip("-")
+    return out or "resource"
+
+
+def datapackage(pkg: dict, site: str) -> dict:
+    """A Frictionless (Tabular) Data Package: each published table as a CSV resource at the
+    portal's download URL with a Table Schema from the published schema; link resources as
+    they are. Restricted tables need a token or signed URL at those URLs."""
+    from .downloads import table_path, url_segment
+
+    pkg = absolute(pkg, site)
+    ex = _extras(pkg)
+    site = site.rstrip("/")
+    zh, en = descriptions(pkg)
+    lic = licence(pkg.get("license_id"), pkg.get("license_url") or None)
+    org = pkg.get("organization") or {}
+    resources, seen = [], set()
+    for r in pkg.get("resources") or []:
+        name = _dp_name(r.get("nsdx_table") or r.get("name") or r["id"])
+        while name in seen:
+            name += "-1"
+        seen.add(name)
+        if r.get("nsdx_schema") and pkg.get("version"):
+            seg = url_segment(pkg["name"], r.get("nsdx_table"))
+            resources.append(
+                _drop_empty(
+                    {
+                        "profile": "tabular-data-resource",
+                        "name": name,
+                        "title": r.get("name"),
+                        "description": r.get("description"),
+                        "path": site + table_path(pkg["name"], int(pkg["version"]), seg, "csv"),
+                        "format": "csv",
+                        "mediatype": "text/csv",
+                        "encoding": "utf-8",
+                        "schema": {
+                            "fields": [
+                                _drop_empty(
+                                    {
+                                        "name": c["name"],
+                                        **_dp_type(c.get("type")),
+                                        "description": c.get("description"),
+                                    }
+                                )
+                                for c in r["nsdx_schema"]
+                            ]
+                        },
+                    }
+                )
+            )
+        elif r.get("url"):
+            fmt = (r.get("format") or "").lower()
+            resources.append(
+                _drop_empty(
+                    {
+                        "name": name,
+                        "title": r.get("name"),
+                        "path": r["url"],
+                        "format": fmt or None,
+                        "mediatype": r.get("mimetype") or media_type(fmt),
+                        "hash": r.get("hash") or None,
+                    }
+                )
+            )
+    tabular = bool(resources) and all(
+        r.get("profile") == "tabular-data-resource" for r in resources
+    )
+    return _drop_empty(
+        {
+            "profile": "tabular-data-package" if tabular else "data-package",
+            "name": _dp_name(pkg["name"]),
+            "id": pkg["id"],
+            "title": pkg.get("title") or pkg["name"],
+            "description": zh if zh == en else f"{zh}\n\n{en}",
+            "homepage": dataset_url(site, pkg["name"]),
+            "version": pkg.get("version"),
+            "created": pkg.get("metadata_created"),
+            "keywords": [t["name"] for t in pkg.get("tags") or []],
+            "licenses": [_drop_empty({"name": lic.id, "title": lic.title, "path": lic.url})],
+            "contributors": [
+                _drop_empty(
+                    {
+                        "title": org.get("title") or org["name"],
+                        "role": "publisher",
+                        "path": ((pkg.get("nsdx") or {}).get("contact") or {}).get("url"),
+                    }
+                )
+            ]
+            if org
+            else None,
+            "resources": resources,
         }
     )

@@ -203,6 +203,20 @@ class Nsdx:
 
         return run_query(self.connect(), sql, max_rows=max_rows)
 
+    @service
+    def url_key(self) -> bytes:
+        """The secret of signed download URLs (NSDX_URL_SIGNING_KEY or $NSDX_HOME's)."""
+        return self.settings.url_signing_key()
+
+    def url_signing_key(self) -> bytes:
+        return self.url_key
+
+    def public_url(self, path: str = "") -> str:
+        """An absolute URL on this deployment's portal (``NSDX_PUBLIC_URL``, by default the
+        address `nsdx serve` listens on)."""
+        base = self.settings.public_url or "http://127.0.0.1:8000"
+        return base + path
+
     def datasets(self) -> list[dict]:
         return self.catalogue.packages()
 

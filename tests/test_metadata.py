@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
+from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import ROOT
 from tests.test_e2e import write_datasets_yaml
-
-with warnings.catch_warnings():  # starlette's note about httpx2
-    warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
 
 SHAPES = ROOT / "tests" / "vectors" / "dcat-ap"
 ROWS = 20_000
@@ -36,39 +33,56 @@ LINKED = {  # a dataset made through the CKAN API: no notes, a link resource, a 
 }
 
 
+class Portal(httpx.Client):
+    """An httpx client on a running `nsdx serve`, with what the tests need to know."""
+
+    url: str
+    token: str
+    names: list[str]
+    home: Path
+    database_url: str
+
+
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
-    """Every dataset of datasets.yaml published, plus one made through the CKAN API."""
-    from catalogue.auth import SYSTEM, Accounts
+    """Every dataset of datasets.yaml published, plus one made through the CKAN API, served
+    by a real `nsdx serve` (so download URLs are real URLs)."""
+    from catalogue.auth import SYSTEM
     from catalogue.editing import Packages
     from catalogue.search import drop_indexes
     from nsdx.core import Nsdx
     from nsdx.samples import generate
     from nsdx.settings import Settings
-    from nsdx.web import create_app
+    from tests.test_ckan_client import start_server
 
     tmp = tmp_path_factory.mktemp("portal")
     samples = tmp / "samples"
     generate(samples, rows=ROWS)
-    write_datasets_yaml(tmp / "datasets.yaml", samples)
     home = tmp / "home"
+    home.mkdir()
+    write_datasets_yaml(home / "datasets.yaml", samples)
+    database_url = f"sqlite:///{tmp / 'nsdx.db'}"
     nx = Nsdx(
         Settings(
             home=home,
-            database_url=f"sqlite:///{tmp / 'nsdx.db'}",
+            database_url=database_url,
             storage_url=f"file://{home / 'objects'}",
-            datasets_path=tmp / "datasets.yaml",
+            datasets_path=home / "datasets.yaml",
         )
     )
     results = nx.ingest(all_=True)
     assert {r.status for r in results} <= {"published", "published_with_warnings"}
     Packages(nx.catalogue).create(SYSTEM, LINKED)
-    Accounts(nx.catalogue).create_user("admin", sysadmin=True)
-    with TestClient(create_app(nx, warm=False, worker=False)) as client:
-        client.nx = nx
-        client.names = sorted([r.dataset_id for r in results] + [LINKED["name"]])
-        yield client
-    drop_indexes()
+    server = start_server(home, database_url, org=False)
+    try:
+        with Portal(base_url=server.url, timeout=60) as client:
+            client.url, client.token = server.url, server.token
+            client.names = sorted([r.dataset_id for r in results] + [LINKED["name"]])
+            client.home, client.database_url = home, database_url
+            yield client
+    finally:
+        server.stop()
+        drop_indexes()
 
 
 # -- DCAT-AP ------------------------------------------------------------------------------
@@ -144,7 +158,7 @@ def test_dcat_ap_content(portal):
     def one(s, p):
         return g.value(s, p)
 
-    site = "http://testserver"
+    site = portal.url
     bus = URIRef(f"{site}/dataset/nansha-bus-gps")
     assert Literal("南沙公交车辆GPS轨迹", lang="zh") in set(g.objects(bus, dct.title))
     assert Literal("Nansha bus GPS positions", lang="en") in set(g.objects(bus, dct.title))
@@ -244,3 +258,100 @@ def test_blank_trailing_rows_lower_the_quality_score(portal):
     nsdx = pkg.json()["result"]["nsdx"]
     assert nsdx["validation"]["empty_rows"] == 3
     assert nsdx["quality_score"] < 100
+
+
+# -- Croissant ------------------------------------------------------------------------------
+def _open(portal, name: str) -> bool:
+    pkg = portal.get("/api/3/action/package_show", params={"id": name}).json()["result"]
+    return {e["key"]: e["value"] for e in pkg["extras"]}.get("access") == "open"
+
+
+@pytest.mark.slow
+def test_croissant_validates_and_loads_from_the_served_urls(portal):
+    """mlcroissant accepts every dataset's Croissant; the record sets of open data load
+    through mlcroissant from the portal's download URLs, row for row."""
+    import mlcroissant as mlc
+    import pyarrow.parquet as pq
+
+    loaded = 0
+    for name in portal.names:
+        doc = portal.get(f"/dataset/{name}/croissant.json").json()
+        ds = mlc.Dataset(jsonld=doc)  # raises on validation errors
+        assert not ds.metadata.ctx.issues.errors, (name, ds.metadata.ctx.issues.report())
+        assert "@language" not in doc["@context"] and doc["inLanguage"] == ["zh", "en"]
+        for rs in doc.get("recordSet", []):
+            assert all(" " not in f["@id"] for f in rs["field"]), rs["@id"]
+        if not _open(portal, name):
+            # restricted: the files are described, their URLs need a token or signed URL
+            for fo in doc["distribution"]:
+                assert portal.get(fo["contentUrl"]).status_code == 401
+            continue
+        for rs in doc.get("recordSet", []):
+            [fo] = [
+                f
+                for f in doc["distribution"]
+                if f["@id"] == rs["field"][0]["source"]["fileObject"]["@id"]
+            ]
+            rows = list(ds.records(record_set=rs["@id"]))
+            body = portal.get(fo["contentUrl"]).content
+            want = pq.read_table(__import__("io").BytesIO(body))
+            assert len(rows) == want.num_rows, (name, rs["@id"])
+            if rows:
+                first = {k.rsplit("/", 1)[-1]: v for k, v in rows[0].items()}
+                assert len(first) == want.num_columns
+            loaded += 1
+    assert loaded >= 14  # every table of open data
+
+
+def test_croissant_types_and_languages(portal):
+    doc = portal.get("/dataset/montreal-bike-counts/croissant.json").json()
+    types = {f["name"]: f["dataType"] for rs in doc["recordSet"] for f in rs["field"]}
+    assert types["Date"] == "sc:Date"  # date32, not text
+    nyc = portal.get("/dataset/nyc-311-animal-complaints/croissant.json").json()
+    ids = [f["@id"] for rs in nyc["recordSet"] for f in rs["field"]]
+    assert "nyc-311-animal-complaints/Created%20Date" in ids
+    bus = portal.get("/dataset/nansha-bus-gps/croissant.json").json()
+    assert bus["alternateName"] == ["南沙公交车辆GPS轨迹", "Nansha bus GPS positions"]
+
+
+# -- Frictionless Data Package --------------------------------------------------------------
+@pytest.mark.slow
+def test_datapackage_validates_with_its_data(portal, tmp_path):
+    """`frictionless validate` accepts each open dataset's datapackage.json, reading every
+    table from the portal's download URLs; restricted ones are valid descriptors."""
+    validated = 0
+    for name in portal.names:
+        r = portal.get(f"/dataset/{name}/datapackage.json")
+        assert r.status_code == 200
+        dp = r.json()
+        if name == "linked-timetable":  # a link resource elsewhere: the descriptor only
+            assert dp["resources"][0]["path"] == "https://example.org/ferry.csv"
+            continue
+        assert dp["profile"] == "tabular-data-package"
+        path = tmp_path / f"{name}.json"
+        path.write_text(r.text, encoding="utf-8")
+        if not _open(portal, name):  # the data needs a token: the descriptor must be valid
+            from frictionless import Package
+
+            report = Package.validate_descriptor(dp)
+            assert report.valid, (name, report.flatten(["type", "note"]))
+            continue
+        out = run_frictionless("validate", str(path), "--json")
+        report = json.loads(out)
+        assert report["valid"], (name, json.dumps(report["tasks"], ensure_ascii=False)[:3000])
+        assert all(t["stats"]["rows"] > 0 for t in report["tasks"]), name
+        validated += 1
+    assert validated >= 11
+
+
+def run_frictionless(*args: str, check: bool = True) -> str:
+    import subprocess
+    import sys
+
+    exe = str(Path(sys.executable).parent / "frictionless")
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"frictionless {' '.join(args)}: {proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
+    return proc.stdout

@@ -15,7 +15,9 @@ from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, exchange, pages, query, sharing
+from . import account, ckan, dcat, download, errorpages, exchange, pages, query, sharing
+from .csrf import CSRFMiddleware, portal_secret
+from .i18n import LanguageMiddleware
 from .state import WebState
 
 log = logging.getLogger("nsdx.web")
@@ -26,7 +28,9 @@ ROUTERS = [
     exchange.router,
     query.router,
     sharing.router,
+    download.router,
     dcat.router,
+    account.router,
     pages.router,
 ]
 
@@ -76,6 +80,14 @@ def create_app(
     app.state.nsdx = state
     for r in ROUTERS:
         app.include_router(r)
+    errorpages.install(app)
+    # outermost last: the language is known before the CSRF check answers in it
+    app.add_middleware(
+        CSRFMiddleware,
+        secret=portal_secret(nx.settings.home),
+        secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
+    )
+    app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")

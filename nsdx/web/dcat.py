@@ -1,7 +1,7 @@
 """DCAT-AP: ``/catalog.jsonld`` and ``/catalog.ttl`` (paged, 1000 datasets a page, hydra
 paging as ckanext-dcat does), ``/dataset/<name>.jsonld`` and ``/dataset/<name>.ttl``;
 ``?profile=dcat-ap-2`` for DCAT-AP 2.1.1 (3.0.1 by default). Croissant at
-``/dataset/<name>/croissant.json``."""
+``/dataset/<name>/croissant.json``; Frictionless Data Package at ``/dataset/<name>/datapackage.json``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import ANONYMOUS
-from catalogue.dcat import PROFILES, catalog_jsonld, croissant, dataset_jsonld, turtle
+from catalogue.dcat import (
+    PROFILES,
+    catalog_jsonld,
+    croissant,
+    datapackage,
+    dataset_jsonld,
+    turtle,
+)
 from catalogue.errors import CatalogueError
 from catalogue.search import MAX_ROWS
 
@@ -94,6 +101,15 @@ async def dataset_ttl(name: str, request: Request, profile: str = PROFILE) -> Re
 async def dataset_croissant(name: str, request: Request) -> Response:
     return await _one_dataset(
         request, name, lambda p, s: JSONResponse(croissant(p, s), media_type=JSONLD)
+    )
+
+
+@router.get(
+    "/dataset/{name}/datapackage.json", summary="One dataset as a Frictionless Data Package"
+)
+async def dataset_datapackage(name: str, request: Request) -> Response:
+    return await _one_dataset(
+        request, name, lambda p, s: JSONResponse(datapackage(p, s), media_type="application/json")
     )
 
 

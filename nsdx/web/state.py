@@ -83,8 +83,11 @@ def state_of(request: Request) -> WebState:
 
 
 def site_url(request: Request) -> str:
-    """This server's public address as the client reached it, without the trailing slash."""
-    return str(request.base_url).rstrip("/")
+    """This server's public address without the trailing slash: ``NSDX_PUBLIC_URL`` when
+    configured (behind a proxy), else the address the client reached it at."""
+    state = getattr(request.app.state, "nsdx", None)
+    configured = state.nx.settings.public_url if state is not None else None
+    return configured or str(request.base_url).rstrip("/")
 
 
 __all__ = ["WebState", "jobs_mode", "make_runner", "site_url", "state_of"]

@@ -1,0 +1,118 @@
+"""Bought data read through the portal's download routes (:mod:`catalogue.downloads`):
+the live grant that lets a buyer read a table, and the ledger record of each delivery.
+
+A buyer reads a restricted table with its API token on the download route, or with a signed
+URL the portal issued (``GET /api/downloads``, ``nsdx.connect(url, token=...)``). Either
+way the grant is checked on every request (:func:`buyer_grant`, the exchange's one rule
+:func:`exchange.grants.live_grant`), so a refund, a revocation or the grant's expiry cuts
+access at once, and a signed URL never outlives the grant.
+
+Each delivery — a grant receiving a table's files of a version for the first time, through
+any channel — is one ``delivery.made`` ledger event (who, dataset, version, table, files,
+when, URL expiry, channel); a reader polling the same files adds no event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalogue.auth import Principal
+from catalogue.downloads import DownloadTable
+
+from .context import Exchange
+from .grants import live_grant
+from .models import Delivery, Grant, Order
+
+CHANNELS = ("download", "signed-url")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class LiveGrant:
+    id: str
+    order_id: str
+    expires: datetime  # naive UTC
+
+    def seconds_left(self, now: datetime | None = None) -> int:
+        return int((self.expires - (now or _now())).total_seconds())
+
+
+def buyer_grant(ex: Exchange, principal: Principal, t: DownloadTable) -> LiveGrant | None:
+    """The live grant through which ``principal``'s organisations may read table ``t``."""
+    if principal.anonymous or not principal.roles:
+        return None
+    with ex.catalogue.Session() as s:
+        g = live_grant(s, principal.roles, t.dataset_id, t.version, _now())
+        return LiveGrant(g.id, g.order_id, g.expires) if g is not None else None
+
+
+def _already_delivered(s: Session, grant_id: str, version: int, keys: list[str]) -> bool:
+    want = set(keys)
+    return any(
+        want <= set(d.keys or [])
+        for d in s.scalars(
+            select(Delivery).where(Delivery.grant_id == grant_id, Delivery.version == version)
+        )
+    )
+
+
+def record_download(
+    ex: Exchange,
+    grant: LiveGrant,
+    t: DownloadTable,
+    *,
+    user: str,
+    channel: str,
+    url_expires: datetime,
+) -> int | None:
+    """Record the delivery of table ``t`` to ``grant``'s buyer as one ``delivery.made`` event
+    the first time the grant receives these files; later requests add nothing. Returns the
+    new event's ledger index, or None."""
+    from . import trade
+
+    keys = [f.key for f in t.files]
+    with ex.catalogue.Session() as s:
+        if _already_delivered(s, grant.id, t.version, keys):
+            return None
+    with ex.ledger.transaction() as s:
+        if _already_delivered(s, grant.id, t.version, keys):
+            return None
+        g = s.get(Grant, grant.id)
+        order = s.get(Order, g.order_id)
+        dl = Delivery(
+            grant_id=g.id, order_id=order.id, version=t.version, keys=keys, url_expires=url_expires
+        )
+        s.add(dl)
+        if order.status == "granted":
+            order.status = "delivered"
+        s.flush()
+        a = trade._commit_event(
+            ex,
+            s,
+            "delivery.made",
+            {
+                "actor": user,
+                "order": order.id,
+                "grant": g.id,
+                "delivery": dl.id,
+                "dataset": t.dataset,
+                "version": t.version,
+                "table": t.table,
+                "keys": keys,
+                "files": [{"name": f.name, "sha256": f.sha256, "bytes": f.bytes} for f in t.files],
+                "channel": channel,
+                "url_expires": url_expires.isoformat(timespec="seconds"),
+            },
+            ref=dl,
+        )
+    return ex.ledger.settle(a).index
+
+
+__all__ = ["CHANNELS", "LiveGrant", "buyer_grant", "record_download"]
