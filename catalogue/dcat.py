@@ -452,7 +452,8 @@ def schema_org(pkg: dict, site: str) -> dict[str, Any]:
 
 
 # -- MLCommons Croissant (for ML users) -------------------------------------------------
-CROISSANT_CONTEXT = {  # Croissant 1.0's, without its "@language": "en" (our text is zh + en)
+CROISSANT_CONTEXT = {  # Croissant 1.0's; our text is Chinese first (inLanguage: zh, en)
+    "@language": "zh",
     "@vocab": "https://schema.org/",
     "sc": "https://schema.org/",
     "cr": "http://mlcommons.org/croissant/",
@@ -635,7 +636,6 @@ def datapackage(pkg: dict, site: str) -> dict:
     from .downloads import table_path, url_segment
 
     pkg = absolute(pkg, site)
-    ex = _extras(pkg)
     site = site.rstrip("/")
     zh, en = descriptions(pkg)
     lic = licence(pkg.get("license_id"), pkg.get("license_url") or None)
