@@ -47,8 +47,8 @@ from catalogue.models import Dataset, Organization, Resource, Version
 
 from .actors import Actor
 from .context import Exchange
-from .errors import InvalidRequest
-from .grants import grant_state
+from .errors import ExchangeError, InvalidRequest
+from .grants import buyer_may_read, grant_state
 from .models import Delivery, Grant, Order
 
 TOKEN_PREFIX = "dsp1"
@@ -68,19 +68,13 @@ def _epoch_ms(dt: datetime) -> int:
 # -- errors -------------------------------------------------------------------------------
 
 
-class SharingError(Exception):
-    """An error answered as ``{"errorCode", "message"}`` with ``status`` (never 5xx for
-    authentication or not-found: the official client retries 429/5xx for ~100 s)."""
+class SharingError(ExchangeError):
+    """An error of the Delta Sharing protocol; ``code`` is its ``errorCode`` (the server
+    answers ``{"errorCode", "message"}`` with ``status``; never 5xx for authentication or
+    not-found: the official client retries 429/5xx for ~100 s)."""
 
     status = 400
     code = "INVALID_PARAMETER_VALUE"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def to_dict(self) -> dict:
-        return {"errorCode": self.code, "message": self.message}
 
 
 class Unauthenticated(SharingError):
@@ -262,9 +256,9 @@ def _tables(s: Session, ds: Dataset, ver: Version) -> list[SharedTable]:
 def _view(s: Session, claims: TokenClaims) -> GrantView:
     g, order = _active_grant(s, claims.grant_id)
     ds = s.get(Dataset, g.dataset_id)
-    if ds is None or ds.state == "deleted":
+    number = g.version if g.version is not None else (ds.current_version if ds else None)
+    if not buyer_may_read(order, ds, number):  # the catalogue's access rule
         raise NotFound("the granted dataset no longer exists")
-    number = g.version if g.version is not None else ds.current_version
     ver = (
         s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == number))
         if number is not None

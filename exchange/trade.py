@@ -19,7 +19,9 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
+from catalogue.registry import find_dataset
 
 from . import credit_code
 from .actors import BUYER_ROLES, SELLER_ROLES, Actor
@@ -32,7 +34,7 @@ from .errors import (
     OfferNotFound,
     OrderNotFound,
 )
-from .grants import LIVE_ORDER_STATES, grant_state
+from .grants import LIVE_ORDER_STATES, buyer_may_read, grant_state
 from .ledger.store import Appended
 from .models import Delivery, Enterprise, Grant, Offer, Order, Payment, Refund
 from .money import cny, to_fen
@@ -117,12 +119,8 @@ def _enterprise(s: Session, org: Organization) -> Enterprise:
 
 
 def _dataset(s: Session, name: str) -> Dataset:
-    ds = s.scalar(select(Dataset).where(or_(Dataset.name == name, Dataset.id == name)))
-    if ds is None or ds.state == "deleted":
-        raise InvalidRequest(
-            f"dataset {name!r} not found", hint="`nsdx datasets list`", dataset=name
-        )
-    return ds
+    """The catalogue's one dataset lookup (DatasetNotFound, 404, when missing or deleted)."""
+    return find_dataset(s, name)
 
 
 def _offer(s: Session, offer_id: str) -> Offer:
@@ -624,6 +622,8 @@ def _granted_order(
             f"the access grant of order {order.id} starts at {g.starts.isoformat()}Z",
             hint="deliveries open when the grant's term starts",
         )
+    if not buyer_may_read(order, s.get(Dataset, order.dataset_id), g.version):
+        raise DatasetNotFound(order.dataset_id)  # deleted: the catalogue's access rule
     return order, g, now
 
 

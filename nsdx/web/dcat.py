@@ -5,11 +5,12 @@ paging as ckanext-dcat does), ``/dataset/<name>.jsonld`` and ``/dataset/<name>.t
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from catalogue.auth import ANONYMOUS
 from catalogue.dcat import (
     PROFILES,
     catalog_jsonld,
@@ -18,7 +19,6 @@ from catalogue.dcat import (
     dataset_jsonld,
     turtle,
 )
-from catalogue.errors import CatalogueError
 from catalogue.search import MAX_ROWS
 
 from .state import site_url, state_of
@@ -54,12 +54,19 @@ async def catalog_ttl(
 async def _catalog(request: Request, page: int, profile: str, fmt: str) -> Response:
     st = state_of(request)
     site = site_url(request)
+    # the datasets the caller may see (catalogue.access), private ones included; a bad,
+    # expired or revoked token is refused (errors: nsdx.web.errors)
+    principal = await run_in_threadpool(st.principal, request)
     result = await run_in_threadpool(
-        st.index.search,
-        rows=MAX_ROWS,
-        start=(page - 1) * MAX_ROWS,
-        sort="name asc",
-        principal=ANONYMOUS,
+        partial(
+            st.index.search,
+            rows=MAX_ROWS,
+            start=(page - 1) * MAX_ROWS,
+            sort="name asc",
+            principal=principal,
+            include_private=True,
+            grants=st.grants,
+        )
     )
     body = catalog_jsonld(
         result["results"],
@@ -116,9 +123,6 @@ async def dataset_datapackage(name: str, request: Request) -> Response:
 async def _one_dataset(request: Request, name: str, render) -> Response:
     """The dataset the caller may read, rendered with ``render(package, site)``."""
     st = state_of(request)
-    principal = await run_in_threadpool(st.principal, request)
-    try:
-        pkg = await run_in_threadpool(st.packages.show, principal, name)
-    except CatalogueError as e:
-        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+    principal = await run_in_threadpool(st.principal, request)  # errors: nsdx.web.errors
+    pkg = await run_in_threadpool(st.packages.show, principal, name, st.grants)
     return await run_in_threadpool(render, pkg, site_url(request))
