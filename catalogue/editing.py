@@ -9,6 +9,7 @@ link resources.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -216,14 +217,19 @@ class Packages:
             )
 
     def _org(self, s: Session, p: Principal, data: dict, errors: dict) -> Organization | None:
-        ref = data.get("owner_org") or (data.get("organization") or {}).get("name")
+        od = data.get("organization") if isinstance(data.get("organization"), dict) else None
+        if data.get("organization") and od is None:
+            errors.setdefault("organization", []).append("Must be an object with a name")
+        ref = data.get("owner_org") or (od or {}).get("name")
         if not ref:
+            return None
+        if not isinstance(ref, str):
+            errors.setdefault("owner_org", []).append("Must be an organisation's name or id")
             return None
         org = s.scalar(
             select(Organization).where((Organization.id == ref) | (Organization.name == ref))
         )
-        od = data.get("organization") if isinstance(data.get("organization"), dict) else None
-        if org is None and od and od.get("name"):
+        if org is None and od and isinstance(od.get("name"), str):
             org = s.scalar(select(Organization).where(Organization.name == od["name"]))
             if org is None and p.sysadmin and NAME_RE.match(od["name"]):
                 # a sysadmin loading datasets from another portal brings their organisation
@@ -282,11 +288,12 @@ class Packages:
             if not isinstance(e, Mapping) or "key" not in e:
                 errors.setdefault("extras", []).append("Each extra needs a key")
                 continue
-            if e["key"] in extras:
-                errors.setdefault("extras", []).append(f"Duplicate key {e['key']!r}")
+            key = _str(e["key"])
+            if key in extras:
+                errors.setdefault("extras", []).append(f"Duplicate key {key!r}")
             if e.get("deleted"):
                 continue
-            extras[str(e["key"])] = e.get("value")
+            extras[key] = e.get("value")
         for k in COLUMN_EXTRAS:  # top-level fields win over extras
             if data.get(k) is not None:
                 extras[k] = data[k]
@@ -308,6 +315,9 @@ class Packages:
                 price = float(price)
             except (TypeError, ValueError):
                 errors["price_cny"] = ["Must be a number"]
+            else:
+                if not math.isfinite(price) or price < 0:
+                    errors["price_cny"] = ["Must be a finite number, 0 or more"]
         else:
             price = None
         tags = self._tags(data, errors)
@@ -362,6 +372,9 @@ class Packages:
         names: list[str] = []
         if raw is None and data.get("tag_string"):
             raw = [t.strip() for t in str(data["tag_string"]).split(",") if t.strip()]
+        if raw is not None and not isinstance(raw, list):
+            errors["tags"] = ['Must be a list of tags ({"name": ...} objects or strings)']
+            return names
         for t in raw or []:
             n = t.get("name") if isinstance(t, Mapping) else t
             n = _str(n).strip()

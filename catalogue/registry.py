@@ -237,14 +237,13 @@ class Catalogue:
             )
 
     def release_claim(self, name: str, number: int, run_id: str) -> None:
-        """Give a number back: only for a run that wrote nothing to storage."""
+        """Give a number back: for a run whose prefix is not a committed version."""
         with self.Session.begin() as s:
             s.execute(
                 delete(VersionClaim).where(
                     VersionClaim.dataset == name,
                     VersionClaim.number == number,
                     VersionClaim.run_id == run_id,
-                    VersionClaim.state == "claimed",
                 )
             )
 

@@ -76,7 +76,8 @@ class Claims(Protocol):
         """Storage may now hold objects under the number: it is never given back."""
 
     def release(self, number: int) -> None:
-        """Give back a number under which nothing was written."""
+        """Give back a number whose prefix is not a committed version (the run's uploads
+        have ended: a later owner of the number overwrites or removes what is left)."""
 
 
 class _LocalClaims:
@@ -261,8 +262,18 @@ def run_pipeline(
             previous,
         )
     except BaseException:
-        claims.release(number)  # a no-op once storage may hold objects under it
+        if _uncommitted(store, version_prefix(spec, number)):
+            claims.release(number)  # the next run may take the number (and its leftovers)
         raise
+
+
+def _uncommitted(store: ObjectStore, prefix: str) -> bool:
+    """After a failed publish: is the prefix certainly not a committed version? (Unknown when
+    the store cannot be asked: then the number stays claimed and is never reused.)"""
+    try:
+        return not store.exists(f"{prefix}/{MANIFEST}")
+    except Exception:  # noqa: BLE001 - the original error is what the user sees
+        return False
 
 
 def _publish_new(

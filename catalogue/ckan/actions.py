@@ -83,17 +83,52 @@ def dispatch(
 
 
 # -- parameter coercion ---------------------------------------------------------------
+MAX_INT = 2**31 - 1  # offsets, limits, counts: beyond this a number is a mistake or an attack
+MAX_TEXT = 10_000  # characters of one text parameter (q, fq, sort, query)
+
+
 def _int(data: dict, key: str, default: int | None, *, maximum: int | None = None):
     v = data.get(key)
     if v in (None, ""):
         return default
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise InvalidInput({key: ["Invalid integer"]})
     try:
-        n = int(v)
-    except (TypeError, ValueError):
-        raise InvalidInput({key: ["Invalid integer"]}) from None
+        n = int(v) if isinstance(v, int) or len(v) <= 20 else None
+    except ValueError:
+        n = None
+    if n is None:
+        raise InvalidInput({key: ["Invalid integer"]})
     if n < 0:
         raise InvalidInput({key: ["Must be a natural number"]})
+    if n > MAX_INT:
+        raise InvalidInput({key: [f"Must be at most {MAX_INT}"]})
     return min(n, maximum) if maximum is not None else n
+
+
+def _text(data: dict, key: str, default: str = "") -> str:
+    """A text parameter: a string of at most MAX_TEXT characters."""
+    v = data.get(key)
+    if v is None or v == "":
+        return default
+    if not isinstance(v, str):
+        raise InvalidInput({key: ["Must be a string"]})
+    if len(v) > MAX_TEXT:
+        raise InvalidInput({key: [f"Must be at most {MAX_TEXT} characters"]})
+    return v
+
+
+def _json_param(data: dict, key: str, default):
+    """A parameter that is JSON or a JSON string (package_revise's match, update, filter)."""
+    v = data.get(key)
+    if v is None or v == "":
+        return default
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except (ValueError, RecursionError):
+            raise InvalidInput({key: ["Must be JSON"]}) from None
+    return v
 
 
 def _bool(data: dict, key: str, default: bool = False) -> bool:
@@ -200,23 +235,22 @@ def package_show(ctx: ActionContext, data: dict) -> dict:
 def package_search(ctx: ActionContext, data: dict) -> dict:
     """Search datasets: q, fq, fq_list, sort, rows, start, facet.field, facet.limit,
     facet.mincount, include_private, include_drafts (see docs/api.md)."""
-    fq = [data["fq"]] if data.get("fq") else []
+    fq = [_text(data, "fq")] if data.get("fq") else []
     fq += _list(data, "fq_list")
     facet = _bool(data, "facet", True)
-    facet_limit = data.get("facet.limit")
-    try:
-        facet_limit = int(facet_limit) if facet_limit not in (None, "") else 50
-    except ValueError:
-        raise InvalidInput({"facet.limit": ["Invalid integer"]}) from None
+    # -1: every value (as CKAN); else a natural number
+    facet_limit = (
+        -1 if str(data.get("facet.limit")).strip() == "-1" else _int(data, "facet.limit", 50)
+    )
     fl = _list(data, "fl")
     if len(fl) == 1:  # "name,title" or "name title"
         fl = fl[0].replace(",", " ").split()
     return ctx.index.search(
-        q=str(data.get("q") or ""),
+        q=_text(data, "q"),
         fq=fq,
         rows=_int(data, "rows", 10, maximum=MAX_ROWS),
         start=_int(data, "start", 0),
-        sort=str(data.get("sort") or "") or None,
+        sort=_text(data, "sort") or None,
         facet_fields=_list(data, "facet.field") if facet else [],
         facet_limit=facet_limit,
         facet_mincount=_int(data, "facet.mincount", 1),
@@ -258,21 +292,19 @@ def package_delete(ctx: ActionContext, data: dict) -> None:
 def package_revise(ctx: ActionContext, data: dict) -> dict:
     """Change a dataset by match/filter/update (the subset: ``match`` by id or name,
     ``update`` merged over the current dict, ``filter`` of ``-key`` removals)."""
-    match = data.get("match")
-    if isinstance(match, str):
-        match = json.loads(match)
+    match = _json_param(data, "match", None)
     if not isinstance(match, dict) or not (match.get("id") or match.get("name")):
         raise InvalidInput({"match": ["Must be an object with id or name"]})
     current = ctx.packages.show(ctx.principal, str(match.get("id") or match.get("name")))
     for k, v in match.items():
         if current.get(k) != v:
             raise InvalidInput({"match": [f"{k} does not match"]})
-    update = data.get("update") or {}
-    if isinstance(update, str):
-        update = json.loads(update)
-    filt = data.get("filter") or []
-    if isinstance(filt, str):
-        filt = json.loads(filt)
+    update = _json_param(data, "update", {})
+    if not isinstance(update, dict):
+        raise InvalidInput({"update": ["Must be an object"]})
+    filt = _json_param(data, "filter", [])
+    if not isinstance(filt, list):
+        raise InvalidInput({"filter": ["Must be a list"]})
     new = dict(current)
     for f in filt:
         if isinstance(f, str) and f.startswith("-"):
@@ -309,21 +341,45 @@ def resource_create(ctx: ActionContext, data: dict) -> dict:
     upload = ctx.files.get("upload")
     if upload is None:
         return ctx.packages.resource_create(ctx.principal, data)
-    return _upload(ctx, data, upload)
+    return _upload(ctx, data, upload, "resource_create")
 
 
-def _upload(ctx: ActionContext, data: dict, upload: Upload) -> dict:
+# the actions that take a multipart file (``upload``)
+UPLOAD_ACTIONS = frozenset({"resource_create", "resource_update", "resource_patch"})
+
+
+def authorize_upload(ctx: ActionContext, name: str, data: dict) -> dict:
+    """The dataset a file sent to action ``name`` with fields ``data`` would be added to,
+    if the caller may add it; else the error. The HTTP layer calls this when the first
+    file part of a request begins, before a byte of it is written, and the action calls
+    it again."""
+    if name not in UPLOAD_ACTIONS:
+        raise BadRequest(f"{name} takes no file uploads")
     if ctx.jobs is None:
         raise BadRequest("this server does not run background jobs; uploads are disabled")
-    pkg_id = data.get("package_id") or data.get("id")
-    if not pkg_id:
-        raise InvalidInput({"package_id": ["Missing value"]})
+    if ctx.principal.anonymous:
+        raise NotAuthorized(
+            "an API token is required to upload files",
+            hint="send it in the Authorization header; create one with `nsdx token create`",
+        )
+    if name == "resource_create":
+        pkg_id = data.get("package_id") or data.get("id")
+        if not pkg_id:
+            raise InvalidInput({"package_id": ["Missing value (send it before the file)"]})
+    else:
+        r = ctx.packages.resource_show(ctx.principal, _id(data))
+        pkg_id = r["package_id"]
     pkg = ctx.packages.show(ctx.principal, str(pkg_id))
     if not ctx.principal.can_edit(pkg["owner_org"]):
         raise NotAuthorized(
             f"User {ctx.principal.name or 'anonymous'} not authorized to add resources to "
             f"{pkg['name']}"
         )
+    return pkg
+
+
+def _upload(ctx: ActionContext, data: dict, upload: Upload, action: str) -> dict:
+    pkg = authorize_upload(ctx, action, data)
     fmt = upload_format(upload.filename, data.get("format"))
     if fmt is None:
         raise InvalidInput(
@@ -360,8 +416,7 @@ def _upload(ctx: ActionContext, data: dict, upload: Upload) -> dict:
 @action("resource_update")
 def resource_update(ctx: ActionContext, data: dict) -> dict:
     if ctx.files.get("upload") is not None:
-        r = ctx.packages.resource_show(ctx.principal, _id(data))
-        return _upload(ctx, {**data, "package_id": r["package_id"]}, ctx.files["upload"])
+        return _upload(ctx, data, ctx.files["upload"], "resource_update")
     return ctx.packages.resource_update(ctx.principal, data)
 
 
@@ -469,7 +524,7 @@ def group_list(ctx: ActionContext, data: dict) -> list:
 
 @action("tag_list", get=True)
 def tag_list(ctx: ActionContext, data: dict) -> list:
-    tags = ctx.index.tags(ctx.principal, query=data.get("query") or data.get("q"))
+    tags = ctx.index.tags(ctx.principal, query=_text(data, "query") or _text(data, "q") or None)
     if _bool(data, "all_fields"):
         return [{"id": t, "name": t, "vocabulary_id": None} for t in tags]
     return tags

@@ -111,10 +111,14 @@ def ingest(ids: tuple[str, ...], all_: bool, force: bool, as_json: bool) -> None
             try:
                 r = nx.ingest_one(spec, progress=prog, force=force)
             except Exception as e:  # noqa: BLE001 - reported per dataset, exit code below
+                from ingest.errors import as_transient
+
                 from . import _known_errors
 
                 if not isinstance(e, _known_errors()):
-                    raise
+                    e = as_transient(e) or e
+                    if not isinstance(e, _known_errors()):
+                        raise
                 errors.append((spec.id, e))
                 if not as_json:
                     prog.progress.console.print(f"[red]✗ {spec.id}[/red]: {e}", soft_wrap=True)
