@@ -20,6 +20,7 @@ from . import (
     account,
     audit,
     ckan,
+    console,
     dcat,
     download,
     errorpages,
@@ -28,6 +29,7 @@ from . import (
     pages,
     query,
     sharing,
+    trade_pages,
 )
 from .csrf import CSRFMiddleware, portal_secret
 from .i18n import LanguageMiddleware
@@ -45,6 +47,8 @@ ROUTERS = [
     dcat.router,
     account.router,
     audit.router,
+    trade_pages.router,
+    console.router,
     pages.router,
 ]
 
