@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -516,6 +517,8 @@ class _NulBytes:
     def check(self, chunk: pa.Table, cols: list[int], offset: int) -> pa.Table:
         for i in cols:
             col = chunk.column(i)
+            if not _may_hold_nul(col):
+                continue
             hits = pc.match_substring(col, "\x00")
             if not pc.any(hits).as_py():
                 continue
@@ -539,6 +542,16 @@ class _NulBytes:
                 )
             self.stripped[name] = self.stripped.get(name, 0) + n
         return chunk
+
+
+def _may_hold_nul(col: pa.ChunkedArray) -> bool:
+    """Does any chunk's character data hold a zero byte? (One pass over the raw buffer, no
+    copy: ~20x faster than a string kernel; a hit is then checked exactly.)"""
+    for ch in col.chunks:
+        buf = ch.buffers()[2]
+        if buf is not None and buf.size and not np.frombuffer(buf, np.uint8).all():
+            return True
+    return False
 
 
 def _check_schema_change(spec, table, name, previous, out_schema, warnings) -> None:
