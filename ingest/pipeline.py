@@ -36,7 +36,7 @@ from validation.worker import ValidationWorkerError
 
 from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
-from .spec import TABLE_RE, DatasetSpec
+from .spec import ID_RE, TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
 
 PIPELINE_VERSION = "1"  # bump when the output of the same input changes
@@ -143,6 +143,15 @@ class IngestResult:
 
 
 def dataset_prefix(spec: DatasetSpec) -> str:
+    # datasets.yaml is checked when loaded (with line and column); a spec built elsewhere (an
+    # upload job from catalogue metadata) is checked here: both names become storage folders
+    for what, name in (("organization", spec.organization), ("dataset id", spec.id)):
+        if not ID_RE.match(name or ""):
+            raise ConfigError(
+                f"{what} {name!r} must match [a-z0-9-]{{2,100}} (it names the storage folder)",
+                line=spec.line,
+                hint="rename it to lower-case letters, digits and '-'",
+            )
     return f"{spec.organization}/{spec.id}"
 
 
