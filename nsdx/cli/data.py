@@ -13,10 +13,12 @@ from .render import arrow_out, echo_json, human_bytes, stderr_console, table
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _nx():
+def _nx(read_only: bool = False):
+    """The service root; ``read_only`` for commands that only read: a missing deployment is
+    an error that says where nsdx looked, and nothing is created."""
     from nsdx.core import Nsdx
 
-    return Nsdx()
+    return Nsdx(read_only=read_only)
 
 
 class _IngestProgress:
@@ -175,7 +177,7 @@ def datasets() -> None:
 @click.option("--declared", is_flag=True, help="List datasets.yaml instead of the catalogue.")
 def datasets_list(as_json: bool, declared: bool) -> None:
     """Every dataset in the catalogue with its current version."""
-    nx = _nx()
+    nx = _nx(read_only=not declared)
     if declared:
         specs = nx.specs()
         if as_json:
@@ -219,7 +221,7 @@ def datasets_show(name: str, as_json: bool) -> None:
     """One dataset: metadata, versions, tables, schema and quality."""
     from catalogue.errors import DatasetNotFound
 
-    nx = _nx()
+    nx = _nx(read_only=True)
     try:
         p = nx.dataset(name)
     except DatasetNotFound as e:
@@ -294,14 +296,42 @@ def _explain_unpublished(nx, name: str, err) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file.")
 @click.option("--max-rows", type=int, default=None, help="Stop after this many rows.")
-def query(sql: str, fmt: str, output: str | None, max_rows: int | None) -> None:
-    """Run SQL over published data. Views are <domain>.<id> with '-' as '_', e.g.
+@click.option(
+    "--remote",
+    metavar="URL",
+    default=None,
+    help="Query a portal over HTTP instead of this deployment (its download URLs).",
+)
+@click.option(
+    "--token",
+    envvar="NSDX_TOKEN",
+    default=None,
+    help="API token for --remote (restricted data); default: NSDX_TOKEN.",
+)
+def query(
+    sql: str,
+    fmt: str,
+    output: str | None,
+    max_rows: int | None,
+    remote: str | None,
+    token: str | None,
+) -> None:
+    """Run SQL over published data. Views are <domain>.<id> with '-' as '_', and
+    <view>__v<N> for every version, e.g.
 
     nsdx query "SELECT count(*) FROM transport.nansha_bus_gps"
+
+    nsdx query --remote https://portal --token T "SELECT count(*) FROM transport.nansha_bus_gps__v1"
     """
     if max_rows is None and fmt == "table" and not output:
         max_rows = 1000
-    tbl = _nx().query(sql, max_rows=max_rows)
+    if remote:
+        from catalogue.query import run_query
+        from nsdx.remote import connect_remote
+
+        tbl = run_query(connect_remote(remote, token), sql, max_rows=max_rows)
+    else:
+        tbl = _nx(read_only=True).query(sql, max_rows=max_rows)
     arrow_out(tbl, fmt, output)
 
 

@@ -270,7 +270,7 @@ def dialect_of(path: str) -> str:
         return "ckan"
     if path.startswith("/delta-sharing"):
         return "sharing"
-    if path.startswith("/api") or path.endswith((".jsonld", ".json")):
+    if path.startswith("/api") or path.endswith((".jsonld", ".json", ".ttl")):
         return "json"
     if path.startswith("/dataset/") and path.count("/") > 2:  # downloads of a dataset
         return "json"
