@@ -226,31 +226,38 @@ def _bad_range(header: str | None, size: int) -> Response | None:
     return None
 
 
+def _decide(request: Request, name: str, version: str, table: str):
+    """The table asked for and until when the answer may be used (unix seconds; None: no
+    limit), once the caller is allowed (one thread hop for every check of a request)."""
+    st = state_of(request)
+    t = dl.resolve(st.cat, name, version, table)
+    principal, channel = _principal_of(request, t)  # a bad token or signature: refused
+    if t.open:
+        return t, None
+    url_expires = None
+    grant = authorize(request, principal, t)
+    if channel == "signed-url":
+        url_expires = int(request.query_params["e"])
+    if grant is not None:
+        until = grant.expires.replace(tzinfo=UTC).timestamp()
+        url_expires = int(min(url_expires or until, until))
+        if channel == "download":  # a signed URL was recorded when it was issued
+            record_download(
+                _exchange(request),
+                grant,
+                t,
+                user=principal.name or "?",
+                channel=channel,
+                url_expires=_now() + timedelta(seconds=dl.DEFAULT_URL_TTL),
+            )
+    return t, url_expires
+
+
 async def _answer(request: Request, name: str, version: str, table: str, fmt: str, part=None):
     head = request.method == "HEAD"
     st = state_of(request)
     try:
-        t = await run_in_threadpool(dl.resolve, st.cat, name, version, table)
-        principal, channel = await run_in_threadpool(_principal_of, request, t)
-        url_expires = None
-        grant = None
-        if not t.open:
-            grant = await run_in_threadpool(authorize, request, principal, t)
-            if channel == "signed-url":
-                url_expires = int(request.query_params["e"])
-            if grant is not None:
-                until = grant.expires.replace(tzinfo=UTC).timestamp()
-                url_expires = int(min(url_expires or until, until))
-                if channel == "download":  # a signed URL was recorded when it was issued
-                    await run_in_threadpool(
-                        record_download,
-                        _exchange(request),
-                        grant,
-                        t,
-                        user=principal.name or "?",
-                        channel=channel,
-                        url_expires=_now() + timedelta(seconds=dl.DEFAULT_URL_TTL),
-                    )
+        t, url_expires = await run_in_threadpool(_decide, request, name, version, table)
         if fmt == "parquet":
             if part is not None:
                 f = t.file(part)
