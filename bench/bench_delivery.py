@@ -283,7 +283,7 @@ def main() -> None:
         plain = Server(plain_file_app(files[0]))
         servers += [portal, plain]
         size = Path(files[0]).stat().st_size
-        med = interleaved(download_cases(nx, portal, plain, path), args.rounds)
+        med = interleaved(download_cases(nx, portal, plain, path), max(15, args.rounds))
         base = size / med["FileResponse"] / 1e6
         print(f"download of {size / 1e6:.1f} MB (local folder):")
         for k, v in med.items():

@@ -56,10 +56,12 @@ def connect(
     Python API's; the HTTP query API opens its own with limits, see :func:`open_locked`),
     and with ``versions`` one per table of every published version, ``<view>__v<N>``."""
     con = duck.connect(":memory:")
+    immutable_files(con)
     if store.url.startswith("s3://"):
         from ingest.storage.duckdb_s3 import configure_duckdb
 
         configure_duckdb(con, store)
+        con.execute("SET enable_http_metadata_cache = true")  # object sizes never change
     for t in cat.published_tables():
         _create_view(con, store, t)
     if versions:
@@ -73,6 +75,12 @@ def connect(
             ),
         )
     return con
+
+
+def immutable_files(con: duckdb.DuckDBPyConnection) -> None:
+    """Published files never change (a new version is new files): a connection that reads
+    them may keep their Parquet footers between queries."""
+    con.execute("SET parquet_metadata_cache = true")
 
 
 @dataclass(frozen=True)

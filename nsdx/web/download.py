@@ -155,6 +155,10 @@ def _serve_file(
     store = state_of(request).nx.store
     headers = _headers(t, f, "parquet")
     if store.url.startswith("s3://"):
+        if f.bytes:  # the manifest knows the size: a bad range is answered here, in JSON
+            bad = _bad_range(request.headers.get("range"), f.bytes)
+            if bad is not None:
+                return bad
         seconds = PRESIGN_SECONDS
         if url_expires is not None:
             seconds = max(1, min(seconds, url_expires - int(datetime.now(UTC).timestamp())))
