@@ -33,6 +33,8 @@ from validation import worker as validation_worker
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
+from .coverage import merge as merge_coverage
+from .coverage import table_coverage
 from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
 from .spec import TABLE_RE, DatasetSpec
@@ -759,6 +761,7 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
                 "bytes": sum(f["bytes"] for f in files),
                 "schema": _schema_list(t.schema),
                 "files": files,
+                "coverage": table_coverage(t.files, t.schema),
             }
         )
     for p in sorted((staging / "reports").glob("*")) if (staging / "reports").exists() else []:
@@ -787,6 +790,7 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
         "row_count": sum(t["rows"] for t in table_entries),
         "bytes": sum(t["bytes"] for t in table_entries),
         "tables": table_entries,
+        "coverage": merge_coverage([t["coverage"] for t in table_entries]),
         "files": flat,
         "validation": validation,
     }

@@ -11,12 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from ..access import NO_GRANTS, Grants, granted_for
-from ..auth import Accounts, InvalidInput, NotAuthorized, ObjectNotFound, Principal
+from ..auth import (
+    ANONYMOUS,
+    Accounts,
+    InvalidInput,
+    NotAuthorized,
+    ObjectNotFound,
+    Principal,
+    require_user_details,
+    user_as_seen_by,
+)
 from ..downloads import absolute
 from ..editing import Packages
 from ..jobs import Jobs, upload_format
+from ..licences import LICENCES
 from ..registry import Catalogue
-from ..search import MAX_ROWS, SearchIndex
+from ..search import MAX_ROWS, SearchIndex, SearchQueryError
 from .envelope import failure, success
 from .errors import BadRequest, to_error
 
@@ -195,26 +205,13 @@ def help_show(ctx: ActionContext, data: dict) -> str:
     return (spec.fn.__doc__ or name).strip()
 
 
-LICENSES = [
-    ("CC-BY-4.0", "Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),
-    ("CC-BY-SA-4.0", "Creative Commons Attribution Share-Alike 4.0",
-     "https://creativecommons.org/licenses/by-sa/4.0/"),
-    ("CC0-1.0", "Creative Commons CCZero", "https://creativecommons.org/publicdomain/zero/1.0/"),
-    ("ODC-BY-1.0", "Open Data Commons Attribution License",
-     "https://opendatacommons.org/licenses/by/1-0/"),
-    ("ODbL-1.0", "Open Data Commons Open Database License",
-     "https://opendatacommons.org/licenses/odbl/1-0/"),
-    ("notspecified", "License not specified", ""),
-    ("other-closed", "Other (not open) — sold through the nsdx exchange", ""),
-]  # fmt: skip
-
-
 @action("license_list", get=True)
 def license_list(ctx: ActionContext, data: dict) -> list[dict]:
     return [
-        {"id": i, "title": t, "url": u, "status": "active", "od_conformance":
-         "not reviewed" if i == "other-closed" else "approved"}
-        for i, t, u in LICENSES
+        {"id": lic.id, "title": lic.title, "url": lic.url or "", "status": "active",
+         "od_conformance": "approved" if lic.open else "not reviewed",
+         "osd_conformance": "not reviewed"}
+        for lic in LICENCES.values()
     ]  # fmt: skip
 
 
@@ -231,10 +228,24 @@ def package_show(ctx: ActionContext, data: dict) -> dict:
     return ctx.index.show(ctx.principal, _id(data), ctx.grants)
 
 
+# CKAN's package_search parameters (the Solr ones it passes on are accepted and ignored)
+SEARCH_PARAMS = frozenset(
+    """q fq fq_list rows start sort fl facet facet.field facet.limit facet.mincount
+    include_private include_drafts include_deleted use_default_schema extras qf wt bf boost
+    tie defType mm df q.op""".split()
+)
+
+
 @action("package_search", get=True)
 def package_search(ctx: ActionContext, data: dict) -> dict:
     """Search datasets: q, fq, fq_list, sort, rows, start, facet.field, facet.limit,
     facet.mincount, include_private, include_drafts (see docs/api.md)."""
+    unknown = sorted(set(data) - SEARCH_PARAMS)
+    if unknown:  # as CKAN: a misspelt parameter is an error, not silently ignored
+        raise SearchQueryError(
+            f"Search Query is invalid: Invalid search parameters: {unknown}",
+            hint="parameters: " + ", ".join(sorted(SEARCH_PARAMS)),
+        )
     fq = [_text(data, "fq")] if data.get("fq") else []
     fq += _list(data, "fq_list")
     facet = _bool(data, "facet", True)
@@ -451,6 +462,13 @@ def _granted(ctx: ActionContext) -> frozenset[str]:
 @action("organization_list", get=True)
 def organization_list(ctx: ActionContext, data: dict) -> list:
     orgs = ctx.accounts.orgs(ctx.principal, _granted(ctx))
+    q = str(data.get("q") or "").strip().lower()
+    if q:  # as CKAN: in the name, title or description
+        orgs = [
+            o for o in orgs
+            if q in o["name"].lower() or q in (o["title"] or "").lower()
+            or q in (o.get("description") or "").lower()
+        ]  # fmt: skip
     wanted = _list(data, "organizations")
     if wanted:
         orgs = [o for o in orgs if o["name"] in wanted]
@@ -520,6 +538,126 @@ def organization_member_create(ctx: ActionContext, data: dict) -> dict:
 def group_list(ctx: ActionContext, data: dict) -> list:
     """nsdx has organisations and no CKAN groups: always empty."""
     return []
+
+
+@action("group_show", get=True)
+def group_show(ctx: ActionContext, data: dict) -> dict:
+    """nsdx has no CKAN groups (organisations: organization_show): always Not Found."""
+    raise ObjectNotFound("group", _id(data), hint="nsdx has organisations only")
+
+
+@action("tag_show", get=True)
+def tag_show(ctx: ActionContext, data: dict) -> dict:
+    """A tag of datasets the caller may see; include_datasets adds them (up to 1000)."""
+    name = _id(data)
+    found = ctx.index.search(
+        fq=f'tags:"{_quoted(name)}"', rows=MAX_ROWS if _bool(data, "include_datasets") else 0,
+        include_private=True, principal=ctx.principal, grants=ctx.grants,
+    )  # fmt: skip
+    if found["count"] == 0:
+        raise ObjectNotFound("tag", name)
+    out = {"id": name, "name": name, "display_name": name, "vocabulary_id": None}
+    if _bool(data, "include_datasets"):
+        out["packages"] = found["results"]
+    return out
+
+
+def _quoted(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# -- users (CKAN's privacy rule: catalogue.auth.user_as_seen_by) ------------------------
+@action("user_list", get=True)
+def user_list(ctx: ActionContext, data: dict) -> list:
+    """Users (signed-in callers only): q (in name or full name), order_by (name,
+    fullname, created), limit, offset, all_fields (default true). E-mail addresses only
+    to sysadmins and to the user themselves."""
+    require_user_details(ctx.principal)
+    users = [user_as_seen_by(u, ctx.principal) for u in ctx.accounts.users()]
+    q = str(data.get("q") or "").strip().lower()
+    if q:
+        users = [u for u in users if q in u["name"].lower() or q in u["fullname"].lower()]
+    order = str(data.get("order_by") or "name")
+    if order not in ("name", "fullname", "created", "display_name"):
+        raise InvalidInput({"order_by": ["Must be name, fullname, display_name or created"]})
+    users.sort(key=lambda u: (str(u.get(order) or "").lower(), u["name"]))
+    offset = _int(data, "offset", 0)
+    limit = _int(data, "limit", None)
+    users = users[offset : offset + limit if limit is not None else None]
+    if not _bool(data, "all_fields", True):
+        return [u["name"] for u in users]
+    return users
+
+
+@action("user_show", get=True)
+def user_show(ctx: ActionContext, data: dict) -> dict:
+    """One user by name or id (signed-in callers only; the e-mail address for sysadmins
+    and the user themselves). Password hashes do not exist here: API tokens only."""
+    require_user_details(ctx.principal)
+    return user_as_seen_by(ctx.accounts.user(_id(data)), ctx.principal)
+
+
+# -- autocomplete and resource search -------------------------------------------------------
+@action("package_autocomplete", get=True)
+def package_autocomplete(ctx: ActionContext, data: dict) -> list[dict]:
+    """Public datasets whose name or title contains q (limit, default 10)."""
+    q = str(data.get("q") or data.get("incomplete") or "").strip()
+    if not q:
+        return []
+    return ctx.packages.autocomplete(q, limit=_int(data, "limit", 10, maximum=100) or 10)
+
+
+RESOURCE_SEARCH_FIELDS = (
+    "id", "name", "description", "format", "url", "mimetype", "hash", "url_type",
+    "package_id", "state", "created", "last_modified", "position", "size",
+)  # fmt: skip
+
+
+@action("resource_search", get=True)
+def resource_search(ctx: ActionContext, data: dict) -> dict:
+    """Resources of public datasets matching every ``query`` term ``field:value`` (a
+    string or a list; case-insensitive substring match, hash exact), order_by a field,
+    offset, limit."""
+    terms = _list(data, "query")
+    if not terms and data.get("fields"):  # CKAN's deprecated form
+        fields = data["fields"]
+        if isinstance(fields, str):
+            fields = json.loads(fields)
+        terms = [f"{k}:{v}" for k, v in dict(fields).items()]
+    wanted = []
+    for t in terms:
+        field, sep, value = t.partition(":")
+        if not sep or not field:
+            raise InvalidInput({"query": ["Must be <field>:<value>"]})
+        if field not in RESOURCE_SEARCH_FIELDS:
+            raise InvalidInput({"query": [f'Field "{field}" not recognised in resource_search.']})
+        wanted.append((field, value.strip().lower()))
+    order = str(data.get("order_by") or "")
+    if order and order not in RESOURCE_SEARCH_FIELDS:
+        raise InvalidInput({"order_by": [f'Field "{order}" not recognised in resource_search.']})
+    found = []
+    start = 0
+    while True:  # public datasets only, as CKAN
+        page = ctx.index.search(rows=MAX_ROWS, start=start, principal=ANONYMOUS)
+        for pkg in page["results"]:
+            for r in pkg.get("resources") or []:
+                if all(_matches(r.get(f), f, v) for f, v in wanted):
+                    found.append(r)
+        start += MAX_ROWS
+        if start >= page["count"]:
+            break
+    if order:
+        found.sort(key=lambda r: str(r.get(order) or "").lower())
+    offset = _int(data, "offset", 0)
+    limit = _int(data, "limit", None)
+    return {"count": len(found), "results": found[offset : offset + limit if limit else None]}
+
+
+def _matches(have, field: str, want: str) -> bool:
+    if have is None:
+        return False
+    have = str(have).lower()
+    return have == want if field == "hash" else want in have
 
 
 @action("tag_list", get=True)
