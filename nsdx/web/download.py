@@ -104,9 +104,9 @@ def authorize(request: Request, principal: Principal, t: dl.DownloadTable) -> Li
     return grants.found
 
 
-def _principal_of(request: Request, t: dl.DownloadTable) -> tuple[Principal, str | None]:
-    """The caller, and the channel: from a signed URL (``"signed-url"``), a token
-    (``"download"``), or anonymous (None)."""
+def _principal_of(request: Request, t: dl.DownloadTable | None) -> tuple[Principal, str | None]:
+    """The caller, and the channel: from a signed URL (``"signed-url"``; ``t`` is then
+    needed), a token (``"download"``), or anonymous (None)."""
     st = state_of(request)
     q = request.query_params
     if any(k in q for k in dl.SIGNED_PARAMS):
@@ -234,8 +234,11 @@ def _decide(request: Request, name: str, version: str, table: str):
     """The table asked for and until when the answer may be used (unix seconds; None: no
     limit), once the caller is allowed (one thread hop for every check of a request)."""
     st = state_of(request)
+    signed = any(k in request.query_params for k in dl.SIGNED_PARAMS)
+    # a bad, expired or revoked token is refused (403) before anything is looked up
+    caller = None if signed else _principal_of(request, None)
     t = dl.resolve(st.cat, name, version, table)
-    principal, channel = _principal_of(request, t)  # a bad token or signature: refused
+    principal, channel = caller or _principal_of(request, t)  # a bad signature: refused
     if t.open:
         return t, None
     url_expires = None
