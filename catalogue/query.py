@@ -172,6 +172,7 @@ class QueryableTable:
     table: PublishedTable
     facts: DatasetFacts
     version: int
+    claimants: tuple[str, ...] = ()  # datasets sharing this view name (then none is served)
 
     @property
     def view(self) -> str:
@@ -188,6 +189,12 @@ class QueryResult:
     truncated: bool
     elapsed_ms: int
     views: tuple[str, ...] = ()
+
+
+class ViewAmbiguous(QueryError):
+    """Two datasets map to one view (HTTP 409): neither is served."""
+
+    status = 409
 
 
 class QueryTimeout(QueryError):
@@ -214,10 +221,18 @@ def queryable_tables(cat: Catalogue) -> dict[tuple[str, str], QueryableTable]:
                 select(Dataset).where(Dataset.name.in_({t.dataset for t in tables}))
             )
         }
-    out = {}
+    out: dict[tuple[str, str], QueryableTable] = {}
     for t in tables:
         facts, version = rows[t.dataset]
-        out[(t.view_schema.lower(), t.view_name.lower())] = QueryableTable(t, facts, version)
+        key = (t.view_schema.lower(), t.view_name.lower())
+        before = out.get(key)
+        if before is not None and before.facts.id != facts.id:
+            # two datasets on one view (a database from before names were checked): serve
+            # neither, never the later one in the earlier one's place
+            claimants = tuple(sorted({*before.claimants, before.table.dataset, t.dataset}))
+            out[key] = QueryableTable(before.table, before.facts, before.version, claimants)
+            continue
+        out[key] = QueryableTable(t, facts, version)
     return out
 
 
@@ -228,6 +243,14 @@ def check_access(
     table's dataset (the one rule, :func:`catalogue.access.may_read`; ``grants`` is the
     exchange's live-grant check)."""
     for t in tables:
+        if t.claimants:
+            raise ViewAmbiguous(
+                f"the view {t.view} belongs to several datasets ({', '.join(t.claimants)}): "
+                "it is not served until one is renamed",
+                hint="tell the operator: names that differ only in '-' and '_' share one view",
+                view=t.view,
+                datasets=list(t.claimants),
+            )
         require_read(
             principal,
             t.facts,
