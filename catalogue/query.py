@@ -56,10 +56,12 @@ def connect(
     Python API's; the HTTP query API opens its own with limits, see :func:`open_locked`),
     and with ``versions`` one per table of every published version, ``<view>__v<N>``."""
     con = duck.connect(":memory:")
+    immutable_files(con)
     if store.url.startswith("s3://"):
         from ingest.storage.duckdb_s3 import configure_duckdb
 
         configure_duckdb(con, store)
+        con.execute("SET enable_http_metadata_cache = true")  # object sizes never change
     for t in cat.published_tables():
         _create_view(con, store, t)
     if versions:
@@ -73,6 +75,12 @@ def connect(
             ),
         )
     return con
+
+
+def immutable_files(con: duckdb.DuckDBPyConnection) -> None:
+    """Published files never change (a new version is new files): a connection that reads
+    them may keep their Parquet footers between queries."""
+    con.execute("SET parquet_metadata_cache = true")
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ class QueryableTable:
     table: PublishedTable
     facts: DatasetFacts
     version: int
+    claimants: tuple[str, ...] = ()  # datasets sharing this view name (then none is served)
 
     @property
     def view(self) -> str:
@@ -182,6 +191,12 @@ class QueryResult:
     views: tuple[str, ...] = ()
 
 
+class ViewAmbiguous(QueryError):
+    """Two datasets map to one view (HTTP 409): neither is served."""
+
+    status = 409
+
+
 class QueryTimeout(QueryError):
     status = 408
 
@@ -194,12 +209,19 @@ class QueryStorageError(QueryError):
 def queryable_tables(cat: Catalogue) -> dict[tuple[str, str], QueryableTable]:
     """Every view of the current published versions (drafts' too: their organisation
     reads them), keyed by ``(schema, name)``."""
-    out = {}
+    out: dict[tuple[str, str], QueryableTable] = {}
     with cat.Session() as s:  # one query: the tables and their datasets' facts together
         for ds, t in cat.published_tables_in(s):
-            facts = DatasetFacts.of(ds)
+            facts, version = DatasetFacts.of(ds), ds.current_version or 0
             key = (t.view_schema.lower(), t.view_name.lower())
-            out[key] = QueryableTable(t, facts, ds.current_version or 0)
+            before = out.get(key)
+            if before is not None and before.facts.id != facts.id:
+                # two datasets on one view (a database from before names were checked):
+                # serve neither, never the later one in the earlier one's place
+                claimants = tuple(sorted({*before.claimants, before.table.dataset, t.dataset}))
+                out[key] = QueryableTable(before.table, before.facts, before.version, claimants)
+                continue
+            out[key] = QueryableTable(t, facts, version)
     return out
 
 
@@ -210,6 +232,14 @@ def check_access(
     table's dataset (the one rule, :func:`catalogue.access.may_read`; ``grants`` is the
     exchange's live-grant check)."""
     for t in tables:
+        if t.claimants:
+            raise ViewAmbiguous(
+                f"the view {t.view} belongs to several datasets ({', '.join(t.claimants)}): "
+                "it is not served until one is renamed",
+                hint="tell the operator: names that differ only in '-' and '_' share one view",
+                view=t.view,
+                datasets=list(t.claimants),
+            )
         require_read(
             principal,
             t.facts,
