@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from validation.money import InvalidAmount, to_fen
+
 from .auth import (
     NAME_RE,
     InvalidInput,
@@ -304,14 +306,14 @@ class Packages:
         domain = _str(extras.get("domain") or (None if creating else ds.domain) or DEFAULT_DOMAIN)
         if not re.match(r"^[a-z][a-z0-9-]*$", domain):
             errors["domain"] = ["Must be lower-case words joined by '-'"]
-        price = extras.get("price_cny", None if creating else ds.price_cny)
-        if price not in (None, ""):
-            try:
-                price = float(price)
-            except (TypeError, ValueError):
-                errors["price_cny"] = ["Must be a number"]
-        else:
+        price = None if creating else ds.price_fen
+        if "price_cny" in extras:
             price = None
+            if extras["price_cny"] not in (None, ""):
+                try:  # a JSON number (99.5) or a string ("280000.00"): exact, whole fen
+                    price = to_fen(extras["price_cny"], what="price_cny", floats=True)
+                except InvalidAmount as e:
+                    errors["price_cny"] = [e.message]
         tags = self._tags(data, errors)
         state = data.get("state") or "active"
         if state not in ("active", "draft"):
@@ -342,7 +344,7 @@ class Packages:
         ds.title_en = _str(extras.get("title_en")) or None
         ds.notes_en = _str(extras.get("notes_en")) or None
         ds.attribution = _str(extras.get("attribution")) or None
-        ds.price_cny = price
+        ds.price_fen = price
         ds.extras = {k: v for k, v in extras.items() if k not in COLUMN_EXTRAS + COMPUTED_EXTRAS}
         if {t.tag for t in ds.tags} != set(tags) or creating:
             ds.tags = [DatasetTag(tag=t) for t in tags]

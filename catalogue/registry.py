@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 
+from validation.money import cny
+
 from .db import make_engine, sessions
 from .errors import DatasetNotFound
 from .models import Dataset, DatasetTag, Organization, Resource, Version, utcnow
@@ -85,7 +87,7 @@ class Catalogue:
         ds.organization = org
         ds.attribution = spec.attribution
         ds.url = spec.source_url
-        ds.price_cny = spec.price_cny
+        ds.price_fen = spec.price_fen
         ds.state = "active"
         ds.extras = {**(ds.extras or {}), **{str(k): v for k, v in spec.extras.items()}}
         want = list(dict.fromkeys(spec.tags))
@@ -278,7 +280,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         "row_count": ver.row_count if ver else None,
         "bytes": ver.bytes if ver else None,
         "quality_score": ver.quality_score if ver else None,
-        "price_cny": ds.price_cny,
+        "price_cny": cny(ds.price_fen) if ds.price_fen is not None else None,
         "storage_uri": (
             f"{ver.storage_url.rstrip('/')}/{ver.prefix}/" if ver and not sold else None
         ),

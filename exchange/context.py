@@ -9,13 +9,21 @@ Every surface (CLI, HTTP API, demo) builds one and calls :mod:`exchange.trade`,
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 
 from .ledger.keys import LedgerSigner, load_signer
 from .ledger.store import LedgerStore
+from .rules import TradeRules, load_rules
+
+
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
 
 
 class Exchange:
@@ -27,6 +35,7 @@ class Exchange:
         home: Path | str = ".nsdx",
         pii_key: bytes | None = None,
         signer: LedgerSigner | None = None,
+        rules: TradeRules | None = None,
     ) -> None:
         self.catalogue = catalogue
         self.engine = catalogue.engine
@@ -34,6 +43,9 @@ class Exchange:
         self.home = Path(home)
         self.pii_key = pii_key
         self._signer = signer
+        self._rules = rules
+        #: The server's clock for the dates of orders, payments and refunds (UTC).
+        self.today: Callable[[], date] = _utc_today
 
     @cached_property
     def signer(self) -> LedgerSigner:
@@ -42,6 +54,21 @@ class Exchange:
     @cached_property
     def ledger(self) -> LedgerStore:
         return LedgerStore(self.engine, self.signer)
+
+    @cached_property
+    def rules(self) -> TradeRules:
+        """The trade rules (dates, amounts, lengths): ``exchange/policy/trade.yaml`` or
+        the file in NSDX_TRADE_POLICY."""
+        return self._rules or load_rules()
+
+    def on_day(self, day: date) -> Exchange:
+        """The same exchange (same ledger, same database) whose clock says ``day``: for
+        replaying a dated history in the Python API (``nsdx exchange demo``). Neither the
+        CLI nor the HTTP API lets a caller set the clock."""
+        self.ledger  # noqa: B018 - built once, shared by the copy
+        other = copy.copy(self)
+        other.today = lambda: day
+        return other
 
     def fingerprint(self, value: str | None) -> str | None:
         """A keyed fingerprint of a contact detail (phone, bank account): the ledger keeps

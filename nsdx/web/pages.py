@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from catalogue.auth import ANONYMOUS
 from catalogue.dcat import LICENSE_URLS, schema_org
 from catalogue.search import SearchQueryError
+from validation.money import to_fen, yuan
 
 from .state import site_url, state_of
 
@@ -40,6 +41,8 @@ def _extras(pkg: dict) -> dict:
 
 
 templates.env.filters["extras"] = _extras
+# a price as people read it ("280000.00" -> "¥280,000.00"), the offer's figure exactly
+templates.env.filters["yuan"] = lambda v: yuan(to_fen(v))
 
 
 FAVICON = (
