@@ -751,9 +751,15 @@ def rewards(year, policy_path, at, as_csv, as_json):
     cp = rep["checkpoint"]
     click.secho(f"{rep['programme']} — {year}", bold=True)
     click.echo(
-        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']}; "
-        f"policy sha256 {rep['policy']['sha256'][:16]}…"
+        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']} (entries verified "
+        f"against it); policy sha256 {rep['policy']['sha256'][:16]}…"
     )
+    newer = ex.ledger.head_size() - cp["tree_size"]
+    if newer > 0 and at is None:
+        click.echo(
+            f"  {newer} newer ledger {'entry is' if newer == 1 else 'entries are'} not covered "
+            "by a signed checkpoint yet"
+        )
     table(
         [
             (
