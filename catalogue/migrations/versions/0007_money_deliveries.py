@@ -9,15 +9,15 @@
 * ``exchange_orders.ordered_on``: the order's date, so a payment can be checked not to
   precede it; existing orders get the date they were created.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
