@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint format bench clean samples docs
+.PHONY: demo test install lint format bench clean samples docs messages
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,3 +50,11 @@ clean:
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py
+
+# portal message catalogues: re-extract the msgids and update nsdx/web/locale/*/messages.po
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1c,2 -k pgettext:1c,2 --no-location \
+		--omit-header -o .nsdx-messages.pot .
+	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages --no-location \
+		--ignore-obsolete
+	rm -f .nsdx-messages.pot

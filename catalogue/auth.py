@@ -391,13 +391,17 @@ class Accounts:
                 for t, u in s.execute(q.order_by(User.name, ApiToken.created))
             ]
 
-    def revoke_token(self, token_or_id: str) -> dict:
-        """Revoke a token given its id (from `nsdx token list`) or the secret itself."""
+    def revoke_token(self, token_or_id: str, *, owner: str | None = None) -> dict:
+        """Revoke a token given its id (from `nsdx token list`) or the secret itself.
+        With ``owner`` (a user name), only that user's tokens may be revoked (the portal's
+        own-token page); another user's token is reported as not found."""
         with self.cat.Session.begin() as s:
             if token_or_id.startswith(TOKEN_PREFIX):
                 t = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token_or_id)))
             else:
                 t = s.get(ApiToken, token_or_id)
+            if t is not None and owner is not None and t.user_id != self._user(s, owner).id:
+                t = None
             if t is None:
                 raise ObjectNotFound("token", token_or_id[:12], hint="see `nsdx token list`")
             if t.revoked is None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .downloads import absolute
+
 CONTEXT = {
     "dcat": "http://www.w3.org/ns/dcat#",
     "dct": "http://purl.org/dc/terms/",
@@ -63,6 +65,7 @@ def dataset_url(site: str, name: str) -> str:
 
 def dcat_dataset(pkg: dict, site: str) -> dict:
     """One ``dcat:Dataset`` node (without @context)."""
+    pkg = absolute(pkg, site)
     ex = _extras(pkg)
     url = dataset_url(site, pkg["name"])
     org = pkg.get("organization") or {}
@@ -152,6 +155,7 @@ def catalog_jsonld(pkgs: list[dict], site: str, *, title: str, title_en: str) ->
 
 def schema_org(pkg: dict, site: str) -> dict[str, Any]:
     """schema.org ``Dataset`` JSON-LD for the dataset's web page (Google Dataset Search)."""
+    pkg = absolute(pkg, site)
     ex = _extras(pkg)
     url = dataset_url(site, pkg["name"])
     org = pkg.get("organization") or {}
@@ -252,6 +256,7 @@ def _cr_type(t: str | None) -> str:
 def croissant(pkg: dict, site: str) -> dict:
     """MLCommons Croissant 1.0 metadata: the published Parquet tables as file objects and
     one record set per table with its typed columns."""
+    pkg = absolute(pkg, site)
     ex = _extras(pkg)
     url = dataset_url(site, pkg["name"])
     lic = pkg.get("license_id")
@@ -264,14 +269,13 @@ def croissant(pkg: dict, site: str) -> dict:
         for f in r["nsdx_files"]:
             fid = f"{table}/{f['path'].rsplit('/', 1)[-1]}"
             ids.append(fid)
-            base = r["url"].rsplit("/", 1)[0] if r.get("url") else ""
             files.append(
                 _drop_empty(
                     {
                         "@type": "cr:FileObject",
                         "@id": fid,
                         "name": fid,
-                        "contentUrl": f"{base}/{f['path'].rsplit('/', 1)[-1]}" if base else None,
+                        "contentUrl": f.get("url"),
                         "contentSize": f"{f.get('bytes', 0)} B",
                         "encodingFormat": "application/x-parquet",
                         "sha256": f.get("sha256"),

@@ -55,10 +55,12 @@ def push(
     *,
     ids: list[str] | None = None,
     owner_org: str | None = None,
+    site: str = "",
 ) -> dict:
     """Create or update our public datasets (or ``ids``) on the portal at ``url``.
 
-    Each dataset goes to ``owner_org`` there, or to an organisation of the same name as ours
+    ``site`` is this portal's public base URL: resource URLs (our download routes) become
+    absolute against it. Each dataset goes to ``owner_org`` there, or to an organisation of the same name as ours
     (created when missing). Returns ``{"created": [...], "updated": [...], "failed":
     [{"name", "error"}]}``.
     """
@@ -68,6 +70,10 @@ def push(
     else:
         pkgs = [p for p in cat.packages(include_private=False)]
         pkgs = [packages.show(SYSTEM, p["id"]) for p in pkgs]
+    if site:  # download URLs point at this portal
+        from .downloads import absolute
+
+        pkgs = absolute(pkgs, site)
     report: dict = {"created": [], "updated": [], "failed": []}
     try:
         _push(url, token, pkgs, owner_org, report)

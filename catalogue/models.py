@@ -113,6 +113,18 @@ class Version(Base):
     )
 
 
+class VersionClaim(Base):
+    """A version number taken by a publish before it writes anything (migration 0005)."""
+
+    __tablename__ = "version_claims"
+    dataset: Mapped[str] = mapped_column(String(200), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    run_id: Mapped[str] = mapped_column(String(36))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default="claimed")  # claimed | writing
+    claimed: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Resource(Base):
     """A table of a version (one Parquet file set); a GTFS feed has one per file."""
 
@@ -153,6 +165,8 @@ class User(Base):
     auditor: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(20), default="active")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # argon2id hash (PHC string) of the portal password; None: no password sign-in
+    password_hash: Mapped[str | None] = mapped_column(String(200))
 
 
 class Membership(Base):
@@ -181,6 +195,28 @@ class ApiToken(Base):
     expires: Mapped[datetime | None] = mapped_column(DateTime)
     last_used: Mapped[datetime | None] = mapped_column(DateTime)
     revoked: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class WebSession(Base):
+    """A signed-in portal session; only the sha256 of the cookie's secret is stored."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the secret
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class SignInFailure(Base):
+    """Failed portal sign-ins per account (``user:NAME``) and per client (``ip:ADDR``)
+    in the current window, so the throttle survives a restart."""
+
+    __tablename__ = "signin_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class LinkResource(Base):

@@ -5,6 +5,7 @@ This is the one function behind ``nsdx ingest``, the upload endpoint and backgro
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,16 @@ def publish_dataset(
     force: bool = False,
 ) -> IngestResult:
     cur = cat.current(spec.id)
-    previous = PreviousVersion(cur.number, cur.fingerprint) if cur else None
+    previous = (
+        PreviousVersion(
+            cur.number,
+            cur.fingerprint,
+            {t["name"]: t["schema"] for t in (cur.manifest or {}).get("tables", [])},
+        )
+        if cur
+        else None
+    )
+    claims = _Claims(cat, spec.id)
     result = run_pipeline(
         spec,
         store,
@@ -36,12 +46,44 @@ def publish_dataset(
         resolve_dataset=lambda ds_id: resolve_files(cat, store, ds_id),
         reports_dir=reports_dir,
         force=force,
+        claims=claims,
     )
     if result.status == "up_to_date":
         cat.touch_metadata(spec)  # titles, notes, tags may have changed
-    else:
-        cat.register_version(spec, result, store.url)
+        return result
+    _ver, current = cat.register_version(spec, result, store.url)
+    if not current:
+        now = cat.current(spec.id)
+        result.warnings.append(
+            f"v{result.version} is published and registered, but v{now.number if now else '?'}"
+            ", published meanwhile by another run, stays current (the current version only "
+            "moves forward)"
+        )
+        result.current = False
     return result
+
+
+class _Claims:
+    """Version numbers of one run, held in the catalogue database (see ingest.pipeline.Claims)."""
+
+    def __init__(self, cat: Catalogue, dataset: str) -> None:
+        self.cat, self.dataset, self.run_id = cat, dataset, str(uuid.uuid4())
+
+    def take(self, fingerprint: str) -> int:
+        self.fingerprint = fingerprint
+        return self.cat.claim_version(self.dataset, fingerprint, self.run_id)
+
+    def pending(self) -> list[tuple[int, str, str]]:
+        return self.cat.pending_claims(self.dataset)
+
+    def adopt(self, number: int, old_run: str) -> bool:
+        return self.cat.adopt_claim(self.dataset, number, old_run, self.run_id)
+
+    def writing(self, number: int) -> None:
+        self.cat.mark_claim(self.dataset, number, self.run_id, "writing")
+
+    def release(self, number: int) -> None:
+        self.cat.release_claim(self.dataset, number, self.run_id)
 
 
 def resolve_files(cat: Catalogue, store: ObjectStore, dataset_id: str) -> list[str]:

@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from ingest.storage import ObjectStore
+from validation import duck
 
 from .errors import CatalogueError, QueryError
 from .registry import Catalogue, PublishedTable
@@ -45,7 +46,7 @@ def _lit(s: str) -> str:
 def connect(cat: Catalogue, store: ObjectStore) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per published table (the CLI's and the
     Python API's; the HTTP query API opens its own with limits, see :func:`open_locked`)."""
-    con = duckdb.connect(":memory:")
+    con = duck.connect(":memory:")
     if store.url.startswith("s3://"):
         from ingest.storage.duckdb_s3 import configure_duckdb
 
@@ -268,7 +269,7 @@ def open_locked(
             f"the query temp directory {temp_dir} holds published files",
             hint="give the query API a temp directory outside the storage folder",
         )
-    con = duckdb.connect(
+    con = duck.connect(
         ":memory:",
         config={
             "autoinstall_known_extensions": False,

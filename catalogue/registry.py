@@ -9,14 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from validation.money import cny
 
 from .db import make_engine, sessions
 from .errors import DatasetNotFound
-from .models import Dataset, DatasetTag, Organization, Resource, Version, utcnow
+from .models import (
+    Dataset,
+    DatasetTag,
+    Organization,
+    Resource,
+    Version,
+    VersionClaim,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -109,14 +118,117 @@ class Catalogue:
                 )
             )
 
-    def register_version(self, spec, result, storage_url: str) -> Version:
+    # -- version claims: a publish owns its version number before it writes ----------------
+    def claim_version(self, name: str, fingerprint: str, run_id: str) -> int:
+        """Take the next version number of dataset ``name`` for run ``run_id``, atomically:
+        above every registered version and every claim (a number is never handed out twice,
+        whatever runs at the same time). The claim is the run's licence to write
+        ``<org>/<dataset>/v<N>/``; nothing else writes there."""
+        for _ in range(1000):
+            with self.Session() as s:
+                top = s.scalar(
+                    select(func.max(Version.number))
+                    .join(Dataset, Dataset.id == Version.dataset_id)
+                    .where(Dataset.name == name)
+                )
+                cur = s.scalar(select(Dataset.current_version).where(Dataset.name == name))
+                claimed = s.scalar(
+                    select(func.max(VersionClaim.number)).where(VersionClaim.dataset == name)
+                )
+                number = max(top or 0, cur or 0, claimed or 0) + 1
+                s.add(
+                    VersionClaim(
+                        dataset=name,
+                        number=number,
+                        run_id=run_id,
+                        fingerprint=fingerprint,
+                        state="claimed",
+                        claimed=utcnow(),
+                    )
+                )
+                try:
+                    s.commit()
+                    return number
+                except IntegrityError:  # another run took it first: the next one
+                    s.rollback()
+        raise RuntimeError(f"could not claim a version number of {name!r}")  # pragma: no cover
+
+    def pending_claims(self, name: str) -> list[tuple[int, str, str]]:
+        """(number, fingerprint, run id) of claims without a registered version: runs in
+        progress, or runs that stopped between writing storage and registering."""
+        with self.Session() as s:
+            return [
+                (c.number, c.fingerprint, c.run_id)
+                for c in s.scalars(
+                    select(VersionClaim)
+                    .where(VersionClaim.dataset == name)
+                    .order_by(VersionClaim.number.desc())
+                )
+            ]
+
+    def adopt_claim(self, name: str, number: int, old_run: str, run_id: str) -> bool:
+        """Take over another run's claim (compare-and-set on its run id)."""
+        with self.Session.begin() as s:
+            r = s.execute(
+                update(VersionClaim)
+                .where(
+                    VersionClaim.dataset == name,
+                    VersionClaim.number == number,
+                    VersionClaim.run_id == old_run,
+                )
+                .values(run_id=run_id)
+            )
+            return r.rowcount == 1
+
+    def mark_claim(self, name: str, number: int, run_id: str, state: str) -> None:
+        with self.Session.begin() as s:
+            s.execute(
+                update(VersionClaim)
+                .where(
+                    VersionClaim.dataset == name,
+                    VersionClaim.number == number,
+                    VersionClaim.run_id == run_id,
+                )
+                .values(state=state)
+            )
+
+    def release_claim(self, name: str, number: int, run_id: str) -> None:
+        """Give a number back: only for a run that wrote nothing to storage."""
+        with self.Session.begin() as s:
+            s.execute(
+                delete(VersionClaim).where(
+                    VersionClaim.dataset == name,
+                    VersionClaim.number == number,
+                    VersionClaim.run_id == run_id,
+                    VersionClaim.state == "claimed",
+                )
+            )
+
+    def register_version(self, spec, result, storage_url: str) -> tuple[Version, bool]:
         """Record a published version and move the dataset's pointer to it, in one
-        transaction: readers see the old version or the new one, never a mix."""
+        transaction: readers see the old version or the new one, never a mix.
+
+        The pointer only moves forward (a compare-and-set on the current number): a run
+        that registers v14 after another registered v15 records v14 and leaves v15 current.
+        Returns the version and whether it became current."""
+        for attempt in range(3):
+            try:
+                return self._register(spec, result, storage_url)
+            except IntegrityError:  # a concurrent first publish created the org or dataset
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _register(self, spec, result, storage_url: str) -> tuple[Version, bool]:
         with self.Session.begin() as s:
             ds = self.upsert_from_spec(s, spec)
             ver = s.scalar(
                 select(Version).where(Version.dataset_id == ds.id, Version.number == result.version)
             )
+            if ver is not None and ver.fingerprint != result.manifest["fingerprint"]:
+                raise RuntimeError(  # claims make this impossible; never overwrite a version
+                    f"{spec.id} v{result.version} is registered with another fingerprint"
+                )
             if ver is None:
                 m = result.manifest
                 ver = Version(
@@ -155,10 +267,23 @@ class Catalogue:
                             extras={},
                         )
                     )
-            ds.current_version = result.version
-            ds.metadata_modified = utcnow()
             s.flush()
-            return ver
+            moved = s.execute(
+                update(Dataset)
+                .where(
+                    Dataset.id == ds.id,
+                    (Dataset.current_version.is_(None))
+                    | (Dataset.current_version <= result.version),
+                )
+                .values(current_version=result.version, metadata_modified=utcnow())
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            s.execute(
+                delete(VersionClaim).where(
+                    VersionClaim.dataset == spec.id, VersionClaim.number == result.version
+                )
+            )
+            return ver, moved == 1
 
     def touch_metadata(self, spec) -> None:
         with self.Session.begin() as s:
@@ -240,12 +365,15 @@ def package_dict(ds: Dataset, s: Session) -> dict:
     if ds.current_version is not None:  # versions are loaded with the dataset (selectin)
         ver = next((v for v in ds.versions if v.number == ds.current_version), None)
     org = ds.organization
-    # Restricted (sold) data: no storage locations in the public entry — buyers get
-    # short-lived URLs through the exchange (delivery, Delta Sharing), never the raw URI.
-    sold = ds.access != "open"
+    # Resource URLs are the portal's download routes (catalogue.downloads), as paths that
+    # every surface makes absolute; no storage location (file://, bucket, key) is shown.
+    # Restricted data answers them only to those the access rule allows.
+    from .downloads import resource_paths
+
     resources = []
     if ver is not None:
         for r in ver.resources:
+            url, files = resource_paths(ds.name, ver.number, r)
             resources.append(
                 {
                     "id": r.id,
@@ -253,7 +381,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
                     "name": r.name,
                     "description": r.description or "",
                     "format": r.format,
-                    "url": "" if sold else r.url,
+                    "url": url,
                     "position": r.position,
                     "size": r.bytes,
                     "state": r.state,
@@ -261,11 +389,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
                     "last_modified": _iso(ver.created),
                     "nsdx_table": r.table,
                     "nsdx_row_count": r.row_count,
-                    "nsdx_files": (
-                        [{k: v for k, v in f.items() if k != "key"} for f in r.files]
-                        if sold
-                        else r.files
-                    ),
+                    "nsdx_files": files,
                     "nsdx_schema": r.table_schema,
                 }
             )
@@ -281,9 +405,6 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         "bytes": ver.bytes if ver else None,
         "quality_score": ver.quality_score if ver else None,
         "price_cny": cny(ds.price_fen) if ds.price_fen is not None else None,
-        "storage_uri": (
-            f"{ver.storage_url.rstrip('/')}/{ver.prefix}/" if ver and not sold else None
-        ),
     }
     return {
         "id": ds.id,

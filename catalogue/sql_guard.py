@@ -40,6 +40,8 @@ from functools import cache
 
 import duckdb
 
+from validation import duck
+
 from .errors import QueryError
 
 MAX_SQL_CHARS = 100_000
@@ -114,7 +116,7 @@ def _parser() -> duckdb.DuckDBPyConnection:
     """A blank in-memory connection per thread, only ever used to parse."""
     con = getattr(_local, "con", None)
     if con is None:
-        con = duckdb.connect(":memory:", config={"enable_external_access": False})
+        con = duck.connect(":memory:", config={"enable_external_access": False})
         _local.con = con
     return con
 
@@ -122,7 +124,7 @@ def _parser() -> duckdb.DuckDBPyConnection:
 @cache
 def system_relations() -> frozenset[str]:
     """Names of the system views and tables an unqualified name could resolve to."""
-    con = duckdb.connect(":memory:")
+    con = duck.connect(":memory:")
     try:
         names = {
             r[0].lower()

@@ -1,9 +1,10 @@
 """One object that holds what every exchange operation needs: the catalogue database,
 the object store (for delivery URLs), the ledger and its signing key.
 
-    ex = Exchange(nx.catalogue, nx.store, home=nx.settings.home, pii_key=key)
+    ex = Exchange(catalogue, store, home=home, pii_key=key)
 
-Every surface (CLI, HTTP API, demo) builds one and calls :mod:`exchange.trade`,
+A deployment holds one (the service root's ``Nsdx.exchange``, built once under a lock so
+the ledger has one writer); every surface (CLI, HTTP API, demo) calls :mod:`exchange.trade`,
 :mod:`exchange.rewards.compute` and :mod:`exchange.ledger.verify` with it.
 """
 

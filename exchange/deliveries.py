@@ -4,7 +4,7 @@ one answer to "which version does this grant cover?". Every channel calls these:
 * ``nsdx exchange deliver`` / ``POST /api/exchange/orders/{id}/delivery`` (presigned URLs,
   :func:`exchange.trade.deliver`);
 * Delta Sharing profiles and queries (:mod:`exchange.sharing`);
-* the HTTP download routes of the web shell.
+* the portal's download routes, by API token or signed URL (:mod:`exchange.downloads`).
 
 A delivery is one ``delivery.made`` ledger event (and one ``exchange_deliveries`` row) that
 says **who** took it (``actor``, and the ``buyer`` organisation), **what** (``dataset``,
@@ -26,7 +26,7 @@ or, for a channel that serves the same files again and again (a polling Delta Sh
 client, repeated downloads), once per grant, version and set of files::
 
     index = record_delivery_once(ex, grant_id=g.id, version=3, keys=[key], expires=...,
-                                 channel="http-download", actor="user:alice")
+                                 channel="download", actor="alice")
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ from .ledger.store import Appended
 from .models import Delivery, Grant, Order
 
 #: The ways data reaches a buyer. ``presigned-url``: `nsdx exchange deliver` and its API
-#: route; ``delta-sharing``: profiles and queries; ``http-download``: the web shell's
-#: download routes; ``query``: reserved for the SQL query API.
-CHANNELS = ("presigned-url", "delta-sharing", "http-download", "query")
+#: route; ``delta-sharing``: profiles and queries; ``download`` and ``signed-url``: the
+#: portal's download routes with an API token or a signed URL (:mod:`exchange.downloads`).
+CHANNELS = ("presigned-url", "delta-sharing", "download", "signed-url")
 
 
 def _now() -> datetime:

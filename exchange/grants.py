@@ -24,11 +24,18 @@ def holds_grant(
 ) -> bool:
     """Does one of ``buyer_ids`` hold a live grant for ``dataset_id`` covering ``version``
     (a grant for "latest during the term", or for exactly that version)?"""
+    return live_grant(s, buyer_ids, dataset_id, version, now) is not None
+
+
+def live_grant(
+    s: Session, buyer_ids: Iterable[str], dataset_id: str, version: int | None, now: datetime
+) -> Grant | None:
+    """The live grant :func:`holds_grant` finds (the one expiring last), or None."""
     buyers = list(buyer_ids)
     if not buyers:
-        return False
-    found = s.scalar(
-        select(Grant.id)
+        return None
+    return s.scalar(
+        select(Grant)
         .join(Order, Order.id == Grant.order_id)
         .where(
             Grant.dataset_id == dataset_id,
@@ -39,9 +46,9 @@ def holds_grant(
             Order.status.in_(LIVE_ORDER_STATES),
             or_(Grant.version.is_(None), Grant.version == version),
         )
+        .order_by(Grant.expires.desc())
         .limit(1)
     )
-    return found is not None
 
 
 def grant_state(g: Grant | None, order: Order, now: datetime) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,9 +33,9 @@ from validation import worker as validation_worker
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
-from .errors import ConfigError, IngestError
+from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
-from .spec import DatasetSpec
+from .spec import TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
 
 PIPELINE_VERSION = "1"  # bump when the output of the same input changes
@@ -54,6 +55,52 @@ Progress = Callable[..., None]
 class PreviousVersion:
     number: int
     fingerprint: str
+    # table name -> [{"name", "type", ...}] of the previous version's published schema
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+
+
+class Claims(Protocol):
+    """Version numbers owned by one run (the catalogue implements it in the database, see
+    ``catalogue.publishing``): a publish writes only under a number it holds."""
+
+    def take(self, fingerprint: str) -> int:
+        """A new number, never handed out before, above every registered version."""
+
+    def pending(self) -> list[tuple[int, str, str]]:
+        """(number, fingerprint, run id) of numbers taken but not registered."""
+
+    def adopt(self, number: int, old_run: str) -> bool:
+        """Take over another run's number (it stopped between storage and registering)."""
+
+    def writing(self, number: int) -> None:
+        """Storage may now hold objects under the number: it is never given back."""
+
+    def release(self, number: int) -> None:
+        """Give back a number under which nothing was written."""
+
+
+class _LocalClaims:
+    """Without a catalogue (tests, tools): numbers after the previous version, skipping the
+    ones storage already holds. Not safe against a concurrent publisher."""
+
+    def __init__(self, previous: PreviousVersion | None) -> None:
+        self._next = (previous.number if previous else 0) + 1
+
+    def take(self, fingerprint: str) -> int:
+        n, self._next = self._next, self._next + 1
+        return n
+
+    def pending(self) -> list[tuple[int, str, str]]:
+        return []
+
+    def adopt(self, number: int, old_run: str) -> bool:
+        return False
+
+    def writing(self, number: int) -> None:
+        pass
+
+    def release(self, number: int) -> None:
+        pass
 
 
 @dataclass
@@ -67,6 +114,7 @@ class IngestResult:
     warnings: list[str] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    current: bool = True  # False: registered, but a newer version published meanwhile stays current
 
     @property
     def row_count(self) -> int:
@@ -88,6 +136,7 @@ class IngestResult:
             "warnings": self.warnings,
             "quarantine": self.quarantine,
             "seconds": round(self.seconds, 3),
+            "current": self.current,
         }
 
 
@@ -148,8 +197,10 @@ def run_pipeline(
     resolve_dataset: Callable[[str], list[str]] | None = None,
     reports_dir: Path | None = None,
     force: bool = False,
+    claims: Claims | None = None,
 ) -> IngestResult:
     started = time.perf_counter()
+    claims = claims or _LocalClaims(previous)
     emit = progress or (lambda *a, **k: None)
     files = source_files(spec.source)
     fp, source_desc = fingerprint(spec, files, pii_key)
@@ -166,22 +217,69 @@ def run_pipeline(
             seconds=time.perf_counter() - started,
         )
 
-    # The next free version number; a committed but unregistered version with the same
-    # fingerprint (a crash between publish and register) is adopted instead of duplicated.
-    number = (previous.number if previous else 0) + 1
+    def adopted(number: int, existing: dict) -> IngestResult:
+        return IngestResult(
+            spec.id,
+            "adopted",
+            number,
+            version_prefix(spec, number),
+            existing,
+            validation=existing.get("validation", {}),
+            seconds=time.perf_counter() - started,
+        )
+
+    # A committed but unregistered version with the same fingerprint (a run stopped between
+    # publish and register) is adopted instead of duplicated.
+    if not force:
+        for number, claimed_fp, run in claims.pending():
+            if claimed_fp != fp or (previous and number <= previous.number):
+                continue
+            existing = _committed_manifest(store, version_prefix(spec, number))
+            if existing and existing.get("fingerprint") == fp and claims.adopt(number, run):
+                return adopted(number, existing)
+    # The number this run owns: nothing else writes under it. A number whose prefix storage
+    # already holds (a store shared with another catalogue) is skipped, never written into.
+    number = claims.take(fp)
     while (existing := _committed_manifest(store, version_prefix(spec, number))) is not None:
         if existing.get("fingerprint") == fp and not force:
-            return IngestResult(
-                spec.id,
-                "adopted",
-                number,
-                version_prefix(spec, number),
-                existing,
-                validation=existing.get("validation", {}),
-                seconds=time.perf_counter() - started,
-            )
-        number += 1
+            return adopted(number, existing)
+        number = claims.take(fp)
+    try:
+        return _publish_new(
+            spec,
+            store,
+            number,
+            fp,
+            files,
+            source_desc,
+            pii_key,
+            emit,
+            resolve_dataset,
+            reports_dir,
+            claims,
+            started,
+            previous,
+        )
+    except BaseException:
+        claims.release(number)  # a no-op once storage may hold objects under it
+        raise
 
+
+def _publish_new(
+    spec,
+    store,
+    number,
+    fp,
+    files,
+    source_desc,
+    pii_key,
+    emit,
+    resolve_dataset,
+    reports_dir,
+    claims,
+    started,
+    previous,
+) -> IngestResult:
     prefix = version_prefix(spec, number)
     if validation_worker.wanted(spec.expectations, spec.on_invalid):
         validation_worker.prestart()  # great-expectations imports while the source is opened
@@ -190,7 +288,7 @@ def run_pipeline(
     try:
         try:
             tables, validation, warnings, quarantine = _convert(
-                spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number
+                spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number, previous
             )
         except ValidationWorkerError as e:
             raise IngestError(
@@ -199,6 +297,7 @@ def run_pipeline(
         manifest = _manifest(spec, number, fp, source_desc, tables, validation, staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
         emit("publish", prefix=prefix, bytes=manifest["bytes"])
+        claims.writing(number)
         store.publish(staging, prefix, progress=lambda n: emit("published_bytes", bytes=n))
     except BaseException:
         store.discard(staging)
@@ -244,7 +343,14 @@ class _TableOut:
 
 
 def _table_dirname(table: SourceTable) -> str:
-    return table.name or "data"
+    name = table.name or "data"
+    if not TABLE_RE.match(name):  # any reader: the name becomes a folder of the version
+        raise SourceError(
+            f"table name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]{{0,99}}",
+            file=table.files[0] if table.files else None,
+            hint="rename the member or sheet the table comes from",
+        )
+    return name
 
 
 def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, str]]:
@@ -255,7 +361,7 @@ def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, s
     }
 
 
-def _convert(spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number):
+def _convert(spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number, previous):
     tables = open_source(spec.source, spec.schema, files=files)  # the files fingerprinted
     _check_table_names(spec, {t.name for t in tables})
     outs: list[_TableOut] = []
@@ -284,6 +390,8 @@ def _convert(spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, 
                 pii_key,
                 emit,
                 quarantine_path=lambda name=name: _quarantine_path(reports_dir, spec, number, name),
+                previous=(previous.tables.get(name) if previous else None),
+                warnings=warnings,
             )
             emit("validate", name=name)
             report = validator.finish([str(p) for p in out.files], resolve_dataset=resolve_dataset)
@@ -313,6 +421,14 @@ def _convert(spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, 
         (staging / "reports" / f"{name}.validation.json").write_text(
             json.dumps(_without_samples(report.to_dict()), ensure_ascii=False, default=str)
         )
+    if not spec.allow_empty and sum(o.rows for o in outs) == 0:
+        raise SourceError(
+            f"the source of {spec.id!r} has no rows: a version with 0 rows would replace the "
+            "current one",
+            file=str(files[0]) if files else spec.source.path,
+            hint="check the source file; if an empty version is intended, declare "
+            "`allow_empty: true` for the dataset in datasets.yaml",
+        )
     return outs, _merge_summaries(reports), warnings, quarantine
 
 
@@ -336,6 +452,8 @@ def _write_table(
     emit: Progress,
     *,
     quarantine_path: Callable[[], Path],
+    previous: list[dict] | None = None,
+    warnings: list[str] | None = None,
 ) -> tuple[_TableOut, list[str]]:
     """Stream one table: chunk, check for undeclared personal data (first chunk), validate,
     set invalid rows aside (quarantine_rows), mask, write zstd Parquet parts to staging."""
@@ -343,11 +461,22 @@ def _write_table(
     pii_cols = _pii_columns(spec, table.schema)
     check_policy(spec.access, pii_cols)
     declared = set(pii_cols) | {f.name for f in spec.schema if f.pii == "none"}
-    parts = _Parts(out_dir, masked_schema(table.schema, pii_cols))
+    out_schema = masked_schema(table.schema, pii_cols)
+    if previous is not None:
+        _check_schema_change(spec, table, name, previous, out_schema, warnings)
+    parts = _Parts(out_dir, out_schema)
     rejected = _Quarantine(quarantine_path)
+    text_cols = [
+        i
+        for i, f in enumerate(table.schema)
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+    nul = _NulBytes(spec, table, warnings)
     offset = 0
     try:
         for chunk in _chunks(table.batches):
+            if text_cols:
+                chunk = nul.check(chunk, text_cols, offset)
             # every chunk, on rows spread evenly across it: personal data late in a file
             # must block the publish as surely as personal data on its first lines
             require_declared(chunk, declared, dataset_id=spec.id, sample_rows=PII_SAMPLE_ROWS)
@@ -362,6 +491,83 @@ def _write_table(
         rejected.close()
         validation_worker.release_memory()
     return _TableOut(name, parts.rows, parts.schema, files), rejected.paths
+
+
+class _NulBytes:
+    """NUL characters (U+0000) in text: refused (``nul_bytes: refuse``, the default: they
+    truncate strings in C-based tools and hide data), or removed and reported
+    (``nul_bytes: strip``). One vectorised scan per text column per chunk."""
+
+    def __init__(self, spec: DatasetSpec, table: SourceTable, warnings: list[str] | None):
+        self.spec, self.table, self.warnings = spec, table, warnings
+        self.stripped: dict[str, int] = {}
+
+    def check(self, chunk: pa.Table, cols: list[int], offset: int) -> pa.Table:
+        for i in cols:
+            col = chunk.column(i)
+            hits = pc.match_substring(col, "\x00")
+            if not pc.any(hits).as_py():
+                continue
+            name = chunk.schema.field(i).name
+            if self.spec.source.nul_bytes != "strip":
+                row = offset + pc.index(hits, True).as_py() + 1
+                raise SourceError(
+                    f"column {name!r} holds a NUL character (U+0000) in data row {row:,}",
+                    file=self.table.files[0] if self.table.files else self.spec.source.path,
+                    column=name,
+                    hint="remove the NUL bytes from the source, or declare `nul_bytes: strip` in "
+                    "the source in datasets.yaml to have them removed (and reported)",
+                )
+            n = pc.sum(hits).as_py()
+            chunk = chunk.set_column(
+                i, chunk.schema.field(i), pc.replace_substring(col, "\x00", "")
+            )
+            if self.warnings is not None and name not in self.stripped:
+                self.warnings.append(
+                    f"NUL characters removed from column {name!r} (nul_bytes: strip)"
+                )
+            self.stripped[name] = self.stripped.get(name, 0) + n
+        return chunk
+
+
+def _check_schema_change(spec, table, name, previous, out_schema, warnings) -> None:
+    """A new version never silently changes what the previous one's columns are: a changed
+    type or a removed column is refused unless declared (the column's ``type:`` in
+    ``schema:``, or ``schema_changes: allow``); every change is reported."""
+    before = {c["name"]: c["type"] for c in previous}
+    after = {f.name: str(f.type) for f in out_schema}
+    changed, removed, added, accepted = [], [], [], []
+    for col, typ in before.items():
+        if col not in after:
+            removed.append(col)
+        elif after[col] != typ:
+            f = spec.field(f"{name}.{col}") or spec.field(col)
+            (accepted if f is not None and f.type else changed).append(
+                f"{col} {typ} -> {after[col]}"
+            )
+    added = [c for c in after if c not in before]
+    where = f"table {name!r}" if table.name else "the table"
+    if (changed or removed) and spec.schema_changes != "allow":
+        what = []
+        if changed:
+            what.append("types change: " + ", ".join(changed))
+        if removed:
+            what.append("columns removed: " + ", ".join(removed))
+        raise SourceError(
+            f"{where} differs from the current version's: {'; '.join(what)}",
+            file=table.files[0] if table.files else spec.source.path,
+            hint="if the change is intended, declare the new type of each column in `schema:` "
+            "(or `schema_changes: allow` for the dataset) in datasets.yaml; otherwise check "
+            "the source (an empty or truncated file infers every column as text)",
+        )
+    if warnings is not None:
+        for kind, cols in (
+            ("types changed", changed + accepted),
+            ("columns removed", removed),
+            ("columns added", added),
+        ):
+            if cols:
+                warnings.append(f"schema change in {where}: {kind}: {', '.join(cols)}")
 
 
 class _Parts:

@@ -18,9 +18,19 @@ from validation.money import InvalidAmount, to_fen
 from .errors import ConfigError
 
 ID_RE = re.compile(r"^[a-z0-9-]{2,100}$")
+# A table name (a GTFS member's file name) becomes a storage folder and a SQL view name:
+# the rule of dataset ids, with '_' and capitals (GTFS names such as stop_times).
+TABLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 FORMATS = ("csv", "json", "ndjson", "xlsx", "parquet", "gtfs")
 ACCESS = ("open", "restricted")
 ON_INVALID = ("fail", "warn", "quarantine_rows")
+SCHEMA_CHANGES = ("refuse", "allow")
+NUL_BYTES = ("refuse", "strip")
+# A GTFS feed member (or any archive member) may unpack to at most this many bytes, at most
+# this many times its compressed size: the largest real feeds (all of a country's buses,
+# stop_times.txt ~2-3 GB, deflate ratio ~5-12) fit with room to spare; a zip bomb does not.
+MAX_UNPACKED_BYTES = 8 << 30
+MAX_COMPRESSION_RATIO = 100
 TYPES = (
     "string",
     "integer",
@@ -63,6 +73,12 @@ class SourceSpec:
     sheet: str | int | None = None  # xlsx
     tables: tuple[str, ...] = ()  # gtfs: limit to these files (without .txt)
     base_dir: Path = Path(".")
+    # a symlinked source is read only when it points inside base_dir (or one of these roots);
+    # ``follow_symlinks: true`` reads it wherever it points
+    follow_symlinks: bool = False
+    max_unpacked_bytes: int = MAX_UNPACKED_BYTES  # gtfs: per member, after unzipping
+    max_compression_ratio: float = MAX_COMPRESSION_RATIO  # gtfs: per member
+    nul_bytes: str = "refuse"  # refuse | strip (csv/json text fields holding U+0000)
 
     def resolve(self) -> list[Path] | str:
         """Local paths matching ``path`` (a glob is allowed), or the URL untouched."""
@@ -96,6 +112,8 @@ class DatasetSpec:
     source_url: str | None = None
     price_fen: int | None = None  # the list price (datasets.yaml price_cny), in fen
     extras: dict = field(default_factory=dict)
+    allow_empty: bool = False  # may a version have 0 rows?
+    schema_changes: str = "refuse"  # refuse | allow (type changes / removed columns)
     line: int | None = None  # where it is declared, for messages
     organization_title: str | None = None  # from the top-level `organizations:` list
 
@@ -235,6 +253,13 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
     if not re.match(r"^[a-z][a-z0-9-]*$", domain):
         raise ctx.err(_child(node, "domain"), f"domain {domain!r} must be lower-case words and '-'")
     org = str(_require(ctx, node, raw, "organization", what))
+    if not ID_RE.match(org):
+        raise ctx.err(
+            _child(node, "organization"),
+            f"organization {org!r} must match [a-z0-9-]{{2,100}}",
+            hint="use lower-case letters, digits and '-', e.g. nansha-transport-bureau "
+            "(the organisation names the storage folder <org>/<dataset>/)",
+        )
     src_raw = _require(ctx, node, raw, "source", what)
     src_node = _child(node, "source")
     if not isinstance(src_raw, dict):
@@ -265,6 +290,8 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         "source_url",
         "price_cny",
         "extras",
+        "allow_empty",
+        "schema_changes",
     }
     for k, _v in node.value:
         if k.value not in known:
@@ -293,6 +320,8 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         source_url=raw.get("source_url"),
         price_fen=_price(ctx, node, raw),
         extras=dict(raw.get("extras") or {}),
+        allow_empty=_bool(ctx, node, raw, "allow_empty", False),
+        schema_changes=_choice(ctx, node, raw, "schema_changes", SCHEMA_CHANGES, "refuse"),
         line=_mark(node)[0],
     )
 
@@ -325,6 +354,13 @@ def _source(ctx: _Ctx, node, raw: dict, base_dir: Path, what: str) -> SourceSpec
     if delim is not None and (not isinstance(delim, str) or len(delim) != 1):
         raise ctx.err(_child(node, "delimiter"), f"delimiter must be one character, got {delim!r}")
     tables = raw.get("tables") or ()
+    for k, _v in node.value:
+        if k.value not in SOURCE_KEYS:
+            raise ctx.err(
+                k,
+                f"unknown key {k.value!r} in the source of {what}",
+                hint=f"known keys: {sorted(SOURCE_KEYS)}",
+            )
     return SourceSpec(
         path=path,
         format=fmt,
@@ -338,7 +374,46 @@ def _source(ctx: _Ctx, node, raw: dict, base_dir: Path, what: str) -> SourceSpec
         sheet=raw.get("sheet"),
         tables=tuple(tables),
         base_dir=base_dir,
+        follow_symlinks=_bool(ctx, node, raw, "follow_symlinks", False),
+        max_unpacked_bytes=_positive(ctx, node, raw, "max_unpacked_bytes", MAX_UNPACKED_BYTES),
+        max_compression_ratio=_positive(
+            ctx, node, raw, "max_compression_ratio", MAX_COMPRESSION_RATIO
+        ),
+        nul_bytes=_choice(ctx, node, raw, "nul_bytes", NUL_BYTES, "refuse"),
     )
+
+
+SOURCE_KEYS = {
+    "path",
+    "format",
+    "encoding",
+    "delimiter",
+    "skip_rows",
+    "thousands",
+    "null_values",
+    "date_formats",
+    "day_first",
+    "sheet",
+    "tables",
+    "follow_symlinks",
+    "max_unpacked_bytes",
+    "max_compression_ratio",
+    "nul_bytes",
+}
+
+
+def _bool(ctx: _Ctx, node, raw: dict, key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ctx.err(_child(node, key) or node, f"{key}: must be true or false, not {value!r}")
+    return value
+
+
+def _positive(ctx: _Ctx, node, raw: dict, key: str, default):
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ctx.err(_child(node, key) or node, f"{key}: must be a positive number, not {value!r}")
+    return value
 
 
 def _fields(ctx: _Ctx, node, raw: list, what: str) -> list[FieldSpec]:

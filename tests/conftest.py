@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-REAL = SHARED / "data" / "real"
+REAL = ROOT / "data" / "real"  # real public records, see data/real/SOURCES.md
+VECTORS = ROOT / "tests" / "vectors"  # third-party test vectors, each with its SOURCE.md
 NSDX = str(Path(sys.executable).parent / "nsdx")
 PG_ADMIN_URL = os.environ.get("NSDX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -164,11 +164,10 @@ class Deployment:
 
 
 def _exchange():
-    from exchange.context import Exchange
     from nsdx.core import Nsdx
 
     nx = Nsdx()
-    return nx, Exchange(nx.catalogue, nx.store, home=nx.settings.home, pii_key=nx.pii_key()[0])
+    return nx, nx.exchange
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])

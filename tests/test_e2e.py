@@ -31,8 +31,8 @@ def write_datasets_yaml(dest: Path, samples: Path, only: list[str] | None = None
         p = ds["source"]["path"]
         if p.startswith("data/samples/"):
             ds["source"]["path"] = str(samples / p.removeprefix("data/samples/"))
-        elif p.startswith("../shared/data/real/"):
-            ds["source"]["path"] = str(REAL / p.removeprefix("../shared/data/real/"))
+        elif p.startswith("data/real/"):
+            ds["source"]["path"] = str(REAL / p.removeprefix("data/real/"))
     if only:
         doc["datasets"] = [d for d in doc["datasets"] if d["id"] in only]
     dest.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -17,7 +17,7 @@ from ingest.readers.encoding import (
 )
 from ingest.spec import SourceSpec
 
-REAL = Path("/work/shared/data/real")
+REAL = Path(__file__).resolve().parent.parent / "data" / "real"
 CHINESE = "站点名称,所属区域,备注\n南沙客运港,广州市南沙区,码头\n蕉门公园,南沙区黄阁镇,公园与绿地\n"
 
 

@@ -24,8 +24,8 @@ def client(nsdx_env, tmp_path):
         if org:
             acc.add_member(org, user, role)
         tokens[user], _ = acc.create_token(user)
+    nx.provide(exchange=ex)  # same signing key as the world
     app = create_app(nx, warm=False)
-    app.state.nsdx._exchange = ex  # same signing key as the world
     with TestClient(app) as c:
         yield c, tokens
 

@@ -374,18 +374,18 @@ def test_every_channel_records_a_delivery_the_same_way(world):
         gid = s.scalar(select(Grant.id).where(Grant.order_id == od["id"]))
     idx = deliveries.record_delivery_once(
         ex, grant_id=gid, version=1, keys=["bureau/ds1/v1/data/other.parquet"],
-        expires=datetime.now(UTC).replace(tzinfo=None), channel="http-download", actor="bo",
+        expires=datetime.now(UTC).replace(tzinfo=None), channel="download", actor="bo",
     )  # fmt: skip
     assert isinstance(idx, int)
     again = deliveries.record_delivery_once(
         ex, grant_id=gid, version=1, keys=["bureau/ds1/v1/data/other.parquet"],
-        expires=datetime.now(UTC).replace(tzinfo=None), channel="http-download", actor="bo",
+        expires=datetime.now(UTC).replace(tzinfo=None), channel="download", actor="bo",
     )  # fmt: skip
     assert again is None  # the same files again: nothing new to record
     events = [e for e in ex.ledger.events(ex.ledger.head_size()) if e["type"] == "delivery.made"]
     assert [(e["channel"], e.get("what")) for e in events] == [
         ("delta-sharing", "profile"), ("delta-sharing", "query"), ("presigned-url", None),
-        ("http-download", None)]  # fmt: skip
+        ("download", None)]  # fmt: skip
     for e in events:
         assert DELIVERY_FIELDS <= set(e), e
         assert (e["buyer"], e["dataset"], e["version"], e["order"]) == (BUYER, "ds1", 1, od["id"])

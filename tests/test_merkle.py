@@ -1,7 +1,7 @@
 """Merkle tree, proofs and verifiers (RFC 9162 §2.1; MTC draft subtree proofs).
 
 The verifiers are checked against every case of the transparency-dev/merkle test vectors
-in /work/shared/vectors/rfc6962 (see SOURCE.md there), and the generators against the
+in tests/vectors/rfc6962 (see SOURCE.md and LICENSE there), and the generators against the
 vectors' happy paths and against hypothesis-built trees.
 """
 
@@ -38,7 +38,7 @@ from exchange.ledger.merkle import (
     verify_subtree_inclusion,
 )
 
-VECTORS = Path("/work/shared/vectors/rfc6962/testdata")
+VECTORS = Path(__file__).resolve().parent / "vectors" / "rfc6962" / "testdata"
 KINDS = ("inclusion", "consistency", "subtreeinclusion", "subtreeconsistency")
 
 # Vector cases where this verifier deliberately disagrees with the reference. Each one is

@@ -86,6 +86,10 @@ def test_restricted_entries_show_no_storage_locations(tmp_path):
     for doc in (pkg, dataset_jsonld(pkg, site), schema_org(pkg, site), croissant(pkg, site)):
         text = json.dumps(doc, ensure_ascii=False)
         assert "file://" not in text and str(tmp_path) not in text, text[:500]
-    assert pkg["resources"][0]["url"] == ""
+    # the URL is the portal's download route, which answers only those allowed to read it
+    assert pkg["resources"][0]["url"] == "/dataset/notes/v1/notes.parquet"
+    assert croissant(pkg, site)["distribution"][0]["contentUrl"] == (
+        f"{site}/dataset/notes/v1/notes/part-00000.parquet"
+    )
     assert pkg["nsdx"]["row_count"] == 2  # the facts stay: size, rows, schema, checksums
     assert pkg["resources"][0]["nsdx_files"][0]["sha256"]

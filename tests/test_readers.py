@@ -1,4 +1,4 @@
-"""Source readers on the real files in /work/shared/data/real and on generated ones."""
+"""Source readers on the real files in data/real (see SOURCES.md there) and on generated ones."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ingest.readers import READERS, SourceTable, open_source, register_reader, s
 from ingest.schema import type_name
 from ingest.spec import FieldSpec, SourceSpec
 
-REAL = Path("/work/shared/data/real")
+REAL = Path(__file__).resolve().parent.parent / "data" / "real"
 
 
 def read(path, fmt="csv", fields=(), batch_rows=256_000, **opts) -> tuple[SourceTable, pa.Table]:

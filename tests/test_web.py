@@ -28,7 +28,10 @@ def test_search_page(site):
     r = site.client.get("/", params={"q": "地铁"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "广州地铁南沙段客流" in r.text and "内部地铁数据" not in r.text
-    assert "找到 1 个数据集" in r.text and "1 datasets found" in r.text
+    assert "找到 1 个数据集" in r.text  # Chinese first, English one click away
+    site.client.cookies.set("nsdx_lang", "en")
+    assert "1 dataset found" in site.client.get("/", params={"q": "地铁"}).text
+    site.client.cookies.clear()
     r = site.client.get("/", params={"tags": "公交"})
     assert "南沙公交车辆GPS轨迹" in r.text and "广州地铁" not in r.text
     assert "南沙区交通运输局" in r.text  # the organisation facet shows titles

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+from . import duck
 from .gx import jsonable
 from .report import SAMPLES, passes
 from .shorthand import Expectation
@@ -120,7 +121,7 @@ class DatasetChecks:
             self.now = self.now.replace(tzinfo=NAIVE_TIMEZONE)
         self.resolve_dataset = resolve_dataset
         self._spill = tempfile.mkdtemp(prefix="nsdx-duckdb-")
-        self.con = duckdb.connect(
+        self.con = duck.connect(
             config={
                 "memory_limit": MEMORY_LIMIT,
                 "temp_directory": self._spill,

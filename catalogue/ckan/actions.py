@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..auth import Accounts, InvalidInput, NotAuthorized, ObjectNotFound, Principal
+from ..downloads import absolute
 from ..editing import Packages
 from ..jobs import Jobs, upload_format
 from ..registry import Catalogue
@@ -75,7 +76,8 @@ def dispatch(
     except Exception as e:  # noqa: BLE001 - every error becomes CKAN's error shape
         status, err = to_error(e)
         return status, failure(ctx.site_url, name, err)
-    return 200, success(ctx.site_url, name, result)
+    # published tables' URLs are download paths: absolute against the public base URL
+    return 200, success(ctx.site_url, name, absolute(result, ctx.site_url))
 
 
 # -- parameter coercion ---------------------------------------------------------------

@@ -59,6 +59,9 @@ def source_files(source: SourceSpec) -> list[Path]:
             hint="download the file and point source.path in datasets.yaml at the local copy",
         )
     files = [p for p in resolved if p.is_file()]
+    if not source.follow_symlinks:
+        for p in files:
+            _check_symlink(source, p)
     if not files:
         shown = source.path
         raise SourceError(
@@ -69,6 +72,27 @@ def source_files(source: SourceSpec) -> list[Path]:
             "datasets.yaml; a glob such as data/*.csv must match at least one file)",
         )
     return files
+
+
+def _check_symlink(source: SourceSpec, path: Path) -> None:
+    """A symlinked source is read only when it points inside the source roots: the folder of
+    datasets.yaml and the folder the declared path names (``follow_symlinks: true`` lifts it)."""
+    real = path.resolve()
+    if real == path.absolute():
+        return  # not a link
+    declared = Path(source.path)
+    if not declared.is_absolute():
+        declared = source.base_dir / declared
+    roots = {Path(source.base_dir).resolve(), declared.parent.resolve()}
+    if any(real == r or r in real.parents for r in roots):
+        return
+    raise SourceError(
+        f"source file is a symbolic link to {real}, outside the source folders "
+        f"({', '.join(sorted(map(str, roots)))})",
+        file=str(path),
+        hint="copy the file next to datasets.yaml, or declare `follow_symlinks: true` in the "
+        "source if this link is intended",
+    )
 
 
 def open_source(

@@ -25,6 +25,12 @@ How a file is read
 
 A row with more fields than the header is a SourceError naming file and line.
 Batches hold about ``batch_rows`` rows (the block size is estimated from the sample).
+
+Bounds: a field (or a physical line) longer than :data:`MAX_FIELD_CHARS` characters is an
+error naming the line and the limit; a field larger than the fast path's block (a 10 MB text
+cell) is read by the exact path. A quote that is never closed - it would swallow every later
+line into one field - is an error naming the line where the quote opened, never a silently
+shorter table.
 """
 
 from __future__ import annotations
@@ -79,7 +85,10 @@ _CONV_RE = re.compile(
     re.S,
 )
 
-pycsv.field_size_limit(2**31 - 1)
+# The longest field (and physical line) read: a 10 MB cell is fine, a quote left open on
+# line 501 of a 10 GB file is an error long before memory runs out.
+MAX_FIELD_CHARS = 64 << 20
+pycsv.field_size_limit(MAX_FIELD_CHARS)
 
 
 @dataclass
@@ -396,10 +405,14 @@ def iter_csv(
                 ),
                 convert_options=_convert_options(file_plans, layout.null_values),
             )
+            last = None
             for batch in reader:
                 out = _finish(batch, plans, schema)
                 delivered += out.num_rows
+                last = batch
                 yield out
+            if _may_end_in_open_quote(layout, last, f):
+                _check_quotes(layout)  # rare: a full pass with the exact parser
             return
         except UnicodeDecodeError:
             raise decode_error(layout.opener, layout.encoding, layout.label) from None
@@ -426,11 +439,13 @@ def _iter_exact(
     f = _open_at(layout)
     text = io.TextIOWrapper(f, encoding=layout.encoding, errors="strict", newline="")
     try:
-        reader = pycsv.reader(text, delimiter=layout.delimiter, strict=False)
+        src = _Lines(text, layout)
+        reader = pycsv.reader(src, delimiter=layout.delimiter, strict=False)
         rows: list[list[str]] = []
         lines: list[int] = []
         record, prev_line = 0, 0
         while True:
+            src.record.clear()
             try:
                 row = next(reader)
             except StopIteration:
@@ -438,13 +453,11 @@ def _iter_exact(
             except UnicodeDecodeError:
                 raise decode_error(layout.opener, layout.encoding, layout.label) from None
             except pycsv.Error as e:
-                raise SourceError(
-                    f"malformed CSV: {e}",
-                    file=layout.label,
-                    line=layout.header_lines + prev_line + 1,
-                ) from None
+                raise _parse_error(e, layout, layout.header_lines + prev_line + 1) from None
             line = layout.header_lines + prev_line + 1
             prev_line = reader.line_num
+            if src.at_eof:
+                _check_final_record(src.record, layout, line)
             if not row:
                 continue
             record += 1
@@ -472,6 +485,135 @@ def _iter_exact(
         text.close()
 
 
+class _Lines:
+    """The physical lines of a text stream for Python's csv module, each at most
+    MAX_FIELD_CHARS characters (a 10 GB line without a newline is refused, not read into
+    memory); ``record`` holds the lines of the record being parsed, ``at_eof`` says the
+    stream has ended (so the last record can be checked for a quote left open)."""
+
+    def __init__(self, text: io.TextIOBase, layout: CsvLayout) -> None:
+        self._text, self._layout = text, layout
+        self.record: list[str] = []
+        self.at_eof = False
+        self.line = layout.header_lines
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(MAX_FIELD_CHARS + 1)
+        if not line:
+            self.at_eof = True
+            raise StopIteration
+        self.line += 1
+        if len(line) > MAX_FIELD_CHARS:
+            raise SourceError(
+                f"line is longer than {MAX_FIELD_CHARS:,} characters (the limit of one field "
+                "or line)",
+                file=self._layout.label,
+                line=self.line,
+                hint="check that this is a CSV file with line breaks, or split the long value",
+            )
+        self.record.append(line)
+        return line
+
+
+def _parse_error(e: pycsv.Error, layout: CsvLayout, line: int) -> SourceError:
+    if "field larger than field limit" in str(e):
+        return SourceError(
+            f"a field starting on this line is longer than {MAX_FIELD_CHARS:,} characters "
+            "(the limit of one field); a quote opened here and never closed reads the rest of "
+            "the file as one field",
+            file=layout.label,
+            line=line,
+            hint='close the quote (write a quote inside a field as two quotes ""), or split '
+            "the value",
+        )
+    return SourceError(f"malformed CSV: {e}", file=layout.label, line=line)
+
+
+def _check_final_record(record_lines: list[str], layout: CsvLayout, line: int) -> None:
+    """The stream ended during this record: was a quote still open?"""
+    text = "".join(record_lines)
+    if '"' not in text:
+        return
+    try:
+        for _ in pycsv.reader(
+            io.StringIO(text, newline=""), delimiter=layout.delimiter, strict=True
+        ):
+            pass
+    except pycsv.Error as e:
+        if "unexpected end of data" in str(e):
+            raise SourceError(
+                "a quote opened in this record is never closed: the rest of the file would be "
+                "read as one field",
+                file=layout.label,
+                line=line,
+                hint='close the quote (write a quote inside a field as two quotes "")',
+            ) from None
+
+
+def _may_end_in_open_quote(layout: CsvLayout, last: pa.RecordBatch | None, stream) -> bool:
+    """Cheap test after the fast path: could its last record be a quote left open? (pyarrow
+    reads a field that runs to the end of the file without complaint.) True when the last
+    row holds a line break in a text field, or when the file's last line alone does not
+    parse (a quote opened on it)."""
+    if last is not None and last.num_rows:
+        row = last.slice(last.num_rows - 1)
+        for col in row.columns:
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                v = col[0].as_py()
+                if v and ("\n" in v or "\r" in v):
+                    return True
+    if hasattr(stream, "tail"):  # a zip member keeps what it delivered last
+        tail = stream.tail()
+    elif layout.path is not None:
+        with open(layout.path, "rb") as f:
+            size = f.seek(0, io.SEEK_END)
+            f.seek(max(layout.data_offset, size - (1 << 20)))
+            tail = f.read()
+    else:
+        return True  # no cheap way to look at the end: let the exact pass decide
+    text = tail.decode(layout.encoding, errors="replace").rstrip("\r\n")
+    cut = max(text.rfind("\n"), text.rfind("\r"))
+    if cut < 0 and len(tail) >= 1 << 20:
+        return True
+    last_line = text[cut + 1 :]
+    if '"' not in last_line:
+        return False
+    try:
+        for _ in pycsv.reader([last_line], delimiter=layout.delimiter, strict=True):
+            pass
+    except pycsv.Error:
+        return True
+    return False
+
+
+def _check_quotes(layout: CsvLayout) -> None:
+    """Parse the whole file with Python's csv module to check that its last record does not
+    end inside an open quote (rarely needed: see _may_end_in_open_quote)."""
+    f = _open_at(layout)
+    text = io.TextIOWrapper(f, encoding=layout.encoding, errors="replace", newline="")
+    try:
+        src = _Lines(text, layout)
+        reader = pycsv.reader(src, delimiter=layout.delimiter, strict=False)
+        prev_line = 0
+        while True:
+            src.record.clear()
+            try:
+                next(reader)
+            except StopIteration:
+                return
+            except pycsv.Error as e:
+                raise _parse_error(e, layout, layout.header_lines + prev_line + 1) from None
+            line = layout.header_lines + prev_line + 1
+            prev_line = reader.line_num
+            if src.at_eof:
+                _check_final_record(src.record, layout, line)
+    finally:
+        text.close()
+
+
 def _convert_chunk(layout, plans, file_plans, schema, options, rows, lines) -> pa.RecordBatch:
     buf = io.StringIO()
     pycsv.writer(buf, lineterminator="\n").writerows(rows)
@@ -479,7 +621,12 @@ def _convert_chunk(layout, plans, file_plans, schema, options, rows, lines) -> p
     try:
         table = pa_csv.read_csv(
             io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(column_names=layout.names, use_threads=False),
+            read_options=pa_csv.ReadOptions(
+                column_names=layout.names,
+                use_threads=False,
+                # one block: a field as long as MAX_FIELD_CHARS must not straddle two
+                block_size=max(1 << 20, len(data) + 1),
+            ),
             parse_options=pa_csv.ParseOptions(delimiter=",", newlines_in_values=True),
             convert_options=options,
         )

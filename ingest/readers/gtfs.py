@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import SourceError
-from ..spec import FieldSpec, SourceSpec
+from ..spec import TABLE_RE, FieldSpec, SourceSpec
 from . import SourceTable
 from .csv import csv_table, inspect_csv, plan_columns
 
@@ -38,6 +38,53 @@ _STRING_SUFFIXES = (
     "_timezone",
     "_time",
 )
+
+
+def _members(zf: zipfile.ZipFile, path: Path, source: SourceSpec) -> dict[str, zipfile.ZipInfo]:
+    """The feed's tables by name: every ``*.txt`` member, its name checked and its unpacked
+    size bounded (declared sizes are what zipfile delivers at most: it stops there)."""
+    by_table: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        name = info.filename
+        if info.is_dir() or not name.lower().endswith(".txt") or name.startswith("__MACOSX/"):
+            continue
+        table = name.rsplit("/", 1)[-1][: -len(".txt")]
+        if not TABLE_RE.match(table):
+            raise SourceError(
+                f"member {name!r} would be table {table!r}: a table name must match "
+                "[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
+                file=str(path),
+                hint="rename the member in the zip (GTFS files are named like stop_times.txt)",
+            )
+        if table in by_table:
+            raise SourceError(
+                f"members {by_table[table].filename!r} and {name!r} are both table {table!r}",
+                file=str(path),
+                hint="a GTFS feed has each file once; remove the duplicate from the zip",
+            )
+        _check_size(info, path, source)
+        by_table[table] = info
+    return by_table
+
+
+def _check_size(info: zipfile.ZipInfo, path: Path, source: SourceSpec) -> None:
+    limit, ratio = source.max_unpacked_bytes, source.max_compression_ratio
+    if info.file_size > limit:
+        raise SourceError(
+            f"member {info.filename!r} unpacks to {info.file_size:,} bytes, more than the limit "
+            f"of {int(limit):,} bytes",
+            file=str(path),
+            hint="if the feed is genuine, raise source.max_unpacked_bytes in datasets.yaml",
+        )
+    packed = max(info.compress_size, 1)
+    if info.file_size > (1 << 20) and info.file_size / packed > ratio:
+        raise SourceError(
+            f"member {info.filename!r} unpacks {info.file_size / packed:,.0f} times its "
+            f"compressed size ({info.compress_size:,} -> {info.file_size:,} bytes), more than "
+            f"the limit of {ratio:g} (a zip bomb?)",
+            file=str(path),
+            hint="if the feed is genuine, raise source.max_compression_ratio in datasets.yaml",
+        )
 
 
 def gtfs_implied(column: str) -> FieldSpec | None:
@@ -78,16 +125,12 @@ def read_gtfs_source(
     path = files[0]
     try:
         with zipfile.ZipFile(path) as zf:
-            members = [
-                i.filename
-                for i in zf.infolist()
-                if i.filename.lower().endswith(".txt") and not i.is_dir()
-            ]
+            infos = _members(zf, path, source)
     except zipfile.BadZipFile:
         raise SourceError(
             "not a zip file", file=str(path), hint="a GTFS feed is a .zip of .txt files"
         ) from None
-    by_table = {Path(m).stem: m for m in members}
+    by_table = {t: i.filename for t, i in infos.items()}
     wanted = list(source.tables) or sorted(by_table)
     unknown = [t for t in wanted if t not in by_table]
     if unknown:
@@ -101,8 +144,8 @@ def read_gtfs_source(
         member = by_table[table]
         label = f"{path}!{member}"
 
-        def opener(member: str = member):
-            return _MemberStream(path, member)
+        def opener(member: str = member, limit: int = infos[table].file_size):
+            return _MemberStream(path, member, limit)
 
         layout = inspect_csv(opener, label, source)
         table_fields = tuple(f for f in _fields_for(table, fields) if f.name in layout.names)
@@ -114,16 +157,35 @@ def read_gtfs_source(
 class _MemberStream(io.BufferedIOBase):
     """A zip member opened for reading; closing it closes the zip too."""
 
-    def __init__(self, path: Path, member: str) -> None:
+    def __init__(self, path: Path, member: str, limit: int) -> None:
         super().__init__()
         self._zip = zipfile.ZipFile(path)
         self._f = self._zip.open(member)
+        self._label, self._limit = f"{path}!{member}", limit
+        self._last: list[bytes] = [b"", b""]  # the two last pieces read (see tail)
+
+    def _count(self, data: bytes) -> bytes:
+        # zipfile stops at the declared size; this guards against a reader that does not
+        if not data:
+            return data
+        self._last = [self._last[1], data]
+        if self._f.tell() > self._limit:
+            raise SourceError(
+                f"member unpacks to more than its declared {self._limit:,} bytes",
+                file=self._label,
+                hint="the zip is corrupt or crafted; get a fresh copy of the feed",
+            )
+        return data
 
     def read(self, n: int | None = -1) -> bytes:
-        return self._f.read(-1 if n is None else n)
+        return self._count(self._f.read(-1 if n is None else n))
 
     def read1(self, n: int = -1) -> bytes:
-        return self._f.read1(n)
+        return self._count(self._f.read1(n))
+
+    def tail(self, n: int = 1 << 20) -> bytes:
+        """The last bytes read so far (up to ``n``; the CSV reader checks the last line)."""
+        return b"".join(self._last)[-n:]
 
     def readable(self) -> bool:
         return True

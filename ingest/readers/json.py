@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from ..errors import SchemaMismatch, SourceError
@@ -118,17 +119,50 @@ def _read_schema(
         ).schema
     except pa.ArrowInvalid as e:
         raise _sample_error(e, label, row_word) from None
+    declared = {f.name: f for f in fields}
     out = []
     for f in inferred:
         t = f.type
         if pa.types.is_null(t) or pa.types.is_timestamp(t):
             t = pa.string()  # timestamps: re-inferred from the strings by ingest.schema
+        if _is_decimal(declared.get(f.name)):
+            t = arrow_type(declared[f.name].type)  # pyarrow parses JSON numbers exactly
         out.append(pa.field(f.name, t))
     for spec in fields:
         if spec.name not in inferred.names:
-            t = arrow_type(spec.type) if spec.type in _JSON_NATIVE else pa.string()
+            native = spec.type in _JSON_NATIVE or _is_decimal(spec)
+            t = arrow_type(spec.type) if native else pa.string()
             out.append(pa.field(spec.name, t))
     return pa.schema(out)
+
+
+def _is_decimal(spec: FieldSpec | None) -> bool:
+    return spec is not None and bool(spec.type) and str(spec.type).startswith("decimal")
+
+
+INT64_LIMIT = float(2**63)
+
+
+def check_int_range(batch: pa.RecordBatch, plans: Sequence[ColumnPlan], label: str, first: int):
+    """An inferred float column holding a number beyond int64 (a JSON integer such as
+    99999999999999999999999 that pyarrow turned into the double 1e+23) is an error: its
+    digits would be lost. Declared ``decimal`` or ``float`` columns are the provider's choice."""
+    for p in plans:
+        if p.origin != "inferred" or not pa.types.is_floating(p.type):
+            continue
+        col = pc.abs(batch.column(p.name))
+        top = pc.max(col).as_py()
+        if top is not None and top >= INT64_LIMIT:
+            i = pc.index(pc.greater_equal(col, INT64_LIMIT), True).as_py()
+            raise SourceError(
+                f"a number beyond the 64-bit integer range ({batch.column(p.name)[i].as_py():g}) "
+                "would lose its digits as a float",
+                file=label,
+                line=first + i,
+                column=p.name,
+                hint=f"declare `{{name: {p.name}, type: decimal(38,0)}}` (exact) or `type: float` "
+                "or `type: string` in datasets.yaml's schema",
+            )
 
 
 def _plans(
@@ -184,7 +218,7 @@ def _fits(value, t: pa.DataType) -> bool:
     if pa.types.is_boolean(t):
         return isinstance(value, bool)
     if pa.types.is_integer(t):
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
     if pa.types.is_floating(t):
         return isinstance(value, int | float) and not isinstance(value, bool)
     if pa.types.is_struct(t):
@@ -355,6 +389,7 @@ def read_ndjson_source(
                     out = finish_batch(
                         batch, plans, schema, label=str(path), first_row=delivered + 1
                     )
+                    check_int_range(out, plans, str(path), delivered + 1)
                     presence.see(out)
                     delivered += batch.num_rows
                     yield out
@@ -502,6 +537,7 @@ def read_json_source(
                         ) from None
                     for batch in table.to_batches():
                         out = finish_batch(batch, plans, schema, label=str(path), first_row=row)
+                        check_int_range(out, plans, str(path), row)
                         presence.see(out)
                         row += batch.num_rows
                         yield out

@@ -40,7 +40,7 @@ _HELP = {
     "serve": "Run the HTTP server: CKAN Action API (/api/3/action/), DCAT (/catalog.jsonld), "
     "OpenAPI (/openapi.json) and the web portal.",
     "worker": "Run background jobs (uploads, re-ingests) from the PostgreSQL job queue.",
-    "user": "Create and list users.",
+    "user": "Create and list users, set portal passwords.",
     "org": "Create organisations and manage their members.",
     "token": "Create, list and revoke API tokens.",
     "catalogue": "Push to and harvest from other CKAN portals.",

@@ -14,16 +14,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def _accounts():
-    from catalogue.auth import Accounts
     from nsdx.core import Nsdx
 
-    return Accounts(Nsdx().catalogue)
+    return Nsdx().accounts
 
 
 # -- users ------------------------------------------------------------------------------
 @click.group()
 def user() -> None:
-    """Create and list users."""
+    """Create and list users, set portal passwords."""
 
 
 @user.command("create")
@@ -32,19 +31,74 @@ def user() -> None:
 @click.option("--auditor", is_flag=True, help="Read-only access to every exchange record.")
 @click.option("--fullname", default="", help="Display name.")
 @click.option("--email", default="", help="Contact address.")
+@click.option(
+    "--password-stdin",
+    "password_stdin",
+    is_flag=True,
+    help="Read a portal sign-in password from standard input (first line).",
+)
+@click.option(
+    "--password",
+    "ask_password",
+    is_flag=True,
+    help="Ask for a portal sign-in password at the terminal (not echoed).",
+)
 @json_option
 def user_create(
-    name: str, sysadmin: bool, auditor: bool, fullname: str, email: str, as_json: bool
+    name: str,
+    sysadmin: bool,
+    auditor: bool,
+    fullname: str,
+    email: str,
+    password_stdin: bool,
+    ask_password: bool,
+    as_json: bool,
 ) -> None:
-    """Create user NAME."""
-    u = _accounts().create_user(
-        name, sysadmin=sysadmin, auditor=auditor, fullname=fullname, email=email
-    )
+    """Create user NAME (with a portal password when --password or --password-stdin)."""
+    from catalogue.signin import check_password_rules, set_password
+
+    password = _read_password(password_stdin, ask_password)
+    if password is not None:
+        check_password_rules(password)  # before the user exists: nothing half-done
+    acc = _accounts()
+    u = acc.create_user(name, sysadmin=sysadmin, auditor=auditor, fullname=fullname, email=email)
+    if password is not None:
+        set_password(acc, name, password)
     if as_json:
         echo_json(u)
     else:
         flags = [f for f in ("sysadmin", "auditor") if u[f]]
         click.echo(f"created user {u['name']}" + (f" ({', '.join(flags)})" if flags else ""))
+
+
+def _read_password(from_stdin: bool, ask: bool) -> str | None:
+    """A password from the first line of stdin or a prompt; never from argv (it would be
+    in the shell history and the process list)."""
+    if from_stdin and ask:
+        raise click.UsageError("give --password or --password-stdin, not both")
+    if from_stdin:
+        line = click.get_text_stream("stdin").readline()
+        return line.rstrip("\r\n")
+    if ask:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return None
+
+
+@user.command("password")
+@click.argument("name")
+@click.option(
+    "--password-stdin",
+    "password_stdin",
+    is_flag=True,
+    help="Read the new password from standard input (first line) instead of asking.",
+)
+def user_password(name: str, password_stdin: bool) -> None:
+    """Set or reset NAME's portal password (asked at the terminal); signs out their sessions."""
+    from catalogue.signin import set_password
+
+    password = _read_password(password_stdin, not password_stdin)
+    set_password(_accounts(), name, password)
+    click.echo(f"password set for {name}; their portal sessions were signed out")
 
 
 @user.command("list")
@@ -231,7 +285,10 @@ def catalogue_push(
     from catalogue.federation import push
     from nsdx.core import Nsdx
 
-    report = push(Nsdx().catalogue, url, token, ids=list(ids) or None, owner_org=owner_org)
+    nx = Nsdx()
+    report = push(
+        nx.catalogue, url, token, ids=list(ids) or None, owner_org=owner_org, site=nx.public_url()
+    )
     _report(report, as_json)
 
 

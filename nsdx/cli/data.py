@@ -242,8 +242,11 @@ def datasets_show(name: str, as_json: bool) -> None:
         if x["current_version"]
         else "not published yet"
     )
-    if x.get("storage_uri"):
-        click.echo(f"storage: {x['storage_uri']}")
+    ver = nx.catalogue.current(p["name"]) if x["current_version"] else None
+    if ver is not None:  # the operator's view: where the files are (never in an API answer)
+        click.echo(f"storage: {ver.storage_url.rstrip('/')}/{ver.prefix}/")
+    if x["current_version"] and p["resources"]:
+        click.echo(f"download: {nx.public_url(p['resources'][0]['url'])}")
     v = x.get("validation") or {}
     if v:
         status = "passed" if v.get("success") else "FAILED"

@@ -33,12 +33,9 @@ def _actor_options(f):
 
 
 def _ex():
-    from exchange.context import Exchange
     from nsdx.core import Nsdx
 
-    nx = Nsdx()
-    key, _ = nx.pii_key()
-    return Exchange(nx.catalogue, nx.store, home=nx.settings.home, pii_key=key)
+    return Nsdx().exchange
 
 
 def _actor(ex, as_org: str | None, user: str | None, *, write: bool = True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
@@ -10,7 +9,10 @@ import click
 
 
 def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+    """One strict JSON document on stdout (catalogue.jsonout: no NaN, exact numbers)."""
+    from catalogue.jsonout import dumps
+
+    click.echo(dumps(obj, indent=2))
 
 
 def human_bytes(n: int | None) -> str:
@@ -60,7 +62,9 @@ def arrow_out(tbl, fmt: str, output: str | None) -> None:
             sys.stdout.write(buf.getvalue().decode())
         return
     if fmt == "json":
-        text = json.dumps(tbl.to_pylist(), ensure_ascii=False, default=str, indent=1)
+        from catalogue.jsonout import dumps, records
+
+        text = dumps(records(tbl), indent=1)
         if output:
             open(output, "w", encoding="utf-8").write(text + "\n")
         else:

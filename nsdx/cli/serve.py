@@ -52,6 +52,5 @@ def worker(concurrency: int, once: bool) -> None:
             "(on the embedded default, `nsdx serve` runs jobs in-process)"
         )
     from catalogue.jobs import run_worker
-    from nsdx.web.state import WebState
 
-    run_worker(nx.settings.database_url, WebState(nx).job_deps, concurrency=concurrency, once=once)
+    run_worker(nx.settings.database_url, nx.job_deps, concurrency=concurrency, once=once)

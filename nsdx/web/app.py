@@ -13,21 +13,24 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from exchange import api as exchange_api
-from nsdx.core import Nsdx
+from nsdx.core import Nsdx, jobs_mode
 
-from . import ckan, dcat, pages, query, sharing
-from .state import WebState, jobs_mode
+from . import account, ckan, dcat, download, errorpages, exchange, pages, query, sharing
+from .csrf import CSRFMiddleware, portal_secret
+from .i18n import LanguageMiddleware
+from .state import WebState
 
 log = logging.getLogger("nsdx.web")
 
 # The routers the app serves, in order. Other packages add theirs here (one line each).
 ROUTERS = [
     ckan.router,
-    exchange_api.router,
+    exchange.router,
     query.router,
     sharing.router,
+    download.router,
     dcat.router,
+    account.router,
     pages.router,
 ]
 
@@ -62,7 +65,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        runner = state.__dict__.get("jobs") and state.jobs.runner
+        jobs = nx.built("jobs")
+        runner = jobs.runner if jobs is not None else None
         if runner is not None and hasattr(runner, "shutdown"):
             runner.shutdown()
 
@@ -76,6 +80,14 @@ def create_app(
     app.state.nsdx = state
     for r in ROUTERS:
         app.include_router(r)
+    errorpages.install(app)
+    # outermost last: the language is known before the CSRF check answers in it
+    app.add_middleware(
+        CSRFMiddleware,
+        secret=portal_secret(nx.settings.home),
+        secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
+    )
+    app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")

@@ -1,48 +1,42 @@
-"""The web portal: a bilingual search page and dataset pages (server-rendered Jinja2),
-rendering the same package dicts and search results as the Action API."""
+"""The web portal: the search page, dataset pages and organisation pages (server-rendered
+Jinja2, in the visitor's language), rendering the same package dicts and search results
+as the Action API for the same principal: a signed-in member sees their organisation's
+private and draft datasets exactly as the API shows them to their token."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from catalogue.auth import ANONYMOUS
+from catalogue.auth import NotAuthorized
 from catalogue.dcat import LICENSE_URLS, schema_org
+from catalogue.downloads import absolute
+from catalogue.errors import CatalogueError
 from catalogue.search import SearchQueryError
-from validation.money import to_fen, yuan
 
+from .errorpages import error_response
+from .i18n import N_
+from .i18n import gettext as _
+from .render import _extras, render
+from .session import viewer
 from .state import site_url, state_of
 
-HERE = Path(__file__).parent
-STATIC = HERE / "static"
-templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
 FACETS = ["organization", "domain", "tags", "res_format", "license_id", "access"]
 FACET_LABELS = {
-    "organization": "机构 Organisation",
-    "domain": "领域 Domain",
-    "tags": "标签 Tags",
-    "res_format": "格式 Format",
-    "license_id": "许可 Licence",
-    "access": "访问 Access",
+    "organization": N_("Organisation"),
+    "domain": N_("Domain"),
+    "tags": N_("Tags"),
+    "res_format": N_("Format"),
+    "license_id": N_("Licence"),
+    "access": N_("Access"),
 }
 PAGE = 20
-
-
-def _extras(pkg: dict) -> dict:
-    return {e["key"]: e["value"] for e in pkg.get("extras") or []}
-
-
-templates.env.filters["extras"] = _extras
-# a price as people read it ("280000.00" -> "¥280,000.00"), the offer's figure exactly
-templates.env.filters["yuan"] = lambda v: yuan(to_fen(v))
 
 
 FAVICON = (
@@ -63,7 +57,10 @@ async def search_page(request: Request) -> HTMLResponse:
     st = state_of(request)
     q = request.query_params.get("q", "")
     filters = [(k, v) for k, v in request.query_params.multi_items() if k in FACETS and v]
-    page = max(1, int(request.query_params.get("page", "1") or 1))
+    try:
+        page = min(10_000, max(1, int(request.query_params.get("page", "1") or 1)))
+    except ValueError:
+        page = 1
     fq = [f'{k}:"{v}"' for k, v in filters]
     error = None
     try:
@@ -75,7 +72,9 @@ async def search_page(request: Request) -> HTMLResponse:
             start=(page - 1) * PAGE,
             facet_fields=FACETS,
             facet_limit=10,
-            principal=ANONYMOUS,
+            include_private=True,
+            include_drafts=True,
+            principal=await run_in_threadpool(viewer, request),
         )
     except SearchQueryError as e:
         error = e.message
@@ -93,7 +92,7 @@ async def search_page(request: Request) -> HTMLResponse:
                 params.append((k, v))
         return "/?" + urlencode(params)
 
-    return templates.TemplateResponse(
+    return render(
         request,
         "search.html",
         {
@@ -112,15 +111,25 @@ async def search_page(request: Request) -> HTMLResponse:
 @router.get("/dataset/{name}", response_class=HTMLResponse)
 async def dataset_page(name: str, request: Request) -> HTMLResponse:
     st = state_of(request)
+    who = await run_in_threadpool(viewer, request)
     try:
-        pkg = await run_in_threadpool(st.packages.show, ANONYMOUS, name)
-    except Exception as e:  # noqa: BLE001 - not found / private: a plain 404 page
-        return templates.TemplateResponse(
-            request, "missing.html", {"name": name, "message": str(e)}, status_code=404
+        pkg = await run_in_threadpool(st.packages.show, who, name)
+    except CatalogueError as e:  # not found, or private: the page does not say which
+        hint = (
+            _("If it is private to an organisation, sign in as one of its members.")
+            if who.anonymous and isinstance(e, NotAuthorized)
+            else _("Search the catalogue instead.")
+        )
+        return error_response(
+            request,
+            404,
+            _("Dataset not found"),
+            _("There is no dataset %(name)s you may see.", name=name[:100]) + " " + hint,
         )
     site = site_url(request)
+    pkg = absolute(pkg, site)  # download links on the page are the portal's routes
     jsonld = json.dumps(schema_org(pkg, site), ensure_ascii=False, indent=1)
-    return templates.TemplateResponse(
+    return render(
         request,
         "dataset.html",
         {
@@ -128,5 +137,41 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
             "ex": _extras(pkg),
             "license_url": LICENSE_URLS.get(pkg.get("license_id") or ""),
             "jsonld": jsonld.replace("</", "<\\/"),
+        },
+    )
+
+
+@router.get("/organization/{name}", response_class=HTMLResponse)
+async def organization_page(name: str, request: Request) -> HTMLResponse:
+    """An organisation: its description, its datasets the viewer may see, and (for its
+    admins and sysadmins) its members."""
+    st = state_of(request)
+    who = await run_in_threadpool(viewer, request)
+    try:
+        org = await run_in_threadpool(st.accounts.org_show, name, who)
+    except CatalogueError:
+        return error_response(
+            request,
+            404,
+            _("Organisation not found"),
+            _("There is no organisation %(name)s.", name=name[:100]),
+        )
+    result = await run_in_threadpool(
+        st.index.search,
+        q="",
+        fq=[f'organization:"{org["name"]}"'],
+        rows=100,
+        start=0,
+        include_private=True,
+        include_drafts=True,
+        principal=who,
+    )
+    return render(
+        request,
+        "organization.html",
+        {
+            "org": org,
+            "result": result,
+            "show_members": who.can_admin(org["id"]),
         },
     )

@@ -19,15 +19,12 @@ shape of the exchange API (see docs/query.md for every kind and status).
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
-import math
 import os
 import threading
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -36,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from catalogue import jsonout
 from catalogue.auth import Principal
 from catalogue.errors import CatalogueError
 from catalogue.query import QueryableTable, QueryLimits, QueryResult, serve_query
@@ -176,26 +174,6 @@ def error_response(e: CatalogueError) -> JSONResponse:
     return JSONResponse({"error": body}, status_code=e.status, headers=headers)
 
 
-def _jsonable(v):
-    if v is None or isinstance(v, bool | int | str):
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, datetime | date | time):
-        return v.isoformat()
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, timedelta):
-        return v.total_seconds()
-    if isinstance(v, bytes | bytearray):
-        return base64.b64encode(bytes(v)).decode()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    return str(v)
-
-
 def _headers(r: QueryResult, max_rows: int) -> dict[str, str]:
     return {
         "X-Nsdx-Row-Count": str(r.table.num_rows),
@@ -228,11 +206,9 @@ def render(r: QueryResult, fmt: str, max_rows: int) -> Response:
         return Response(
             sink.getvalue(), media_type="text/csv; charset=utf-8", headers=_headers(r, max_rows)
         )
-    cols = [c.to_pylist() for c in t.columns]
-    rows = [[_jsonable(v) for v in row] for row in zip(*cols, strict=True)] if cols else []
     body = {
         "columns": [{"name": f.name, "type": str(f.type)} for f in t.schema],
-        "rows": rows,
+        "rows": jsonout.rows(t),
         "row_count": t.num_rows,
         "truncated": r.truncated,
         "max_rows": max_rows,
@@ -240,7 +216,7 @@ def render(r: QueryResult, fmt: str, max_rows: int) -> Response:
         "views": list(r.views),
     }
     return Response(
-        json.dumps(body, ensure_ascii=False, allow_nan=False),
+        jsonout.dumps(body),
         media_type="application/json",
         headers=_headers(r, max_rows),
     )

@@ -17,10 +17,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from exchange import sharing
-from exchange.api import _call, _exchange
 from exchange.errors import ExchangeError
 from ingest.errors import StorageError
 
+from .exchange import _call, _exchange
 from .state import site_url
 
 router = APIRouter(tags=["delta-sharing"])

@@ -1,19 +1,25 @@
-"""What the HTTP layer holds for one deployment: the core objects every route calls."""
+"""What the HTTP layer holds for one deployment: the service root (:class:`nsdx.core.Nsdx`)
+and the request-side helpers every route uses (who is calling, the action context).
+
+``WebState`` builds nothing of its own: the catalogue, accounts, search index, jobs and
+exchange are the root's parts (built once, under its lock), so the CLI, the routes, the
+pages and Python callers share them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 from fastapi import Request
 
 from catalogue.auth import Accounts, Principal
 from catalogue.ckan import ActionContext
-from catalogue.editing import Packages, render_packages
-from catalogue.jobs import JobDeps, Jobs, ThreadRunner
-from catalogue.search import SearchIndex, index_for
-from nsdx.core import Nsdx
+from catalogue.editing import Packages
+from catalogue.jobs import JobDeps, Jobs
+from catalogue.search import SearchIndex
+from exchange.context import Exchange
+from nsdx.core import Nsdx, jobs_mode, make_runner
 
 
 @dataclass
@@ -24,29 +30,32 @@ class WebState:
     def cat(self):
         return self.nx.catalogue
 
-    @cached_property
+    @property
     def accounts(self) -> Accounts:
-        return Accounts(self.cat)
+        return self.nx.accounts
 
-    @cached_property
+    @property
     def packages(self) -> Packages:
-        return Packages(self.cat)
+        return self.nx.packages
 
-    @cached_property
+    @property
     def index(self) -> SearchIndex:
-        return index_for(self.cat, render_packages)
+        return self.nx.index
 
-    @cached_property
+    @property
     def jobs(self) -> Jobs:
-        return Jobs(self.cat, runner_factory=lambda j: make_runner(self.nx, j, self.job_deps))
+        return self.nx.jobs
+
+    @property
+    def exchange(self) -> Exchange:
+        return self.nx.exchange
 
     @property
     def uploads_dir(self) -> Path:
-        return self.nx.settings.home / "uploads"
+        return self.nx.uploads_dir
 
     def job_deps(self) -> JobDeps:
-        key, _ = self.nx.pii_key()
-        return JobDeps(self.cat, self.nx.store, key, self.nx.reports_dir)
+        return self.nx.job_deps()
 
     def principal(self, request: Request) -> Principal:
         """The caller, from the raw `Authorization` header (as CKAN does; a `Bearer `
@@ -69,43 +78,16 @@ class WebState:
         )
 
 
-def jobs_mode(nx: Nsdx) -> str:
-    """``queue`` (procrastinate on PostgreSQL) or ``thread`` (in-process). NSDX_JOBS
-    chooses; by default PostgreSQL deployments queue and SQLite ones use threads."""
-    import os
-
-    from catalogue.errors import CatalogueError
-
-    mode = os.environ.get("NSDX_JOBS", "").strip().lower()
-    on_pg = nx.settings.database_url.startswith("postgresql")
-    if mode not in ("", "queue", "thread"):
-        raise CatalogueError(
-            f"NSDX_JOBS={mode!r} is not a job mode",
-            hint="set NSDX_JOBS=queue (PostgreSQL) or thread, or leave it unset",
-        )
-    if mode == "queue" and not on_pg:
-        raise CatalogueError(
-            "NSDX_JOBS=queue needs PostgreSQL",
-            hint="set NSDX_DATABASE_URL=postgresql+psycopg://..., or NSDX_JOBS=thread",
-        )
-    return mode or ("queue" if on_pg else "thread")
-
-
-def make_runner(nx: Nsdx, jobs: Jobs, deps):
-    if jobs_mode(nx) == "queue":
-        from catalogue.jobs import ProcrastinateRunner
-
-        return ProcrastinateRunner(nx.settings.database_url)
-    return ThreadRunner(jobs, deps)
-
-
 def state_of(request: Request) -> WebState:
     return request.app.state.nsdx
 
 
 def site_url(request: Request) -> str:
-    """This server's public address as the client reached it, without the trailing slash."""
-    return str(request.base_url).rstrip("/")
+    """This server's public address without the trailing slash: ``NSDX_PUBLIC_URL`` when
+    configured (behind a proxy), else the address the client reached it at."""
+    state = getattr(request.app.state, "nsdx", None)
+    configured = state.nx.settings.public_url if state is not None else None
+    return configured or str(request.base_url).rstrip("/")
 
 
 __all__ = ["WebState", "jobs_mode", "make_runner", "site_url", "state_of"]

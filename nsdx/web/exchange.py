@@ -1,0 +1,266 @@
+"""HTTP endpoints of the exchange (``/api/exchange/...``) and the audit
+(``/api/audit/...``). Each endpoint calls the same core function as the CLI
+(:mod:`exchange.trade`, :mod:`exchange.reports`, :mod:`exchange.ledger`) on the service
+root's one exchange (:attr:`nsdx.core.Nsdx.exchange`); this module only speaks HTTP.
+
+Authentication is the catalogue's: ``Authorization: <token>`` (or ``Bearer <token>``);
+the caller's organisation roles decide what it may do (see :mod:`exchange.actors`).
+Errors answer ``{"error": {"error": <kind>, "message", "hint", "transient", ...}}`` with
+the status of the error class (403 not allowed, 404 not found, 409 wrong state, 422 bad
+input). Checkpoints, proofs and the verifier key are public: anyone may check the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+
+from exchange import trade
+from exchange.actors import Actor, actor_for_user
+from exchange.context import Exchange
+from exchange.errors import ExchangeError, NotAllowed
+from validation.errors import NsdxError
+
+from .state import state_of
+
+router = APIRouter(tags=["exchange"])
+
+
+def _exchange(request: Request) -> Exchange:
+    return state_of(request).exchange
+
+
+def _actor(request: Request, ex: Exchange) -> Actor:
+    principal = state_of(request).principal(request)
+    if principal.anonymous:
+        return Actor(name="anonymous")
+    with ex.catalogue.Session() as s:
+        return actor_for_user(s, principal.name)
+
+
+def _call(request: Request, fn: Callable[[Exchange, Actor], Any], status: int = 200):
+    try:
+        ex = _exchange(request)
+        result = fn(ex, _actor(request, ex))
+    except NsdxError as e:  # exchange and catalogue errors (bad token, ...) keep their status
+        if not hasattr(e, "status"):
+            raise
+        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+    return JSONResponse(result, status_code=status)
+
+
+def _auditor(a: Actor) -> None:
+    if not a.can_read_all():
+        raise NotAllowed(
+            f"{a.name} is not an auditor", hint="audit reports are for auditors and operators"
+        )
+
+
+class EnterpriseIn(BaseModel):
+    org: str
+    credit_code: str
+    legal_name: str
+    corporate_group: str | None = None
+    legal_representative: str | None = None
+    shareholders: list[str] = []
+    controllers: list[str] = []
+    registered_address: str | None = None
+    phone: str | None = None
+    bank_account: str | None = None
+    in_nansha: bool = False
+
+
+class OfferIn(BaseModel):
+    dataset: str
+    price_cny: str
+    version: int | None = None
+    licence_terms: str = ""
+    term_start: str | None = None
+    term_end: str | None = None
+    delivery_mode: str = "presigned-url"
+    cross_border: bool = False
+    access_days: int = 365
+
+
+class OrderIn(BaseModel):
+    offer: str
+    buyer: str
+    amount_cny: str | None = None
+    contract_no: str | None = None
+    other_support: bool = False
+
+
+class PaymentIn(BaseModel):
+    amount_cny: str | None = None
+    reference: str = ""
+    paid_on: str | None = None
+
+
+class GrantIn(BaseModel):
+    days: int | None = None
+
+
+class DeliveryIn(BaseModel):
+    expires_seconds: int = 3600
+
+
+class RefundIn(BaseModel):
+    amount_cny: str | None = None
+    reason: str = ""
+    refunded_on: str | None = None
+
+
+# -- the trade ------------------------------------------------------------------------------
+
+
+@router.get("/api/exchange/enterprises")
+def enterprises(request: Request):
+    return _call(request, lambda ex, a: trade.list_enterprises(ex, a))
+
+
+@router.post("/api/exchange/enterprises")
+def enterprise_register(request: Request, body: EnterpriseIn):
+    d = body.model_dump()
+    org, code = d.pop("org"), d.pop("credit_code")
+    return _call(
+        request,
+        lambda ex, a: trade.register_enterprise(ex, a, org, credit_code_=code, **d),
+        201,
+    )
+
+
+@router.get("/api/exchange/offers")
+def offers(request: Request, dataset: str | None = None):
+    return _call(request, lambda ex, a: trade.list_offers(ex, a, dataset=dataset))
+
+
+@router.post("/api/exchange/offers")
+def offer_create(request: Request, body: OfferIn):
+    d = body.model_dump()
+    ds, price = d.pop("dataset"), d.pop("price_cny")
+    return _call(request, lambda ex, a: trade.create_offer(ex, a, ds, price=price, **d), 201)
+
+
+@router.post("/api/exchange/offers/{offer_id}/withdraw")
+def offer_withdraw(request: Request, offer_id: str):
+    return _call(request, lambda ex, a: trade.withdraw_offer(ex, a, offer_id))
+
+
+@router.get("/api/exchange/orders")
+def orders(request: Request, status: str | None = None):
+    return _call(request, lambda ex, a: trade.list_orders(ex, a, status=status))
+
+
+@router.post("/api/exchange/orders")
+def order_create(request: Request, body: OrderIn):
+    return _call(
+        request,
+        lambda ex, a: trade.place_order(
+            ex, a, body.offer, buyer=body.buyer, amount=body.amount_cny,
+            contract_no=body.contract_no, other_support=body.other_support,
+        ),
+        201,
+    )  # fmt: skip
+
+
+@router.get("/api/exchange/orders/{order_id}")
+def order_show(request: Request, order_id: str):
+    return _call(request, lambda ex, a: trade.get_order(ex, a, order_id))
+
+
+@router.post("/api/exchange/orders/{order_id}/payment")
+def order_pay(request: Request, order_id: str, body: PaymentIn):
+    return _call(
+        request,
+        lambda ex, a: trade.confirm_payment(
+            ex, a, order_id, amount=body.amount_cny, reference=body.reference, paid_on=body.paid_on
+        ),
+    )
+
+
+@router.post("/api/exchange/orders/{order_id}/grant")
+def order_grant(request: Request, order_id: str, body: GrantIn):
+    return _call(request, lambda ex, a: trade.grant_access(ex, a, order_id, days=body.days))
+
+
+@router.post("/api/exchange/orders/{order_id}/delivery")
+def order_deliver(request: Request, order_id: str, body: DeliveryIn):
+    return _call(
+        request,
+        lambda ex, a: trade.deliver(ex, a, order_id, expires_seconds=body.expires_seconds),
+    )
+
+
+@router.post("/api/exchange/orders/{order_id}/refund")
+def order_refund(request: Request, order_id: str, body: RefundIn):
+    return _call(
+        request,
+        lambda ex, a: trade.refund(
+            ex, a, order_id, amount=body.amount_cny, reason=body.reason,
+            refunded_on=body.refunded_on,
+        ),
+    )  # fmt: skip
+
+
+# -- the audit ------------------------------------------------------------------------------
+
+
+@router.get("/api/audit/pubkey", response_class=PlainTextResponse)
+def pubkey(request: Request):
+    return PlainTextResponse(_exchange(request).signer.verifier_key + "\n")
+
+
+@router.get("/api/audit/checkpoint", response_class=PlainTextResponse)
+def checkpoint(request: Request):
+    """The latest signed checkpoint as the C2SP note text."""
+    try:
+        return PlainTextResponse(_exchange(request).ledger.get_checkpoint().note)
+    except ExchangeError as e:
+        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+
+
+@router.get("/api/audit/proof/inclusion")
+def proof_inclusion(request: Request, index: int, size: int | None = None):
+    return _call(request, lambda ex, a: ex.ledger.inclusion(index, size))
+
+
+@router.get("/api/audit/proof/consistency")
+def proof_consistency(request: Request, size1: int, size2: int | None = None):
+    return _call(request, lambda ex, a: ex.ledger.consistency(size1, size2))
+
+
+@router.get("/api/audit/verify")
+def verify(request: Request):
+    from exchange.ledger.verify import verify_ledger
+
+    def run(ex: Exchange, a: Actor):
+        _auditor(a)
+        return verify_ledger(ex.ledger, ex.signer.verifier_key).to_dict()
+
+    return _call(request, run)
+
+
+@router.get("/api/audit/rewards")
+def rewards(request: Request, year: int, at: int | None = None):
+    from exchange.reports import rewards_report
+
+    def run(ex: Exchange, a: Actor):
+        _auditor(a)
+        return rewards_report(ex, year, tree_size=at)
+
+    return _call(request, run)
+
+
+@router.get("/api/audit/flags")
+def flags(request: Request, at: int | None = None):
+    from exchange.reports import wash_flags
+
+    def run(ex: Exchange, a: Actor):
+        _auditor(a)
+        return wash_flags(ex, tree_size=at)
+
+    return _call(request, run)

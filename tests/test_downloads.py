@@ -1,0 +1,409 @@
+"""Download routes over a real HTTP server (uvicorn in a thread, the real app), on the local
+folder and on real SeaweedFS: open data by anyone with the tools AI firms use (DuckDB's
+httpfs doing real range reads, pyarrow, curl-like httpx), restricted data only for those the
+access rule allows, with signed URLs that expiry, refunds and revocation cut, and every bad
+input a clear 4xx with a hint."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from tests.test_ckan_client import free_port
+
+pytestmark = pytest.mark.xdist_group("downloads")
+
+SELLER, BUYER, OTHER, BUREAU = "taxi-co", "pearl-ai", "other-co", "bureau"
+BUCKET_PREFIX = "dlsecretbucket"  # distinctive: the crawler looks for it in every answer
+
+DATASETS = """organizations:
+  - {{name: {bureau}, title: 南沙区交通运输局}}
+datasets:
+  - id: bus-gps
+    title: 南沙公交车辆GPS轨迹
+    title_en: Nansha bus GPS positions
+    domain: transport
+    organization: {bureau}
+    access: open
+    source: {{path: {bus}, format: csv}}
+  - id: bus-gtfs
+    title: 南沙公交GTFS
+    domain: transport
+    organization: {bureau}
+    access: open
+    source: {{path: {gtfs}, format: gtfs}}
+  - id: ride-orders
+    title: 网约车订单
+    domain: transport
+    organization: {seller}
+    access: restricted
+    price_cny: 88000
+    source: {{path: {orders}, format: csv}}
+  - id: other-secret
+    title: 另一机构的受限数据
+    domain: urban-management
+    organization: {other}
+    access: restricted
+    price_cny: 100
+    source: {{path: {orders}, format: csv}}
+"""
+
+
+def bus_csv(path: Path, rows: int, seed: int = 0) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["ts", "route_id", "speed_kmh", "lon", "lat"])
+        t0 = datetime(2026, 3, 2, 6, 0, 0)
+        for i in range(rows):
+            w.writerow(
+                [
+                    (t0 + timedelta(seconds=i + seed)).isoformat(sep=" "),
+                    f"R{(i * 7 + seed) % 23:02d}",
+                    round((i * 13 + seed) % 600 / 10, 1),
+                    round(113.5 + (i % 1000) / 10000, 6),
+                    round(22.7 + (i % 777) / 10000, 6),
+                ]
+            )
+
+
+def gtfs_zip(path: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("agency.txt", "agency_id,agency_name,agency_url,agency_timezone\n"
+                   "NS,南沙公交,https://example.cn,Asia/Shanghai\n")  # fmt: skip
+        z.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\n"
+                   "S1,蕉门,22.79,113.53\nS2,金洲,22.77,113.55\nS3,南沙客运港,22.70,113.64\n")  # fmt: skip
+        z.writestr("routes.txt", "route_id,agency_id,route_short_name,route_type\n"
+                   "N1,NS,南沙1路,3\nN2,NS,南沙2路,3\n")  # fmt: skip
+
+
+ORDERS = "order_id,fare_cny,district\nA1,32.5,南沙街\nA2,18.0,黄阁镇\nA3,44.1,横沥镇\n"
+
+
+class Recorder:
+    """ASGI middleware: every request the server saw (method, path, Range, status)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.seen: list[dict] = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        rec = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope["query_string"].decode(),
+            "range": headers.get(b"range", b"").decode(),
+            "status": None,
+        }
+        self.seen.append(rec)
+
+        async def send2(msg):
+            if msg["type"] == "http.response.start":
+                rec["status"] = msg["status"]
+            await send(msg)
+
+        return await self.app(scope, receive, send2)
+
+
+@dataclass
+class Portal:
+    url: str
+    backend: str
+    home: Path
+    env: dict[str, str]
+    tokens: dict[str, str]
+    recorder: Recorder
+    server: object
+    thread: threading.Thread
+    secrets: list[str] = field(default_factory=list)  # storage locations never to be shown
+    orders: dict[str, str] = field(default_factory=dict)
+
+    def h(self, user: str) -> dict[str, str]:
+        return {"Authorization": self.tokens[user]}
+
+    def get(self, path: str, user: str | None = None, **kw) -> httpx.Response:
+        headers = {**(self.h(user) if user else {}), **kw.pop("headers", {})}
+        return httpx.get(self.url + path if path.startswith("/") else path, headers=headers,
+                         timeout=60, **kw)  # fmt: skip
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def exchange_of():
+    from exchange.context import Exchange
+    from nsdx.core import Nsdx
+
+    nx = Nsdx()
+    return nx, Exchange(nx.catalogue, nx.store, home=nx.settings.home, pii_key=nx.pii_key()[0])
+
+
+def buy(portal: Portal, dataset: str) -> str:
+    """offer -> order -> payment -> grant through the exchange API; the order id."""
+    c = httpx.Client(base_url=portal.url, timeout=60)
+    r = c.post("/api/exchange/offers", json={"dataset": dataset, "price_cny": "88000",
+               "delivery_mode": "presigned-url"}, headers=portal.h("sam"))  # fmt: skip
+    assert r.status_code == 201, r.text
+    r = c.post("/api/exchange/orders", json={"offer": r.json()["id"], "buyer": BUYER},
+               headers=portal.h("bo"))  # fmt: skip
+    assert r.status_code == 201, r.text
+    order = r.json()["id"]
+    r = c.post(f"/api/exchange/orders/{order}/payment", json={"reference": "BOC-1"},
+               headers=portal.h("sam"))  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = c.post(f"/api/exchange/orders/{order}/grant", json={"days": 30}, headers=portal.h("sam"))
+    assert r.status_code == 200, r.text
+    return order
+
+
+def start_portal(request, tmp: Path, backend: str, mp: pytest.MonkeyPatch) -> Portal:
+    """Publish the datasets (bus-gps twice: v1 and v2), register enterprises and users,
+    and serve the real app under uvicorn in a thread, behind a request recorder."""
+    import uvicorn
+
+    from catalogue.auth import Accounts
+    from exchange import credit_code, trade
+    from exchange.actors import Actor
+    from nsdx.core import Nsdx
+    from nsdx.web import create_app
+
+    home = tmp / "home"
+    bus, gtfs, orders = tmp / "bus.csv", tmp / "bus.zip", tmp / "orders.csv"
+    bus_csv(bus, 20_000)
+    gtfs_zip(gtfs)
+    orders.write_text(ORDERS, encoding="utf-8")
+    ds_yaml = tmp / "datasets.yaml"
+    ds_yaml.write_text(
+        DATASETS.format(bureau=BUREAU, seller=SELLER, other=OTHER, bus=bus, gtfs=gtfs,
+                        orders=orders), "utf-8")  # fmt: skip
+    port = free_port()
+    env = {
+        "NSDX_HOME": str(home),
+        "NSDX_DATASETS": str(ds_yaml),
+        "NSDX_PII_KEY": "test-pii-key",
+        "NSDX_SERVE_WORKER": "0",
+        "NSDX_VALIDATION_WORKER": "0",
+    }
+    for k in ("NSDX_DATABASE_URL", "NSDX_STORAGE_URL", "NSDX_S3_PUBLIC_ENDPOINT",
+              "NSDX_PUBLIC_URL", "NSDX_SIGNED_URL_TTL", "NSDX_URL_SIGNING_KEY"):  # fmt: skip
+        mp.delenv(k, raising=False)
+    secrets = ["file://", str(home), str(tmp), "s3://"]
+    if backend == "s3":
+        sw = request.getfixturevalue("seaweedfs")
+        if sw.proc is None or sw.proc.poll() is not None:
+            sw.start()
+        bucket = sw.bucket(f"{BUCKET_PREFIX}{os.getpid()}{int(time.time() * 1000) % 100000}")
+        env.update(sw.env(bucket, "cat"))
+        env["NSDX_STAGING_DIR"] = str(tmp / "staging")
+        secrets += [bucket, sw.endpoint.split("://")[1]]
+    for k, v in env.items():
+        mp.setenv(k, v)
+
+    nx, ex = exchange_of()
+    assert all(r.version == 1 for r in nx.ingest(all_=True))
+    bus_csv(bus, 25_000, seed=5)  # a second version of the bus data
+    (r,) = nx.ingest(["bus-gps"])
+    assert r.version == 2
+    for i, org in enumerate((SELLER, BUYER, OTHER)):
+        if org == BUYER:
+            with nx.catalogue.Session.begin() as s:
+                nx.catalogue.ensure_organization(s, BUYER)
+        trade.register_enterprise(
+            ex, Actor.for_org(org), org, credit_code_=credit_code.make("440115", f"MA5{i}TKT1"),
+            legal_name=org, in_nansha=True,
+        )  # fmt: skip
+    acc = Accounts(nx.catalogue)
+    tokens = {}
+    for user, org, role in (("sam", SELLER, "editor"), ("bo", BUYER, "member"),
+                            ("eve", OTHER, "admin")):  # fmt: skip
+        acc.create_user(user)
+        acc.add_member(org, user, role)
+        tokens[user], _ = acc.create_token(user)
+    acc.create_user("root", sysadmin=True)
+    tokens["root"], _ = acc.create_token("root")
+
+    app = Recorder(create_app(Nsdx(), warm=False, worker=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True, name="portal")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the portal did not start")
+        time.sleep(0.05)
+    return Portal(f"http://127.0.0.1:{port}", backend, home, env, tokens, app, server, thread,
+                  secrets)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def portal(request, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        p = start_portal(request, tmp_path_factory.mktemp(f"dl-{request.param}"), request.param, mp)
+        try:
+            yield p
+        finally:
+            p.stop()
+
+
+def manifest_sha(portal: Portal, name: str, version: int, table: str | None = None) -> str:
+    from catalogue import downloads as dl
+    from catalogue.registry import Catalogue
+
+    cat = Catalogue(f"sqlite:///{portal.home / 'nsdx.db'}")
+    t = dl.resolve(cat, name, version, table or name)
+    return t.files[0].sha256
+
+
+def duck():
+    import duckdb
+
+    from ingest.storage.duckdb_s3 import load_httpfs
+
+    con = duckdb.connect()
+    load_httpfs(con)
+    return con
+
+
+# -- open data ------------------------------------------------------------------------------
+
+
+def test_resource_urls_are_the_download_routes(portal):
+    pkg = portal.get("/api/3/action/package_show?id=bus-gps").json()["result"]
+    (res,) = pkg["resources"]
+    assert res["url"] == f"{portal.url}/dataset/bus-gps/v2/bus-gps.parquet"
+    assert (
+        res["nsdx_files"][0]["url"] == f"{portal.url}/dataset/bus-gps/v2/bus-gps/part-00000.parquet"
+    )
+    assert "key" not in res["nsdx_files"][0]
+    gtfs = portal.get("/api/3/action/package_show?id=bus-gtfs").json()["result"]
+    urls = sorted(r["url"] for r in gtfs["resources"])
+    assert f"{portal.url}/dataset/bus-gtfs/v1/stops.parquet" in urls
+    # every metadata document carries the same absolute URLs
+    dcat = portal.get("/dataset/bus-gps.jsonld").json()
+    assert dcat["dcat:distribution"][0]["dcat:downloadURL"]["@id"] == res["url"]
+    cr = portal.get("/dataset/bus-gps/croissant.json").json()
+    assert cr["distribution"][0]["contentUrl"] == res["nsdx_files"][0]["url"]
+    page = portal.get("/dataset/bus-gps").text
+    assert res["url"] in page  # the page's schema.org JSON-LD and its download link
+    # a configured public base URL wins over the address the request came to
+    from nsdx.core import Nsdx
+    from nsdx.settings import Settings
+
+    s = Settings.from_env({**portal.env, "NSDX_PUBLIC_URL": "https://data.nansha.example/"})
+    assert s.public_url == "https://data.nansha.example"
+    assert Nsdx(s).public_url("/dataset/x") == "https://data.nansha.example/dataset/x"
+
+
+def test_parquet_route_headers_ranges_and_head(portal):
+    path = "/dataset/bus-gps/v1/bus-gps.parquet"
+    sha = manifest_sha(portal, "bus-gps", 1)
+    whole = portal.get(path, follow_redirects=True)
+    assert whole.status_code == 200 and whole.content[:4] == b"PAR1"
+    assert pq.read_table(io.BytesIO(whole.content)).num_rows == 20_000
+    import hashlib
+
+    assert hashlib.sha256(whole.content).hexdigest() == sha  # the bytes the manifest names
+    size = len(whole.content)
+    first = portal.get(path, headers={"Range": "bytes=0-3"}, follow_redirects=True)
+    assert first.status_code == 206 and first.content == b"PAR1"
+    tail = portal.get(path, headers={"Range": "bytes=-8"}, follow_redirects=True)
+    assert tail.status_code == 206 and tail.content[-4:] == b"PAR1" and len(tail.content) == 8
+    if portal.backend == "local":
+        head = httpx.head(portal.url + path)
+        assert head.status_code == 200
+        assert head.headers["etag"] == f'"{sha}"'
+        assert int(head.headers["content-length"]) == size
+        assert head.headers["accept-ranges"] == "bytes"
+        assert head.headers["last-modified"].endswith("GMT")
+        assert first.headers["content-range"] == f"bytes 0-3/{size}"
+        # resuming: If-Range with the ETag gives the rest
+        rest = portal.get(path, headers={"Range": "bytes=100-", "If-Range": f'"{sha}"'})
+        assert rest.status_code == 206 and rest.content == whole.content[100:]
+        r = portal.get(path, headers={"Range": f"bytes={size + 10}-"})
+        assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{size}"
+        assert "beyond the end" in r.json()["error"]["message"] and r.json()["error"]["hint"]
+        r = portal.get(path, headers={"Range": "pages=1-2"})
+        assert r.status_code == 400 and "bytes=0-1023" in r.json()["error"]["hint"]
+    else:  # S3: a redirect to a short-lived presigned URL, not a proxy
+        r = portal.get(path)
+        assert r.status_code == 302 and "X-Amz-Signature=" in r.headers["location"]
+        assert r.headers["etag"] == f'"{sha}"'
+        assert "X-Amz-Expires=300" in r.headers["location"]
+        r = portal.get(path, headers={"Range": f"bytes={size + 10}-"}, follow_redirects=True)
+        assert r.status_code == 416
+
+
+def test_duckdb_reads_the_route_with_range_requests(portal):
+    con = duck()
+    before = len(portal.recorder.seen)
+    url = f"{portal.url}/dataset/bus-gps/v1/bus-gps.parquet"
+    n, top = con.execute(f"SELECT count(*), max(speed_kmh) FROM read_parquet('{url}')").fetchone()
+    assert n == 20_000 and top == 59.9
+    seen = [r for r in portal.recorder.seen[before:] if r["path"].endswith("bus-gps.parquet")]
+    assert any(r["range"].startswith("bytes=") for r in seen), seen  # DuckDB asked for ranges
+    if portal.backend == "local":
+        assert any(r["status"] == 206 for r in seen), seen
+    else:
+        assert all(r["status"] == 302 for r in seen if r["method"] == "GET"), seen
+    # earlier versions stay readable, and their rows are their own
+    v2 = con.execute(
+        f"SELECT count(*) FROM read_parquet('{portal.url}/dataset/bus-gps/v2/bus-gps.parquet')"
+    ).fetchone()[0]
+    assert v2 == 25_000
+
+
+def test_csv_and_jsonl_conversions(portal):
+    from nsdx.core import Nsdx
+
+    want = Nsdx().query("SELECT * FROM transport.bus_gtfs__stops ORDER BY stop_id").to_pylist()
+    r = portal.get("/dataset/bus-gtfs/v1/stops.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert [x["stop_id"] for x in rows] == [w["stop_id"] for w in want]
+    assert rows[0]["stop_name"] == "蕉门"
+    r = portal.get("/dataset/bus-gtfs/v1/stops.jsonl")
+    lines = [json.loads(x) for x in r.text.splitlines()]
+    assert [x["stop_name"] for x in lines] == [w["stop_name"] for w in want]
+    assert r.headers["content-disposition"] == 'attachment; filename="bus-gtfs-v1-stops.jsonl"'
+    big = portal.get("/dataset/bus-gps/v2/bus-gps.csv")
+    assert big.text.count("\n") == 25_001  # header + every row, streamed in batches
+    head = httpx.head(portal.url + "/dataset/bus-gps/v2/bus-gps.csv")
+    assert head.status_code == 200 and head.content == b""
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "words"),
+    [
+        ("/dataset/nope/v1/nope.parquet", 404, "not found"),
+        ("/dataset/bus-gps/v9/bus-gps.parquet", 404, "published versions: v1, v2"),
+        ("/dataset/bus-gps/vx/bus-gps.parquet", 404, "not a version"),
+        ("/dataset/bus-gps/v1/other.parquet", 404, "its tables are: bus-gps"),
+        ("/dataset/bus-gps/v1/bus-gps.xlsx", 404, ".parquet, .csv or .jsonl"),
+        ("/dataset/bus-gps/v1/bus-gps/part-00009.parquet", 404, "part-00000.parquet"),
+        ("/dataset/bus-gtfs/v1/shapes.csv", 404, "stops"),
+    ],
+)
+def test_bad_paths_are_clear_4xx(portal, path, status, words):
+    r = portal.get(path)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert words in err["message"] + " " + (err.get("hint") or "")
+    assert err["hint"]
