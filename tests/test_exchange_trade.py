@@ -46,7 +46,8 @@ def make_world(url: str, home: Path):
                     fingerprint="f", manifest={}, validation={})  # fmt: skip
         s.add(v)
         s.flush()
-        s.add(Resource(version_id=v.id, dataset_id=ds.id, name="ds1", files=[{"key": key}],
+        s.add(Resource(version_id=v.id, dataset_id=ds.id, name="ds1",
+                       files=[{"key": key, "path": "data/part-0.parquet"}],
                        table_schema=[], extras={}))  # fmt: skip
     ex = Exchange(cat, store, home=home, pii_key=b"k", signer=load_signer(home, {}))
     for i, org in enumerate((SELLER, BUYER, OTHER)):
