@@ -36,6 +36,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: $(STAMP) lint
+	bash scripts/install-axe.sh
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
@@ -50,6 +51,7 @@ clean:
 
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py
+	$(BIN)/python scripts/gen_access_docs.py
 
 # portal message catalogues: re-extract the msgids and update nsdx/web/locale/*/messages.po
 messages: $(STAMP)

@@ -11,6 +11,9 @@ Roles
   orders, grants, ledger) of every organisation and changes nothing. It is a user-level
   flag because an auditor's scope is the whole exchange, not one organisation.
 
+Who may see and read which dataset is :mod:`catalogue.access` (the one rule); the
+:class:`Principal` lives there too and is re-exported here.
+
 Tokens are ``nsdx_`` + 43 url-safe characters; only their sha256 is stored. They may expire
 and can be revoked. The CLI (`nsdx user|org|token`) and the Action API call these functions.
 """
@@ -20,30 +23,33 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .access import ANONYMOUS, ROLES, SYSTEM, NotAuthorized, Principal, see_clause
 from .errors import CatalogueError
 from .models import ApiToken, Dataset, Membership, Organization, User, utcnow
 from .registry import Catalogue
 
-ROLES = ("admin", "editor", "member")
+__all__ = [
+    "ANONYMOUS",
+    "ROLES",
+    "SYSTEM",
+    "Accounts",
+    "InvalidInput",
+    "NotAuthorized",
+    "ObjectNotFound",
+    "Principal",
+]
 NAME_RE = re.compile(r"^[a-z0-9_-]{2,100}$")
 TOKEN_PREFIX = "nsdx_"
 
 
 # -- errors shared by the catalogue's write paths ------------------------------------------
-class NotAuthorized(CatalogueError):
-    """The caller may not do this (HTTP 403, CKAN 'Authorization Error')."""
-
-    status = 403
-
-
 class ObjectNotFound(CatalogueError):
     """A user, organisation, resource or job that does not exist (HTTP 404)."""
 
@@ -63,58 +69,6 @@ class InvalidInput(CatalogueError):
         self.errors = {k: list(v) for k, v in errors.items()}
         summary = "; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items())
         super().__init__(f"invalid input: {summary}", hint=hint, errors=self.errors)
-
-
-# -- who is calling ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class Principal:
-    """The caller of an action: a user with their organisation roles, or anonymous."""
-
-    user_id: str | None = None
-    name: str | None = None
-    sysadmin: bool = False
-    auditor: bool = False
-    roles: Mapping[str, str] = field(default_factory=dict)  # organization id -> role
-
-    @property
-    def anonymous(self) -> bool:
-        return self.user_id is None
-
-    def can_read_private(self, org_id: str | None) -> bool:
-        return self.sysadmin or (org_id is not None and org_id in self.roles)
-
-    def can_edit(self, org_id: str | None) -> bool:
-        if self.sysadmin:
-            return True
-        return org_id is not None and self.roles.get(org_id) in ("admin", "editor")
-
-    def can_admin(self, org_id: str | None) -> bool:
-        return self.sysadmin or (org_id is not None and self.roles.get(org_id) == "admin")
-
-    def readable_orgs(self) -> frozenset[str]:
-        return frozenset(self.roles)
-
-
-def check_read(
-    p: Principal, key: str, *, name: str, state: str, private: bool, org_id: str | None
-) -> None:
-    """Raise unless ``p`` may read the dataset: private datasets and drafts are for their
-    organisation's members, deleted ones for its editors (and sysadmins) only."""
-    if state == "deleted":
-        if p.can_edit(org_id):
-            return
-        from .errors import DatasetNotFound
-
-        raise DatasetNotFound(key)
-    if (private or state == "draft") and not p.can_read_private(org_id):
-        raise NotAuthorized(
-            f"User {p.name or 'anonymous'} not authorized to read package {name}",
-            hint="private datasets are visible to members of their organisation",
-        )
-
-
-ANONYMOUS = Principal()
-SYSTEM = Principal(user_id="system", name="system", sysadmin=True)
 
 
 def hash_token(token: str) -> str:
@@ -285,10 +239,12 @@ class Accounts:
                 s.add(Membership(organization_id=o.id, user_id=creator.user_id, role="admin"))
             return org_dict(o, package_count=0)
 
-    def org_show(self, name_or_id: str, principal: Principal = ANONYMOUS) -> dict:
+    def org_show(
+        self, name_or_id: str, principal: Principal = ANONYMOUS, granted: Collection[str] = ()
+    ) -> dict:
         with self.cat.Session() as s:
             o = self.org(s, name_or_id)
-            d = org_dict(o, package_count=self._count(s, o, principal))
+            d = org_dict(o, package_count=self._counts(s, principal, granted, o.id).get(o.id, 0))
             d["users"] = [
                 {"name": u.name, "capacity": m.role, "id": u.id}
                 for m, u in s.execute(
@@ -301,39 +257,35 @@ class Accounts:
             return d
 
     @staticmethod
-    def _count(s: Session, o: Organization, principal: Principal) -> int:
-        from sqlalchemy import func
+    def _counts(
+        s: Session, principal: Principal, granted: Collection[str], org_id: str | None = None
+    ) -> dict[str, int]:
+        """Active datasets per organisation that ``principal`` may see (the access rule's
+        SQL form; drafts and deleted ones are not counted, as package_search does not list
+        them by default)."""
+        q = (
+            select(Dataset.organization_id, func.count())
+            .where(Dataset.state == "active", see_clause(principal, granted))
+            .group_by(Dataset.organization_id)
+        )
+        if org_id is not None:
+            q = q.where(Dataset.organization_id == org_id)
+        return {o: n for o, n in s.execute(q) if o is not None}
 
-        q = select(func.count()).where(Dataset.organization_id == o.id, Dataset.state == "active")
-        if not principal.can_read_private(o.id):
-            q = q.where(Dataset.private.is_(False))
-        return s.scalar(q) or 0
-
-    def orgs(self, principal: Principal = ANONYMOUS) -> list[dict]:
+    def orgs(self, principal: Principal = ANONYMOUS, granted: Collection[str] = ()) -> list[dict]:
         """Every active organisation with the number of datasets ``principal`` may see in it
-        (two queries, however many organisations)."""
-        from sqlalchemy import func
-
+        (``granted``: the datasets its organisations hold live grants for; two queries,
+        however many organisations)."""
         with self.cat.Session() as s:
-            counts: dict[tuple[str, bool], int] = {
-                (org_id, private): n
-                for org_id, private, n in s.execute(
-                    select(Dataset.organization_id, Dataset.private, func.count())
-                    .where(Dataset.state == "active")
-                    .group_by(Dataset.organization_id, Dataset.private)
+            counts = self._counts(s, principal, granted)
+            return [
+                org_dict(o, package_count=counts.get(o.id, 0))
+                for o in s.scalars(
+                    select(Organization)
+                    .where(Organization.state == "active")
+                    .order_by(Organization.name)
                 )
-            }
-            out = []
-            for o in s.scalars(
-                select(Organization)
-                .where(Organization.state == "active")
-                .order_by(Organization.name)
-            ):
-                n = counts.get((o.id, False), 0)
-                if principal.can_read_private(o.id):
-                    n += counts.get((o.id, True), 0)
-                out.append(org_dict(o, package_count=n))
-            return out
+            ]
 
     def add_member(self, org: str, user: str, role: str, *, by: Principal = SYSTEM) -> dict:
         if role not in ROLES:

@@ -40,6 +40,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from .access import ANONYMOUS, DatasetFacts, may_read
 from .errors import CatalogueError
 from .models import Dataset, Resource, Version
 
@@ -122,8 +123,15 @@ class DownloadTable:
     schema: tuple[dict, ...] = ()
 
     @property
+    def facts(self) -> DatasetFacts:
+        return DatasetFacts(
+            self.dataset_id, self.dataset, self.org_id, self.state, self.private, self.access
+        )
+
+    @property
     def open(self) -> bool:
-        return self.access == "open" and not self.private and self.state == "active"
+        """Anyone may read it (the access rule, :func:`catalogue.access.may_read`)."""
+        return may_read(ANONYMOUS, self.facts)
 
     @property
     def view_schema(self) -> str:
@@ -289,14 +297,15 @@ def resolve(cat: Catalogue, name: str, version: str | int, table: str) -> Downlo
 
 
 def all_tables(cat: Catalogue) -> list[DownloadTable]:
-    """Every table of every published version of every active dataset (newest first per
-    dataset), for the listing of what a caller may read."""
+    """Every table of every published version of every dataset but deleted ones (newest
+    first per dataset), for the listing of what a caller may read (drafts: their
+    organisation reads them)."""
     with cat.Session() as s:
         rows = s.execute(
             select(Dataset, Version, Resource)
             .join(Version, Version.dataset_id == Dataset.id)
             .join(Resource, Resource.version_id == Version.id)
-            .where(Dataset.state == "active")
+            .where(Dataset.state != "deleted")
             .options(selectinload(Dataset.organization))
             .order_by(Dataset.name, Version.number.desc(), Resource.position)
         ).all()

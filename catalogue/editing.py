@@ -20,16 +20,10 @@ from sqlalchemy.orm import Session
 
 from validation.money import InvalidAmount, to_fen
 
-from .auth import (
-    NAME_RE,
-    InvalidInput,
-    NotAuthorized,
-    ObjectNotFound,
-    Principal,
-    check_read,
-)
+from .access import ANONYMOUS, NO_GRANTS, DatasetFacts, Grants, require_see, see_clause
+from .auth import NAME_RE, InvalidInput, NotAuthorized, ObjectNotFound, Principal
 from .models import Dataset, DatasetTag, LinkResource, Organization, Resource, utcnow
-from .registry import Catalogue, find_dataset, package_dict
+from .registry import Catalogue, find_dataset, package_dict, view_name_owner
 
 # extras that are columns of the dataset, and extras nsdx computes (ignored on input)
 COLUMN_EXTRAS = ("domain", "access", "title_en", "notes_en", "attribution", "price_cny")
@@ -140,27 +134,23 @@ class Packages:
         self.cat = cat
 
     # -- reading -------------------------------------------------------------------------
-    def _readable(self, s: Session, p: Principal, name_or_id: str) -> Dataset:
+    def _readable(
+        self, s: Session, p: Principal, name_or_id: str, grants: Grants = NO_GRANTS
+    ) -> Dataset:
         ds = find_dataset(s, name_or_id, include_deleted=True)
-        check_read(
-            p,
-            name_or_id,
-            name=ds.name,
-            state=ds.state,
-            private=ds.private,
-            org_id=ds.organization_id,
-        )
+        require_see(p, DatasetFacts.of(ds), grants, name_or_id)
         return ds
 
-    def show(self, p: Principal, name_or_id: str) -> dict:
+    def show(self, p: Principal, name_or_id: str, grants: Grants = NO_GRANTS) -> dict:
         with self.cat.Session() as s:
-            return render_package(self._readable(s, p, name_or_id), s)
+            return render_package(self._readable(s, p, name_or_id, grants), s)
 
     def names(self, *, limit: int | None = None, offset: int = 0) -> list[str]:
+        """Names of the active public datasets (CKAN's package_list: what anyone sees)."""
         with self.cat.Session() as s:
             q = (
                 select(Dataset.name)
-                .where(Dataset.state == "active", Dataset.private.is_(False))
+                .where(Dataset.state == "active", see_clause(ANONYMOUS))
                 .order_by(Dataset.name)
                 .offset(offset)
             )
@@ -261,10 +251,18 @@ class Packages:
             errors["name"] = [
                 "Must be purely lowercase alphanumeric (ascii) characters and these symbols: -_"
             ]
+        elif "__" in str(name):
+            errors["name"] = ["Must not contain '__' (it separates a dataset from its tables)"]
         else:
             clash = s.scalar(select(Dataset.id).where(Dataset.name == name))
+            owner = view_name_owner(s, str(name), dataset_id=ds.id)
             if clash is not None and clash != ds.id:
                 errors["name"] = ["That URL is already in use."]
+            elif owner is not None:
+                errors["name"] = [
+                    f"Maps to the same query view as dataset {owner!r} ('-' and '_' are "
+                    "the same in view names); choose another name."
+                ]
         org = self._org(s, p, data, errors)
         private = _bool(data.get("private", False))
         if org is None and "owner_org" not in errors:
@@ -403,8 +401,8 @@ class Packages:
             lr = links.get(rid) if rid else None
             if lr is None:
                 lr = LinkResource(dataset_id=ds.id, extras={})
-                if rid and s.get(LinkResource, rid) is None:
-                    lr.id = str(rid)
+                if rid:
+                    lr.id = self._new_resource_id(s, rid, i)
                 s.add(lr)
             self._set_link(lr, r, keep_times=keep_times)
             lr.position = pos
@@ -414,6 +412,19 @@ class Packages:
         for rid, lr in links.items():
             if rid not in keep:
                 s.delete(lr)
+
+    @staticmethod
+    def _new_resource_id(s: Session, rid: Any, i: int | None = None) -> str:
+        """A resource id given by the client, refused (409) if any resource — of any
+        dataset, published table or link — has it: it would shadow that resource."""
+        rid = str(rid)
+        field = "id" if i is None else "resources"
+        where = "" if i is None else f"Resource {i}: "
+        if len(rid) > 36:
+            raise InvalidInput({field: [f"{where}an id has at most 36 characters"]})
+        if s.get(LinkResource, rid) is not None or s.get(Resource, rid) is not None:
+            raise InvalidInput({field: [f"{where}resource id {rid!r} already exists"]})
+        return rid
 
     @staticmethod
     def _set_link(lr: LinkResource, r: Mapping, *, keep_times: bool = False) -> None:
@@ -439,7 +450,7 @@ class Packages:
             lr.last_modified = _time(r.get("last_modified"))
 
     def _resource(self, s: Session, rid: str) -> tuple[Dataset, LinkResource | Resource]:
-        r = s.get(LinkResource, rid) or s.get(Resource, rid)
+        r = s.get(Resource, rid) or s.get(LinkResource, rid)  # a published table first
         if r is None:
             raise ObjectNotFound("resource", rid)
         ds = s.get(Dataset, r.dataset_id)
@@ -447,13 +458,10 @@ class Packages:
             raise ObjectNotFound("resource", rid)
         return ds, r
 
-    def resource_show(self, p: Principal, rid: str) -> dict:
+    def resource_show(self, p: Principal, rid: str, grants: Grants = NO_GRANTS) -> dict:
         with self.cat.Session() as s:
             ds, _ = self._resource(s, rid)
-            check_read(
-                p, rid, name=ds.name, state=ds.state, private=ds.private,
-                org_id=ds.organization_id,
-            )  # fmt: skip
+            require_see(p, DatasetFacts.of(ds), grants, rid)
             for r in render_package(ds, s)["resources"]:
                 if r["id"] == rid:
                     return r
@@ -468,8 +476,8 @@ class Packages:
             self._check_edit(p, ds.organization_id, ds.name)
             n = s.scalar(select(func.count()).where(LinkResource.dataset_id == ds.id)) or 0
             lr = LinkResource(dataset_id=ds.id, extras={}, position=n)
-            if data.get("id") and s.get(LinkResource, str(data["id"])) is None:
-                lr.id = str(data["id"])
+            if data.get("id"):
+                lr.id = self._new_resource_id(s, data["id"])
             self._set_link(lr, data)
             s.add(lr)
             ds.metadata_modified = utcnow()

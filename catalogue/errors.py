@@ -8,14 +8,6 @@ from validation.errors import NsdxError
 class CatalogueError(NsdxError):
     """Base class of everything the catalogue package raises on purpose."""
 
-    status = 400  # HTTP status when surfaced through an API
-
-    def to_dict(self) -> dict:
-        # the catalogue's error shape has no "transient" (the query API adds it last itself)
-        d = super().to_dict()
-        del d["transient"]
-        return d
-
 
 class DatabaseError(CatalogueError):
     status = 500

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy import select
+
+from .access import SYSTEM, DatasetFacts, Principal, may_see
 from .auth import ObjectNotFound
-from .models import Job, utcnow
+from .models import Dataset, Job, utcnow
 from .registry import Catalogue, find_dataset
 
 log = logging.getLogger("nsdx.jobs")
@@ -110,14 +113,27 @@ def ingest_upload(deps: JobDeps, payload: dict) -> dict:
 HANDLERS: dict[str, Callable[[JobDeps, dict], dict]] = {"ingest_upload": ingest_upload}
 
 
+PRIVATE_RESULT_KEYS = ("prefix",)  # storage locations: never shown to a client
+
+
 def job_dict(j: Job) -> dict:
+    """A job as clients see it: no server paths, no storage prefixes (the uploaded file's
+    folder and the quarantine files' folders are left out, their names kept)."""
+    payload = dict(j.payload or {})
+    upload_dir = str(Path(payload["path"]).parent) if payload.get("path") else None
+    result = {k: v for k, v in (j.result or {}).items() if k not in PRIVATE_RESULT_KEYS}
+    if result.get("quarantine"):
+        result["quarantine"] = [Path(str(q)).name for q in result["quarantine"]]
+    error = j.error
+    if error and upload_dir:
+        error = error.replace(upload_dir + "/", "").replace(upload_dir, "<upload>")
     return {
         "id": j.id,
         "kind": j.kind,
         "status": j.status,
-        "payload": {k: v for k, v in (j.payload or {}).items() if k != "path"},
-        "result": j.result or {},
-        "error": j.error,
+        "payload": {k: v for k, v in payload.items() if k != "path"},
+        "result": result,
+        "error": error,
         "created": j.created.isoformat(),
         "started": j.started.isoformat() if j.started else None,
         "finished": j.finished.isoformat() if j.finished else None,
@@ -157,12 +173,23 @@ class Jobs:
             self.runner.enqueue(d["id"])
         return d
 
-    def show(self, job_id: str) -> dict:
+    def show(self, job_id: str, principal: Principal = SYSTEM) -> dict:
+        """A job, if ``principal`` may see it: its submitter, or whoever may see its dataset's
+        unpublished upload (the access rule: as a draft of the dataset — its organisation's
+        members and sysadmins). Anyone else is told it does not exist (404)."""
         with self.cat.Session() as s:
             j = s.get(Job, job_id)
-            if j is None:
+            if j is None or not self._may_see(s, j, principal):
                 raise ObjectNotFound("job", job_id)
             return job_dict(j)
+
+    @staticmethod
+    def _may_see(s, j: Job, p: Principal) -> bool:
+        if p.sysadmin or (j.user_id is not None and j.user_id == p.user_id):
+            return True
+        name = (j.payload or {}).get("dataset")
+        ds = s.scalar(select(Dataset).where(Dataset.name == name)) if name else None
+        return ds is not None and may_see(p, DatasetFacts.of(ds).unpublished())
 
     def run(self, job_id: str, deps: JobDeps) -> dict:
         """Execute one job now and record its outcome."""

@@ -26,6 +26,7 @@ def publish_dataset(
     progress: Callable[..., None] | None = None,
     force: bool = False,
 ) -> IngestResult:
+    cat.check_new_name(spec.id)  # before any file is written
     cur = cat.current(spec.id)
     previous = (
         PreviousVersion(

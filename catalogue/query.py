@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -28,11 +27,18 @@ import pyarrow as pa
 from ingest.storage import ObjectStore
 from validation import duck
 
-from .errors import CatalogueError, QueryError
+from .access import (
+    NO_GRANTS,
+    DatasetFacts,
+    DatasetRestricted,
+    Grants,
+    Principal,
+    require_read,
+)
+from .errors import QueryError
 from .registry import Catalogue, PublishedTable
 
-if TYPE_CHECKING:
-    from .auth import Principal
+__all__ = ["DatasetRestricted", "QueryLimits", "QueryResult", "QueryableTable", "serve_query"]
 
 
 def _quote(ident: str) -> str:
@@ -117,14 +123,16 @@ class QueryableTable:
     """A published table with what the access rule needs."""
 
     table: PublishedTable
-    dataset_id: str
-    org_id: str | None
-    private: bool
+    facts: DatasetFacts
     version: int
 
     @property
     def view(self) -> str:
         return f"{self.table.view_schema}.{self.table.view_name}"
+
+    @property
+    def dataset_id(self) -> str:
+        return self.facts.id
 
 
 @dataclass
@@ -133,12 +141,6 @@ class QueryResult:
     truncated: bool
     elapsed_ms: int
     views: tuple[str, ...] = ()
-
-
-class DatasetRestricted(CatalogueError):
-    """The caller may not read a restricted (or private) dataset (HTTP 403)."""
-
-    status = 403
 
 
 class QueryTimeout(QueryError):
@@ -150,11 +152,9 @@ class QueryStorageError(QueryError):
     transient = True
 
 
-GrantCheck = Callable[["Principal", QueryableTable], bool]
-
-
 def queryable_tables(cat: Catalogue) -> dict[tuple[str, str], QueryableTable]:
-    """Every view of the current published versions, keyed by ``(schema, name)``."""
+    """Every view of the current published versions (drafts' too: their organisation
+    reads them), keyed by ``(schema, name)``."""
     from sqlalchemy import select
 
     from .models import Dataset
@@ -162,63 +162,32 @@ def queryable_tables(cat: Catalogue) -> dict[tuple[str, str], QueryableTable]:
     tables = cat.published_tables()
     with cat.Session() as s:
         rows = {
-            name: (id_, org, bool(private), version or 0)
-            for name, id_, org, private, version in s.execute(
-                select(
-                    Dataset.name,
-                    Dataset.id,
-                    Dataset.organization_id,
-                    Dataset.private,
-                    Dataset.current_version,
-                ).where(Dataset.name.in_({t.dataset for t in tables}))
+            ds.name: (DatasetFacts.of(ds), ds.current_version or 0)
+            for ds in s.scalars(
+                select(Dataset).where(Dataset.name.in_({t.dataset for t in tables}))
             )
         }
     out = {}
     for t in tables:
-        id_, org, private, version = rows[t.dataset]
-        out[(t.view_schema.lower(), t.view_name.lower())] = QueryableTable(
-            t, id_, org, private, version
-        )
+        facts, version = rows[t.dataset]
+        out[(t.view_schema.lower(), t.view_name.lower())] = QueryableTable(t, facts, version)
     return out
 
 
 def check_access(
-    principal: Principal, tables: Iterable[QueryableTable], has_grant: GrantCheck | None = None
+    principal: Principal, tables: Iterable[QueryableTable], grants: Grants = NO_GRANTS
 ) -> None:
-    """Open datasets: everyone. Restricted (or private) ones: members of their
-    organisation, sysadmins, and organisations holding an active access grant
-    (``has_grant``, supplied by the exchange). Raise :class:`DatasetRestricted` otherwise."""
+    """Raise :class:`~catalogue.access.DatasetRestricted` unless ``principal`` may read every
+    table's dataset (the one rule, :func:`catalogue.access.may_read`; ``grants`` is the
+    exchange's live-grant check)."""
     for t in tables:
-        if t.table.access == "open" and not t.private:
-            continue
-        if principal.can_read_private(t.org_id):
-            continue
-        if t.table.access != "open" and has_grant is not None and has_grant(principal, t):
-            continue
-        who = principal.name or "anonymous"
-        if t.table.access == "open":  # open but private: not for sale
-            raise DatasetRestricted(
-                f"dataset {t.table.dataset!r} (view {t.view}) is private to its organisation "
-                f"{t.table.organization!r}; {who} may not query it",
-                hint="ask the organisation's admin to add you as a member",
-                dataset=t.table.dataset,
-                view=t.view,
-            )
-        raise DatasetRestricted(
-            f"dataset {t.table.dataset!r} (view {t.view}) is restricted: it may be queried by "
-            f"members of {t.table.organization!r} and by organisations holding an active "
-            f"access grant; {who} holds none",
-            hint=(
-                "log in with an API token (Authorization header) if your organisation bought it"
-                if principal.anonymous
-                else "buy access on the exchange: see its offers with GET "
-                f"/api/exchange/offers?dataset={t.table.dataset} (or `nsdx exchange offers`), "
-                "order one with POST /api/exchange/orders; queries work once the seller "
-                "has confirmed payment and granted access"
-            ),
-            dataset=t.table.dataset,
-            view=t.view,
+        require_read(
+            principal,
+            t.facts,
+            grants,
+            version=t.version,
             organization=t.table.organization,
+            view=t.view,
         )
 
 
@@ -385,7 +354,7 @@ def serve_query(
     sql: str,
     principal: Principal,
     *,
-    has_grant: GrantCheck | None = None,
+    grants: Grants = NO_GRANTS,
     limits: QueryLimits | None = None,
     max_rows: int | None = None,
     s3_credentials: Mapping[str, str] | None = None,
@@ -404,7 +373,7 @@ def serve_query(
     known = queryable_tables(cat)
     checked = check_select(sql, known.keys())
     used = [known[v] for v in sorted(checked.views)]
-    check_access(principal, used, has_grant)
+    check_access(principal, used, grants)
     rows = limits.default_rows if max_rows is None else max_rows
     rows = max(0, min(int(rows), limits.max_rows))
     if limits.temp_dir is not None:

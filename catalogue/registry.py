@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from validation.money import cny
 
+from .access import ANONYMOUS, see_clause
 from .db import make_engine, sessions
-from .errors import DatasetNotFound
+from .errors import CatalogueError, DatasetNotFound
 from .models import (
     Dataset,
     DatasetTag,
@@ -49,6 +50,39 @@ class PublishedTable:
         return f"{base}__{self.table.replace('-', '_')}" if self.table else base
 
 
+def view_stem(name: str) -> str:
+    """The DuckDB view name a dataset name becomes (``-`` turned into ``_``)."""
+    return name.replace("-", "_")
+
+
+def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> str | None:
+    """The name of another dataset (any organisation, domain or state) whose query view
+    would have the same name as ``name``'s, or None. Two such datasets would share one
+    DuckDB view and the later would shadow the earlier for every reader, so the second
+    may not be created."""
+    q = select(Dataset.name).where(
+        func.replace(Dataset.name, "-", "_") == view_stem(name), Dataset.name != name
+    )
+    if dataset_id is not None:
+        q = q.where(Dataset.id != dataset_id)
+    return s.scalar(q.limit(1))
+
+
+class ViewNameTaken(CatalogueError):
+    """A new dataset's name maps to the query view of an existing dataset (HTTP 409)."""
+
+    status = 409
+
+    def __init__(self, name: str, owner: str) -> None:
+        super().__init__(
+            f"dataset name {name!r} maps to the same query view as the existing dataset "
+            f"{owner!r} ('-' and '_' are the same in view names)",
+            hint="choose another name (ids in datasets.yaml use '-' only)",
+            name=name,
+            existing=owner,
+        )
+
+
 def find_dataset(s: Session, name_or_id: str, *, include_deleted: bool = False) -> Dataset:
     """A dataset by name or id; DatasetNotFound if there is none (or it is deleted)."""
     q = select(Dataset).where((Dataset.name == name_or_id) | (Dataset.id == name_or_id))
@@ -79,11 +113,23 @@ class Catalogue:
         return org
 
     # -- datasets ----------------------------------------------------------------------
+    def check_new_name(self, name: str) -> None:
+        """Raise :class:`ViewNameTaken` if there is no dataset ``name`` yet and creating it
+        would give it another dataset's query view."""
+        with self.Session() as s:
+            if s.scalar(select(Dataset.id).where(Dataset.name == name)) is None:
+                owner = view_name_owner(s, name)
+                if owner is not None:
+                    raise ViewNameTaken(name, owner)
+
     def upsert_from_spec(self, s: Session, spec) -> Dataset:
         """Create or update a dataset's metadata from its datasets.yaml declaration."""
         org = self.ensure_organization(s, spec.organization, spec.organization_title)
         ds = s.scalar(select(Dataset).where(Dataset.name == spec.id))
         if ds is None:
+            owner = view_name_owner(s, spec.id)
+            if owner is not None:
+                raise ViewNameTaken(spec.id, owner)
             ds = Dataset(name=spec.id, extras={})
             s.add(ds)
         ds.title = spec.title
@@ -304,12 +350,13 @@ class Catalogue:
                 .order_by(Dataset.name)
             )
             if not include_private:
-                q = q.where(Dataset.private.is_(False))
+                q = q.where(see_clause(ANONYMOUS))  # what anyone sees (catalogue.access)
             from .editing import render_packages  # the one renderer, link resources included
 
             return render_packages(s, list(s.scalars(q)))
 
     def published_tables(self) -> list[PublishedTable]:
+        """The tables of every current version, drafts' included (not deleted datasets')."""
         with self.Session() as s:
             rows = s.execute(
                 select(Dataset, Version)
@@ -318,7 +365,7 @@ class Catalogue:
                     (Version.dataset_id == Dataset.id)
                     & (Version.number == Dataset.current_version),
                 )
-                .where(Dataset.state == "active")
+                .where(Dataset.state != "deleted")  # who reads which: catalogue.access
                 .options(selectinload(Dataset.organization))
                 .order_by(Dataset.name)
             ).all()

@@ -18,10 +18,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalogue.access import EDIT_ROLES, MEMBER_ROLES
+
 from .errors import NotAllowed
 
-SELLER_ROLES = frozenset({"admin", "editor"})
-BUYER_ROLES = frozenset({"admin", "editor", "member"})
+# the catalogue's role sets, written once (catalogue.access): who edits a dataset sells it
+SELLER_ROLES = EDIT_ROLES
+BUYER_ROLES = MEMBER_ROLES
 
 
 @dataclass(frozen=True)

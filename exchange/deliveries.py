@@ -16,7 +16,7 @@ go in ``detail`` and are merged into the event.
 
     with ex.ledger.transaction() as s:
         order, g, now = granted_order(s, actor, order_id, what=..., needs=...)
-        ds, ver = covered_version(s, g)
+        ds, ver = covered_version(s, g, order)
         a = record_delivery(ex, s, grant=g, order=order, version=ver.number, keys=keys,
                             expires=now + timedelta(seconds=600), channel="presigned-url",
                             actor=actor.name)
@@ -37,12 +37,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
 
 from .actors import BUYER_ROLES, Actor
 from .context import Exchange
 from .errors import InvalidRequest, InvalidState, OrderNotFound
-from .grants import LIVE_ORDER_STATES, grant_state
+from .grants import LIVE_ORDER_STATES, buyer_may_read, grant_state
 from .ledger.store import Appended
 from .models import Delivery, Grant, Order
 
@@ -56,17 +57,16 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def covered_version(s: Session, grant: Grant) -> tuple[Dataset, Version]:
-    """The dataset and the published version ``grant`` covers: its fixed version, or for an
-    offer of "the latest during the term" (``grant.version is None``) the dataset's current
-    version. Raises :class:`InvalidState` (409) when that version is not published (or the
-    dataset was deleted)."""
+def covered_version(s: Session, grant: Grant, order: Order) -> tuple[Dataset, Version]:
+    """The dataset and the published version ``grant`` (of ``order``) covers: its fixed
+    version, or for an offer of "the latest during the term" (``grant.version is None``) the
+    dataset's current version. Raises :class:`DatasetNotFound` (404) when the catalogue's
+    access rule no longer lets the buyer read the dataset (it was deleted) and
+    :class:`InvalidState` (409) when that version is not published."""
     ds = s.get(Dataset, grant.dataset_id)
-    if ds is None or ds.state == "deleted":
-        raise InvalidState(
-            "the granted dataset no longer exists", hint="ask the seller for a refund"
-        )
-    number = grant.version if grant.version is not None else ds.current_version
+    number = grant.version if grant.version is not None else (ds.current_version if ds else None)
+    if not buyer_may_read(order, ds, number):  # the catalogue's access rule
+        raise DatasetNotFound(grant.dataset_id)
     ver = (
         s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == number))
         if number is not None

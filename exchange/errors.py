@@ -9,8 +9,6 @@ from validation.errors import NsdxError
 class ExchangeError(NsdxError):
     """Base class of everything the exchange package raises on purpose."""
 
-    status = 400
-
 
 class InvalidCreditCode(ExchangeError):
     """A unified social credit code (统一社会信用代码) fails GB 32100-2015."""

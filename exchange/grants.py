@@ -1,6 +1,8 @@
 """Whether an organisation may read a dataset it bought: the one rule, as a query
-(:func:`holds_grant`, for the query API) and for one grant in hand (:func:`grant_state`, for
-deliveries in :mod:`exchange.trade` and Delta Sharing in :mod:`exchange.sharing`).
+(:func:`holds_grant`, for the query API; :func:`granted_datasets`, for what a buyer sees in
+the catalogue) and for one grant in hand (:func:`grant_state`, for deliveries in
+:mod:`exchange.trade` and Delta Sharing in :mod:`exchange.sharing`). The catalogue takes it
+through :class:`catalogue.access.Grants`, wired up in the shell (``nsdx.access``).
 
 A grant is live when it has started, has not expired, was not revoked (a refund revokes it)
 and its order is granted or delivered (paid, not refunded).
@@ -14,9 +16,23 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from catalogue.access import GRANTED, DatasetFacts, Principal, may_read
+from catalogue.models import Dataset
+
 from .models import Grant, Order
 
 LIVE_ORDER_STATES = ("granted", "delivered")
+
+
+def _live(buyers: list[str], now: datetime) -> list:
+    """The live-grant conditions (joined with the grant's order)."""
+    return [
+        Grant.buyer_id.in_(buyers),
+        Grant.revoked.is_(False),
+        Grant.starts <= now,
+        Grant.expires > now,
+        Order.status.in_(LIVE_ORDER_STATES),
+    ]
 
 
 def holds_grant(
@@ -39,15 +55,27 @@ def live_grant(
         .join(Order, Order.id == Grant.order_id)
         .where(
             Grant.dataset_id == dataset_id,
-            Grant.buyer_id.in_(buyers),
-            Grant.revoked.is_(False),
-            Grant.starts <= now,
-            Grant.expires > now,
-            Order.status.in_(LIVE_ORDER_STATES),
+            *_live(buyers, now),
             or_(Grant.version.is_(None), Grant.version == version),
         )
         .order_by(Grant.expires.desc())
         .limit(1)
+    )
+
+
+def granted_datasets(s: Session, buyer_ids: Iterable[str], now: datetime) -> frozenset[str]:
+    """The datasets one of ``buyer_ids`` holds a live grant for (any version): what the
+    catalogue shows a buyer beyond public datasets (see :mod:`catalogue.access`)."""
+    buyers = list(buyer_ids)
+    if not buyers:
+        return frozenset()
+    return frozenset(
+        s.scalars(
+            select(Grant.dataset_id)
+            .join(Order, Order.id == Grant.order_id)
+            .where(*_live(buyers, now))
+            .distinct()
+        )
     )
 
 
@@ -62,3 +90,13 @@ def grant_state(g: Grant | None, order: Order, now: datetime) -> str:
     if g.starts > now:
         return "not_started"
     return "live"
+
+
+def buyer_may_read(order: Order, ds: Dataset | None, version: int | None) -> bool:
+    """With a live grant in hand: may the order's buyer read ``ds`` now? The catalogue's one
+    access rule (:func:`catalogue.access.may_read`) decides; a live grant reads every
+    dataset it covers except a deleted one."""
+    if ds is None:
+        return False
+    buyer = Principal(name=order.buyer_id, roles={order.buyer_id: "member"})
+    return may_read(buyer, DatasetFacts.of(ds), GRANTED, version)

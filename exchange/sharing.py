@@ -43,12 +43,13 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
 
 from .actors import Actor
 from .context import Exchange
 from .deliveries import covered_version, granted_order, record_delivery, record_delivery_once
-from .errors import InvalidRequest, InvalidState
+from .errors import ExchangeError, InvalidRequest, InvalidState
 from .grants import grant_state
 from .models import Grant, Order
 from .rules import bounded_number
@@ -70,19 +71,13 @@ def _epoch_ms(dt: datetime) -> int:
 # -- errors -------------------------------------------------------------------------------
 
 
-class SharingError(Exception):
-    """An error answered as ``{"errorCode", "message"}`` with ``status`` (never 5xx for
-    authentication or not-found: the official client retries 429/5xx for ~100 s)."""
+class SharingError(ExchangeError):
+    """An error of the Delta Sharing protocol; ``code`` is its ``errorCode`` (the server
+    answers ``{"errorCode", "message"}`` with ``status``; never 5xx for authentication or
+    not-found: the official client retries 429/5xx for ~100 s)."""
 
     status = 400
     code = "INVALID_PARAMETER_VALUE"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def to_dict(self) -> dict:
-        return {"errorCode": self.code, "message": self.message}
 
 
 class Unauthenticated(SharingError):
@@ -264,7 +259,9 @@ def _tables(s: Session, ds: Dataset, ver: Version) -> list[SharedTable]:
 def _view(s: Session, claims: TokenClaims) -> GrantView:
     g, order = _active_grant(s, claims.grant_id)
     try:
-        ds, ver = covered_version(s, g)
+        ds, ver = covered_version(s, g, order)
+    except DatasetNotFound:
+        raise NotFound("the granted dataset no longer exists") from None
     except InvalidState as e:
         raise NotFound(e.message) from None
     buyer = s.get(Organization, order.buyer_id).name
@@ -315,7 +312,7 @@ def issue_profile(
         expires = g.expires if days_ is None else min(g.expires, now + timedelta(days=days_))
         expires = expires.replace(microsecond=0)
         token = make_token(ex, g.id, expires)
-        ds, ver = covered_version(s, g)
+        ds, ver = covered_version(s, g, order)
         share, schema = share_name(order.id), ds.domain
         a = record_delivery(
             ex,

@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from catalogue.models import Dataset, Organization, Version
+from catalogue.registry import find_dataset
 from validation.money import cny, yuan
 
 from . import credit_code
@@ -107,12 +108,8 @@ def _enterprise(s: Session, org: Organization) -> Enterprise:
 
 
 def _dataset(s: Session, name: str) -> Dataset:
-    ds = s.scalar(select(Dataset).where(or_(Dataset.name == name, Dataset.id == name)))
-    if ds is None or ds.state == "deleted":
-        raise InvalidRequest(
-            f"dataset {name!r} not found", hint="`nsdx datasets list`", dataset=name
-        )
-    return ds
+    """The catalogue's one dataset lookup (DatasetNotFound, 404, when missing or deleted)."""
+    return find_dataset(s, name)
 
 
 def _offer(s: Session, offer_id: str) -> Offer:
@@ -640,7 +637,7 @@ def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int =
             s, actor, order_id, what="take delivery of this order", needs="deliveries need"
         )
         seconds = int(min(seconds_asked, (g.expires - now).total_seconds()))
-        _, ver = covered_version(s, g)
+        _, ver = covered_version(s, g, order)
         keys = version_keys(s, ver)
         urls = [{"key": k, "url": ex.store.presign(k, seconds)} for k in keys]
         a = record_delivery(

@@ -68,9 +68,13 @@ class SchemaMismatch(SourceError):
 class DatasetNotDeclared(IngestError):
     """An id given on the command line is not in datasets.yaml."""
 
+    status = 404
+
 
 class StorageError(IngestError):
-    """Object storage refused or failed an operation."""
+    """Object storage refused or failed an operation (a server-side condition: 503)."""
+
+    status = 503
 
 
 class StorageUnreachable(StorageError):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from catalogue.access import Grants
     from catalogue.auth import Accounts
     from catalogue.editing import Packages
     from catalogue.jobs import JobDeps, Jobs
@@ -119,6 +120,14 @@ class Nsdx:
         from catalogue.jobs import Jobs
 
         return Jobs(self.catalogue, runner_factory=lambda j: make_runner(self, j, self.job_deps))
+
+    @service
+    def grants(self) -> Grants:
+        """The exchange's live-grant check plugged into the catalogue's access rule
+        (:mod:`catalogue.access`, wired in :mod:`nsdx.access`)."""
+        from .access import exchange_grants
+
+        return exchange_grants(self.catalogue)
 
     @service
     def exchange(self) -> Exchange:

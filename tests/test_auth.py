@@ -57,7 +57,7 @@ def test_memberships_and_roles(accounts):
     assert ed.can_edit(bureau["id"]) and not ed.can_admin(bureau["id"])
     assert boss.can_admin(bureau["id"])
     reader = accounts.principal("reader")
-    assert not reader.can_read_private(bureau["id"])
+    assert not reader.insider(bureau["id"])
     # an admin adds members, an editor may not
     accounts.add_member("bureau", "reader", "member", by=boss)
     with pytest.raises(NotAuthorized):

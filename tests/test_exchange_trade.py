@@ -161,7 +161,8 @@ def test_cli_flow_and_audit(nsdx_env, tmp_path):
     assert oct((Path(env["NSDX_HOME"]) / "ledger.key").stat().st_mode & 0o777) == "0o600"
     bad = run_cli("exchange", "offer", "ds-x", "--price", "1", "--as", "nobody", "--json",
                   env=env, check=False)  # fmt: skip
-    assert bad.returncode == 1 and json.loads(bad.stderr)["error"]["error"] == "InvalidRequest"
+    # a missing dataset: the catalogue's one lookup, DatasetNotFound (404) on every surface
+    assert bad.returncode == 1 and json.loads(bad.stderr)["error"]["error"] == "DatasetNotFound"
     out = tmp_path / "report"
     run_cli("audit", "report", "--year", str(_demo_year()), "--out", str(out), env=env)
     names = {p.name for p in out.iterdir()}

@@ -317,7 +317,7 @@ def test_unknown_routes_answer_a_branded_page_to_browsers_and_json_to_programs(p
     portal.cookies.set("nsdx_lang", "en")
     assert "Page not found" in portal.get("/no/such/page").text
     r = portal.get("/no/such/page", headers={"accept": "application/json"})
-    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    assert r.status_code == 404 and r.json()["error"]["error"] == "NotFound"
 
 
 def test_a_crash_shows_the_branded_500_page(portal):
@@ -331,7 +331,8 @@ def test_a_crash_shows_the_branded_500_page(portal):
     r = c.get("/organization/bureau", headers=HTML)
     assert r.status_code == 500 and "服务器出错了" in r.text and "kaboom" not in r.text
     r = c.get("/organization/bureau", headers={"accept": "application/json"})
-    assert r.status_code == 500 and r.json()["error"]["error"] == "internal"
+    assert r.status_code == 500 and r.json()["error"]["error"] == "InternalError"
+    assert "kaboom" not in r.text and r.json()["error"]["error_id"]
     assert pages  # the module whose handler failed
 
 

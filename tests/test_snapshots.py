@@ -37,6 +37,7 @@ TIMESTAMP = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?(?![\d:])"
 )
 HOST = re.compile(r"https?://(127\.0\.0\.1|localhost|testserver|\[::1\])(:\d+)?")
+ERROR_ID = re.compile(r"(error id )[0-9a-f]{12}\b")
 SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
 BYTES_KEYS = {"bytes", "size"}
 DURATION_KEYS = {"seconds", "duration", "duration_ms", "elapsed", "took"}
@@ -61,6 +62,7 @@ def normalise(value: Any, tmp: str) -> Any:
     if isinstance(value, str):
         value = value.replace(tmp, "<tmp>")
         value = UUID.sub("<uuid>", value)
+        value = ERROR_ID.sub(r"\1<error-id>", value)
         value = TIMESTAMP.sub("<timestamp>", value)
         value = HOST.sub("http://<host>", value)
         return SHA256.sub("<sha256>", value)

@@ -7,19 +7,36 @@ them. Each package keeps its own thin base class (``ValidationPackageError`` her
 ``IngestError``, ``CatalogueError``, ``ExchangeError``), so callers can catch one package's
 errors or, with ``NsdxError``, all of them (as the CLI does).
 
-Each error carries structured fields, a ``hint`` (what to do next) and a ``transient`` flag
-(whether retrying the same command may succeed), following dlt's terminal/transient split.
+The one error shape: every error carries
+
+* ``status`` — the HTTP status a surface answers with (400 by default: an error raised on
+  purpose describes something the caller can change; server-side conditions say 5xx);
+* ``code`` — a stable machine-readable name (the class name unless a class sets one);
+* ``hint`` — what to do next;
+* ``transient`` — whether retrying the same request may succeed (dlt's terminal/transient
+  split);
+
+plus structured fields. Each surface renders them through one function per dialect (the
+CKAN envelope, the plain JSON API, Delta Sharing, the HTML page, the CLI: see
+``nsdx.web.errors`` and ``nsdx.cli.fail``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class NsdxError(Exception):
     """Base class of every error nsdx raises on purpose: a message, a hint, structured fields."""
 
-    transient = False
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "NsdxError"
+    transient: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "code" not in cls.__dict__:
+            cls.code = cls.__name__
 
     def __init__(self, message: str, *, hint: str | None = None, **fields: Any) -> None:
         super().__init__(message)
@@ -31,8 +48,10 @@ class NsdxError(Exception):
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
     def to_dict(self) -> dict:
+        """The plain JSON shape: ``error`` (the code), ``message``, ``hint``, ``transient``
+        and the structured fields."""
         return {
-            "error": type(self).__name__,
+            "error": self.code,
             "message": self.message,
             "hint": self.hint,
             "transient": self.transient,

@@ -70,6 +70,7 @@ DEFAULT_LINGER = 600.0
 class ValidationWorkerError(ValidationPackageError):
     """The validation worker process died or failed unexpectedly."""
 
+    status = 500
     transient = True
 
 

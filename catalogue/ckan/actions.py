@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..access import NO_GRANTS, Grants
 from ..auth import Accounts, InvalidInput, NotAuthorized, ObjectNotFound, Principal
 from ..downloads import absolute
 from ..editing import Packages
@@ -37,6 +38,7 @@ class ActionContext:
     accounts: Accounts
     index: SearchIndex
     principal: Principal
+    grants: Grants = NO_GRANTS  # the exchange's live grants (catalogue.access)
     jobs: Jobs | None = None
     files: dict[str, Upload] = field(default_factory=dict)
     site_url: str = ""
@@ -191,7 +193,7 @@ def package_list(ctx: ActionContext, data: dict) -> list[str]:
 @action("package_show", get=True)
 def package_show(ctx: ActionContext, data: dict) -> dict:
     """One dataset (by name or id) with its resources and nsdx extras."""
-    return ctx.index.show(ctx.principal, _id(data))
+    return ctx.index.show(ctx.principal, _id(data), ctx.grants)
 
 
 @action("package_search", get=True)
@@ -223,6 +225,7 @@ def package_search(ctx: ActionContext, data: dict) -> dict:
         include_deleted=_bool(data, "include_deleted"),
         principal=ctx.principal,
         fl=fl if fl and fl != ["*"] else None,
+        grants=ctx.grants,
     )
 
 
@@ -295,7 +298,7 @@ def current_package_list_with_resources(ctx: ActionContext, data: dict) -> list[
 # -- resources -------------------------------------------------------------------------
 @action("resource_show", get=True)
 def resource_show(ctx: ActionContext, data: dict) -> dict:
-    return ctx.packages.resource_show(ctx.principal, _id(data))
+    return ctx.packages.resource_show(ctx.principal, _id(data), ctx.grants)
 
 
 @action("resource_create")
@@ -377,16 +380,23 @@ def resource_delete(ctx: ActionContext, data: dict) -> None:
 
 @action("nsdx_job_show", get=True)
 def nsdx_job_show(ctx: ActionContext, data: dict) -> dict:
-    """Status of a background job (queued, running, finished, failed) and its result."""
+    """Status of a background job (queued, running, finished, failed) and its result, for
+    its submitter and those who may see its dataset's unpublished upload."""
     if ctx.jobs is None:
         raise ObjectNotFound("job", _id(data))
-    return ctx.jobs.show(_id(data))
+    return ctx.jobs.show(_id(data), ctx.principal)
 
 
 # -- organisations, members, groups, tags ----------------------------------------------
+def _granted(ctx: ActionContext) -> frozenset[str]:
+    """The datasets the caller's organisations hold live grants for (they count as seen)."""
+    p = ctx.principal
+    return ctx.grants.datasets(list(p.roles)) if p.roles and not p.sysadmin else frozenset()
+
+
 @action("organization_list", get=True)
 def organization_list(ctx: ActionContext, data: dict) -> list:
-    orgs = ctx.accounts.orgs(ctx.principal)
+    orgs = ctx.accounts.orgs(ctx.principal, _granted(ctx))
     wanted = _list(data, "organizations")
     if wanted:
         orgs = [o for o in orgs if o["name"] in wanted]
@@ -406,7 +416,7 @@ def organization_list(ctx: ActionContext, data: dict) -> list:
 
 @action("organization_show", get=True)
 def organization_show(ctx: ActionContext, data: dict) -> dict:
-    org = ctx.accounts.org_show(_id(data), ctx.principal)
+    org = ctx.accounts.org_show(_id(data), ctx.principal, _granted(ctx))
     if not (ctx.principal.can_admin(org["id"])):
         org.pop("users", None)
     if _bool(data, "include_datasets"):
@@ -415,6 +425,7 @@ def organization_show(ctx: ActionContext, data: dict) -> dict:
             rows=MAX_ROWS,
             include_private=True,
             principal=ctx.principal,
+            grants=ctx.grants,
         )["results"]
     return org
 

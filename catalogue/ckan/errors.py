@@ -5,9 +5,12 @@ does (``{"__type": "Validation Error", "name": ["That URL is already in use."]}`
 from __future__ import annotations
 
 import logging
+import uuid
 
-from ..auth import InvalidInput, NotAuthorized, ObjectNotFound
-from ..errors import CatalogueError, DatasetNotFound, NotPublished
+from validation.errors import NsdxError
+
+from ..auth import InvalidInput
+from ..errors import CatalogueError
 from ..search import SearchQueryError
 
 log = logging.getLogger("nsdx.ckan")
@@ -23,31 +26,57 @@ ERROR_TYPES = {
 }
 
 
-class BadRequest(Exception):
+class BadRequest(CatalogueError):
     """A request the Action API cannot take (unknown action, GET on a write action, body
     that is not a JSON object)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status = 400
 
 
 def to_error(exc: BaseException) -> tuple[int, dict]:
-    """(HTTP status, CKAN error dict) for an exception raised by an action."""
+    """(HTTP status, CKAN error dict) for an exception raised by an action: the CKAN
+    dialect of the one error shape (``nsdx.web.errors`` renders framework errors through
+    :func:`ckan_error_dict` too). An unexpected exception is logged under an error id and
+    answered as a 500 that quotes the id, never its text (it may hold server paths)."""
+    if isinstance(exc, NsdxError):
+        error_id = None
+        if exc.status >= 500:
+            error_id = uuid.uuid4().hex[:12]
+            log.warning("error %s: %s", error_id, exc.message, exc_info=exc)
+        return ckan_error_dict(exc.status, _msg(exc), exc=exc, error_id=error_id)
+    error_id = uuid.uuid4().hex[:12]
+    log.error("error %s: action failed", error_id, exc_info=exc)
+    return ckan_error_dict(500, "", error_id=error_id)
+
+
+def ckan_error_dict(
+    status: int,
+    message: str,
+    hint: str | None = None,
+    *,
+    exc: BaseException | None = None,
+    error_id: str | None = None,
+) -> tuple[int, dict]:
+    """(HTTP status, CKAN error dict) for an error of ``status`` (``exc`` refines the
+    ``__type``: field errors, search syntax, bad requests)."""
+    if hint and hint not in message:
+        message = f"{message} ({hint})"
     if isinstance(exc, InvalidInput):
         return 409, {"__type": "Validation Error", "message": exc.message, **exc.errors}
-    if isinstance(exc, NotAuthorized):
-        return 403, {"__type": "Authorization Error", "message": _msg(exc)}
-    if isinstance(exc, DatasetNotFound | ObjectNotFound | NotPublished):
-        return 404, {"__type": "Not Found Error", "message": _msg(exc)}
     if isinstance(exc, SearchQueryError):
-        return 400, {"__type": "Search Query Error", "message": _msg(exc)}
+        return 400, {"__type": "Search Query Error", "message": message}
     if isinstance(exc, BadRequest):
-        return 400, {"__type": "Bad Request", "message": exc.message}
-    if isinstance(exc, CatalogueError) and exc.status < 500:
-        return exc.status, {"__type": "Validation Error", "message": _msg(exc)}
-    log.exception("action failed", exc_info=exc)
-    return 500, {"__type": "Internal Server Error", "message": f"{type(exc).__name__}: {exc}"}
+        return 400, {"__type": "Bad Request", "message": message}
+    if status in (401, 403):
+        return status, {"__type": "Authorization Error", "message": message}
+    if status == 404:
+        return 404, {"__type": "Not Found Error", "message": message}
+    if status < 500:
+        return status, {"__type": "Validation Error", "message": message}
+    if error_id:
+        detail = f"{message}; " if message else ""
+        message = f"internal error (error id {error_id}): {detail}the server log has the details"
+    return status, {"__type": "Internal Server Error", "message": message or "internal error"}
 
 
 def _msg(exc: BaseException) -> str:

@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import numpy as np
 from sqlalchemy import select, text
 
-from ..auth import Principal, check_read
+from ..access import (
+    NO_GRANTS,
+    DatasetFacts,
+    Grants,
+    IndexColumns,
+    Principal,
+    require_see,
+    see_mask,
+)
 from ..errors import DatasetNotFound
 from ..models import Dataset
 from ..registry import Catalogue
@@ -344,33 +352,26 @@ class SearchIndex:
                 return org["name"]
         return v
 
-    def _visible(self, principal: Principal, include_private: bool, include_drafts: bool,
-                 include_deleted: bool) -> np.ndarray:  # fmt: skip
-        n = self._n()
-        state = self._field("state")
-        ok_states = (
-            {"active"}
-            | ({"draft"} if include_drafts else set())
-            | ({"deleted"} if include_deleted and principal.sysadmin else set())
-        )
-        sel = np.array([v in ok_states for v in state.values], dtype=bool)
-        mask = state.mask_for_codes(sel, n)
-        private = self._field("private").mask_for_codes(
-            np.array([v == "true" for v in self._field("private").values], dtype=bool), n
-        )
-        draft = state.mask_for_codes(np.array([v == "draft" for v in state.values], bool), n)
-        restricted = private | draft
-        if principal.sysadmin and include_private:
-            return mask
-        readable = np.zeros(n, dtype=bool)
-        if include_private and principal.roles:
-            owner = self._field("owner_org")
-            sel = np.array([v in principal.roles for v in owner.values], dtype=bool)
-            readable = owner.mask_for_codes(sel, n)
-        return mask & (~restricted | readable)
+    def _columns(self) -> IndexColumns:
+        cols = self._compiled.get(("acl",))
+        if cols is None:
+            cols = self._compiled[("acl",)] = IndexColumns.of(self.docs)
+        return cols
+
+    def _visible(self, principal: Principal, granted: Collection[str], include_private: bool,
+                 include_drafts: bool, include_deleted: bool) -> np.ndarray:  # fmt: skip
+        """What ``principal`` may see (:func:`catalogue.access.see_mask`), narrowed to what
+        was asked for: active public datasets, plus private ones, drafts, deleted ones."""
+        cols = self._columns()
+        wanted = (cols.states == "active") & (include_private | ~cols.private)
+        if include_drafts:
+            wanted |= cols.states == "draft"
+        if include_deleted:
+            wanted |= cols.states == "deleted"
+        return wanted & see_mask(principal, cols, granted)
 
     # -- one dataset -------------------------------------------------------------------
-    def show(self, principal: Principal, key: str) -> dict:
+    def show(self, principal: Principal, key: str, grants: Grants = NO_GRANTS) -> dict:
         """The package dict of a dataset by id or name, as package_show returns it."""
         self.refresh()
         with self.lock:
@@ -380,14 +381,7 @@ class SearchIndex:
             pkg = self.docs[slot] if slot is not None else None
         if pkg is None:
             raise DatasetNotFound(key)
-        check_read(
-            principal,
-            key,
-            name=pkg["name"],
-            state=pkg["state"],
-            private=pkg["private"],
-            org_id=pkg.get("owner_org"),
-        )
+        require_see(principal, DatasetFacts.of_package(pkg), grants, key)
         return pkg
 
     # -- the search --------------------------------------------------------------------
@@ -407,8 +401,14 @@ class SearchIndex:
         include_deleted: bool = False,
         principal: Principal | None = None,
         fl: list[str] | None = None,
+        grants: Grants = NO_GRANTS,
     ) -> dict:
+        """Search what ``principal`` may see (with ``grants``, the exchange's live grants:
+        a private dataset bought earlier stays visible to its buyer)."""
         principal = principal or Principal()
+        granted: frozenset[str] = frozenset()
+        if (include_private or include_drafts) and principal.roles and not principal.sysadmin:
+            granted = grants.datasets(list(principal.roles))
         if not 0 <= rows <= MAX_ROWS:
             raise SearchQueryError(f"rows must be between 0 and {MAX_ROWS}, got {rows}")
         if start < 0:
@@ -424,7 +424,9 @@ class SearchIndex:
             mask = self._eval(q_node, score)
             for node in fq_nodes:
                 mask &= self._eval(node, None)
-            mask &= self._visible(principal, include_private, include_drafts, include_deleted)
+            mask &= self._visible(
+                principal, granted, include_private, include_drafts, include_deleted
+            )
             idx = np.nonzero(mask)[0]
             count = int(len(idx))
             facets, search_facets = {}, {}
@@ -496,7 +498,7 @@ class SearchIndex:
     def tags(self, principal: Principal | None = None, query: str | None = None) -> list[str]:
         self.refresh()
         with self.lock:
-            mask = self._visible(principal or Principal(), False, False, False)
+            mask = self._visible(principal or Principal(), (), False, False, False)
             f = self._field("tags")
             used = set(f.codes[mask[f.docs]].tolist()) if len(f.codes) else set()
         names = sorted(f.values[i] for i in used)

@@ -25,6 +25,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ..errors import CheckpointNotFound, LedgerCorrupt
 from .keys import open_checkpoint
@@ -309,3 +310,29 @@ def verified_events(
             edited=edited[:10] or None,
         )
     return cp, events
+
+
+def verify_with_state(
+    store: LedgerStore,
+    verifier_key: str,
+    *,
+    kept: list[str] = (),
+    state: Path | None = None,
+) -> VerifyResult:
+    """`nsdx audit verify --state` as one function (the CLI and the portal call it): verify
+    against the database's checkpoints, the checkpoints ``kept`` outside the database, and
+    the one remembered in ``state`` from the last successful run; on success the latest
+    signed checkpoint is remembered there for the next run (as a transparency-log monitor
+    does, so removing the newest entries with their checkpoints is caught). Signs nothing."""
+    external = list(kept)
+    if state is not None and state.exists():
+        external.append(state.read_text(encoding="utf-8"))
+    res = verify_ledger(store, verifier_key, external_checkpoints=external)
+    if res.ok and state is not None:
+        latest = store.latest_checkpoint()
+        if latest is not None:
+            state.parent.mkdir(parents=True, exist_ok=True)
+            tmp = state.with_suffix(state.suffix + ".tmp")
+            tmp.write_text(latest.note, encoding="utf-8")
+            tmp.replace(state)
+    return res

@@ -152,10 +152,15 @@ def _main() -> None:
         if os.environ.get("NSDX_DEBUG"):
             raise
         # a bug, or a state nsdx does not expect: one line, not a traceback
-        click.secho(f"Error: unexpected {type(e).__name__}: {e}", fg="red", err=True)
-        click.echo(
-            "  hint: this is likely a bug; run again with NSDX_DEBUG=1 for the traceback and "
-            "report it (for ledger commands, run `nsdx audit verify` first)",
-            err=True,
+        message = f"unexpected {type(e).__name__}: {e}"
+        hint = (
+            "this is likely a bug; run again with NSDX_DEBUG=1 for the traceback and "
+            "report it (for ledger commands, run `nsdx audit verify` first)"
         )
+        if "--json" in sys.argv:  # --json is always JSON, errors included
+            payload = {"error": "InternalError", "message": message, "hint": hint}
+            click.echo(json.dumps({"error": {**payload, "transient": False}}), err=True)
+        else:
+            click.secho(f"Error: {message}", fg="red", err=True)
+            click.echo(f"  hint: {hint}", err=True)
         sys.exit(2)

@@ -582,19 +582,12 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
     the database: the one given with --checkpoint, and the one this command remembers from
     its last successful run (--state), as a transparency-log monitor does.
     """
-    from exchange.ledger.verify import verify_ledger
+    from exchange.ledger.verify import verify_with_state
 
     ex = _ex()
     state = Path(state_file) if state_file else ex.home / "audit" / "verified-checkpoint.txt"
     external = [Path(p).read_text(encoding="utf-8") for p in checkpoint_files]
-    if state.exists():
-        external.append(state.read_text(encoding="utf-8"))
-    res = verify_ledger(ex.ledger, pubkey or ex.signer.verifier_key, external_checkpoints=external)
-    if res.ok:
-        latest = ex.ledger.latest_checkpoint()
-        if latest is not None:
-            state.parent.mkdir(parents=True, exist_ok=True)
-            state.write_text(latest.note, encoding="utf-8")
+    res = verify_with_state(ex.ledger, pubkey or ex.signer.verifier_key, kept=external, state=state)
     if as_json:
         echo_json(res.to_dict())
     elif res.ok:

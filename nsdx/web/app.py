@@ -15,7 +15,19 @@ from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
 
-from . import account, ckan, dcat, download, errorpages, exchange, pages, query, sharing
+from . import (
+    account,
+    audit,
+    ckan,
+    dcat,
+    download,
+    errorpages,
+    errors,
+    exchange,
+    pages,
+    query,
+    sharing,
+)
 from .csrf import CSRFMiddleware, portal_secret
 from .i18n import LanguageMiddleware
 from .state import WebState
@@ -31,6 +43,7 @@ ROUTERS = [
     download.router,
     dcat.router,
     account.router,
+    audit.router,
     pages.router,
 ]
 
@@ -78,6 +91,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.nsdx = state
+    errors.install(app)  # one error shape per surface; nothing escapes as a bare 500
     for r in ROUTERS:
         app.include_router(r)
     errorpages.install(app)

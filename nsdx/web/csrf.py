@@ -16,12 +16,26 @@ the ``x-csrftoken`` header).
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
 from pathlib import Path
 
+import asgi_csrf as _asgi_csrf
 from asgi_csrf import Errors, asgi_csrf
+from python_multipart import FormParser
 from starlette.requests import Request
+
+if "FileClass" not in inspect.signature(FormParser.__init__).parameters:
+    # asgi-csrf 0.11 (the latest) still passes python-multipart's old ``FileClass``
+    # argument, removed from python-multipart; this keeps its token search working. Files
+    # met before the token are then parsed, not refused, but never more than CHECK_BYTES.
+
+    class _FormParser(FormParser):
+        def __init__(self, content_type, on_field, on_file, boundary=None, FileClass=None):  # noqa: N803
+            super().__init__(content_type, on_field, None, boundary=boundary)
+
+    _asgi_csrf.FormParser = _FormParser
 
 CHECK_BYTES = 1 << 20
 SKIP_PREFIXES = ("/api/", "/delta-sharing/", "/static/")

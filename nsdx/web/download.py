@@ -30,13 +30,13 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from catalogue import downloads as dl
+from catalogue.access import DatasetRestricted, require_read
 from catalogue.auth import Principal
 from catalogue.errors import CatalogueError
-from catalogue.query import DatasetRestricted, QueryableTable, check_access
-from catalogue.registry import PublishedTable
 from exchange.downloads import LiveGrant, buyer_grant, record_download
 from validation.errors import NsdxError
 
+from . import errors
 from .exchange import _exchange
 from .state import site_url, state_of
 
@@ -51,42 +51,41 @@ def _now() -> datetime:
 
 
 def error_response(e: NsdxError, head: bool = False) -> Response:
-    status = getattr(e, "status", 400)
-    body = {"error": {**e.to_dict(), "transient": bool(getattr(e, "transient", False))}}
+    """The JSON dialect of the one error shape (:func:`errors.json_error`); HEAD: no body."""
     if head:
-        return Response(status_code=status)
-    return JSONResponse(body, status_code=status)
+        return Response(status_code=e.status)
+    return errors.json_error(errors.problem_of(e))
 
 
 # -- who may read ---------------------------------------------------------------------------
 
 
-def _queryable(t: dl.DownloadTable) -> QueryableTable:
-    pt = PublishedTable(
-        dataset=t.dataset,
-        domain=t.domain,
-        table=t.source_table,
-        uris=(),
-        access=t.access,
-        organization=t.organization,
-    )
-    return QueryableTable(pt, t.dataset_id, t.org_id, t.private or t.state != "active", t.version)
+class _BuyerGrants:
+    """:class:`catalogue.access.Grants` for one table: the exchange's live grant of the
+    caller (kept, so the download is recorded against it)."""
+
+    def __init__(self, request: Request, principal: Principal, t: dl.DownloadTable) -> None:
+        self.request, self.principal, self.t = request, principal, t
+        self.found: LiveGrant | None = None
+
+    def live(self, org_ids, dataset_id: str, version: int | None = None) -> bool:
+        self.found = buyer_grant(_exchange(self.request), self.principal, self.t)
+        return self.found is not None
+
+    def datasets(self, org_ids) -> frozenset[str]:  # pragma: no cover - one table only
+        return frozenset()
 
 
 def authorize(request: Request, principal: Principal, t: dl.DownloadTable) -> LiveGrant | None:
-    """Raise unless ``principal`` may read ``t`` (the query API's rule,
-    :func:`catalogue.query.check_access`, with the exchange's grant check); the live grant
+    """Raise unless ``principal`` may read ``t`` (the one access rule,
+    :func:`catalogue.access.require_read`, with the exchange's grant check); the live grant
     when that is what allows it."""
-    found: list[LiveGrant] = []
-
-    def has_grant(p: Principal, _qt: QueryableTable) -> bool:
-        g = buyer_grant(_exchange(request), p, t)
-        if g is not None:
-            found.append(g)
-        return g is not None
-
+    grants = _BuyerGrants(request, principal, t)
     try:
-        check_access(principal, [_queryable(t)], has_grant)
+        require_read(
+            principal, t.facts, grants, version=t.version, organization=t.organization,
+            view=".".join(dl.view_names(t)),
+        )  # fmt: skip
     except DatasetRestricted as e:
         what = f"table {t.table!r} of {t.dataset!r} version {t.version}"
         if principal.anonymous:
@@ -102,7 +101,7 @@ def authorize(request: Request, principal: Principal, t: dl.DownloadTable) -> Li
             hint=e.hint,
             dataset=t.dataset,
         ) from None
-    return found[0] if found else None
+    return grants.found
 
 
 def _principal_of(request: Request, t: dl.DownloadTable) -> tuple[Principal, str | None]:

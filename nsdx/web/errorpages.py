@@ -1,8 +1,10 @@
 """Branded error pages for browsers, in the visitor's language; JSON for everyone else.
 
 A request that accepts ``text/html`` (a browser navigating) gets the portal's page for 404,
-403, 413, 429 and 5xx; an API client (``Accept: application/json`` or ``*/*``) keeps the JSON
-answer it always had. Signing in when a page needs it is a redirect, not an error.
+403, 413, 429 and 5xx; an API client (``Accept: application/json`` or ``*/*``) gets the JSON
+dialect of the one error shape. Signing in when a page needs it is a redirect, not an error.
+Which error becomes which answer is decided in :mod:`nsdx.web.errors` (the page dialect
+calls :func:`error_response`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .i18n import gettext as _
 from .session import SignInRequired, sign_in_redirect
@@ -47,37 +46,28 @@ def error_response(
     title: str | None = None,
     detail: str | None = None,
     *,
-    kind: str = "error",
+    kind: str | None = None,
+    hint: str | None = None,
+    error_id: str | None = None,
 ):
-    """The error answer for ``request``: the branded page, or ``{"error": ...}``."""
+    """The error answer for ``request``: the branded page, or the JSON dialect."""
     t, d = _titles(status)
     title, detail = title or t, detail or d
     if not wants_html(request):
-        return JSONResponse(
-            {"error": {"error": kind, "message": title, "hint": detail}}, status_code=status
-        )
+        from .errors import REASONS, Problem, json_error
+
+        code = kind or REASONS.get(status, ("Error",))[0]
+        return json_error(Problem(status, code, title, hint=hint or detail, error_id=error_id))
     from .render import render
 
-    return render(
-        request, "error.html", {"status": status, "title": title, "detail": detail}, status
-    )
+    ctx = {"status": status, "title": title, "detail": detail, "hint": hint, "error_id": error_id}
+    return render(request, "error.html", ctx, status)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def _signin(request: Request, exc: SignInRequired):
         return sign_in_redirect(exc)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
-        if wants_html(request):
-            return error_response(request, exc.status_code)
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, kind="internal")
 
 
 __all__ = ["error_response", "install", "wants_html"]

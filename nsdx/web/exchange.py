@@ -5,8 +5,8 @@ root's one exchange (:attr:`nsdx.core.Nsdx.exchange`); this module only speaks H
 
 Authentication is the catalogue's: ``Authorization: <token>`` (or ``Bearer <token>``);
 the caller's organisation roles decide what it may do (see :mod:`exchange.actors`).
-Errors answer ``{"error": {"error": <kind>, "message", "hint", "transient", ...}}`` with
-the status of the error class (403 not allowed, 404 not found, 409 wrong state, 422 bad
+Errors answer ``{"error": {"error": <kind>, "message", "hint", "transient", ...}}``
+(:func:`nsdx.web.errors.json_error`) with the status of the error class (403 not allowed, 404 not found, 409 wrong state, 422 bad
 input). Checkpoints, proofs and the verifier key are public: anyone may check the log.
 """
 
@@ -22,8 +22,7 @@ from pydantic import BaseModel
 from exchange import trade
 from exchange.actors import Actor, actor_for_user
 from exchange.context import Exchange
-from exchange.errors import ExchangeError, NotAllowed
-from validation.errors import NsdxError
+from exchange.errors import NotAllowed
 
 from .state import state_of
 
@@ -43,13 +42,10 @@ def _actor(request: Request, ex: Exchange) -> Actor:
 
 
 def _call(request: Request, fn: Callable[[Exchange, Actor], Any], status: int = 200):
-    try:
-        ex = _exchange(request)
-        result = fn(ex, _actor(request, ex))
-    except NsdxError as e:  # exchange and catalogue errors (bad token, ...) keep their status
-        if not hasattr(e, "status"):
-            raise
-        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+    """Run ``fn`` for the caller; its errors (bad token, not allowed, wrong state...) are
+    answered by :mod:`nsdx.web.errors` in the JSON dialect with their own status."""
+    ex = _exchange(request)
+    result = fn(ex, _actor(request, ex))
     return JSONResponse(result, status_code=status)
 
 
@@ -217,10 +213,7 @@ def pubkey(request: Request):
 @router.get("/api/audit/checkpoint", response_class=PlainTextResponse)
 def checkpoint(request: Request):
     """The latest signed checkpoint as the C2SP note text."""
-    try:
-        return PlainTextResponse(_exchange(request).ledger.get_checkpoint().note)
-    except ExchangeError as e:
-        return JSONResponse({"error": e.to_dict()}, status_code=e.status)
+    return PlainTextResponse(_exchange(request).ledger.get_checkpoint().note)
 
 
 @router.get("/api/audit/proof/inclusion")

@@ -16,7 +16,6 @@ from catalogue.auth import NotAuthorized
 from catalogue.dcat import LICENSE_URLS, schema_org
 from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
-from catalogue.search import SearchQueryError
 
 from .errorpages import error_response
 from .i18n import N_
@@ -52,18 +51,34 @@ def favicon() -> Response:
     return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
+MAX_PAGE = 10_000
+
+
+class BadPage(CatalogueError):
+    status = 400
+
+
+def _page(raw: str | None) -> int:
+    """The ``page`` parameter: a whole number from 1 (a 400 page otherwise)."""
+    if raw in (None, ""):
+        return 1
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadPage(
+            f"page={raw[:20]!r} is not a page number",
+            hint=f"use a whole number from 1 to {MAX_PAGE}",
+        )
+    return int(raw)
+
+
 @router.get("/", response_class=HTMLResponse)
 async def search_page(request: Request) -> HTMLResponse:
     st = state_of(request)
     q = request.query_params.get("q", "")
     filters = [(k, v) for k, v in request.query_params.multi_items() if k in FACETS and v]
-    try:
-        page = min(10_000, max(1, int(request.query_params.get("page", "1") or 1)))
-    except ValueError:
-        page = 1
+    page = _page(request.query_params.get("page"))
     fq = [f'{k}:"{v}"' for k, v in filters]
     error = None
-    try:
+    try:  # what the caller may see (catalogue.access), private datasets included
         result = await run_in_threadpool(
             st.index.search,
             q=q,
@@ -75,8 +90,9 @@ async def search_page(request: Request) -> HTMLResponse:
             include_private=True,
             include_drafts=True,
             principal=await run_in_threadpool(viewer, request),
+            grants=st.grants,
         )
-    except SearchQueryError as e:
+    except CatalogueError as e:  # a bad query, or a bad/expired/revoked token
         error = e.message
         result = {"count": 0, "results": [], "search_facets": {}}
 
@@ -113,8 +129,10 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
     st = state_of(request)
     who = await run_in_threadpool(viewer, request)
     try:
-        pkg = await run_in_threadpool(st.packages.show, who, name)
+        pkg = await run_in_threadpool(st.packages.show, who, name, st.grants)
     except CatalogueError as e:  # not found, or private: the page does not say which
+        if e.status not in (403, 404):
+            raise  # a failure: a logged 5xx page (nsdx.web.errors), never a 404
         hint = (
             _("If it is private to an organisation, sign in as one of its members.")
             if who.anonymous and isinstance(e, NotAuthorized)

@@ -1,9 +1,9 @@
 """The query API: ``POST /api/query`` (and ``GET /api/query?sql=``) runs one SELECT over
 the published views ``<domain>.<id>`` — the same views as ``nsdx query`` — with DuckDB.
 
-* Who may read what: open datasets, everyone; restricted ones, members of their
-  organisation, sysadmins, and organisations holding an active access grant from the
-  exchange (:func:`active_grant`, passed into :func:`catalogue.query.serve_query`).
+* Who may read what: the one rule of :mod:`catalogue.access` (open datasets, everyone;
+  restricted ones, members of their organisation, sysadmins, and organisations holding a
+  live access grant from the exchange, passed in as ``state.grants``).
 * What may run: see :mod:`catalogue.sql_guard` (one SELECT; curated views, CTEs and a few
   row-generating table functions only) and :func:`catalogue.query.open_locked` (a fresh
   connection per request that can open only the files of the views it reads).
@@ -24,19 +24,19 @@ import json
 import logging
 import os
 import threading
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pyarrow as pa
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from catalogue import jsonout
-from catalogue.auth import Principal
 from catalogue.errors import CatalogueError
-from catalogue.query import QueryableTable, QueryLimits, QueryResult, serve_query
+from catalogue.query import QueryLimits, QueryResult, serve_query
+
+from .errors import ErrorOut
 
 log = logging.getLogger("nsdx.web.query")
 router = APIRouter(tags=["query"])
@@ -70,17 +70,6 @@ class QueryOut(BaseModel):
     max_rows: int
     elapsed_ms: int
     views: list[str]
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="the kind: SqlRejected, DatasetRestricted, QueryError, ...")
-    message: str
-    hint: str | None = None
-    transient: bool = False
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
 
 
 class BadRequest(CatalogueError):
@@ -150,28 +139,7 @@ def _slots(state) -> threading.BoundedSemaphore:
 _state_lock = threading.Lock()
 
 
-# -- access grants (the exchange) ----------------------------------------------------------
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def active_grant(cat):
-    """``has_grant(principal, table)`` for :func:`catalogue.query.serve_query`: the
-    exchange's rule (:func:`exchange.grants.holds_grant`) bound to this catalogue."""
-    from exchange.grants import holds_grant
-
-    def has_grant(principal: Principal, t: QueryableTable) -> bool:
-        with cat.Session() as s:
-            return holds_grant(s, principal.roles, t.dataset_id, t.version, _now())
-
-    return has_grant
-
-
 # -- answers -------------------------------------------------------------------------------
-def error_response(e: CatalogueError) -> JSONResponse:
-    body = {**e.to_dict(), "transient": bool(getattr(e, "transient", False))}
-    headers = {"Retry-After": "1"} if e.status in (429, 503) else None
-    return JSONResponse({"error": body}, status_code=e.status, headers=headers)
 
 
 def _headers(r: QueryResult, max_rows: int) -> dict[str, str]:
@@ -259,7 +227,7 @@ def _run(request: Request, q: QueryIn) -> Response:
             nx.store,
             q.sql,
             principal,
-            has_grant=active_grant(nx.catalogue),
+            grants=state.grants,
             limits=limits,
             max_rows=max_rows,
             s3_credentials=_s3_credentials(),
@@ -270,23 +238,9 @@ def _run(request: Request, q: QueryIn) -> Response:
 
 
 def _answer(request: Request, parse) -> Response:
-    try:
-        return _run(request, parse())
-    except CatalogueError as e:
-        return error_response(e)
-    except Exception as e:  # noqa: BLE001 - one error shape, even for bugs
-        log.exception("query API failure")
-        return JSONResponse(
-            {
-                "error": {
-                    "error": "InternalError",
-                    "message": f"internal error: {type(e).__name__}",
-                    "hint": "this is a bug; the server log has the details",
-                    "transient": False,
-                }
-            },
-            status_code=500,
-        )
+    """The answer to one query request. Errors (and bugs, as a 500 with an error id) are
+    answered in the JSON dialect by :mod:`nsdx.web.errors`."""
+    return _run(request, parse())
 
 
 _RESPONSES = {

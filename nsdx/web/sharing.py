@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from exchange import sharing
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, InvalidRequest
 from ingest.errors import StorageError
 
+from . import errors
 from .exchange import _call, _exchange
 from .state import site_url
 
@@ -37,15 +38,9 @@ def _token(request: Request) -> str | None:
     return h.strip() or None
 
 
-def _error(e: Exception) -> JSONResponse:
-    if isinstance(e, sharing.SharingError):
-        return JSONResponse(e.to_dict(), status_code=e.status)
-    if isinstance(e, ExchangeError):  # configuration / state problems of the exchange core
-        status = e.status if 400 <= e.status < 500 else 400
-        return JSONResponse(
-            {"errorCode": "INVALID_PARAMETER_VALUE", "message": e.message}, status_code=status
-        )
-    raise e
+def _error(e: Exception) -> Response:
+    """The Delta Sharing dialect of the one error shape (:func:`errors.sharing_error`)."""
+    return errors.sharing_error(errors.problem_of(e))
 
 
 def _answer(request: Request, fn: Callable[[Any, str | None], Any]):
@@ -223,15 +218,9 @@ async def profile(request: Request, order_id: str):
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        return JSONResponse(
-            {
-                "error": {
-                    "error": "InvalidRequest",
-                    "message": "the body must be a JSON object",
-                    "hint": 'send e.g. {"days": 30} (both fields optional), or an empty body',
-                }
-            },
-            status_code=422,
+        raise InvalidRequest(
+            "the body must be a JSON object",
+            hint='send e.g. {"days": 30} (both fields optional), or an empty body',
         )
     endpoint = body.get("endpoint") or site_url(request) + f"{PREFIX}/"
     from starlette.concurrency import run_in_threadpool

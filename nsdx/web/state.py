@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fastapi import Request
 
+from catalogue.access import Grants
 from catalogue.auth import Accounts, Principal
 from catalogue.ckan import ActionContext
 from catalogue.editing import Packages
@@ -37,6 +38,11 @@ class WebState:
     @property
     def packages(self) -> Packages:
         return self.nx.packages
+
+    @property
+    def grants(self) -> Grants:
+        """The exchange's live-grant check, for the access rule (:mod:`catalogue.access`)."""
+        return self.nx.grants
 
     @property
     def index(self) -> SearchIndex:
@@ -72,6 +78,7 @@ class WebState:
             accounts=self.accounts,
             index=self.index,
             principal=principal,
+            grants=self.grants,
             jobs=self.jobs,
             files=files or {},
             site_url=site_url(request),

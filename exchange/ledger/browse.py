@@ -1,0 +1,88 @@
+"""Reading the ledger page by page for officials: entries filtered by kind, period (when
+recorded), enterprise and dataset, newest first. Read-only; one SQL query for the page and
+one for the count, whatever the ledger's size.
+
+Leaves are canonical JSON (no spaces, keys sorted), so ``"buyer":"NAME"`` is matched
+exactly as a substring; names are escaped for LIKE.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import func, or_, select
+
+from ..models import LedgerEntry
+from .store import LedgerStore
+
+PARTY_KEYS = ("buyer", "seller", "org", "actor")
+MAX_PAGE = 200
+
+
+def _json_pair(key: str, value: str) -> str:
+    return f'"{key}":{json.dumps(value, ensure_ascii=False)}'
+
+
+def entry_kinds(store: LedgerStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return sorted(r[0] for r in conn.execute(select(LedgerEntry.kind).distinct()))
+
+
+def list_entries(
+    store: LedgerStore,
+    *,
+    kind: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+    enterprise: str | None = None,
+    dataset: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+    upto: int | None = None,
+) -> dict:
+    """``{"total", "entries": [{index, kind, created, payload}]}``, newest first.
+    ``until`` is inclusive (the whole day); ``upto`` bounds the indices (a tree size)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    offset = max(0, offset)
+    conds = []
+    if kind:
+        conds.append(LedgerEntry.kind == kind)
+    if since:
+        conds.append(LedgerEntry.created >= datetime.combine(since, time.min))
+    if until:
+        conds.append(LedgerEntry.created < datetime.combine(until + timedelta(days=1), time.min))
+    if enterprise:
+        conds.append(
+            or_(
+                *(
+                    LedgerEntry.payload.contains(_json_pair(k, enterprise), autoescape=True)
+                    for k in PARTY_KEYS
+                )
+            )
+        )
+    if dataset:
+        conds.append(LedgerEntry.payload.contains(_json_pair("dataset", dataset), autoescape=True))
+    if upto is not None:
+        conds.append(LedgerEntry.idx < upto)
+    with store.engine.connect() as conn:
+        total = conn.scalar(select(func.count()).select_from(LedgerEntry).where(*conds)) or 0
+        rows = conn.execute(
+            select(LedgerEntry.idx, LedgerEntry.kind, LedgerEntry.created, LedgerEntry.payload)
+            .where(*conds)
+            .order_by(LedgerEntry.idx.desc())
+            .offset(offset)
+            .limit(limit)
+        ).all()
+    return {
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "entries": [
+            {"index": i, "kind": k, "created": c.isoformat(), "payload": json.loads(p)}
+            for i, k, c, p in rows
+        ],
+    }
+
+
+__all__ = ["entry_kinds", "list_entries"]

@@ -1,0 +1,408 @@
+"""The officials' pages (auditor role, or sysadmin): the ledger, its verification, the
+transactions, one entry with its inclusion proof, the rewards of a year with every
+exclusion and its reason, the wash-trade flags, charts, and the yearly report.
+
+Read-only: every number is computed from the latest *signed* checkpoint as it is (never
+signing a new one), with the functions the CLI calls (:mod:`exchange.reports`,
+:mod:`exchange.ledger.verify`, :mod:`exchange.ledger.browse`). The one file written is the
+official's own record of the last checkpoint they verified (outside the database, as
+`nsdx audit verify --state` keeps it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from datetime import date
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from catalogue.auth import Principal
+from exchange.errors import ExchangeError
+from exchange.ledger.browse import entry_kinds, list_entries
+from exchange.ledger.note import NoteError
+from exchange.ledger.store import b64
+from exchange.ledger.verify import verify_with_state
+
+from .charts import bar_chart, hbar_chart
+from .errorpages import error_response
+from .i18n import Np_
+from .i18n import gettext as _
+from .render import render
+from .session import require_user
+from .state import state_of
+
+router = APIRouter(include_in_schema=False)
+PAGE = 50
+MAX_CHECKPOINT_BYTES = 64 * 1024
+
+EXCLUSIONS = [
+    Np_("exclusion", "unpaid"),
+    Np_("exclusion", "outside_year"),
+    Np_("exclusion", "not_exchange_trade"),
+    Np_("exclusion", "refunded"),
+    Np_("exclusion", "stacking"),
+    Np_("exclusion", "below_minimum"),
+    Np_("exclusion", "not_in_district"),
+    Np_("exclusion", "wash_trade:cycle"),
+    Np_("exclusion", "wash_trade:mirrored"),
+    Np_("exclusion", "wash_trade:split"),
+    Np_("exclusion", "related_party:same_group"),
+    Np_("exclusion", "related_party:shared_controller"),
+]
+FLAG_KINDS = [Np_("flag", "cycle"), Np_("flag", "mirrored"), Np_("flag", "split")]
+
+
+def _official(request: Request) -> Principal:
+    p = require_user(request)
+    if not (p.auditor or p.sysadmin):
+        raise _NotOfficial
+    return p
+
+
+class _NotOfficial(Exception):
+    pass
+
+
+def _refuse(request: Request):
+    return error_response(
+        request,
+        403,
+        _("For officials only"),
+        _("These pages are for auditors. Ask an administrator for the auditor role."),
+    )
+
+
+def _state_file(request: Request, p: Principal) -> Path:
+    """Where this official's last verified checkpoint is remembered (per user, outside
+    the database, like `nsdx audit verify --state`)."""
+    return state_of(request).nx.settings.home / "audit" / "portal" / f"{p.user_id}.txt"
+
+
+# -- computed once per signed checkpoint (a checkpoint never changes) ---------------------
+_cache: OrderedDict[tuple, object] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple, make):
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    value = make()
+    with _cache_lock:
+        _cache[key] = value
+        while len(_cache) > 16:
+            _cache.popitem(last=False)
+    return value
+
+
+def _latest(ex):
+    return ex.ledger.latest_checkpoint()
+
+
+def _summary(ex, year: int, cp):
+    from exchange.reports import yearly_summary
+
+    key = (
+        "summary",
+        id(ex),
+        cp.tree_size,
+        b64(cp.root),
+        year,
+        os.environ.get("NSDX_REWARD_POLICY"),
+    )
+    return _cached(key, lambda: yearly_summary(ex, year, tree_size=cp.tree_size))
+
+
+def _year(request: Request) -> int:
+    raw = request.query_params.get("year") or ""
+    try:
+        y = int(raw)
+    except ValueError:
+        return date.today().year - 1
+    return y if 2000 <= y <= 2100 else date.today().year - 1
+
+
+# -- the dashboard and verification ----------------------------------------------------
+def _dashboard(request: Request, p: Principal, *, status: int = 200, **ctx):
+    ex = state_of(request).exchange
+    cp = _latest(ex)
+    state = _state_file(request, p)
+    kept = None
+    if state.exists():
+        m = re.search(r"\n(\d+)\n", state.read_text(encoding="utf-8"))
+        kept = int(m.group(1)) if m else None
+    return render(
+        request,
+        "audit/dashboard.html",
+        {
+            "size": ex.ledger.head_size(),
+            "cp": cp,
+            "root": b64(cp.root) if cp else None,
+            "kept_size": kept,
+            "pubkey": ex.signer.verifier_key,
+            **ctx,
+        },
+        status,
+    )
+
+
+@router.get("/audit")
+def dashboard(request: Request):
+    try:
+        p = _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    return _dashboard(request, p)
+
+
+@router.post("/audit/verify")
+async def verify(request: Request):
+    try:
+        p = _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    form = await request.form()
+    kept: list[str] = []
+    pasted = str(form.get("checkpoint") or "").strip()
+    upload = form.get("checkpoint_file")
+    if pasted:
+        kept.append(pasted[:MAX_CHECKPOINT_BYTES] + "\n")
+    if upload is not None and hasattr(upload, "read"):
+        data = await upload.read(MAX_CHECKPOINT_BYTES + 1)
+        if len(data) > MAX_CHECKPOINT_BYTES:
+            return await run_in_threadpool(
+                _dashboard,
+                request,
+                p,
+                error=_("The checkpoint file is too large: a checkpoint is a few hundred bytes."),
+                form_checkpoint=pasted,
+                status=422,
+            )
+        if data.strip():
+            try:
+                kept.append(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                return await run_in_threadpool(
+                    _dashboard,
+                    request,
+                    p,
+                    error=_(
+                        "The checkpoint file is not text. Upload the checkpoint note you kept."
+                    ),
+                    form_checkpoint=pasted,
+                    status=422,
+                )
+    ex = state_of(request).exchange
+
+    def run():
+        try:
+            return verify_with_state(
+                ex.ledger, ex.signer.verifier_key, kept=kept, state=_state_file(request, p)
+            )
+        except NoteError as e:  # pragma: no cover - verify_ledger reports bad notes itself
+            raise ExchangeError(str(e)) from e
+
+    res = await run_in_threadpool(run)
+    return await run_in_threadpool(
+        _dashboard, request, p, result=res, used_kept=len(kept), form_checkpoint=pasted
+    )
+
+
+# -- transactions ------------------------------------------------------------------------
+def _date(raw: str | None, errors: dict, field: str) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        errors[field] = _("A date like 2026-03-31.")
+        return None
+
+
+@router.get("/audit/transactions")
+def transactions(request: Request):
+    try:
+        _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    q = request.query_params
+    errors: dict[str, str] = {}
+    since = _date(q.get("since"), errors, "since")
+    until = _date(q.get("until"), errors, "until")
+    try:
+        page = max(1, min(100_000, int(q.get("page") or 1)))
+    except ValueError:
+        page = 1
+    ex = state_of(request).exchange
+    kinds = entry_kinds(ex.ledger)
+    kind = q.get("kind") or ""
+    if kind and kind not in kinds:
+        errors["kind"] = _("Choose a kind from the list.")
+        kind = ""
+    filters = {
+        "kind": kind,
+        "since": q.get("since") or "",
+        "until": q.get("until") or "",
+        "enterprise": (q.get("enterprise") or "").strip()[:100],
+        "dataset": (q.get("dataset") or "").strip()[:100],
+    }
+    res = list_entries(
+        ex.ledger,
+        kind=kind or None,
+        since=since,
+        until=until,
+        enterprise=filters["enterprise"] or None,
+        dataset=filters["dataset"] or None,
+        offset=(page - 1) * PAGE,
+        limit=PAGE,
+    )
+    pages = max(1, -(-res["total"] // PAGE))
+    from urllib.parse import urlencode
+
+    def link(n: int) -> str:
+        return "/audit/transactions?" + urlencode(
+            [(k, v) for k, v in filters.items() if v] + [("page", str(n))]
+        )
+
+    return render(
+        request,
+        "audit/transactions.html",
+        {
+            "res": res,
+            "kinds": kinds,
+            "filters": filters,
+            "errors": errors,
+            "page": page,
+            "pages": pages,
+            "link": link,
+        },
+        422 if errors else 200,
+    )
+
+
+@router.get("/audit/entry/{index}")
+def entry(index: int, request: Request):
+    try:
+        _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    ex = state_of(request).exchange
+    try:
+        e = ex.ledger.entry(index)
+    except ExchangeError:
+        return error_response(
+            request, 404, _("No such ledger entry"), _("Entries are numbered from 0.")
+        )
+    cp = _latest(ex)
+    proof = None
+    if cp is not None and index < cp.tree_size:
+        proof = ex.ledger.inclusion(index, checkpoint=cp)  # the signed one in hand: no signing
+    import json
+
+    return render(
+        request,
+        "audit/entry.html",
+        {
+            "e": e,
+            "payload": json.dumps(e["payload"], ensure_ascii=False, indent=2, sort_keys=True),
+            "proof": proof,
+        },
+    )
+
+
+# -- rewards, flags, charts, the yearly report ------------------------------------------
+@router.get("/audit/rewards")
+def rewards(request: Request):
+    try:
+        _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    ex = state_of(request).exchange
+    year = _year(request)
+    cp = _latest(ex)
+    if cp is None:
+        return render(request, "audit/rewards.html", {"year": year, "s": None})
+    s = _summary(ex, year, cp)
+    months = [m["month"][5:] for m in s["by_month"]]
+    charts = {
+        "monthly": bar_chart(
+            _("Monthly trade volume, %(year)s", year=year),
+            months,
+            [float(m["volume_cny"]) for m in s["by_month"]],
+        ),
+        "domains": hbar_chart(
+            _("Volume by domain"),
+            [_domain_label(d["domain"]) for d in s["by_domain"]],
+            [float(d["volume_cny"]) for d in s["by_domain"]],
+        ),
+        "top": hbar_chart(
+            _("Top enterprises by volume"),
+            *_top(s["by_enterprise"]),
+        ),
+    }
+    return render(request, "audit/rewards.html", {"year": year, "s": s, "charts": charts})
+
+
+def _domain_label(d: str) -> str:
+    from .i18n import pgettext
+
+    return pgettext("domain", d) if d and d != "-" else "-"
+
+
+def _top(ents: list[dict], n: int = 10) -> tuple[list[str], list[float]]:
+    vol = sorted(
+        ((float(e["bought_cny"]) + float(e["sold_cny"]), e["org"]) for e in ents), reverse=True
+    )[:n]
+    return [o for _, o in vol], [v for v, _ in vol]
+
+
+REPORT_FILE = re.compile(r"^exchange-(\d{4})(-[a-z]+)?\.(csv|parquet|html|json)$")
+
+
+@router.get("/audit/report/{filename}")
+def report_file(filename: str, request: Request):
+    """A file of the yearly report (as `nsdx audit report --year Y` writes them), computed
+    from the latest signed checkpoint into a temporary folder."""
+    try:
+        _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    m = REPORT_FILE.match(filename)
+    if not m or not 2000 <= int(m.group(1)) <= 2100:
+        return error_response(request, 404)
+    ex = state_of(request).exchange
+    cp = _latest(ex)
+    if cp is None:
+        return error_response(request, 404, _("No signed checkpoint yet"), _("Nothing to report."))
+    from exchange.reports import write_yearly_report
+
+    tmp = tempfile.TemporaryDirectory(prefix="nsdx-report-")
+    files = write_yearly_report(ex, int(m.group(1)), Path(tmp.name), tree_size=cp.tree_size)
+    path = next((f for f in files if f.name == filename), None)
+    if path is None:
+        tmp.cleanup()
+        return error_response(request, 404)
+    media = {
+        "csv": "text/csv; charset=utf-8",
+        "parquet": "application/vnd.apache.parquet",
+        "html": "text/html; charset=utf-8",
+        "json": "application/json",
+    }[m.group(3)]
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=filename,
+        background=BackgroundTask(tmp.cleanup),
+    )
+
+
+__all__ = ["router"]

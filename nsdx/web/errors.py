@@ -1,0 +1,350 @@
+"""One error shape, one renderer per dialect.
+
+Every error a route raises — an :class:`~validation.errors.NsdxError` (``status``,
+``code``, ``message``, ``hint``, ``transient``, fields), a framework error (unknown route,
+wrong method, a parameter of the wrong type) or a bug — becomes a :class:`Problem` and is
+written by exactly one function for the surface it came through:
+
+======================  =====================================================  ==========
+surface                 body                                                   renderer
+======================  =====================================================  ==========
+``/api/3/action/...``   CKAN envelope ``{"success": false, "error": {"__type"...``  ckan_error
+``/delta-sharing/...``  ``{"errorCode", "message"}``                           sharing_error
+``/api/...``, JSON-LD   ``{"error": {"error", "message", "hint", "transient"}}``  json_error
+pages                   a page in Chinese and English (``error.html``)         html_error
+======================  =====================================================  ==========
+
+(The CLI's dialect is :func:`nsdx.cli.fail`.) Nothing escapes as a bare 500: the
+:class:`CatchAll` middleware logs the traceback under an error id and answers the
+dialect's 500 with that id, which the user can quote to the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from validation.errors import NsdxError
+
+log = logging.getLogger("nsdx.web")
+
+# status -> (code, 中文, English) for errors that carry no code of their own
+REASONS: dict[int, tuple[str, str, str]] = {
+    400: ("BadRequest", "请求有误", "Bad request"),
+    401: ("NotAuthenticated", "需要登录", "Not signed in"),
+    403: ("NotAuthorized", "无权访问", "Not allowed"),
+    404: ("NotFound", "未找到", "Not found"),
+    405: ("MethodNotAllowed", "不支持该方法", "Method not allowed"),
+    408: ("Timeout", "请求超时", "Request timeout"),
+    409: ("Conflict", "状态冲突", "Conflict"),
+    413: ("TooLarge", "请求过大", "Request too large"),
+    414: ("TooLarge", "请求过大", "Request too large"),
+    415: ("UnsupportedMediaType", "不支持的内容类型", "Unsupported media type"),
+    422: ("InvalidRequest", "输入无效", "Invalid input"),
+    429: ("Busy", "请求过多", "Too many requests"),
+    500: ("InternalError", "服务器内部错误", "Internal server error"),
+    502: ("UpstreamError", "上游服务错误", "Upstream error"),
+    503: ("Unavailable", "服务暂不可用", "Service unavailable"),
+}
+
+# status -> Delta Sharing errorCode (the protocol's names)
+SHARING_CODES = {
+    400: "INVALID_PARAMETER_VALUE",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    429: "RESOURCE_EXHAUSTED",
+}
+
+
+@dataclass
+class Problem:
+    """What went wrong, whatever raised it: the fields every dialect renders."""
+
+    status: int
+    code: str
+    message: str
+    hint: str | None = None
+    transient: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+    error_id: str | None = None  # set for server faults: the key to the server log
+    exc: BaseException | None = None
+
+    def to_dict(self) -> dict:
+        d = {
+            "error": self.code,
+            "message": self.message,
+            "hint": self.hint,
+            "transient": self.transient,
+            **{k: v for k, v in self.fields.items() if v is not None},
+        }
+        if self.error_id:
+            d["error_id"] = self.error_id
+        return d
+
+
+# -- the shapes, for the OpenAPI document ---------------------------------------------------
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="allow")  # structured fields of the error class
+
+    error: str = Field(description="the code: SqlRejected, NotAllowed, OrderNotFound, ...")
+    message: str
+    hint: str | None = None
+    transient: bool = False
+    error_id: str | None = Field(None, description="server faults: the key to the server log")
+
+
+class ErrorOut(BaseModel):
+    """The plain JSON API's error (exchange, audit, query, JSON-LD)."""
+
+    error: ErrorBody
+
+
+class CkanErrorBody(BaseModel):
+    model_config = ConfigDict(extra="allow")  # Validation Error: one list per field
+
+    type_: str = Field(alias="__type", description="Validation Error, Not Found Error, ...")
+    message: str
+
+
+class CkanErrorOut(BaseModel):
+    """The CKAN Action API's error envelope."""
+
+    help: str
+    success: bool
+    error: CkanErrorBody
+
+
+class SharingErrorOut(BaseModel):
+    """A Delta Sharing error."""
+
+    errorCode: str  # noqa: N815 - the protocol's name
+    message: str
+
+
+def new_error_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def problem_of(exc: BaseException, request: Request | None = None) -> Problem:
+    """The :class:`Problem` for any exception; unexpected ones are logged with an id."""
+    if isinstance(exc, NsdxError):
+        p = Problem(
+            status=exc.status,
+            code=exc.code,
+            message=exc.message,
+            hint=exc.hint,
+            transient=exc.transient,
+            fields=dict(exc.fields),
+            exc=exc,
+        )
+        if p.status >= 500:
+            p.error_id = new_error_id()
+            log.warning("error %s: %s %s", p.error_id, p.code, p.message, exc_info=exc)
+        return p
+    if isinstance(exc, RequestValidationError):
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+            parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        return Problem(
+            422,
+            "InvalidRequest",
+            "invalid request: " + "; ".join(parts),
+            hint="see /docs for each parameter's type and range",
+            exc=exc,
+        )
+    if isinstance(exc, HTTPException):
+        code, _, en = REASONS.get(exc.status_code, ("HTTPError", "", "HTTP error"))
+        detail = exc.detail if isinstance(exc.detail, str) else en
+        return Problem(exc.status_code, code, detail, exc=exc)
+    error_id = new_error_id()
+    where = f" ({request.method} {request.url.path})" if request is not None else ""
+    log.error("error %s: unexpected failure%s", error_id, where, exc_info=exc)
+    return Problem(
+        500,
+        "InternalError",
+        f"internal error (error id {error_id})",
+        hint="this is a bug, not your request; the server log has the details under this id",
+        error_id=error_id,
+        exc=exc,
+    )
+
+
+# -- the dialects ---------------------------------------------------------------------------
+def _headers(p: Problem) -> dict[str, str] | None:
+    return {"Retry-After": "1"} if p.status in (429, 503) else None
+
+
+def json_error(p: Problem) -> Response:
+    """The plain JSON API (exchange, audit, query, JSON-LD): ``{"error": {...}}``."""
+    return JSONResponse({"error": p.to_dict()}, status_code=p.status, headers=_headers(p))
+
+
+def ckan_error(p: Problem, request: Request, action: str | None = None) -> Response:
+    """The CKAN Action API's envelope (``{"help", "success": false, "error"}``)."""
+    from catalogue.ckan.envelope import failure
+    from catalogue.ckan.errors import ckan_error_dict
+
+    from .state import site_url
+
+    unexpected = p.error_id is not None and not isinstance(p.exc, NsdxError)
+    message = "" if unexpected else p.message  # the dict quotes the id itself
+    status, err = ckan_error_dict(p.status, message, p.hint, exc=p.exc, error_id=p.error_id)
+    name = action or request.path_params.get("name") or request.url.path.rsplit("/", 1)[-1]
+    body = failure(site_url(request), name, err)
+    return Response(
+        json.dumps(body, ensure_ascii=False, default=str),
+        status_code=status,
+        media_type="application/json;charset=utf-8",
+        headers=_headers(p),
+    )
+
+
+def sharing_error(p: Problem) -> Response:
+    """Delta Sharing: ``{"errorCode", "message"}``. Protocol errors keep their code; a
+    permanent fault of the exchange core answers 400 (the official client retries every
+    5xx for about 100 s), a real failure 500 with its error id."""
+    from exchange.errors import ExchangeError
+    from exchange.sharing import SharingError
+
+    status = p.status
+    exc = p.exc
+    if isinstance(exc, ExchangeError) and not isinstance(exc, SharingError):
+        if status >= 500 and not p.transient:
+            status = 400
+    if isinstance(exc, SharingError):
+        code = exc.code
+    else:
+        code = SHARING_CODES.get(
+            status, "INTERNAL_ERROR" if status >= 500 else "INVALID_PARAMETER_VALUE"
+        )
+    message = p.message
+    if p.error_id and p.error_id not in message:
+        message = f"{message} (error id {p.error_id})"
+    return JSONResponse(
+        {"errorCode": code, "message": message}, status_code=status, headers=_headers(p)
+    )
+
+
+def html_error(p: Problem, request: Request) -> Response:
+    """The portal's error page (:func:`nsdx.web.errorpages.error_response`, one template,
+    ``error.html``, in the visitor's language) — or, for a client that does not ask for
+    HTML, the JSON dialect. A 404 says the thing is missing; a 5xx says the server failed
+    and quotes the id it was logged under, never the failure's text."""
+    from .errorpages import error_response, wants_html
+
+    if not wants_html(request):
+        return json_error(p)
+    if p.status >= 500 and not p.error_id:
+        p.error_id = new_error_id()
+    # an error of ours says what is wrong; a framework 404/405 and a failure get the page's
+    # own words (in the visitor's language)
+    detail = p.message if isinstance(p.exc, NsdxError) and p.status < 500 else None
+    hint = p.hint if p.status < 500 else None
+    try:
+        return error_response(request, p.status, None, detail, hint=hint, error_id=p.error_id)
+    except Exception:  # noqa: BLE001 - the page itself failed: plain text, still no crash
+        log.exception("error page failed to render")
+        _, zh, en = REASONS.get(p.status, ("", "出错了", "Something went wrong"))
+        return HTMLResponse(
+            f"<!doctype html><title>{p.status}</title><h1>{p.status} {zh} {en}</h1>"
+            + (f"<p>{p.error_id}</p>" if p.error_id else ""),
+            status_code=p.status,
+        )
+
+
+def dialect_of(path: str) -> str:
+    """Which dialect answers for a request path."""
+    if path.startswith(("/api/3/action/", "/api/action/")):
+        return "ckan"
+    if path.startswith("/delta-sharing"):
+        return "sharing"
+    if path.startswith("/api") or path.endswith((".jsonld", ".json")):
+        return "json"
+    if path.startswith("/dataset/") and path.count("/") > 2:  # downloads of a dataset
+        return "json"
+    return "html"  # pages (and unknown addresses): a page for browsers, JSON for clients
+
+
+def render_error(request: Request, exc: BaseException) -> Response:
+    """The response for ``exc`` in the dialect of ``request``'s surface."""
+    p = problem_of(exc, request)
+    dialect = dialect_of(request.url.path)
+    if dialect == "ckan":
+        return ckan_error(p, request)
+    if dialect == "sharing":
+        return sharing_error(p)
+    if dialect == "json":
+        return json_error(p)
+    return html_error(p, request)
+
+
+async def _handler(request: Request, exc: Exception) -> Response:
+    return render_error(request, exc)
+
+
+class CatchAll:
+    """ASGI middleware: an exception no route handled is logged with an error id and
+    answered in the surface's dialect (a 500 with the id), never as a bare 500 page. If
+    the response had already started (a stream failing midway) the connection is closed,
+    as it must be."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_)
+        except Exception as exc:
+            if started:
+                raise
+            request = Request(scope, receive)
+            response = render_error(request, exc)
+            await response(scope, receive, send)
+
+
+def install(app) -> None:
+    """Route every error of ``app`` through :func:`render_error`."""
+    app.add_exception_handler(NsdxError, _handler)
+    app.add_exception_handler(HTTPException, _handler)
+    app.add_exception_handler(RequestValidationError, _handler)
+    app.add_middleware(CatchAll)
+
+
+__all__ = [
+    "CatchAll",
+    "CkanErrorOut",
+    "ErrorOut",
+    "SharingErrorOut",
+    "Problem",
+    "ckan_error",
+    "dialect_of",
+    "html_error",
+    "install",
+    "json_error",
+    "problem_of",
+    "render_error",
+    "sharing_error",
+]
