@@ -156,6 +156,13 @@ NO_GRANTS: Grants = NoGrants()
 GRANTED: Grants = Granted()
 
 
+def granted_for(p: Principal, grants: Grants) -> frozenset[str]:
+    """The datasets ``p``'s organisations hold live grants for (for the SQL and mask forms)."""
+    if not p.roles or p.sysadmin:
+        return frozenset()
+    return grants.datasets(list(p.roles))
+
+
 def _granted(p: Principal, ds: DatasetFacts, grants: Grants, version: int | None = None) -> bool:
     return bool(p.roles) and grants.live(list(p.roles), ds.id, version)
 
@@ -403,6 +410,7 @@ __all__ = [
     "IndexColumns",
     "NotAuthorized",
     "Principal",
+    "granted_for",
     "may_read",
     "may_see",
     "read_clause",

@@ -398,10 +398,9 @@ BATCH_ROWS = 64 * 1024
 def _reader(store: ObjectStore, files: Iterable[DownloadFile], select_sql: str):
     """A DuckDB connection (memory-capped, one thread) and the record-batch reader of
     ``select_sql`` (over ``t``: the table's files)."""
-    import duckdb
+    from validation.duck import connect
 
-    con = duckdb.connect(
-        ":memory:",
+    con = connect(
         config={
             "threads": 1,
             "memory_limit": "256MB",

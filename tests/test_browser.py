@@ -406,7 +406,7 @@ def test_missing_dataset_page(page, portal):
 
 # -- the whole portal --------------------------------------------------------------------
 NON_HTML = re.compile(
-    r"^/(api/|docs|openapi\.json|static/|catalog\.jsonld|dataset/[^/?]+(\.jsonld|/)|lang/|user/|favicon\.ico)"
+    r"^/(api/|docs|openapi\.json|static/|catalog\.jsonld|dataset/[^/?]+(\.jsonld|/)|lang/|user/|console|favicon\.ico)"
 )
 
 

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -407,3 +407,341 @@ def test_bad_paths_are_clear_4xx(portal, path, status, words):
     err = r.json()["error"]
     assert words in err["message"] + " " + (err.get("hint") or "")
     assert err["hint"]
+
+
+# -- restricted data ------------------------------------------------------------------------
+
+RIDE = "/dataset/ride-orders/v1/ride-orders"
+
+
+def listed(portal: Portal, user: str | None) -> dict[str, dict]:
+    r = portal.get("/api/downloads", user)
+    assert r.status_code == 200, r.text
+    return {f"{t['dataset']}/v{t['version']}/{t['table']}": t for t in r.json()["tables"]}
+
+
+def delivery_events() -> list[dict]:
+    _, ex = exchange_of()
+    return [e for e in ex.ledger.events(ex.ledger.head_size()) if e["type"] == "delivery.made"]
+
+
+def test_restricted_table_needs_a_token_or_a_signed_url(portal):
+    r = portal.get(RIDE + ".parquet")
+    assert r.status_code == 401
+    assert "signed URL" in r.json()["error"]["hint"]
+    assert httpx.head(portal.url + RIDE + ".parquet").status_code == 401
+    # a token for another organisation: 403 saying how to buy
+    r = portal.get(RIDE + ".csv", "eve")
+    assert r.status_code == 403 and "/api/exchange/offers" in r.json()["error"]["hint"]
+    # anonymous listing: open tables only, every version
+    anon = listed(portal, None)
+    assert "bus-gps/v1/bus-gps" in anon and "bus-gps/v2/bus-gps" in anon
+    assert not any(k.startswith(("ride-orders", "other-secret")) for k in anon)
+    assert anon["bus-gps/v2/bus-gps"]["expires"] is None  # open URLs do not expire
+    # the owning organisation reads its own data; no delivery is recorded for it
+    before = len(delivery_events())
+    r = portal.get(RIDE + ".csv", "sam", follow_redirects=True)
+    assert r.status_code == 200 and r.text.startswith('"order_id","fare_cny","district"')
+    mine = listed(portal, "sam")
+    assert "ride-orders/v1/ride-orders" in mine and "other-secret/v1/other-secret" not in mine
+    assert len(delivery_events()) == before
+
+
+def test_signed_urls_are_checked_every_time(portal):
+    import duckdb
+
+    entry = listed(portal, "sam")["ride-orders/v1/ride-orders"]
+    (url,) = entry["parquet"]
+    assert "?u=sam&e=" in url and "&s=" in url and entry["expires"]
+    # read without any token, by DuckDB (range requests) and by pyarrow over plain HTTP
+    con = duck()
+    assert con.execute(f"SELECT count(*) FROM read_parquet('{url}')").fetchone()[0] == 3
+    got = portal.get(url, follow_redirects=True)
+    assert pq.read_table(io.BytesIO(got.content)).num_rows == 3
+    assert portal.get(entry["csv"]).text.count("\n") == 4
+    # the same signature opens only its own table
+    other = url.replace(
+        "/ride-orders/v1/ride-orders.parquet", "/other-secret/v1/other-secret.parquet"
+    )
+    r = portal.get(other)
+    assert r.status_code == 403 and "does not match" in r.json()["error"]["message"]
+    # tampered: another user, a later expiry, a changed signature
+    for bad in (url.replace("u=sam", "u=eve"), url.replace("&e=", "&e=9"),
+                url[:-3] + ("xyz" if not url.endswith("xyz") else "abc")):  # fmt: skip
+        r = portal.get(bad)
+        assert r.status_code == 403, (bad, r.text)
+        assert r.json()["error"]["hint"]
+    # malformed or incomplete
+    for q in ("?u=sam", "?u=sam&e=abc&s=x", "?u=sam&e=1&s=" + "x" * 500):
+        r = portal.get(RIDE + ".parquet" + q)
+        assert r.status_code == 403 and r.json()["error"]["hint"], r.text
+    # expired: signed with the portal's own key for a moment already past
+    from catalogue import downloads as dl
+    from nsdx.core import Nsdx
+
+    nx = Nsdx()
+    t = dl.resolve(nx.catalogue, "ride-orders", 1, "ride-orders")
+    old = portal.url + dl.signed_url(nx.url_signing_key(), t, "sam", int(time.time()) - 5)
+    r = portal.get(old)
+    assert r.status_code == 403 and "expired" in r.json()["error"]["message"]
+    with pytest.raises(duckdb.Error):
+        con.execute(f"SELECT count(*) FROM read_parquet('{old}')").fetchone()
+    # a valid signature for a user who has since left the organisation is refused
+    from catalogue.auth import Accounts
+
+    Accounts(nx.catalogue).remove_member(SELLER, "sam")
+    try:
+        assert portal.get(url).status_code == 403
+    finally:
+        Accounts(nx.catalogue).add_member(SELLER, "sam", "editor")
+    assert portal.get(url, follow_redirects=True).status_code == 200
+
+
+def test_signing_key_is_kept_private(portal):
+    assert listed(portal, "sam")["ride-orders/v1/ride-orders"]["expires"]  # signs a URL
+    key = portal.home / "url-signing.key"
+    assert key.is_file() and oct(key.stat().st_mode & 0o777) == "0o600"
+
+
+def paths(portal: Portal, signed: str, profile: dict | None) -> dict[str, bool]:
+    """Whether the buyer reads ride-orders on each path (True: allowed)."""
+    out = {
+        "token parquet": portal.get(RIDE + ".parquet", "bo", follow_redirects=True).status_code,
+        "token csv": portal.get(RIDE + ".csv", "bo").status_code,
+        "token jsonl head": httpx.head(
+            portal.url + RIDE + ".jsonl", headers=portal.h("bo")
+        ).status_code,
+        "signed url": portal.get(signed, follow_redirects=True).status_code,
+        "query api": httpx.post(
+            portal.url + "/api/query",
+            headers=portal.h("bo"),
+            timeout=60,
+            json={"sql": "SELECT count(*) AS n FROM transport.ride_orders"},
+        ).status_code,  # fmt: skip
+        "listing": 200 if "ride-orders/v1/ride-orders" in listed(portal, "bo") else 403,
+    }
+    if profile is not None:
+        ep = profile["endpoint"].rstrip("/")
+        share = next(iter(profile["_share"]))
+        r = httpx.post(f"{ep}/shares/{share}/schemas/transport/tables/ride-orders/query",
+                       json={}, headers={"Authorization": f"Bearer {profile['bearerToken']}"},
+                       timeout=60)  # fmt: skip
+        out["delta sharing"] = r.status_code
+    for k, v in out.items():
+        assert v in (200, 401, 403), (k, v)
+    return {k: v == 200 for k, v in out.items()}
+
+
+def test_buyer_reads_while_the_grant_lives_and_not_after(portal):
+    from sqlalchemy import update
+
+    from exchange.models import Grant
+
+    # no grant yet: refused everywhere (with a signed URL made for the seller, a guessed one)
+    entry = listed(portal, "sam")["ride-orders/v1/ride-orders"]
+    guessed = entry["parquet"][0].replace("u=sam", "u=bo")
+    assert not any(paths(portal, guessed, None).values())
+    order = buy(portal, "ride-orders")
+    events = len(delivery_events())
+    mine = listed(portal, "bo")["ride-orders/v1/ride-orders"]
+    signed = mine["parquet"][0]
+    assert "u=bo" in signed
+    ev = delivery_events()
+    assert len(ev) == events + 1  # issuing the signed URL is the delivery ...
+    assert ev[-1]["channel"] == "signed-url" and ev[-1]["actor"] == "bo"
+    assert ev[-1]["dataset"] == "ride-orders" and ev[-1]["version"] == 1
+    assert ev[-1]["files"][0]["sha256"] and ev[-1]["order"] == order
+    r = httpx.post(f"{portal.url}/api/exchange/orders/{order}/sharing-profile", json={},
+                   headers=portal.h("bo"), timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    profile = {**r.json()["profile"], "_share": {f"order-{order}": 1}}
+    assert all(paths(portal, signed, profile).values())
+    # ... and reading again through any channel adds no event for the same files
+    assert len([e for e in delivery_events() if e.get("channel") != "delta-sharing"]) == len(
+        [e for e in ev if e.get("channel") != "delta-sharing"]
+    )
+    # the grant expires: every path closes at once, the signed URL included
+    _, ex = exchange_of()
+    with ex.catalogue.Session.begin() as s:
+        (g,) = s.query(Grant).filter(Grant.order_id == order).all()
+        real_starts, real_expires = g.starts, g.expires
+        past = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=400)
+        s.execute(
+            update(Grant)
+            .where(Grant.id == g.id)
+            .values(starts=past, expires=past + timedelta(days=1))
+        )
+    assert not any(paths(portal, signed, profile).values())
+    with ex.catalogue.Session.begin() as s:
+        s.execute(
+            update(Grant)
+            .where(Grant.order_id == order)
+            .values(starts=real_starts, expires=real_expires)
+        )
+    assert all(paths(portal, signed, profile).values())
+    # a refund revokes the grant: every path closes again
+    r = httpx.post(f"{portal.url}/api/exchange/orders/{order}/refund", json={"reason": "test"},
+                   headers=portal.h("sam"), timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert not any(paths(portal, signed, profile).values())
+    r = portal.get(signed)
+    assert r.status_code == 403 and "bo" in r.json()["error"]["message"]
+
+
+# -- no storage location reaches a client ---------------------------------------------------
+
+INTROSPECTION = [
+    "SELECT * FROM duckdb_views()",
+    "SELECT sql FROM duckdb_views()",
+    "SELECT pg_get_viewdef('transport.bus_gps')",
+    "SELECT * FROM duckdb_settings()",
+    "SELECT current_setting('allowed_paths')",
+    "SELECT * FROM duckdb_extensions()",
+    "SELECT * FROM duckdb_databases()",
+    "SELECT * FROM duckdb_secrets()",
+    "SELECT * FROM read_parquet('/etc/passwd')",
+    "SELECT * FROM glob('*')",
+    "EXPLAIN SELECT * FROM transport.bus_gps",
+    "EXPLAIN ANALYZE SELECT count(*) FROM transport.bus_gps",
+    "SELECT * FROM transport.nope",
+    "SELECT * FROM transport.bus_gps LIMIT 2",
+    "SELECT count(*) FROM transport.ride_orders",
+    "SELECT 1/0",
+]
+
+
+@pytest.mark.slow
+def test_no_storage_location_reaches_a_client(portal, tmp_path):
+    """Crawl every API and page on a demo-like state (open, multi-table, restricted and bought
+    data, two versions, a job, a Delta Sharing share) as anonymous, a buyer and a sysadmin,
+    and look for the storage: file://, s3://, the bucket, the S3 endpoint, server folders."""
+    import re
+    from urllib.parse import urljoin, urlsplit
+
+    from catalogue.ckan import ACTIONS
+
+    order = buy(portal, "ride-orders")
+    r = httpx.post(f"{portal.url}/api/exchange/orders/{order}/sharing-profile", json={},
+                   headers=portal.h("bo"), timeout=60)  # fmt: skip
+    profile = r.json()["profile"]
+    up = tmp_path / "orders-v2.csv"
+    up.write_text(ORDERS + "A4,9.9,珠江街\n", encoding="utf-8")
+    with up.open("rb") as f:
+        r = httpx.post(f"{portal.url}/api/3/action/resource_create", headers=portal.h("sam"),
+                       data={"package_id": "ride-orders"}, files={"upload": f}, timeout=60)  # fmt: skip
+    assert r.status_code == 200, r.text
+    job = r.json()["result"]["id"]
+    for _ in range(600):
+        j = portal.get(f"/api/3/action/nsdx_job_show?id={job}", "sam").json()["result"]
+        if j["status"] in ("finished", "failed"):
+            break
+        time.sleep(0.1)
+    assert j["status"] == "finished", j
+
+    seen: list[tuple[str, httpx.Response]] = []
+    presigned: list[str] = []
+
+    def hit(method: str, url: str, user: str | None = None, **kw) -> httpx.Response:
+        url = url if url.startswith("http") else portal.url + url
+        headers = {**(portal.h(user) if user else {}), **kw.pop("headers", {})}
+        r = httpx.request(method, url, headers=headers, timeout=60, **kw)
+        seen.append((f"{method} {url} as {user}", r))
+        return r
+
+    users = (None, "bo", "sam", "root")
+    names = ["bus-gps", "bus-gtfs", "ride-orders", "other-secret"]
+    for user in users:
+        for name, spec in ACTIONS.items():
+            if spec.get:
+                hit("GET", f"/api/3/action/{name}", user)
+        for n in names:
+            for a in ("package_show", "organization_show"):
+                hit("GET", f"/api/3/action/{a}?id={n}", user)
+            pkg = hit("GET", f"/api/3/action/package_show?id={n}", "root").json()["result"]
+            for res in pkg["resources"]:
+                hit("GET", f"/api/3/action/resource_show?id={res['id']}", user)
+            for org in (BUREAU, SELLER, BUYER, OTHER):
+                hit("GET", f"/api/3/action/organization_show?id={org}&include_datasets=true", user)
+            for path in (f"/dataset/{n}", f"/dataset/{n}.jsonld", f"/dataset/{n}/croissant.json"):
+                hit("GET", path, user)
+        hit("GET", "/api/3/action/package_search?q=*:*&rows=1000", user)
+        hit("GET", "/api/3/action/current_package_list_with_resources?limit=1000", user)
+        hit("GET", f"/api/3/action/nsdx_job_show?id={job}", user)
+        hit("GET", "/catalog.jsonld", user)
+        hit("GET", "/api/downloads", user)
+        for i, sql in enumerate(INTROSPECTION):
+            if i % 2 == 0:
+                hit("POST", "/api/query", user, json={"sql": sql})
+            else:
+                hit("GET", "/api/query", user, params={"sql": sql, "format": "csv"})
+        for path in ("/api/exchange/orders", "/api/exchange/offers", f"/api/exchange/orders/{order}",
+                     "/api/audit/checkpoint", "/api/audit/entries?limit=1000"):  # fmt: skip
+            hit("GET", path, user)
+        # every download route, with and without ranges, and its errors
+        for t in listed(portal, user).values():
+            for url in t["parquet"]:
+                for h in ({"Range": "bytes=0-3"}, {"Range": "bytes=999999999-"}):
+                    r = hit("GET", url, user, headers=h)
+                    if r.status_code == 302:
+                        presigned.append(r.headers["location"])
+            if t["rows"] < 1000:  # the conversions' answers (the big ones are tested above)
+                hit("GET", t["csv"], user)
+                hit("GET", t["jsonl"], user)
+        for bad in ("/dataset/bus-gps/v7/bus-gps.parquet", "/dataset/ride-orders/v1/ride-orders.csv",
+                    "/dataset/bus-gps/v1/bus-gps.parquet?u=x&e=1&s=y", "/dataset/nope/v1/x.csv"):  # fmt: skip
+            hit("GET", bad, user)
+    # Delta Sharing, as the buyer's profile
+    ds = {"Authorization": f"Bearer {profile['bearerToken']}"}
+    base = profile["endpoint"].rstrip("/")
+    share = f"order-{order}"
+    for path in ("/shares", f"/shares/{share}", f"/shares/{share}/schemas",
+                 f"/shares/{share}/schemas/transport/tables", f"/shares/{share}/all-tables",
+                 f"/shares/{share}/schemas/transport/tables/ride-orders/metadata",
+                 f"/shares/{share}/schemas/transport/tables/ride-orders/version"):  # fmt: skip
+        hit("GET", base + path, headers=ds)
+    q = hit("POST", base + f"/shares/{share}/schemas/transport/tables/ride-orders/query",
+            headers=ds, json={})  # fmt: skip
+    ds_urls = [json.loads(x)["file"]["url"] for x in q.text.splitlines() if '"file"' in x]
+    assert ds_urls
+    # the HTML portal: every page reachable from the front page
+    todo, pages = ["/"], set()
+    while todo and len(pages) < 200:
+        path = todo.pop()
+        if path in pages:
+            continue
+        pages.add(path)
+        r = hit("GET", path)
+        if "text/html" in r.headers.get("content-type", ""):
+            for href in re.findall(r'href="([^"#]+)"', r.text):
+                u = urlsplit(urljoin(portal.url + path, href.replace("&amp;", "&")))
+                if f"{u.scheme}://{u.netloc}" == portal.url and not u.path.endswith(
+                    (".parquet", ".csv", ".jsonl")
+                ):
+                    todo.append(u.path + (f"?{u.query}" if u.query else ""))
+    hit("GET", "/openapi.json")
+    hit("GET", "/docs")
+    assert len(seen) > 400 and len(pages) > 5
+    # the markers are real: the operator's own CLI shows where the files are
+    from tests.conftest import run_cli
+
+    shown = run_cli("datasets", "show", "bus-gps", env=portal.env).stdout
+    assert any(s in shown for s in portal.secrets[1:] if s != "s3://"), shown
+
+    # presigned S3 URLs are the one designed exception: the redirect of a download and
+    # the file URLs of a Delta Sharing answer, short-lived and signed
+    exempt = set(presigned)
+    if portal.backend == "s3":
+        assert presigned and all("X-Amz-Signature=" in u for u in presigned)
+        assert all("X-Amz-Signature=" in u for u in ds_urls)
+        exempt |= set(ds_urls)
+    else:
+        assert not presigned
+    for what, r in seen:
+        text = r.text
+        for u in exempt:
+            text = text.replace(u, "").replace(json.dumps(u)[1:-1], "")
+        headers = "\n".join(f"{k}: {v}" for k, v in r.headers.items() if k != "location")
+        for secret in portal.secrets:
+            assert secret not in text, (what, secret, text[max(0, text.find(secret) - 300) :][:600])
+            assert secret not in headers, (what, secret, headers)
+        assert r.status_code < 500, (what, r.status_code, text[:500])

@@ -33,6 +33,18 @@ pytestmark = pytest.mark.xdist_group("browser")
 ROOT = Path(__file__).resolve().parent.parent
 AXE = ROOT / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 PASSWORD = "correct horse battery"
+SELLER, BUYER = "nansha-transport-bureau", "nansha-zhixing-ai"  # demo enterprises
+RESTRICTED_YAML = """
+  - id: nansha-taxi-trips
+    title: 南沙出租车行程
+    title_en: Nansha taxi trips
+    domain: transport
+    organization: nansha-transport-bureau
+    access: restricted
+    licence: CC-BY-4.0
+    notes: 南沙出租车行程（演示用合成样本）。
+    source: {path: taxi.csv, format: csv}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +53,44 @@ def site(tmp_path_factory, chromium_path):
     ledger, an official (auditor) and a member of an organisation, both with passwords."""
     root = tmp_path_factory.mktemp("portal-journeys")
     db = f"sqlite:///{root / 'nsdx.db'}"
-    (root / "datasets.yaml").write_text(DATASETS_YAML, encoding="utf-8")
+    (root / "datasets.yaml").write_text(DATASETS_YAML + RESTRICTED_YAML, encoding="utf-8")
+    (root / "taxi.csv").write_text(
+        "trip_id,pickup,fare_cny\nT1,蕉门,23.5\nT2,黄阁,41.0\nT3,南沙客运港,18.0\n",
+        encoding="utf-8",
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NSDX_PII_KEY", "test-pii-key")
         nx = make_nsdx(root, db)
         acc = Accounts(nx.catalogue)
         for name, title in ORGS.items():
             acc.create_org(name, title=title)
-        _write_sources(root)
-        assert {r.status for r in nx.ingest(all_=True)} == {"published"}
         from exchange.demo import run_demo
 
-        demo = run_demo(nx.exchange)
-        for name, kw in (("official", {"auditor": True}), ("alice", {})):
+        demo = run_demo(nx.exchange)  # enterprises, offers, orders: the ledger has trades
+        _write_sources(root)
+        assert {r.status for r in nx.ingest(all_=True)} == {"published"}
+        for name, kw in (("official", {"auditor": True}), ("alice", {}), ("bob", {})):
             acc.create_user(name, **kw)
             set_password(acc, name, PASSWORD)
         acc.add_member("nansha-transport", "alice", "editor")
+        acc.add_member(SELLER, "alice", "editor")  # alice also sells for the bureau
+        acc.add_member(BUYER, "bob", "member")  # bob buys for an AI firm
+        from datetime import date
+
+        from exchange import trade
+        from exchange.actors import Actor
+
+        y = date.today().year
+        trade.create_offer(
+            nx.exchange,
+            Actor.for_org(SELLER),
+            "nansha-taxi-trips",
+            price="1200.00",
+            licence_terms="仅限内部研发 internal R&D only",
+            term_start=date(y - 1, 1, 1),
+            term_end=date(y + 1, 12, 31),
+            access_days=90,
+        )
     srv = start_server(root / "home", db, org=False)
     try:
         srv.demo_year = demo["year"]
@@ -377,3 +411,99 @@ def test_keyboard_only_sign_in_and_official_navigation(tab, site):
     assert s["href"] == "/audit/rewards"
     assert press(page, "Enter", "Enter", 13, wait=True) == 200
     assert re.search(r"数据交易奖励", text_of(page, "h1"))
+
+
+def _submit_via_fetch(page, form_selector: str, extra: dict | None = None) -> dict:
+    """Post a form of the page with fetch (a file download the test can read); ``extra``
+    stands for the submit button's name and value."""
+    return page.eval(
+        f"(async () => {{ const f = document.querySelector({json.dumps(form_selector)});"
+        " const d = new URLSearchParams(new FormData(f));"
+        f" for (const [k, v] of Object.entries({json.dumps(extra or {})})) d.set(k, v);"
+        " const r = await fetch(f.action, {method: 'POST', body: d});"
+        " return {status: r.status, type: r.headers.get('content-type'),"
+        " disposition: r.headers.get('content-disposition'), body: await r.text()}; })()"
+    )
+
+
+def test_buyer_journey_offer_order_payment_grant_profile_console_refund(tab, site, shots):
+    page, portal = tab, site.url
+    ledger = site.nx.exchange.ledger
+    # bob, of an AI firm, finds the restricted dataset and its offer
+    assert sign_in(page, portal, "bob", next_="/dataset/nansha-taxi-trips") == 200
+    assert text_of(page, "#offers .price") == "¥1200.00"
+    assert "90 天" in text_of(page, "#offers")
+    assert axe_violations(page) == []
+    page.screenshot(shots / "buyer-offer.png")
+    # the console refuses what he has not bought
+    page.goto(portal + "/console")
+    fill(page, "#sql", "SELECT * FROM transport.nansha_taxi_trips")
+    assert page.click("#run") == 403
+    assert "restricted" in text_of(page, "#console-error")
+    assert page.eval("document.querySelector('#sql').value").startswith("SELECT")  # kept
+    # he orders
+    page.goto(portal + "/dataset/nansha-taxi-trips")
+    size0 = ledger.head_size()
+    assert page.click("button.order") == 200
+    assert page.eval("location.pathname").startswith("/my/orders/")
+    order_path = page.eval("location.pathname")
+    assert text_of(page, "#order-state") == "已下单"
+    assert text_of(page, "#paid-on") == "尚未付款"
+    assert ledger.head_size() == size0 + 1  # order.placed, by the trade core
+    assert axe_violations(page) == []
+    page.screenshot(shots / "buyer-order-placed.png")
+    # a buyer cannot confirm his own payment: there is no such button for him
+    assert page.eval("document.querySelector('#confirm-payment')") is None
+    page.click("header form.inline button")  # sign out
+    # alice, for the seller, confirms the payment and grants access
+    assert sign_in(page, portal, "alice", next_="/my") == 200
+    assert page.eval(f"document.querySelector('a[href=\"{order_path}\"]') !== null")
+    page.goto(portal + order_path)
+    fill(page, "#reference", "BANK-2026-0001")
+    assert page.click("#confirm-payment") == 200
+    assert text_of(page, "#order-state") == "已付款"
+    assert page.click("#grant") == 200
+    assert text_of(page, "#order-state") == "已授权"
+    assert text_of(page, "#grant-state").startswith("有效")
+    page.screenshot(shots / "seller-order-granted.png")
+    page.click("header form.inline button")
+    # bob downloads his Delta Sharing profile and queries the bought data
+    assert sign_in(page, portal, "bob", next_=order_path) == 200
+    assert text_of(page, "#grant-state").startswith("有效")
+    prof = _submit_via_fetch(page, f'form[action="{order_path}/profile"]')
+    assert prof["status"] == 200 and "attachment" in prof["disposition"]
+    profile = json.loads(prof["body"])
+    assert profile["endpoint"] == portal + "/delta-sharing/"
+    assert profile["bearerToken"] and profile["shareCredentialsVersion"] == 1
+    shares = httpx.get(
+        portal + "/delta-sharing/shares",
+        headers={"authorization": f"Bearer {profile['bearerToken']}"},
+    )
+    assert shares.status_code == 200 and shares.json()["items"]
+    page.goto(portal + order_path)
+    assert page.click("#console-link") == 200
+    assert "nansha_taxi_trips" in page.eval("document.querySelector('#sql').value")
+    fill(page, "#sql", "SELECT pickup, fare_cny FROM transport.nansha_taxi_trips ORDER BY fare_cny")
+    assert page.click("#run") == 200
+    assert text_of(page, "#console-count").startswith("3 行")
+    cells = page.eval(
+        "[...document.querySelectorAll('#console-result td')].map(t => t.textContent)"
+    )
+    assert cells == ["南沙客运港", "18.0", "蕉门", "23.5", "黄阁", "41.0"]
+    assert axe_violations(page) == []
+    page.screenshot(shots / "buyer-console.png")
+    csv = _submit_via_fetch(page, "#console-form", {"format": "csv"})
+    assert csv["status"] == 200 and csv["type"].startswith("text/csv")
+    assert csv["body"].splitlines()[0] == '"pickup","fare_cny"'
+    page.click("header form.inline button")
+    # a refund shows as such, and takes the access away
+    assert sign_in(page, portal, "alice", next_=order_path) == 200
+    fill(page, "#reason", "contract cancelled")
+    assert page.click("#refund") == 200
+    page.click("header form.inline button")
+    assert sign_in(page, portal, "bob", next_="/my") == 200
+    assert "已退款" in text_of(page, "table.orders")
+    assert "已撤销" in text_of(page, "table.orders")
+    page.goto(portal + order_path)
+    assert page.eval("document.querySelector('#profile')") is None
+    assert axe_violations(page) == []

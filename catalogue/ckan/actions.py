@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..access import NO_GRANTS, Grants
+from ..access import NO_GRANTS, Grants, granted_for
 from ..auth import Accounts, InvalidInput, NotAuthorized, ObjectNotFound, Principal
 from ..downloads import absolute
 from ..editing import Packages
@@ -390,8 +390,7 @@ def nsdx_job_show(ctx: ActionContext, data: dict) -> dict:
 # -- organisations, members, groups, tags ----------------------------------------------
 def _granted(ctx: ActionContext) -> frozenset[str]:
     """The datasets the caller's organisations hold live grants for (they count as seen)."""
-    p = ctx.principal
-    return ctx.grants.datasets(list(p.roles)) if p.roles and not p.sysadmin else frozenset()
+    return granted_for(ctx.principal, ctx.grants)
 
 
 @action("organization_list", get=True)

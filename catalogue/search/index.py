@@ -25,6 +25,7 @@ from ..access import (
     Grants,
     IndexColumns,
     Principal,
+    granted_for,
     require_see,
     see_mask,
 )
@@ -406,9 +407,8 @@ class SearchIndex:
         """Search what ``principal`` may see (with ``grants``, the exchange's live grants:
         a private dataset bought earlier stays visible to its buyer)."""
         principal = principal or Principal()
-        granted: frozenset[str] = frozenset()
-        if (include_private or include_drafts) and principal.roles and not principal.sysadmin:
-            granted = grants.datasets(list(principal.roles))
+        # grants add only datasets that are not public: private ones and drafts
+        granted = granted_for(principal, grants) if include_private or include_drafts else ()
         if not 0 <= rows <= MAX_ROWS:
             raise SearchQueryError(f"rows must be between 0 and {MAX_ROWS}, got {rows}")
         if start < 0:

@@ -19,6 +19,7 @@ from . import (
     account,
     audit,
     ckan,
+    console,
     dcat,
     download,
     errorpages,
@@ -27,6 +28,7 @@ from . import (
     pages,
     query,
     sharing,
+    trade_pages,
 )
 from .csrf import CSRFMiddleware, portal_secret
 from .i18n import LanguageMiddleware
@@ -44,6 +46,8 @@ ROUTERS = [
     dcat.router,
     account.router,
     audit.router,
+    trade_pages.router,
+    console.router,
     pages.router,
 ]
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from catalogue.access import granted_for
 from catalogue.auth import NotAuthorized
 from catalogue.dcat import LICENSE_URLS, schema_org
 from catalogue.downloads import absolute
@@ -126,6 +127,21 @@ async def search_page(request: Request) -> HTMLResponse:
 
 @router.get("/dataset/{name}", response_class=HTMLResponse)
 async def dataset_page(name: str, request: Request) -> HTMLResponse:
+    return await dataset_response(request, name)
+
+
+async def dataset_response(
+    request: Request,
+    name: str,
+    *,
+    order_error: str | None = None,
+    order_form: dict | None = None,
+    status: int = 200,
+):
+    """The dataset page (also re-rendered, with the message and the form kept, when an
+    order placed from it is refused)."""
+    from .trade_pages import offers_for
+
     st = state_of(request)
     who = await run_in_threadpool(viewer, request)
     try:
@@ -147,6 +163,7 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
     site = site_url(request)
     pkg = absolute(pkg, site)  # download links on the page are the portal's routes
     jsonld = json.dumps(schema_org(pkg, site), ensure_ascii=False, indent=1)
+    offers, buyers = await run_in_threadpool(offers_for, request, pkg["name"])
     return render(
         request,
         "dataset.html",
@@ -155,7 +172,12 @@ async def dataset_page(name: str, request: Request) -> HTMLResponse:
             "ex": _extras(pkg),
             "license_url": LICENSE_URLS.get(pkg.get("license_id") or ""),
             "jsonld": jsonld.replace("</", "<\\/"),
+            "offers": offers,
+            "buyers": buyers,
+            "order_error": order_error,
+            "order_form": order_form or {},
         },
+        status,
     )
 
 
@@ -166,7 +188,7 @@ async def organization_page(name: str, request: Request) -> HTMLResponse:
     st = state_of(request)
     who = await run_in_threadpool(viewer, request)
     try:
-        org = await run_in_threadpool(st.accounts.org_show, name, who)
+        org = await run_in_threadpool(st.accounts.org_show, name, who, granted_for(who, st.grants))
     except CatalogueError:
         return error_response(
             request,
@@ -183,6 +205,7 @@ async def organization_page(name: str, request: Request) -> HTMLResponse:
         include_private=True,
         include_drafts=True,
         principal=who,
+        grants=st.grants,
     )
     return render(
         request,

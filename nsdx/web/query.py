@@ -211,10 +211,18 @@ def _parse(data: Any) -> QueryIn:
 
 def _run(request: Request, q: QueryIn) -> Response:
     state = request.app.state.nsdx
-    nx = state.nx
     principal = state.principal(request)  # a bad token is refused, never anonymous
+    result, max_rows = execute(state, principal, q.sql, q.max_rows)
+    return render(result, q.format, max_rows)
+
+
+def execute(state, principal, sql: str, max_rows: int | None = None):
+    """Run ``sql`` for ``principal`` under the deployment's query limits and concurrency
+    slots: (the result, the row cap applied). The query API and the portal's SQL console
+    call this."""
+    nx = state.nx
     limits = getattr(state, "query_limits", None) or limits_from_env(nx.settings.home)
-    max_rows = limits.default_rows if q.max_rows is None else min(q.max_rows, limits.max_rows)
+    max_rows = limits.default_rows if max_rows is None else min(max_rows, limits.max_rows)
     slots = _slots(state)
     if not slots.acquire(timeout=limits.timeout):
         raise QueryBusy(
@@ -225,7 +233,7 @@ def _run(request: Request, q: QueryIn) -> Response:
         result = serve_query(
             nx.catalogue,
             nx.store,
-            q.sql,
+            sql,
             principal,
             grants=state.grants,
             limits=limits,
@@ -234,7 +242,7 @@ def _run(request: Request, q: QueryIn) -> Response:
         )
     finally:
         slots.release()
-    return render(result, q.format, max_rows)
+    return result, max_rows
 
 
 def _answer(request: Request, parse) -> Response:
