@@ -278,11 +278,10 @@ def create_offer(
     licence_terms = bounded_text(licence_terms, "licence terms", 10_000)
     today = ex.today()
     start = parse_day(term_start, "term start") if term_start else today
-    if (today - start).days > rules.backdate_days or (start - today).days > rules.max_term_days:
+    if abs((start - today).days) > rules.max_term_days:
         raise InvalidRequest(
             f"the term cannot start on {start.isoformat()} (today is {today.isoformat()})",
-            hint=f"start within {rules.backdate_days} days back and {rules.max_term_days} "
-            "days ahead (trade rules)",
+            hint=f"start within {rules.max_term_days} days of today (trade rules: max_term_days)",
         )
     end = parse_day(term_end, "term end") if term_end else start + timedelta(days=365)
     if end < start:
