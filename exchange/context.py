@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 
+from .errors import LedgerKeyError
 from .ledger.keys import LedgerSigner, load_signer
 from .ledger.store import LedgerStore
 from .rules import TradeRules, load_rules
@@ -37,6 +38,7 @@ class Exchange:
         pii_key: bytes | None = None,
         signer: LedgerSigner | None = None,
         rules: TradeRules | None = None,
+        create_keys: bool = True,
     ) -> None:
         self.catalogue = catalogue
         self.engine = catalogue.engine
@@ -47,14 +49,20 @@ class Exchange:
         self._rules = rules
         #: The server's clock for the dates of orders, payments and refunds (UTC).
         self.today: Callable[[], date] = _utc_today
+        self.create_keys = create_keys  # false: a missing ledger key is not generated
 
     @cached_property
     def signer(self) -> LedgerSigner:
-        return self._signer or load_signer(self.home)
+        return self._signer or load_signer(self.home, create=self.create_keys)
 
     @cached_property
     def ledger(self) -> LedgerStore:
-        return LedgerStore(self.engine, self.signer)
+        if self.create_keys:
+            return LedgerStore(self.engine, self.signer)
+        try:  # reading needs no key; signing then says there is none
+            return LedgerStore(self.engine, self.signer)
+        except LedgerKeyError:
+            return LedgerStore(self.engine, None)
 
     @cached_property
     def rules(self) -> TradeRules:

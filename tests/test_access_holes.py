@@ -157,6 +157,8 @@ ROUTES = [
     ("GET", "/catalog.jsonld"),  # (the portal's pages sign in with a session, not tokens)
     ("GET", "/api/query?sql=SELECT%201"),
     ("GET", "/api/exchange/offers"),
+    ("GET", "/api/downloads"),
+    ("GET", "/dataset/nansha-bus-gps/v1/nansha-bus-gps.parquet"),
 ]
 
 

@@ -104,9 +104,9 @@ def authorize(request: Request, principal: Principal, t: dl.DownloadTable) -> Li
     return grants.found
 
 
-def _principal_of(request: Request, t: dl.DownloadTable) -> tuple[Principal, str | None]:
-    """The caller, and the channel: from a signed URL (``"signed-url"``), a token
-    (``"download"``), or anonymous (None)."""
+def _principal_of(request: Request, t: dl.DownloadTable | None) -> tuple[Principal, str | None]:
+    """The caller, and the channel: from a signed URL (``"signed-url"``; ``t`` is then
+    needed), a token (``"download"``), or anonymous (None)."""
     st = state_of(request)
     q = request.query_params
     if any(k in q for k in dl.SIGNED_PARAMS):
@@ -230,8 +230,11 @@ async def _answer(request: Request, name: str, version: str, table: str, fmt: st
     head = request.method == "HEAD"
     st = state_of(request)
     try:
+        signed = any(k in request.query_params for k in dl.SIGNED_PARAMS)
+        # a bad, expired or revoked token is refused (403) before anything is looked up
+        caller = None if signed else await run_in_threadpool(_principal_of, request, None)
         t = await run_in_threadpool(dl.resolve, st.cat, name, version, table)
-        principal, channel = await run_in_threadpool(_principal_of, request, t)
+        principal, channel = caller or await run_in_threadpool(_principal_of, request, t)
         url_expires = None
         grant = None
         if not t.open:
