@@ -136,6 +136,7 @@ def test_an_auditors_read_writes_nothing(nsdx_env):
     from tests.test_exchange_trade import _demo_year
 
     y = str(_demo_year())
+    _ex()  # a deployment (its database) without any ledger entry yet
     fresh = run_cli("audit", "rewards", "--year", y, env=nsdx_env, check=False)
     assert fresh.returncode == 1
     assert "the ledger has no signed checkpoint yet" in fresh.stderr
