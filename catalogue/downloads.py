@@ -390,7 +390,7 @@ def url_ttl(raw: str | None) -> int:
 
 # -- conversions --------------------------------------------------------------------------
 
-BATCH_ROWS = 64 * 1024
+BATCH_ROWS = 32 * 1024
 
 
 def _reader(store: ObjectStore, files: Iterable[DownloadFile], select_sql: str):
@@ -401,7 +401,7 @@ def _reader(store: ObjectStore, files: Iterable[DownloadFile], select_sql: str):
     con = connect(
         config={
             "threads": 1,
-            "memory_limit": "256MB",
+            "memory_limit": "128MB",
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "preserve_insertion_order": True,
