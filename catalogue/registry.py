@@ -13,6 +13,8 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from validation.money import cny
+
 from .access import ANONYMOUS, see_clause
 from .db import make_engine, sessions
 from .errors import CatalogueError, DatasetNotFound
@@ -149,7 +151,7 @@ class Catalogue:
         ds.organization = org
         ds.attribution = spec.attribution
         ds.url = spec.source_url
-        ds.price_cny = spec.price_cny
+        ds.price_fen = spec.price_fen
         ds.state = "active"
         ds.extras = {**(ds.extras or {}), **{str(k): v for k, v in spec.extras.items()}}
         want = list(dict.fromkeys(spec.tags))
@@ -522,7 +524,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         "row_count": ver.row_count if ver else origin.get("row_count"),
         "bytes": ver.bytes if ver else origin.get("bytes"),
         "quality_score": ver.quality_score if ver else origin.get("quality_score"),
-        "price_cny": ds.price_cny,
+        "price_cny": cny(ds.price_fen) if ds.price_fen is not None else None,
     }
     return {
         "id": ds.id,

@@ -72,21 +72,25 @@ def listing(url: str, token: str | None = None, *, timeout: float = 60) -> dict:
 
 def connect_remote(url: str, token: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views over the portal's download URLs (see module doc)."""
-    from catalogue.query import ViewSource, add_views
+    from catalogue.query import ViewSource, add_views, immutable_files
     from ingest.storage.duckdb_s3 import load_httpfs
     from validation import duck
 
     body = listing(url, token)
     con = duck.connect(":memory:")
     try:
+        immutable_files(con)
         load_httpfs(con)
-        sources = []
+        con.execute("SET enable_http_metadata_cache = true")  # the same: sizes never change
+        current, versions = [], []
         for t in body["tables"]:
             files = tuple(t["parquet"])
-            sources.append(ViewSource(t["schema"], t["version_view"], files))
+            versions.append(ViewSource(t["schema"], t["version_view"], files))
             if t.get("current"):
-                sources.append(ViewSource(t["schema"], t["view"], files))
-        add_views(con, sources)
+                current.append(ViewSource(t["schema"], t["view"], files))
+        # version views last, as in the local connection: a dataset whose name ends in
+        # "--v<N>" cannot take over another dataset's "<view>__v<N>"
+        add_views(con, current + versions)
     except BaseException:
         con.close()
         raise

@@ -32,10 +32,16 @@ def _actor_options(f):
     return f
 
 
-def _ex():
+def _ex(read_only: bool = False, existing: bool = False):
+    """The exchange core. ``read_only`` (listings, proofs, verification): the deployment must
+    exist and no key is generated; ``existing`` (signing a checkpoint, a rewards report):
+    it must exist, the ledger key may be generated."""
     from nsdx.core import Nsdx
 
-    return Nsdx().exchange
+    nx = Nsdx(read_only=read_only)
+    if existing:
+        nx.require_state()
+    return nx.exchange
 
 
 def _actor(ex, as_org: str | None, user: str | None, *, write: bool = True):
@@ -53,7 +59,7 @@ def _actor(ex, as_org: str | None, user: str | None, *, write: bool = True):
 
 def _ex_actor(as_org: str | None, user: str | None, *, write: bool = True):
     """The exchange core and who acts in it (see :func:`_actor`)."""
-    ex = _ex()
+    ex = _ex(read_only=not write)
     return ex, _actor(ex, as_org, user, write=write)
 
 
@@ -184,7 +190,11 @@ def enterprise_list(as_org, user, as_json):
 
 @exchange.command("offer")
 @click.argument("dataset")
-@click.option("--price", required=True, help="Price in CNY, e.g. 120000 or 120000.50.")
+@click.option(
+    "--price",
+    default=None,
+    help="Price in CNY, e.g. 120000 or 120000.50 (default: the dataset's list price).",
+)
 @click.option(
     "--version", type=int, default=None, help="A fixed version (default: latest during the term)."
 )
@@ -239,7 +249,9 @@ def offer(
     )
     _note_key(ex)
     _out(
-        r, as_json, f"✓ offer {r['id']}: {r['dataset']} for ¥{r['price_cny']} ({r['version_mode']})"
+        r,
+        as_json,
+        f"✓ offer {r['id']}: {r['dataset']} for {r['price_display']} ({r['version_mode']})",
     )
 
 
@@ -272,7 +284,7 @@ def offers(dataset, as_org, user, as_json):
             "offer",
             "dataset",
             "seller",
-            "price ¥",
+            "price",
             "version",
             "term",
             "delivery",
@@ -283,7 +295,7 @@ def offers(dataset, as_org, user, as_json):
             o["id"],
             o["dataset"],
             o["seller"],
-            o["price_cny"],
+            o["price_display"],
             o["version_mode"],
             f"{o['term_start']}..{o['term_end']}",
             o["delivery_mode"],
@@ -301,7 +313,9 @@ def offers(dataset, as_org, user, as_json):
 @click.option(
     "--other-support", is_flag=True, help="The contract already got other public support."
 )
-@click.option("--on", "on", default=None, help="Order date YYYY-MM-DD (default today).")
+@click.option(
+    "--on", "on", default=None, help="Order date YYYY-MM-DD (default today; see trade rules)."
+)
 @_actor_options
 @json_option
 def order(offer_id, buyer, amount, contract_no, other_support, on, as_org, user, as_json):
@@ -320,14 +334,23 @@ def order(offer_id, buyer, amount, contract_no, other_support, on, as_org, user,
         on=on,
     )
     _note_key(ex)
-    _out(r, as_json, f"✓ order {r['id']}: {r['buyer']} buys {r['dataset']} for ¥{r['amount_cny']}")
+    _out(
+        r, as_json, f"✓ order {r['id']}: {r['buyer']} buys {r['dataset']} for {r['amount_display']}"
+    )
 
 
 @exchange.command("pay")
 @click.argument("order_id")
-@click.option("--amount", default=None, help="Amount received (must equal the order amount).")
+@click.option(
+    "--amount",
+    default=None,
+    help="Amount received: must equal the order amount; required when the order differs "
+    "from the offer price.",
+)
 @click.option("--reference", default="", help="Bank transfer reference.")
-@click.option("--paid-on", default=None, help="Payment date YYYY-MM-DD (default today).")
+@click.option(
+    "--paid-on", default=None, help="Payment date YYYY-MM-DD (default today; see trade rules)."
+)
 @_actor_options
 @json_option
 def pay(order_id, amount, reference, paid_on, as_org, user, as_json):
@@ -435,7 +458,9 @@ def profile_cmd(order_id, endpoint, out, days, as_org, user, as_json):
 @click.argument("order_id")
 @click.option("--amount", default=None, help="Amount refunded (default: all).")
 @click.option("--reason", default="")
-@click.option("--on", "on", default=None, help="Refund date YYYY-MM-DD (default today).")
+@click.option(
+    "--on", "on", default=None, help="Refund date YYYY-MM-DD (default today; see trade rules)."
+)
 @_actor_options
 @json_option
 def refund_cmd(order_id, amount, reason, on, as_org, user, as_json):
@@ -459,13 +484,13 @@ def orders(status, as_org, user, as_json):
     _rows_out(
         trade.list_orders(ex, actor, status=status),
         as_json,
-        ["order", "dataset", "seller", "buyer", "amount ¥", "status", "paid on", "ledger"],
+        ["order", "dataset", "seller", "buyer", "amount", "status", "paid on", "ledger"],
         lambda o: (
             o["id"],
             o["dataset"],
             o["seller"],
             o["buyer"],
-            o["amount_cny"],
+            o["amount_display"],
             o["status"],
             o["paid_on"] or "-",
             o["ledger_index"],
@@ -565,7 +590,7 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
     """
     from exchange.ledger.verify import verify_with_state
 
-    ex = _ex()
+    ex = _ex(read_only=True)
     state = Path(state_file) if state_file else ex.home / "audit" / "verified-checkpoint.txt"
     external = [Path(p).read_text(encoding="utf-8") for p in checkpoint_files]
     res = verify_with_state(ex.ledger, pubkey or ex.signer.verifier_key, kept=external, state=state)
@@ -611,7 +636,7 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
 @json_option
 def proof(index, size1, size2, size, as_json):
     """Inclusion (--index N) or consistency (--from A --to B) proof; hashes in base64."""
-    ex = _ex()
+    ex = _ex(read_only=True)
     if index is not None:
         r = ex.ledger.inclusion(index, size)
     elif size1 is not None:
@@ -639,7 +664,7 @@ def proof(index, size1, size2, size, as_json):
 @audit.command("pubkey")
 def pubkey():
     """The checkpoint verifier key (C2SP signed-note form: name+keyid+base64 key)."""
-    ex = _ex()
+    ex = _ex(read_only=True)
     click.echo(ex.signer.verifier_key)
     _note_key(ex)
 
@@ -648,7 +673,7 @@ def pubkey():
 @json_option
 def checkpoint(as_json):
     """Sign the current ledger head (if new) and print the signed checkpoint note."""
-    ex = _ex()
+    ex = _ex(existing=True)
     cp = ex.ledger.checkpoint()
     if as_json:
         echo_json(cp.to_dict())
@@ -660,7 +685,7 @@ def checkpoint(as_json):
 @json_option
 def checkpoints(as_json):
     """Every signed checkpoint (tree size, root)."""
-    ex = _ex()
+    ex = _ex(read_only=True)
     cps = ex.ledger.checkpoints()
     if as_json:
         echo_json([c.to_dict() for c in cps])
@@ -674,7 +699,7 @@ def checkpoints(as_json):
 @click.argument("index", type=int)
 def entry(index):
     """One ledger entry (payload and leaf hash) as JSON."""
-    echo_json(_ex().ledger.entry(index))
+    echo_json(_ex(read_only=True).ledger.entry(index))
 
 
 def _report(ex, year, policy_path, at):
@@ -709,10 +734,12 @@ _at_opt = click.option(
 @json_option
 def rewards(year, policy_path, at, as_csv, as_json):
     """Data-transaction rewards of YEAR: per enterprise and per transaction, with reasons."""
-    ex = _ex()
+    ex = _ex(existing=True)
     rep = _report(ex, year, policy_path, at)
     if as_json:
-        click.echo(json.dumps(rep, ensure_ascii=False, indent=2, sort_keys=True))
+        from catalogue.jsonout import dumps
+
+        click.echo(dumps(rep, indent=2, sort_keys=True))
         return
     if as_csv:
         from exchange.reports import rewards_csv
@@ -722,9 +749,15 @@ def rewards(year, policy_path, at, as_csv, as_json):
     cp = rep["checkpoint"]
     click.secho(f"{rep['programme']} — {year}", bold=True)
     click.echo(
-        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']}; "
-        f"policy sha256 {rep['policy']['sha256'][:16]}…"
+        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']} (entries verified "
+        f"against it); policy sha256 {rep['policy']['sha256'][:16]}…"
     )
+    newer = ex.ledger.head_size() - cp["tree_size"]
+    if newer > 0 and at is None:
+        click.echo(
+            f"  {newer} newer ledger {'entry is' if newer == 1 else 'entries are'} not covered "
+            "by a signed checkpoint yet"
+        )
     table(
         [
             (
@@ -786,7 +819,7 @@ def flags(policy_path, at, as_json):
     """Suspected wash trades: cycles, mirrored trades, split trades."""
     from exchange.reports import wash_flags
 
-    ex = _ex()
+    ex = _ex(read_only=True)
     res = wash_flags(ex, policy_path=policy_path, tree_size=at)
     if as_json:
         echo_json(res)
@@ -811,7 +844,7 @@ def report(year, out, policy_path, at, as_json):
     """Yearly summary for officials: CSV, Parquet, JSON and an HTML report with charts."""
     from exchange.reports import write_yearly_report
 
-    ex = _ex()
+    ex = _ex(existing=True)
     files = write_yearly_report(ex, year, Path(out), policy_path=policy_path, tree_size=at)
     if as_json:
         echo_json({"files": [str(f) for f in files]})
