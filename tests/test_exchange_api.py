@@ -125,8 +125,26 @@ def test_hostile_numbers_get_a_clear_4xx(client):
         r = c.post(f"/api/exchange/orders/{order}/grant", json=body, headers=h["sam"])
         assert r.status_code == 422 and why in r.json()["error"]["message"], r.text
     # not numbers at all: refused by the request model before the exchange sees them
-    for raw in ('{"days": "abc"}', '{"days": 1.5}', '{"days": [1]}'):
+    for raw in (
+        '{"days": "abc"}',
+        '{"days": 1.5}',
+        '{"days": [1]}',
+        '{"days": NaN}',
+        '{"days": Infinity}',
+        '{"days": 1e400}',
+        '{"days": -Infinity}',
+    ):
         r = c.post(f"/api/exchange/orders/{order}/grant", content=raw,
+                   headers={**h["sam"], "Content-Type": "application/json"})  # fmt: skip
+        assert r.status_code == 422, (raw, r.text)
+        assert r.json()["error"]["error"] == "InvalidRequest"
+    # JSON's non-finite literals where an amount is expected (not a string): 422, not 500
+    for raw in (
+        '{"dataset": "ds1", "price_cny": NaN}',
+        '{"dataset": "ds1", "price_cny": 1e400}',
+        '{"dataset": "ds1", "price_cny": "1", "version": Infinity}',
+    ):
+        r = c.post("/api/exchange/offers", content=raw,
                    headers={**h["sam"], "Content-Type": "application/json"})  # fmt: skip
         assert r.status_code == 422, (raw, r.text)
     r = c.post(f"/api/exchange/orders/{order}/grant", json={"days": 30}, headers=h["sam"])
