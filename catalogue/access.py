@@ -60,6 +60,8 @@ class Principal:
     sysadmin: bool = False
     auditor: bool = False
     roles: Mapping[str, str] = field(default_factory=dict)  # organization id -> role
+    # the API token the caller authenticated with (signed URLs are bound to it)
+    token_id: str | None = field(default=None, compare=False)
 
     @property
     def anonymous(self) -> bool:

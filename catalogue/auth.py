@@ -24,6 +24,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -405,23 +406,42 @@ class Accounts:
                 raise NotAuthorized(
                     "the API token is not valid", hint="create one with `nsdx token create`"
                 )
-            if t.revoked is not None:
-                raise NotAuthorized("the API token has been revoked")
-            if t.expires is not None and t.expires <= now:
-                raise NotAuthorized(
-                    f"the API token expired on {t.expires.isoformat()}",
-                    hint="create a new one with `nsdx token create --user NAME`",
-                )
-            u = s.get(User, t.user_id)
-            if u is None or u.state != "active":
-                raise NotAuthorized("the API token's user is not active")
+            u = self._live_token_user(s, t, now)
             if t.last_used is None or (now - t.last_used) > timedelta(minutes=5):
                 try:
                     t.last_used = now
                     s.commit()
                 except IntegrityError:  # pragma: no cover - concurrent update
                     s.rollback()
-            return self._principal(s, u)
+            return replace(self._principal(s, u), token_id=t.id)
+
+    @staticmethod
+    def _live_token_user(s: Session, t: ApiToken, now) -> User:
+        """The active user of token ``t``; NotAuthorized when it is revoked or expired."""
+        if t.revoked is not None:
+            raise NotAuthorized("the API token has been revoked")
+        if t.expires is not None and t.expires <= now:
+            raise NotAuthorized(
+                f"the API token expired on {t.expires.isoformat()}",
+                hint="create a new one with `nsdx token create --user NAME`",
+            )
+        u = s.get(User, t.user_id)
+        if u is None or u.state != "active":
+            raise NotAuthorized("the API token's user is not active")
+        return u
+
+    def token_principal(self, token_id: str, user: str) -> Principal:
+        """The principal of the still-live token ``token_id`` of user ``user`` (a signed
+        URL is bound to the token it was minted with); NotAuthorized when the token is
+        unknown, another user's, revoked or expired."""
+        with self.cat.Session() as s:
+            t = s.get(ApiToken, token_id)
+            if t is None:
+                raise NotAuthorized("the API token the URL was made with no longer exists")
+            u = self._live_token_user(s, t, utcnow())
+            if u.name != user:
+                raise NotAuthorized("the API token the URL was made with is another user's")
+            return replace(self._principal(s, u), token_id=t.id)
 
     def principal(self, user: str) -> Principal:
         with self.cat.Session() as s:

@@ -31,7 +31,7 @@ import hmac
 import io
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -56,7 +56,7 @@ FORMATS = {
     "csv": "text/csv; charset=utf-8",
     "jsonl": "application/x-ndjson; charset=utf-8",
 }
-SIGNED_PARAMS = ("u", "e", "s")
+SIGNED_PARAMS = ("u", "k", "e", "s")
 DEFAULT_URL_TTL = 900  # seconds a signed URL lives by default (NSDX_SIGNED_URL_TTL)
 MAX_URL_TTL = 7 * 24 * 3600
 _PART = re.compile(r"^part-\d{5}\.parquet$")
@@ -246,10 +246,10 @@ def _table(ds: Dataset, ver: Version, r: Resource) -> DownloadTable:
     )
 
 
-def _parse_version(version: str | int) -> int:
+def parse_version(version: str | int) -> int:
     raw = str(version)
     raw = raw[1:] if raw[:1] in ("v", "V") else raw
-    if not raw.isdigit() or len(raw) > 9:
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
         raise DownloadNotFound(
             f"{version!r} is not a version",
             hint="versions are written v1, v2, ...: see the dataset's `versions`",
@@ -257,18 +257,33 @@ def _parse_version(version: str | int) -> int:
     return int(raw)
 
 
-def resolve(cat: Catalogue, name: str, version: str | int, table: str) -> DownloadTable:
+def _no_dataset(name: str) -> DownloadNotFound:
+    return DownloadNotFound(
+        f"dataset {name!r} not found",
+        hint="search the catalogue (GET /api/3/action/package_search?q=...) for its name; "
+        "a private dataset is seen only by its organisation's members (send your token)",
+    )
+
+
+def resolve(
+    cat: Catalogue,
+    name: str,
+    version: str | int,
+    table: str,
+    visible: Callable[[DatasetFacts], bool] | None = None,
+) -> DownloadTable:
     """The table ``table`` of version ``version`` of dataset ``name``, or DownloadNotFound
-    saying what exists (deleted datasets do not exist; access is checked by the caller)."""
-    number = _parse_version(version)
+    saying what exists (deleted datasets do not exist; reading is checked by the caller).
+    ``visible`` (the caller's :func:`catalogue.access.may_see`): a dataset it rejects is
+    answered exactly as a missing one, before any version or table is looked up."""
+    number = parse_version(version)
     with cat.Session() as s:
         try:  # the catalogue's one dataset lookup
             ds = find_dataset(s, name)
         except DatasetNotFound:
-            raise DownloadNotFound(
-                f"dataset {name!r} not found",
-                hint="search the catalogue (GET /api/3/action/package_search?q=...) for its name",
-            ) from None
+            raise _no_dataset(name) from None
+        if visible is not None and not visible(DatasetFacts.of(ds)):
+            raise _no_dataset(name)
         versions = sorted(s.scalars(select(Version.number).where(Version.dataset_id == ds.id)))
         ver = s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == number))
         if ver is None:
@@ -325,36 +340,52 @@ def _mac(key: bytes, msg: str) -> str:
     return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
 
 
-def _message(dataset: str, version: int, table: str, expires: int, user: str) -> str:
-    return f"nsdx-download-v1\n{dataset}\n{int(version)}\n{table}\n{int(expires)}\n{user}"
+def _message(dataset: str, version: int, table: str, expires: int, user: str, token: str) -> str:
+    return f"nsdx-download-v2\n{dataset}\n{int(version)}\n{table}\n{int(expires)}\n{user}\n{token}"
 
 
-def sign(key: bytes, t: DownloadTable, user: str, expires: int) -> str:
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+
+def sign(key: bytes, t: DownloadTable, user: str, expires: int, token: str) -> str:
     """The query string of a signed URL of table ``t`` for ``user`` until ``expires``
-    (unix seconds). The same signature serves the table's .parquet, .csv and .jsonl and
-    its part files."""
-    sig = _mac(key, _message(t.dataset, t.version, t.table, expires, user))
-    return f"u={quote(user, safe='')}&e={int(expires)}&s={sig}"
+    (unix seconds), bound to the API token (its id) it was minted with: revoking the
+    token kills the URL. The same signature serves the table's .parquet, .csv and .jsonl
+    and its part files."""
+    sig = _mac(key, _message(t.dataset, t.version, t.table, expires, user, token))
+    return f"u={quote(user, safe='')}&k={quote(token, safe='')}&e={int(expires)}&s={sig}"
 
 
-def signed_url(key: bytes, t: DownloadTable, user: str, expires: int, fmt="parquet") -> str:
-    return f"{t.path(fmt)}?{sign(key, t, user, expires)}"
+def signed_url(
+    key: bytes, t: DownloadTable, user: str, expires: int, token: str, fmt="parquet"
+) -> str:
+    return f"{t.path(fmt)}?{sign(key, t, user, expires, token)}"
 
 
-def verify(key: bytes, t: DownloadTable, u: str | None, e: str | None, s: str | None) -> str:
-    """The user a signed URL was made for; DownloadForbidden when it is malformed, made for
-    another table, tampered with or expired."""
-    if not u or not e or not s:
+def verify(
+    key: bytes,
+    dataset: str,
+    version: int,
+    table: str,
+    u: str | None,
+    e: str | None,
+    s: str | None,
+    k: str | None = None,
+) -> tuple[str, str]:
+    """``(user, token id)`` a signed URL was made for (the caller checks the token is still
+    live); DownloadForbidden when it is malformed, made for another table, tampered with or
+    expired."""
+    if not u or not e or not s or not k:
         raise DownloadForbidden(
-            "the signed URL is incomplete (it needs u, e and s)",
+            "the signed URL is incomplete (it needs u, k, e and s)",
             hint="copy the whole URL, or ask for a new one (GET /api/downloads with your token)",
         )
-    if not e.isdigit() or len(e) > 12 or len(u) > 200 or len(s) > 100:
+    if not _DIGITS.fullmatch(e) or len(u) > 200 or len(s) > 100 or len(k) > 64:
         raise DownloadForbidden(
             "the signed URL is malformed",
             hint="ask for a new one (GET /api/downloads with your token)",
         )
-    want = _mac(key, _message(t.dataset, t.version, t.table, int(e), u))
+    want = _mac(key, _message(dataset, version, table, int(e), u, k))
     if not hmac.compare_digest(s.encode(), want.encode()):
         raise DownloadForbidden(
             "the signed URL's signature does not match this file",
@@ -366,7 +397,7 @@ def verify(key: bytes, t: DownloadTable, u: str | None, e: str | None, s: str | 
             "the signed URL has expired",
             hint="ask for a new one (GET /api/downloads with your token, or nsdx.connect() again)",
         )
-    return u
+    return u, k
 
 
 def url_ttl(raw: str | None) -> int:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyarrow.parquet as pq
@@ -454,7 +455,7 @@ def test_signed_urls_are_checked_every_time(portal):
 
     entry = listed(portal, "sam")["ride-orders/v1/ride-orders"]
     (url,) = entry["parquet"]
-    assert "?u=sam&e=" in url and "&s=" in url and entry["expires"]
+    assert "?u=sam&k=" in url and "&e=" in url and "&s=" in url and entry["expires"]
     # read without any token, by DuckDB (range requests) and by pyarrow over plain HTTP
     con = duck()
     assert con.execute(f"SELECT count(*) FROM read_parquet('{url}')").fetchone()[0] == 3
@@ -474,7 +475,8 @@ def test_signed_urls_are_checked_every_time(portal):
         assert r.status_code == 403, (bad, r.text)
         assert r.json()["error"]["hint"]
     # malformed or incomplete
-    for q in ("?u=sam", "?u=sam&e=abc&s=x", "?u=sam&e=1&s=" + "x" * 500):
+    for q in ("?u=sam", "?u=sam&k=x&e=abc&s=x", "?u=sam&k=x&e=1&s=" + "x" * 500,
+              "?u=sam&k=x&e=%C2%B2&s=x", "?u=sam&k=x&e=%D9%A1&s=x"):  # fmt: skip
         r = portal.get(RIDE + ".parquet" + q)
         assert r.status_code == 403 and r.json()["error"]["hint"], r.text
     # expired: signed with the portal's own key for a moment already past
@@ -483,7 +485,8 @@ def test_signed_urls_are_checked_every_time(portal):
 
     nx = Nsdx()
     t = dl.resolve(nx.catalogue, "ride-orders", 1, "ride-orders")
-    old = portal.url + dl.signed_url(nx.url_signing_key(), t, "sam", int(time.time()) - 5)
+    token_id = parse_qs(urlsplit(url).query)["k"][0]
+    old = portal.url + dl.signed_url(nx.url_signing_key(), t, "sam", int(time.time()) - 5, token_id)
     r = portal.get(old)
     assert r.status_code == 403 and "expired" in r.json()["error"]["message"]
     with pytest.raises(duckdb.Error):
@@ -497,6 +500,72 @@ def test_signed_urls_are_checked_every_time(portal):
     finally:
         Accounts(nx.catalogue).add_member(SELLER, "sam", "editor")
     assert portal.get(url, follow_redirects=True).status_code == 200
+
+
+def test_signed_urls_die_with_their_token(portal):
+    """A signed URL is bound to the token it was minted with: revoking the token (or
+    minting with another user's token id) makes the URL useless."""
+    from catalogue.auth import Accounts
+    from nsdx.core import Nsdx
+
+    acc = Accounts(Nsdx().catalogue)
+    secret, info = acc.create_token("sam", name="short-lived")
+    r = httpx.get(portal.url + "/api/downloads", headers={"Authorization": secret})
+    assert r.status_code == 200, r.text
+    entry = next(t for t in r.json()["tables"] if t["dataset"] == "ride-orders")
+    (url,) = entry["parquet"]
+    assert parse_qs(urlsplit(url).query)["k"] == [info["id"]]
+    assert portal.get(url, follow_redirects=True).status_code == 200
+    assert portal.get(entry["csv"]).status_code == 200
+    acc.revoke_token(info["id"])
+    for u in (url, entry["csv"], entry["jsonl"]):
+        r = portal.get(u)
+        assert r.status_code == 403, r.text
+        assert "revoked" in r.json()["error"]["message"] and r.json()["error"]["hint"]
+    # the token of another user cannot be swapped in (the signature covers it)
+    other = url.replace(f"k={info['id']}", "k=" + acc.tokens("eve")[0]["id"])
+    assert portal.get(other).status_code == 403
+
+
+def test_private_dataset_answers_as_a_missing_one(portal):
+    """Before any authorisation, a dataset the caller may not see gives away nothing: its
+    wrong version, wrong table and real table answer byte for byte as a missing dataset."""
+    from sqlalchemy import update
+
+    from catalogue.models import Dataset
+    from nsdx.core import Nsdx
+
+    nx = Nsdx()
+
+    def private(flag: bool) -> None:
+        with nx.catalogue.Session.begin() as s:
+            s.execute(update(Dataset).where(Dataset.name == "other-secret").values(private=flag))
+
+    private(True)
+    try:
+        for user in (None, "eve", "sam"):  # anonymous, a member, an outsider
+            for path in ("/v9/other-secret.parquet", "/v1/nope.csv", "/v1/other-secret.parquet",
+                         "/v1/other-secret.jsonl", "/v1/other-secret/part-0.parquet"):  # fmt: skip
+                r = portal.get("/dataset/other-secret" + path, user)
+                if user == "eve":  # its organisation sees it
+                    assert r.status_code in (200, 302, 404), r.text
+                    continue
+                ghost = portal.get("/dataset/no-such-thing" + path, user)
+                assert r.status_code == ghost.status_code == 404, (path, r.text)
+                assert r.content == ghost.content.replace(b"no-such-thing", b"other-secret")
+                assert b"v1" not in r.content and b"tables" not in r.content
+        # a signed URL's signature is checked before the dataset is looked up
+        r = portal.get("/dataset/other-secret/v9/other-secret.parquet?u=sam&k=x&e=9&s=x")
+        ghost = portal.get("/dataset/no-such-thing/v9/other-secret.parquet?u=sam&k=x&e=9&s=x")
+        assert r.status_code == ghost.status_code == 403
+        assert r.content == ghost.content
+        # the portal page gives the same hint for a private and a missing dataset
+        page = httpx.get(portal.url + "/dataset/other-secret")
+        miss = httpx.get(portal.url + "/dataset/no-such-thing")
+        assert page.status_code == miss.status_code == 404
+        assert page.text == miss.text.replace("no-such-thing", "other-secret")
+    finally:
+        private(False)
 
 
 def test_signing_key_is_kept_private(portal):

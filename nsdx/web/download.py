@@ -30,7 +30,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from catalogue import downloads as dl
-from catalogue.access import DatasetRestricted, require_read
+from catalogue.access import DatasetRestricted, may_see, require_read
 from catalogue.auth import Principal
 from catalogue.errors import CatalogueError
 from exchange.downloads import LiveGrant, buyer_grant, record_download
@@ -104,22 +104,26 @@ def authorize(request: Request, principal: Principal, t: dl.DownloadTable) -> Li
     return grants.found
 
 
-def _principal_of(request: Request, t: dl.DownloadTable | None) -> tuple[Principal, str | None]:
-    """The caller, and the channel: from a signed URL (``"signed-url"``; ``t`` is then
-    needed), a token (``"download"``), or anonymous (None)."""
+def _principal_of(
+    request: Request, name: str, version: str, table: str
+) -> tuple[Principal, str | None]:
+    """The caller, and the channel: from a signed URL (``"signed-url"``; its signature and
+    its token are checked before anything is looked up), a token (``"download"``), or
+    anonymous (None)."""
     st = state_of(request)
     q = request.query_params
     if any(k in q for k in dl.SIGNED_PARAMS):
-        user = dl.verify(st.nx.url_signing_key(), t, q.get("u"), q.get("e"), q.get("s"))
-        try:
-            p = st.accounts.principal(user)
-        except NsdxError:
-            p = None
-        if p is None or p.anonymous:
+        user, token = dl.verify(
+            st.nx.url_signing_key(), name, dl.parse_version(version), table,
+            q.get("u"), q.get("e"), q.get("s"), q.get("k"),
+        )  # fmt: skip
+        try:  # the URL lives only as long as the token it was minted with
+            p = st.accounts.token_principal(token, user)
+        except NsdxError as e:
             raise dl.DownloadForbidden(
-                f"the signed URL's user {user!r} no longer exists",
-                hint="ask for a new URL with a valid token",
-            )
+                f"the signed URL is no longer valid: {e.message}",
+                hint="ask for a new URL with a valid token (GET /api/downloads)",
+            ) from None
         return p, "signed-url"
     p = st.principal(request)
     return p, (None if p.anonymous else "download")
@@ -234,11 +238,12 @@ def _decide(request: Request, name: str, version: str, table: str):
     """The table asked for and until when the answer may be used (unix seconds; None: no
     limit), once the caller is allowed (one thread hop for every check of a request)."""
     st = state_of(request)
-    signed = any(k in request.query_params for k in dl.SIGNED_PARAMS)
-    # a bad, expired or revoked token is refused (403) before anything is looked up
-    caller = None if signed else _principal_of(request, None)
-    t = dl.resolve(st.cat, name, version, table)
-    principal, channel = caller or _principal_of(request, t)  # a bad signature: refused
+    # a bad, expired or revoked token or signed URL is refused (403) before anything is
+    # looked up; a dataset the caller may not see is answered as a missing one (404)
+    principal, channel = _principal_of(request, name, version, table)
+    t = dl.resolve(
+        st.cat, name, version, table, visible=lambda ds: may_see(principal, ds, st.grants)
+    )
     if t.open:
         return t, None
     url_expires = None
@@ -390,7 +395,7 @@ def _listing(request: Request, dataset: str | None, current_only: bool) -> dict:
                 continue
             exp_dt = now + timedelta(seconds=seconds)
             exp = int(exp_dt.replace(tzinfo=UTC).timestamp())
-            query = "?" + dl.sign(key, t, principal.name or "", exp)
+            query = "?" + dl.sign(key, t, principal.name or "", exp, principal.token_id or "")
             entry_expires = exp_dt.isoformat(timespec="seconds") + "Z"
             if grant is not None:
                 record_download(

@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.access import granted_for
-from catalogue.auth import NotAuthorized
 from catalogue.dcat import schema_org
 from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
@@ -149,9 +148,9 @@ async def dataset_response(
     except CatalogueError as e:  # not found, or private: the page does not say which
         if e.status not in (403, 404):
             raise  # a failure: a logged 5xx page (nsdx.web.errors), never a 404
-        hint = (
+        hint = (  # the same for a private and a missing dataset: the page tells nothing
             _("If it is private to an organisation, sign in as one of its members.")
-            if who.anonymous and isinstance(e, NotAuthorized)
+            if who.anonymous
             else _("Search the catalogue instead.")
         )
         return error_response(
