@@ -69,6 +69,8 @@ def site(tmp_path_factory, chromium_path):
         demo = run_demo(nx.exchange)  # enterprises, offers, orders: the ledger has trades
         _write_sources(root)
         assert {r.status for r in nx.ingest(all_=True)} == {"published"}
+        _write_sources(root, second_version=True)
+        assert nx.ingest(["nansha-bus-gps"])[0].version == 2
         for name, kw in (("official", {"auditor": True}), ("alice", {}), ("bob", {})):
             acc.create_user(name, **kw)
             set_password(acc, name, PASSWORD)
@@ -507,3 +509,42 @@ def test_buyer_journey_offer_order_payment_grant_profile_console_refund(tab, sit
     page.goto(portal + order_path)
     assert page.eval("document.querySelector('#profile')") is None
     assert axe_violations(page) == []
+
+
+def test_dataset_page_preview_downloads_snippets_versions(tab, site, shots):
+    """For everyone: the first rows as published, per-table downloads that work, snippets
+    naming the real download URL, the versions with their dates and row counts."""
+    page, portal = tab, site.url
+    assert page.goto(portal + "/dataset/nansha-bus-gps") == 200
+    head = page.eval("[...document.querySelectorAll('.preview-table th')].map(t => t.textContent)")
+    assert head == ["ts", "route_id", "speed_kmh"]
+    assert page.eval("document.querySelectorAll('.preview-table tr').length") == 4  # 3 rows
+    parquet = page.eval("document.querySelector('a.dl-parquet').href")
+    assert parquet == f"{portal}/dataset/nansha-bus-gps/v2/data.parquet" or parquet.endswith(
+        ".parquet"
+    )
+    csv = httpx.get(page.eval("document.querySelector('a.dl-csv').href"))
+    assert csv.status_code == 200
+    assert csv.text.splitlines()[0].replace('"', "").split(",")[:2] == ["ts", "route_id"]
+    assert len(csv.text.strip().splitlines()) == 4
+    snippet = page.eval("document.querySelector('.snippets pre code').textContent")
+    assert snippet == f"SELECT * FROM read_parquet('{parquet}') LIMIT 10;"
+    import duckdb
+
+    con = duckdb.connect()  # the snippet as pasted, over the file it downloads
+    data = httpx.get(parquet).content
+    p = Path(site.nx.settings.home) / "snippet.parquet"
+    p.write_bytes(data)
+    assert con.execute(snippet.replace(parquet, str(p))).fetchall()[0][1] in ("南沙1路", "南沙4路")
+    versions = page.eval(
+        "[...document.querySelectorAll('#versions tr')].slice(1).map(r => r.cells[0].textContent.trim())"
+    )
+    assert versions == ["v2 当前", "v1"]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d", text_of(page, "#versions tr:nth-child(2) td:nth-child(2)"))
+    assert axe_violations(page) == []
+    page.screenshot(shots / "dataset-preview.png")
+    # restricted data: no preview for a visitor, the reason instead, and the offer
+    assert page.goto(portal + "/dataset/nansha-taxi-trips") == 200
+    assert page.eval("document.querySelector('.preview-table')") is None
+    assert "restricted" in text_of(page, ".preview")
+    assert text_of(page, "#offers .price") == "¥1200.00"
