@@ -540,7 +540,9 @@ def test_dataset_page_preview_downloads_snippets_versions(tab, site, shots):
         "[...document.querySelectorAll('#versions tr')].slice(1).map(r => r.cells[0].textContent.trim())"
     )
     assert versions == ["v2 当前", "v1"]
-    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d", text_of(page, "#versions tr:nth-child(2) td:nth-child(2)"))
+    assert re.match(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d", text_of(page, "#versions tr:nth-child(2) td:nth-child(2)")
+    )
     assert axe_violations(page) == []
     page.screenshot(shots / "dataset-preview.png")
     # restricted data: no preview for a visitor, the reason instead, and the offer
@@ -548,3 +550,42 @@ def test_dataset_page_preview_downloads_snippets_versions(tab, site, shots):
     assert page.eval("document.querySelector('.preview-table')") is None
     assert "restricted" in text_of(page, ".preview")
     assert text_of(page, "#offers .price") == "¥1200.00"
+
+
+def test_seller_creates_and_withdraws_an_offer_with_bad_input_kept(tab, site):
+    page, portal = tab, site.url
+    assert sign_in(page, portal, "alice", next_="/dataset/nansha-taxi-trips") == 200
+    n0 = page.eval("document.querySelectorAll('#offers tr').length")
+    page.eval("document.querySelector('details.offer-create').open = true")
+    fill(page, "#of-price", "abc")
+    fill(page, "#of-licence_terms", "仅限研究 research only")
+    fill(page, "#of-access_days", "0")
+    assert page.click("#create-offer") == 422
+    assert "请检查标出的字段" in text_of(page, "#offer-error")
+    assert (
+        page.eval("document.querySelector('#of-licence_terms').value") == "仅限研究 research only"
+    )
+    assert (
+        page.eval("document.querySelector('#of-access_days').getAttribute('aria-invalid')")
+        == "true"
+    )
+    assert page.eval("document.querySelectorAll('#offers tr').length") == n0  # nothing created
+    fill(page, "#of-access_days", "30")
+    assert page.click("#create-offer") in (409, 422)  # the core refuses the price "abc"
+    assert "报价未创建" in text_of(page, "#offer-error")
+    fill(page, "#of-price", "88.50")
+    assert page.click("#create-offer") == 200
+    assert "报价已创建" in page.eval("document.body.textContent")
+    prices = page.eval("[...document.querySelectorAll('#offers .price')].map(t => t.textContent)")
+    assert "¥88.50" in prices
+    assert axe_violations(page) == []
+    # withdraw the new one
+    row = prices.index("¥88.50")
+    page.eval(f"document.querySelectorAll('#offers button.withdraw')[{row}].scrollIntoView()")
+    since_buttons = page.eval("document.querySelectorAll('#offers button.withdraw').length")
+    assert page.click(f"#offers tr:nth-child({row + 2}) button.withdraw") == 200
+    assert "报价已撤回" in page.eval("document.body.textContent")
+    assert (
+        page.eval("document.querySelectorAll('#offers button.withdraw').length")
+        == since_buttons - 1
+    )

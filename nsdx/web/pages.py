@@ -136,11 +136,14 @@ async def dataset_response(
     *,
     order_error: str | None = None,
     order_form: dict | None = None,
+    offer_error: str | None = None,
+    offer_form: dict | None = None,
+    offer_errors: dict | None = None,
     status: int = 200,
 ):
     """The dataset page (also re-rendered, with the message and the form kept, when an
     order placed from it is refused)."""
-    from .trade_pages import offers_for
+    from .trade_pages import can_sell, offers_for
 
     st = state_of(request)
     who = await run_in_threadpool(viewer, request)
@@ -181,6 +184,10 @@ async def dataset_response(
             "site": site,
             "order_error": order_error,
             "order_form": order_form or {},
+            "can_sell": await run_in_threadpool(can_sell, request, pkg),
+            "offer_error": offer_error,
+            "offer_form": offer_form or {},
+            "offer_errors": offer_errors or {},
         },
         status,
     )
