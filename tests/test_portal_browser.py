@@ -589,3 +589,67 @@ def test_seller_creates_and_withdraws_an_offer_with_bad_input_kept(tab, site):
         page.eval("document.querySelectorAll('#offers button.withdraw').length")
         == since_buttons - 1
     )
+
+
+def _set_file(page, selector: str, path: Path) -> None:
+    root = page.send("DOM.getDocument")["root"]["nodeId"]
+    node = page.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+    page.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+
+def _wait_text(page, selector: str, want: str, timeout: float = 90) -> str:
+    """Wait (the job page refreshes itself) until ``selector`` holds ``want``."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            last = text_of(page, selector) or ""
+        except Exception:  # noqa: BLE001 - the page is being refreshed right now
+            last = ""
+        if want in last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{selector} never said {want!r}; last: {last!r}")
+
+
+def test_provider_journey_create_upload_progress_published(tab, site, shots, tmp_path):
+    page, portal = tab, site.url
+    assert sign_in(page, portal, "alice", next_="/my/datasets") == 200
+    assert page.click("#new-dataset") == 200
+    # bad input: a name that is not allowed; the form is kept, nothing created
+    page.eval("document.querySelector('#nd-name').removeAttribute('pattern')")
+    fill(page, "#nd-name", "Bad Name!")
+    fill(page, "#nd-title", "南沙渡轮客流")
+    fill(page, "#nd-domain", "transport")
+    page.eval("document.querySelector('#nd-owner_org').value = 'nansha-transport'")
+    assert page.click("#create-dataset") == 422
+    assert page.eval("document.querySelector('#nd-title').value") == "南沙渡轮客流"
+    assert page.eval("document.querySelector('#nd-name').getAttribute('aria-invalid')") == "true"
+    assert axe_violations(page) == []
+    fill(page, "#nd-name", "nansha-ferry-riders")
+    assert page.click("#create-dataset") == 200
+    assert page.eval("location.pathname") == "/dataset/nansha-ferry-riders/upload"
+    # an upload the pipeline cannot read: a clear message, nothing left behind
+    bad = tmp_path / "riders.bin"
+    bad.write_bytes(b"\x00\x01\x02")
+    _set_file(page, "#upload", bad)
+    assert page.click("#send") in (409, 422)
+    assert "riders.bin" in text_of(page, "#upload-error")
+    # the real file: streamed up, checked, published; progress shown until then
+    good = tmp_path / "riders.csv"
+    good.write_text("day,pier,riders\n2024-03-01,南沙客运港,1200\n2024-03-02,南沙客运港,1350\n")
+    _set_file(page, "#upload", good)
+    assert page.click("#send") == 200
+    assert page.eval("location.pathname").startswith("/my/jobs/")
+    page.screenshot(shots / "provider-job.png", full_page=False)
+    assert "版本 1" in _wait_text(page, "#job-status", "已发布为版本 1")
+    assert axe_violations(page) == []
+    page.screenshot(shots / "provider-published.png")
+    assert page.click("#published-link") == 200
+    head = page.eval("[...document.querySelectorAll('.preview-table th')].map(t => t.textContent)")
+    assert head == ["day", "pier", "riders"]
+    # my datasets lists it with its upload
+    page.goto(portal + "/my/datasets")
+    assert "南沙渡轮客流南沙区交通运输局开放v1" in text_of(page, "#my-datasets")
+    assert "已完成" in text_of(page, "#my-jobs")
+    assert axe_violations(page) == []

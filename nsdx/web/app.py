@@ -26,6 +26,7 @@ from . import (
     errors,
     exchange,
     pages,
+    provider,
     query,
     sharing,
     trade_pages,
@@ -48,6 +49,7 @@ ROUTERS = [
     audit.router,
     trade_pages.router,
     console.router,
+    provider.router,
     pages.router,
 ]
 
