@@ -88,6 +88,39 @@ def _user_dict(u: User) -> dict:
     }
 
 
+def user_as_seen_by(d: dict, viewer: Principal) -> dict:
+    """A user dict as ``viewer`` may see it (CKAN's rule): the e-mail address and the
+    nsdx role flags only to sysadmins and to the user themselves; never a password hash or
+    a token. Anonymous callers see no users at all (:func:`require_user_details`)."""
+    me = viewer.user_id is not None and viewer.user_id == d["id"]
+    out = {
+        "id": d["id"],
+        "name": d["name"],
+        "fullname": d.get("fullname") or "",
+        "display_name": d.get("fullname") or d["name"],
+        "about": "",
+        "state": d.get("state") or "active",
+        "created": d.get("created"),
+        "sysadmin": d.get("sysadmin", False),
+        "image_url": "",
+    }
+    if viewer.sysadmin or me:
+        out["email"] = d.get("email") or ""
+        out["auditor"] = d.get("auditor", False)
+    if "organizations" in d and (viewer.sysadmin or me):
+        out["organizations"] = d["organizations"]
+    return out
+
+
+def require_user_details(viewer: Principal) -> None:
+    """User details are for signed-in users (CKAN with ckan.auth.public_user_details off)."""
+    if viewer.anonymous:
+        raise NotAuthorized(
+            "Not authorized to see the users of this portal",
+            hint="sign in: send an API token in the Authorization header",
+        )
+
+
 def org_dict(o: Organization, *, package_count: int | None = None) -> dict:
     d = {
         "id": o.id,

@@ -41,8 +41,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from .access import ANONYMOUS, DatasetFacts, may_read
-from .errors import CatalogueError
+from .errors import CatalogueError, DatasetNotFound
 from .models import Dataset, Resource, Version
+from .registry import find_dataset
 
 if TYPE_CHECKING:
     from ingest.storage import ObjectStore
@@ -261,16 +262,13 @@ def resolve(cat: Catalogue, name: str, version: str | int, table: str) -> Downlo
     saying what exists (deleted datasets do not exist; access is checked by the caller)."""
     number = _parse_version(version)
     with cat.Session() as s:
-        ds = s.scalar(
-            select(Dataset)
-            .where(Dataset.name == name, Dataset.state != "deleted")
-            .options(selectinload(Dataset.organization))
-        )
-        if ds is None:
+        try:  # the catalogue's one dataset lookup
+            ds = find_dataset(s, name)
+        except DatasetNotFound:
             raise DownloadNotFound(
                 f"dataset {name!r} not found",
                 hint="search the catalogue (GET /api/3/action/package_search?q=...) for its name",
-            )
+            ) from None
         versions = sorted(s.scalars(select(Version.number).where(Version.dataset_id == ds.id)))
         ver = s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == number))
         if ver is None:

@@ -9,6 +9,7 @@ link resources.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -21,7 +22,15 @@ from sqlalchemy.orm import Session
 from .access import ANONYMOUS, NO_GRANTS, DatasetFacts, Grants, require_see, see_clause
 from .auth import NAME_RE, InvalidInput, NotAuthorized, ObjectNotFound, Principal
 from .models import Dataset, DatasetTag, LinkResource, Organization, Resource, utcnow
-from .registry import Catalogue, find_dataset, package_dict, view_name_owner
+from .registry import (
+    CKAN_FIELDS_IN_EXTRAS,
+    ORIGIN_KEY,
+    Catalogue,
+    find_dataset,
+    media_type,
+    package_dict,
+    view_name_owner,
+)
 
 # extras that are columns of the dataset, and extras nsdx computes (ignored on input)
 COLUMN_EXTRAS = ("domain", "access", "title_en", "notes_en", "attribution", "price_cny")
@@ -40,6 +49,7 @@ RESOURCE_COMPUTED = (
     "nsdx_files",
     "nsdx_schema",
     "url_type",
+    "metadata_modified",
 )
 
 
@@ -56,7 +66,10 @@ def link_resource_dict(r: LinkResource, package_id: str, position: int) -> dict:
         "state": "active",
         "created": r.created.isoformat(),
         "last_modified": r.last_modified.isoformat() if r.last_modified else None,
-        "url_type": None,
+        "metadata_modified": (r.last_modified or r.created).isoformat(),
+        "url_type": (r.extras or {}).get("url_type"),
+        "mimetype": (r.extras or {}).get("mimetype") or media_type(r.format),
+        "hash": (r.extras or {}).get("hash") or "",
     }
 
 
@@ -100,6 +113,9 @@ def render_packages(s: Session, datasets: list[Dataset]) -> list[dict]:
                 link_resource_dict(r, ds.id, base + i) for i, r in enumerate(mine)
             ]
             pkg["num_resources"] = len(pkg["resources"])
+            if ds.current_version is None and pkg["nsdx"]["schema"] is None:  # a copy
+                tables = [r for r in pkg["resources"] if r.get("nsdx_schema")]
+                pkg["nsdx"]["schema"] = tables[0]["nsdx_schema"] if len(tables) == 1 else None
         out.append(pkg)
     return out
 
@@ -119,6 +135,54 @@ def _time(v: Any) -> datetime | None:
     except ValueError:
         return None
     return d.astimezone(UTC).replace(tzinfo=None) if d.tzinfo else d
+
+
+ORIGIN_NUMBERS = ("current_version", "row_count", "bytes", "quality_score")
+
+
+def _origin_facts(data: Mapping, extras: Mapping) -> dict:
+    """What the origin published, from its package dict: the typed ``nsdx`` view, else
+    the (string) extras. Never a storage location."""
+    view = data.get("nsdx") if isinstance(data.get("nsdx"), Mapping) else {}
+    out: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for k in ORIGIN_NUMBERS:
+        v = view.get(k, extras.get(k))
+        if v in (None, ""):
+            continue
+        try:
+            n = float(v)
+        except (TypeError, ValueError):
+            errors[k] = ["Must be a number"]
+            continue
+        out[k] = n if k == "quality_score" else int(n)
+    if errors:
+        raise InvalidInput(errors)
+    if not out:
+        return {}
+    if isinstance(view.get("validation"), Mapping):
+        out["validation"] = dict(view["validation"])
+    if isinstance(view.get("versions"), list):
+        out["versions"] = [int(v) for v in view["versions"] if isinstance(v, int | float)]
+    if isinstance(view.get("contact"), Mapping):
+        out["contact"] = {str(k): str(v) for k, v in view["contact"].items()}
+    return out
+
+
+def _origin_resource(r: Mapping) -> dict:
+    """A published table's facts from the origin's resource dict (file lists without any
+    storage key), and its size and url_type as the origin gave them."""
+    out: dict[str, Any] = {}
+    for k in ("nsdx_table", "nsdx_row_count", "nsdx_schema", "size", "url_type"):
+        if r.get(k) is not None:
+            out[k] = r[k]
+    if isinstance(r.get("nsdx_files"), list):
+        out["nsdx_files"] = [
+            {str(k): v for k, v in f.items() if k != "key"}
+            for f in r["nsdx_files"]
+            if isinstance(f, Mapping)
+        ]
+    return out
 
 
 def _str(v: Any) -> str:
@@ -155,6 +219,34 @@ class Packages:
             if limit is not None:
                 q = q.limit(limit)
             return list(s.scalars(q))
+
+    def autocomplete(self, q: str, *, limit: int = 10) -> list[dict]:
+        """Public active datasets whose name or title contains ``q`` (CKAN's
+        package_autocomplete): names matching first, then titles."""
+        like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.cat.Session() as s:
+            rows = s.execute(
+                select(Dataset.name, Dataset.title)
+                .where(
+                    Dataset.state == "active",
+                    Dataset.private.is_(False),
+                    func.lower(Dataset.name).like(like, escape="\\")
+                    | func.lower(Dataset.title).like(like, escape="\\"),
+                )
+                .order_by(Dataset.name)
+                .limit(limit * 2)
+            ).all()
+        out = []
+        for name, title in rows:
+            by_name = q.lower() in name.lower()
+            out.append({
+                "name": name,
+                "title": title,
+                "match_field": "name" if by_name else "title",
+                "match_displayed": name if by_name else f"{title} ({name})",
+            })  # fmt: skip
+        out.sort(key=lambda d: (d["match_field"] != "name", d["name"]))
+        return out[:limit]
 
     # -- writing -------------------------------------------------------------------------
     def create(self, p: Principal, data: Mapping[str, Any]) -> dict:
@@ -216,14 +308,19 @@ class Packages:
             )
 
     def _org(self, s: Session, p: Principal, data: dict, errors: dict) -> Organization | None:
-        ref = data.get("owner_org") or (data.get("organization") or {}).get("name")
+        od = data.get("organization") if isinstance(data.get("organization"), dict) else None
+        if data.get("organization") and od is None:
+            errors.setdefault("organization", []).append("Must be an object with a name")
+        ref = data.get("owner_org") or (od or {}).get("name")
         if not ref:
+            return None
+        if not isinstance(ref, str):
+            errors.setdefault("owner_org", []).append("Must be an organisation's name or id")
             return None
         org = s.scalar(
             select(Organization).where((Organization.id == ref) | (Organization.name == ref))
         )
-        od = data.get("organization") if isinstance(data.get("organization"), dict) else None
-        if org is None and od and od.get("name"):
+        if org is None and od and isinstance(od.get("name"), str):
             org = s.scalar(select(Organization).where(Organization.name == od["name"]))
             if org is None and p.sysadmin and NAME_RE.match(od["name"]):
                 # a sysadmin loading datasets from another portal brings their organisation
@@ -282,11 +379,12 @@ class Packages:
             if not isinstance(e, Mapping) or "key" not in e:
                 errors.setdefault("extras", []).append("Each extra needs a key")
                 continue
-            if e["key"] in extras:
-                errors.setdefault("extras", []).append(f"Duplicate key {e['key']!r}")
+            key = _str(e["key"])
+            if key in extras:
+                errors.setdefault("extras", []).append(f"Duplicate key {key!r}")
             if e.get("deleted"):
                 continue
-            extras[str(e["key"])] = e.get("value")
+            extras[key] = e.get("value")
         for k in COLUMN_EXTRAS:  # top-level fields win over extras
             if data.get(k) is not None:
                 extras[k] = data[k]
@@ -308,6 +406,9 @@ class Packages:
                 price = float(price)
             except (TypeError, ValueError):
                 errors["price_cny"] = ["Must be a number"]
+            else:
+                if not math.isfinite(price) or price < 0:
+                    errors["price_cny"] = ["Must be a finite number, 0 or more"]
         else:
             price = None
         tags = self._tags(data, errors)
@@ -342,6 +443,18 @@ class Packages:
         ds.attribution = _str(extras.get("attribution")) or None
         ds.price_cny = price
         ds.extras = {k: v for k, v in extras.items() if k not in COLUMN_EXTRAS + COMPUTED_EXTRAS}
+        # a sysadmin loading or harvesting a dataset published elsewhere keeps what the
+        # origin published (versions, rows, quality...) with it; nobody else can claim them
+        copy = p.sysadmin and ds.current_version is None
+        origin = _origin_facts(data, extras) if copy else {}
+        if origin:
+            ds.extras[ORIGIN_KEY] = origin
+        for k in CKAN_FIELDS_IN_EXTRAS:  # CKAN's top-level maintainer, author_email, ...
+            v = _str(data.get(k)).strip()
+            if k == "license_url" and not v.startswith(("https://", "http://")):
+                v = ""
+            if v:
+                ds.extras[k] = v[:500]
         if {t.tag for t in ds.tags} != set(tags) or creating:
             ds.tags = [DatasetTag(tag=t) for t in tags]
         ds.metadata_modified = utcnow()
@@ -354,7 +467,9 @@ class Packages:
             s.add(ds)
         s.flush()
         if "resources" in data and data["resources"] is not None:
-            self._replace_resources(s, ds, data["resources"], keep_times=keep_times)
+            self._replace_resources(
+                s, ds, data["resources"], keep_times=keep_times, copy=copy and bool(origin)
+            )
 
     @staticmethod
     def _tags(data: dict, errors: dict) -> list[str]:
@@ -362,6 +477,9 @@ class Packages:
         names: list[str] = []
         if raw is None and data.get("tag_string"):
             raw = [t.strip() for t in str(data["tag_string"]).split(",") if t.strip()]
+        if raw is not None and not isinstance(raw, list):
+            errors["tags"] = ['Must be a list of tags ({"name": ...} objects or strings)']
+            return names
         for t in raw or []:
             n = t.get("name") if isinstance(t, Mapping) else t
             n = _str(n).strip()
@@ -375,7 +493,13 @@ class Packages:
 
     # -- resources -----------------------------------------------------------------------
     def _replace_resources(
-        self, s: Session, ds: Dataset, resources: list, *, keep_times: bool = False
+        self,
+        s: Session,
+        ds: Dataset,
+        resources: list,
+        *,
+        keep_times: bool = False,
+        copy: bool = False,
     ) -> None:
         if not isinstance(resources, list):
             raise InvalidInput({"resources": ["Must be a list"]})
@@ -402,7 +526,7 @@ class Packages:
                 if rid:
                     lr.id = self._new_resource_id(s, rid, i)
                 s.add(lr)
-            self._set_link(lr, r, keep_times=keep_times)
+            self._set_link(lr, r, keep_times=keep_times, copy=copy)
             lr.position = pos
             pos += 1
             s.flush()
@@ -425,7 +549,9 @@ class Packages:
         return rid
 
     @staticmethod
-    def _set_link(lr: LinkResource, r: Mapping, *, keep_times: bool = False) -> None:
+    def _set_link(
+        lr: LinkResource, r: Mapping, *, keep_times: bool = False, copy: bool = False
+    ) -> None:
         errors = {}
         url = _str(r.get("url"))
         if len(url) > 2000:
@@ -443,6 +569,8 @@ class Packages:
             for k, v in r.items()
             if k not in RESOURCE_CORE + RESOURCE_COMPUTED and not str(k).startswith("nsdx_")
         }
+        if copy:  # a published table of the origin: its facts and its download URLs
+            lr.extras.update(_origin_resource(r))
         if keep_times:
             lr.created = _time(r.get("created")) or lr.created or utcnow()
             lr.last_modified = _time(r.get("last_modified"))

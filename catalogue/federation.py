@@ -11,8 +11,37 @@ from .errors import CatalogueError
 from .registry import Catalogue
 
 USER_AGENT = "nsdx-federation/1.0 (+https://github.com/nansha/nsdx)"
-# keys of our package dicts that are ours alone (computed, or nsdx's typed view)
-_LOCAL_KEYS = ("nsdx", "num_resources", "num_tags", "license_title", "version")
+# keys of package dicts the receiving portal computes for itself
+_LOCAL_KEYS = ("num_resources", "num_tags", "license_title", "isopen")
+_NEVER_SENT = ("storage_uri",)  # storage locations stay on the portal that has the data
+
+
+def _shareable(pkg: dict) -> dict:
+    """A package dict without the keys its receiver computes or must never see; the
+    published tables' facts (``nsdx``, resources' ``nsdx_*``) travel with it, so the other
+    side keeps versions, row counts, schema, quality and file lists."""
+    out = {k: v for k, v in pkg.items() if k not in _LOCAL_KEYS}
+    if isinstance(out.get("nsdx"), dict):
+        out["nsdx"] = {k: v for k, v in out["nsdx"].items() if k not in _NEVER_SENT}
+    out["extras"] = [e for e in out.get("extras") or [] if e.get("key") not in _NEVER_SENT]
+    out["resources"] = [
+        {
+            **r,
+            **(
+                {
+                    "nsdx_files": [
+                        {k: v for k, v in f.items() if k != "key"} for f in r["nsdx_files"]
+                    ]
+                }  # fmt: skip
+                if isinstance(r.get("nsdx_files"), list)
+                else {}
+            ),
+        }
+        for r in out.get("resources") or []
+    ]
+    return out
+
+
 PAGE = 100
 
 
@@ -39,12 +68,9 @@ def _unreachable(url: str, e: Exception) -> PortalUnreachable:
 
 def outgoing(pkg: dict, owner_org: str) -> dict:
     """Our package dict as another portal should receive it."""
-    out = {k: v for k, v in pkg.items() if k not in _LOCAL_KEYS}
+    out = _shareable(pkg)
     out.pop("organization", None)
     out["owner_org"] = owner_org
-    out["resources"] = [
-        {k: v for k, v in r.items() if not k.startswith("nsdx_")} for r in pkg["resources"]
-    ]
     return out
 
 
@@ -144,35 +170,50 @@ def remote_packages(url: str, token: str | None = None, q: str | None = None) ->
 
 
 def incoming(pkg: dict, source: str) -> dict:
-    """Another portal's package dict as we store it: their metadata, their organisation,
-    and an extra naming where it came from."""
-    data = {k: v for k, v in pkg.items() if k not in _LOCAL_KEYS}
+    """Another portal's package dict as we store it: their metadata (with what they
+    published: versions, rows, schema, quality, files and their download URLs), their
+    organisation, and an extra naming where it came from."""
+    data = _shareable(pkg)
     data["owner_org"] = None
     extras = [e for e in data.get("extras") or [] if e.get("key") != "harvest_source"]
     data["extras"] = extras + [{"key": "harvest_source", "value": source}]
-    data["resources"] = [
-        {k: v for k, v in r.items() if not k.startswith("nsdx_")}
-        for r in data.get("resources") or []
-    ]
     return data
+
+
+def origin_of(pkg: dict) -> str | None:
+    """The portal a dataset was harvested from; None when it was published here."""
+    for e in pkg.get("extras") or []:
+        if e.get("key") == "harvest_source":
+            return e.get("value") or None
+    return None
 
 
 def harvest(cat: Catalogue, url: str, *, token: str | None = None, q: str | None = None) -> dict:
     """Import the datasets of the portal at ``url`` (their organisations are created here
-    when missing). Datasets we already hold under the same name are updated."""
+    when missing). A dataset harvested from that portal before is updated; one of the same
+    name that this portal publishes (or that came from another portal) is never
+    overwritten: it is reported under ``skipped``."""
     from .errors import DatasetNotFound
 
     packages = Packages(cat)
     accounts = Accounts(cat)
-    report: dict = {"created": [], "updated": [], "failed": []}
+    report: dict = {"created": [], "updated": [], "skipped": [], "failed": []}
+    source = url.rstrip("/")
     try:
         remote = list(remote_packages(url, token, q))
     except OSError as e:
         raise _unreachable(url, e) from e
     for pkg in remote:
-        data = incoming(pkg, url.rstrip("/"))
+        data = incoming(pkg, source)
         org = pkg.get("organization") or {}
         try:
+            try:
+                mine = packages.show(SYSTEM, pkg["name"])
+            except DatasetNotFound:
+                mine = None
+            if mine and origin_of(mine) != source:
+                report["skipped"].append(pkg["name"])  # ours, or another portal's
+                continue
             if org.get("name"):
                 try:
                     with cat.Session() as s:
@@ -181,10 +222,6 @@ def harvest(cat: Catalogue, url: str, *, token: str | None = None, q: str | None
                     data["owner_org"] = accounts.create_org(
                         org["name"], title=org.get("title") or org["name"]
                     )["id"]
-            try:
-                mine = packages.show(SYSTEM, pkg["name"])
-            except DatasetNotFound:
-                mine = None
             if mine:
                 data["id"] = mine["id"]
                 packages.update(SYSTEM, data)

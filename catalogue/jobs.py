@@ -12,6 +12,7 @@ Handlers get a :class:`JobDeps` (catalogue, object store, masking key) built by 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import traceback
@@ -101,13 +102,24 @@ def ingest_upload(deps: JobDeps, payload: dict) -> dict:
     ``nsdx ingest``)."""
     from .publishing import publish_dataset
 
-    spec = spec_for_upload(
-        deps.cat, payload["dataset"], payload["path"], payload["format"], payload.get("options")
-    )
-    result = publish_dataset(
-        deps.cat, deps.store, spec, pii_key=deps.pii_key, reports_dir=deps.reports_dir
-    )
+    try:
+        spec = spec_for_upload(
+            deps.cat, payload["dataset"], payload["path"], payload["format"], payload.get("options")
+        )
+        result = publish_dataset(
+            deps.cat, deps.store, spec, pii_key=deps.pii_key, reports_dir=deps.reports_dir
+        )
+    finally:
+        _remove_upload(Path(payload["path"]))
     return result.to_dict()
+
+
+def _remove_upload(path: Path) -> None:
+    """The uploaded file has been published (or refused): remove it and its folder (the
+    HTTP layer gives each upload a folder of its own)."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
 
 
 HANDLERS: dict[str, Callable[[JobDeps, dict], dict]] = {"ingest_upload": ingest_upload}

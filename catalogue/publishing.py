@@ -5,6 +5,8 @@ This is the one function behind ``nsdx ingest``, the upload endpoint and backgro
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,28 @@ from ingest.spec import DatasetSpec
 from ingest.storage import ObjectStore
 
 from .registry import Catalogue
+
+# Staging leftovers (local folders, S3 intent markers and their uncommitted objects, unfinished
+# multipart uploads) older than this are removed by the next publish, as `nsdx gc` does; at
+# most once an hour per store and process. Longer than any publish: a live one is never touched.
+GC_AFTER_SECONDS = 24 * 3600.0
+_GC_EVERY_SECONDS = 3600.0
+_last_gc: dict[str, float] = {}
+_gc_lock = threading.Lock()
+
+
+def collect_leftovers(store: ObjectStore, older_than: float = GC_AFTER_SECONDS) -> list[str]:
+    """Run ``store.gc`` unless it ran for this store in the last hour; never fails a publish
+    (an unreachable store fails the publish itself, with its own message)."""
+    with _gc_lock:
+        now = time.monotonic()
+        if now - _last_gc.get(store.url, -_GC_EVERY_SECONDS) < _GC_EVERY_SECONDS:
+            return []
+        _last_gc[store.url] = now
+    try:
+        return store.gc(older_than)
+    except Exception:  # noqa: BLE001 - housekeeping: `nsdx gc` reports its errors
+        return []
 
 
 def publish_dataset(
@@ -27,6 +51,7 @@ def publish_dataset(
     force: bool = False,
 ) -> IngestResult:
     cat.check_new_name(spec.id)  # before any file is written
+    collect_leftovers(store, GC_AFTER_SECONDS)
     cur = cat.current(spec.id)
     previous = (
         PreviousVersion(

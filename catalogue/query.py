@@ -49,9 +49,12 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def connect(cat: Catalogue, store: ObjectStore) -> duckdb.DuckDBPyConnection:
+def connect(
+    cat: Catalogue, store: ObjectStore, *, versions: bool = True
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per published table (the CLI's and the
-    Python API's; the HTTP query API opens its own with limits, see :func:`open_locked`)."""
+    Python API's; the HTTP query API opens its own with limits, see :func:`open_locked`),
+    and with ``versions`` one per table of every published version, ``<view>__v<N>``."""
     con = duck.connect(":memory:")
     if store.url.startswith("s3://"):
         from ingest.storage.duckdb_s3 import configure_duckdb
@@ -59,7 +62,43 @@ def connect(cat: Catalogue, store: ObjectStore) -> duckdb.DuckDBPyConnection:
         configure_duckdb(con, store)
     for t in cat.published_tables():
         _create_view(con, store, t)
+    if versions:
+        from .downloads import all_tables, view_names
+
+        add_views(
+            con,
+            (
+                ViewSource(*view_names(t), tuple(store.uri(f.key) for f in t.files))
+                for t in all_tables(cat)
+            ),
+        )
     return con
+
+
+@dataclass(frozen=True)
+class ViewSource:
+    """A view to create over Parquet files (local paths, ``s3://`` or ``http(s)://`` URLs)."""
+
+    schema: str
+    name: str
+    files: tuple[str, ...]
+
+
+def add_views(con: duckdb.DuckDBPyConnection, views: Iterable[ViewSource]) -> list[str]:
+    """Create ``schema.name`` over each source's files (the local connection's version views,
+    and every view of ``nsdx.connect(url)`` over the portal's download URLs); the names made."""
+    made = []
+    for v in views:
+        if not v.files:
+            continue
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(v.schema)}")
+        files = ", ".join(_lit(f) for f in v.files)
+        con.execute(
+            f"CREATE OR REPLACE VIEW {_quote(v.schema)}.{_quote(v.name)} AS "
+            f"SELECT * FROM read_parquet([{files}])"
+        )
+        made.append(f"{v.schema}.{v.name}")
+    return made
 
 
 def _create_view(con, store: ObjectStore, t: PublishedTable) -> None:

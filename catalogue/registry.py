@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from .access import ANONYMOUS, see_clause
 from .db import make_engine, sessions
 from .errors import CatalogueError, DatasetNotFound
+from .licences import licence
 from .models import (
     Dataset,
     DatasetTag,
@@ -100,7 +101,9 @@ class Catalogue:
         self.Session = sessions(self.engine)
 
     # -- organisations -----------------------------------------------------------------
-    def ensure_organization(self, s: Session, name: str, title: str | None = None) -> Organization:
+    def ensure_organization(
+        self, s: Session, name: str, title: str | None = None, contact: dict | None = None
+    ) -> Organization:
         org = s.scalar(select(Organization).where(Organization.name == name))
         if org is None:
             org = Organization(name=name, title=title or name, description="", extras={})
@@ -108,6 +111,10 @@ class Catalogue:
             s.flush()
         elif title and org.title in ("", org.name):  # a title given later fills a bare slug
             org.title = title
+        if contact:  # the contact point declared in datasets.yaml
+            have = dict(org.extras or {})
+            if any(have.get(k) != v for k, v in contact.items()):
+                org.extras = {**have, **contact}
         return org
 
     # -- datasets ----------------------------------------------------------------------
@@ -122,7 +129,9 @@ class Catalogue:
 
     def upsert_from_spec(self, s: Session, spec) -> Dataset:
         """Create or update a dataset's metadata from its datasets.yaml declaration."""
-        org = self.ensure_organization(s, spec.organization, spec.organization_title)
+        org = self.ensure_organization(
+            s, spec.organization, spec.organization_title, spec.organization_contact
+        )
         ds = s.scalar(select(Dataset).where(Dataset.name == spec.id))
         if ds is None:
             owner = view_name_owner(s, spec.id)
@@ -237,14 +246,13 @@ class Catalogue:
             )
 
     def release_claim(self, name: str, number: int, run_id: str) -> None:
-        """Give a number back: only for a run that wrote nothing to storage."""
+        """Give a number back: for a run whose prefix is not a committed version."""
         with self.Session.begin() as s:
             s.execute(
                 delete(VersionClaim).where(
                     VersionClaim.dataset == name,
                     VersionClaim.number == number,
                     VersionClaim.run_id == run_id,
-                    VersionClaim.state == "claimed",
                 )
             )
 
@@ -420,12 +428,71 @@ def _iso(dt) -> str | None:
     return dt.isoformat() if dt else None
 
 
+# CKAN's top-level text fields nsdx keeps in the dataset's extras column (never in `extras`)
+CKAN_FIELDS_IN_EXTRAS = ("maintainer", "maintainer_email", "author_email", "license_url")
+# a federated or loaded copy: the facts of the origin's published version (never a storage
+# location), kept with the dataset by catalogue.editing and shown as if published here
+ORIGIN_KEY = "nsdx_origin"
+HIDDEN_EXTRAS = (*CKAN_FIELDS_IN_EXTRAS, ORIGIN_KEY)
+MEDIA_TYPES = {  # IANA media types of the formats nsdx publishes or links
+    "PARQUET": "application/vnd.apache.parquet",
+    "CSV": "text/csv",
+    "JSON": "application/json",
+    "NDJSON": "application/x-ndjson",
+    "GEOJSON": "application/geo+json",
+    "XLSX": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "XLS": "application/vnd.ms-excel",
+    "ZIP": "application/zip",
+    "GTFS": "application/zip",
+    "PDF": "application/pdf",
+    "XML": "application/xml",
+    "HTML": "text/html",
+}
+
+
+def media_type(fmt: str | None) -> str | None:
+    return MEDIA_TYPES.get((fmt or "").strip().upper())
+
+
+def _coverage(ver, own: dict) -> dict[str, str]:
+    """temporal_start/_end and spatial (a GeoJSON polygon) as CKAN's DCAT and spatial
+    extensions name them: computed from the published version, else as declared."""
+    cov = ((ver.manifest or {}).get("coverage") if ver else None) or {}
+    out = {k: own[k] for k in ("temporal_start", "temporal_end", "spatial") if own.get(k)}
+    if cov.get("temporal"):
+        out["temporal_start"] = cov["temporal"]["start"]
+        out["temporal_end"] = cov["temporal"]["end"]
+    if cov.get("spatial"):
+        import json
+
+        b = cov["spatial"]
+        w, s, e, n = b["west"], b["south"], b["east"], b["north"]
+        ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+        out["spatial"] = json.dumps({"type": "Polygon", "coordinates": [ring]})
+    return out
+
+
+def contact_point(org) -> dict:
+    """The organisation's contact point (declared in datasets.yaml's `organizations:`)."""
+    if org is None:
+        return {}
+    ex = org.extras or {}
+    return {
+        "name": org.title or org.name,
+        **{k: ex[k] for k in ("email", "url", "phone") if ex.get(k)},
+    }
+
+
 def package_dict(ds: Dataset, s: Session) -> dict:
     """The CKAN package dict of a dataset, with nsdx's own fields as extras."""
     ver = None
     if ds.current_version is not None:  # versions are loaded with the dataset (selectin)
         ver = next((v for v in ds.versions if v.number == ds.current_version), None)
     org = ds.organization
+    own = dict(ds.extras or {})
+    origin = (own.get(ORIGIN_KEY) or {}) if ver is None else {}
+    contact = origin.get("contact") or contact_point(org)
+    lic = licence(ds.license_id, own.get("license_url"))
     # Resource URLs are the portal's download routes (catalogue.downloads), as paths that
     # every surface makes absolute; no storage location (file://, bucket, key) is shown.
     # Restricted data answers them only to those the access rule allows.
@@ -435,6 +502,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
     if ver is not None:
         for r in ver.resources:
             url, files = resource_paths(ds.name, ver.number, r)
+            one = r.files[0] if len(r.files) == 1 else None  # the checksum of what is served
             resources.append(
                 {
                     "id": r.id,
@@ -442,12 +510,16 @@ def package_dict(ds: Dataset, s: Session) -> dict:
                     "name": r.name,
                     "description": r.description or "",
                     "format": r.format,
+                    "mimetype": media_type(r.format),
                     "url": url,
+                    "url_type": "upload",  # published by this portal, not a link
+                    "hash": f"sha256:{one['sha256']}" if one and one.get("sha256") else "",
                     "position": r.position,
                     "size": r.bytes,
                     "state": r.state,
                     "created": _iso(r.created),
                     "last_modified": _iso(ver.created),
+                    "metadata_modified": _iso(ver.created),
                     "nsdx_table": r.table,
                     "nsdx_row_count": r.row_count,
                     "nsdx_files": files,
@@ -455,16 +527,17 @@ def package_dict(ds: Dataset, s: Session) -> dict:
                 }
             )
     extras = {
-        **{k: v for k, v in (ds.extras or {}).items()},
+        **{k: v for k, v in own.items() if k not in HIDDEN_EXTRAS},
+        **_coverage(ver, own),
         "domain": ds.domain,
         "access": ds.access,
         "title_en": ds.title_en,
         "notes_en": ds.notes_en,
         "attribution": ds.attribution,
-        "current_version": ver.number if ver else None,
-        "row_count": ver.row_count if ver else None,
-        "bytes": ver.bytes if ver else None,
-        "quality_score": ver.quality_score if ver else None,
+        "current_version": ver.number if ver else origin.get("current_version"),
+        "row_count": ver.row_count if ver else origin.get("row_count"),
+        "bytes": ver.bytes if ver else origin.get("bytes"),
+        "quality_score": ver.quality_score if ver else origin.get("quality_score"),
         "price_cny": ds.price_cny,
     }
     return {
@@ -476,10 +549,17 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         "state": ds.state,
         "private": ds.private,
         "license_id": ds.license_id,
-        "license_title": ds.license_id,
+        "license_title": lic.title,
+        "license_url": lic.url or "",
+        "isopen": lic.open,
         "url": ds.url or "",
-        "version": str(ver.number) if ver else None,
+        "version": str(extras["current_version"])
+        if extras["current_version"] is not None
+        else None,
         "author": ds.author,
+        "author_email": own.get("author_email") or None,
+        "maintainer": own.get("maintainer") or contact.get("name"),
+        "maintainer_email": own.get("maintainer_email") or contact.get("email"),
         "metadata_created": _iso(ds.metadata_created),
         "metadata_modified": _iso(ds.metadata_modified),
         "owner_org": org.id if org else None,
@@ -490,19 +570,21 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         ),
         "tags": [{"name": t.tag, "display_name": t.tag} for t in ds.tags],
         "num_tags": len(ds.tags),
+        "groups": [],  # nsdx has organisations, no CKAN groups
         "resources": resources,
         "num_resources": len(resources),
-        "extras": [
+        "extras": [  # sorted by key, as CKAN does
             {"key": k, "value": v if isinstance(v, str) else _json(v)}
-            for k, v in extras.items()
+            for k, v in sorted(extras.items())
             if v is not None
         ],
         # nsdx's own view of the same facts, typed (CKAN extras are strings)
         "nsdx": {
             **{k: v for k, v in extras.items()},
-            "validation": ver.validation if ver else None,
+            "validation": ver.validation if ver else origin.get("validation"),
             "schema": resources[0]["nsdx_schema"] if len(resources) == 1 else None,
-            "versions": [v.number for v in ds.versions],
+            "versions": [v.number for v in ds.versions] or origin.get("versions") or [],
+            "contact": contact or None,
         },
     }
 

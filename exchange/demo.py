@@ -14,7 +14,7 @@ from __future__ import annotations
 import zlib
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from catalogue.models import Dataset
 
@@ -25,6 +25,7 @@ from .errors import ExchangeError, InvalidState
 from .models import Order
 
 MARK = "NSDX-DEMO-"
+DEMO_ORDERS = 10  # contracts the demo records; the last one granted means it completed
 
 # org, legal name, division, org code, group, legal rep, address, phone, in Nansha, authority
 FIRMS = [
@@ -77,11 +78,23 @@ def _ensure_dataset(ex: Exchange, name: str, title: str, org: str) -> None:
 
 
 def already_done(ex: Exchange) -> bool:
+    """True when an earlier run completed; InvalidState when one was interrupted (its ledger
+    entries cannot be removed, so the demo cannot be finished or redone on this ledger)."""
     with ex.catalogue.Session() as s:
-        return (
-            s.scalar(select(Order.id).where(Order.contract_no.like(f"{MARK}%")).limit(1))
-            is not None
+        found = s.scalar(select(func.count(Order.id)).where(Order.contract_no.like(f"{MARK}%")))
+        last = s.scalar(
+            select(Order.status).where(Order.contract_no.like(f"{MARK}%-{DEMO_ORDERS:03d}"))
         )
+    if not found:
+        return False
+    if found >= DEMO_ORDERS and last in ("granted", "delivered"):
+        return True
+    raise InvalidState(
+        f"an earlier `nsdx exchange demo` was interrupted: the ledger holds {found} of its "
+        f"{DEMO_ORDERS} sample contracts, and ledger entries can never be removed",
+        hint="run the demo on a fresh deployment (another NSDX_HOME / NSDX_DATABASE_URL); "
+        "this ledger keeps the partial demo as it is",
+    )
 
 
 def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> dict:
@@ -185,6 +198,7 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
         date(y, 10, 17), amount="480000", deliver=False)  # fmt: skip
     buy(products["lingang-demand-heatmap"], "nansha-zhixing-ai", "lingang-insight",
         date(y, 10, 28), amount="495000", deliver=False)  # fmt: skip
+    assert n[0] == DEMO_ORDERS  # already_done() recognises a completed demo by it
     return {
         "skipped": False,
         "year": y,

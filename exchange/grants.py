@@ -11,13 +11,14 @@ and its order is granted or delivered (paid, not refunded).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from catalogue.access import GRANTED, DatasetFacts, Principal, may_read
 from catalogue.models import Dataset
+from catalogue.registry import Catalogue
 
 from .models import Grant, Order
 
@@ -100,3 +101,42 @@ def buyer_may_read(order: Order, ds: Dataset | None, version: int | None) -> boo
         return False
     buyer = Principal(name=order.buyer_id, roles={order.buyer_id: "member"})
     return may_read(buyer, DatasetFacts.of(ds), GRANTED, version)
+
+
+class SessionGrants:
+    """:class:`catalogue.access.Grants` answered in an open session (the exchange's own
+    steps, which already hold one)."""
+
+    def __init__(self, s: Session, now: datetime | None = None) -> None:
+        self.s = s
+        self.now = now or datetime.now(UTC).replace(tzinfo=None)
+
+    def live(self, org_ids: Iterable[str], dataset_id: str, version: int | None = None) -> bool:
+        if version is None:  # the current version is what is read
+            version = self.s.scalar(select(Dataset.current_version).where(Dataset.id == dataset_id))
+        return holds_grant(self.s, org_ids, dataset_id, version, self.now)
+
+    def datasets(self, org_ids: Iterable[str]) -> frozenset[str]:
+        return granted_datasets(self.s, org_ids, self.now)
+
+
+class LiveGrants:
+    """:class:`catalogue.access.Grants` over one catalogue database (a session per call):
+    what the shell plugs into every surface (``nsdx.access``)."""
+
+    def __init__(self, cat: Catalogue) -> None:
+        self.cat = cat
+
+    def live(self, org_ids: Iterable[str], dataset_id: str, version: int | None = None) -> bool:
+        org_ids = list(org_ids)
+        if not org_ids:
+            return False
+        with self.cat.Session() as s:
+            return SessionGrants(s).live(org_ids, dataset_id, version)
+
+    def datasets(self, org_ids: Iterable[str]) -> frozenset[str]:
+        org_ids = list(org_ids)
+        if not org_ids:
+            return frozenset()
+        with self.cat.Session() as s:
+            return SessionGrants(s).datasets(org_ids)

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from catalogue.access import ANONYMOUS, DatasetFacts, Principal, may_see
 from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
 from catalogue.registry import find_dataset
@@ -34,7 +35,7 @@ from .errors import (
     OfferNotFound,
     OrderNotFound,
 )
-from .grants import LIVE_ORDER_STATES, buyer_may_read, grant_state
+from .grants import LIVE_ORDER_STATES, SessionGrants, buyer_may_read, grant_state
 from .ledger.store import Appended
 from .models import Delivery, Enterprise, Grant, Offer, Order, Payment, Refund
 from .money import cny, to_fen
@@ -378,20 +379,40 @@ def offer_dict(s: Session, o: Offer) -> dict:
 def list_offers(
     ex: Exchange, actor: Actor | None = None, *, dataset: str | None = None
 ) -> list[dict]:
-    """Open offers are public (a catalogue); withdrawn ones only for their seller/auditors."""
+    """Open offers are public (a catalogue) — of the datasets the actor may see (the
+    catalogue's access rule: not those made private, drafts or deleted since); withdrawn ones
+    only for their seller/auditors."""
     with ex.catalogue.Session() as s:
         q = select(Offer).order_by(Offer.created)
         if dataset:
             q = q.where(Offer.dataset_id == _dataset(s, dataset).id)
+        reads_all = actor is not None and actor.can_read_all()
+        p, grants = _principal(s, actor), SessionGrants(s)
         out = []
         for o in s.scalars(q):
             d = offer_dict(s, o)
-            if o.status != "open" and not (
-                actor and (actor.can_read_all() or d["seller"] in actor.orgs())
-            ):
+            if o.status != "open" and not (reads_all or (actor and d["seller"] in actor.orgs())):
+                continue
+            ds = s.get(Dataset, o.dataset_id)
+            if not reads_all and not may_see(p, DatasetFacts.of(ds), grants):
                 continue
             out.append(d)
         return out
+
+
+def _principal(s: Session, actor: Actor | None) -> Principal:
+    """The catalogue's principal for an exchange actor (roles keyed by organisation id)."""
+    if actor is None:
+        return ANONYMOUS
+    ids = dict(
+        s.execute(
+            select(Organization.name, Organization.id).where(
+                Organization.name.in_(list(actor.roles))
+            )
+        ).all()
+    )
+    roles = {ids[n]: r for n, r in actor.roles.items() if n in ids}
+    return Principal(actor.name, actor.name, actor.sysadmin, actor.auditor, roles)
 
 
 # -- orders --------------------------------------------------------------------------------
@@ -429,6 +450,10 @@ def place_order(
             )
         be, se = _enterprise(s, b), _enterprise(s, seller)
         ds = s.get(Dataset, offer.dataset_id)
+        if not may_see(Principal(roles={b.id: "member"}), DatasetFacts.of(ds), SessionGrants(s)):
+            raise OfferNotFound(  # hidden since it was offered: the catalogue's access rule
+                f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
+            )
         amount_fen = offer.price_fen if amount is None else to_fen(amount)
         order = Order(
             offer_id=offer.id,

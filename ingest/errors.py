@@ -87,3 +87,67 @@ class StorageAuthError(StorageError):
 
 class BucketNotFound(StorageError):
     """The configured bucket does not exist."""
+
+
+class TransientError(IngestError):
+    """A fault of the environment, not of the data or of nsdx: a full disk, a lost database
+    connection, storage down. Retrying the same command after fixing it succeeds."""
+
+    transient = True
+
+
+def as_transient(e: BaseException) -> TransientError | None:
+    """The TransientError saying what to do about ``e``, or None when ``e`` is not one of the
+    environment faults nsdx knows (then it may be a bug). Looked up by class and module name:
+    nothing is imported here."""
+    import errno  # noqa: PLC0415
+
+    chain, seen = [], set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:  # the cause may be the real fault
+        seen.add(id(cur))
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for err in chain:
+        name, module = type(err).__name__, type(err).__module__ or ""
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" ({err.filename})" if err.filename else ""
+            return TransientError(
+                f"the disk is full{where}: {err.strerror}",
+                hint="free disk space (or point NSDX_HOME / NSDX_STAGING_DIR at a larger disk), "
+                "then run the command again; nothing was published",
+            )
+        if module.startswith("sqlalchemy") and name in (
+            "OperationalError",
+            "InterfaceError",
+            "DisconnectionError",
+            "TimeoutError",
+        ):
+            return TransientError(
+                f"the catalogue database connection failed: {_first_line(err)}",
+                hint="check that the database in NSDX_DATABASE_URL is running and reachable, "
+                "then run the command again (a publish that was cut off is adopted or redone)",
+            )
+        if module.startswith(("psycopg", "sqlite3")) and name in ("OperationalError",):
+            return TransientError(
+                f"the catalogue database failed: {_first_line(err)}",
+                hint="check the database in NSDX_DATABASE_URL, then run the command again",
+            )
+        if "duckdb" in module and name in ("IOException", "HTTPException"):
+            return TransientError(
+                f"object storage could not be read: {_first_line(err)}",
+                hint="check that the store in NSDX_STORAGE_URL is up (`nsdx storage check`), "
+                "then run the command again",
+            )
+        if isinstance(err, ConnectionError | TimeoutError):
+            return TransientError(
+                f"a connection failed: {_first_line(err)}",
+                hint="check the network and the services in NSDX_DATABASE_URL / "
+                "NSDX_STORAGE_URL, then run the command again",
+            )
+    return None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__

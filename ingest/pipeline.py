@@ -33,6 +33,8 @@ from validation import worker as validation_worker
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
+from .coverage import merge as merge_coverage
+from .coverage import table_coverage
 from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
 from .spec import TABLE_RE, DatasetSpec
@@ -76,7 +78,8 @@ class Claims(Protocol):
         """Storage may now hold objects under the number: it is never given back."""
 
     def release(self, number: int) -> None:
-        """Give back a number under which nothing was written."""
+        """Give back a number whose prefix is not a committed version (the run's uploads
+        have ended: a later owner of the number overwrites or removes what is left)."""
 
 
 class _LocalClaims:
@@ -261,8 +264,18 @@ def run_pipeline(
             previous,
         )
     except BaseException:
-        claims.release(number)  # a no-op once storage may hold objects under it
+        if _uncommitted(store, version_prefix(spec, number)):
+            claims.release(number)  # the next run may take the number (and its leftovers)
         raise
+
+
+def _uncommitted(store: ObjectStore, prefix: str) -> bool:
+    """After a failed publish: is the prefix certainly not a committed version? (Unknown when
+    the store cannot be asked: then the number stays claimed and is never reused.)"""
+    try:
+        return not store.exists(f"{prefix}/{MANIFEST}")
+    except Exception:  # noqa: BLE001 - the original error is what the user sees
+        return False
 
 
 def _publish_new(
@@ -748,6 +761,7 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
                 "bytes": sum(f["bytes"] for f in files),
                 "schema": _schema_list(t.schema),
                 "files": files,
+                "coverage": table_coverage(t.files, t.schema),
             }
         )
     for p in sorted((staging / "reports").glob("*")) if (staging / "reports").exists() else []:
@@ -776,6 +790,7 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
         "row_count": sum(t["rows"] for t in table_entries),
         "bytes": sum(t["bytes"] for t in table_entries),
         "tables": table_entries,
+        "coverage": merge_coverage([t["coverage"] for t in table_entries]),
         "files": flat,
         "validation": validation,
     }

@@ -114,6 +114,7 @@ class DatasetSpec:
     schema_changes: str = "refuse"  # refuse | allow (type changes / removed columns)
     line: int | None = None  # where it is declared, for messages
     organization_title: str | None = None  # from the top-level `organizations:` list
+    organization_contact: dict = field(default_factory=dict)  # email, url, phone (ditto)
 
     @property
     def sql_schema(self) -> str:
@@ -187,7 +188,7 @@ def parse_specs(
         raise ctx.err(ds_node or root, "expected 'datasets:' to be a list of datasets")
     doc = yaml.safe_load(text)
     data = doc["datasets"]
-    org_titles = _organizations(ctx, _child(root, "organizations"), doc.get("organizations"))
+    orgs = _organizations(ctx, _child(root, "organizations"), doc.get("organizations"))
     specs: list[DatasetSpec] = []
     seen: dict[str, int] = {}
     for node, raw in zip(ds_node.value, data, strict=True):
@@ -199,24 +200,39 @@ def parse_specs(
                 hint="ids must be unique",
             )
         seen[spec.id] = spec.line or 0
-        if spec.organization in org_titles:
-            spec = replace(spec, organization_title=org_titles[spec.organization])
+        if spec.organization in orgs:
+            title, contact = orgs[spec.organization]
+            spec = replace(spec, organization_title=title, organization_contact=contact)
         specs.append(spec)
     return specs
 
 
-def _organizations(ctx: _Ctx, node, raw) -> dict[str, str]:
-    """Optional top-level list: ``organizations: [{name: slug, title: 南沙区交通运输局}]``."""
+ORG_KEYS = ("name", "title", "email", "url", "phone")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _organizations(ctx: _Ctx, node, raw) -> dict[str, tuple[str, dict]]:
+    """Optional top-level list: ``organizations: [{name: slug, title: 南沙区交通运输局,
+    email: data@…, url: https://…, phone: …}]`` — title and contact point of each."""
     if raw is None:
         return {}
     if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
         raise ctx.err(node, "organizations: must be a list of {name:, title:} mappings")
-    titles = {}
+    out = {}
     for onode, o in zip(node.value, raw, strict=True):
         if not o.get("name") or not ID_RE.match(str(o["name"])):
             raise ctx.err(onode, "each organisation needs a name: matching [a-z0-9-]{2,100}")
-        titles[str(o["name"])] = str(o.get("title") or o["name"])
-    return titles
+        for k, _v in onode.value:
+            if k.value not in ORG_KEYS:
+                raise ctx.err(k, f"unknown key {k.value!r} in an organisation",
+                              hint=f"known keys: {', '.join(ORG_KEYS)}")  # fmt: skip
+        contact = {k: str(o[k]).strip() for k in ("email", "url", "phone") if o.get(k)}
+        if "email" in contact and not EMAIL_RE.match(contact["email"]):
+            raise ctx.err(_child(onode, "email"), f"email {contact['email']!r} is not an address")
+        if "url" in contact and not contact["url"].startswith(("https://", "http://")):
+            raise ctx.err(_child(onode, "url"), "url: must start with https:// or http://")
+        out[str(o["name"])] = (str(o.get("title") or o["name"]), contact)
+    return out
 
 
 def _require(ctx: _Ctx, node: yaml.MappingNode, raw: dict, key: str, what: str) -> Any:
@@ -278,6 +294,9 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         "organization",
         "licence",
         "license",
+        "licence_url",
+        "spatial",
+        "temporal",
         "access",
         "tags",
         "source",
@@ -317,11 +336,64 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         attribution=raw.get("attribution"),
         source_url=raw.get("source_url"),
         price_cny=raw.get("price_cny"),
-        extras=dict(raw.get("extras") or {}),
+        extras={**dict(raw.get("extras") or {}), **_coverage(ctx, node, raw)},
         allow_empty=_bool(ctx, node, raw, "allow_empty", False),
         schema_changes=_choice(ctx, node, raw, "schema_changes", SCHEMA_CHANGES, "refuse"),
         line=_mark(node)[0],
     )
+
+
+def _coverage(ctx: _Ctx, node, raw: dict) -> dict[str, str]:
+    """Declared licence URL and coverage, kept as the extras CKAN's DCAT extension reads:
+    ``license_url``; ``spatial: [west, south, east, north]`` (WGS-84 degrees) as a GeoJSON
+    polygon; ``temporal: [start, end]`` (ISO dates or times) as temporal_start/_end. Coverage
+    computed from the published data (timestamp, longitude/latitude columns) comes first."""
+    out: dict[str, str] = {}
+    url = raw.get("licence_url")
+    if url is not None:
+        if not str(url).startswith(("https://", "http://")):
+            raise ctx.err(_child(node, "licence_url"), "licence_url: must be an http(s) URL")
+        out["license_url"] = str(url)
+    box = raw.get("spatial")
+    if box is not None:
+        try:
+            w, s, e, n = (float(v) for v in box)
+            ok = -180 <= w <= e <= 180 and -90 <= s <= n <= 90
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ctx.err(
+                _child(node, "spatial"),
+                "spatial: must be [west, south, east, north] in WGS-84 degrees",
+                hint="e.g. spatial: [113.3, 22.55, 113.7, 22.95]",
+            )
+        import json
+
+        ring = [[w, s], [e, s], [e, n], [w, n], [w, s]]
+        out["spatial"] = json.dumps({"type": "Polygon", "coordinates": [ring]})
+    period = raw.get("temporal")
+    if period is not None:
+        from datetime import date, datetime
+
+        def iso(v) -> str:
+            if isinstance(v, datetime | date):
+                return v.isoformat()
+            return (datetime.fromisoformat(str(v)) if "T" in str(v) or " " in str(v)
+                    else date.fromisoformat(str(v))).isoformat()  # fmt: skip
+
+        try:
+            start, end = (iso(v) for v in period)
+            ok = start <= end
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ctx.err(
+                _child(node, "temporal"),
+                "temporal: must be [start, end], ISO dates or times, start first",
+                hint="e.g. temporal: [2024-01-01, 2024-12-31]",
+            )
+        out["temporal_start"], out["temporal_end"] = start, end
+    return out
 
 
 def _source(ctx: _Ctx, node, raw: dict, base_dir: Path, what: str) -> SourceSpec:

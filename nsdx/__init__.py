@@ -8,6 +8,15 @@ assembly. The domain lives in the packages ``catalogue``, ``ingest``, ``validati
 __version__ = "0.1.0"
 
 
+def connect(url: str | None = None, *, token: str | None = None):
+    """A DuckDB connection with a view for every dataset the caller may read: this
+    deployment's (no ``url``) or a portal's over HTTP (``url``, ``token``). See
+    :mod:`nsdx.remote`."""
+    from .remote import connect as _connect
+
+    return _connect(url, token=token)
+
+
 def __getattr__(name: str):
     if name == "Nsdx":
         from .core import Nsdx
@@ -16,4 +25,4 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-__all__ = ["Nsdx", "__version__"]
+__all__ = ["Nsdx", "__version__", "connect"]

@@ -9,6 +9,7 @@ gives — the same visibility everywhere:
 * see — package_show; package_search results, count and organisation facet;
   organization_list and organization_show counts; /catalog.jsonld; the dataset's JSON-LD
   and Croissant; the portal's dataset page, search page and organisation page (signed in);
+  the exchange's list of open offers;
 * read — the query API; the download route; and, for the buyer's grants, exchange
   deliveries and Delta Sharing (a profile is bound to a grant, not to a user).
 """
@@ -227,6 +228,19 @@ def test_metadata_surfaces(world, role):
 
 
 @pytest.mark.parametrize("role", ROLES)
+def test_exchange_offers_follow_the_rule(world, role):
+    """Open offers are a public catalogue of what the caller may see: an offer of a dataset
+    made private, a draft or deleted since is listed only for those who still see it
+    (auditors read every exchange record)."""
+    r = world.get(role, "/api/exchange/offers")
+    assert r.status_code == 200, r.text
+    listed = {o["dataset"] for o in r.json()}
+    offered = {ds(st) for st in GRANTED}
+    want = offered if role == "auditor" else {ds(st) for st in GRANTED if sees(role, st)}
+    assert listed == want, role
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_data_surfaces(world, role):
     for st in STATES:
         want = reads(role, st)
@@ -273,3 +287,19 @@ def test_buyer_deliveries_and_delta_sharing(world, state):
     assert (r.status_code == 200) is want, (state, r.status_code, r.text[:200])
     if want:
         assert [t["name"] for t in r.json()["items"]] == [ds(state)]
+
+
+def test_offers_of_hidden_datasets_cannot_be_ordered(world):
+    """An open offer of a dataset the buying organisation may no longer see is not found."""
+    from exchange import trade
+    from exchange.actors import Actor
+    from exchange.errors import OfferNotFound
+
+    ex = world.nx.exchange
+    offer_of = {o["dataset"]: o["id"] for o in trade.list_offers(ex, Actor.auditor_())}
+    for st in ("private", "draft", "deleted"):
+        with pytest.raises(OfferNotFound):
+            trade.place_order(ex, Actor.for_org(OTHER), offer_of[ds(st)], buyer=OTHER)
+    # the buyer, whose grant for the private dataset is live, still sees it and may renew
+    o = trade.place_order(ex, Actor.for_org(BUYER, "member"), offer_of[ds("private")], buyer=BUYER)
+    assert o["status"] == "placed"

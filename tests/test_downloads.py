@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -586,6 +587,81 @@ def test_buyer_reads_while_the_grant_lives_and_not_after(portal):
     assert not any(paths(portal, signed, profile).values())
     r = portal.get(signed)
     assert r.status_code == 403 and "bo" in r.json()["error"]["message"]
+
+
+# -- the Python API and the shell -----------------------------------------------------------
+
+
+def test_connect_local_and_remote(portal):
+    import duckdb
+
+    import nsdx
+    from nsdx.remote import RemoteError
+
+    local = nsdx.connect()
+    counts = "SELECT (SELECT count(*) FROM transport.bus_gps), (SELECT count(*) FROM transport.bus_gps__v1), (SELECT count(*) FROM transport.bus_gps__v2), (SELECT count(*) FROM transport.bus_gtfs__stops), (SELECT count(*) FROM transport.bus_gtfs__stops__v1)"  # noqa: E501
+    assert local.execute(counts).fetchone() == (25_000, 20_000, 25_000, 3, 3)
+    before = len(portal.recorder.seen)
+    remote = nsdx.connect(portal.url)  # anonymous: open data only
+    assert remote.execute(counts).fetchone() == (25_000, 20_000, 25_000, 3, 3)
+    agg = "SELECT route_id, count(*), round(avg(speed_kmh), 3) FROM transport.bus_gps GROUP BY 1 ORDER BY 1"
+    assert remote.execute(agg).fetchall() == local.execute(agg).fetchall()
+    got = [r for r in portal.recorder.seen[before:] if r["path"].startswith("/dataset/bus-gps/")]
+    assert any(r["range"] for r in got), got  # DuckDB read by ranges, through the portal
+    with pytest.raises(duckdb.CatalogException):
+        remote.execute("SELECT * FROM transport.ride_orders")
+    # the seller's member reads its own restricted data, without its token in the views
+    own = nsdx.connect(portal.url, token=portal.tokens["sam"])
+    assert own.execute("SELECT sum(fare_cny) FROM transport.ride_orders").fetchone()[0] > 90
+    view_sql = own.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = 'ride_orders'"
+    ).fetchone()[0]
+    assert portal.tokens["sam"] not in view_sql and "u=sam" in view_sql
+    eve = nsdx.connect(portal.url, token=portal.tokens["eve"])
+    with pytest.raises(duckdb.CatalogException):
+        eve.execute("SELECT * FROM transport.ride_orders")
+    with pytest.raises(RemoteError, match="not valid") as e:
+        nsdx.connect(portal.url, token="nsdx_wrong")
+    assert e.value.hint
+    with pytest.raises(RemoteError, match="cannot reach"):
+        nsdx.connect(f"http://127.0.0.1:{free_port()}")
+
+
+def test_query_remote_from_the_shell(portal):
+    from tests.conftest import run_cli
+
+    out = run_cli("query", "--remote", portal.url, "--token", portal.tokens["sam"],
+                  "SELECT count(*) AS n FROM transport.ride_orders", "--format", "json",
+                  env=portal.env)  # fmt: skip
+    assert json.loads(out.stdout) == [{"n": 3}]
+    out = run_cli("query", "--remote", portal.url, "SELECT count(*) AS n FROM transport.bus_gps__v1",
+                  "--format", "csv", env=portal.env)  # fmt: skip
+    assert out.stdout.split() == ['"n"', "20000"]
+    bad = run_cli("query", "--remote", portal.url, "--token", "nope",
+                  "SELECT 1", env=portal.env, check=False)  # fmt: skip
+    assert bad.returncode != 0 and "refused the listing" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_ckanapi_dump_datapackages(portal, tmp_path):
+    """The real ckanapi CLI dumps every dataset as a Data Package and downloads its files
+    from the resource URLs (as the sysadmin, so restricted ones too)."""
+    from tests.test_ckan_client import CKANAPI
+
+    out = tmp_path / "dump"
+    p = subprocess.run(
+        [CKANAPI, "dump", "datasets", "--all", f"--datapackages={out}", "-r", portal.url,
+         "-a", portal.tokens["root"], "-p", "1"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PATH": f"{Path(CKANAPI).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    for name, rows in (("bus-gps", 25_000), ("ride-orders", None)):
+        dp = json.loads((out / name / "datapackage.json").read_text())
+        (res,) = dp["resources"]
+        assert res["path"].startswith("data/")
+        table = pq.read_table(out / name / res["path"])
+        assert table.num_rows == (rows or table.num_rows) and table.num_rows > 0
 
 
 # -- no storage location reaches a client ---------------------------------------------------

@@ -56,15 +56,33 @@ def test_push_then_harvest(server, second_server, nsdx_env):  # noqa: F811
     with RemoteCKAN(b.url, user_agent=UA) as ckan:  # our push wins over their edit
         assert ckan.action.package_show(id="nansha-bus-gps")["title"] == "南沙公交车辆GPS轨迹"
         ckan_b_title = ckan.action.package_show(id="ferry")["title"]
+    with RemoteCKAN(a.url, user_agent=UA) as ckan:
+        before = {
+            n: ckan.action.package_show(id=n)
+            for n in ("nansha-bus-gps", "guangzhou-metro-ridership")
+        }
     out = run_cli("catalogue", "harvest", "--from", b.url, "--json", env=env_a)
     report = json.loads(out.stdout)
     assert report["created"] == ["ferry"]
-    assert sorted(report["updated"]) == ["guangzhou-metro-ridership", "nansha-bus-gps"]
+    # harvesting back what we pushed never overwrites our own datasets
+    assert report["updated"] == []
+    assert sorted(report["skipped"]) == ["guangzhou-metro-ridership", "nansha-bus-gps"]
     with RemoteCKAN(a.url, user_agent=UA) as ckan:
+        for name, pkg in before.items():
+            assert ckan.action.package_show(id=name) == pkg
         ferry = ckan.action.package_show(id="ferry")
         assert ferry["title"] == ckan_b_title
         assert {e["key"]: e["value"] for e in ferry["extras"]}["harvest_source"] == b.url
         assert ckan.action.package_search(q="轮渡")["count"] == 1
+    # a dataset harvested from that portal before is updated by the next harvest
+    with RemoteCKAN(b.url, apikey=b.token, user_agent=UA) as ckan:
+        ckan.action.package_patch(id="ferry", title="南沙渡轮班次（夏季）")
+    report = json.loads(
+        run_cli("catalogue", "harvest", "--from", b.url, "--json", env=env_a).stdout
+    )
+    assert report["updated"] == ["ferry"] and report["created"] == []
+    with RemoteCKAN(a.url, user_agent=UA) as ckan:
+        assert ckan.action.package_show(id="ferry")["title"] == "南沙渡轮班次（夏季）"
     r = run_cli("catalogue", "harvest", "--from", "http://127.0.0.1:9", env=env_a, check=False)
     assert r.returncode == 1
     assert "cannot reach the CKAN portal at http://127.0.0.1:9" in r.stderr

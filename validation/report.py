@@ -20,6 +20,24 @@ ON_INVALID = ("fail", "warn", "quarantine_rows")
 SAMPLES = 20  # unexpected values (with their rows) kept per expectation
 
 
+def empty_rows(batch: Any) -> int:
+    """Rows of an Arrow batch with no value in any column (null, or "" in a text column)."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    if batch.num_rows == 0 or batch.num_columns == 0:
+        return 0
+    mask = None
+    for col in batch.columns:
+        empty = col.is_null()
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            empty = pc.or_kleene(empty, pc.equal(col, ""))
+        mask = empty if mask is None else pc.and_kleene(mask, empty)
+        if not pc.any(mask).as_py():  # the usual case: settled on the first column
+            return 0
+    return int(pc.sum(mask).as_py() or 0)
+
+
 def passes(unexpected_percent: float, mostly: float) -> bool:
     """An expectation with ``mostly`` passes when at most ``1 - mostly`` of its (non-missing)
     values are unexpected — great-expectations' rule, with room for float rounding."""
@@ -82,6 +100,7 @@ class ValidationReport:
     on_invalid: str = "fail"
     row_count: int = 0
     quarantined_rows: int = 0
+    empty_rows: int = 0  # rows with no value at all (every column null or "")
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,10 +109,15 @@ class ValidationReport:
 
     @property
     def score(self) -> float:
-        """Mean of the per-expectation scores (0–100); 100 when there is nothing to check."""
-        if not self.results:
-            return 100.0
-        return round(sum(r.score for r in self.results) / len(self.results), 2)
+        """Mean of the per-expectation scores (0–100; 100 when there is nothing to check),
+        times the share of rows that hold any value: empty rows are never quality data (a
+        table of nothing but empty rows scores 0, whatever its expectations say)."""
+        mean = 100.0
+        if self.results:
+            mean = sum(r.score for r in self.results) / len(self.results)
+        if self.row_count and self.empty_rows:
+            mean *= max(0.0, 1 - self.empty_rows / self.row_count)
+        return round(mean, 2)
 
     @property
     def failures_by_expectation(self) -> dict[str, int]:
@@ -143,6 +167,7 @@ class ValidationReport:
                 "on_invalid": self.on_invalid,
                 "row_count": self.row_count,
                 "quarantined_rows": self.quarantined_rows,
+                "empty_rows": self.empty_rows,
                 "score": self.score,
                 "publishable": self.publishable,
                 **self.meta,
@@ -161,6 +186,7 @@ class ValidationReport:
             "on_invalid": self.on_invalid,
             "row_count": self.row_count,
             "quarantined_rows": self.quarantined_rows,
+            "empty_rows": self.empty_rows,
             **self.statistics(),
             "failures_by_expectation": self.failures_by_expectation,
         }

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 from . import gx as gxw
 from .dataset_level import DatasetChecks
 from .errors import ExpectationConfigError
-from .report import ON_INVALID, SAMPLES, ExpectationResult, ValidationReport, passes
+from .report import ON_INVALID, SAMPLES, ExpectationResult, ValidationReport, empty_rows, passes
 from .shorthand import DATASET, GX_FULL, ROW, Expectation, parse_expectations
 
 _INT_NULLABLE = {
@@ -450,6 +450,7 @@ class BatchValidator:
         self._checks = self._row_checks(list(expectations), worker)
         self.rows = 0
         self.quarantined = 0
+        self.empty_rows = 0
 
     def _row_checks(self, raw: list[dict], worker: bool) -> Any:
         gx_side = [e for e in self.expectations if e.level != DATASET]
@@ -488,6 +489,7 @@ class BatchValidator:
         """
         n = batch.num_rows
         self.rows += n
+        self.empty_rows += empty_rows(batch)
         if self._checks is None:
             return (
                 pa.array(np.ones(n, dtype=bool)) if self.on_invalid == "quarantine_rows" else None
@@ -532,6 +534,7 @@ class BatchValidator:
             on_invalid=self.on_invalid,
             row_count=self.rows or staged,
             quarantined_rows=self.quarantined,
+            empty_rows=self.empty_rows,
             meta={
                 "staged_rows": staged,
                 **({"file": self.file} if self.file else {}),

@@ -58,6 +58,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 IDLE_SECONDS = 60.0  # a warm worker with nothing to do exits after this long
+# A worker that is stopped (SIGSTOP, a debugger: state T in /proc) this long is given up on,
+# with an error naming it, instead of hanging the command without a word.
+STOPPED_SECONDS = 10.0
 REUSE_SECONDS = IDLE_SECONDS / 2  # ... and the parent reuses one idle for less than this
 _ROOT = str(Path(__file__).resolve().parent.parent)
 _BOOT = (
@@ -586,7 +589,7 @@ class RemoteRowChecks:
         if self.columns and batch.num_rows:
             # hand over once the previous chunk is sent: the caller then holds this chunk and
             # the next one it gathers, never more (the worker holds the one it validates)
-            self._queue.join()
+            self._wait_sent()
             self._raise_pending()
             self._queue.put(("chunk", batch, row_offset))
 
@@ -602,6 +605,7 @@ class RemoteRowChecks:
         self._stop_sender()
         self._raise_pending()
         try:
+            self._wait_reply()
             reply = self._take_reply()
             while reply[0] != "done":  # pragma: no cover — defensive
                 reply = self._take_reply()
@@ -631,6 +635,37 @@ class RemoteRowChecks:
             _release(w)
 
     # helpers -----------------------------------------------------------------------------
+    def _wait_sent(self) -> None:
+        """queue.join(), watching the worker: a stopped worker never reads what is sent."""
+        q = self._queue
+        with q.all_tasks_done:
+            while q.unfinished_tasks:
+                q.all_tasks_done.wait(1.0)
+                if q.unfinished_tasks:
+                    self._check_stopped()
+
+    def _wait_reply(self) -> None:
+        while not self._worker.conn.poll(1.0):
+            self._check_stopped()
+
+    def _check_stopped(self) -> None:
+        """Raise once the worker has been stopped (not running, not dead) STOPPED_SECONDS."""
+        if _state(self._worker.pid) not in ("T", "t"):
+            self._stopped_since = None
+            return
+        now = time.monotonic()
+        since = getattr(self, "_stopped_since", None) or now
+        self._stopped_since = since
+        if now - since >= STOPPED_SECONDS:
+            pid = self._worker.pid
+            raise ValidationWorkerError(
+                f"the validation worker process (pid {pid}) is stopped (SIGSTOP or a "
+                f"debugger) and did not resume within {STOPPED_SECONDS:.0f} s",
+                hint="nothing was published; run the command again (the stopped worker is "
+                "killed), or set NSDX_VALIDATION_WORKER=0 to validate in-process",
+                pid=pid,
+            )
+
     def _stop_sender(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
@@ -666,6 +701,15 @@ class RemoteRowChecks:
             "memory, free some), or set NSDX_VALIDATION_WORKER=0 to validate in-process",
             pid=self._worker.pid,
         )
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter from /proc (R, S, D, T, t, Z ...), None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rfind(")") + 2 :][:1] or None
 
 
 def enabled() -> bool:

@@ -4,7 +4,15 @@
 envelope; the HTTP layer (nsdx.web) only parses requests and writes responses.
 """
 
-from .actions import ACTIONS, ActionContext, Upload, dispatch
+from .actions import ACTIONS, UPLOAD_ACTIONS, ActionContext, Upload, authorize_upload, dispatch
 from .errors import ERROR_TYPES
 
-__all__ = ["ACTIONS", "ERROR_TYPES", "ActionContext", "Upload", "dispatch"]
+__all__ = [
+    "ACTIONS",
+    "ERROR_TYPES",
+    "UPLOAD_ACTIONS",
+    "ActionContext",
+    "Upload",
+    "authorize_upload",
+    "dispatch",
+]

@@ -11,12 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from ..access import NO_GRANTS, Grants, granted_for
-from ..auth import Accounts, InvalidInput, NotAuthorized, ObjectNotFound, Principal
+from ..auth import (
+    ANONYMOUS,
+    Accounts,
+    InvalidInput,
+    NotAuthorized,
+    ObjectNotFound,
+    Principal,
+    require_user_details,
+    user_as_seen_by,
+)
 from ..downloads import absolute
 from ..editing import Packages
 from ..jobs import Jobs, upload_format
+from ..licences import LICENCES
 from ..registry import Catalogue
-from ..search import MAX_ROWS, SearchIndex
+from ..search import MAX_ROWS, SearchIndex, SearchQueryError
 from .envelope import failure, success
 from .errors import BadRequest, to_error
 
@@ -83,17 +93,52 @@ def dispatch(
 
 
 # -- parameter coercion ---------------------------------------------------------------
+MAX_INT = 2**31 - 1  # offsets, limits, counts: beyond this a number is a mistake or an attack
+MAX_TEXT = 10_000  # characters of one text parameter (q, fq, sort, query)
+
+
 def _int(data: dict, key: str, default: int | None, *, maximum: int | None = None):
     v = data.get(key)
     if v in (None, ""):
         return default
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise InvalidInput({key: ["Invalid integer"]})
     try:
-        n = int(v)
-    except (TypeError, ValueError):
-        raise InvalidInput({key: ["Invalid integer"]}) from None
+        n = int(v) if isinstance(v, int) or len(v) <= 20 else None
+    except ValueError:
+        n = None
+    if n is None:
+        raise InvalidInput({key: ["Invalid integer"]})
     if n < 0:
         raise InvalidInput({key: ["Must be a natural number"]})
+    if n > MAX_INT:
+        raise InvalidInput({key: [f"Must be at most {MAX_INT}"]})
     return min(n, maximum) if maximum is not None else n
+
+
+def _text(data: dict, key: str, default: str = "") -> str:
+    """A text parameter: a string of at most MAX_TEXT characters."""
+    v = data.get(key)
+    if v is None or v == "":
+        return default
+    if not isinstance(v, str):
+        raise InvalidInput({key: ["Must be a string"]})
+    if len(v) > MAX_TEXT:
+        raise InvalidInput({key: [f"Must be at most {MAX_TEXT} characters"]})
+    return v
+
+
+def _json_param(data: dict, key: str, default):
+    """A parameter that is JSON or a JSON string (package_revise's match, update, filter)."""
+    v = data.get(key)
+    if v is None or v == "":
+        return default
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except (ValueError, RecursionError):
+            raise InvalidInput({key: ["Must be JSON"]}) from None
+    return v
 
 
 def _bool(data: dict, key: str, default: bool = False) -> bool:
@@ -160,26 +205,13 @@ def help_show(ctx: ActionContext, data: dict) -> str:
     return (spec.fn.__doc__ or name).strip()
 
 
-LICENSES = [
-    ("CC-BY-4.0", "Creative Commons Attribution 4.0", "https://creativecommons.org/licenses/by/4.0/"),
-    ("CC-BY-SA-4.0", "Creative Commons Attribution Share-Alike 4.0",
-     "https://creativecommons.org/licenses/by-sa/4.0/"),
-    ("CC0-1.0", "Creative Commons CCZero", "https://creativecommons.org/publicdomain/zero/1.0/"),
-    ("ODC-BY-1.0", "Open Data Commons Attribution License",
-     "https://opendatacommons.org/licenses/by/1-0/"),
-    ("ODbL-1.0", "Open Data Commons Open Database License",
-     "https://opendatacommons.org/licenses/odbl/1-0/"),
-    ("notspecified", "License not specified", ""),
-    ("other-closed", "Other (not open) — sold through the nsdx exchange", ""),
-]  # fmt: skip
-
-
 @action("license_list", get=True)
 def license_list(ctx: ActionContext, data: dict) -> list[dict]:
     return [
-        {"id": i, "title": t, "url": u, "status": "active", "od_conformance":
-         "not reviewed" if i == "other-closed" else "approved"}
-        for i, t, u in LICENSES
+        {"id": lic.id, "title": lic.title, "url": lic.url or "", "status": "active",
+         "od_conformance": "approved" if lic.open else "not reviewed",
+         "osd_conformance": "not reviewed"}
+        for lic in LICENCES.values()
     ]  # fmt: skip
 
 
@@ -196,27 +228,40 @@ def package_show(ctx: ActionContext, data: dict) -> dict:
     return ctx.index.show(ctx.principal, _id(data), ctx.grants)
 
 
+# CKAN's package_search parameters (the Solr ones it passes on are accepted and ignored)
+SEARCH_PARAMS = frozenset(
+    """q fq fq_list rows start sort fl facet facet.field facet.limit facet.mincount
+    include_private include_drafts include_deleted use_default_schema extras qf wt bf boost
+    tie defType mm df q.op""".split()
+)
+
+
 @action("package_search", get=True)
 def package_search(ctx: ActionContext, data: dict) -> dict:
     """Search datasets: q, fq, fq_list, sort, rows, start, facet.field, facet.limit,
     facet.mincount, include_private, include_drafts (see docs/api.md)."""
-    fq = [data["fq"]] if data.get("fq") else []
+    unknown = sorted(set(data) - SEARCH_PARAMS)
+    if unknown:  # as CKAN: a misspelt parameter is an error, not silently ignored
+        raise SearchQueryError(
+            f"Search Query is invalid: Invalid search parameters: {unknown}",
+            hint="parameters: " + ", ".join(sorted(SEARCH_PARAMS)),
+        )
+    fq = [_text(data, "fq")] if data.get("fq") else []
     fq += _list(data, "fq_list")
     facet = _bool(data, "facet", True)
-    facet_limit = data.get("facet.limit")
-    try:
-        facet_limit = int(facet_limit) if facet_limit not in (None, "") else 50
-    except ValueError:
-        raise InvalidInput({"facet.limit": ["Invalid integer"]}) from None
+    # -1: every value (as CKAN); else a natural number
+    facet_limit = (
+        -1 if str(data.get("facet.limit")).strip() == "-1" else _int(data, "facet.limit", 50)
+    )
     fl = _list(data, "fl")
     if len(fl) == 1:  # "name,title" or "name title"
         fl = fl[0].replace(",", " ").split()
     return ctx.index.search(
-        q=str(data.get("q") or ""),
+        q=_text(data, "q"),
         fq=fq,
         rows=_int(data, "rows", 10, maximum=MAX_ROWS),
         start=_int(data, "start", 0),
-        sort=str(data.get("sort") or "") or None,
+        sort=_text(data, "sort") or None,
         facet_fields=_list(data, "facet.field") if facet else [],
         facet_limit=facet_limit,
         facet_mincount=_int(data, "facet.mincount", 1),
@@ -258,21 +303,19 @@ def package_delete(ctx: ActionContext, data: dict) -> None:
 def package_revise(ctx: ActionContext, data: dict) -> dict:
     """Change a dataset by match/filter/update (the subset: ``match`` by id or name,
     ``update`` merged over the current dict, ``filter`` of ``-key`` removals)."""
-    match = data.get("match")
-    if isinstance(match, str):
-        match = json.loads(match)
+    match = _json_param(data, "match", None)
     if not isinstance(match, dict) or not (match.get("id") or match.get("name")):
         raise InvalidInput({"match": ["Must be an object with id or name"]})
     current = ctx.packages.show(ctx.principal, str(match.get("id") or match.get("name")))
     for k, v in match.items():
         if current.get(k) != v:
             raise InvalidInput({"match": [f"{k} does not match"]})
-    update = data.get("update") or {}
-    if isinstance(update, str):
-        update = json.loads(update)
-    filt = data.get("filter") or []
-    if isinstance(filt, str):
-        filt = json.loads(filt)
+    update = _json_param(data, "update", {})
+    if not isinstance(update, dict):
+        raise InvalidInput({"update": ["Must be an object"]})
+    filt = _json_param(data, "filter", [])
+    if not isinstance(filt, list):
+        raise InvalidInput({"filter": ["Must be a list"]})
     new = dict(current)
     for f in filt:
         if isinstance(f, str) and f.startswith("-"):
@@ -309,21 +352,45 @@ def resource_create(ctx: ActionContext, data: dict) -> dict:
     upload = ctx.files.get("upload")
     if upload is None:
         return ctx.packages.resource_create(ctx.principal, data)
-    return _upload(ctx, data, upload)
+    return _upload(ctx, data, upload, "resource_create")
 
 
-def _upload(ctx: ActionContext, data: dict, upload: Upload) -> dict:
+# the actions that take a multipart file (``upload``)
+UPLOAD_ACTIONS = frozenset({"resource_create", "resource_update", "resource_patch"})
+
+
+def authorize_upload(ctx: ActionContext, name: str, data: dict) -> dict:
+    """The dataset a file sent to action ``name`` with fields ``data`` would be added to,
+    if the caller may add it; else the error. The HTTP layer calls this when the first
+    file part of a request begins, before a byte of it is written, and the action calls
+    it again."""
+    if name not in UPLOAD_ACTIONS:
+        raise BadRequest(f"{name} takes no file uploads")
     if ctx.jobs is None:
         raise BadRequest("this server does not run background jobs; uploads are disabled")
-    pkg_id = data.get("package_id") or data.get("id")
-    if not pkg_id:
-        raise InvalidInput({"package_id": ["Missing value"]})
+    if ctx.principal.anonymous:
+        raise NotAuthorized(
+            "an API token is required to upload files",
+            hint="send it in the Authorization header; create one with `nsdx token create`",
+        )
+    if name == "resource_create":
+        pkg_id = data.get("package_id") or data.get("id")
+        if not pkg_id:
+            raise InvalidInput({"package_id": ["Missing value (send it before the file)"]})
+    else:
+        r = ctx.packages.resource_show(ctx.principal, _id(data))
+        pkg_id = r["package_id"]
     pkg = ctx.packages.show(ctx.principal, str(pkg_id))
     if not ctx.principal.can_edit(pkg["owner_org"]):
         raise NotAuthorized(
             f"User {ctx.principal.name or 'anonymous'} not authorized to add resources to "
             f"{pkg['name']}"
         )
+    return pkg
+
+
+def _upload(ctx: ActionContext, data: dict, upload: Upload, action: str) -> dict:
+    pkg = authorize_upload(ctx, action, data)
     fmt = upload_format(upload.filename, data.get("format"))
     if fmt is None:
         raise InvalidInput(
@@ -360,8 +427,7 @@ def _upload(ctx: ActionContext, data: dict, upload: Upload) -> dict:
 @action("resource_update")
 def resource_update(ctx: ActionContext, data: dict) -> dict:
     if ctx.files.get("upload") is not None:
-        r = ctx.packages.resource_show(ctx.principal, _id(data))
-        return _upload(ctx, {**data, "package_id": r["package_id"]}, ctx.files["upload"])
+        return _upload(ctx, data, ctx.files["upload"], "resource_update")
     return ctx.packages.resource_update(ctx.principal, data)
 
 
@@ -396,6 +462,13 @@ def _granted(ctx: ActionContext) -> frozenset[str]:
 @action("organization_list", get=True)
 def organization_list(ctx: ActionContext, data: dict) -> list:
     orgs = ctx.accounts.orgs(ctx.principal, _granted(ctx))
+    q = str(data.get("q") or "").strip().lower()
+    if q:  # as CKAN: in the name, title or description
+        orgs = [
+            o for o in orgs
+            if q in o["name"].lower() or q in (o["title"] or "").lower()
+            or q in (o.get("description") or "").lower()
+        ]  # fmt: skip
     wanted = _list(data, "organizations")
     if wanted:
         orgs = [o for o in orgs if o["name"] in wanted]
@@ -467,9 +540,129 @@ def group_list(ctx: ActionContext, data: dict) -> list:
     return []
 
 
+@action("group_show", get=True)
+def group_show(ctx: ActionContext, data: dict) -> dict:
+    """nsdx has no CKAN groups (organisations: organization_show): always Not Found."""
+    raise ObjectNotFound("group", _id(data), hint="nsdx has organisations only")
+
+
+@action("tag_show", get=True)
+def tag_show(ctx: ActionContext, data: dict) -> dict:
+    """A tag of datasets the caller may see; include_datasets adds them (up to 1000)."""
+    name = _id(data)
+    found = ctx.index.search(
+        fq=f'tags:"{_quoted(name)}"', rows=MAX_ROWS if _bool(data, "include_datasets") else 0,
+        include_private=True, principal=ctx.principal, grants=ctx.grants,
+    )  # fmt: skip
+    if found["count"] == 0:
+        raise ObjectNotFound("tag", name)
+    out = {"id": name, "name": name, "display_name": name, "vocabulary_id": None}
+    if _bool(data, "include_datasets"):
+        out["packages"] = found["results"]
+    return out
+
+
+def _quoted(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# -- users (CKAN's privacy rule: catalogue.auth.user_as_seen_by) ------------------------
+@action("user_list", get=True)
+def user_list(ctx: ActionContext, data: dict) -> list:
+    """Users (signed-in callers only): q (in name or full name), order_by (name,
+    fullname, created), limit, offset, all_fields (default true). E-mail addresses only
+    to sysadmins and to the user themselves."""
+    require_user_details(ctx.principal)
+    users = [user_as_seen_by(u, ctx.principal) for u in ctx.accounts.users()]
+    q = str(data.get("q") or "").strip().lower()
+    if q:
+        users = [u for u in users if q in u["name"].lower() or q in u["fullname"].lower()]
+    order = str(data.get("order_by") or "name")
+    if order not in ("name", "fullname", "created", "display_name"):
+        raise InvalidInput({"order_by": ["Must be name, fullname, display_name or created"]})
+    users.sort(key=lambda u: (str(u.get(order) or "").lower(), u["name"]))
+    offset = _int(data, "offset", 0)
+    limit = _int(data, "limit", None)
+    users = users[offset : offset + limit if limit is not None else None]
+    if not _bool(data, "all_fields", True):
+        return [u["name"] for u in users]
+    return users
+
+
+@action("user_show", get=True)
+def user_show(ctx: ActionContext, data: dict) -> dict:
+    """One user by name or id (signed-in callers only; the e-mail address for sysadmins
+    and the user themselves). Password hashes do not exist here: API tokens only."""
+    require_user_details(ctx.principal)
+    return user_as_seen_by(ctx.accounts.user(_id(data)), ctx.principal)
+
+
+# -- autocomplete and resource search -------------------------------------------------------
+@action("package_autocomplete", get=True)
+def package_autocomplete(ctx: ActionContext, data: dict) -> list[dict]:
+    """Public datasets whose name or title contains q (limit, default 10)."""
+    q = str(data.get("q") or data.get("incomplete") or "").strip()
+    if not q:
+        return []
+    return ctx.packages.autocomplete(q, limit=_int(data, "limit", 10, maximum=100) or 10)
+
+
+RESOURCE_SEARCH_FIELDS = (
+    "id", "name", "description", "format", "url", "mimetype", "hash", "url_type",
+    "package_id", "state", "created", "last_modified", "position", "size",
+)  # fmt: skip
+
+
+@action("resource_search", get=True)
+def resource_search(ctx: ActionContext, data: dict) -> dict:
+    """Resources of public datasets matching every ``query`` term ``field:value`` (a
+    string or a list; case-insensitive substring match, hash exact), order_by a field,
+    offset, limit."""
+    terms = _list(data, "query")
+    if not terms and data.get("fields"):  # CKAN's deprecated form
+        fields = data["fields"]
+        if isinstance(fields, str):
+            fields = json.loads(fields)
+        terms = [f"{k}:{v}" for k, v in dict(fields).items()]
+    wanted = []
+    for t in terms:
+        field, sep, value = t.partition(":")
+        if not sep or not field:
+            raise InvalidInput({"query": ["Must be <field>:<value>"]})
+        if field not in RESOURCE_SEARCH_FIELDS:
+            raise InvalidInput({"query": [f'Field "{field}" not recognised in resource_search.']})
+        wanted.append((field, value.strip().lower()))
+    order = str(data.get("order_by") or "")
+    if order and order not in RESOURCE_SEARCH_FIELDS:
+        raise InvalidInput({"order_by": [f'Field "{order}" not recognised in resource_search.']})
+    found = []
+    start = 0
+    while True:  # public datasets only, as CKAN
+        page = ctx.index.search(rows=MAX_ROWS, start=start, principal=ANONYMOUS)
+        for pkg in page["results"]:
+            for r in pkg.get("resources") or []:
+                if all(_matches(r.get(f), f, v) for f, v in wanted):
+                    found.append(r)
+        start += MAX_ROWS
+        if start >= page["count"]:
+            break
+    if order:
+        found.sort(key=lambda r: str(r.get(order) or "").lower())
+    offset = _int(data, "offset", 0)
+    limit = _int(data, "limit", None)
+    return {"count": len(found), "results": found[offset : offset + limit if limit else None]}
+
+
+def _matches(have, field: str, want: str) -> bool:
+    if have is None:
+        return False
+    have = str(have).lower()
+    return have == want if field == "hash" else want in have
+
+
 @action("tag_list", get=True)
 def tag_list(ctx: ActionContext, data: dict) -> list:
-    tags = ctx.index.tags(ctx.principal, query=data.get("query") or data.get("q"))
+    tags = ctx.index.tags(ctx.principal, query=_text(data, "query") or _text(data, "q") or None)
     if _bool(data, "all_fields"):
         return [{"id": t, "name": t, "vocabulary_id": None} for t in tags]
     return tags

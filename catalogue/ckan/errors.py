@@ -65,7 +65,7 @@ def ckan_error_dict(
         return 409, {"__type": "Validation Error", "message": exc.message, **exc.errors}
     if isinstance(exc, SearchQueryError):
         return 400, {"__type": "Search Query Error", "message": message}
-    if isinstance(exc, BadRequest):
+    if isinstance(exc, BadRequest) or status == 400:
         return 400, {"__type": "Bad Request", "message": message}
     if status in (401, 403):
         return status, {"__type": "Authorization Error", "message": message}

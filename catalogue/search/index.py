@@ -52,6 +52,14 @@ MAX_ROWS = 1000
 KEEP_CHANGES = 5000  # change-log rows kept; an index further behind rebuilds from scratch
 DEFAULT_FACET_LIMIT = 50
 TEXT_FIELDS = {"text", "title", "notes", "title_en", "notes_en"}
+# fields of CKAN's search schema: sorting on one no dataset has is still a valid query
+SCHEMA_FIELDS = frozenset(
+    """id name title title_string state private type dataset_type capacity license_id
+    license organization owner_org tags groups res_format res_name res_url res_description
+    res_type author author_email maintainer maintainer_email url version notes text
+    metadata_created metadata_modified num_resources num_tags score indexed_ts site_id
+    entity_type views_total views_recent""".split()
+)
 DEFAULT_SORT = "score desc, metadata_modified desc"
 
 
@@ -234,6 +242,12 @@ class SearchIndex:
             arr = np.fromiter(src, dtype=np.int64, count=len(src))
             self._compiled[key] = arr
         return arr
+
+    def _sortable(self, name: str) -> bool:
+        """A field of the (CKAN) search schema, or one some dataset has."""
+        if name in SCHEMA_FIELDS or name.startswith("extras_"):
+            return True
+        return len(self._field(name).values) > 0
 
     def _sort_key(self, name: str) -> np.ndarray:
         """Per-slot sort key: a number (dates as epoch) or the rank of a string value."""
@@ -419,6 +433,13 @@ class SearchIndex:
         sort_keys = parse_sort(sort or DEFAULT_SORT)
         self.refresh()
         with self.lock:
+            for name, _desc in sort_keys:
+                if not self._sortable(name):
+                    raise SearchQueryError(
+                        f"Search Query is invalid: can not sort on undefined field: {name}",
+                        hint="sort by e.g. name, title, metadata_modified, metadata_created, "
+                        "score, num_resources or an extras_<key> field",
+                    )
             n = self._n()
             score = np.zeros(n)
             mask = self._eval(q_node, score)

@@ -105,11 +105,25 @@ def _unquote(v: str) -> str:
     return re.sub(r"\\(.)", r"\1", v)
 
 
+# Bounds on one query: its length, and how deep parentheses and NOTs may nest (the parser
+# recurses once per level; 5,000 '(' used to be a RecursionError, a 500).
+MAX_QUERY_CHARS = 4000
+MAX_DEPTH = 32
+
+
 class _Parser:
     def __init__(self, s: str) -> None:
+        self.src = s
+        if len(s) > MAX_QUERY_CHARS:
+            raise self.error(f"longer than {MAX_QUERY_CHARS} characters ({len(s)})")
         self.toks = _lex(s)
         self.i = 0
-        self.src = s
+        self.depth = 0
+
+    def deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep")
 
     def peek(self):
         return self.toks[self.i] if self.i < len(self.toks) else (None, None)
@@ -120,8 +134,9 @@ class _Parser:
         return t
 
     def error(self, msg: str) -> SearchQueryError:
+        src = self.src if len(self.src) <= 200 else self.src[:200] + "…"
         return SearchQueryError(
-            f"Search Query is invalid: {msg} in {self.src!r}",
+            f"Search Query is invalid: {msg} in {src!r}",
             hint="see docs/api.md 'package_search' for the supported syntax",
         )
 
@@ -158,7 +173,10 @@ class _Parser:
         kind, val = self.peek()
         if kind == "word" and val == "NOT":
             self.take()
-            return Not(self.unary(field))
+            self.deeper()
+            node = Not(self.unary(field))
+            self.depth -= 1
+            return node
         if kind == "word" and val[0] in "+-" and len(val) > 1:
             self.toks[self.i] = ("word", val[1:])
             node = self.primary(field)
@@ -172,9 +190,11 @@ class _Parser:
     def primary(self, field):
         kind, val = self.take()
         if kind == "lp":
+            self.deeper()
             node = self.expr(field)
             if self.take()[0] != "rp":
                 raise self.error("missing ')'")
+            self.depth -= 1
             return node
         if kind == "quoted":
             return Term(field, _unquote(val), phrase=True)
@@ -218,9 +238,12 @@ def _num(v: str, *, upper: bool = False) -> float:
     if m:
         now = datetime.now(UTC).replace(tzinfo=None)
         if m.group(1):
-            n, unit = int(m.group(1)), m.group(2).rstrip("S")
+            n, unit = int(m.group(1)[:12]), m.group(2).rstrip("S")
             days = {"DAY": 1, "HOUR": 1 / 24, "MONTH": 30, "YEAR": 365}[unit]
-            now = now + timedelta(days=n * days)
+            try:
+                now = now + timedelta(days=n * days)
+            except OverflowError:  # beyond year 1..9999: no date to compare with
+                return math.inf if n > 0 else -math.inf
         if m.group(3) == "DAY":
             now = now.replace(hour=0, minute=0, second=0, microsecond=0)
         return now.replace(tzinfo=UTC).timestamp()

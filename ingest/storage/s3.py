@@ -87,7 +87,7 @@ class S3Store(ObjectStore):
         max_concurrency: int = 4,
         max_attempts: int = 4,
         connect_timeout: float = 3.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = 15.0,
         verify: str = "auto",
     ) -> None:
         if not bucket or len(bucket) < 3:
@@ -142,11 +142,25 @@ class S3Store(ObjectStore):
             staging_dir=env.get("NSDX_STAGING_DIR"),
             verify=env.get("NSDX_S3_VERIFY", "auto"),
         )
+        if env.get("NSDX_S3_READ_TIMEOUT"):
+            try:
+                kw["read_timeout"] = float(env["NSDX_S3_READ_TIMEOUT"])
+            except ValueError:
+                raise StorageError(
+                    f"NSDX_S3_READ_TIMEOUT must be a number of seconds, not "
+                    f"{env['NSDX_S3_READ_TIMEOUT']!r}"
+                ) from None
         kw.update(overrides)
         return cls(bucket, prefix, **kw)
 
     # -- boto3 plumbing -----------------------------------------------------------------
-    def _make_client(self, endpoint: str | None) -> Any:
+    def _make_client(
+        self,
+        endpoint: str | None,
+        *,
+        read_timeout: float | None = None,
+        attempts: int | None = None,
+    ) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -154,8 +168,8 @@ class S3Store(ObjectStore):
             region_name=self.region,
             signature_version="s3v4",
             connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            read_timeout=read_timeout or self.read_timeout,
+            retries={"max_attempts": attempts or self.max_attempts, "mode": "standard"},
             s3={"addressing_style": self.addressing_style},
             max_pool_connections=max(10, self.max_concurrency * 2),
         )
@@ -260,12 +274,15 @@ class S3Store(ObjectStore):
             raise self._error(e, doing, key) from e
 
     def _ensure_bucket(self) -> None:
-        """One cheap listing so a missing bucket or bad credentials fail with a clear error."""
+        """One cheap listing so a missing bucket or bad credentials fail with a clear error,
+        and a server that accepts connections but does not answer (hung, stopped) fails in
+        seconds: this first request waits ``connect_timeout`` for the answer, twice."""
         if self._bucket_checked:
             return
+        probe = self._make_client(self.endpoint_url, read_timeout=self.connect_timeout, attempts=2)
         self._call(
             f"checking bucket {self.bucket!r}",
-            self._client.list_objects_v2,
+            probe.list_objects_v2,
             Bucket=self.bucket,
             Prefix=self._full(MANIFEST),
             MaxKeys=1,
@@ -288,6 +305,7 @@ class S3Store(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        self._ensure_bucket()
         try:
             r = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
             return r["Body"].read()
@@ -297,6 +315,7 @@ class S3Store(ObjectStore):
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
+        self._ensure_bucket()
         try:
             self._client.head_object(Bucket=self.bucket, Key=self._full(key))
             return True

@@ -93,6 +93,10 @@ def fail(err: BaseException, as_json: bool = False) -> None:
         click.secho(f"Error: {getattr(err, 'message', str(err))}", fg="red", err=True)
         if getattr(err, "hint", None):
             click.echo(f"  hint: {err.hint}", err=True)
+        if getattr(err, "transient", False):
+            click.echo(
+                "  (a transient fault: the same command can succeed once it is fixed)", err=True
+            )
     sys.exit(1)
 
 
@@ -149,6 +153,10 @@ def _main() -> None:
     except Exception as e:
         if isinstance(e, _known_errors()):
             fail(e, as_json="--json" in sys.argv)
+        from ingest.errors import as_transient  # noqa: PLC0415
+
+        if (transient := as_transient(e)) is not None:  # the environment, not a bug: exit 1
+            fail(transient, as_json="--json" in sys.argv)
         if os.environ.get("NSDX_DEBUG"):
             raise
         # a bug, or a state nsdx does not expect: one line, not a traceback

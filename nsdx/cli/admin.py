@@ -310,7 +310,7 @@ def _report(report: dict, as_json: bool) -> None:
     if as_json:
         echo_json(report)
         return
-    for k in ("created", "updated", "failed"):
+    for k in ("created", "updated", "skipped", "failed"):
         names = report.get(k) or []
         click.echo(
             f"{k}: {len(names)}" + (f" ({', '.join(map(str, names[:10]))})" if names else "")

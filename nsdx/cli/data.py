@@ -111,10 +111,14 @@ def ingest(ids: tuple[str, ...], all_: bool, force: bool, as_json: bool) -> None
             try:
                 r = nx.ingest_one(spec, progress=prog, force=force)
             except Exception as e:  # noqa: BLE001 - reported per dataset, exit code below
+                from ingest.errors import as_transient
+
                 from . import _known_errors
 
                 if not isinstance(e, _known_errors()):
-                    raise
+                    e = as_transient(e) or e
+                    if not isinstance(e, _known_errors()):
+                        raise
                 errors.append((spec.id, e))
                 if not as_json:
                     prog.progress.console.print(f"[red]✗ {spec.id}[/red]: {e}", soft_wrap=True)
@@ -290,14 +294,42 @@ def _explain_unpublished(nx, name: str, err) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to a file.")
 @click.option("--max-rows", type=int, default=None, help="Stop after this many rows.")
-def query(sql: str, fmt: str, output: str | None, max_rows: int | None) -> None:
-    """Run SQL over published data. Views are <domain>.<id> with '-' as '_', e.g.
+@click.option(
+    "--remote",
+    metavar="URL",
+    default=None,
+    help="Query a portal over HTTP instead of this deployment (its download URLs).",
+)
+@click.option(
+    "--token",
+    envvar="NSDX_TOKEN",
+    default=None,
+    help="API token for --remote (restricted data); default: NSDX_TOKEN.",
+)
+def query(
+    sql: str,
+    fmt: str,
+    output: str | None,
+    max_rows: int | None,
+    remote: str | None,
+    token: str | None,
+) -> None:
+    """Run SQL over published data. Views are <domain>.<id> with '-' as '_', and
+    <view>__v<N> for every version, e.g.
 
     nsdx query "SELECT count(*) FROM transport.nansha_bus_gps"
+
+    nsdx query --remote https://portal --token T "SELECT count(*) FROM transport.nansha_bus_gps__v1"
     """
     if max_rows is None and fmt == "table" and not output:
         max_rows = 1000
-    tbl = _nx().query(sql, max_rows=max_rows)
+    if remote:
+        from catalogue.query import run_query
+        from nsdx.remote import connect_remote
+
+        tbl = run_query(connect_remote(remote, token), sql, max_rows=max_rows)
+    else:
+        tbl = _nx().query(sql, max_rows=max_rows)
     arrow_out(tbl, fmt, output)
 
 

@@ -4,20 +4,20 @@ write its envelope. GET for read actions; POST with a JSON body, a form, or mult
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
-from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
-from catalogue.ckan import ACTIONS, Upload, dispatch
+from catalogue.auth import ANONYMOUS, NotAuthorized
+from catalogue.ckan import ACTIONS, UPLOAD_ACTIONS, authorize_upload, dispatch
 from catalogue.ckan.envelope import failure
-from catalogue.ckan.errors import to_error
+from catalogue.ckan.errors import BadRequest, to_error
+from validation.errors import NsdxError
 
+from .limits import parse_json
 from .state import site_url, state_of
+from .uploads import receive_multipart
 
 router = APIRouter(tags=["CKAN Action API"])
 
@@ -45,61 +45,74 @@ def _query_dict(request: Request) -> dict:
     return out
 
 
-def _save(upload: UploadFile, root: Path) -> Upload:
-    name = Path(upload.filename or "upload").name or "upload"
-    folder = root / uuid.uuid4().hex
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    with path.open("wb") as f:
-        shutil.copyfileobj(upload.file, f, 1024 * 1024)
-    return Upload(name, path)
-
-
-async def _read(request: Request) -> tuple[dict, dict[str, UploadFile]]:
+async def _read(request: Request) -> dict:
+    """The parameters of a request that carries no files: the query string (GET, or an
+    empty POST), a form, or a JSON object (bounded in size and depth: nsdx.web.limits)."""
     if request.method == "GET":
-        return _query_dict(request), {}
+        return _query_dict(request)
     ctype = request.headers.get("content-type", "")
-    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form()
-        data, files = {}, {}
-        for k, v in form.multi_items():
-            if isinstance(v, UploadFile):
-                files[k] = v
-            else:
-                data[k] = v
-        return data, files
+    if ctype.startswith("application/x-www-form-urlencoded"):
+        form = await request.form(max_files=0, max_fields=1000)
+        return {k: v for k, v in form.multi_items() if isinstance(v, str)}
     raw = await request.body()
     if not raw.strip():
-        return _query_dict(request), {}
-    try:
-        data = json.loads(raw)
-    except ValueError as e:
-        raise ValueError(f"Bad request - JSON Error: {e}") from None
+        return _query_dict(request)
+    data = parse_json(raw)
     if not isinstance(data, dict):
-        raise ValueError("Bad request - JSON Error: the body must be a JSON object")
-    return data, {}
+        raise BadRequest("Bad request - JSON Error: the body must be a JSON object")
+    return data
 
 
 async def _action(name: str, request: Request) -> Response:
+    """One action: who calls and whether the action exists are settled before the body
+    is read; a multipart file is written only once the caller may add it (hole: uploads
+    were stored before authorisation, for any action, and kept)."""
     st = state_of(request)
     site = site_url(request)
-    try:
-        data, raw_files = await _read(request)
-    except ValueError as e:
-        from catalogue.ckan.errors import BadRequest
 
-        status, err = to_error(BadRequest(str(e)))
-        return json_response(failure(site, name, err), status)
-    try:
-        principal = await run_in_threadpool(st.principal, request)
-    except Exception as e:  # noqa: BLE001 - invalid/expired/revoked token
+    def fail(e: BaseException) -> Response:
         status, err = to_error(e)
         return json_response(failure(site, name, err), status)
-    files = {}
-    for k, f in raw_files.items():
-        files[k] = await run_in_threadpool(_save, f, st.uploads_dir)
-    ctx = st.context(request, principal, files)
-    status, body = await run_in_threadpool(dispatch, name, data, ctx, method=request.method)
+
+    spec = ACTIONS.get(name)
+    if spec is None or (request.method == "GET" and not spec.get):
+        ctx = st.context(request, ANONYMOUS)  # dispatch answers the bad request
+        status, body = await run_in_threadpool(dispatch, name, {}, ctx, method=request.method)
+        return json_response(body, status)
+    try:
+        principal = await run_in_threadpool(st.principal, request)
+    except NsdxError as e:  # invalid/expired/revoked token: refused, never anonymous
+        return fail(e)
+    ctx = st.context(request, principal)
+    received = None
+    try:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            accepts = name in UPLOAD_ACTIONS
+            if accepts and principal.anonymous:
+                raise NotAuthorized(
+                    "an API token is required to upload files",
+                    hint="send it in the Authorization header; create one with `nsdx token create`",
+                )
+
+            async def authorize(fields: dict) -> None:
+                await run_in_threadpool(authorize_upload, ctx, name, fields)
+
+            received = await receive_multipart(
+                request, st.uploads_dir, accepts_files=accepts, authorize=authorize, action=name
+            )
+            data, ctx.files = received.data, received.files
+        else:
+            data = await _read(request)
+    except NsdxError as e:
+        return fail(e)
+    try:
+        status, body = await run_in_threadpool(dispatch, name, data, ctx, method=request.method)
+    except BaseException:
+        if received is not None:
+            received.discard()
+        raise
+    if status != 200 and received is not None:
+        received.discard()  # a refused or failed upload leaves nothing behind
     return json_response(body, status)
 
 

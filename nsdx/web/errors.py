@@ -326,10 +326,15 @@ class CatchAll:
 
 
 def install(app) -> None:
-    """Route every error of ``app`` through :func:`render_error`."""
+    """Route every error of ``app`` through :func:`render_error`, and bound what one
+    request may send (:mod:`nsdx.web.limits`; inside the catch-all, so that its refusals
+    are answered in the surface's dialect too)."""
+    from .limits import RequestLimits
+
     app.add_exception_handler(NsdxError, _handler)
     app.add_exception_handler(HTTPException, _handler)
     app.add_exception_handler(RequestValidationError, _handler)
+    app.add_middleware(RequestLimits)
     app.add_middleware(CatchAll)
 
 

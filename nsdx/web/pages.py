@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from catalogue.access import granted_for
 from catalogue.auth import NotAuthorized
-from catalogue.dcat import LICENSE_URLS, schema_org
+from catalogue.dcat import schema_org
 from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
 
@@ -175,7 +175,7 @@ async def dataset_response(
         {
             "pkg": pkg,
             "ex": _extras(pkg),
-            "license_url": LICENSE_URLS.get(pkg.get("license_id") or ""),
+            "license_url": pkg.get("license_url") or None,
             "jsonld": jsonld.replace("</", "<\\/"),
             "offers": offers,
             "buyers": buyers,

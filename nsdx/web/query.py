@@ -20,7 +20,6 @@ shape of the exchange API (see docs/query.md for every kind and status).
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import threading
@@ -37,6 +36,7 @@ from catalogue.errors import CatalogueError
 from catalogue.query import QueryLimits, QueryResult, serve_query
 
 from .errors import ErrorOut
+from .limits import parse_json
 
 log = logging.getLogger("nsdx.web.query")
 router = APIRouter(tags=["query"])
@@ -293,14 +293,7 @@ async def query_post(request: Request) -> Response:
     raw = await request.body()
 
     def parse() -> QueryIn:
-        try:
-            data = json.loads(raw or b"null")
-        except ValueError:
-            raise BadRequest(
-                "the request body is not valid JSON",
-                hint='send {"sql": "SELECT ..."} with Content-Type: application/json',
-            ) from None
-        return _parse(data)
+        return _parse(parse_json(raw or b"null"))  # bounded depth; a 400, not a 500
 
     return await run_in_threadpool(_answer, request, parse)
 

@@ -22,6 +22,7 @@ from ingest.errors import StorageError
 
 from . import errors
 from .exchange import _call, _exchange
+from .limits import BadJson, parse_json
 from .state import site_url
 
 router = APIRouter(tags=["delta-sharing"])
@@ -138,12 +139,10 @@ async def table_query(request: Request, share: str, schema: str, table: str):
     raw = await request.body()
     body: Any = {}
     if raw.strip():
-        import json
-
         try:
-            body = json.loads(raw)
-        except ValueError:
-            return _error(sharing.BadRequest("the request body is not JSON"))
+            body = parse_json(raw)
+        except BadJson as e:
+            return _error(sharing.BadRequest(e.message))
     ex = _exchange(request)
     token = _token(request)
 
@@ -211,12 +210,7 @@ async def profile(request: Request, order_id: str):
     """The buyer's Delta Sharing profile for a granted order (``{"days": N}`` optional;
     ``endpoint`` defaults to this server's ``/delta-sharing/``)."""
     raw = await request.body()
-    import json
-
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        body = None
+    body = parse_json(raw) if raw.strip() else {}
     if not isinstance(body, dict):
         raise InvalidRequest(
             "the body must be a JSON object",
