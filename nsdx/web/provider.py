@@ -1,5 +1,5 @@
 """The providers' pages: "my datasets" with their upload jobs, creating a dataset, uploading
-a file to it (streamed to disk, capped), and watching the job until the version is
+a file to it (streamed to disk with the API's cap), and watching the job until the version is
 published or refused, with the validation summary and the reasons.
 
 Every step is an Action API action run by :func:`catalogue.ckan.dispatch` with the
@@ -9,34 +9,26 @@ so the rules, the checks and the ingest pipeline are exactly the API's.
 
 from __future__ import annotations
 
-import os
-
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from catalogue.auth import ObjectNotFound
 from catalogue.ckan import dispatch
+from catalogue.ckan.actions import authorize_upload
+from validation.errors import NsdxError
 
-from .ckan import _save
 from .errorpages import error_response
 from .i18n import gettext as _
+from .limits import max_upload_bytes
 from .render import render
 from .session import require_user
 from .state import state_of
+from .uploads import UploadTooLarge, receive_multipart
 
 router = APIRouter(include_in_schema=False)
 LICENCES = ["CC-BY-4.0", "CC0-1.0", "ODbL-1.0", "CC-BY-SA-4.0", "other-closed"]
 FORMATS = ["", "CSV", "JSON", "NDJSON", "XLSX", "Parquet", "GTFS"]
-
-
-def upload_cap() -> int:
-    """The largest upload the portal takes, in bytes (NSDX_UPLOAD_MAX_MB, default 4096)."""
-    try:
-        return max(1, int(os.environ.get("NSDX_UPLOAD_MAX_MB", "4096"))) << 20
-    except ValueError:
-        return 4096 << 20
 
 
 def _editable_orgs(request: Request, p) -> list[dict]:
@@ -128,54 +120,67 @@ def upload_form(name: str, request: Request):
     return render(
         request,
         "provider/upload.html",
-        {"name": name, "formats": FORMATS, "cap_mb": upload_cap() >> 20},
+        {"name": name, "formats": FORMATS, "cap_mb": max_upload_bytes() >> 20},
     )
 
 
 @router.post("/dataset/{name}/upload")
 async def upload(name: str, request: Request):
+    """The Action API's streamed upload (:func:`nsdx.web.uploads.receive_multipart`: the
+    caller's rights are checked before a byte is written, the file is streamed to disk in
+    chunks and refused past ``NSDX_UPLOAD_MAX_BYTES``), then ``resource_create``."""
     p = require_user(request)
-    cap = upload_cap()
-    ctx_page = {"name": name, "formats": FORMATS, "cap_mb": cap >> 20}
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > cap + (1 << 20):
-        return render(
-            request,
-            "provider/upload.html",
-            {**ctx_page, "error": _("The file is larger than %(mb)s MB.", mb=cap >> 20)},
-            413,
-        )
-    # Starlette spools the file part to a temporary file (no memory growth); then it is
-    # copied in 1 MiB chunks to the uploads folder, as the Action API does
-    form = await request.form(max_files=1, max_fields=10)
-    up = form.get("upload")
-    fmt = str(form.get("format") or "")
-    if not isinstance(up, UploadFile) or not up.filename:
-        return render(
-            request, "provider/upload.html", {**ctx_page, "error": _("Choose a file.")}, 422
-        )
-    if up.size is not None and up.size > cap:
-        return render(
-            request,
-            "provider/upload.html",
-            {**ctx_page, "error": _("The file is larger than %(mb)s MB.", mb=cap >> 20)},
-            413,
-        )
     st = state_of(request)
-    saved = await run_in_threadpool(_save, up, st.uploads_dir)
-    ctx = st.context(request, p, {"upload": saved})
+    page = {"name": name, "formats": FORMATS, "cap_mb": max_upload_bytes() >> 20}
+    ctx = st.context(request, p)
+
+    async def authorize(fields: dict) -> None:
+        await run_in_threadpool(
+            authorize_upload, ctx, "resource_create", {**fields, "package_id": name}
+        )
+
+    try:
+        received = await receive_multipart(
+            request,
+            st.uploads_dir,
+            accepts_files=True,
+            authorize=authorize,
+            action="resource_create",
+        )
+    except UploadTooLarge:
+        return render(
+            request,
+            "provider/upload.html",
+            {**page, "error": _("The file is larger than %(mb)s MB.", mb=page["cap_mb"])},
+            413,
+        )
+    except NsdxError as e:
+        return render(request, "provider/upload.html", {**page, "error": e.message}, e_status(e))
+    if "upload" not in received.files:
+        received.discard()
+        return render(request, "provider/upload.html", {**page, "error": _("Choose a file.")}, 422)
+    fmt = (received.data.get("format") or "").strip()
+    ctx.files = received.files
     data = {"package_id": name, **({"format": fmt} if fmt else {})}
-    status, body = await run_in_threadpool(dispatch, "resource_create", data, ctx)
+    try:
+        status, body = await run_in_threadpool(dispatch, "resource_create", data, ctx)
+    except BaseException:
+        received.discard()
+        raise
     if status != 200:
-        saved.path.unlink(missing_ok=True)  # nothing half-done: no orphaned upload
+        received.discard()  # nothing half-done: no orphaned upload
         err = body.get("error") or {}
         msg = err.get("message") or "; ".join(
             f"{k}: {' '.join(v) if isinstance(v, list) else v}"
             for k, v in err.items()
             if not k.startswith("__")
         )
-        return render(request, "provider/upload.html", {**ctx_page, "error": msg}, status)
+        return render(request, "provider/upload.html", {**page, "error": msg}, status)
     return RedirectResponse(f"/my/jobs/{body['result']['id']}", 303)
+
+
+def e_status(e: Exception) -> int:
+    return getattr(e, "status", 400)
 
 
 @router.get("/my/jobs/{job_id}")
@@ -188,4 +193,4 @@ def job_page(job_id: str, request: Request):
     return render(request, "provider/job.html", {"job": job})
 
 
-__all__ = ["router", "upload_cap"]
+__all__ = ["router"]
