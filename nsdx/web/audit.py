@@ -365,8 +365,12 @@ def rewards(request: Request):
             "tx_pages": pages,
             "only": only,
             "link": link,
+            "flags": s["flags"][:FLAGS_SHOWN],
         },
     )
+
+
+FLAGS_SHOWN = 100
 
 
 TX_PAGE = 100
