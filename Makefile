@@ -17,14 +17,8 @@ install: $(STAMP)
 samples: $(STAMP)
 	$(BIN)/nsdx samples generate --out data/samples
 
-demo: $(STAMP)
-	$(BIN)/nsdx samples generate --out data/samples
-	$(BIN)/nsdx ingest --all
-	$(BIN)/nsdx datasets list
-	$(BIN)/nsdx query "SELECT route_id, count(*) AS positions, round(avg(speed_kmh), 1) AS avg_speed_kmh FROM transport.nansha_bus_gps GROUP BY route_id ORDER BY positions DESC LIMIT 5"
-	$(BIN)/nsdx exchange demo
-	$(BIN)/nsdx audit verify
-	$(BIN)/nsdx audit flags
+demo: $(STAMP)  # the steps are in scripts/demo.sh (tests/test_fresh_clone.py runs it in a clone)
+	NSDX=$(BIN)/nsdx sh scripts/demo.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache .
@@ -45,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_search.py
 	$(BIN)/python bench/bench_ledger.py
 	$(BIN)/python bench/bench_portal.py
+	$(BIN)/python bench/bench_delivery.py
 	$(BIN)/python bench/bench_validation.py  # builds and ingests a 2 GB CSV: minutes, ~5 GB of disk
 
 clean:

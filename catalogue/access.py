@@ -307,10 +307,11 @@ class IndexColumns:
     def of(cls, docs: list[Mapping[str, Any] | None]) -> IndexColumns:
         ids, orgs, states, private = [], [], [], []
         for d in docs:
-            ids.append((d or {}).get("id") or "")
-            orgs.append((d or {}).get("owner_org") or "")
-            states.append((d or {}).get("state") or "" if d else "")
-            private.append(bool((d or {}).get("private")))
+            d = d or {}
+            ids.append(d.get("id") or "")
+            orgs.append(d.get("owner_org") or "")
+            states.append(d.get("state") or "")
+            private.append(bool(d.get("private")))
         return cls(
             np.array(ids, dtype=str),
             np.array(orgs, dtype=str),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from .errors import DatabaseError
 
@@ -26,6 +27,39 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for other databases and ``:memory:``)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def database_exists(url: str) -> bool:
+    """Whether an nsdx catalogue database is at ``url`` — looked at without creating
+    anything: a SQLite file must exist; another database must hold the schema's version
+    table."""
+    with _lock:
+        if url in _engines:
+            return True
+    path = sqlite_path(url)
+    if path is not None:
+        return path.is_file()
+    if url.startswith("sqlite"):
+        return False  # in memory: nothing lasts between commands
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return inspect(conn).has_table("alembic_version")
+    except Exception as e:  # noqa: BLE001 - turned into an actionable error
+        raise DatabaseError(
+            f"cannot open the catalogue database {engine.url.render_as_string()}: {e}",
+            hint="check NSDX_DATABASE_URL (sqlite:///path or postgresql+psycopg://user@host/db)",
+        ) from e
+    finally:
+        engine.dispose()
 
 
 def _create_private(path: Path) -> None:

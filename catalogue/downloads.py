@@ -390,7 +390,7 @@ def url_ttl(raw: str | None) -> int:
 
 # -- conversions --------------------------------------------------------------------------
 
-BATCH_ROWS = 64 * 1024
+BATCH_ROWS = 32 * 1024
 
 
 def _reader(store: ObjectStore, files: Iterable[DownloadFile], select_sql: str):
@@ -401,7 +401,7 @@ def _reader(store: ObjectStore, files: Iterable[DownloadFile], select_sql: str):
     con = connect(
         config={
             "threads": 1,
-            "memory_limit": "256MB",
+            "memory_limit": "128MB",
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "preserve_insertion_order": True,
@@ -438,13 +438,19 @@ def stream_csv(store: ObjectStore, t: DownloadTable) -> Iterator[bytes]:
 
 
 def stream_jsonl(store: ObjectStore, t: DownloadTable) -> Iterator[bytes]:
-    """The table as JSON Lines (one object per row), chunk by chunk."""
-    con, reader = _reader(store, t.files, "SELECT to_json(t)::VARCHAR AS j FROM t")
+    """The table as JSON Lines (one object per row), chunk by chunk, written by the one JSON
+    renderer (:mod:`catalogue.jsonout`: DuckDB's own ``to_json`` writes ``NaN`` and
+    ``Infinity``, which no strict JSON reader accepts)."""
+    import pyarrow as pa
+
+    from .jsonout import dumps, records
+
+    con, reader = _reader(store, t.files, "SELECT * FROM t")
     try:
         for batch in reader:
-            col = batch.column(0).to_pylist()
-            if col:
-                yield ("\n".join(col) + "\n").encode()
+            rows = records(pa.Table.from_batches([batch]))
+            if rows:
+                yield ("\n".join(dumps(r) for r in rows) + "\n").encode()
     finally:
         con.close()
 

@@ -158,14 +158,14 @@ def _origin_facts(data: Mapping, extras: Mapping) -> dict:
         out[k] = n if k == "quality_score" else int(n)
     if errors:
         raise InvalidInput(errors)
+    if isinstance(view.get("contact"), Mapping):  # the origin organisation's contact point
+        out["contact"] = {str(k): str(v) for k, v in view["contact"].items()}
     if not out:
         return {}
     if isinstance(view.get("validation"), Mapping):
         out["validation"] = dict(view["validation"])
     if isinstance(view.get("versions"), list):
         out["versions"] = [int(v) for v in view["versions"] if isinstance(v, int | float)]
-    if isinstance(view.get("contact"), Mapping):
-        out["contact"] = {str(k): str(v) for k, v in view["contact"].items()}
     return out
 
 
@@ -174,7 +174,7 @@ def _origin_resource(r: Mapping) -> dict:
     storage key), and its size and url_type as the origin gave them."""
     out: dict[str, Any] = {}
     for k in ("nsdx_table", "nsdx_row_count", "nsdx_schema", "size", "url_type"):
-        if r.get(k) is not None:
+        if k in r:  # nsdx_table is None for a single-table dataset
             out[k] = r[k]
     if isinstance(r.get("nsdx_files"), list):
         out["nsdx_files"] = [
@@ -468,7 +468,7 @@ class Packages:
         s.flush()
         if "resources" in data and data["resources"] is not None:
             self._replace_resources(
-                s, ds, data["resources"], keep_times=keep_times, copy=copy and bool(origin)
+                s, ds, data["resources"], keep_times=keep_times, copy=bool(origin)
             )
 
     @staticmethod

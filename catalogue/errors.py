@@ -13,6 +13,12 @@ class DatabaseError(CatalogueError):
     status = 500
 
 
+class StateNotFound(DatabaseError):
+    """A command that only reads found no deployment where it looked (it creates none)."""
+
+    status = 404
+
+
 class DatasetNotFound(CatalogueError):
     status = 404
 

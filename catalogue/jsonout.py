@@ -152,7 +152,7 @@ def records(table: pa.Table) -> list[dict[str, Any]]:
 _MARK = re.compile(r'"\\u0000([0-9a-f]{16}):(\d+)\\u0000"')
 
 
-def dumps(obj: Any, *, indent: int | None = None) -> str:
+def dumps(obj: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:
     """``obj`` as strict JSON text (UTF-8 characters kept, no NaN/Infinity): values are
     converted by :func:`value` unless they are JSON values already."""
     nonce = secrets.token_hex(8)
@@ -163,7 +163,12 @@ def dumps(obj: Any, *, indent: int | None = None) -> str:
         return f"\0{nonce}:{len(numbers) - 1}\0"
 
     text = json.dumps(
-        value(obj), ensure_ascii=False, allow_nan=False, indent=indent, default=default
+        value(obj),
+        ensure_ascii=False,
+        allow_nan=False,
+        indent=indent,
+        sort_keys=sort_keys,
+        default=default,
     )
     if numbers:
         text = _MARK.sub(

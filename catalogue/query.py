@@ -56,10 +56,12 @@ def connect(
     Python API's; the HTTP query API opens its own with limits, see :func:`open_locked`),
     and with ``versions`` one per table of every published version, ``<view>__v<N>``."""
     con = duck.connect(":memory:")
+    immutable_files(con)
     if store.url.startswith("s3://"):
         from ingest.storage.duckdb_s3 import configure_duckdb
 
         configure_duckdb(con, store)
+        con.execute("SET enable_http_metadata_cache = true")  # object sizes never change
     for t in cat.published_tables():
         _create_view(con, store, t)
     if versions:
@@ -73,6 +75,12 @@ def connect(
             ),
         )
     return con
+
+
+def immutable_files(con: duckdb.DuckDBPyConnection) -> None:
+    """Published files never change (a new version is new files): a connection that reads
+    them may keep their Parquet footers between queries."""
+    con.execute("SET parquet_metadata_cache = true")
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,7 @@ class QueryableTable:
     table: PublishedTable
     facts: DatasetFacts
     version: int
+    claimants: tuple[str, ...] = ()  # datasets sharing this view name (then none is served)
 
     @property
     def view(self) -> str:
@@ -180,6 +189,12 @@ class QueryResult:
     truncated: bool
     elapsed_ms: int
     views: tuple[str, ...] = ()
+
+
+class ViewAmbiguous(QueryError):
+    """Two datasets map to one view (HTTP 409): neither is served."""
+
+    status = 409
 
 
 class QueryTimeout(QueryError):
@@ -206,10 +221,18 @@ def queryable_tables(cat: Catalogue) -> dict[tuple[str, str], QueryableTable]:
                 select(Dataset).where(Dataset.name.in_({t.dataset for t in tables}))
             )
         }
-    out = {}
+    out: dict[tuple[str, str], QueryableTable] = {}
     for t in tables:
         facts, version = rows[t.dataset]
-        out[(t.view_schema.lower(), t.view_name.lower())] = QueryableTable(t, facts, version)
+        key = (t.view_schema.lower(), t.view_name.lower())
+        before = out.get(key)
+        if before is not None and before.facts.id != facts.id:
+            # two datasets on one view (a database from before names were checked): serve
+            # neither, never the later one in the earlier one's place
+            claimants = tuple(sorted({*before.claimants, before.table.dataset, t.dataset}))
+            out[key] = QueryableTable(before.table, before.facts, before.version, claimants)
+            continue
+        out[key] = QueryableTable(t, facts, version)
     return out
 
 
@@ -220,6 +243,14 @@ def check_access(
     table's dataset (the one rule, :func:`catalogue.access.may_read`; ``grants`` is the
     exchange's live-grant check)."""
     for t in tables:
+        if t.claimants:
+            raise ViewAmbiguous(
+                f"the view {t.view} belongs to several datasets ({', '.join(t.claimants)}): "
+                "it is not served until one is renamed",
+                hint="tell the operator: names that differ only in '-' and '_' share one view",
+                view=t.view,
+                datasets=list(t.claimants),
+            )
         require_read(
             principal,
             t.facts,

@@ -15,6 +15,7 @@ import hmac
 from functools import cached_property
 from pathlib import Path
 
+from .errors import LedgerKeyError
 from .ledger.keys import LedgerSigner, load_signer
 from .ledger.store import LedgerStore
 
@@ -28,6 +29,7 @@ class Exchange:
         home: Path | str = ".nsdx",
         pii_key: bytes | None = None,
         signer: LedgerSigner | None = None,
+        create_keys: bool = True,
     ) -> None:
         self.catalogue = catalogue
         self.engine = catalogue.engine
@@ -35,14 +37,20 @@ class Exchange:
         self.home = Path(home)
         self.pii_key = pii_key
         self._signer = signer
+        self.create_keys = create_keys  # false: a missing ledger key is not generated
 
     @cached_property
     def signer(self) -> LedgerSigner:
-        return self._signer or load_signer(self.home)
+        return self._signer or load_signer(self.home, create=self.create_keys)
 
     @cached_property
     def ledger(self) -> LedgerStore:
-        return LedgerStore(self.engine, self.signer)
+        if self.create_keys:
+            return LedgerStore(self.engine, self.signer)
+        try:  # reading needs no key; signing then says there is none
+            return LedgerStore(self.engine, self.signer)
+        except LedgerKeyError:
+            return LedgerStore(self.engine, None)
 
     def fingerprint(self, value: str | None) -> str | None:
         """A keyed fingerprint of a contact detail (phone, bank account): the ledger keeps

@@ -65,9 +65,38 @@ class service(Generic[T]):  # noqa: N801 - used as a decorator, like cached_prop
 
 
 class Nsdx:
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, read_only: bool = False) -> None:
+        """``read_only``: for commands that only read. The deployment must already exist
+        (:meth:`require_state`), and no key (personal-data, ledger) is generated."""
         self.settings = settings or Settings.from_env()
         self._lock = threading.RLock()
+        self.read_only = read_only
+        if read_only:
+            self.require_state()
+
+    def require_state(self) -> None:
+        """Fail unless this deployment's catalogue database is there — without creating
+        anything (no folder, database or key): says where it looked and what to set."""
+        from catalogue.db import database_exists, sqlite_path
+        from catalogue.errors import StateNotFound
+
+        url = self.settings.database_url
+        if database_exists(url):
+            return
+        path = sqlite_path(url)
+        if path is not None:
+            where = f"{path} does not exist"
+        else:
+            from sqlalchemy.engine import make_url
+
+            where = f"{make_url(url).render_as_string(hide_password=True)} holds no catalogue"
+        raise StateNotFound(
+            f"no nsdx deployment here: {where} (state folder NSDX_HOME = {self.settings.home})",
+            hint="run nsdx in the folder that holds the deployment's .nsdx, or set NSDX_HOME "
+            "to its state folder (NSDX_DATABASE_URL for PostgreSQL); `nsdx ingest` creates a "
+            "new deployment",
+            home=str(self.settings.home),
+        )
 
     def provide(self, **parts: Any) -> None:
         """Use these parts instead of building them (an embedding application that already
@@ -136,7 +165,13 @@ class Nsdx:
         from exchange.context import Exchange
 
         key, _ = self.pii_key()
-        return Exchange(self.catalogue, self.store, home=self.settings.home, pii_key=key)
+        return Exchange(
+            self.catalogue,
+            self.store,
+            home=self.settings.home,
+            pii_key=key,
+            create_keys=not self.read_only,
+        )
 
     def job_deps(self) -> JobDeps:
         from catalogue.jobs import JobDeps
@@ -172,8 +207,10 @@ class Nsdx:
     def reports_dir(self) -> Path:
         return self.settings.home / "reports"
 
-    def pii_key(self) -> tuple[bytes, bool]:
-        return self.settings.pii_key()
+    def pii_key(self) -> tuple[bytes | None, bool]:
+        """The personal-data masking key (generated once unless read-only: then None when
+        there is none)."""
+        return self.settings.pii_key(create=not self.read_only)
 
     def warm_validation(self, specs) -> None:
         """Start the validation worker now when one of ``specs`` will need it: it imports

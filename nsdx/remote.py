@@ -72,14 +72,16 @@ def listing(url: str, token: str | None = None, *, timeout: float = 60) -> dict:
 
 def connect_remote(url: str, token: str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views over the portal's download URLs (see module doc)."""
-    from catalogue.query import ViewSource, add_views
+    from catalogue.query import ViewSource, add_views, immutable_files
     from ingest.storage.duckdb_s3 import load_httpfs
     from validation import duck
 
     body = listing(url, token)
     con = duck.connect(":memory:")
     try:
+        immutable_files(con)
         load_httpfs(con)
+        con.execute("SET enable_http_metadata_cache = true")  # the same: sizes never change
         sources = []
         for t in body["tables"]:
             files = tuple(t["parquet"])

@@ -31,22 +31,29 @@ class Settings:
             signed_url_ttl=env.get("NSDX_SIGNED_URL_TTL"),
         )
 
-    def pii_key(self, env: Mapping[str, str] | None = None) -> tuple[bytes, bool]:
-        """The masking key and whether it was just generated (the CLI then says so)."""
-        return self._secret("NSDX_PII_KEY", "pii.key", env)
+    def pii_key(
+        self, env: Mapping[str, str] | None = None, *, create: bool = True
+    ) -> tuple[bytes | None, bool]:
+        """The masking key and whether it was just generated (the CLI then says so).
+        Without ``create`` (commands that only read) a missing key stays missing: None."""
+        return self._secret("NSDX_PII_KEY", "pii.key", env, create=create)
 
     def url_signing_key(self, env: Mapping[str, str] | None = None) -> bytes:
         """The secret signed download URLs are made with (``NSDX_URL_SIGNING_KEY``, or
         generated once into ``$NSDX_HOME/url-signing.key``, mode 600)."""
         return self._secret("NSDX_URL_SIGNING_KEY", "url-signing.key", env)[0]
 
-    def _secret(self, var: str, filename: str, env: Mapping[str, str] | None) -> tuple[bytes, bool]:
+    def _secret(
+        self, var: str, filename: str, env: Mapping[str, str] | None, *, create: bool = True
+    ) -> tuple[bytes | None, bool]:
         env = os.environ if env is None else env
         if env.get(var):
             return env[var].encode(), False
         path = self.home / filename
         if path.exists():
             return path.read_bytes().strip(), False
+        if not create:
+            return None, False
         self.home.mkdir(parents=True, exist_ok=True)
         key = secrets.token_hex(32).encode()
         try:

@@ -10,10 +10,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from catalogue.errors import CatalogueError
 from catalogue.jobs import job_dict
-from catalogue.models import ApiToken, Job, utcnow
+from catalogue.models import ApiToken, Dataset, Job, utcnow
 from tests import test_ckan_api
 from tests.test_ckan_api import BUS, Deployment
 
@@ -84,6 +85,30 @@ def test_declared_dataset_cannot_take_an_existing_view(deployment, tmp_path):
     assert not objects.exists() or not any(p.is_file() for p in objects.rglob("*"))
     views = [(t.view_schema, t.view_name) for t in d.nx.catalogue.published_tables()]
     assert views == []
+
+
+def test_a_view_two_old_datasets_share_is_served_to_nobody(deployment, tmp_path):
+    """A database from before names were checked may hold two datasets on one view: the
+    query API serves neither (409 naming both), never the later in the earlier's place."""
+    d = deployment
+    (tmp_path / "a.csv").write_text("who\nvictim\n", encoding="utf-8")
+    (tmp_path / "b.csv").write_text("who\nattacker\n", encoding="utf-8")
+    (tmp_path / "datasets.yaml").write_text(
+        "datasets:\n"
+        "  - {id: bus-gps, title: a, domain: transport, organization: bureau,\n"
+        "     licence: CC-BY-4.0, access: open, source: {path: a.csv, format: csv}}\n"
+        "  - {id: bus-gps-b, title: b, domain: transport, organization: rival,\n"
+        "     licence: CC-BY-4.0, access: open, source: {path: b.csv, format: csv}}\n",
+        encoding="utf-8",
+    )
+    assert {r.status for r in d.nx.ingest(all_=True)} == {"published"}
+    with d.nx.catalogue.Session.begin() as s:  # what an old database may hold
+        s.execute(update(Dataset).where(Dataset.name == "bus-gps-b").values(name="bus_gps"))
+    r = d.client.post("/api/query", json={"sql": "SELECT who FROM transport.bus_gps"})
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["error"] == "ViewAmbiguous" and err["datasets"] == ["bus-gps", "bus_gps"]
+    assert "attacker" not in r.text and "victim" not in r.text
 
 
 # -- 8: resource id shadowing ------------------------------------------------------------------
@@ -157,6 +182,8 @@ ROUTES = [
     ("GET", "/catalog.jsonld"),  # (the portal's pages sign in with a session, not tokens)
     ("GET", "/api/query?sql=SELECT%201"),
     ("GET", "/api/exchange/offers"),
+    ("GET", "/api/downloads"),
+    ("GET", "/dataset/nansha-bus-gps/v1/nansha-bus-gps.parquet"),
 ]
 
 

@@ -190,6 +190,7 @@ def test_unknown_dataset_and_bad_sql_errors(nsdx_env, tmp_path, samples_dir):
     proc = run_cli("ingest", "no-such-dataset", env=nsdx_env, check=False)
     assert proc.returncode == 1
     assert "not declared in" in proc.stderr and "no-such-dataset" in proc.stderr
+    run_cli("org", "create", "bureau", env=nsdx_env)  # a deployment to query (reads create none)
     proc = run_cli("query", "SELECT * FROM transport.nope", env=nsdx_env, check=False)
     assert proc.returncode == 1 and "query failed" in proc.stderr
     proc = run_cli("datasets", "show", "nope", env=nsdx_env, check=False)

@@ -221,6 +221,7 @@ def test_cli_dialect(nsdx_env):
 
     from tests.conftest import run_cli
 
+    run_cli("org", "create", "bureau")  # a deployment to look in (reading one creates none)
     p = run_cli("datasets", "show", "nope", check=False)
     assert p.returncode == 1 and p.stderr.startswith("Error: dataset 'nope' not found")
     assert "hint: " in p.stderr

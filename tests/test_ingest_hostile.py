@@ -359,3 +359,28 @@ def test_a_schema_change_is_refused_unless_declared(publish):
     r, t = publish("n,extra\nx,1\n", more="    schema_changes: allow")
     assert any("columns removed: name" in w for w in r.warnings)
     assert any("columns added: extra" in w for w in r.warnings)
+
+
+def test_a_spec_built_elsewhere_cannot_escape_its_storage_folder(tmp_path):
+    """An upload job builds its spec from catalogue metadata, not from datasets.yaml: the
+    organisation still cannot name another dataset's folder."""
+    from dataclasses import replace
+
+    from ingest.pipeline import dataset_prefix
+
+    (spec,) = parse_specs(
+        "datasets:\n  - {id: victim-data, title: t, domain: test, organization: org-a,"
+        " source: {path: a.csv, format: csv}}\n"
+    )
+    assert dataset_prefix(spec) == "org-a/victim-data"
+    for org in ("red-org/victim/v2", "..", "/abs"):
+        with pytest.raises(ConfigError, match="must match"):
+            dataset_prefix(replace(spec, organization=org))
+
+
+def test_an_unclosed_quote_in_a_feed_member_is_an_error(tmp_path):
+    rows = "stop_id,stop_name\n" + "".join(f"{i},stop {i}\n" for i in range(1, 200))
+    p = _zip(tmp_path / "feed.zip", {"stops.txt": (rows + '200,"stop 200\n').encode()})
+    with pytest.raises(SourceError, match="never closed") as e:
+        read_all(p, "gtfs")
+    assert e.value.line == 201

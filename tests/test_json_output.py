@@ -228,3 +228,35 @@ def _line_of_connect(root: Path) -> int:
     lines = (root / "validation" / "duck.py").read_text(encoding="utf-8").splitlines()
     [n] = [i for i, line in enumerate(lines, 1) if "duckdb.connect(" in line and "``" not in line]
     return n
+
+
+def test_jsonl_downloads_use_the_same_renderer(tmp_path):
+    """`/dataset/<name>/v<N>/<table>.jsonl`: DuckDB's own to_json wrote NaN and Infinity."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from catalogue.downloads import DownloadFile, DownloadTable, stream_jsonl
+    from ingest.storage import open_store
+
+    store = open_store(f"file://{tmp_path / 'objects'}")
+    table = pa.table(
+        {
+            "speed": [1.5, float("nan"), float("inf")],
+            "fare": pa.array([Decimal("2.50"), None, Decimal("10.00")], pa.decimal128(6, 2)),
+            "day": [dt.date(2026, 3, 2)] * 3,
+        }
+    )
+    part = tmp_path / "objects" / "d" / "v1" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(table, part)
+    f = DownloadFile("d/v1/part-00000.parquet", part.name, part.stat().st_size, "", 3)
+    t = DownloadTable(
+        "d", "id", "transport", None, None, "open", False, "active", 1, True,
+        dt.datetime(2026, 3, 2), "d", None, (f,), 3,
+    )  # fmt: skip
+    text = b"".join(stream_jsonl(store, t)).decode()
+    assert [strict(line) for line in text.splitlines()] == [
+        {"speed": Decimal("1.5"), "fare": Decimal("2.50"), "day": "2026-03-02"},
+        {"speed": None, "fare": None, "day": "2026-03-02"},
+        {"speed": None, "fare": Decimal("10.00"), "day": "2026-03-02"},
+    ]

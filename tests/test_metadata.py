@@ -29,7 +29,7 @@ LINKED = {  # a dataset made through the CKAN API: no notes, a link resource, a 
     "license_url": "https://example.org/ferry-terms",
     "maintainer": "南沙轮渡数据组",
     "maintainer_email": "ferry-data@example.org",
-    "resources": [{"name": "timetable", "url": "https://example.org/ferry.csv", "format": "CSV"}],
+    "resources": [{"name": "timetable", "url": "https://example.org/ferry.csv", "format": "JSON"}],
 }
 
 
@@ -72,8 +72,12 @@ def portal(tmp_path_factory):
     )
     results = nx.ingest(all_=True)
     assert {r.status for r in results} <= {"published", "published_with_warnings"}
-    Packages(nx.catalogue).create(SYSTEM, LINKED)
     server = start_server(home, database_url, org=False)
+    linked = {
+        **LINKED,
+        "resources": [{**LINKED["resources"][0], "url": f"{server.url}/api/3/action/license_list"}],
+    }
+    Packages(nx.catalogue).create(SYSTEM, linked)
     try:
         with Portal(base_url=server.url, timeout=60) as client:
             client.url, client.token = server.url, server.token
@@ -326,7 +330,7 @@ def test_datapackage_validates_with_its_data(portal, tmp_path):
         assert r.status_code == 200
         dp = r.json()
         if name == "linked-timetable":  # a link resource elsewhere: the descriptor only
-            assert dp["resources"][0]["path"] == "https://example.org/ferry.csv"
+            assert dp["resources"][0]["path"] == portal.url + "/api/3/action/license_list"
             continue
         assert dp["profile"] == "tabular-data-package"
         path = tmp_path / f"{name}.json"
@@ -362,3 +366,113 @@ def run_frictionless(*args: str, check: bool = True) -> str:
             f"frictionless {' '.join(args)}: {proc.stdout[-3000:]}{proc.stderr[-2000:]}"
         )
     return proc.stdout
+
+
+# -- CKAN clients: ckanapi dump and load ----------------------------------------------------
+def ckanapi(*args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)  # its workers run `ckanapi` from PATH
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    proc = subprocess.run(
+        [bin_dir + "/ckanapi", *args], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, (
+        f"ckanapi {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+    )
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_ckanapi_dump_datasets_with_datapackages_and_users(portal, tmp_path):
+    import hashlib
+
+    out = tmp_path / "dump"
+    ckanapi("dump", "datasets", "--all", "--datapackages", str(out), "-r", portal.url,
+            "-a", portal.token)  # fmt: skip
+    dumped = sorted(p.name for p in out.iterdir())
+    assert dumped == portal.names  # package_list: every public dataset
+    checked = 0
+    for name in dumped:
+        dp = json.loads((out / name / "datapackage.json").read_text(encoding="utf-8"))
+        assert dp["name"] == name and dp["resources"]
+        pkg = portal.get("/api/3/action/package_show", params={"id": name}).json()["result"]
+        [res] = pkg["resources"] if len(pkg["resources"]) == 1 else [None]
+        if res and res.get("hash") and _open(portal, name):  # the file served, byte for byte
+            [data] = list((out / name / "data").iterdir())
+            assert "sha256:" + hashlib.sha256(data.read_bytes()).hexdigest() == res["hash"]
+            checked += 1
+    assert checked >= 10
+    users = [json.loads(line) for line in ckanapi("dump", "users", "--all", "-r", portal.url,
+                                                  "-a", portal.token).splitlines()]  # fmt: skip
+    assert [u["name"] for u in users] == ["admin"]
+    assert not {"password_hash", "apikey"} & set(users[0])
+
+
+@pytest.mark.slow
+def test_dump_then_load_into_another_portal_is_identical(portal, tmp_path):
+    """docs/api.md's claim, for published datasets: `ckanapi dump` from one nsdx and
+    `ckanapi load` into another give identical dumps; the copies keep the origin's versions,
+    rows, schema, quality and files, and point at the origin's download URLs."""
+    from catalogue.search import drop_indexes
+    from tests.test_ckan_client import start_server
+
+    first = tmp_path / "first.jsonl"
+    ckanapi("dump", "datasets", "--all", "-O", str(first), "-r", portal.url, "-a", portal.token)
+    home = tmp_path / "other"
+    home.mkdir()
+    other = start_server(home, f"sqlite:///{tmp_path / 'other.db'}", org=False)
+    try:
+        ckanapi("load", "datasets", "-I", str(first), "-r", other.url, "-a", other.token)
+        second = tmp_path / "second.jsonl"
+        ckanapi("dump", "datasets", "--all", "-O", str(second), "-r", other.url, "-a", other.token)
+        a = {d["name"]: d for d in map(json.loads, first.read_text().splitlines())}
+        b = {d["name"]: d for d in map(json.loads, second.read_text().splitlines())}
+        assert sorted(a) == sorted(b) == portal.names
+        for name in a:
+            for ra, rb in zip(a[name]["resources"], b[name]["resources"], strict=True):
+                assert rb == ra, (name, {k: (ra.get(k), rb.get(k)) for k in {*ra, *rb}
+                                         if ra.get(k) != rb.get(k)})  # fmt: skip
+            assert b[name] == a[name], name
+        bus = b["nansha-bus-gps"]
+        assert bus["nsdx"]["row_count"] == ROWS and bus["nsdx"]["versions"] == [1]
+        assert bus["resources"][0]["url"].startswith(portal.url + "/dataset/nansha-bus-gps/v1/")
+        assert {c["name"] for c in bus["nsdx"]["schema"]} >= {"ts", "lon", "lat"}
+    finally:
+        other.stop()
+        drop_indexes()
+
+
+def test_harvested_published_datasets_keep_their_facts(portal, tmp_path):
+    """`nsdx catalogue harvest` from a portal that publishes data: the copies keep versions,
+    rows, schema, quality and file lists, and point at the origin's download URLs."""
+    from catalogue.auth import SYSTEM
+    from catalogue.editing import Packages
+    from catalogue.federation import harvest
+    from nsdx.core import Nsdx
+    from nsdx.settings import Settings
+
+    home = tmp_path / "home"
+    nx = Nsdx(Settings(home=home, database_url=f"sqlite:///{tmp_path / 'b.db'}",
+                       storage_url=f"file://{home / 'objects'}",
+                       datasets_path=tmp_path / "datasets.yaml"))  # fmt: skip
+    report = harvest(nx.catalogue, portal.url)
+    assert sorted(report["created"]) == portal.names and report["failed"] == []
+    origin = portal.get("/api/3/action/package_show", params={"id": "cairns-gtfs"}).json()
+    origin = origin["result"]
+    copy = Packages(nx.catalogue).show(SYSTEM, "cairns-gtfs")
+    for k in ("row_count", "current_version", "quality_score", "versions", "validation"):
+        assert copy["nsdx"][k] == origin["nsdx"][k], k
+    assert copy["version"] == origin["version"]
+    assert [r["url"] for r in copy["resources"]] == [r["url"] for r in origin["resources"]]
+    assert all(
+        r["url"].startswith(portal.url + "/dataset/cairns-gtfs/v1/") for r in copy["resources"]
+    )
+    for rc, ro in zip(copy["resources"], origin["resources"], strict=True):
+        assert rc["nsdx_files"] == ro["nsdx_files"] and rc["nsdx_schema"] == ro["nsdx_schema"]
+        assert rc["nsdx_row_count"] == ro["nsdx_row_count"] and rc["hash"] == ro["hash"]
+    # harvesting again updates the copies; it never touches datasets published here
+    again = harvest(nx.catalogue, portal.url)
+    assert sorted(again["updated"]) == portal.names and again["skipped"] == []

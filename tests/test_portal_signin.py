@@ -408,6 +408,7 @@ def test_cli_sets_passwords_from_stdin_never_from_argv(nsdx_env):
             env={**os.environ, **nsdx_env}, timeout=120,
         )  # fmt: skip
 
+    run_cli("org", "create", "bureau", env=nsdx_env)  # a deployment (listing one creates none)
     r = cli("user", "create", "root", "--sysadmin", "--password-stdin", stdin="too short\n")
     assert r.returncode != 0 and "10 to 1024" in r.stderr
     assert "root" not in run_cli("user", "list", "--json", env=nsdx_env).stdout  # nothing half-done

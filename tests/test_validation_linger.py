@@ -1,8 +1,12 @@
 """A validation worker that outlives its command and serves the next ones (warm).
 
-Everything that shares the lingering worker's address runs in one test, in order: tests
-running at the same time would take the worker from each other. Every other test runs with
-NSDX_VALIDATION_LINGER=0 (tests/conftest.py).
+What a user depends on is checked from outside, as they would see it: which worker processes
+exist (/proc), what they hold, what the commands answer. Everything that shares the
+lingering worker's address runs in one test, in order (the file is also one xdist group):
+tests running at the same time would take the worker from each other. Every other test runs
+with NSDX_VALIDATION_LINGER=0 (tests/conftest.py), and never connects to a lingering worker.
+Workers are found by their linger value *and* this checkout's folder: another checkout's
+suite running on the same machine starts workers with the same arguments.
 """
 
 from __future__ import annotations
@@ -10,21 +14,36 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
-from tests.fixtures.procs import workers_started_with_linger
+from tests.conftest import ROOT, run_cli
+from tests.fixtures.procs import child_workers, workers_started_with_linger
 from validation import worker as vw
 from validation.errors import ValidationPackageError
 
+pytestmark = pytest.mark.xdist_group("validation-linger")
+
 LINGER = "97"  # a value no one else uses: this file's workers are found by it
+LINGER_LEFT = "89"  # the worker left mid-table (step 6)
 
 
-def _ours() -> list[int]:
-    return workers_started_with_linger(LINGER)
+def _ours(linger: str = LINGER) -> list[int]:
+    return workers_started_with_linger(linger, str(ROOT))
+
+
+def _wait_for(condition, seconds: float = 30) -> bool:
+    """Poll until ``condition()`` holds (a bound for a slow machine, not a timing claim)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _stop_ours() -> None:
@@ -89,24 +108,21 @@ def test_a_lingering_worker_serves_later_commands(tmp_path, nsdx_env, monkeypatc
     try:
         # 1. the first command starts the worker; it stays after the command exits
         _ingest(env, tmp_path / "a")
-        w = _lingering()
-        assert w is not None, "no worker lingered after the command"
-        first = w.pid
-        assert first in _ours() and w.served == 2  # the command, then this connection
+        assert _wait_for(lambda: len(_ours()) == 1), "no worker lingered after the command"
+        [first] = _ours()
         proc = Path(f"/proc/{first}")
+        started = (proc / "stat").read_text().split(")")[1].split()[19]  # start time
         assert (proc / "stat").read_text().split(")")[1].split()[1] != str(os.getpid())
         # it belongs to no command now: no working directory, no secrets of the command's
         assert os.readlink(proc / "cwd") == "/"
         environ = (proc / "environ").read_bytes()
         assert b"NSDX_PII_KEY" not in environ and b"test-pii-key" not in environ
-        w.leave()
 
-        # 2. the next command, elsewhere, is served by it (warm): no new worker
+        # 2. the next command, elsewhere, is served by it (warm): no new worker ever starts
+        # (a command that started its own would leave two lingering, or replace the first)
         _ingest(env, tmp_path / "b", "--force")
-        w = _lingering()
-        assert w is not None and w.pid == first
-        assert w.served == 4  # command, probe, command, this probe
-        w.leave()
+        assert _wait_for(lambda: _ours() == [first])
+        assert (proc / "stat").read_text().split(")")[1].split()[19] == started  # same process
 
         # 3. files are named to it by absolute path: its working directory is "/" now
         import pyarrow as pa
@@ -120,32 +136,31 @@ def test_a_lingering_worker_serves_later_commands(tmp_path, nsdx_env, monkeypatc
         vw.shutdown()  # this test process's own idle worker (from other tests) would come first
         v = BatchValidator("flow", [mean], pa.schema([("entries", pa.int64())]), worker=True)
         with v:
-            assert v._checks._worker.proc is None  # the lingering worker, not one of ours
             report = v.finish(["part.parquet"])
+            assert child_workers() == []  # served by the lingering worker, none of our own
         assert report.success and report.results[0].result["observed_value"] == 2
         vw.shutdown()
+        assert _ours() == [first]
         w = _lingering()
         assert w is not None and w.pid == first
 
         # 4. while it is busy (we hold it), a command starts its own worker and succeeds
         _ingest(env, tmp_path / "b", "--force")
         w.leave()
-        deadline = time.monotonic() + 30
-        while len(_ours()) > 1 and time.monotonic() < deadline:  # one of the two steps back
-            time.sleep(0.1)
-        assert len(_ours()) == 1
+        assert _wait_for(lambda: len(_ours()) == 1)  # one of the two steps back
 
         # 5. another user's process is turned away without a word (checked by SO_PEERCRED)
         if os.getuid() == 0:
             assert _other_user_gets_nothing()
     finally:
         _stop_ours()
-    deadline = time.monotonic() + 10
-    while _ours() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _ours() == []
+    assert _wait_for(lambda: _ours() == [], 10)
+
+    # 6. a command that dies mid-table: its worker goes instead of lingering (here, in the
+    # same test: a worker lingering from the steps above would serve that command instead)
+    _a_worker_left_mid_table_exits()
     if os.getuid() != 0:
-        pytest.skip("steps 1-4 passed; step 5 (another user is refused) needs root to setuid")
+        pytest.skip("steps 1-4, 6 passed; step 5 (another user is refused) needs root to setuid")
 
 
 def _other_user_gets_nothing() -> bool:
@@ -177,26 +192,34 @@ def _other_user_gets_nothing() -> bool:
     return True
 
 
-def test_a_worker_left_mid_table_exits_instead_of_lingering(monkeypatch):
-    """Its state is unknown then: it must not serve anyone else."""
-    import pyarrow as pa
+LEFT_MID_TABLE = """
+import os, sys
+import pyarrow as pa
+from validation import BatchValidator
 
-    from validation import BatchValidator
+schema = pa.schema([("speed", pa.float64())])
+v = BatchValidator("demo", [{"column": "speed", "between": [0, 150]}], schema, worker=True)
+v.check_batch(pa.table({"speed": [1.0, 200.0]}, schema=schema), 0)
+v.check_batch(pa.table({"speed": [3.0]}, schema=schema), 2)  # returns once the first is sent
+from tests.fixtures.procs import child_workers
+print(*child_workers(), flush=True)
+os._exit(0)  # the command dies with a table open, leaving its worker behind
+"""
 
-    # not LINGER: the other test stops every worker started with that value
-    monkeypatch.setenv("NSDX_VALIDATION_LINGER", "89")
-    schema = pa.schema([("speed", pa.float64())])
-    v = BatchValidator("demo", [{"column": "speed", "between": [0, 150]}], schema, worker=True)
-    worker = v._checks._worker
-    try:
-        assert worker.proc is not None  # started by us: the address is not in use
-        v.check_batch(pa.table({"speed": [1.0, 200.0]}, schema=schema), 0)
-        v._checks._stop_sender()
-        worker.conn.close()  # the parent goes while a table is open
-        assert worker.proc.wait(timeout=60) == 0  # lingering, it would wait 89 s
-    finally:
-        v._checks._worker = None
-        worker.stop()
+
+def _a_worker_left_mid_table_exits() -> None:
+    """A command that dies mid-table leaves its worker in an unknown state: it must exit
+    instead of lingering for the next command."""
+    env = {**os.environ, "NSDX_VALIDATION_LINGER": LINGER_LEFT}
+    r = subprocess.run(
+        [sys.executable, "-c", LEFT_MID_TABLE],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    [pid] = [int(p) for p in r.stdout.split()]  # the command had a worker of its own
+    # and that one goes (a zombie left to an init that does not reap counts as gone);
+    # lingering, it would wait 89 s for another command
+    assert _wait_for(lambda: pid not in _ours(LINGER_LEFT), 60)
 
 
 def test_linger_setting_is_checked(monkeypatch):

@@ -53,7 +53,12 @@ def open_checkpoint(note: str, verifier: str):
     return parse_checkpoint(body)
 
 
-def load_signer(home: Path, env: Mapping[str, str] | None = None) -> LedgerSigner:
+def load_signer(
+    home: Path, env: Mapping[str, str] | None = None, *, create: bool = True
+) -> LedgerSigner:
+    """The ledger signing key: NSDX_LEDGER_KEY, else ``home``/ledger.key, generated there
+    when missing — unless ``create`` is false (commands that only read): then a missing key
+    is an error that says where it looked."""
     env = os.environ if env is None else env
     text = env.get("NSDX_LEDGER_KEY")
     where = "NSDX_LEDGER_KEY"
@@ -63,6 +68,12 @@ def load_signer(home: Path, env: Mapping[str, str] | None = None) -> LedgerSigne
         where = str(path)
         if path.exists():
             text = path.read_text().strip()
+        elif not create:
+            raise LedgerKeyError(
+                f"no ledger signing key: {path} does not exist and NSDX_LEDGER_KEY is not set",
+                hint="run nsdx where the deployment's state is (set NSDX_HOME to it), or set "
+                "NSDX_LEDGER_KEY; a command that writes to the exchange creates the key",
+            )
         else:
             origin = env.get("NSDX_LEDGER_ORIGIN") or DEFAULT_ORIGIN
             text, _ = _generate(origin)

@@ -13,10 +13,11 @@ from .render import echo_json, table
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _accounts():
+def _accounts(read_only: bool = False):
+    """Accounts of this deployment; ``read_only``: it must exist, nothing is created."""
     from nsdx.core import Nsdx
 
-    return Nsdx().accounts
+    return Nsdx(read_only=read_only).accounts
 
 
 # -- users ------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def user_password(name: str, password_stdin: bool) -> None:
 @json_option
 def user_list(as_json: bool) -> None:
     """Every user with their flags."""
-    users = _accounts().users()
+    users = _accounts(read_only=True).users()
     if as_json:
         echo_json(users)
         return
@@ -128,7 +129,7 @@ def user_list(as_json: bool) -> None:
 @json_option
 def user_show(name: str, as_json: bool) -> None:
     """One user with their organisations and roles."""
-    u = _accounts().user(name)
+    u = _accounts(read_only=True).user(name)
     if as_json:
         echo_json(u)
         return
@@ -163,7 +164,7 @@ def org_list(as_json: bool) -> None:
     """Every organisation with its dataset count."""
     from catalogue.auth import SYSTEM
 
-    orgs = _accounts().orgs(SYSTEM)
+    orgs = _accounts(read_only=True).orgs(SYSTEM)
     if as_json:
         echo_json(orgs)
         return
@@ -208,7 +209,7 @@ def org_members(org_name: str, as_json: bool) -> None:
     """The members of ORG and their roles."""
     from catalogue.auth import SYSTEM
 
-    o = _accounts().org_show(org_name, SYSTEM)
+    o = _accounts(read_only=True).org_show(org_name, SYSTEM)
     if as_json:
         echo_json(o["users"])
         return
@@ -241,7 +242,7 @@ def token_create(user_name: str, expires: float | None, name: str) -> None:
 @json_option
 def token_list(user_name: str | None, as_json: bool) -> None:
     """Tokens (never their secrets) with status active, expired or revoked."""
-    tokens = _accounts().tokens(user_name)
+    tokens = _accounts(read_only=True).tokens(user_name)
     if as_json:
         echo_json(tokens)
         return

@@ -13,10 +13,12 @@ from .render import arrow_out, echo_json, human_bytes, stderr_console, table
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-def _nx():
+def _nx(read_only: bool = False):
+    """The service root; ``read_only`` for commands that only read: a missing deployment is
+    an error that says where nsdx looked, and nothing is created."""
     from nsdx.core import Nsdx
 
-    return Nsdx()
+    return Nsdx(read_only=read_only)
 
 
 class _IngestProgress:
@@ -175,7 +177,7 @@ def datasets() -> None:
 @click.option("--declared", is_flag=True, help="List datasets.yaml instead of the catalogue.")
 def datasets_list(as_json: bool, declared: bool) -> None:
     """Every dataset in the catalogue with its current version."""
-    nx = _nx()
+    nx = _nx(read_only=not declared)
     if declared:
         specs = nx.specs()
         if as_json:
@@ -219,7 +221,7 @@ def datasets_show(name: str, as_json: bool) -> None:
     """One dataset: metadata, versions, tables, schema and quality."""
     from catalogue.errors import DatasetNotFound
 
-    nx = _nx()
+    nx = _nx(read_only=True)
     try:
         p = nx.dataset(name)
     except DatasetNotFound as e:
@@ -329,7 +331,7 @@ def query(
 
         tbl = run_query(connect_remote(remote, token), sql, max_rows=max_rows)
     else:
-        tbl = _nx().query(sql, max_rows=max_rows)
+        tbl = _nx(read_only=True).query(sql, max_rows=max_rows)
     arrow_out(tbl, fmt, output)
 
 

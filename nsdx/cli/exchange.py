@@ -32,10 +32,16 @@ def _actor_options(f):
     return f
 
 
-def _ex():
+def _ex(read_only: bool = False, existing: bool = False):
+    """The exchange core. ``read_only`` (listings, proofs, verification): the deployment must
+    exist and no key is generated; ``existing`` (signing a checkpoint, a rewards report):
+    it must exist, the ledger key may be generated."""
     from nsdx.core import Nsdx
 
-    return Nsdx().exchange
+    nx = Nsdx(read_only=read_only)
+    if existing:
+        nx.require_state()
+    return nx.exchange
 
 
 def _actor(ex, as_org: str | None, user: str | None, *, write: bool = True):
@@ -53,7 +59,7 @@ def _actor(ex, as_org: str | None, user: str | None, *, write: bool = True):
 
 def _ex_actor(as_org: str | None, user: str | None, *, write: bool = True):
     """The exchange core and who acts in it (see :func:`_actor`)."""
-    ex = _ex()
+    ex = _ex(read_only=not write)
     return ex, _actor(ex, as_org, user, write=write)
 
 
@@ -565,7 +571,7 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
     """
     from exchange.ledger.verify import verify_with_state
 
-    ex = _ex()
+    ex = _ex(read_only=True)
     state = Path(state_file) if state_file else ex.home / "audit" / "verified-checkpoint.txt"
     external = [Path(p).read_text(encoding="utf-8") for p in checkpoint_files]
     res = verify_with_state(ex.ledger, pubkey or ex.signer.verifier_key, kept=external, state=state)
@@ -611,7 +617,7 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
 @json_option
 def proof(index, size1, size2, size, as_json):
     """Inclusion (--index N) or consistency (--from A --to B) proof; hashes in base64."""
-    ex = _ex()
+    ex = _ex(read_only=True)
     if index is not None:
         r = ex.ledger.inclusion(index, size)
     elif size1 is not None:
@@ -639,7 +645,7 @@ def proof(index, size1, size2, size, as_json):
 @audit.command("pubkey")
 def pubkey():
     """The checkpoint verifier key (C2SP signed-note form: name+keyid+base64 key)."""
-    ex = _ex()
+    ex = _ex(read_only=True)
     click.echo(ex.signer.verifier_key)
     _note_key(ex)
 
@@ -648,7 +654,7 @@ def pubkey():
 @json_option
 def checkpoint(as_json):
     """Sign the current ledger head (if new) and print the signed checkpoint note."""
-    ex = _ex()
+    ex = _ex(existing=True)
     cp = ex.ledger.checkpoint()
     if as_json:
         echo_json(cp.to_dict())
@@ -660,7 +666,7 @@ def checkpoint(as_json):
 @json_option
 def checkpoints(as_json):
     """Every signed checkpoint (tree size, root)."""
-    ex = _ex()
+    ex = _ex(read_only=True)
     cps = ex.ledger.checkpoints()
     if as_json:
         echo_json([c.to_dict() for c in cps])
@@ -674,7 +680,7 @@ def checkpoints(as_json):
 @click.argument("index", type=int)
 def entry(index):
     """One ledger entry (payload and leaf hash) as JSON."""
-    echo_json(_ex().ledger.entry(index))
+    echo_json(_ex(read_only=True).ledger.entry(index))
 
 
 def _report(ex, year, policy_path, at):
@@ -709,10 +715,12 @@ _at_opt = click.option(
 @json_option
 def rewards(year, policy_path, at, as_csv, as_json):
     """Data-transaction rewards of YEAR: per enterprise and per transaction, with reasons."""
-    ex = _ex()
+    ex = _ex(existing=True)
     rep = _report(ex, year, policy_path, at)
     if as_json:
-        click.echo(json.dumps(rep, ensure_ascii=False, indent=2, sort_keys=True))
+        from catalogue.jsonout import dumps
+
+        click.echo(dumps(rep, indent=2, sort_keys=True))
         return
     if as_csv:
         from exchange.reports import rewards_csv
@@ -786,7 +794,7 @@ def flags(policy_path, at, as_json):
     """Suspected wash trades: cycles, mirrored trades, split trades."""
     from exchange.reports import wash_flags
 
-    ex = _ex()
+    ex = _ex(read_only=True)
     res = wash_flags(ex, policy_path=policy_path, tree_size=at)
     if as_json:
         echo_json(res)
@@ -811,7 +819,7 @@ def report(year, out, policy_path, at, as_json):
     """Yearly summary for officials: CSV, Parquet, JSON and an HTML report with charts."""
     from exchange.reports import write_yearly_report
 
-    ex = _ex()
+    ex = _ex(existing=True)
     files = write_yearly_report(ex, year, Path(out), policy_path=policy_path, tree_size=at)
     if as_json:
         echo_json({"files": [str(f) for f in files]})

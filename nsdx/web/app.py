@@ -10,7 +10,8 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from nsdx.core import Nsdx, jobs_mode
@@ -95,11 +96,14 @@ def create_app(
         "Action API, DCAT-AP and the portal.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served below from installed files, not from a CDN
+        redoc_url=None,
     )
     app.state.nsdx = state
     errors.install(app)  # one error shape per surface; nothing escapes as a bare 500
     for r in ROUTERS:
         app.include_router(r)
+    _api_docs(app)
     errorpages.install(app)
     # outermost last: the language is known before the CSRF check answers in it
     app.add_middleware(
@@ -112,3 +116,51 @@ def create_app(
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
+
+
+# Swagger UI and ReDoc as the fastapi-offline package ships them: FastAPI's own pages load
+# their scripts, styles and fonts from CDNs and stay blank on a machine without internet.
+API_DOCS_ASSETS = "/static/api-docs"
+
+
+def _api_docs(app: FastAPI) -> None:
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import (
+        get_redoc_html,
+        get_swagger_ui_html,
+        get_swagger_ui_oauth2_redirect_html,
+    )
+
+    assets = Path(str(files("fastapi_offline") / "static"))
+    app.mount(API_DOCS_ASSETS, StaticFiles(directory=str(assets)), name="api-docs")
+    redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="nsdx API — Swagger UI",
+            oauth2_redirect_url=f"{root}{redirect}",
+            swagger_js_url=f"{root}{API_DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{API_DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{API_DOCS_ASSETS}/favicon.png",
+            # no badge image from the public validator
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get(redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title="nsdx API — ReDoc",
+            redoc_js_url=f"{root}{API_DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{API_DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )

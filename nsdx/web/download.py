@@ -104,9 +104,9 @@ def authorize(request: Request, principal: Principal, t: dl.DownloadTable) -> Li
     return grants.found
 
 
-def _principal_of(request: Request, t: dl.DownloadTable) -> tuple[Principal, str | None]:
-    """The caller, and the channel: from a signed URL (``"signed-url"``), a token
-    (``"download"``), or anonymous (None)."""
+def _principal_of(request: Request, t: dl.DownloadTable | None) -> tuple[Principal, str | None]:
+    """The caller, and the channel: from a signed URL (``"signed-url"``; ``t`` is then
+    needed), a token (``"download"``), or anonymous (None)."""
     st = state_of(request)
     q = request.query_params
     if any(k in q for k in dl.SIGNED_PARAMS):
@@ -155,6 +155,10 @@ def _serve_file(
     store = state_of(request).nx.store
     headers = _headers(t, f, "parquet")
     if store.url.startswith("s3://"):
+        if f.bytes:  # the manifest knows the size: a bad range is answered here, in JSON
+            bad = _bad_range(request.headers.get("range"), f.bytes)
+            if bad is not None:
+                return bad
         seconds = PRESIGN_SECONDS
         if url_expires is not None:
             seconds = max(1, min(seconds, url_expires - int(datetime.now(UTC).timestamp())))
@@ -226,31 +230,41 @@ def _bad_range(header: str | None, size: int) -> Response | None:
     return None
 
 
+def _decide(request: Request, name: str, version: str, table: str):
+    """The table asked for and until when the answer may be used (unix seconds; None: no
+    limit), once the caller is allowed (one thread hop for every check of a request)."""
+    st = state_of(request)
+    signed = any(k in request.query_params for k in dl.SIGNED_PARAMS)
+    # a bad, expired or revoked token is refused (403) before anything is looked up
+    caller = None if signed else _principal_of(request, None)
+    t = dl.resolve(st.cat, name, version, table)
+    principal, channel = caller or _principal_of(request, t)  # a bad signature: refused
+    if t.open:
+        return t, None
+    url_expires = None
+    grant = authorize(request, principal, t)
+    if channel == "signed-url":
+        url_expires = int(request.query_params["e"])
+    if grant is not None:
+        until = grant.expires.replace(tzinfo=UTC).timestamp()
+        url_expires = int(min(url_expires or until, until))
+        if channel == "download":  # a signed URL was recorded when it was issued
+            record_download(
+                _exchange(request),
+                grant,
+                t,
+                user=principal.name or "?",
+                channel=channel,
+                url_expires=_now() + timedelta(seconds=dl.DEFAULT_URL_TTL),
+            )
+    return t, url_expires
+
+
 async def _answer(request: Request, name: str, version: str, table: str, fmt: str, part=None):
     head = request.method == "HEAD"
     st = state_of(request)
     try:
-        t = await run_in_threadpool(dl.resolve, st.cat, name, version, table)
-        principal, channel = await run_in_threadpool(_principal_of, request, t)
-        url_expires = None
-        grant = None
-        if not t.open:
-            grant = await run_in_threadpool(authorize, request, principal, t)
-            if channel == "signed-url":
-                url_expires = int(request.query_params["e"])
-            if grant is not None:
-                until = grant.expires.replace(tzinfo=UTC).timestamp()
-                url_expires = int(min(url_expires or until, until))
-                if channel == "download":  # a signed URL was recorded when it was issued
-                    await run_in_threadpool(
-                        record_download,
-                        _exchange(request),
-                        grant,
-                        t,
-                        user=principal.name or "?",
-                        channel=channel,
-                        url_expires=_now() + timedelta(seconds=dl.DEFAULT_URL_TTL),
-                    )
+        t, url_expires = await run_in_threadpool(_decide, request, name, version, table)
         if fmt == "parquet":
             if part is not None:
                 f = t.file(part)
