@@ -433,7 +433,7 @@ def test_buyer_journey_offer_order_payment_grant_profile_console_refund(tab, sit
     ledger = site.nx.exchange.ledger
     # bob, of an AI firm, finds the restricted dataset and its offer
     assert sign_in(page, portal, "bob", next_="/dataset/nansha-taxi-trips") == 200
-    assert text_of(page, "#offers .price") == "¥1200.00"
+    assert text_of(page, "#offers .price") == "¥1,200.00"  # the one price format
     assert "90 天" in text_of(page, "#offers")
     assert axe_violations(page) == []
     page.screenshot(shots / "buyer-offer.png")
@@ -549,7 +549,7 @@ def test_dataset_page_preview_downloads_snippets_versions(tab, site, shots):
     assert page.goto(portal + "/dataset/nansha-taxi-trips") == 200
     assert page.eval("document.querySelector('.preview-table')") is None
     assert "restricted" in text_of(page, ".preview")
-    assert text_of(page, "#offers .price") == "¥1200.00"
+    assert text_of(page, "#offers .price") == "¥1,200.00"
 
 
 def test_seller_creates_and_withdraws_an_offer_with_bad_input_kept(tab, site):
