@@ -92,7 +92,7 @@ def spec_for_upload(cat: Catalogue, dataset: str, path: str, fmt: str, options: 
             ),
             attribution=ds.attribution,
             source_url=ds.url,
-            price_cny=ds.price_cny,
+            price_fen=ds.price_fen,
             extras=dict(ds.extras or {}),
         )
 

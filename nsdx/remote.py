@@ -82,13 +82,15 @@ def connect_remote(url: str, token: str | None = None) -> duckdb.DuckDBPyConnect
         immutable_files(con)
         load_httpfs(con)
         con.execute("SET enable_http_metadata_cache = true")  # the same: sizes never change
-        sources = []
+        current, versions = [], []
         for t in body["tables"]:
             files = tuple(t["parquet"])
-            sources.append(ViewSource(t["schema"], t["version_view"], files))
+            versions.append(ViewSource(t["schema"], t["version_view"], files))
             if t.get("current"):
-                sources.append(ViewSource(t["schema"], t["view"], files))
-        add_views(con, sources)
+                current.append(ViewSource(t["schema"], t["view"], files))
+        # version views last, as in the local connection: a dataset whose name ends in
+        # "--v<N>" cannot take over another dataset's "<view>__v<N>"
+        add_views(con, current + versions)
     except BaseException:
         con.close()
         raise

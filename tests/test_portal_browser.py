@@ -431,7 +431,7 @@ def test_buyer_journey_offer_order_payment_grant_profile_console_refund(tab, sit
     ledger = site.nx.exchange.ledger
     # bob, of an AI firm, finds the restricted dataset and its offer
     assert sign_in(page, portal, "bob", next_="/dataset/nansha-taxi-trips") == 200
-    assert text_of(page, "#offers .price") == "¥1200.00"
+    assert text_of(page, "#offers .price") == "¥1,200.00"  # the one price format
     assert "90 天" in text_of(page, "#offers")
     assert axe_violations(page) == []
     page.screenshot(shots / "buyer-offer.png")

@@ -175,6 +175,8 @@ async def order_step(order_id: str, step: str, request: Request):
             ex,
             actor,
             order_id,
+            # the figure on the button the seller pressed (the order's amount, stated)
+            amount=str(form.get("amount") or "")[:40] or None,
             reference=str(form.get("reference") or "")[:200],
             paid_on=str(form.get("paid_on") or "") or None,
         ),
