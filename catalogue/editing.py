@@ -9,7 +9,6 @@ link resources.
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections.abc import Mapping
@@ -18,6 +17,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+from validation.money import InvalidAmount, to_fen
 
 from .access import ANONYMOUS, NO_GRANTS, DatasetFacts, Grants, require_see, see_clause
 from .auth import NAME_RE, InvalidInput, NotAuthorized, ObjectNotFound, Principal
@@ -400,17 +401,14 @@ class Packages:
         domain = _str(extras.get("domain") or (None if creating else ds.domain) or DEFAULT_DOMAIN)
         if not re.match(r"^[a-z][a-z0-9-]*$", domain):
             errors["domain"] = ["Must be lower-case words joined by '-'"]
-        price = extras.get("price_cny", None if creating else ds.price_cny)
-        if price not in (None, ""):
-            try:
-                price = float(price)
-            except (TypeError, ValueError):
-                errors["price_cny"] = ["Must be a number"]
-            else:
-                if not math.isfinite(price) or price < 0:
-                    errors["price_cny"] = ["Must be a finite number, 0 or more"]
-        else:
+        price = None if creating else ds.price_fen
+        if "price_cny" in extras:
             price = None
+            if extras["price_cny"] not in (None, ""):
+                try:  # a JSON number (99.5) or a string ("280000.00"): exact, whole fen
+                    price = to_fen(extras["price_cny"], what="price_cny", floats=True)
+                except InvalidAmount as e:
+                    errors["price_cny"] = [e.message]
         tags = self._tags(data, errors)
         state = data.get("state") or "active"
         if state not in ("active", "draft"):
@@ -441,7 +439,7 @@ class Packages:
         ds.title_en = _str(extras.get("title_en")) or None
         ds.notes_en = _str(extras.get("notes_en")) or None
         ds.attribution = _str(extras.get("attribution")) or None
-        ds.price_cny = price
+        ds.price_fen = price
         ds.extras = {k: v for k, v in extras.items() if k not in COLUMN_EXTRAS + COMPUTED_EXTRAS}
         # a sysadmin loading or harvesting a dataset published elsewhere keeps what the
         # origin published (versions, rows, quality...) with it; nobody else can claim them

@@ -92,7 +92,7 @@ def spec_for_upload(cat: Catalogue, dataset: str, path: str, fmt: str, options: 
             ),
             attribution=ds.attribution,
             source_url=ds.url,
-            price_cny=ds.price_cny,
+            price_fen=ds.price_fen,
             extras=dict(ds.extras or {}),
         )
 
@@ -194,6 +194,19 @@ class Jobs:
             if j is None or not self._may_see(s, j, principal):
                 raise ObjectNotFound("job", job_id)
             return job_dict(j)
+
+    def submitted_by(self, principal: Principal, *, limit: int = 50) -> list[dict]:
+        """The newest jobs ``principal`` submitted (the provider's own uploads)."""
+        if principal.user_id is None:
+            return []
+        with self.cat.Session() as s:
+            rows = s.scalars(
+                select(Job)
+                .where(Job.user_id == principal.user_id)
+                .order_by(Job.created.desc())
+                .limit(max(1, min(limit, 500)))
+            )
+            return [job_dict(j) for j in rows]
 
     @staticmethod
     def _may_see(s, j: Job, p: Principal) -> bool:

@@ -73,7 +73,7 @@ class Dataset(Base):
     author: Mapped[str | None] = mapped_column(String(300))
     url: Mapped[str | None] = mapped_column(String(1000))  # source / landing page
     attribution: Mapped[str | None] = mapped_column(Text)
-    price_cny: Mapped[float | None] = mapped_column(Float)
+    price_fen: Mapped[int | None] = mapped_column(BigInteger)  # list price, fen (validation.money)
     current_version: Mapped[int | None] = mapped_column(Integer)
     extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metadata_created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -209,30 +209,19 @@ class QueryStorageError(QueryError):
 def queryable_tables(cat: Catalogue) -> dict[tuple[str, str], QueryableTable]:
     """Every view of the current published versions (drafts' too: their organisation
     reads them), keyed by ``(schema, name)``."""
-    from sqlalchemy import select
-
-    from .models import Dataset
-
-    tables = cat.published_tables()
-    with cat.Session() as s:
-        rows = {
-            ds.name: (DatasetFacts.of(ds), ds.current_version or 0)
-            for ds in s.scalars(
-                select(Dataset).where(Dataset.name.in_({t.dataset for t in tables}))
-            )
-        }
     out: dict[tuple[str, str], QueryableTable] = {}
-    for t in tables:
-        facts, version = rows[t.dataset]
-        key = (t.view_schema.lower(), t.view_name.lower())
-        before = out.get(key)
-        if before is not None and before.facts.id != facts.id:
-            # two datasets on one view (a database from before names were checked): serve
-            # neither, never the later one in the earlier one's place
-            claimants = tuple(sorted({*before.claimants, before.table.dataset, t.dataset}))
-            out[key] = QueryableTable(before.table, before.facts, before.version, claimants)
-            continue
-        out[key] = QueryableTable(t, facts, version)
+    with cat.Session() as s:  # one query: the tables and their datasets' facts together
+        for ds, t in cat.published_tables_in(s):
+            facts, version = DatasetFacts.of(ds), ds.current_version or 0
+            key = (t.view_schema.lower(), t.view_name.lower())
+            before = out.get(key)
+            if before is not None and before.facts.id != facts.id:
+                # two datasets on one view (a database from before names were checked):
+                # serve neither, never the later one in the earlier one's place
+                claimants = tuple(sorted({*before.claimants, before.table.dataset, t.dataset}))
+                out[key] = QueryableTable(before.table, before.facts, before.version, claimants)
+                continue
+            out[key] = QueryableTable(t, facts, version)
     return out
 
 

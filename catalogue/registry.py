@@ -13,6 +13,8 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from validation.money import cny
+
 from .access import ANONYMOUS, see_clause
 from .db import make_engine, sessions
 from .errors import CatalogueError, DatasetNotFound
@@ -149,7 +151,7 @@ class Catalogue:
         ds.organization = org
         ds.attribution = spec.attribution
         ds.url = spec.source_url
-        ds.price_cny = spec.price_cny
+        ds.price_fen = spec.price_fen
         ds.state = "active"
         ds.extras = {**(ds.extras or {}), **{str(k): v for k, v in spec.extras.items()}}
         want = list(dict.fromkeys(spec.tags))
@@ -341,6 +343,22 @@ class Catalogue:
         with self.Session.begin() as s:
             self.upsert_from_spec(s, spec)
 
+    def version_history(self, name: str) -> list[dict]:
+        """Every published version of ``name``, newest first: number, when, rows, bytes,
+        quality score (callers check read access first, e.g. with ``Packages.show``)."""
+        with self.Session() as s:
+            ds = find_dataset(s, name)
+            return [
+                {
+                    "number": v.number,
+                    "created": v.created.isoformat(timespec="seconds"),
+                    "row_count": v.row_count,
+                    "bytes": v.bytes,
+                    "quality_score": v.quality_score,
+                }
+                for v in sorted(ds.versions, key=lambda v: -v.number)
+            ]
+
     def package(self, name: str) -> dict:
         from .editing import render_packages  # the one renderer, link resources included
 
@@ -364,21 +382,28 @@ class Catalogue:
     def published_tables(self) -> list[PublishedTable]:
         """The tables of every current version, drafts' included (not deleted datasets')."""
         with self.Session() as s:
-            rows = s.execute(
-                select(Dataset, Version)
-                .join(
-                    Version,
-                    (Version.dataset_id == Dataset.id)
-                    & (Version.number == Dataset.current_version),
-                )
-                .where(Dataset.state != "deleted")  # who reads which: catalogue.access
-                .options(selectinload(Dataset.organization))
-                .order_by(Dataset.name)
-            ).all()
-            out = []
-            for ds, ver in rows:
-                for r in ver.resources:
-                    out.append(
+            return [t for _, t in self.published_tables_in(s)]
+
+    @staticmethod
+    def published_tables_in(s: Session) -> list[tuple[Dataset, PublishedTable]]:
+        """:meth:`published_tables` with the dataset row of each, in one query of session
+        ``s`` (the query API reads the access facts from the same rows)."""
+        rows = s.execute(
+            select(Dataset, Version)
+            .join(
+                Version,
+                (Version.dataset_id == Dataset.id) & (Version.number == Dataset.current_version),
+            )
+            .where(Dataset.state != "deleted")  # who reads which: catalogue.access
+            .options(selectinload(Dataset.organization), selectinload(Version.resources))
+            .order_by(Dataset.name)
+        ).all()
+        out = []
+        for ds, ver in rows:
+            for r in ver.resources:
+                out.append(
+                    (
+                        ds,
                         PublishedTable(
                             dataset=ds.name,
                             domain=ds.domain,
@@ -386,9 +411,10 @@ class Catalogue:
                             uris=tuple(f["key"] for f in r.files),
                             access=ds.access,
                             organization=ds.organization.name if ds.organization else None,
-                        )
+                        ),
                     )
-            return out
+                )
+        return out
 
 
 def _described(schema: list[dict], spec, table: str) -> list[dict]:
@@ -522,7 +548,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         "row_count": ver.row_count if ver else origin.get("row_count"),
         "bytes": ver.bytes if ver else origin.get("bytes"),
         "quality_score": ver.quality_score if ver else origin.get("quality_score"),
-        "price_cny": ds.price_cny,
+        "price_cny": cny(ds.price_fen) if ds.price_fen is not None else None,
     }
     return {
         "id": ds.id,

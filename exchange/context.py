@@ -10,14 +10,22 @@ the ledger has one writer); every surface (CLI, HTTP API, demo) calls :mod:`exch
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 
 from .errors import LedgerKeyError
 from .ledger.keys import LedgerSigner, load_signer
 from .ledger.store import LedgerStore
+from .rules import TradeRules, load_rules
+
+
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
 
 
 class Exchange:
@@ -29,6 +37,7 @@ class Exchange:
         home: Path | str = ".nsdx",
         pii_key: bytes | None = None,
         signer: LedgerSigner | None = None,
+        rules: TradeRules | None = None,
         create_keys: bool = True,
     ) -> None:
         self.catalogue = catalogue
@@ -37,6 +46,9 @@ class Exchange:
         self.home = Path(home)
         self.pii_key = pii_key
         self._signer = signer
+        self._rules = rules
+        #: The server's clock for the dates of orders, payments and refunds (UTC).
+        self.today: Callable[[], date] = _utc_today
         self.create_keys = create_keys  # false: a missing ledger key is not generated
 
     @cached_property
@@ -51,6 +63,21 @@ class Exchange:
             return LedgerStore(self.engine, self.signer)
         except LedgerKeyError:
             return LedgerStore(self.engine, None)
+
+    @cached_property
+    def rules(self) -> TradeRules:
+        """The trade rules (dates, amounts, lengths): ``exchange/policy/trade.yaml`` or
+        the file in NSDX_TRADE_POLICY."""
+        return self._rules or load_rules()
+
+    def on_day(self, day: date) -> Exchange:
+        """The same exchange (same ledger, same database) whose clock says ``day``: for
+        replaying a dated history in the Python API (``nsdx exchange demo``). Neither the
+        CLI nor the HTTP API lets a caller set the clock."""
+        self.ledger  # noqa: B018 - built once, shared by the copy
+        other = copy.copy(self)
+        other.today = lambda: day
+        return other
 
     def fingerprint(self, value: str | None) -> str | None:
         """A keyed fingerprint of a contact detail (phone, bank account): the ledger keeps

@@ -48,21 +48,26 @@ FIRMS = [
      "广州市南沙区金隆路26号", "020-39001122", True, "9"),
 ]  # fmt: skip
 
-# data products of the AI firms (catalogue entries the demo adds if missing)
+# data products of the AI firms (catalogue entries the demo adds if missing), list price fen
 PRODUCTS = [
-    ("zhixing-congestion-forecast", "南沙道路拥堵预测数据产品", "nansha-zhixing-ai"),
-    ("haiyun-port-logistics-index", "南沙港物流指数数据产品", "nansha-haiyun-data"),
-    ("lingang-demand-heatmap", "临港出行需求热力数据产品", "lingang-insight"),
+    ("zhixing-congestion-forecast", "南沙道路拥堵预测数据产品", "nansha-zhixing-ai", 50_000_000),
+    ("haiyun-port-logistics-index", "南沙港物流指数数据产品", "nansha-haiyun-data", 50_000_000),
+    ("lingang-demand-heatmap", "临港出行需求热力数据产品", "lingang-insight", 50_000_000),
 ]
+# the list prices of datasets.yaml, for a deployment where they were not ingested
+RIDE, DRONE = ("nansha-ride-hailing-orders", 28_000_000), ("nansha-drone-flight-logs", 15_000_000)
 
 
 def _code(division: str, org8: str, authority: str) -> str:
     return credit_code.make(division, org8, authority=authority, category="1")
 
 
-def _ensure_dataset(ex: Exchange, name: str, title: str, org: str) -> None:
+def _ensure_dataset(ex: Exchange, name: str, title: str, org: str, price_fen: int) -> None:
     with ex.catalogue.Session.begin() as s:
-        if s.scalar(select(Dataset.id).where(Dataset.name == name)):
+        ds = s.scalar(select(Dataset).where(Dataset.name == name))
+        if ds is not None:
+            if ds.price_fen is None:
+                ds.price_fen = price_fen
             return
         o = ex.catalogue.ensure_organization(s, org)
         s.add(
@@ -72,6 +77,7 @@ def _ensure_dataset(ex: Exchange, name: str, title: str, org: str) -> None:
                 domain="transport",
                 access="restricted",
                 organization_id=o.id,
+                price_fen=price_fen,
                 extras={"demo": True},
             )
         )
@@ -129,19 +135,19 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
             in_nansha=nansha,
             create_org=True,
         )
-    _ensure_dataset(
-        ex, "nansha-ride-hailing-orders", "南沙网约车订单数据", "nansha-transport-bureau"
-    )
-    _ensure_dataset(ex, "nansha-drone-flight-logs", "南沙无人机飞行日志", "nansha-drone-operator")
-    for name, title, org in PRODUCTS:
-        _ensure_dataset(ex, name, title, org)
+    _ensure_dataset(ex, RIDE[0], "南沙网约车订单数据", "nansha-transport-bureau", RIDE[1])
+    _ensure_dataset(ex, DRONE[0], "南沙无人机飞行日志", "nansha-drone-operator", DRONE[1])
+    for name, title, org, price_fen in PRODUCTS:
+        _ensure_dataset(ex, name, title, org, price_fen)
+    # The demo replays a past year: each step runs on an exchange whose clock says the
+    # step's day (the trade rules accept only today's date, or a few days back).
+    new_year = ex.on_day(date(y, 1, 1))
 
-    def offer(ds: str, seller: str, price: str) -> str:
+    def offer(ds: str, seller: str) -> str:  # at the dataset's list price
         r = trade.create_offer(
-            ex,
+            new_year,
             Actor.for_org(seller, name=f"demo:{seller}"),
             ds,
-            price=price,
             licence_terms="仅限买方内部研发使用，不得转售 (internal R&D use only, no resale)",
             term_start=date(y, 1, 1),
             term_end=date(y + 1, 12, 31),
@@ -151,9 +157,9 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
         )
         return r["id"]
 
-    ride = offer("nansha-ride-hailing-orders", "nansha-transport-bureau", "280000")
-    drone = offer("nansha-drone-flight-logs", "nansha-drone-operator", "150000")
-    products = {name: offer(name, org, "500000") for name, _, org in PRODUCTS}
+    ride = offer(RIDE[0], "nansha-transport-bureau")
+    drone = offer(DRONE[0], "nansha-drone-operator")
+    products = {name: offer(name, org) for name, _, org, _ in PRODUCTS}
     n = [0]
 
     def buy(offer_id, buyer, seller, when, amount=None, refund_on=None, deliver=True):
@@ -162,16 +168,17 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
             Actor.for_org(buyer, name=f"demo:{buyer}"),
             Actor.for_org(seller, name=f"demo:{seller}"),
         )
+        day = ex.on_day(when)
         o = trade.place_order(
-            ex,
+            day,
             b,
             offer_id,
             buyer=buyer,
             amount=amount,
             contract_no=f"{MARK}{y}-{n[0]:03d}",
-            on=when,
         )
-        trade.confirm_payment(ex, s_, o["id"], reference=f"DEMO{y}{n[0]:04d}", paid_on=when)
+        # a negotiated contract value is confirmed with the amount stated
+        trade.confirm_payment(day, s_, o["id"], amount=amount, reference=f"DEMO{y}{n[0]:04d}")
         trade.grant_access(ex, s_, o["id"])
         if deliver and ex.store is not None:
             try:
@@ -179,8 +186,8 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
             except ExchangeError:
                 pass  # dataset not published in this deployment: no files to deliver
         if refund_on:
-            trade.refund(ex, s_, o["id"], reason="数据质量不符合合同约定 (quality below contract)",
-                         refunded_on=refund_on)  # fmt: skip
+            trade.refund(ex.on_day(refund_on), s_, o["id"],
+                         reason="数据质量不符合合同约定 (quality below contract)")  # fmt: skip
         return o["id"]
 
     T, D = "nansha-transport-bureau", "nansha-drone-operator"

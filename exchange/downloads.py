@@ -17,17 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from catalogue.auth import Principal
 from catalogue.downloads import DownloadTable
 
 from .context import Exchange
+from .deliveries import record_delivery_once
 from .grants import live_grant
-from .models import Delivery, Grant, Order
 
-CHANNELS = ("download", "signed-url")
+CHANNELS = ("download", "signed-url")  # of exchange.deliveries.CHANNELS
 
 
 def _now() -> datetime:
@@ -53,16 +50,6 @@ def buyer_grant(ex: Exchange, principal: Principal, t: DownloadTable) -> LiveGra
         return LiveGrant(g.id, g.order_id, g.expires) if g is not None else None
 
 
-def _already_delivered(s: Session, grant_id: str, version: int, keys: list[str]) -> bool:
-    want = set(keys)
-    return any(
-        want <= set(d.keys or [])
-        for d in s.scalars(
-            select(Delivery).where(Delivery.grant_id == grant_id, Delivery.version == version)
-        )
-    )
-
-
 def record_download(
     ex: Exchange,
     grant: LiveGrant,
@@ -74,45 +61,21 @@ def record_download(
 ) -> int | None:
     """Record the delivery of table ``t`` to ``grant``'s buyer as one ``delivery.made`` event
     the first time the grant receives these files; later requests add nothing. Returns the
-    new event's ledger index, or None."""
-    from . import trade
-
-    keys = [f.key for f in t.files]
-    with ex.catalogue.Session() as s:
-        if _already_delivered(s, grant.id, t.version, keys):
-            return None
-    with ex.ledger.transaction() as s:
-        if _already_delivered(s, grant.id, t.version, keys):
-            return None
-        g = s.get(Grant, grant.id)
-        order = s.get(Order, g.order_id)
-        dl = Delivery(
-            grant_id=g.id, order_id=order.id, version=t.version, keys=keys, url_expires=url_expires
-        )
-        s.add(dl)
-        if order.status == "granted":
-            order.status = "delivered"
-        s.flush()
-        a = trade._commit_event(
-            ex,
-            s,
-            "delivery.made",
-            {
-                "actor": user,
-                "order": order.id,
-                "grant": g.id,
-                "delivery": dl.id,
-                "dataset": t.dataset,
-                "version": t.version,
-                "table": t.table,
-                "keys": keys,
-                "files": [{"name": f.name, "sha256": f.sha256, "bytes": f.bytes} for f in t.files],
-                "channel": channel,
-                "url_expires": url_expires.isoformat(timespec="seconds"),
-            },
-            ref=dl,
-        )
-    return ex.ledger.settle(a).index
+    new event's ledger index, or None. (The one delivery record:
+    :func:`exchange.deliveries.record_delivery_once`.)"""
+    return record_delivery_once(
+        ex,
+        grant_id=grant.id,
+        version=t.version,
+        keys=[f.key for f in t.files],
+        expires=url_expires,
+        channel=channel,
+        actor=user,
+        detail={
+            "table": t.table,
+            "files": [{"name": f.name, "sha256": f.sha256, "bytes": f.bytes} for f in t.files],
+        },
+    )
 
 
 __all__ = ["CHANNELS", "LiveGrant", "buyer_grant", "record_download"]

@@ -85,6 +85,7 @@ class Order(Base):
     # placed -> paid -> granted -> delivered; refunded from paid/granted/delivered
     status: Mapped[str] = mapped_column(String(20), default="placed", index=True)
     other_support: Mapped[bool] = mapped_column(Boolean, default=False)  # declared subsidy
+    ordered_on: Mapped[date | None] = mapped_column(Date)  # the order date (server's clock)
     ledger_index: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -118,8 +119,8 @@ class Grant(Base):
 
 
 class Delivery(Base):
-    """One delivery: the object keys handed over as presigned URLs (the URLs themselves are
-    bearer secrets and are not stored)."""
+    """One delivery (see :mod:`exchange.deliveries`): the object keys handed over (the URLs
+    themselves are bearer secrets and are not stored), through which channel, to whom."""
 
     __tablename__ = "exchange_deliveries"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
@@ -128,6 +129,8 @@ class Delivery(Base):
     version: Mapped[int | None] = mapped_column(Integer)
     keys: Mapped[list[Any]] = mapped_column(default=list)
     url_expires: Mapped[datetime] = mapped_column(DateTime)
+    channel: Mapped[str | None] = mapped_column(String(30))  # deliveries.CHANNELS
+    actor: Mapped[str | None] = mapped_column(String(200))  # who took it
     ledger_index: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

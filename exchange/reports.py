@@ -16,25 +16,28 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from validation.money import cny, to_fen
+
 from .context import Exchange
 from .history import build_history
 from .ledger.store import b64
-from .money import cny, to_fen
+from .ledger.verify import verified_events
 from .rewards.compute import compute_rewards
 from .rewards.policy import load_policy
 from .washtrade import detect
 
 
 def _checkpoint_and_events(ex: Exchange, tree_size: int | None):
-    cp = ex.ledger.get_checkpoint(tree_size) if tree_size is not None else ex.ledger.checkpoint()
-    return cp, ex.ledger.events(cp.tree_size)
+    """The checkpoint of ``tree_size`` (default: the latest signed one — a report never
+    signs or writes anything) and its entries, verified against its signed root."""
+    return verified_events(ex.ledger, lambda: ex.signer.verifier_key, tree_size)
 
 
 def rewards_report(
     ex: Exchange, year: int, *, policy_path: str | Path | None = None, tree_size: int | None = None
 ) -> dict:
     """The reward report of ``year`` from the checkpoint of ``tree_size`` (default: the
-    current head, signed first if needed)."""
+    latest signed checkpoint), computed only from entries that hash to its signed root."""
     policy = load_policy(policy_path)
     cp, events = _checkpoint_and_events(ex, tree_size)
     return compute_rewards(events, cp, policy, year)
@@ -101,10 +104,26 @@ def yearly_summary(
         r = rewards.get(org)
         e["reward_cny"] = r["reward_cny"] if r else "0.00"
         e["capped_reward_cny"] = r["capped_reward_cny"] if r else "0.00"
+    # per reason, the number of trades it excludes (a trade excluded for two related-party
+    # rules counts once under related_party); and each excluded trade with all its reasons
     excluded: dict[str, int] = defaultdict(int)
+    excluded_trades = []
     for t in in_year:
-        for r in t["excluded_because"]:
-            excluded[r["code"].split(":")[0]] += 1
+        if not t["excluded_because"]:
+            continue
+        for family in sorted({r["code"].split(":")[0] for r in t["excluded_because"]}):
+            excluded[family] += 1
+        excluded_trades.append(
+            {
+                "ledger_index": t["ledger_index"],
+                "order": t["order"],
+                "date": t["date"],
+                "seller": t["seller"],
+                "buyer": t["buyer"],
+                "amount_cny": t["amount_cny"],
+                "reasons": [r["code"] for r in t["excluded_because"]],
+            }
+        )
     return {
         "year": year,
         "checkpoint": rep["checkpoint"],
@@ -123,6 +142,7 @@ def yearly_summary(
             for _, e in sorted(by_ent.items())
         ],
         "exclusions": dict(sorted(excluded.items())),
+        "excluded_trades": excluded_trades,
         "rewards": rep["enterprises"],
         "flags": rep["flags"],
         "transactions": rep["transactions"],
@@ -235,6 +255,7 @@ def render_html(s: dict) -> str:
         for x in s["transactions"]
         if x["date"] and x["date"].startswith(str(s["year"]))
     ]
+    excluded = [{**x, "reasons": "; ".join(x["reasons"])} for x in s["excluded_trades"]]
     flags = [
         {**f, "entries": ", ".join(map(str, f["indices"])), "who": " ".join(f["parties"])}
         for f in s["flags"]
@@ -263,7 +284,10 @@ pre{{background:#f7fafc;padding:1em;font-size:12px;overflow:auto}}
 <h2>Enterprises</h2>
 {table(s["by_enterprise"], ["org", "trades", "sold_cny", "bought_cny", "reward_cny", "capped_reward_cny"])}
 <h2>Exclusions</h2>
+<p>{len(s["excluded_trades"])} trade(s) excluded; a trade excluded for several reasons is
+counted once under each.</p>
 {table([{"reason": k, "trades": v} for k, v in s["exclusions"].items()], ["reason", "trades"])}
+{table(excluded, ["ledger_index", "date", "seller", "buyer", "amount_cny", "reasons"])}
 <h2>Wash-trade flags</h2>
 {table(flags, ["kind", "entries", "who", "detail"])}
 <h2>Transactions</h2>

@@ -43,13 +43,16 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
 
 from .actors import Actor
 from .context import Exchange
-from .errors import ExchangeError, InvalidRequest
-from .grants import buyer_may_read, grant_state
-from .models import Delivery, Grant, Order
+from .deliveries import covered_version, granted_order, record_delivery, record_delivery_once
+from .errors import ExchangeError, InvalidRequest, InvalidState
+from .grants import grant_state
+from .models import Grant, Order
+from .rules import bounded_number
 
 TOKEN_PREFIX = "dsp1"
 SHARE_PREFIX = "order-"
@@ -255,17 +258,12 @@ def _tables(s: Session, ds: Dataset, ver: Version) -> list[SharedTable]:
 
 def _view(s: Session, claims: TokenClaims) -> GrantView:
     g, order = _active_grant(s, claims.grant_id)
-    ds = s.get(Dataset, g.dataset_id)
-    number = g.version if g.version is not None else (ds.current_version if ds else None)
-    if not buyer_may_read(order, ds, number):  # the catalogue's access rule
-        raise NotFound("the granted dataset no longer exists")
-    ver = (
-        s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == number))
-        if number is not None
-        else None
-    )
-    if ver is None:
-        raise NotFound(f"dataset {ds.name!r} has no published version {number}")
+    try:
+        ds, ver = covered_version(s, g, order)
+    except DatasetNotFound:
+        raise NotFound("the granted dataset no longer exists") from None
+    except InvalidState as e:
+        raise NotFound(e.message) from None
     buyer = s.get(Organization, order.buyer_id).name
     return GrantView(g, order, ds, buyer, claims, ver.number, ver.created, _tables(s, ds, ver))
 
@@ -302,50 +300,39 @@ def issue_profile(
     endpoint = endpoint.rstrip("/") + "/"
     if not endpoint.endswith("/delta-sharing/"):
         endpoint += "delta-sharing/"
-    if days is not None and days <= 0:
-        raise InvalidRequest("days must be positive")
+    days_ = None if days is None else bounded_number(days, "days", 0, ex.rules.max_access_days)
     with ex.ledger.transaction() as s:
-        order, g, now = trade._granted_order(
+        order, g, now = granted_order(
             s,
             actor,
             order_id,
             what="get a Delta Sharing profile for this order",
             needs="Delta Sharing needs",
         )
-        expires = g.expires if days is None else min(g.expires, now + timedelta(days=days))
+        expires = g.expires if days_ is None else min(g.expires, now + timedelta(days=days_))
         expires = expires.replace(microsecond=0)
         token = make_token(ex, g.id, expires)
-        ds = s.get(Dataset, order.dataset_id)
-        version = g.version if g.version is not None else ds.current_version
-        dl = Delivery(
-            grant_id=g.id, order_id=order.id, version=version, keys=[], url_expires=expires
-        )
-        s.add(dl)
-        order.status = "delivered"
-        s.flush()
-        a = trade._commit_event(
+        ds, ver = covered_version(s, g, order)
+        share, schema = share_name(order.id), ds.domain
+        a = record_delivery(
             ex,
             s,
-            "delivery.made",
-            {
-                "actor": actor.name,
-                "order": order.id,
-                "grant": g.id,
-                "delivery": dl.id,
-                "dataset": ds.name,
-                "version": version,
-                "keys": [],
-                "channel": "delta-sharing",
+            grant=g,
+            order=order,
+            version=ver.number,
+            keys=[],
+            expires=expires,
+            channel="delta-sharing",
+            actor=actor.name,
+            detail={
                 "what": "profile",
-                "share": share_name(order.id),
+                "share": share,
                 "token_fp": token_fingerprint(token.split(".")[3]),
-                "url_expires": expires.isoformat(timespec="seconds"),
             },
-            ref=dl,
+            at=now,
         )
         d = trade.order_dict(s, order)
-        share, schema = share_name(order.id), ds.domain
-        tables = [t.name for t in _tables_for(s, ds, version)]
+        tables = [t.name for t in _tables(s, ds, ver)]
     profile = {
         "shareCredentialsVersion": 1,
         "endpoint": endpoint,
@@ -362,11 +349,6 @@ def issue_profile(
             "tables": [f"{share}.{schema}.{t}" for t in tables],
         },
     )
-
-
-def _tables_for(s: Session, ds: Dataset, version: int | None) -> list[SharedTable]:
-    ver = s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == version))
-    return _tables(s, ds, ver) if ver is not None else []
 
 
 # -- listing ------------------------------------------------------------------------------
@@ -856,62 +838,23 @@ def query_table(
 # -- the ledger record of queries ---------------------------------------------------------
 
 
-def _already_delivered(s: Session, grant_id: str, version: int, keys: list[str]) -> bool:
-    want = set(keys)
-    return any(
-        want <= set(d.keys or [])
-        for d in s.scalars(
-            select(Delivery).where(Delivery.grant_id == grant_id, Delivery.version == version)
-        )
-    )
-
-
 def record_query(
     ex: Exchange, claims: TokenClaims, t: SharedTable, version: int, url_expires: datetime
 ) -> int | None:
-    """Record a served query as ``delivery.made`` the first time this grant receives these
-    files (this table at this version); later queries of the same files add nothing.
-    Returns the ledger index of a new event, or None."""
-    from . import trade
-
-    keys = [f["key"] for f in t.files]
-    with ex.catalogue.Session() as s:
-        if _already_delivered(s, claims.grant_id, version, keys):
-            return None
-    with ex.ledger.transaction() as s:
-        if _already_delivered(s, claims.grant_id, version, keys):
-            return None
-        g = s.get(Grant, claims.grant_id)
-        order = s.get(Order, g.order_id)
-        ds = s.get(Dataset, g.dataset_id)
-        dl = Delivery(
-            grant_id=g.id, order_id=order.id, version=version, keys=keys, url_expires=url_expires
-        )
-        s.add(dl)
-        if order.status == "granted":
-            order.status = "delivered"
-        s.flush()
-        a = trade._commit_event(
-            ex,
-            s,
-            "delivery.made",
-            {
-                "actor": f"delta-sharing:{token_fingerprint(claims.nonce)}",
-                "order": order.id,
-                "grant": g.id,
-                "delivery": dl.id,
-                "dataset": ds.name,
-                "version": version,
-                "keys": keys,
-                "channel": "delta-sharing",
-                "what": "query",
-                "table": t.name,
-                "token_fp": token_fingerprint(claims.nonce),
-                "url_expires": url_expires.isoformat(timespec="seconds"),
-            },
-            ref=dl,
-        )
-    return ex.ledger.settle(a).index
+    """Record a served query as ``delivery.made`` (channel ``delta-sharing``) the first time
+    this grant receives these files (this table at this version); later queries of the same
+    files add nothing. Returns the ledger index of a new event, or None."""
+    fp = token_fingerprint(claims.nonce)
+    return record_delivery_once(
+        ex,
+        grant_id=claims.grant_id,
+        version=version,
+        keys=[f["key"] for f in t.files],
+        expires=url_expires,
+        channel="delta-sharing",
+        actor=f"delta-sharing:{fp}",
+        detail={"what": "query", "table": t.name, "token_fp": fp},
+    )
 
 
 def ndjson(lines: list[dict]) -> Iterator[bytes]:

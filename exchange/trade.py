@@ -20,13 +20,14 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from catalogue.access import ANONYMOUS, DatasetFacts, Principal, may_see
-from catalogue.errors import DatasetNotFound
-from catalogue.models import Dataset, Organization, Resource, Version
+from catalogue.models import Dataset, Organization, Version
 from catalogue.registry import find_dataset
+from validation.money import cny, yuan
 
 from . import credit_code
 from .actors import BUYER_ROLES, SELLER_ROLES, Actor
 from .context import Exchange
+from .deliveries import covered_version, granted_order, record_delivery, version_keys
 from .errors import (
     EnterpriseNotFound,
     InvalidRequest,
@@ -35,27 +36,16 @@ from .errors import (
     OfferNotFound,
     OrderNotFound,
 )
-from .grants import LIVE_ORDER_STATES, SessionGrants, buyer_may_read, grant_state
+from .grants import SessionGrants
 from .ledger.store import Appended
-from .models import Delivery, Enterprise, Grant, Offer, Order, Payment, Refund
-from .money import cny, to_fen
+from .models import Enterprise, Grant, Offer, Order, Payment, Refund
+from .rules import MAX_INT32, bounded_int, bounded_text, parse_day
 
 DELIVERY_MODES = ("presigned-url", "query", "delta-sharing")
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def _day(d: date | str | None) -> date:
-    if d is None:
-        return _now().date()
-    if isinstance(d, date):
-        return d
-    try:
-        return date.fromisoformat(str(d))
-    except ValueError:
-        raise InvalidRequest(f"{d!r} is not a date", hint="write YYYY-MM-DD") from None
 
 
 def norm_text(v: str | None) -> str | None:
@@ -265,7 +255,7 @@ def create_offer(
     actor: Actor,
     dataset: str,
     *,
-    price: str | int,
+    price: str | int | None = None,
     version: int | None = None,
     licence_terms: str = "",
     term_start: date | str | None = None,
@@ -274,19 +264,35 @@ def create_offer(
     cross_border: bool = False,
     access_days: int = 365,
 ) -> dict:
-    """Offer a dataset for sale: a fixed ``version`` or ``None`` = latest during the term."""
+    """Offer a dataset for sale: a fixed ``version`` or ``None`` = latest during the term.
+    ``price`` defaults to the dataset's list price (``price_cny`` in datasets.yaml), so the
+    catalogue page, ``package_show`` and the offer show the same figure."""
+    rules = ex.rules
     if delivery_mode not in DELIVERY_MODES:
         raise InvalidRequest(
             f"delivery mode {delivery_mode!r} is not one of {', '.join(DELIVERY_MODES)}",
             delivery_mode=delivery_mode,
         )
-    price_fen = to_fen(price)
-    start = _day(term_start)
-    end = _day(term_end) if term_end else start + timedelta(days=365)
+    price_fen = None if price is None else rules.amount(price, "price", minimum=rules.min_order_fen)
+    if version is not None:
+        version = bounded_int(version, "version", 1, MAX_INT32)
+    access_days = bounded_int(access_days, "access_days", 1, rules.max_access_days)
+    licence_terms = bounded_text(licence_terms, "licence terms", 10_000)
+    today = ex.today()
+    start = parse_day(term_start, "term start") if term_start else today
+    if abs((start - today).days) > rules.max_term_days:
+        raise InvalidRequest(
+            f"the term cannot start on {start.isoformat()} (today is {today.isoformat()})",
+            hint=f"start within {rules.max_term_days} days of today (trade rules: max_term_days)",
+        )
+    end = parse_day(term_end, "term end") if term_end else start + timedelta(days=365)
     if end < start:
         raise InvalidRequest(f"the term ends ({end}) before it starts ({start})")
-    if access_days <= 0:
-        raise InvalidRequest("access_days must be positive")
+    if (end - start).days > rules.max_term_days:
+        raise InvalidRequest(
+            f"the term {start}..{end} is longer than {rules.max_term_days} days",
+            hint="offer a shorter term (trade rules: max_term_days)",
+        )
     with ex.ledger.transaction() as s:
         ds = _dataset(s, dataset)
         if ds.organization is None:
@@ -294,6 +300,14 @@ def create_offer(
         seller = ds.organization
         actor.require(seller.name, SELLER_ROLES, f"offer dataset {ds.name!r}")
         ent = _enterprise(s, seller)
+        if price_fen is None:
+            if not ds.price_fen:
+                raise InvalidRequest(
+                    f"dataset {ds.name!r} has no list price",
+                    hint="give the price (--price), or set price_cny in datasets.yaml",
+                    dataset=ds.name,
+                )
+            price_fen = ds.price_fen
         if version is not None and not s.scalar(
             select(Version.id).where(Version.dataset_id == ds.id, Version.number == version)
         ):
@@ -307,7 +321,7 @@ def create_offer(
             term_start=start,
             term_end=end,
             delivery_mode=delivery_mode,
-            cross_border=cross_border,
+            cross_border=bool(cross_border),
             access_days=access_days,
             status="open",
         )
@@ -326,11 +340,12 @@ def create_offer(
                 "seller_code": ent.credit_code,
                 "version": version,
                 "price_fen": price_fen,
+                "list_price_fen": ds.price_fen,
                 "licence_terms": licence_terms,
                 "term_start": start.isoformat(),
                 "term_end": end.isoformat(),
                 "delivery_mode": delivery_mode,
-                "cross_border": cross_border,
+                "cross_border": bool(cross_border),
                 "access_days": access_days,
             },
             ref=offer,
@@ -365,6 +380,8 @@ def offer_dict(s: Session, o: Offer) -> dict:
         "version_mode": "fixed" if o.version is not None else "latest-during-term",
         "price_cny": cny(o.price_fen),
         "price_fen": o.price_fen,
+        "price_display": yuan(o.price_fen),
+        "list_price_cny": cny(ds.price_fen) if ds.price_fen is not None else None,
         "licence_terms": o.licence_terms,
         "term_start": o.term_start.isoformat(),
         "term_end": o.term_end.isoformat(),
@@ -429,11 +446,18 @@ def place_order(
     other_support: bool = False,
     on: date | str | None = None,
 ) -> dict:
-    """Order an offer for ``buyer`` (an organisation the actor belongs to). ``amount``
-    defaults to the offer price (a negotiated contract value may differ);
-    ``other_support`` declares that the contract already received other public support
-    (it then earns no reward: no stacking)."""
-    day = _day(on)
+    """Order an offer for ``buyer`` (an organisation the actor belongs to), dated today (or
+    ``on``, within the trade rules' window). ``amount`` defaults to the offer price; a
+    negotiated contract value may differ (the event records ``negotiated``, and the seller
+    must then confirm the payment with the amount stated). ``other_support`` declares that
+    the contract already received other public support (it then earns no reward: no
+    stacking)."""
+    rules = ex.rules
+    day = rules.day(on, "order date", ex.today())
+    amount_in = (
+        None if amount is None else rules.amount(amount, "amount", minimum=rules.min_order_fen)
+    )
+    contract_no = bounded_text(contract_no, "contract number", 100) or None
     with ex.ledger.transaction() as s:
         offer = _offer(s, offer_id)
         b = _org(s, buyer)
@@ -454,7 +478,7 @@ def place_order(
             raise OfferNotFound(  # hidden since it was offered: the catalogue's access rule
                 f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
             )
-        amount_fen = offer.price_fen if amount is None else to_fen(amount)
+        amount_fen = offer.price_fen if amount_in is None else amount_in
         order = Order(
             offer_id=offer.id,
             dataset_id=offer.dataset_id,
@@ -463,7 +487,8 @@ def place_order(
             amount_fen=amount_fen,
             contract_no=contract_no,
             status="placed",
-            other_support=other_support,
+            other_support=bool(other_support),
+            ordered_on=day,
         )
         s.add(order)
         s.flush()
@@ -482,9 +507,11 @@ def place_order(
                 "seller": seller.name,
                 "seller_code": se.credit_code,
                 "amount_fen": amount_fen,
+                "price_fen": offer.price_fen,
+                "negotiated": amount_fen != offer.price_fen,
                 "contract_no": contract_no,
                 "channel": "exchange",
-                "other_support": other_support,
+                "other_support": bool(other_support),
                 "ordered_on": day.isoformat(),
             },
             ref=order,
@@ -508,18 +535,37 @@ def confirm_payment(
     reference: str = "",
     paid_on: date | str | None = None,
 ) -> dict:
-    """The seller (or the exchange's clearing operator) confirms the buyer's payment."""
-    day = _day(paid_on)
+    """The seller (or the exchange's clearing operator) confirms the buyer's payment: one
+    payment of exactly the order amount, dated today (or ``paid_on``, within the trade
+    rules' window and not before the order). When the order's amount differs from the
+    offer price (a negotiated contract), ``amount`` must be stated: a confirmation never
+    takes a buyer's figure on trust."""
+    rules = ex.rules
+    amount_in = None if amount is None else rules.amount(amount, "payment amount")
+    reference = bounded_text(reference, "payment reference", 200)
     with ex.ledger.transaction() as s:
         order = _order(s, order_id)
         _seller_step(s, actor, order, "confirm payment of this order")
         if order.status != "placed":
             raise InvalidState(f"order {order.id} is {order.status}, not awaiting payment")
-        amount_fen = order.amount_fen if amount is None else to_fen(amount)
+        day = rules.day(paid_on, "payment date", ex.today(), not_before=order.ordered_on)
+        offer = s.get(Offer, order.offer_id)
+        if amount_in is None and order.amount_fen != offer.price_fen:
+            raise InvalidRequest(
+                f"order {order.id} is for {yuan(order.amount_fen)}, not the offer price "
+                f"{yuan(offer.price_fen)}: state the amount received to confirm it",
+                hint=f"if that is the signed contract value: `nsdx exchange pay {order.id} "
+                f"--amount {cny(order.amount_fen)}`",
+                order=order.id,
+            )
+        amount_fen = order.amount_fen if amount_in is None else amount_in
         if amount_fen != order.amount_fen:
             raise InvalidRequest(
-                f"payment of {cny(amount_fen)} does not match the order amount {cny(order.amount_fen)}",
-                hint="confirm the full contract value in one payment",
+                f"payment of {yuan(amount_fen)} does not match the order amount "
+                f"{yuan(order.amount_fen)}",
+                hint="one payment settles an order: confirm the full contract value once it "
+                "has arrived",
+                order=order.id,
             )
         pay = Payment(
             order_id=order.id,
@@ -557,6 +603,10 @@ def grant_access(
     days: int | None = None,
     starts: datetime | None = None,
 ) -> dict:
+    """Grant the buyer access for ``days`` (default: the offer's ``access_days``; at most
+    the trade rules' ``max_access_days``) from ``starts`` (default now)."""
+    if days is not None:
+        days = bounded_int(days, "days", 1, ex.rules.max_access_days)
     with ex.ledger.transaction() as s:
         order = _order(s, order_id)
         _seller_step(s, actor, order, "grant access for this order")
@@ -600,98 +650,38 @@ def grant_access(
     return _receipt(ex, a, d)
 
 
-def _version_keys(s: Session, dataset_id: str, number: int | None) -> tuple[int, list[str]]:
-    ds = s.get(Dataset, dataset_id)
-    n = number if number is not None else ds.current_version
-    ver = s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == n))
-    if ver is None:
-        raise InvalidState(
-            f"dataset {ds.name!r} has no published version {n}",
-            hint=f"publish it: `nsdx ingest {ds.name}`",
-        )
-    keys = [
-        f["key"]
-        for r in s.scalars(
-            select(Resource).where(Resource.version_id == ver.id).order_by(Resource.position)
-        )
-        for f in r.files
-    ]
-    return n, keys
-
-
-def _granted_order(
-    s: Session, actor: Actor, order_id: str, *, what: str, needs: str
-) -> tuple[Order, Grant, datetime]:
-    """For a buyer's step on a granted order: the order, its newest live access grant and the
-    time the grant was checked at. ``what`` names the step for the role check ("take delivery
-    of this order"); ``needs`` starts the refusal "… an access grant" ("deliveries need")."""
-    order = _order(s, order_id)
-    (buyer,) = _names(s, order.buyer_id)
-    actor.require(buyer, BUYER_ROLES, what)
-    if order.status not in LIVE_ORDER_STATES:
-        raise InvalidState(
-            f"order {order.id} is {order.status}; {needs} an access grant",
-            hint="the seller grants access after payment",
-        )
-    g = s.scalars(
-        select(Grant)
-        .where(Grant.order_id == order.id, Grant.revoked.is_(False))
-        .order_by(Grant.created.desc())
-    ).first()
-    now = _now()
-    state = grant_state(g, order, now)
-    if state in ("revoked", "expired"):
-        raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
-    if state == "not_started":
-        raise InvalidState(
-            f"the access grant of order {order.id} starts at {g.starts.isoformat()}Z",
-            hint="deliveries open when the grant's term starts",
-        )
-    if not buyer_may_read(order, s.get(Dataset, order.dataset_id), g.version):
-        raise DatasetNotFound(order.dataset_id)  # deleted: the catalogue's access rule
-    return order, g, now
-
-
 def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int = 3600) -> dict:
     """Hand the buyer presigned URLs to the granted version's files (valid for
-    ``expires_seconds``, never beyond the grant)."""
+    ``expires_seconds``, never beyond the grant); recorded by
+    :func:`exchange.deliveries.record_delivery` (channel ``presigned-url``)."""
     if ex.store is None:
         raise InvalidRequest("no object store configured for deliveries")
+    seconds_asked = bounded_int(expires_seconds, "expires_seconds", 1, ex.rules.max_url_seconds)
     with ex.ledger.transaction() as s:
-        order, g, now = _granted_order(
+        order, g, now = granted_order(
             s, actor, order_id, what="take delivery of this order", needs="deliveries need"
         )
-        seconds = int(min(expires_seconds, (g.expires - now).total_seconds()))
-        version, keys = _version_keys(s, order.dataset_id, g.version)
+        seconds = int(min(seconds_asked, (g.expires - now).total_seconds()))
+        _, ver = covered_version(s, g, order)
+        keys = version_keys(s, ver)
         urls = [{"key": k, "url": ex.store.presign(k, seconds)} for k in keys]
-        url_expires = now + timedelta(seconds=seconds)
-        dl = Delivery(
-            grant_id=g.id, order_id=order.id, version=version, keys=keys, url_expires=url_expires
-        )
-        s.add(dl)
-        order.status = "delivered"
-        s.flush()
-        a = _commit_event(
+        a = record_delivery(
             ex,
             s,
-            "delivery.made",
-            {
-                "actor": actor.name,
-                "order": order.id,
-                "grant": g.id,
-                "delivery": dl.id,
-                "dataset": s.get(Dataset, order.dataset_id).name,
-                "version": version,
-                "keys": keys,
-                "url_expires": url_expires.isoformat(timespec="seconds"),
-            },
-            ref=dl,
+            grant=g,
+            order=order,
+            version=ver.number,
+            keys=keys,
+            expires=now + timedelta(seconds=seconds),
+            channel="presigned-url",
+            actor=actor.name,
+            at=now,
         )
         d = order_dict(s, order)
     return _receipt(
         ex,
         a,
-        {**d, "delivery": {"version": version, "expires_seconds": seconds, "files": urls}},
+        {**d, "delivery": {"version": ver.number, "expires_seconds": seconds, "files": urls}},
     )
 
 
@@ -704,16 +694,27 @@ def refund(
     reason: str = "",
     refunded_on: date | str | None = None,
 ) -> dict:
-    """Refund a paid order (whole or part) and revoke its access grants."""
-    day = _day(refunded_on)
+    """Refund a paid order (whole or part) and revoke its access grants; dated today (or
+    ``refunded_on``, within the trade rules' window and not before the payment)."""
+    rules = ex.rules
+    amount_in = None if amount is None else rules.amount(amount, "refund amount")
+    reason = bounded_text(reason, "reason", 2000)
     with ex.ledger.transaction() as s:
         order = _order(s, order_id)
         _seller_step(s, actor, order, "refund this order")
         if order.status not in ("paid", "granted", "delivered"):
             raise InvalidState(f"order {order.id} is {order.status}; only paid orders are refunded")
-        amount_fen = order.amount_fen if amount is None else to_fen(amount)
+        pay = s.scalars(
+            select(Payment).where(Payment.order_id == order.id).order_by(Payment.paid_on.desc())
+        ).first()
+        day = rules.day(
+            refunded_on, "refund date", ex.today(), not_before=pay.paid_on if pay else None
+        )
+        amount_fen = order.amount_fen if amount_in is None else amount_in
         if not 0 < amount_fen <= order.amount_fen:
-            raise InvalidRequest(f"refund must be between 0.01 and {cny(order.amount_fen)}")
+            raise InvalidRequest(
+                f"refund must be between ¥0.01 and {yuan(order.amount_fen)}", order=order.id
+            )
         r = Refund(order_id=order.id, amount_fen=amount_fen, reason=reason, refunded_on=day)
         s.add(r)
         for g in s.scalars(select(Grant).where(Grant.order_id == order.id)):
@@ -738,29 +739,57 @@ def refund(
     return _receipt(ex, a, d)
 
 
+def _order_rows(s: Session, orders: list[Order]) -> list[dict[str, Any]]:
+    """The dicts of ``orders`` with three queries in all (names, payments, grants), however
+    many orders there are."""
+    if not orders:
+        return []
+    ids = [o.id for o in orders]
+    org_ids = {o.buyer_id for o in orders} | {o.seller_id for o in orders}
+    names = dict(s.execute(select(Organization.id, Organization.name).where(
+        Organization.id.in_(org_ids))).all())  # fmt: skip
+    datasets = dict(s.execute(select(Dataset.id, Dataset.name).where(
+        Dataset.id.in_({o.dataset_id for o in orders}))).all())  # fmt: skip
+    paid: dict[str, date] = {}
+    for oid, day in s.execute(
+        select(Payment.order_id, Payment.paid_on)
+        .where(Payment.order_id.in_(ids))
+        .order_by(Payment.created)
+    ):
+        paid.setdefault(oid, day)
+    newest: dict[str, Grant] = {}
+    for g in s.scalars(select(Grant).where(Grant.order_id.in_(ids)).order_by(Grant.created)):
+        newest[g.order_id] = g
+    out = []
+    for o in orders:
+        g = newest.get(o.id)
+        pay_day = paid.get(o.id)
+        out.append(
+            {
+                "id": o.id,
+                "offer": o.offer_id,
+                "dataset": datasets.get(o.dataset_id),
+                "buyer": names.get(o.buyer_id),
+                "seller": names.get(o.seller_id),
+                "amount_cny": cny(o.amount_fen),
+                "amount_fen": o.amount_fen,
+                "amount_display": yuan(o.amount_fen),
+                "contract_no": o.contract_no,
+                "status": o.status,
+                "other_support": o.other_support,
+                "ordered_on": o.ordered_on.isoformat() if o.ordered_on else None,
+                "paid_on": pay_day.isoformat() if pay_day else None,
+                "grant_expires": g.expires.isoformat(timespec="seconds") if g else None,
+                "grant_revoked": g.revoked if g else None,
+                "ledger_index": o.ledger_index,
+                "created": o.created.isoformat(timespec="seconds"),
+            }
+        )
+    return out
+
+
 def order_dict(s: Session, o: Order) -> dict[str, Any]:
-    buyer, seller = _names(s, o.buyer_id, o.seller_id)
-    pay = s.scalars(select(Payment).where(Payment.order_id == o.id)).first()
-    g = s.scalars(
-        select(Grant).where(Grant.order_id == o.id).order_by(Grant.created.desc())
-    ).first()
-    return {
-        "id": o.id,
-        "offer": o.offer_id,
-        "dataset": s.get(Dataset, o.dataset_id).name,
-        "buyer": buyer,
-        "seller": seller,
-        "amount_cny": cny(o.amount_fen),
-        "amount_fen": o.amount_fen,
-        "contract_no": o.contract_no,
-        "status": o.status,
-        "other_support": o.other_support,
-        "paid_on": pay.paid_on.isoformat() if pay else None,
-        "grant_expires": g.expires.isoformat(timespec="seconds") if g else None,
-        "grant_revoked": g.revoked if g else None,
-        "ledger_index": o.ledger_index,
-        "created": o.created.isoformat(timespec="seconds"),
-    }
+    return _order_rows(s, [o])[0]
 
 
 def get_order(ex: Exchange, actor: Actor, order_id: str) -> dict:
@@ -773,17 +802,13 @@ def get_order(ex: Exchange, actor: Actor, order_id: str) -> dict:
 
 
 def list_orders(ex: Exchange, actor: Actor, *, status: str | None = None) -> list[dict]:
-    """Orders the actor may see: its organisations' (as buyer or seller); all for auditors."""
+    """Orders the actor may see: its organisations' (as buyer or seller); all for auditors.
+    A fixed number of queries, however many orders."""
     with ex.catalogue.Session() as s:
         q = select(Order).order_by(Order.created)
         if status:
-            q = q.where(Order.status == status)
+            q = q.where(Order.status == bounded_text(status, "status", 20))
         if not actor.can_read_all():
-            ids = [
-                i
-                for (i,) in s.execute(
-                    select(Organization.id).where(Organization.name.in_(actor.orgs() or {""}))
-                )
-            ]
-            q = q.where(or_(Order.buyer_id.in_(ids), Order.seller_id.in_(ids)))
-        return [order_dict(s, o) for o in s.scalars(q)]
+            mine = select(Organization.id).where(Organization.name.in_(actor.orgs() or {""}))
+            q = q.where(or_(Order.buyer_id.in_(mine), Order.seller_id.in_(mine)))
+        return _order_rows(s, list(s.scalars(q)))

@@ -15,8 +15,9 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
+from validation.money import cny
+
 from .history import History, Trade
-from .money import cny
 from .related import Clusters
 
 

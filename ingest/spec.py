@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from validation.money import InvalidAmount, to_fen
+
 from .errors import ConfigError
 
 ID_RE = re.compile(r"^[a-z0-9-]{2,100}$")
@@ -108,7 +110,7 @@ class DatasetSpec:
     on_invalid: str = "fail"
     attribution: str | None = None
     source_url: str | None = None
-    price_cny: float | None = None
+    price_fen: int | None = None  # the list price (datasets.yaml price_cny), in fen
     extras: dict = field(default_factory=dict)
     allow_empty: bool = False  # may a version have 0 rows?
     schema_changes: str = "refuse"  # refuse | allow (type changes / removed columns)
@@ -335,12 +337,27 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         on_invalid=_choice(ctx, node, raw, "on_invalid", ON_INVALID, "fail"),
         attribution=raw.get("attribution"),
         source_url=raw.get("source_url"),
-        price_cny=raw.get("price_cny"),
+        price_fen=_price(ctx, node, raw),
         extras={**dict(raw.get("extras") or {}), **_coverage(ctx, node, raw)},
         allow_empty=_bool(ctx, node, raw, "allow_empty", False),
         schema_changes=_choice(ctx, node, raw, "schema_changes", SCHEMA_CHANGES, "refuse"),
         line=_mark(node)[0],
     )
+
+
+def _price(ctx: _Ctx, node, raw: dict) -> int | None:
+    """``price_cny`` read exactly from the YAML text (``2800.10`` is never a binary float):
+    whole fen, not negative, finite."""
+    if raw.get("price_cny") is None:
+        return None
+    pnode = _child(node, "price_cny")
+    text = pnode.value if isinstance(pnode, yaml.ScalarNode) else None
+    if text is None or isinstance(raw["price_cny"], bool):
+        raise ctx.err(pnode or node, "price_cny: write the list price as a number of yuan")
+    try:
+        return to_fen(str(text), what="price_cny")
+    except InvalidAmount as e:
+        raise ctx.err(pnode, e.message, hint=e.hint) from None
 
 
 def _coverage(ctx: _Ctx, node, raw: dict) -> dict[str, str]:

@@ -3,8 +3,11 @@ ledger entries together with their checkpoints is caught (found in review)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import run_cli
 
@@ -40,3 +43,147 @@ def test_demo_refuses_a_ledger_with_real_activity(nsdx_env):
     run_cli("exchange", "demo", "--force", env=nsdx_env)
     again = run_cli("exchange", "demo", env=nsdx_env)
     assert again.stdout.startswith("exchange demo already recorded")
+
+
+def _tamper(home: Path, *, rehash: bool) -> list[int]:
+    """Edit lingang-insight's ¥150,000 drone contract to ¥950,000 directly in the database:
+    its order.placed and payment.confirmed entries (and, with ``rehash``, their stored leaf
+    hashes too, as a careful forger would)."""
+    import hashlib
+    import json
+
+    db = sqlite3.connect(home / "nsdx.db")
+    with db:
+        rows = db.execute("SELECT idx, payload FROM ledger_entries ORDER BY idx").fetchall()
+        order = next(
+            json.loads(p)["order"]
+            for _, p in rows
+            if '"order.placed"' in p
+            and '"buyer":"lingang-insight"' in p
+            and '"amount_fen":15000000' in p
+        )
+        edited = []
+        for idx, p in rows:
+            if f'"order":"{order}"' in p and '"amount_fen":15000000' in p:
+                new = p.replace('"amount_fen":15000000', '"amount_fen":95000000')
+                db.execute("UPDATE ledger_entries SET payload = ? WHERE idx = ?", (new, idx))
+                if rehash:
+                    h = hashlib.sha256(b"\x00" + new.encode()).digest()
+                    db.execute("UPDATE ledger_entries SET leaf_hash = ? WHERE idx = ?", (h, idx))
+                edited.append(idx)
+    db.close()
+    assert len(edited) == 2
+    return edited
+
+
+@pytest.mark.parametrize("rehash", [False, True])
+def test_rewards_refuse_entries_that_were_edited_after_signing(nsdx_env, tmp_path, rehash):
+    """Found by an attack run: with two ledger entries edited in SQLite (¥150,000 ->
+    ¥950,000), `audit rewards` and `audit report` exited 0, paid lingang-insight ¥285,000
+    instead of ¥45,000 and still printed the genuine signed root as their provenance."""
+    from tests.test_exchange_trade import _demo_year
+
+    y = str(_demo_year())
+    run_cli("exchange", "demo", env=nsdx_env)
+    rep = json.loads(run_cli("audit", "rewards", "--year", y, "--json", env=nsdx_env).stdout)
+    by = {e["org"]: e for e in rep["enterprises"]}
+    assert by["lingang-insight"]["reward_cny"] == "45000.00"
+    edited = _tamper(Path(nsdx_env["NSDX_HOME"]), rehash=rehash)
+    for args in (["audit", "rewards", "--year", y], ["audit", "rewards", "--year", y, "--json"],
+                 ["audit", "report", "--year", y, "--out", str(tmp_path / "r")],
+                 ["audit", "flags"], ["audit", "rewards", "--year", y, "--at",
+                                      str(rep["checkpoint"]["tree_size"])]):  # fmt: skip
+        proc = run_cli(*args, env=nsdx_env, check=False)
+        assert proc.returncode == 1, (args, proc.stdout)
+        assert "285000" not in proc.stdout and "285,000" not in proc.stdout
+        assert "do not hash to the root signed in checkpoint" in proc.stderr
+        assert "run `nsdx audit verify`" in proc.stderr
+        if not rehash:  # the stored leaf hashes still name the edited entries
+            assert f"entries {edited[0]}, {edited[1]} were edited" in proc.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_rewards_refuse_over_http_too(nsdx_env):
+    from fastapi.testclient import TestClient
+
+    from catalogue.auth import Accounts
+    from nsdx.core import Nsdx
+    from nsdx.web.app import create_app
+    from tests.test_exchange_trade import _demo_year
+
+    run_cli("exchange", "demo", env=nsdx_env)
+    _tamper(Path(nsdx_env["NSDX_HOME"]), rehash=True)
+    nx = Nsdx()
+    acc = Accounts(nx.catalogue)
+    acc.create_user("aud", auditor=True)
+    tok, _ = acc.create_token("aud")
+    with TestClient(create_app(nx, warm=False)) as c:
+        h = {"Authorization": f"Bearer {tok}"}
+        for path, params in (("/api/audit/rewards", {"year": _demo_year()}),
+                             ("/api/audit/flags", {})):  # fmt: skip
+            r = c.get(path, params=params, headers=h)
+            assert r.status_code == 500, r.text
+            err = r.json()["error"]
+            assert err["error"] == "LedgerCorrupt"
+            assert "do not hash to the root signed" in err["message"]
+
+
+def test_an_auditors_read_writes_nothing(nsdx_env):
+    """`nsdx audit rewards` signed a checkpoint (a write to the ledger) when the head was
+    not signed; now it computes from the latest signed checkpoint and says so."""
+    from exchange.ledger.store import LedgerStore
+    from nsdx.cli.exchange import _ex
+    from tests.test_exchange_trade import _demo_year
+
+    y = str(_demo_year())
+    _ex()  # a deployment (its database) without any ledger entry yet
+    fresh = run_cli("audit", "rewards", "--year", y, env=nsdx_env, check=False)
+    assert fresh.returncode == 1
+    assert "the ledger has no signed checkpoint yet" in fresh.stderr
+    run_cli("exchange", "demo", env=nsdx_env)
+    ex = _ex()
+    signed = ex.ledger.latest_checkpoint().tree_size
+    # an entry appended without a signature (a writer without the key)
+    LedgerStore(ex.engine, signer=None).append_event("exchange.opened", {"by": "test"})
+
+    def state():
+        db = sqlite3.connect(Path(nsdx_env["NSDX_HOME"]) / "nsdx.db")
+        try:
+            return [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                    for t in ("ledger_entries", "ledger_checkpoints")]  # fmt: skip
+        finally:
+            db.close()
+
+    before = state()
+    out = run_cli("audit", "rewards", "--year", y, env=nsdx_env)
+    assert f"computed from checkpoint size {signed}" in out.stdout
+    assert "1 newer ledger entry is not covered by a signed checkpoint yet" in out.stdout
+    rep = json.loads(run_cli("audit", "rewards", "--year", y, "--json", env=nsdx_env).stdout)
+    assert rep["checkpoint"]["tree_size"] == signed
+    run_cli("audit", "flags", env=nsdx_env)
+    assert state() == before
+
+
+def test_report_counts_excluded_trades_not_reasons(nsdx_env, tmp_path):
+    """The HTML report showed "related_party 4" for the one related-party trade of the demo
+    (it shares controller, shareholder, legal representative and phone with the seller):
+    trades are counted, each listed with its reasons."""
+    from tests.test_exchange_trade import _demo_year
+
+    y = _demo_year()
+    run_cli("exchange", "demo", env=nsdx_env)
+    run_cli("audit", "report", "--year", str(y), "--out", str(tmp_path), env=nsdx_env)
+    s = json.loads((tmp_path / f"exchange-{y}.json").read_text(encoding="utf-8"))
+    assert s["exclusions"]["related_party"] == 1
+    (qiming,) = [t for t in s["excluded_trades"] if t["buyer"] == "nansha-qiming-ai"]
+    assert len(qiming["reasons"]) == 4
+    assert {"related_party:same_legal_representative", "related_party:same_phone"} <= set(
+        qiming["reasons"]
+    )
+    assert all(r.startswith("related_party:") for r in qiming["reasons"])
+    assert len(s["excluded_trades"]) == sum(
+        1 for t in s["transactions"] if t["excluded_because"] and t["date"].startswith(str(y))
+    )
+    page = (tmp_path / f"exchange-{y}.html").read_text(encoding="utf-8")
+    assert "<td>related_party</td><td>1</td>" in page
+    assert "; ".join(qiming["reasons"]) in page

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from exchange import credit_code, trade
 from exchange.actors import Actor
-from exchange.errors import InvalidCreditCode, InvalidState, NotAllowed
+from exchange.errors import InvalidCreditCode, InvalidRequest, InvalidState, NotAllowed
 from exchange.ledger.keys import open_checkpoint
 from exchange.ledger.merkle import verify_inclusion
 from tests.conftest import run_cli
@@ -45,7 +46,8 @@ def make_world(url: str, home: Path):
                     fingerprint="f", manifest={}, validation={})  # fmt: skip
         s.add(v)
         s.flush()
-        s.add(Resource(version_id=v.id, dataset_id=ds.id, name="ds1", files=[{"key": key}],
+        s.add(Resource(version_id=v.id, dataset_id=ds.id, name="ds1",
+                       files=[{"key": key, "path": "data/part-0.parquet"}],
                        table_schema=[], extras={}))  # fmt: skip
     ex = Exchange(cat, store, home=home, pii_key=b"k", signer=load_signer(home, {}))
     for i, org in enumerate((SELLER, BUYER, OTHER)):
@@ -174,3 +176,268 @@ def _demo_year() -> int:
     from datetime import date
 
     return date.today().year - 1
+
+
+# -- integrity: amounts and dates (issue: a ¥0.01 payment on a ¥280,000 offer; back- and
+# future-dated payments and refunds moved trades between reward years) -----------------
+
+
+def _paid_order(ex, *, amount=None):
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    o = trade.create_offer(ex, seller, "ds1", price="280000")
+    od = trade.place_order(ex, buyer, o["id"], buyer=BUYER, amount=amount)
+    return seller, buyer, od
+
+
+def test_a_payment_never_takes_the_buyers_figure_on_trust(world):
+    ex = world
+    seller, _, od = _paid_order(ex, amount="0.01")
+    assert od["amount_cny"] == "0.01"
+    # the seller's clerk confirms "the payment" without a figure: refused, with the figures
+    with pytest.raises(InvalidRequest) as e:
+        trade.confirm_payment(ex, seller, od["id"])
+    assert e.value.status == 422
+    assert "is for ¥0.01, not the offer price ¥280,000.00" in e.value.message
+    assert "--amount 0.01" in e.value.hint
+    with pytest.raises(InvalidRequest, match="does not match the order amount ¥0.01"):
+        trade.confirm_payment(ex, seller, od["id"], amount="280000")
+    # stated explicitly, a negotiated contract value is confirmed (and recorded as such)
+    r = trade.confirm_payment(ex, seller, od["id"], amount="0.01")
+    assert r["status"] == "paid"
+    placed = [e for e in ex.ledger.events(ex.ledger.head_size()) if e["type"] == "order.placed"]
+    assert placed[-1]["negotiated"] is True and placed[-1]["price_fen"] == 28_000_000
+
+
+def test_payment_must_match_the_order(world):
+    ex = world
+    seller, _, od = _paid_order(ex)
+    for wrong in ("279999.99", "280000.01", "1"):
+        with pytest.raises(InvalidRequest, match="does not match the order amount ¥280,000.00"):
+            trade.confirm_payment(ex, seller, od["id"], amount=wrong)
+    assert trade.confirm_payment(ex, seller, od["id"], amount="¥280,000.00")["status"] == "paid"
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("NaN", "is not a finite amount"),
+        ("Infinity", "is not a finite amount"),
+        ("-Infinity", "is not a finite amount"),
+        ("1e400", "more than the largest amount"),
+        ("-5", "is negative"),
+        ("0.001", "fraction of a fen"),
+        ("abc", "is not an amount in CNY"),
+        ("1" * 5000, "is not an amount in CNY"),
+        (2.5, "not floats"),
+        ("0", "below the minimum ¥0.01"),
+        ("1000000000.01", "above the exchange's maximum ¥1,000,000,000.00"),
+    ],
+)
+def test_hostile_amounts_are_refused_with_422(world, bad, why):
+    ex = world
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    with pytest.raises(InvalidRequest, match=why) as e:
+        trade.create_offer(ex, seller, "ds1", price=bad)
+    assert e.value.status == 422
+    o = trade.create_offer(ex, seller, "ds1", price="100")
+    with pytest.raises(InvalidRequest, match=why):
+        trade.place_order(ex, buyer, o["id"], buyer=BUYER, amount=bad)
+
+
+def test_dates_are_the_servers_clock_or_within_the_window(world):
+    from datetime import date, timedelta
+
+    ex = world
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    today = date(2026, 6, 15)
+    on = ex.on_day(today)
+    o = trade.create_offer(ex.on_day(date(2026, 6, 1)), seller, "ds1", price="100")
+    for when, why in ((today + timedelta(days=1), "is in the future"),
+                      (today - timedelta(days=8), "is too far back"),
+                      ("2026-13-01", "is not a date"), ("x" * 500, "is not a date")):  # fmt: skip
+        with pytest.raises(InvalidRequest, match=why) as e:
+            trade.place_order(on, buyer, o["id"], buyer=BUYER, on=when)
+        assert e.value.status == 422
+    od = trade.place_order(on, buyer, o["id"], buyer=BUYER, on=today - timedelta(days=3))
+    assert od["ordered_on"] == "2026-06-12"
+    with pytest.raises(InvalidRequest, match="before the step it follows"):  # before the order
+        trade.confirm_payment(on, seller, od["id"], paid_on="2026-06-11")
+    with pytest.raises(InvalidRequest, match="is in the future"):
+        trade.confirm_payment(on, seller, od["id"], paid_on="2026-06-16")
+    r = trade.confirm_payment(on, seller, od["id"])  # no date: today, the server's clock
+    assert r["paid_on"] == "2026-06-15"
+    with pytest.raises(InvalidRequest, match="before the step it follows"):
+        trade.refund(on, seller, od["id"], refunded_on="2026-06-14")
+    later = ex.on_day(date(2026, 7, 30))
+    with pytest.raises(InvalidRequest, match="too far back"):  # back-dated by six weeks
+        trade.refund(later, seller, od["id"], refunded_on="2026-06-16")
+    assert trade.refund(later, seller, od["id"])["status"] == "refunded"
+    refund = ex.ledger.events(ex.ledger.head_size())[-1]
+    assert refund["type"] == "refund.issued" and refund["refunded_on"] == "2026-07-30"
+
+
+def test_backdating_never_crosses_into_last_year(world):
+    """On 3 January a payment cannot be dated 30 December: the reward year follows it."""
+    from datetime import date
+
+    ex = world
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    on = ex.on_day(date(2027, 1, 3))
+    o = trade.create_offer(ex.on_day(date(2026, 12, 1)), seller, "ds1", price="100")
+    od = trade.place_order(on, buyer, o["id"], buyer=BUYER)
+    with pytest.raises(InvalidRequest, match="within this year"):
+        trade.confirm_payment(on, seller, od["id"], paid_on="2026-12-30")
+
+
+@pytest.mark.parametrize(
+    ("call", "why"),
+    [
+        (lambda ex, s, b, o: trade.create_offer(ex, s, "ds1", price="1", version=2**63),
+         "version: 9223372036854775808 is outside 1..2147483647"),
+        (lambda ex, s, b, o: trade.create_offer(ex, s, "ds1", price="1", access_days=10**9),
+         "access_days: 1000000000 is outside 1..3650"),
+        (lambda ex, s, b, o: trade.create_offer(ex, s, "ds1", price="1", term_end="9999-12-31"),
+         "longer than 3660 days"),
+        (lambda ex, s, b, o: trade.create_offer(ex, s, "ds1", price="1", term_start="9999-12-31"),
+         "the term cannot start on 9999-12-31"),
+        (lambda ex, s, b, o: trade.grant_access(ex, s, o, days=1e9),
+         "days: 1000000000 is outside 1..3650"),
+        (lambda ex, s, b, o: trade.grant_access(ex, s, o, days="abc"),
+         "days: 'abc' is not a whole number"),
+        (lambda ex, s, b, o: trade.grant_access(ex, s, o, days=float("nan")),
+         "days: 'nan' is not a whole number"),
+        (lambda ex, s, b, o: trade.grant_access(ex, s, o, days=True),
+         "days: 'True' is not a whole number"),
+    ],
+)  # fmt: skip
+def test_every_number_is_bounded(world, call, why):
+    ex = world
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    o = trade.create_offer(ex, seller, "ds1", price="100")
+    od = trade.place_order(ex, buyer, o["id"], buyer=BUYER)
+    trade.confirm_payment(ex, seller, od["id"])
+    with pytest.raises(InvalidRequest) as e:
+        call(ex, seller, buyer, od["id"])
+    assert why in e.value.message and e.value.status == 422
+
+
+def test_delivery_urls_and_profiles_are_bounded(world):
+    from exchange import sharing
+
+    ex = world
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    o = trade.create_offer(ex, seller, "ds1", price="100")
+    od = trade.place_order(ex, buyer, o["id"], buyer=BUYER)
+    trade.confirm_payment(ex, seller, od["id"])
+    trade.grant_access(ex, seller, od["id"])
+    with pytest.raises(InvalidRequest, match="expires_seconds: 99999999999 is outside"):
+        trade.deliver(ex, buyer, od["id"], expires_seconds=99_999_999_999)
+    for days in (1e9, float("inf"), float("nan"), "abc", 0, -1):
+        with pytest.raises(InvalidRequest, match="days: .* is not a number in"):
+            sharing.issue_profile(ex, buyer, od["id"], endpoint="https://x.example/", days=days)
+
+
+# -- one delivery record for every channel ------------------------------------------------
+
+DELIVERY_FIELDS = {"actor", "order", "grant", "delivery", "buyer", "dataset", "version", "keys",
+                   "channel", "delivered_at", "url_expires"}  # fmt: skip
+
+
+def test_every_channel_records_a_delivery_the_same_way(world):
+    """Presigned URLs, a Delta Sharing profile and query, and an HTTP download all go through
+    exchange.deliveries: the same event fields, the same order state, a row with its
+    channel (the three copies disagreed: no channel for presigned URLs, status set always
+    or only from 'granted')."""
+    from sqlalchemy import select, update
+
+    from catalogue.models import Resource
+    from exchange import deliveries, sharing
+    from exchange.models import Delivery, Grant, Order
+
+    ex = world
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    o = trade.create_offer(ex, seller, "ds1", price="100")
+    od = trade.place_order(ex, buyer, o["id"], buyer=BUYER)
+    trade.confirm_payment(ex, seller, od["id"])
+    trade.grant_access(ex, seller, od["id"])
+    p = sharing.issue_profile(ex, buyer, od["id"], endpoint="https://x.example/")
+    with ex.catalogue.Session.begin() as s:
+        s.execute(update(Resource).values(table_schema=[{"name": "a", "type": "int64"}]))
+    token = p["profile"]["bearerToken"]
+    share = f"order-{od['id']}"
+    ans = sharing.query_table(ex, token, share, "transport", "ds1", {},
+                              file_url=lambda k, sec: f"https://x.example/{k}")  # fmt: skip
+    assert ans.version == 1
+    sharing.query_table(ex, token, share, "transport", "ds1", {},
+                        file_url=lambda k, sec: f"https://x.example/{k}")  # fmt: skip
+    d = trade.deliver(ex, buyer, od["id"], expires_seconds=60)  # always recorded
+    assert d["status"] == "delivered"
+    with ex.catalogue.Session() as s:
+        gid = s.scalar(select(Grant.id).where(Grant.order_id == od["id"]))
+    idx = deliveries.record_delivery_once(
+        ex, grant_id=gid, version=1, keys=["bureau/ds1/v1/data/other.parquet"],
+        expires=datetime.now(UTC).replace(tzinfo=None), channel="download", actor="bo",
+    )  # fmt: skip
+    assert isinstance(idx, int)
+    again = deliveries.record_delivery_once(
+        ex, grant_id=gid, version=1, keys=["bureau/ds1/v1/data/other.parquet"],
+        expires=datetime.now(UTC).replace(tzinfo=None), channel="download", actor="bo",
+    )  # fmt: skip
+    assert again is None  # the same files again: nothing new to record
+    events = [e for e in ex.ledger.events(ex.ledger.head_size()) if e["type"] == "delivery.made"]
+    assert [(e["channel"], e.get("what")) for e in events] == [
+        ("delta-sharing", "profile"), ("delta-sharing", "query"), ("presigned-url", None),
+        ("download", None)]  # fmt: skip
+    for e in events:
+        assert DELIVERY_FIELDS <= set(e), e
+        assert (e["buyer"], e["dataset"], e["version"], e["order"]) == (BUYER, "ds1", 1, od["id"])
+    assert events[1]["keys"] == events[2]["keys"] == ["bureau/ds1/v1/data/part-0.parquet"]
+    assert events[0]["keys"] == []
+    with ex.catalogue.Session() as s:
+        rows = s.scalars(select(Delivery).order_by(Delivery.created, Delivery.ledger_index)).all()
+        assert sorted(r.channel for r in rows) == sorted(e["channel"] for e in events)
+        assert all(r.ledger_index is not None for r in rows)
+    with pytest.raises(InvalidRequest, match="delivery channel 'carrier-pigeon'"):
+        with ex.ledger.transaction() as s:
+            g = s.get(Grant, gid)
+            deliveries.record_delivery(
+                ex, s, grant=g, order=s.get(Order, g.order_id),
+                version=1, keys=[], expires=g.expires, channel="carrier-pigeon", actor="x",
+            )  # fmt: skip
+
+
+def test_list_orders_costs_a_fixed_number_of_queries(world):
+    """Two queries per order before (payment, grant — plus names and dataset): the count of
+    statements no longer grows with the number of orders."""
+    from sqlalchemy import event
+
+    ex = world
+    seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
+    o = trade.create_offer(ex, seller, "ds1", price="100")
+
+    def statements() -> int:
+        n = [0]
+
+        def count(*_a, **_k):
+            n[0] += 1
+
+        event.listen(ex.engine, "before_cursor_execute", count)
+        try:
+            rows = trade.list_orders(ex, buyer)
+        finally:
+            event.remove(ex.engine, "before_cursor_execute", count)
+        return n[0], rows
+
+    def buy():
+        od = trade.place_order(ex, buyer, o["id"], buyer=BUYER)
+        trade.confirm_payment(ex, seller, od["id"])
+        trade.grant_access(ex, seller, od["id"])
+
+    buy()
+    one, rows = statements()
+    assert len(rows) == 1 and rows[0]["paid_on"] and rows[0]["grant_expires"]
+    for _ in range(6):
+        buy()
+    seven, rows = statements()
+    assert len(rows) == 7 and all(r["paid_on"] and r["grant_expires"] for r in rows)
+    assert seven == one <= 6

@@ -277,7 +277,7 @@ def test_every_sample_is_declared_with_its_generated_path(specs, samples):
         assert spec.on_invalid == "fail"
     restricted = [s for s in specs.values() if s.access == "restricted"]
     assert {s.id for s in restricted} >= {"nansha-ride-hailing-orders", "nansha-drone-flight-logs"}
-    assert all(s.price_cny and s.price_cny > 0 for s in restricted)
+    assert all(s.price_fen and s.price_fen > 0 for s in restricted)
 
 
 def test_personal_columns_are_declared(specs):

@@ -101,3 +101,31 @@ def test_provide_replaces_a_part_before_use(nsdx_env):
     nx.catalogue  # noqa: B018 - build it
     with pytest.raises(RuntimeError):
         nx.provide(catalogue=object())
+
+
+def test_the_query_api_reads_the_catalogue_once_per_request(nsdx_env, tmp_path):
+    """The views a query may name and their access facts come from one query of the
+    datasets (it used to load the published tables, then the same datasets again)."""
+    from sqlalchemy import event
+
+    from catalogue.query import queryable_tables
+    from nsdx.core import Nsdx
+    from tests.test_exchange_trade import make_world
+
+    nx = Nsdx()
+    make_world(nx.settings.database_url, nx.settings.home)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *a):
+        statements.append(statement)
+
+    event.listen(nx.catalogue.engine, "before_cursor_execute", count)
+    try:
+        tables = queryable_tables(nx.catalogue)
+    finally:
+        event.remove(nx.catalogue.engine, "before_cursor_execute", count)
+    assert [(t.facts.name, t.version) for t in tables.values()] == [("ds1", 1)]
+    from_datasets = [s for s in statements if "FROM datasets" in s]
+    assert len(from_datasets) == 1, from_datasets
+    # the join, then its organisations, tags and resources: a fixed number of statements
+    assert len(statements) <= 4, [s.split("FROM")[1][:60] for s in statements]

@@ -105,3 +105,27 @@ def test_organisation_titles_from_the_top_level_list():
     assert spec.organization_title == "南沙区交通运输局"
     with pytest.raises(ConfigError, match="organisation needs a name"):
         parse_specs("organizations:\n  - {title: x}\n" + GOOD)
+
+
+@pytest.mark.parametrize(
+    ("value", "fen"),
+    [("2800", 280_000), ("280000", 28_000_000), ("2800.10", 280_010), ('"2800.5"', 280_050),
+     ("0.01", 1), ("1_000", 100_000), ("0", 0)],
+)  # fmt: skip
+def test_list_price_is_read_exactly_in_fen(value, fen):
+    (spec,) = parse_specs(GOOD.replace("    access: open\n", f"    price_cny: {value}\n"))
+    assert spec.price_fen == fen
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("2800.001", "fraction of a fen"), ("-5", "is negative"), (".nan", "is not an amount"),
+     (".inf", "is not an amount"), ("1e400", "more than the largest amount"),
+     ("NaN", "is not a finite amount"), ("abc", "is not an amount in CNY"),
+     ("[1]", "write the list price as a number"), ("true", "write the list price")],
+)  # fmt: skip
+def test_bad_list_prices_name_line_and_column(value, message):
+    with pytest.raises(ConfigError) as e:
+        parse_specs(GOOD.replace("    access: open\n", f"    price_cny: {value}\n"))
+    assert message in str(e.value)
+    assert (e.value.line, e.value.column) == (8, 16), str(e.value)

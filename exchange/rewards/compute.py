@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from validation.money import cny, rate_of
+
 from ..history import History, Trade, build_history
 from ..ledger.store import Checkpoint, b64
-from ..money import cny, rate_of
 from ..related import related_reasons
 from ..washtrade import Flag, detect
 from .policy import Policy

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import yaml
 
+from validation.money import to_fen
+
 from ..errors import PolicyError
 from ..ledger.canonical import canonical_json
-from ..money import to_fen
 
 DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policy" / "default.yaml"
 RELATED_RULES = (

@@ -80,3 +80,7 @@ def configure_duckdb(con, store: ObjectStore, secret_name: str | None = None) ->
     name = secret_name or "nsdx_" + "".join(c if c.isalnum() else "_" for c in store.bucket)
     body = ", ".join(f"{k} {v}" for k, v in opts.items())
     con.execute(f"CREATE OR REPLACE TEMPORARY SECRET {name} ({body})")
+    # a hung store fails a query after NSDX_S3_READ_TIMEOUT seconds a request (default 15),
+    # 3 attempts, as boto3 does for ingest, not after DuckDB's 30 s x 4
+    con.execute(f"SET http_timeout = {max(1, round(store.read_timeout))}")
+    con.execute("SET http_retries = 2")

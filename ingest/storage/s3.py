@@ -279,14 +279,26 @@ class S3Store(ObjectStore):
         seconds: this first request waits ``connect_timeout`` for the answer, twice."""
         if self._bucket_checked:
             return
+        from botocore.exceptions import ReadTimeoutError
+
         probe = self._make_client(self.endpoint_url, read_timeout=self.connect_timeout, attempts=2)
-        self._call(
-            f"checking bucket {self.bucket!r}",
-            probe.list_objects_v2,
-            Bucket=self.bucket,
-            Prefix=self._full(MANIFEST),
-            MaxKeys=1,
-        )
+        try:
+            self._call(
+                f"checking bucket {self.bucket!r}",
+                probe.list_objects_v2,
+                Bucket=self.bucket,
+                Prefix=self._full(MANIFEST),
+                MaxKeys=1,
+            )
+        except StorageUnreachable as e:
+            if isinstance(e.__cause__, ReadTimeoutError):
+                raise StorageUnreachable(
+                    f"cannot reach the object store at {self._where()}: it accepts connections "
+                    f"but did not answer within {self.connect_timeout:g} s (2 attempts)",
+                    hint="is the server at AWS_ENDPOINT_URL hung or stopped? restart it, or "
+                    "check AWS_ENDPOINT_URL and the network",
+                ) from e
+            raise
         self._bucket_checked = True
 
     # -- basic object operations ---------------------------------------------------------

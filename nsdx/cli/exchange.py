@@ -190,7 +190,11 @@ def enterprise_list(as_org, user, as_json):
 
 @exchange.command("offer")
 @click.argument("dataset")
-@click.option("--price", required=True, help="Price in CNY, e.g. 120000 or 120000.50.")
+@click.option(
+    "--price",
+    default=None,
+    help="Price in CNY, e.g. 120000 or 120000.50 (default: the dataset's list price).",
+)
 @click.option(
     "--version", type=int, default=None, help="A fixed version (default: latest during the term)."
 )
@@ -245,7 +249,9 @@ def offer(
     )
     _note_key(ex)
     _out(
-        r, as_json, f"✓ offer {r['id']}: {r['dataset']} for ¥{r['price_cny']} ({r['version_mode']})"
+        r,
+        as_json,
+        f"✓ offer {r['id']}: {r['dataset']} for {r['price_display']} ({r['version_mode']})",
     )
 
 
@@ -278,7 +284,7 @@ def offers(dataset, as_org, user, as_json):
             "offer",
             "dataset",
             "seller",
-            "price ¥",
+            "price",
             "version",
             "term",
             "delivery",
@@ -289,7 +295,7 @@ def offers(dataset, as_org, user, as_json):
             o["id"],
             o["dataset"],
             o["seller"],
-            o["price_cny"],
+            o["price_display"],
             o["version_mode"],
             f"{o['term_start']}..{o['term_end']}",
             o["delivery_mode"],
@@ -307,7 +313,9 @@ def offers(dataset, as_org, user, as_json):
 @click.option(
     "--other-support", is_flag=True, help="The contract already got other public support."
 )
-@click.option("--on", "on", default=None, help="Order date YYYY-MM-DD (default today).")
+@click.option(
+    "--on", "on", default=None, help="Order date YYYY-MM-DD (default today; see trade rules)."
+)
 @_actor_options
 @json_option
 def order(offer_id, buyer, amount, contract_no, other_support, on, as_org, user, as_json):
@@ -326,14 +334,23 @@ def order(offer_id, buyer, amount, contract_no, other_support, on, as_org, user,
         on=on,
     )
     _note_key(ex)
-    _out(r, as_json, f"✓ order {r['id']}: {r['buyer']} buys {r['dataset']} for ¥{r['amount_cny']}")
+    _out(
+        r, as_json, f"✓ order {r['id']}: {r['buyer']} buys {r['dataset']} for {r['amount_display']}"
+    )
 
 
 @exchange.command("pay")
 @click.argument("order_id")
-@click.option("--amount", default=None, help="Amount received (must equal the order amount).")
+@click.option(
+    "--amount",
+    default=None,
+    help="Amount received: must equal the order amount; required when the order differs "
+    "from the offer price.",
+)
 @click.option("--reference", default="", help="Bank transfer reference.")
-@click.option("--paid-on", default=None, help="Payment date YYYY-MM-DD (default today).")
+@click.option(
+    "--paid-on", default=None, help="Payment date YYYY-MM-DD (default today; see trade rules)."
+)
 @_actor_options
 @json_option
 def pay(order_id, amount, reference, paid_on, as_org, user, as_json):
@@ -441,7 +458,9 @@ def profile_cmd(order_id, endpoint, out, days, as_org, user, as_json):
 @click.argument("order_id")
 @click.option("--amount", default=None, help="Amount refunded (default: all).")
 @click.option("--reason", default="")
-@click.option("--on", "on", default=None, help="Refund date YYYY-MM-DD (default today).")
+@click.option(
+    "--on", "on", default=None, help="Refund date YYYY-MM-DD (default today; see trade rules)."
+)
 @_actor_options
 @json_option
 def refund_cmd(order_id, amount, reason, on, as_org, user, as_json):
@@ -465,13 +484,13 @@ def orders(status, as_org, user, as_json):
     _rows_out(
         trade.list_orders(ex, actor, status=status),
         as_json,
-        ["order", "dataset", "seller", "buyer", "amount ¥", "status", "paid on", "ledger"],
+        ["order", "dataset", "seller", "buyer", "amount", "status", "paid on", "ledger"],
         lambda o: (
             o["id"],
             o["dataset"],
             o["seller"],
             o["buyer"],
-            o["amount_cny"],
+            o["amount_display"],
             o["status"],
             o["paid_on"] or "-",
             o["ledger_index"],
@@ -730,9 +749,15 @@ def rewards(year, policy_path, at, as_csv, as_json):
     cp = rep["checkpoint"]
     click.secho(f"{rep['programme']} — {year}", bold=True)
     click.echo(
-        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']}; "
-        f"policy sha256 {rep['policy']['sha256'][:16]}…"
+        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']} (entries verified "
+        f"against it); policy sha256 {rep['policy']['sha256'][:16]}…"
     )
+    newer = ex.ledger.head_size() - cp["tree_size"]
+    if newer > 0 and at is None:
+        click.echo(
+            f"  {newer} newer ledger {'entry is' if newer == 1 else 'entries are'} not covered "
+            "by a signed checkpoint yet"
+        )
     table(
         [
             (

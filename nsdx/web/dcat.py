@@ -26,6 +26,12 @@ from .state import site_url, state_of
 router = APIRouter(tags=["Open data"])
 JSONLD = "application/ld+json"
 TURTLE = "text/turtle; charset=utf-8"
+LD_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {JSONLD: {"schema": {"type": "object"}}}, "description": "JSON-LD"}
+}
+TTL_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {"text/turtle": {"schema": {"type": "string"}}}, "description": "Turtle"}
+}
 PROFILE = Query(
     "dcat-ap-3",
     pattern="^(" + "|".join(PROFILES) + ")$",
@@ -39,12 +45,12 @@ def _rdf(body: dict, fmt: str) -> Response:
     return JSONResponse(body, media_type=JSONLD)
 
 
-@router.get("/catalog.jsonld", summary="The catalogue as DCAT-AP JSON-LD")
+@router.get("/catalog.jsonld", summary="The catalogue as DCAT-AP JSON-LD", responses=LD_RESPONSES)
 async def catalog(request: Request, page: int = Query(1, ge=1), profile: str = PROFILE) -> Response:
     return await _catalog(request, page, profile, "jsonld")
 
 
-@router.get("/catalog.ttl", summary="The catalogue as DCAT-AP Turtle")
+@router.get("/catalog.ttl", summary="The catalogue as DCAT-AP Turtle", responses=TTL_RESPONSES)
 async def catalog_ttl(
     request: Request, page: int = Query(1, ge=1), profile: str = PROFILE
 ) -> Response:
@@ -90,21 +96,27 @@ async def _catalog(request: Request, page: int, profile: str, fmt: str) -> Respo
     return _rdf(body, fmt)
 
 
-@router.get("/dataset/{name}.jsonld", summary="One dataset as DCAT-AP JSON-LD")
+@router.get(
+    "/dataset/{name}.jsonld", summary="One dataset as DCAT-AP JSON-LD", responses=LD_RESPONSES
+)
 async def dataset(name: str, request: Request, profile: str = PROFILE) -> Response:
     return await _one_dataset(
         request, name, lambda p, s: _rdf(dataset_jsonld(p, s, profile), "jsonld")
     )
 
 
-@router.get("/dataset/{name}.ttl", summary="One dataset as DCAT-AP Turtle")
+@router.get("/dataset/{name}.ttl", summary="One dataset as DCAT-AP Turtle", responses=TTL_RESPONSES)
 async def dataset_ttl(name: str, request: Request, profile: str = PROFILE) -> Response:
     return await _one_dataset(
         request, name, lambda p, s: _rdf(dataset_jsonld(p, s, profile), "ttl")
     )
 
 
-@router.get("/dataset/{name}/croissant.json", summary="One dataset as MLCommons Croissant")
+@router.get(
+    "/dataset/{name}/croissant.json",
+    summary="One dataset as MLCommons Croissant",
+    responses=LD_RESPONSES,
+)
 async def dataset_croissant(name: str, request: Request) -> Response:
     return await _one_dataset(
         request, name, lambda p, s: JSONResponse(croissant(p, s), media_type=JSONLD)

@@ -270,7 +270,7 @@ def dialect_of(path: str) -> str:
         return "ckan"
     if path.startswith("/delta-sharing"):
         return "sharing"
-    if path.startswith("/api") or path.endswith((".jsonld", ".json")):
+    if path.startswith("/api") or path.endswith((".jsonld", ".json", ".ttl")):
         return "json"
     if path.startswith("/dataset/") and path.count("/") > 2:  # downloads of a dataset
         return "json"
@@ -325,6 +325,58 @@ class CatchAll:
             await response(scope, receive, send)
 
 
+# -- the OpenAPI document ------------------------------------------------------------------
+# the error statuses each surface answers (besides what a route documents itself)
+_SURFACE_STATUSES = {
+    "ckan": (400, 403, 404, 409, 414, 500, 503),
+    "json": (400, 403, 404, 409, 414, 500, 503),
+    "sharing": (400, 401, 403, 404, 414, 500),
+}
+_SCHEMAS = {"ckan": CkanErrorOut, "json": ErrorOut, "sharing": SharingErrorOut}
+
+
+def document_errors(spec: dict) -> dict:
+    """Add to every operation of the OpenAPI document ``spec`` the error responses its
+    surface answers, with the dialect's schema: the surface's statuses, 413 where a body is
+    taken, 422 where parameters or a body are checked (FastAPI's own 422 schema replaced
+    by the dialect's, which is what is sent)."""
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in _SCHEMAS.values():
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components[model.__name__] = schema
+    for path, ops in spec.get("paths", {}).items():
+        dialect = dialect_of(path)
+        if dialect == "html":
+            dialect = "json"
+        ref = {"$ref": f"#/components/schemas/{_SCHEMAS[dialect].__name__}"}
+        for method, op in ops.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            statuses = set(_SURFACE_STATUSES[dialect])
+            has_body = "requestBody" in op or method in ("post", "put", "patch")
+            if has_body:
+                statuses.add(413)
+            checked = [
+                p for p in op.get("parameters", []) if p.get("in") != "path" or dialect != "ckan"
+            ]
+            if dialect != "ckan" and (checked or "requestBody" in op):
+                statuses.add(422)
+            responses = op["responses"]
+            if dialect == "ckan":
+                responses.pop("422", None)  # the action name is any string: never a 422
+            for status in sorted(statuses):
+                key = str(status)
+                _, _, en = REASONS.get(status, ("", "", "Error"))
+                entry = responses.setdefault(key, {"description": en})
+                entry["content"] = {"application/json": {"schema": ref}}
+    if "#/components/schemas/HTTPValidationError" not in json.dumps(spec.get("paths", {})):
+        components.pop("HTTPValidationError", None)  # FastAPI's 422 shape: never sent
+        components.pop("ValidationError", None)
+    return spec
+
+
 def install(app) -> None:
     """Route every error of ``app`` through :func:`render_error`, and bound what one
     request may send (:mod:`nsdx.web.limits`; inside the catch-all, so that its refusals
@@ -336,6 +388,14 @@ def install(app) -> None:
     app.add_exception_handler(RequestValidationError, _handler)
     app.add_middleware(RequestLimits)
     app.add_middleware(CatchAll)
+    plain = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 __all__ = [

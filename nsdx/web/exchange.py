@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
@@ -27,6 +27,11 @@ from exchange.errors import NotAllowed
 from .state import state_of
 
 router = APIRouter(tags=["exchange"])
+
+# bounds of the audit's numbers: a ledger never holds 2**62 entries, and a reward year is
+# one of the programme's (a year far ahead walked every year in between: a thread for good)
+TREE_MAX = 2**62
+YEAR_MIN, YEAR_MAX = 2000, 2100
 
 
 def _exchange(request: Request) -> Exchange:
@@ -217,12 +222,20 @@ def checkpoint(request: Request):
 
 
 @router.get("/api/audit/proof/inclusion")
-def proof_inclusion(request: Request, index: int, size: int | None = None):
+def proof_inclusion(
+    request: Request,
+    index: int = Query(ge=0, le=TREE_MAX),
+    size: int | None = Query(None, ge=0, le=TREE_MAX),
+):
     return _call(request, lambda ex, a: ex.ledger.inclusion(index, size))
 
 
 @router.get("/api/audit/proof/consistency")
-def proof_consistency(request: Request, size1: int, size2: int | None = None):
+def proof_consistency(
+    request: Request,
+    size1: int = Query(ge=0, le=TREE_MAX),
+    size2: int | None = Query(None, ge=0, le=TREE_MAX),
+):
     return _call(request, lambda ex, a: ex.ledger.consistency(size1, size2))
 
 
@@ -238,7 +251,11 @@ def verify(request: Request):
 
 
 @router.get("/api/audit/rewards")
-def rewards(request: Request, year: int, at: int | None = None):
+def rewards(
+    request: Request,
+    year: int = Query(ge=YEAR_MIN, le=YEAR_MAX, description="the reward year"),
+    at: int | None = Query(None, ge=0, le=TREE_MAX, description="a tree size to report at"),
+):
     from exchange.reports import rewards_report
 
     def run(ex: Exchange, a: Actor):
@@ -249,7 +266,7 @@ def rewards(request: Request, year: int, at: int | None = None):
 
 
 @router.get("/api/audit/flags")
-def flags(request: Request, at: int | None = None):
+def flags(request: Request, at: int | None = Query(None, ge=0, le=TREE_MAX)):
     from exchange.reports import wash_flags
 
     def run(ex: Exchange, a: Actor):

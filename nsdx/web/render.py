@@ -11,6 +11,8 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
+from validation.money import to_fen, yuan
+
 from . import i18n
 from .session import viewer
 
@@ -24,6 +26,8 @@ def _extras(pkg: dict) -> dict:
 
 
 templates.env.filters["extras"] = _extras
+# a price as people read it ("280000.00" -> "¥280,000.00"): the offer's figure, exactly
+templates.env.filters["yuan"] = lambda v: yuan(to_fen(v))
 templates.env.filters["domain"] = lambda v: i18n.pgettext("domain", v) if v else "-"
 templates.env.filters["access"] = lambda v: i18n.pgettext("access", v or "open")
 templates.env.filters["role"] = lambda v: i18n.pgettext("role", v) if v else ""
