@@ -9,6 +9,8 @@ so the rules, the checks and the ingest pipeline are exactly the API's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
@@ -74,7 +76,7 @@ def new_dataset_form(request: Request):
 async def new_dataset(request: Request):
     p = require_user(request)
     form = await request.form()
-    f = {k: str(form.get(k) or "").strip()[:2000] for k in (
+    f: dict[str, Any] = {k: str(form.get(k) or "").strip()[:2000] for k in (
         "name", "title", "title_en", "notes", "owner_org", "license_id", "domain", "access", "tags"
     )}  # fmt: skip
     f["private"] = form.get("private") == "1"
