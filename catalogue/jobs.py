@@ -195,6 +195,19 @@ class Jobs:
                 raise ObjectNotFound("job", job_id)
             return job_dict(j)
 
+    def submitted_by(self, principal: Principal, *, limit: int = 50) -> list[dict]:
+        """The newest jobs ``principal`` submitted (the provider's own uploads)."""
+        if principal.user_id is None:
+            return []
+        with self.cat.Session() as s:
+            rows = s.scalars(
+                select(Job)
+                .where(Job.user_id == principal.user_id)
+                .order_by(Job.created.desc())
+                .limit(max(1, min(limit, 500)))
+            )
+            return [job_dict(j) for j in rows]
+
     @staticmethod
     def _may_see(s, j: Job, p: Principal) -> bool:
         if p.sysadmin or (j.user_id is not None and j.user_id == p.user_id):

@@ -343,6 +343,22 @@ class Catalogue:
         with self.Session.begin() as s:
             self.upsert_from_spec(s, spec)
 
+    def version_history(self, name: str) -> list[dict]:
+        """Every published version of ``name``, newest first: number, when, rows, bytes,
+        quality score (callers check read access first, e.g. with ``Packages.show``)."""
+        with self.Session() as s:
+            ds = find_dataset(s, name)
+            return [
+                {
+                    "number": v.number,
+                    "created": v.created.isoformat(timespec="seconds"),
+                    "row_count": v.row_count,
+                    "bytes": v.bytes,
+                    "quality_score": v.quality_score,
+                }
+                for v in sorted(ds.versions, key=lambda v: -v.number)
+            ]
+
     def package(self, name: str) -> dict:
         from .editing import render_packages  # the one renderer, link resources included
 

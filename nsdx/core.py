@@ -176,8 +176,7 @@ class Nsdx:
     def job_deps(self) -> JobDeps:
         from catalogue.jobs import JobDeps
 
-        key, _ = self.pii_key()
-        return JobDeps(self.catalogue, self.store, key, self.reports_dir)
+        return JobDeps(self.catalogue, self.store, self.masking_key(), self.reports_dir)
 
     @property
     def uploads_dir(self) -> Path:
@@ -207,6 +206,13 @@ class Nsdx:
     def reports_dir(self) -> Path:
         return self.settings.home / "reports"
 
+    def masking_key(self) -> bytes:
+        """The personal-data masking key for work that writes data (ingest, jobs)."""
+        key, _ = self.settings.pii_key(create=True)
+        if key is None:  # pragma: no cover - create=True always yields one
+            raise RuntimeError("no personal-data masking key: set NSDX_PII_KEY")
+        return key
+
     def pii_key(self) -> tuple[bytes | None, bool]:
         """The personal-data masking key (generated once unless read-only: then None when
         there is none)."""
@@ -223,12 +229,11 @@ class Nsdx:
     def ingest_one(self, spec, *, progress: Callable | None = None, force: bool = False):
         from catalogue.publishing import publish_dataset
 
-        key, _ = self.pii_key()
         return publish_dataset(
             self.catalogue,
             self.store,
             spec,
-            pii_key=key,
+            pii_key=self.masking_key(),
             reports_dir=self.reports_dir,
             progress=progress,
             force=force,

@@ -61,12 +61,12 @@ def listing(url: str, token: str | None = None, *, timeout: float = 60) -> dict:
         err = body.get("error") if isinstance(body, dict) else None
         if not isinstance(err, dict):
             err = {"message": f"HTTP {r.status_code}", "hint": "is this an nsdx portal?"}
-        e = RemoteError(
+        refusal = RemoteError(
             f"the portal at {base} refused the listing: {err.get('message')}",
             hint=err.get("hint"),
         )
-        e.transient = r.status_code >= 500
-        raise e
+        refusal.transient = r.status_code >= 500  # type: ignore[misc]  # per answer
+        raise refusal
     return body
 
 

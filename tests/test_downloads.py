@@ -808,12 +808,14 @@ def test_no_storage_location_reaches_a_client(portal, tmp_path):
                 hit("GET", f"/api/3/action/resource_show?id={res['id']}", user)
             for org in (BUREAU, SELLER, BUYER, OTHER):
                 hit("GET", f"/api/3/action/organization_show?id={org}&include_datasets=true", user)
-            for path in (f"/dataset/{n}", f"/dataset/{n}.jsonld", f"/dataset/{n}/croissant.json"):
+            for path in (f"/dataset/{n}", f"/dataset/{n}.jsonld", f"/dataset/{n}.ttl",
+                         f"/dataset/{n}/croissant.json", f"/dataset/{n}/datapackage.json"):  # fmt: skip
                 hit("GET", path, user)
         hit("GET", "/api/3/action/package_search?q=*:*&rows=1000", user)
         hit("GET", "/api/3/action/current_package_list_with_resources?limit=1000", user)
         hit("GET", f"/api/3/action/nsdx_job_show?id={job}", user)
         hit("GET", "/catalog.jsonld", user)
+        hit("GET", "/catalog.ttl", user)
         hit("GET", "/api/downloads", user)
         for i, sql in enumerate(INTROSPECTION):
             if i % 2 == 0:

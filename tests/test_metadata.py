@@ -476,3 +476,44 @@ def test_harvested_published_datasets_keep_their_facts(portal, tmp_path):
     # harvesting again updates the copies; it never touches datasets published here
     again = harvest(nx.catalogue, portal.url)
     assert sorted(again["updated"]) == portal.names and again["skipped"] == []
+
+
+# -- datasets.yaml: contact points, licence URL, declared coverage --------------------------
+SPEC = """
+organizations:
+  - {name: bureau, title: 南沙区交通运输局, email: data@example.org, url: "https://example.org/"}
+datasets:
+  - id: ferry
+    title: 轮渡
+    domain: transport
+    organization: bureau
+    licence: ferry-terms
+    licence_url: https://example.org/terms
+    spatial: [113.3, 22.55, 113.7, 22.95]
+    temporal: [2024-01-01, 2024-12-31]
+    source: {path: ferry.csv, format: csv}
+"""
+
+
+def test_datasets_yaml_declares_contacts_licence_urls_and_coverage():
+    from ingest.errors import ConfigError
+    from ingest.spec import parse_specs
+
+    [spec] = parse_specs(SPEC)
+    assert spec.organization_contact == {"email": "data@example.org", "url": "https://example.org/"}
+    assert spec.extras["license_url"] == "https://example.org/terms"
+    assert json.loads(spec.extras["spatial"])["coordinates"][0][0] == [113.3, 22.55]
+    assert (spec.extras["temporal_start"], spec.extras["temporal_end"]) == (
+        "2024-01-01",
+        "2024-12-31",
+    )
+    bad = {
+        "spatial: [113.3, 22.55, 113.7, 22.95]": ("spatial: [200, 0, 0, 0]", "spatial:"),
+        "temporal: [2024-01-01, 2024-12-31]": ("temporal: [2024-12-31, 2024-01-01]", "temporal:"),
+        "licence_url: https://example.org/terms": ("licence_url: ftp://x", "licence_url:"),
+        "email: data@example.org": ("email: nobody", "email"),
+    }
+    for good, (wrong, says) in bad.items():
+        with pytest.raises(ConfigError, match=says) as e:
+            parse_specs(SPEC.replace(good, wrong))
+        assert e.value.line is not None

@@ -69,6 +69,8 @@ def site(tmp_path_factory, chromium_path):
         demo = run_demo(nx.exchange)  # enterprises, offers, orders: the ledger has trades
         _write_sources(root)
         assert {r.status for r in nx.ingest(all_=True)} == {"published"}
+        _write_sources(root, second_version=True)
+        assert nx.ingest(["nansha-bus-gps"])[0].version == 2
         for name, kw in (("official", {"auditor": True}), ("alice", {}), ("bob", {})):
             acc.create_user(name, **kw)
             set_password(acc, name, PASSWORD)
@@ -506,4 +508,148 @@ def test_buyer_journey_offer_order_payment_grant_profile_console_refund(tab, sit
     assert "已撤销" in text_of(page, "table.orders")
     page.goto(portal + order_path)
     assert page.eval("document.querySelector('#profile')") is None
+    assert axe_violations(page) == []
+
+
+def test_dataset_page_preview_downloads_snippets_versions(tab, site, shots):
+    """For everyone: the first rows as published, per-table downloads that work, snippets
+    naming the real download URL, the versions with their dates and row counts."""
+    page, portal = tab, site.url
+    assert page.goto(portal + "/dataset/nansha-bus-gps") == 200
+    head = page.eval("[...document.querySelectorAll('.preview-table th')].map(t => t.textContent)")
+    assert head == ["ts", "route_id", "speed_kmh"]
+    assert page.eval("document.querySelectorAll('.preview-table tr').length") == 4  # 3 rows
+    parquet = page.eval("document.querySelector('a.dl-parquet').href")
+    assert parquet == f"{portal}/dataset/nansha-bus-gps/v2/data.parquet" or parquet.endswith(
+        ".parquet"
+    )
+    csv = httpx.get(page.eval("document.querySelector('a.dl-csv').href"))
+    assert csv.status_code == 200
+    assert csv.text.splitlines()[0].replace('"', "").split(",")[:2] == ["ts", "route_id"]
+    assert len(csv.text.strip().splitlines()) == 4
+    snippet = page.eval("document.querySelector('.snippets pre code').textContent")
+    assert snippet == f"SELECT * FROM read_parquet('{parquet}') LIMIT 10;"
+    import duckdb
+
+    con = duckdb.connect()  # the snippet as pasted, over the file it downloads
+    data = httpx.get(parquet).content
+    p = Path(site.nx.settings.home) / "snippet.parquet"
+    p.write_bytes(data)
+    assert con.execute(snippet.replace(parquet, str(p))).fetchall()[0][1] in ("南沙1路", "南沙4路")
+    versions = page.eval(
+        "[...document.querySelectorAll('#versions tr')].slice(1).map(r => r.cells[0].textContent.trim())"
+    )
+    assert versions == ["v2 当前", "v1"]
+    assert re.match(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d", text_of(page, "#versions tr:nth-child(2) td:nth-child(2)")
+    )
+    assert axe_violations(page) == []
+    page.screenshot(shots / "dataset-preview.png")
+    # restricted data: no preview for a visitor, the reason instead, and the offer
+    assert page.goto(portal + "/dataset/nansha-taxi-trips") == 200
+    assert page.eval("document.querySelector('.preview-table')") is None
+    assert "restricted" in text_of(page, ".preview")
+    assert text_of(page, "#offers .price") == "¥1,200.00"
+
+
+def test_seller_creates_and_withdraws_an_offer_with_bad_input_kept(tab, site):
+    page, portal = tab, site.url
+    assert sign_in(page, portal, "alice", next_="/dataset/nansha-taxi-trips") == 200
+    n0 = page.eval("document.querySelectorAll('#offers tr').length")
+    page.eval("document.querySelector('details.offer-create').open = true")
+    fill(page, "#of-price", "abc")
+    fill(page, "#of-licence_terms", "仅限研究 research only")
+    fill(page, "#of-access_days", "0")
+    assert page.click("#create-offer") == 422
+    assert "请检查标出的字段" in text_of(page, "#offer-error")
+    assert (
+        page.eval("document.querySelector('#of-licence_terms').value") == "仅限研究 research only"
+    )
+    assert (
+        page.eval("document.querySelector('#of-access_days').getAttribute('aria-invalid')")
+        == "true"
+    )
+    assert page.eval("document.querySelectorAll('#offers tr').length") == n0  # nothing created
+    fill(page, "#of-access_days", "30")
+    assert page.click("#create-offer") in (409, 422)  # the core refuses the price "abc"
+    assert "报价未创建" in text_of(page, "#offer-error")
+    fill(page, "#of-price", "88.50")
+    assert page.click("#create-offer") == 200
+    assert "报价已创建" in page.eval("document.body.textContent")
+    prices = page.eval("[...document.querySelectorAll('#offers .price')].map(t => t.textContent)")
+    assert "¥88.50" in prices
+    assert axe_violations(page) == []
+    # withdraw the new one
+    row = prices.index("¥88.50")
+    page.eval(f"document.querySelectorAll('#offers button.withdraw')[{row}].scrollIntoView()")
+    since_buttons = page.eval("document.querySelectorAll('#offers button.withdraw').length")
+    assert page.click(f"#offers tr:nth-child({row + 2}) button.withdraw") == 200
+    assert "报价已撤回" in page.eval("document.body.textContent")
+    assert (
+        page.eval("document.querySelectorAll('#offers button.withdraw').length")
+        == since_buttons - 1
+    )
+
+
+def _set_file(page, selector: str, path: Path) -> None:
+    root = page.send("DOM.getDocument")["root"]["nodeId"]
+    node = page.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+    page.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+
+def _wait_text(page, selector: str, want: str, timeout: float = 90) -> str:
+    """Wait (the job page refreshes itself) until ``selector`` holds ``want``."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            last = text_of(page, selector) or ""
+        except Exception:  # noqa: BLE001 - the page is being refreshed right now
+            last = ""
+        if want in last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"{selector} never said {want!r}; last: {last!r}")
+
+
+def test_provider_journey_create_upload_progress_published(tab, site, shots, tmp_path):
+    page, portal = tab, site.url
+    assert sign_in(page, portal, "alice", next_="/my/datasets") == 200
+    assert page.click("#new-dataset") == 200
+    # bad input: a name that is not allowed; the form is kept, nothing created
+    page.eval("document.querySelector('#nd-name').removeAttribute('pattern')")
+    fill(page, "#nd-name", "Bad Name!")
+    fill(page, "#nd-title", "南沙渡轮客流")
+    fill(page, "#nd-domain", "transport")
+    page.eval("document.querySelector('#nd-owner_org').value = 'nansha-transport'")
+    assert page.click("#create-dataset") == 422
+    assert page.eval("document.querySelector('#nd-title').value") == "南沙渡轮客流"
+    assert page.eval("document.querySelector('#nd-name').getAttribute('aria-invalid')") == "true"
+    assert axe_violations(page) == []
+    fill(page, "#nd-name", "nansha-ferry-riders")
+    assert page.click("#create-dataset") == 200
+    assert page.eval("location.pathname") == "/dataset/nansha-ferry-riders/upload"
+    # an upload the pipeline cannot read: a clear message, nothing left behind
+    bad = tmp_path / "riders.bin"
+    bad.write_bytes(b"\x00\x01\x02")
+    _set_file(page, "#upload", bad)
+    assert page.click("#send") in (409, 422)
+    assert "riders.bin" in text_of(page, "#upload-error")
+    # the real file: streamed up, checked, published; progress shown until then
+    good = tmp_path / "riders.csv"
+    good.write_text("day,pier,riders\n2024-03-01,南沙客运港,1200\n2024-03-02,南沙客运港,1350\n")
+    _set_file(page, "#upload", good)
+    assert page.click("#send") == 200
+    assert page.eval("location.pathname").startswith("/my/jobs/")
+    page.screenshot(shots / "provider-job.png", full_page=False)
+    assert "版本 1" in _wait_text(page, "#job-status", "已发布为版本 1")
+    assert axe_violations(page) == []
+    page.screenshot(shots / "provider-published.png")
+    assert page.click("#published-link") == 200
+    head = page.eval("[...document.querySelectorAll('.preview-table th')].map(t => t.textContent)")
+    assert head == ["day", "pier", "riders"]
+    # my datasets lists it with its upload
+    page.goto(portal + "/my/datasets")
+    assert "南沙渡轮客流南沙区交通运输局开放v1" in text_of(page, "#my-datasets")
+    assert "已完成" in text_of(page, "#my-jobs")
     assert axe_violations(page) == []

@@ -91,8 +91,9 @@ def fail(err: BaseException, as_json: bool = False) -> None:
         click.echo(json.dumps({"error": payload}, ensure_ascii=False, default=str), err=True)
     else:
         click.secho(f"Error: {getattr(err, 'message', str(err))}", fg="red", err=True)
-        if getattr(err, "hint", None):
-            click.echo(f"  hint: {err.hint}", err=True)
+        hint = getattr(err, "hint", None)
+        if hint:
+            click.echo(f"  hint: {hint}", err=True)
         if getattr(err, "transient", False):
             click.echo(
                 "  (a transient fault: the same command can succeed once it is fixed)", err=True
@@ -123,7 +124,8 @@ def _exit(code: object) -> None:
     import atexit  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
-    threading._shutdown()  # what the interpreter does first at exit: join non-daemon threads
+    # what the interpreter does first at exit: join non-daemon threads (a private API)
+    threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

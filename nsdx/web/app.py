@@ -27,6 +27,7 @@ from . import (
     errors,
     exchange,
     pages,
+    provider,
     query,
     sharing,
     trade_pages,
@@ -49,6 +50,7 @@ ROUTERS = [
     audit.router,
     trade_pages.router,
     console.router,
+    provider.router,
     pages.router,
 ]
 

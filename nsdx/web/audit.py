@@ -332,8 +332,53 @@ def rewards(request: Request):
     if cp is None:
         return render(request, "audit/rewards.html", {"year": year, "s": None})
     s = _summary(ex, year, cp)
+    from . import i18n
+
+    key = ("charts", id(ex), cp.tree_size, b64(cp.root), year, i18n.current())
+    charts = _cached(key, lambda: _charts(s, year))
+    only = request.query_params.get("only") == "excluded"
+    txs = [t for t in s["transactions"] if not t["eligible"]] if only else s["transactions"]
+    try:
+        page = max(1, min(1_000_000, int(request.query_params.get("tx") or 1)))
+    except ValueError:
+        page = 1
+    pages = max(1, -(-len(txs) // TX_PAGE))
+    page = min(page, pages)
+    shown = txs[(page - 1) * TX_PAGE : page * TX_PAGE]
+
+    def link(**kw) -> str:
+        from urllib.parse import urlencode
+
+        q = {"year": year, "only": "excluded" if only else "", "tx": page, **kw}
+        return "/audit/rewards?" + urlencode({k: v for k, v in q.items() if v}) + "#tx-h"
+
+    return render(
+        request,
+        "audit/rewards.html",
+        {
+            "year": year,
+            "s": s,
+            "charts": charts,
+            "txs": shown,
+            "tx_total": len(txs),
+            "tx_page": page,
+            "tx_pages": pages,
+            "only": only,
+            "link": link,
+            "flags": s["flags"][:FLAGS_SHOWN],
+        },
+    )
+
+
+FLAGS_SHOWN = 100
+
+
+TX_PAGE = 100
+
+
+def _charts(s: dict, year: int) -> dict:
     months = [m["month"][5:] for m in s["by_month"]]
-    charts = {
+    return {
         "monthly": bar_chart(
             _("Monthly trade volume, %(year)s", year=year),
             months,
@@ -344,12 +389,8 @@ def rewards(request: Request):
             [_domain_label(d["domain"]) for d in s["by_domain"]],
             [float(d["volume_cny"]) for d in s["by_domain"]],
         ),
-        "top": hbar_chart(
-            _("Top enterprises by volume"),
-            *_top(s["by_enterprise"]),
-        ),
+        "top": hbar_chart(_("Top enterprises by volume"), *_top(s["by_enterprise"])),
     }
-    return render(request, "audit/rewards.html", {"year": year, "s": s, "charts": charts})
 
 
 def _domain_label(d: str) -> str:

@@ -109,11 +109,13 @@ class CSRFMiddleware:
         scope["nsdx.body_check"] = check
 
         async def bounded_receive():
+            # a message is read only while less than CHECK_BYTES were read unchecked (so at
+            # most that plus one server read buffer is held), then the token must be there
+            if not check["done"] and check["read"] > CHECK_BYTES:
+                raise _TooLarge
             msg = await receive()
             if not check["done"] and msg.get("type") == "http.request":
                 check["read"] += len(msg.get("body", b""))
-                if check["read"] > CHECK_BYTES:
-                    raise _TooLarge
             return msg
 
         try:

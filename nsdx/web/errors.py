@@ -332,7 +332,11 @@ _SURFACE_STATUSES = {
     "json": (400, 403, 404, 409, 414, 500, 503),
     "sharing": (400, 401, 403, 404, 414, 500),
 }
-_SCHEMAS = {"ckan": CkanErrorOut, "json": ErrorOut, "sharing": SharingErrorOut}
+_SCHEMAS: dict[str, type[BaseModel]] = {
+    "ckan": CkanErrorOut,
+    "json": ErrorOut,
+    "sharing": SharingErrorOut,
+}
 
 
 def document_errors(spec: dict) -> dict:

@@ -54,6 +54,12 @@ DOMAINS = [
 ]
 ACCESS = [Np_("access", "open"), Np_("access", "restricted")]
 ROLES = [Np_("role", "admin"), Np_("role", "editor"), Np_("role", "member")]
+JOB_STATES = [
+    Np_("job", "queued"),
+    Np_("job", "running"),
+    Np_("job", "finished"),
+    Np_("job", "failed"),
+]
 OFFER_STATES = [Np_("offer", "open"), Np_("offer", "withdrawn")]
 TOKEN_STATES = [Np_("token", "active"), Np_("token", "revoked"), Np_("token", "expired")]
 

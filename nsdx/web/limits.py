@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -155,7 +156,7 @@ def _depth(value: Any) -> int:
     while stack:
         v, d = stack.pop()
         if isinstance(v, dict):
-            items = v.values()
+            items: Iterable[Any] = v.values()
         elif isinstance(v, list):
             items = v
         else:

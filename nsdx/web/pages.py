@@ -135,11 +135,14 @@ async def dataset_response(
     *,
     order_error: str | None = None,
     order_form: dict | None = None,
+    offer_error: str | None = None,
+    offer_form: dict | None = None,
+    offer_errors: dict | None = None,
     status: int = 200,
 ):
     """The dataset page (also re-rendered, with the message and the form kept, when an
     order placed from it is refused)."""
-    from .trade_pages import offers_for
+    from .trade_pages import can_sell, offers_for
 
     st = state_of(request)
     who = await run_in_threadpool(viewer, request)
@@ -163,6 +166,8 @@ async def dataset_response(
     pkg = absolute(pkg, site)  # download links on the page are the portal's routes
     jsonld = json.dumps(schema_org(pkg, site), ensure_ascii=False, indent=1)
     offers, buyers = await run_in_threadpool(offers_for, request, pkg["name"])
+    previews = await run_in_threadpool(_previews, request, who, pkg)
+    history = await run_in_threadpool(st.cat.version_history, pkg["name"])
     return render(
         request,
         "dataset.html",
@@ -173,11 +178,53 @@ async def dataset_response(
             "jsonld": jsonld.replace("</", "<\\/"),
             "offers": offers,
             "buyers": buyers,
+            "previews": previews,
+            "history": history,
+            "site": site,
             "order_error": order_error,
             "order_form": order_form or {},
+            "can_sell": await run_in_threadpool(can_sell, request, pkg),
+            "offer_error": offer_error,
+            "offer_form": offer_form or {},
+            "offer_errors": offer_errors or {},
         },
         status,
     )
+
+
+PREVIEW_ROWS = 10
+
+
+def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
+    """The first rows of each published table, as published (masked), by the query API's
+    own function for this viewer; a table the viewer may not read gets the reason."""
+    from catalogue.registry import view_stem
+
+    from .query import execute
+
+    ex = _extras(pkg)
+    domain = (ex.get("domain") or "").replace("-", "_")
+    tables = [r for r in pkg.get("resources") or [] if r.get("nsdx_schema")]
+    out: dict[str, dict] = {}
+    for r in tables[:5]:
+        view = f"{domain}.{view_stem(pkg['name'])}"
+        if len(tables) > 1 and r.get("nsdx_table"):
+            view += "__" + r["nsdx_table"].replace("-", "_")
+        try:
+            res, _cap = execute(
+                state_of(request), who, f"SELECT * FROM {view} LIMIT {PREVIEW_ROWS}", PREVIEW_ROWS
+            )
+        except CatalogueError as e:
+            out[r["id"]] = {"view": view, "error": e.message}
+            continue
+        from catalogue import jsonout
+
+        out[r["id"]] = {
+            "view": view,
+            "columns": [f.name for f in res.table.schema],
+            "rows": jsonout.rows(res.table),
+        }
+    return out
 
 
 @router.get("/organization/{name}", response_class=HTMLResponse)

@@ -251,7 +251,7 @@ def _answer(request: Request, parse) -> Response:
     return _run(request, parse())
 
 
-_RESPONSES = {
+_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the rows (json); text/csv or an Arrow IPC stream for those formats, "
         "with X-Nsdx-Row-Count and X-Nsdx-Truncated headers",

@@ -82,6 +82,93 @@ def offers_for(request: Request, dataset: str) -> tuple[list[dict], list[str]]:
     return offers, buyers
 
 
+def can_sell(request: Request, pkg: dict) -> bool:
+    """Whether the viewer may create offers for ``pkg`` (the exchange's seller rule:
+    an admin or editor of the dataset's organisation, or the operator)."""
+    from exchange.actors import SELLER_ROLES
+
+    org = (pkg.get("organization") or {}).get("name")
+    a = actor_of(request)
+    return bool(org) and (a.sysadmin or a.roles.get(org) in SELLER_ROLES)
+
+
+@router.post("/exchange/offers")
+async def create_offer(request: Request):
+    p = require_user(request)
+    form = await request.form()
+    f = {k: str(form.get(k) or "").strip()[:500] for k in (
+        "dataset", "price", "licence_terms", "term_start", "term_end", "access_days", "version"
+    )}  # fmt: skip
+    f["cross_border"] = form.get("cross_border") == "1"
+    ex = state_of(request).exchange
+    errors: dict[str, str] = {}
+    if not f["price"]:
+        errors["price"] = _("Enter a price in yuan, e.g. 1200.00.")
+    try:
+        days = int(f["access_days"] or 365)
+        if not 1 <= days <= 3650:
+            raise ValueError
+    except ValueError:
+        errors["access_days"] = _("A number of days from 1 to 3650.")
+        days = 365
+    try:
+        version = int(f["version"]) if f["version"] else None
+    except ValueError:
+        errors["version"] = _("A version number, or empty for the latest during the term.")
+        version = None
+
+    async def again(message: str, status: int):
+        from .pages import dataset_response
+
+        return await dataset_response(
+            request, f["dataset"], offer_error=message, offer_form=f, offer_errors=errors,
+            status=status,
+        )  # fmt: skip
+
+    if errors:
+        return await again(_("The offer was not created: check the marked fields."), 422)
+    try:
+        await run_in_threadpool(
+            lambda: trade.create_offer(
+                ex,
+                actor_of(request, p),
+                f["dataset"],
+                price=f["price"],
+                version=version,
+                licence_terms=f["licence_terms"],
+                term_start=f["term_start"] or None,
+                term_end=f["term_end"] or None,
+                cross_border=f["cross_border"],
+                access_days=days,
+            )
+        )
+    except NsdxError as e:
+        return await again(_("The offer was not created: %(why)s", why=e.message), e_status(e))
+    return RedirectResponse(f"/dataset/{f['dataset']}?offered=1#offers-h", status_code=303)
+
+
+@router.post("/exchange/offers/{offer_id}/withdraw")
+async def withdraw_offer(offer_id: str, request: Request):
+    p = require_user(request)
+    form = await request.form()
+    dataset = str(form.get("dataset") or "")[:100]
+    ex = state_of(request).exchange
+    try:
+        await run_in_threadpool(
+            lambda: trade.withdraw_offer(ex, actor_of(request, p), offer_id[:64])
+        )
+    except NsdxError as e:
+        from .pages import dataset_response
+
+        return await dataset_response(
+            request,
+            dataset,
+            offer_error=_("The offer was not withdrawn: %(why)s", why=e.message),
+            status=e_status(e),
+        )
+    return RedirectResponse(f"/dataset/{dataset}?withdrawn=1#offers-h", status_code=303)
+
+
 @router.post("/exchange/orders")
 async def place_order(request: Request):
     p = require_user(request)

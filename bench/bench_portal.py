@@ -1,0 +1,216 @@
+"""Benchmark: server time to render each portal page at 10,000 datasets and 100,000 ledger
+entries (SQLite, in-process ASGI: no network, no browser; the time is the app's).
+
+    .venv/bin/python bench/bench_portal.py [--datasets 10000] [--entries 100000] [--repeat 20]
+
+Prints a markdown table: p50 and max over ``--repeat`` renders of each page, signed in as
+an official (auditor) who is also a member of an organisation. The first render of the
+rewards page for a checkpoint computes the year's report from every ledger leaf (shown as
+its own row, "cold"); later renders of the same checkpoint reuse it. Verification (a
+POST, recomputing the whole tree) is shown for reference.
+Goal from issue 12: every page under 300 ms of server time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+PASSWORD = "bench password 123"
+HTML = {"accept": "text/html"}
+
+
+def grow_ledger(nx, n: int, year: int, seed: int = 12) -> None:
+    """Registrations of 40 enterprises, then orders and payments up to ``n`` entries."""
+    rnd = random.Random(seed)
+    store = nx.exchange.ledger
+    orgs = [f"org-{i:02d}" for i in range(40)]
+    from exchange import credit_code
+
+    events = [
+        (
+            "enterprise.registered",
+            {
+                "actor": "bench",
+                "org": o,
+                "credit_code": credit_code.make(
+                    "440115", f"MA{i:06d}", authority="9", category="1"
+                ),
+                "legal_name": f"企业 {o}",
+                "corporate_group": f"group-{i % 7}" if i % 3 == 0 else None,
+                "legal_representative": f"rep-{i}",
+                "shareholders": [f"rep-{i}"],
+                "controllers": [f"rep-{i}"],
+                "registered_address": "广州市南沙区",
+                "phone_fp": f"{i:032x}",
+                "bank_account_fp": f"{i + 100:032x}",
+                "in_nansha": i % 5 != 0,
+            },
+        )
+        for i, o in enumerate(orgs)
+    ]
+    day0 = date(year, 1, 1)
+    k = 0
+    while len(events) < n:
+        seller, buyer = rnd.sample(orgs, 2)
+        d = day0 + timedelta(days=rnd.randrange(365))
+        order = f"bench-{k:07d}"
+        amount = rnd.randrange(10_000, 5_000_000)
+        events.append(
+            (
+                "order.placed",
+                {
+                    "actor": "bench",
+                    "order": order,
+                    "offer": f"offer-{k % 500}",
+                    "dataset": f"bench-{rnd.randrange(10_000):05d}",
+                    "domain": rnd.choice(["transport", "urban-management", "economy"]),
+                    "buyer": buyer,
+                    "buyer_code": "-",
+                    "seller": seller,
+                    "seller_code": "-",
+                    "amount_fen": amount,
+                    "contract_no": None,
+                    "channel": "exchange",
+                    "other_support": False,
+                    "ordered_on": d.isoformat(),
+                },
+            )
+        )
+        events.append(
+            (
+                "payment.confirmed",
+                {
+                    "actor": "bench",
+                    "order": order,
+                    "amount_fen": amount,
+                    "reference": "",
+                    "paid_on": d.isoformat(),
+                },
+            )
+        )
+        k += 1
+    events = events[:n]
+    for i in range(0, len(events), 10_000):
+        with store.transaction() as s:
+            store.append_many(s, events[i : i + 10_000])
+    store.checkpoint()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", type=int, default=10_000)
+    ap.add_argument("--entries", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=20)
+    a = ap.parse_args()
+
+    from bench_search import generate
+    from fastapi.testclient import TestClient
+
+    from catalogue.auth import Accounts
+    from catalogue.signin import set_password
+    from nsdx.core import Nsdx
+    from nsdx.settings import Settings
+    from nsdx.web.app import create_app
+
+    tmp = Path(tempfile.mkdtemp(prefix="nsdx-bench-portal-"))
+    db = f"sqlite:///{tmp / 'nsdx.db'}"
+    t = time.perf_counter()
+    generate(db, a.datasets)
+    nx = Nsdx(
+        Settings(
+            home=tmp / "home",
+            database_url=db,
+            storage_url=f"file://{tmp / 'objects'}",
+            datasets_path=tmp / "datasets.yaml",
+        )
+    )
+    year = date.today().year - 1
+    grow_ledger(nx, a.entries, year)
+    acc = Accounts(nx.catalogue)
+    acc.create_user("official", auditor=True)
+    set_password(acc, "official", PASSWORD)
+    acc.add_member("org-07", "official", "member")
+    print(f"set up {a.datasets} datasets, {nx.exchange.ledger.head_size()} ledger entries "
+          f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)  # fmt: skip
+
+    app = create_app(nx, warm=False, worker=False)
+    rows = []
+    with TestClient(app) as c:
+        c.headers.update(HTML)
+        nx.index.refresh() if hasattr(nx, "index") else app.state.nsdx.index.refresh()
+        tok = re.search(r'name="csrftoken" value="([^"]+)"', c.get("/user/login").text).group(1)
+        r = c.post(
+            "/user/login",
+            data={"csrftoken": tok, "name": "official", "password": PASSWORD},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+        from sqlalchemy import select
+
+        from catalogue.models import Dataset
+
+        with nx.catalogue.Session() as s:
+            name = s.scalar(
+                select(Dataset.name).where(Dataset.private.is_(False)).order_by(Dataset.name)
+                .offset(42).limit(1)
+            )  # fmt: skip
+        size = nx.exchange.ledger.head_size()
+
+        def timed(label: str, fn, repeat: int = a.repeat) -> None:
+            xs = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                resp = fn()
+                xs.append((time.perf_counter() - t0) * 1000)
+                assert resp.status_code == 200, (label, resp.status_code, resp.text[:300])
+            rows.append((label, statistics.median(xs), max(xs), repeat))
+
+        timed("rewards page, cold (first render of a checkpoint)",
+              lambda: c.get(f"/audit/rewards?year={year}"), repeat=1)  # fmt: skip
+        pages = [
+            ("search /", "/"),
+            ("search ?q=公交", "/?q=%E5%85%AC%E4%BA%A4"),
+            ("search, facet filter, page 3", "/?domain=transport&tags=%E5%85%AC%E4%BA%A4&page=3"),
+            ("dataset page", f"/dataset/{name}"),
+            ("organisation page", "/organization/org-07"),
+            ("sign-in page", "/user/login"),
+            ("API tokens", "/user/tokens"),
+            ("my work", "/my"),
+            ("SQL console (form)", "/console"),
+            ("audit dashboard", "/audit"),
+            ("transactions, page 1", "/audit/transactions"),
+            ("transactions, kind + enterprise, page 20",
+             "/audit/transactions?kind=order.placed&enterprise=org-07&page=20"),
+            ("transactions, period filter", f"/audit/transactions?since={year}-03-01&until={year}-03-31"),
+            ("ledger entry + inclusion proof", f"/audit/entry/{size // 2}"),
+            ("rewards + flags + 3 charts (warm)", f"/audit/rewards?year={year}"),
+        ]  # fmt: skip
+        for label, path in pages:
+            timed(label, lambda path=path: c.get(path))
+        tok = re.search(r'name="csrftoken" value="([^"]+)"', c.get("/audit").text).group(1)
+        timed(
+            f"verify the ledger (POST, recomputes {size:,} leaves)",
+            lambda: c.post("/audit/verify", data={"csrftoken": tok}),
+            repeat=3,
+        )
+    print(f"\n{a.datasets:,} datasets, {size:,} ledger entries, SQLite\n")
+    print("| page | p50 ms | max ms | renders |")
+    print("|---|---:|---:|---:|")
+    for label, p50, mx, n in rows:
+        print(f"| {label} | {p50:.0f} | {mx:.0f} | {n} |")
+
+
+if __name__ == "__main__":
+    main()

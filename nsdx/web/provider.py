@@ -1,0 +1,198 @@
+"""The providers' pages: "my datasets" with their upload jobs, creating a dataset, uploading
+a file to it (streamed to disk with the API's cap), and watching the job until the version is
+published or refused, with the validation summary and the reasons.
+
+Every step is an Action API action run by :func:`catalogue.ckan.dispatch` with the
+signed-in user as the principal (``package_create``, ``resource_create`` with an upload),
+so the rules, the checks and the ingest pipeline are exactly the API's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from catalogue.auth import ObjectNotFound
+from catalogue.ckan import dispatch
+from catalogue.ckan.actions import authorize_upload
+from validation.errors import NsdxError
+
+from .errorpages import error_response
+from .i18n import gettext as _
+from .limits import max_upload_bytes
+from .render import render
+from .session import require_user
+from .state import state_of
+from .uploads import UploadTooLarge, receive_multipart
+
+router = APIRouter(include_in_schema=False)
+LICENCES = ["CC-BY-4.0", "CC0-1.0", "ODbL-1.0", "CC-BY-SA-4.0", "other-closed"]
+FORMATS = ["", "CSV", "JSON", "NDJSON", "XLSX", "Parquet", "GTFS"]
+
+
+def _editable_orgs(request: Request, p) -> list[dict]:
+    acc = state_of(request).accounts
+    return [o for o in acc.orgs(p) if p.can_edit(o["id"])]
+
+
+@router.get("/my/datasets")
+def my_datasets(request: Request):
+    p = require_user(request)
+    st = state_of(request)
+    orgs = _editable_orgs(request, p)
+    results = []
+    if orgs:
+        fq = "organization:(" + " OR ".join(f'"{o["name"]}"' for o in orgs) + ")"
+        results = st.index.search(
+            q="",
+            fq=[fq],
+            rows=200,
+            include_private=True,
+            include_drafts=True,
+            principal=p,
+            grants=st.grants,
+            sort="metadata_modified desc",
+        )["results"]
+    jobs = st.jobs.submitted_by(p, limit=30)
+    return render(
+        request, "provider/datasets.html", {"orgs": orgs, "datasets": results, "jobs": jobs}
+    )
+
+
+@router.get("/my/datasets/new")
+def new_dataset_form(request: Request):
+    p = require_user(request)
+    return render(
+        request,
+        "provider/new.html",
+        {"orgs": _editable_orgs(request, p), "form": {}, "errors": {}, "licences": LICENCES},
+    )
+
+
+@router.post("/my/datasets/new")
+async def new_dataset(request: Request):
+    p = require_user(request)
+    form = await request.form()
+    f: dict[str, Any] = {k: str(form.get(k) or "").strip()[:2000] for k in (
+        "name", "title", "title_en", "notes", "owner_org", "license_id", "domain", "access", "tags"
+    )}  # fmt: skip
+    f["private"] = form.get("private") == "1"
+    data = {
+        "name": f["name"],
+        "title": f["title"],
+        "notes": f["notes"],
+        "owner_org": f["owner_org"],
+        "license_id": f["license_id"],
+        "private": f["private"],
+        "tags": [{"name": t.strip()} for t in f["tags"].split(",") if t.strip()][:50],
+        "extras": [{"key": k, "value": f[k]} for k in ("domain", "title_en", "access") if f[k]],
+    }
+    st = state_of(request)
+    ctx = st.context(request, p)
+    status, body = await run_in_threadpool(dispatch, "package_create", data, ctx)
+    if status == 200:
+        return RedirectResponse(f"/dataset/{body['result']['name']}/upload?created=1", 303)
+    err = body.get("error") or {}
+    errors = {
+        k: " ".join(v) if isinstance(v, list) else str(v)
+        for k, v in err.items()
+        if not k.startswith("__") and k != "message"
+    }
+    message = err.get("message") or _("The dataset was not created: check the marked fields.")
+    return render(
+        request,
+        "provider/new.html",
+        {
+            "orgs": _editable_orgs(request, p),
+            "form": f,
+            "errors": errors,
+            "error": message,
+            "licences": LICENCES,
+        },
+        422 if status in (400, 409) else status,
+    )
+
+
+@router.get("/dataset/{name}/upload")
+def upload_form(name: str, request: Request):
+    require_user(request)
+    return render(
+        request,
+        "provider/upload.html",
+        {"name": name, "formats": FORMATS, "cap_mb": max_upload_bytes() >> 20},
+    )
+
+
+@router.post("/dataset/{name}/upload")
+async def upload(name: str, request: Request):
+    """The Action API's streamed upload (:func:`nsdx.web.uploads.receive_multipart`: the
+    caller's rights are checked before a byte is written, the file is streamed to disk in
+    chunks and refused past ``NSDX_UPLOAD_MAX_BYTES``), then ``resource_create``."""
+    p = require_user(request)
+    st = state_of(request)
+    page = {"name": name, "formats": FORMATS, "cap_mb": max_upload_bytes() >> 20}
+    ctx = st.context(request, p)
+
+    async def authorize(fields: dict) -> None:
+        await run_in_threadpool(
+            authorize_upload, ctx, "resource_create", {**fields, "package_id": name}
+        )
+
+    try:
+        received = await receive_multipart(
+            request,
+            st.uploads_dir,
+            accepts_files=True,
+            authorize=authorize,
+            action="resource_create",
+        )
+    except UploadTooLarge:
+        return render(
+            request,
+            "provider/upload.html",
+            {**page, "error": _("The file is larger than %(mb)s MB.", mb=page["cap_mb"])},
+            413,
+        )
+    except NsdxError as e:
+        return render(request, "provider/upload.html", {**page, "error": e.message}, e_status(e))
+    if "upload" not in received.files:
+        received.discard()
+        return render(request, "provider/upload.html", {**page, "error": _("Choose a file.")}, 422)
+    fmt = (received.data.get("format") or "").strip()
+    ctx.files = received.files
+    data = {"package_id": name, **({"format": fmt} if fmt else {})}
+    try:
+        status, body = await run_in_threadpool(dispatch, "resource_create", data, ctx)
+    except BaseException:
+        received.discard()
+        raise
+    if status != 200:
+        received.discard()  # nothing half-done: no orphaned upload
+        err = body.get("error") or {}
+        msg = err.get("message") or "; ".join(
+            f"{k}: {' '.join(v) if isinstance(v, list) else v}"
+            for k, v in err.items()
+            if not k.startswith("__")
+        )
+        return render(request, "provider/upload.html", {**page, "error": msg}, status)
+    return RedirectResponse(f"/my/jobs/{body['result']['id']}", 303)
+
+
+def e_status(e: Exception) -> int:
+    return getattr(e, "status", 400)
+
+
+@router.get("/my/jobs/{job_id}")
+def job_page(job_id: str, request: Request):
+    p = require_user(request)
+    try:
+        job = state_of(request).jobs.show(job_id[:64], p)
+    except ObjectNotFound:
+        return error_response(request, 404, _("Job not found"), _("No such upload of yours."))
+    return render(request, "provider/job.html", {"job": job})
+
+
+__all__ = ["router"]
