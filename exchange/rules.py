@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -132,7 +133,7 @@ def bounded_int(value: Any, what: str, lo: int, hi: int) -> int:
         n = value
     elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
         n = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 20:
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,18}", value.strip()):
         n = int(value.strip())
     if n is None:
         raise InvalidRequest(

@@ -568,6 +568,30 @@ def test_private_dataset_answers_as_a_missing_one(portal):
         private(False)
 
 
+def test_unicode_digits_are_not_numbers(portal):
+    """'²' and '١' pass str.isdigit() but are not ASCII digits: a clear 4xx, never a 500,
+    and never silently version 1."""
+    for v in ("v%C2%B2", "v%D9%A1", "v1%C2%B2", "v%EF%BC%91"):
+        r = portal.get(f"/dataset/bus-gps/{v}/bus-gps.parquet")
+        assert r.status_code == 404, (v, r.text)
+        assert r.json()["error"]["hint"]
+    r = portal.get(RIDE + ".parquet?u=sam&k=x&e=%C2%B2&s=x")
+    assert r.status_code == 403 and "malformed" in r.json()["error"]["message"]
+    for rng in ("bytes=\xb2-", "bytes=-\xb2", "bytes=0-\xb2", "bytes=\u0661-"):
+        r = portal.get(
+            "/dataset/bus-gps/v1/bus-gps.parquet", headers={"Range": rng.encode("utf-8")}
+        )
+        assert r.status_code == 400, (rng, r.text)
+        assert r.json()["error"]["error"] == "MalformedRange"
+    from exchange.errors import InvalidRequest
+    from exchange.rules import bounded_int
+
+    for bad in ("²", "١", "+²"):
+        with pytest.raises(InvalidRequest):
+            bounded_int(bad, "days", 1, 100)
+    assert bounded_int(" 42 ", "days", 1, 100) == 42
+
+
 def test_signing_key_is_kept_private(portal):
     assert listed(portal, "sam")["ride-orders/v1/ride-orders"]["expires"]  # signs a URL
     key = portal.home / "url-signing.key"

@@ -44,7 +44,7 @@ def _open_sheet(path: Path, sheet: str | int | None):
     if sheet is None:
         ws = wb[names[0]]
     elif isinstance(sheet, int) or (
-        isinstance(sheet, str) and sheet.isdigit() and sheet not in names
+        isinstance(sheet, str) and re.fullmatch(r"[0-9]{1,6}", sheet) and sheet not in names
     ):
         idx = int(sheet)
         if not 0 <= idx < len(names):

@@ -19,6 +19,7 @@ module speaks HTTP only.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import partial
@@ -184,6 +185,11 @@ def _serve_file(
     return FileResponse(path, media_type=dl.FORMATS["parquet"], headers=headers)
 
 
+def _number(s: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes '²' and '١', which ``int`` refuses)."""
+    return re.fullmatch(r"[0-9]{1,19}", s) is not None
+
+
 def _bad_range(header: str | None, size: int) -> Response | None:
     """A JSON 416 (a range beyond the end) or 400 (malformed) with a hint, before the
     file is opened; None when the Range header is absent or fine."""
@@ -195,11 +201,12 @@ def _bad_range(header: str | None, size: int) -> Response | None:
     beyond = False
     for r in ranges:
         start, dash, end = r.partition("-")
-        if not dash or not (start.strip().isdigit() or end.strip().isdigit()):
+        start, end = start.strip(), end.strip()
+        if not dash or not (_number(start) or _number(end)):
             ok = False
             break
-        if start.strip().isdigit():
-            if end.strip() and (not end.strip().isdigit() or int(end) < int(start)):
+        if _number(start):
+            if end and (not _number(end) or int(end) < int(start)):
                 ok = False
                 break
             beyond = beyond or int(start) >= size
