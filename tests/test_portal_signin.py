@@ -222,6 +222,24 @@ def test_an_oversized_form_is_refused_before_it_is_buffered(portal):
     assert r.status_code in (400, 413) and "nsdx_session" not in r.headers.get("set-cookie", "")
 
 
+def test_a_malformed_multipart_form_is_a_400_not_a_500(portal):
+    """A broken multipart body met by the CSRF check gets the one error answer (400)."""
+    bare = TestClient(portal.app, raise_server_exceptions=False)
+    bare.cookies.set("a", "b")
+    for path in ("/console", "/user/login", "/user/tokens"):
+        for accept in ("text/html", "application/json"):
+            r = bare.post(
+                path,
+                content=b"x",
+                headers={"content-type": "multipart/form-data; boundary=xx", "accept": accept},
+            )
+            assert r.status_code == 400, (path, accept, r.status_code, r.text[:300])
+            if accept == "application/json":
+                assert r.json()["error"]["hint"]
+            else:
+                assert "<html" in r.text.lower()
+
+
 def test_the_csrf_check_reads_a_bounded_prefix_of_a_streamed_body():
     """A body sent in 64 KiB chunks (as a server hands it over) whose token is not in its
     first megabyte: refused with 413 after about 1 MiB, not read (or buffered) to its end."""

@@ -24,6 +24,7 @@ from pathlib import Path
 import asgi_csrf as _asgi_csrf
 from asgi_csrf import Errors, asgi_csrf
 from python_multipart import FormParser
+from python_multipart.exceptions import FormParserError
 from starlette.requests import Request
 
 if "FileClass" not in inspect.signature(FormParser.__init__).parameters:
@@ -118,8 +119,27 @@ class CSRFMiddleware:
                 check["read"] += len(msg.get("body", b""))
             return msg
 
+        started = {"yes": False}
+
+        async def tracked_send(msg):
+            started["yes"] = True
+            await send(msg)
+
         try:
-            await self.inner(scope, bounded_receive, send)
+            await self.inner(scope, bounded_receive, tracked_send)
+        except FormParserError:  # a malformed form body, met while looking for the token
+            if started["yes"] or check["done"]:
+                raise  # the app's own failure: the app's error handling
+            from .errorpages import error_response
+            from .i18n import gettext as _
+
+            response = error_response(
+                Request(scope),
+                400,
+                _("This form could not be read."),
+                _("Nothing was changed. Reload the page and send the form again."),
+            )
+            await response(scope, _noop_receive, send)
         except _TooLarge:
             from .errorpages import error_response
             from .i18n import gettext as _
