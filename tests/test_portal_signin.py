@@ -350,6 +350,9 @@ def test_create_use_and_revoke_own_tokens(portal):
     tok = csrf(portal, "/user/tokens")
     r = portal.post("/user/tokens", data={"csrftoken": tok, "name": "laptop", "expires": "30"})
     assert r.status_code == 200
+    assert r.headers["cache-control"] == "no-store"  # the secret is on this page
+    for page in ("/user/tokens", "/"):  # every page for a signed-in viewer
+        assert portal.get(page).headers["cache-control"] == "no-store", page
     secret = re.search(r'value="(nsdx_[^"]+)"', r.text).group(1)
     assert portal.acc.authenticate(secret).name == "alice"
     [t] = portal.acc.tokens("alice")

@@ -57,7 +57,12 @@ def render(
     ctx.setdefault("viewer", who)
     ctx.setdefault("csrf_field", lambda: csrf_field(request))
     ctx.setdefault("here_quoted", quote(here(request), safe=""))
-    return templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    if who is not None and not who.anonymous:
+        # a page for a signed-in viewer (tokens shown once, drafts, orders) is never stored
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Vary"] = "Cookie"
+    return response
 
 
 __all__ = ["csrf_field", "render", "templates"]
