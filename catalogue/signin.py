@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from .auth import Accounts, InvalidInput, NotAuthorized, Principal
@@ -38,6 +38,7 @@ WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
 MAX_PER_ACCOUNT = 5
 MAX_PER_IP = 20
+LIMITS = (MAX_PER_ACCOUNT, MAX_PER_IP)  # of the keys user:NAME and ip:ADDR
 
 _hasher = PasswordHasher()
 # verified against when the user does not exist, so both answers take as long
@@ -102,29 +103,63 @@ def _locked(s: Session, keys: list[str], now: datetime) -> datetime | None:
     return until
 
 
-def _count_failure(s: Session, key: str, limit: int, now: datetime) -> None:
-    row = s.get(SignInFailure, key)
-    if row is None:
-        row = SignInFailure(key=key, failures=0, window_start=now)
-        s.add(row)
-    if now - row.window_start > WINDOW:
-        row.failures, row.window_start, row.locked_until = 0, now, None
-    row.failures += 1
-    if row.failures >= limit:
-        row.locked_until = now + LOCKOUT
+def _claim(accounts: Accounts, key: str, now: datetime) -> int:
+    """Count one attempt for ``key`` atomically, before the password is checked (one
+    upsert, committed at once, so parallel requests cannot all slip under the limit nor
+    collide on the first insert); the attempts in the current window, this one included."""
+    cat = accounts.cat
+    dialect = cat.engine.dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    t = SignInFailure.__table__
+    # a new window, or a lock that has run out: counting starts again
+    fresh = or_(
+        t.c.window_start < now - WINDOW,
+        and_(t.c.locked_until.is_not(None), t.c.locked_until <= now),
+    )
+    stmt = (
+        insert(t)
+        .values(key=key, failures=1, window_start=now, locked_until=None)
+        .on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={
+                "failures": case((fresh, 1), else_=t.c.failures + 1),
+                "window_start": case((fresh, now), else_=t.c.window_start),
+                "locked_until": case((fresh, None), else_=t.c.locked_until),
+            },
+        )
+        .returning(t.c.failures)
+    )
+    with cat.Session.begin() as s:
+        return int(s.execute(stmt).scalar_one())
 
 
 def sign_in(accounts: Accounts, name: str, password: str, *, client: str = "-") -> SignedIn:
     """Check ``name``'s password and open a session, or raise :class:`WrongPassword` /
-    :class:`SignInThrottled`. ``client`` is the caller's address (for the throttle)."""
+    :class:`SignInThrottled`. ``client`` is the caller's address (for the throttle). Each
+    attempt is counted before the password is checked; a success clears the account's
+    count and takes its own attempt back from the client's."""
     name = (name or "").strip().lower()[:100]
     password = (password or "")[:MAX_PASSWORD]
     keys = [f"user:{name}", f"ip:{client[:150]}"]
     now = utcnow()
-    with accounts.cat.Session.begin() as s:
+    with accounts.cat.Session() as s:
         until = _locked(s, keys, now)
-        if until is not None:
-            raise SignInThrottled(until)
+    if until is not None:
+        raise SignInThrottled(until)
+    tries = [_claim(accounts, k, now) for k in keys]
+    over = [k for k, n, lim in zip(keys, tries, LIMITS, strict=True) if n > lim]
+    if over:
+        with accounts.cat.Session.begin() as s:
+            for k in over:
+                row = s.get(SignInFailure, k)
+                if row is not None and not row.locked_until:
+                    row.locked_until = now + LOCKOUT
+            until = _locked(s, keys, now) or now + LOCKOUT
+        raise SignInThrottled(until)
+    with accounts.cat.Session.begin() as s:
         u = s.scalar(select(User).where(User.name == name))
         stored = u.password_hash if u is not None and u.state == "active" else None
         ok = False
@@ -133,12 +168,20 @@ def sign_in(accounts: Accounts, name: str, password: str, *, client: str = "-") 
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
         if not ok:
-            _count_failure(s, keys[0], MAX_PER_ACCOUNT, now)
-            _count_failure(s, keys[1], MAX_PER_IP, now)
+            for k, n, lim in zip(keys, tries, LIMITS, strict=True):
+                if n >= lim:
+                    row = s.get(SignInFailure, k)
+                    if row is not None:
+                        row.locked_until = now + LOCKOUT
             failed = True
         else:
             failed = False
             s.execute(delete(SignInFailure).where(SignInFailure.key == keys[0]))
+            s.execute(
+                update(SignInFailure)
+                .where(SignInFailure.key == keys[1], SignInFailure.failures > 0)
+                .values(failures=SignInFailure.failures - 1)
+            )
             if _hasher.check_needs_rehash(stored):
                 u.password_hash = _hasher.hash(password)
             secret = secrets.token_urlsafe(32)

@@ -134,6 +134,50 @@ def test_throttle_per_account_survives_a_restart(portal, tmp_path):
     assert sign_in(fresh, "alice", PASSWORD, client="10.0.0.9").principal.name == "alice"
 
 
+def test_parallel_attempts_cannot_outrun_the_throttle(portal, monkeypatch):
+    """20 parallel wrong passwords for one account: at most the limit of password checks
+    run (each attempt is counted before the check), the rest are throttled, none fails."""
+    import threading
+
+    from catalogue import signin
+
+    checks, real = [], signin._hasher
+
+    class Counted:
+        def verify(self, *a, **kw):
+            checks.append(1)
+            return real.verify(*a, **kw)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(signin, "_hasher", Counted())
+    outcomes, start = [], threading.Barrier(20)
+
+    def attempt(i):
+        start.wait()
+        try:
+            signin.sign_in(portal.acc, "alice", "wrong-password-x", client=f"10.9.0.{i}")
+            outcomes.append("ok")
+        except signin.SignInThrottled:
+            outcomes.append("throttled")
+        except signin.WrongPassword:
+            outcomes.append("wrong")
+        except Exception as e:  # noqa: BLE001 - any other failure is the bug
+            outcomes.append(repr(e))
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(outcomes)) == ["throttled", "wrong"], outcomes
+    assert len(checks) <= signin.MAX_PER_ACCOUNT
+    assert outcomes.count("wrong") == len(checks)
+    with pytest.raises(signin.SignInThrottled):  # even the right password, for now
+        signin.sign_in(portal.acc, "alice", PASSWORD, client="10.9.1.1")
+
+
 def test_throttle_per_address(portal):
     from catalogue import signin
 
