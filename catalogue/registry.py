@@ -345,9 +345,10 @@ class Catalogue:
 
     def version_history(self, name: str) -> list[dict]:
         """Every published version of ``name``, newest first: number, when, rows, bytes,
-        quality score (callers check read access first, e.g. with ``Packages.show``)."""
+        quality score (callers check read access first, e.g. with ``Packages.show``, which
+        lets an organisation's editors see its deleted datasets: so deleted ones count too)."""
         with self.Session() as s:
-            ds = find_dataset(s, name)
+            ds = find_dataset(s, name, include_deleted=True)
             return [
                 {
                     "number": v.number,
