@@ -917,3 +917,60 @@ def test_no_storage_location_reaches_a_client(portal, tmp_path):
             assert secret not in text, (what, secret, text[max(0, text.find(secret) - 300) :][:600])
             assert secret not in headers, (what, secret, headers)
         assert r.status_code < 500, (what, r.status_code, text[:500])
+
+
+def test_conversions_are_bounded_and_give_their_slot_back(portal, monkeypatch):
+    """CSV/JSON Lines conversions hold a DuckDB reader while the client reads: only
+    NSDX_DOWNLOAD_CONVERSIONS run at once; one more is a 503 with Retry-After and a hint, and
+    every way a response ends (finished, or the client gone mid-way) gives its slot back."""
+    import asyncio
+    import threading
+
+    from nsdx.web import download
+
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(download, "_SLOTS", slots)
+    assert slots.acquire(blocking=False)  # a slow client holds the only slot
+    r = portal.get("/dataset/bus-gps/v2/bus-gps.csv")
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == download.RETRY_AFTER
+    body = r.json()["error"]
+    assert body["transient"] is True and ".parquet" in body["hint"]
+    assert portal.get("/dataset/bus-gps/v2/bus-gps.parquet").status_code == 200  # files: never
+    slots.release()
+    r = portal.get("/dataset/bus-gps/v2/bus-gps.csv")
+    assert r.status_code == 200 and r.text.count("\n") == 25_001
+    assert slots.acquire(blocking=False), "a finished conversion keeps its slot"
+    slots.release()
+
+    closed = []
+
+    def chunks():
+        try:
+            yield from (b"a\n", b"b\n", b"c\n")
+        finally:
+            closed.append(True)
+
+    async def client_leaves_after_one_chunk():
+        assert slots.acquire(blocking=False)
+        gen = chunks()
+        first = next(gen)
+        stream = download._chain(first, gen)
+        assert await stream.__anext__() == b"a\n"
+        await stream.aclose()  # what Starlette does when the client disconnects
+
+    asyncio.run(client_leaves_after_one_chunk())
+    assert closed == [True], "the converter (and its DuckDB connection) is closed"
+    assert slots.acquire(blocking=False), "a conversion whose client left keeps its slot"
+    slots.release()
+
+
+def test_conversion_slots_setting_is_checked(monkeypatch):
+    from nsdx.web import download
+
+    monkeypatch.setenv("NSDX_DOWNLOAD_CONVERSIONS", "2")
+    assert download._conversion_slots() == 2
+    for bad in ("0", "x", "-1", "²"):
+        monkeypatch.setenv("NSDX_DOWNLOAD_CONVERSIONS", bad)
+        with pytest.raises(ValueError, match="NSDX_DOWNLOAD_CONVERSIONS"):
+            download._conversion_slots()

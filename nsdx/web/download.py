@@ -19,7 +19,9 @@ module speaks HTTP only.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from functools import partial
@@ -45,6 +47,28 @@ log = logging.getLogger("nsdx.web.download")
 router = APIRouter(tags=["downloads"])
 
 PRESIGN_SECONDS = 300  # the S3 redirect of open data; restricted data: never beyond its URL
+
+
+class ConversionsBusy(NsdxError):
+    """Every CSV/JSON Lines conversion slot is taken (``NSDX_DOWNLOAD_CONVERSIONS``)."""
+
+    status = 503
+    transient = True
+
+
+def _conversion_slots() -> int:
+    raw = os.environ.get("NSDX_DOWNLOAD_CONVERSIONS", "4").strip()
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or int(raw) < 1:
+        raise ValueError(
+            f"NSDX_DOWNLOAD_CONVERSIONS={raw!r}: set a whole number of at least 1 (default 4)"
+        )
+    return int(raw)
+
+
+# Each conversion holds a DuckDB reader (up to 128 MB) for as long as its client reads: a
+# fixed number of slots bounds what slow or many clients can make the server hold.
+_SLOTS = threading.BoundedSemaphore(_conversion_slots())
+RETRY_AFTER = "5"
 
 
 def _now() -> datetime:
@@ -288,20 +312,43 @@ async def _answer(request: Request, name: str, version: str, table: str, fmt: st
         headers = _headers(t, None, fmt)
         if head:
             return Response(status_code=200, media_type=dl.FORMATS[fmt], headers=headers)
+        if not _SLOTS.acquire(blocking=False):
+            raise ConversionsBusy(
+                f"every conversion slot is busy: {t.table}.{fmt} cannot start now",
+                hint=f"retry in a few seconds, or download {t.table}.parquet (served as a "
+                "file, never refused for load) and convert it yourself",
+            )
         gen = dl.CONVERTERS[fmt](st.nx.store, t)
-        first = await run_in_threadpool(next, gen, b"")  # errors before the first byte: 4xx/5xx
+        try:  # errors before the first byte: 4xx/5xx
+            first = await run_in_threadpool(next, gen, b"")
+        except BaseException:
+            gen.close()
+            _SLOTS.release()
+            raise
         return StreamingResponse(_chain(first, gen), media_type=dl.FORMATS[fmt], headers=headers)
     except NsdxError as e:
         if not hasattr(e, "status"):
             raise
-        return error_response(e, head)
+        r = error_response(e, head)
+        if isinstance(e, ConversionsBusy):
+            r.headers["Retry-After"] = RETRY_AFTER
+        return r
 
 
 async def _chain(first: bytes, gen):
-    if first:
-        yield first
-    async for chunk in iterate_in_threadpool(gen):
-        yield chunk
+    """The converted bytes; the generator (and its DuckDB connection) is closed and the
+    conversion slot given back however the response ends: finished, failed, or the client
+    gone."""
+    try:
+        if first:
+            yield first
+        async for chunk in iterate_in_threadpool(gen):
+            yield chunk
+    finally:
+        try:
+            await run_in_threadpool(gen.close)
+        finally:
+            _SLOTS.release()
 
 
 def _several(request: Request, t: dl.DownloadTable) -> Response:
