@@ -43,7 +43,7 @@ from sqlalchemy.orm import selectinload
 from .access import ANONYMOUS, DatasetFacts, may_read
 from .errors import CatalogueError, DatasetNotFound
 from .models import Dataset, Resource, Version
-from .registry import find_dataset
+from .registry import find_dataset, view_of_table, view_stem
 
 if TYPE_CHECKING:
     from ingest.storage import ObjectStore
@@ -136,13 +136,12 @@ class DownloadTable:
 
     @property
     def view_schema(self) -> str:
-        return self.domain.replace("-", "_")
+        return view_stem(self.domain)
 
     @property
     def view_name(self) -> str:
         """The view name of ``nsdx query`` (current version) — see :func:`view_names`."""
-        base = self.dataset.replace("-", "_")
-        return f"{base}__{self.source_table.replace('-', '_')}" if self.source_table else base
+        return view_of_table(self.dataset, self.source_table)
 
     def path(self, fmt: str = "parquet") -> str:
         return table_path(self.dataset, self.version, self.table, fmt)

@@ -43,17 +43,23 @@ class PublishedTable:
 
     @property
     def view_schema(self) -> str:
-        return self.domain.replace("-", "_")
+        return view_stem(self.domain)
 
     @property
     def view_name(self) -> str:
-        base = self.dataset.replace("-", "_")
-        return f"{base}__{self.table.replace('-', '_')}" if self.table else base
+        return view_of_table(self.dataset, self.table)
 
 
 def view_stem(name: str) -> str:
     """The DuckDB view name a dataset name becomes (``-`` turned into ``_``)."""
     return name.replace("-", "_")
+
+
+def view_of_table(dataset: str, table: str | None) -> str:
+    """The view (without its schema) of one table: ``<id>`` for single-table datasets,
+    ``<id>__<table>`` for the tables of a multi-table one (a GTFS feed)."""
+    base = view_stem(dataset)
+    return f"{base}__{view_stem(table)}" if table else base
 
 
 def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> str | None:

@@ -198,7 +198,7 @@ PREVIEW_ROWS = 10
 def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
     """The first rows of each published table, as published (masked), by the query API's
     own function for this viewer; a table the viewer may not read gets the reason."""
-    from catalogue.registry import view_stem
+    from catalogue.registry import view_of_table
 
     from .query import execute
 
@@ -207,9 +207,8 @@ def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
     tables = [r for r in pkg.get("resources") or [] if r.get("nsdx_schema")]
     out: dict[str, dict] = {}
     for r in tables[:5]:
-        view = f"{domain}.{view_stem(pkg['name'])}"
-        if len(tables) > 1 and r.get("nsdx_table"):
-            view += "__" + r["nsdx_table"].replace("-", "_")
+        table = r.get("nsdx_table") if len(tables) > 1 else None
+        view = f"{domain}.{view_of_table(pkg['name'], table)}"
         try:
             res, _cap = execute(
                 state_of(request), who, f"SELECT * FROM {view} LIMIT {PREVIEW_ROWS}", PREVIEW_ROWS
