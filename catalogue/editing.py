@@ -31,6 +31,7 @@ from .registry import (
     media_type,
     package_dict,
     view_name_owner,
+    view_stem,
 )
 
 # extras that are columns of the dataset, and extras nsdx computes (ignored on input)
@@ -347,8 +348,11 @@ class Packages:
             errors["name"] = [
                 "Must be purely lowercase alphanumeric (ascii) characters and these symbols: -_"
             ]
-        elif "__" in str(name):
-            errors["name"] = ["Must not contain '__' (it separates a dataset from its tables)"]
+        elif "__" in view_stem(str(name)):  # 'x--v1' is the view x__v1 as well
+            errors["name"] = [
+                "Must not contain '__' or '--' (in view names they separate a dataset from "
+                "its tables and versions)"
+            ]
         else:
             clash = s.scalar(select(Dataset.id).where(Dataset.name == name))
             owner = view_name_owner(s, str(name), dataset_id=ds.id)

@@ -263,6 +263,13 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
             f"id {ds_id!r} must match [a-z0-9-]{{2,100}}",
             hint="use lower-case letters, digits and '-', e.g. nansha-bus-gps",
         )
+    if "--" in ds_id:  # its view would be <a>__<b>: the name of a table or a version's view
+        raise ctx.err(
+            _child(node, "id"),
+            f"id {ds_id!r} must not contain '--'",
+            hint="in query view names '--' becomes '__', which separates a dataset from its "
+            "tables (<id>__<table>) and versions (<id>__v<N>): use a single '-'",
+        )
     what = f"dataset {ds_id!r}"
     title = str(_require(ctx, node, raw, "title", what))
     domain = str(_require(ctx, node, raw, "domain", what))

@@ -62,6 +62,11 @@ def test_names_mapping_to_one_view_are_refused_across_organisations(deployment):
         "package_create", {"name": "harmless__x", "owner_org": "rival"}, token=mallory
     )
     assert status == 409 and "'__'" in body["error"]["name"][0]
+    # and so does '--': 'bus--v1' would be the view of version 1 of 'bus'
+    status, body = d.call(
+        "package_create", {"name": "harmless--v1", "owner_org": "rival"}, token=mallory
+    )
+    assert status == 409 and "'--'" in body["error"]["name"][0]
     assert d.ok("package_show", {"id": "nansha-ride-hailing-orders"})["title"] == "网约车订单"
 
 

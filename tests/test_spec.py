@@ -58,6 +58,7 @@ def test_repository_datasets_yaml_is_valid():
     "patch, message",
     [
         (("id: nansha-bus-gps", "id: Nansha_Bus"), "datasets.yaml:2:9: id 'Nansha_Bus' must match"),
+        (("id: nansha-bus-gps", "id: bus--v1"), "datasets.yaml:2:9: id 'bus--v1' must not contain"),
         (("format: csv", "format: docx"), "datasets.yaml:12:15: format: 'docx' is not one of"),
         (("access: open", "access: secret"), "datasets.yaml:8:13: access: 'secret' is not one of"),
         (
