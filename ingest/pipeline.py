@@ -29,7 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from validation import BatchValidator, ValidationFailed, check_policy, mask_batch
+from validation import (
+    BatchValidator,
+    IndividualCounter,
+    ValidationFailed,
+    check_policy,
+    mask_batch,
+)
 from validation import worker as validation_worker
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
@@ -363,6 +369,7 @@ class _TableOut:
     rows: int
     schema: pa.Schema
     files: list[Path]
+    individuals: dict[str, int] = field(default_factory=dict)  # column -> distinct people
 
 
 def _table_dirname(table: SourceTable) -> str:
@@ -495,6 +502,7 @@ def _write_table(
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
     nul = _NulBytes(spec, table, warnings)
+    individuals = IndividualCounter(pii_cols, pii_key)
     offset = 0
     try:
         for chunk in _chunks(table.batches):
@@ -507,13 +515,15 @@ def _write_table(
             offset += chunk.num_rows
             if valid is not None:
                 chunk = rejected.set_aside(chunk, valid, validator)
-            parts.write(mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk)
+            masked = mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk
+            individuals.add(masked)
+            parts.write(masked)
             emit("rows", name=name, rows=offset)
     finally:
         files = parts.close()
         rejected.close()
         validation_worker.release_memory()
-    return _TableOut(name, parts.rows, parts.schema, files), rejected.paths
+    return _TableOut(name, parts.rows, parts.schema, files, individuals.counts()), rejected.paths
 
 
 class _NulBytes:
@@ -784,6 +794,7 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
                 "schema": _schema_list(t.schema),
                 "files": files,
                 "coverage": table_coverage(t.files, t.schema),
+                "individuals": t.individuals,
             }
         )
     for p in sorted((staging / "reports").glob("*")) if (staging / "reports").exists() else []:
@@ -815,6 +826,13 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
         "coverage": merge_coverage([t["coverage"] for t in table_entries]),
         "files": flat,
         "validation": validation,
+        # distinct individuals in the identifying personal-data columns, counted from their
+        # masked tokens (validation.pii.IndividualCounter): the cross-border rules read it
+        "personal_information": {
+            "has_pi": spec.has_pi,
+            "sensitive": spec.sensitive_pi,
+            "individuals": sum(sum(t.individuals.values()) for t in tables),
+        },
     }
 
 
