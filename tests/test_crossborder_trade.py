@@ -12,19 +12,20 @@ import pytest
 from exchange import credit_code, trade
 from exchange.actors import Actor
 from exchange.errors import CrossBorderBlocked, CrossBorderRefused, InvalidRequest
+from tests.conftest import pg_database
 
 SELLER = "bureau"
 BUYERS = {"hk-firm": "hong-kong", "macao-firm": "macao", "paris-firm": "abroad"}
 Y = 2025
 
 
-def _world(tmp_path: Path):
+def _world(tmp_path: Path, url: str | None = None):
     from catalogue.models import Dataset, Version
     from catalogue.registry import Catalogue
     from exchange.context import Exchange
     from exchange.ledger.keys import load_signer
 
-    cat = Catalogue(f"sqlite:///{tmp_path / 'nsdx.db'}")
+    cat = Catalogue(url or f"sqlite:///{tmp_path / 'nsdx.db'}")
     with cat.Session.begin() as s:
         org = cat.ensure_organization(s, SELLER)
         for b in BUYERS:
@@ -53,9 +54,17 @@ def _world(tmp_path: Path):
     return ex
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return _world(tmp_path_factory.mktemp("xb"))
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def world(request, tmp_path_factory, pg_available):
+    """One exchange per database; the tests below run in order on it (a year's story)."""
+    d = tmp_path_factory.mktemp("xb")
+    if request.param == "sqlite":
+        yield _world(d)
+        return
+    if not pg_available:
+        pytest.skip("PostgreSQL not reachable")
+    with pg_database() as url:
+        yield _world(d, url)
 
 
 def _offer(ex, ds: str, *, cross_border=True, day=date(Y, 1, 1)) -> str:
