@@ -271,3 +271,25 @@ def test_a_grade_outside_the_scale_names_its_line(tmp_path):
         )
     assert "grade: 'secret' is not one of general, important, core" in str(e.value)
     assert "line 6" in str(e.value) or e.value.fields.get("line") == 6
+
+
+def test_individual_counter_matches_distinct_tokens_across_chunks():
+    import numpy as np
+    import pyarrow as pa
+
+    from validation.pii import IndividualCounter, mask_batch
+
+    rng = np.random.default_rng(7)
+    cols = {"phone": ("phone", "hmac"), "plate": ("plate", "keep"), "addr": ("address", "hmac")}
+    counter = IndividualCounter(cols, b"k")
+    phones, plates = set(), set()
+    for _ in range(40):  # more chunks than the compaction interval
+        p = [f"138{x:08d}" if x % 11 else None for x in rng.integers(0, 5000, 300)]
+        q = [f"粤A{x:05d}" for x in rng.integers(0, 800, 300)]
+        phones |= {x for x in p if x}
+        plates |= set(q)
+        t = pa.table({"phone": p, "plate": q, "addr": ["南沙"] * 300})
+        counter.add(mask_batch(t, cols, b"k"))
+    # addresses do not single a person out: not counted
+    assert counter.counts() == {"phone": len(phones), "plate": len(plates)}
+    assert counter.total() == len(phones) + len(plates)

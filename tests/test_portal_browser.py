@@ -213,7 +213,7 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     assert page.click("form.filters-form button[type=submit]") == 200
     assert "kind=order.placed" in page.eval("location.search")
     n_orders = int(text_of(page, ".count").split()[0])
-    assert n_orders == 10
+    assert n_orders == 11  # exchange.demo.DEMO_ORDERS
     assert set(
         page.eval(
             "[...document.querySelectorAll('#entries td:nth-child(2)')].map(t => t.textContent)"

@@ -351,8 +351,15 @@ def require_declared(
 
 #: Kinds whose values single out one person: their distinct tokens count individuals.
 IDENTIFYING_KINDS = ("plate", "phone", "id_card", "name")
-_NIBBLE = np.zeros(256, dtype=np.uint64)
-_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint64)
+
+
+def _distinct(a: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of ``a`` (a sort: ``np.unique`` of numpy 2.4 hashes, ~100×
+    slower on a million 64-bit integers)."""
+    s = np.sort(a)
+    if len(s) < 2:
+        return s
+    return s[np.concatenate(([True], s[1:] != s[:-1]))]
 
 
 def _token_ids(tokens: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -360,15 +367,19 @@ def _token_ids(tokens: pa.Array | pa.ChunkedArray) -> np.ndarray:
     different people share one with a chance of about n²/2⁶⁵)."""
     if isinstance(tokens, pa.ChunkedArray):
         tokens = tokens.combine_chunks()
-    u = pc.unique(tokens.drop_null())
+    u = tokens.drop_null()
     if len(u) == 0:
         return np.empty(0, dtype=np.uint64)
     head = pc.utf8_slice_codeunits(pc.cast(u, pa.string()), 4, 20)
-    raw = np.frombuffer(b"".join(head.cast(pa.binary()).to_pylist()), dtype=np.uint8)
-    raw = raw.reshape(len(u), 16)
-    nib = _NIBBLE[raw]
-    shifts = np.arange(60, -4, -4, dtype=np.uint64)
-    return np.unique(np.bitwise_or.reduce(nib << shifts, axis=1))
+    _, obuf, dbuf = head.buffers()
+    n = len(head)
+    offs = np.frombuffer(obuf, dtype=np.int32)[head.offset : head.offset + n + 1]
+    if dbuf is None or not (np.diff(offs) == 16).all():  # not all tokens: hash each value
+        values = pc.unique(pc.cast(u, pa.string())).to_pylist()
+        digests = [hashlib.blake2b(v.encode(), digest_size=8).digest() for v in values]
+        return _distinct(np.frombuffer(b"".join(digests), dtype=">u8").astype(np.uint64))
+    hexdigits = dbuf.to_pybytes()[offs[0] : offs[-1]].decode("ascii")
+    return _distinct(np.frombuffer(bytes.fromhex(hexdigits), dtype=">u8").astype(np.uint64))
 
 
 class IndividualCounter:
@@ -398,10 +409,10 @@ class IndividualCounter:
             parts = self._ids[c]
             parts.append(_token_ids(col))
             if len(parts) >= 32:
-                self._ids[c] = [np.unique(np.concatenate(parts))]
+                self._ids[c] = [_distinct(np.concatenate(parts))]
 
     def counts(self) -> dict[str, int]:
-        return {c: int(len(np.unique(np.concatenate(p)))) if p else 0 for c, p in self._ids.items()}
+        return {c: len(_distinct(np.concatenate(p))) if p else 0 for c, p in self._ids.items()}
 
     def total(self) -> int:
         return sum(self.counts().values())
