@@ -51,7 +51,7 @@ class Enterprise(Base):
     phone: Mapped[str | None] = mapped_column(String(50))
     bank_account: Mapped[str | None] = mapped_column(String(64))
     in_nansha: Mapped[bool] = mapped_column(Boolean, default=False)
-    # where it is registered (migration 0008; exchange.crossborder.regions): mainland |
+    # where it is registered (migration 0009; exchange.crossborder.regions): mainland |
     # hong-kong | macao | abroad, and the GB/T 2260 division on the mainland; whether it is
     # a critical-information-infrastructure operator (关键信息基础设施运营者)
     region: Mapped[str] = mapped_column(String(20), default="mainland")

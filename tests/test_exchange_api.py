@@ -259,9 +259,13 @@ def test_cross_border_over_http_and_the_cli(client, nsdx_env):
                   headers=h["bo"]).status_code == 403  # fmt: skip
     r = c.post(ev, json={"kind": "pia", "reference": "PIA-2026-NS-1"}, headers=h["sam"])
     assert r.status_code == 201 and r.json()["receipt"]["entry"]["type"] == "crossborder.evidence"
-    assert c.post(f"/api/exchange/orders/{order}/grant", json={}, headers=h["sam"]).status_code == 200
+    assert (
+        c.post(f"/api/exchange/orders/{order}/grant", json={}, headers=h["sam"]).status_code == 200
+    )
     year = date.today().year
-    assert c.get("/api/audit/cross-border", params={"year": year}, headers=h["bo"]).status_code == 403
+    assert (
+        c.get("/api/audit/cross-border", params={"year": year}, headers=h["bo"]).status_code == 403
+    )
     rep = c.get("/api/audit/cross-border", params={"year": year}, headers=h["aud"]).json()
     (t,) = rep["transfers"]
     assert t["evidence"] == {"pia": "PIA-2026-NS-1"} and t["destination"] == BUYER
