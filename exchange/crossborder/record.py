@@ -234,9 +234,12 @@ def check_grant(ex: Exchange, order_id: str, actor: Actor) -> None:
         route, rule = row.route, row.rule
         seller = s.get(Organization, row.seller_id)
         ds = s.get(Dataset, row.dataset_id)
+        order = s.get(Order, order_id)
+        buyer = s.get(Organization, order.buyer_id) if order else None
         facts = {
             "order": order_id,
             "seller": seller.name if seller else None,
+            "buyer": buyer.name if buyer else None,
             "dataset": ds.name if ds else None,
             "route": route,
             "rule": "evidence_missing",

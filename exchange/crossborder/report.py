@@ -121,10 +121,13 @@ def compute_crossborder(events: list[dict], checkpoint: Checkpoint, year: int) -
         for k in ("cumulative_individuals", "cumulative_sensitive", "exempt_below",
                   "assessment_from", "sensitive_assessment_from"):  # fmt: skip
             x[k] = t[k]
-        n, a = x["cumulative_individuals"], x["assessment_from"] or 0
-        x["band"] = (
-            "assessment" if n >= a else "contract" if n >= (x["exempt_below"] or 0) else "exempt"
-        )
+        n, sens = x["cumulative_individuals"], x["cumulative_sensitive"]
+        if n >= (x["assessment_from"] or 0) or sens >= (x["sensitive_assessment_from"] or 0):
+            x["band"] = "assessment"
+        elif n >= (x["exempt_below"] or 0) or sens > 0:
+            x["band"] = "contract"  # any sensitive PI needs at least a contract
+        else:
+            x["band"] = "exempt"
         p = pairs.setdefault(
             (t["exporter"], t["destination"]),
             {"exporter": t["exporter"], "destination": t["destination"],

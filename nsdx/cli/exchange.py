@@ -943,7 +943,8 @@ def cross_border(year, at, out, as_csv, as_json):
                 x["transfers"],
                 f"{x['cumulative_individuals']:,}",
                 f"{x['cumulative_sensitive']:,}",
-                f"{x['exempt_below']:,} / {x['assessment_from']:,}",
+                f"{x['exempt_below']:,} / {x['assessment_from']:,}; "
+                f"sensitive {x['sensitive_assessment_from']:,}",
                 x["band"],
             )
             for x in rep["exporters"]
