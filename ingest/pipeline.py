@@ -31,7 +31,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from validation import BatchValidator, ValidationFailed, check_policy, mask_batch
+from validation import (
+    BatchValidator,
+    IndividualCounter,
+    ValidationFailed,
+    check_policy,
+    mask_batch,
+)
 from validation import worker as validation_worker
 from validation.errors import NsdxError
 from validation.pii import masked_schema, require_declared
@@ -488,6 +494,7 @@ class _TableOut:
     rows: int
     schema: pa.Schema
     files: list[Path]
+    individuals: dict[str, int] = field(default_factory=dict)  # column -> distinct people
 
 
 def _table_dirname(table: SourceTable) -> str:
@@ -621,6 +628,7 @@ def _write_table(
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
     nul = _NulBytes(spec, table, warnings)
+    individuals = IndividualCounter(pii_cols, pii_key)
     unnamed = [c for c in table.unnamed if c in table.schema.names]
     filled: set[str] = set()  # unnamed columns seen holding a value
     offset = 0
@@ -639,7 +647,9 @@ def _write_table(
             offset += chunk.num_rows
             if valid is not None:
                 chunk = rejected.set_aside(chunk, valid, validator)
-            parts.write(mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk)
+            masked = mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk
+            individuals.add(masked)
+            parts.write(masked)
             emit("rows", name=name, rows=offset)
     finally:
         files = parts.close()
@@ -649,7 +659,7 @@ def _write_table(
     if empty:  # no name and no value: dropped, and said so in the report
         parts.drop_columns(empty)
         table.repairs.dropped_columns.extend(empty)
-    return _TableOut(name, parts.rows, parts.schema, files), rejected.paths
+    return _TableOut(name, parts.rows, parts.schema, files, individuals.counts()), rejected.paths
 
 
 def _empty_mask(chunk: pa.Table) -> pa.Array | None:
@@ -975,6 +985,7 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
                 "schema": _schema_list(t.schema),
                 "files": files,
                 "coverage": table_coverage(t.files, t.schema),
+                "individuals": t.individuals,
             }
         )
     for p in sorted((staging / "reports").glob("*")) if (staging / "reports").exists() else []:
@@ -1006,6 +1017,13 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
         "coverage": merge_coverage([t["coverage"] for t in table_entries]),
         "files": flat,
         "validation": validation,
+        # distinct individuals in the identifying personal-data columns, counted from their
+        # masked tokens (validation.pii.IndividualCounter): the cross-border rules read it
+        "personal_information": {
+            "has_pi": spec.has_pi,
+            "sensitive": spec.sensitive_pi,
+            "individuals": sum(sum(t.individuals.values()) for t in tables),
+        },
     }
 
 
