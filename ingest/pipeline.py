@@ -621,6 +621,7 @@ def _write_table(
     if previous is not None:
         _check_schema_change(spec, table, name, previous, out_schema, warnings)
     parts = _Parts(out_dir, out_schema)
+    writer = _Writer(parts)
     rejected = _Quarantine(quarantine_path)
     text_cols = [
         i
@@ -649,9 +650,11 @@ def _write_table(
                 chunk = rejected.set_aside(chunk, valid, validator)
             masked = mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk
             individuals.add(masked)
-            parts.write(masked)
+            writer.write(masked)
             emit("rows", name=name, rows=offset)
+        writer.finish()
     finally:
+        writer.stop()
         files = parts.close()
         rejected.close()
         validation_worker.release_memory()
@@ -789,6 +792,53 @@ def _check_schema_change(spec, table, name, previous, out_schema, warnings) -> N
         ):
             if cols:
                 warnings.append(f"schema change in {where}: {kind}: {', '.join(cols)}")
+
+
+class _Writer:
+    """Writes chunks to :class:`_Parts` in a thread of its own: Parquet encoding and zstd
+    (which release the GIL) run while the next chunk is read, checked and masked, the way
+    the CSV reader parses ahead. At most one chunk waits; a writing error is raised by the
+    next call."""
+
+    def __init__(self, parts: _Parts) -> None:
+        import queue  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        self.parts = parts
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="nsdx-parquet", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    self.parts.write(item)
+            except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
+                self._error = e
+            finally:
+                del item
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, data: pa.Table) -> None:
+        self._raise()
+        self._queue.put(data)
+
+    def finish(self) -> None:
+        """Wait until every chunk is written; raise a writing error."""
+        self._queue.join()
+        self._raise()
+
+    def stop(self) -> None:
+        """End the thread (after the chunks queued, or at once after an error)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 class _Parts:

@@ -97,4 +97,6 @@ def test_peak_rss_does_not_grow_with_the_file(tmp_path):
             f"peak RSS of the {part} process grew by {grown / 2**20:.0f} MiB for a 4x larger "
             f"file ({small[part] / 2**20:.0f} -> {large[part] / 2**20:.0f} MiB)"
         )
-    assert small["worker"] > 0  # the validation ran in the worker
+    # the bus data's row-level checks are judged by Arrow in the ingest process
+    # (validation.native): no great-expectations worker is started for them
+    assert small["worker"] == 0
