@@ -602,6 +602,7 @@ class RemoteRowChecks:
         return self._results
 
     def _results(self) -> dict:
+        self._wait_sent()  # watching the worker: a stopped one never reads what is sent
         self._stop_sender()
         self._raise_pending()
         try:
