@@ -49,6 +49,7 @@ clean:
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py
 	$(BIN)/python scripts/gen_access_docs.py
+	$(BIN)/python scripts/gen_reliability_docs.py
 
 # portal message catalogues: re-extract the msgids and update nsdx/web/locale/*/messages.po
 messages: $(STAMP)

@@ -99,6 +99,7 @@ def make_engine(url: str) -> Engine:
 # The newest migration in catalogue/migrations/versions (a test keeps the two in step): a
 # database already there is opened without loading Alembic.
 HEAD = "0007"
+MIGRATION_LOCK = 0x6E736478  # "nsdx": the advisory lock held while migrating
 
 
 def migrate(engine: Engine) -> None:
@@ -114,6 +115,10 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # processes opening a new database at once (workers, appenders) migrate one
+            # after the other: the next sees the schema at head and does nothing
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

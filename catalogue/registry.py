@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from ingest import failpoints
 from validation.money import cny
 
 from .access import ANONYMOUS, see_clause
@@ -343,6 +344,8 @@ class Catalogue:
                     VersionClaim.dataset == spec.id, VersionClaim.number == result.version
                 )
             )
+            s.flush()
+            failpoints.hit("catalogue.register.tx")
             return ver, moved == 1
 
     def touch_metadata(self, spec) -> None:

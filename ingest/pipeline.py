@@ -34,6 +34,7 @@ from validation import worker as validation_worker
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
+from . import failpoints
 from .coverage import merge as merge_coverage
 from .coverage import table_coverage
 from .errors import ConfigError, IngestError, SourceError
@@ -319,6 +320,7 @@ def _publish_new(
             ) from e
         manifest = _manifest(spec, number, fp, source_desc, tables, validation, staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+        failpoints.hit("ingest.staged")
         emit("publish", prefix=prefix, bytes=manifest["bytes"])
         claims.writing(number)
         store.publish(staging, prefix, progress=lambda n: emit("published_bytes", bytes=n))
@@ -498,16 +500,19 @@ def _write_table(
     offset = 0
     try:
         for chunk in _chunks(table.batches):
+            failpoints.hit("ingest.read")
             if text_cols:
                 chunk = nul.check(chunk, text_cols, offset)
             # every chunk, on rows spread evenly across it: personal data late in a file
             # must block the publish as surely as personal data on its first lines
             require_declared(chunk, declared, dataset_id=spec.id, sample_rows=PII_SAMPLE_ROWS)
             valid = validator.check_batch(chunk, offset)
+            failpoints.hit("ingest.validated")
             offset += chunk.num_rows
             if valid is not None:
                 chunk = rejected.set_aside(chunk, valid, validator)
             parts.write(mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk)
+            failpoints.hit("ingest.written")
             emit("rows", name=name, rows=offset)
     finally:
         files = parts.close()

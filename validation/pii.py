@@ -316,6 +316,8 @@ def detect(
             col = col.combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
+        if _too_short(col):
+            continue
         col = pc.utf8_normalize(pc.cast(col, pa.string()), "NFKC")
         for kind in DETECT_ORDER:
             hit = pc.fill_null(pc.match_substring_regex(col, _RE2[kind]), False)
@@ -332,6 +334,25 @@ def detect(
             if count >= min_count and example is not None:
                 findings.append(PiiFinding(f.name, kind, count, _hide(example, kind)))
     return findings
+
+
+# The shortest value any detector matches: a plate (粤A12345: 9 bytes in UTF-8, 7 under
+# NFKC, which never turns fewer than 7 bytes into 7 plate characters or 11 digits), a phone
+# (11 digits); integers below 10**10 have at most 10 digits.
+_MIN_BYTES = 7
+_MAX_HARMLESS_INT = 10**10
+
+
+def _too_short(col: pa.Array) -> bool:
+    """Can no value of ``col`` hold personal data? One vectorised pass, so a table of
+    thousands of short columns (a wide sheet of counts) is not searched column by column
+    with every pattern."""
+    if pa.types.is_integer(col.type):
+        mm = pc.min_max(col).as_py()
+        lo, hi = mm["min"], mm["max"]
+        return lo is None or max(abs(lo), abs(hi)) < _MAX_HARMLESS_INT
+    longest = pc.max(pc.binary_length(col)).as_py()
+    return longest is None or longest < _MIN_BYTES
 
 
 def require_declared(

@@ -63,6 +63,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from ingest import failpoints
+
 from ..errors import CheckpointNotFound, InvalidRequest
 from ..models import LedgerCheckpoint, LedgerEntry, LedgerHead
 from .canonical import canonical_json
@@ -289,6 +291,7 @@ class LedgerStore:
                 try:
                     yield s
                     s.commit()
+                    failpoints.hit("ledger.committed")
                 except BaseException:
                     s.rollback()
                     raise
@@ -333,11 +336,13 @@ class LedgerStore:
             s.info.setdefault("nsdx_ledger_pending", []).extend(out)
             return out
         size0, cr, queued = locked
+        failpoints.hit("ledger.append")
         rows = self._drain(s) if queued else []
         first = size0 + len(rows)
         now = _utcnow()
         rows += [(None, kind, payload.decode(), lh, now) for kind, payload, lh in prepared]
         cp = self._write_batch(s, size0, cr, rows)
+        failpoints.hit("ledger.written")
         out = [
             Appended(first + i, lh, payload, checkpoint=cp)
             for i, (_, payload, lh) in enumerate(prepared)

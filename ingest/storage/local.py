@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .. import failpoints
 from ..errors import StorageError
 from .base import MANIFEST, STAGING, ObjectInfo, ObjectStore, Progress
 
@@ -85,7 +86,9 @@ class LocalStore(ObjectStore):
                 hint="this is a bug or a concurrent publish of the same dataset; rerun the ingest",
             )
         final.parent.mkdir(parents=True, exist_ok=True)
+        failpoints.hit("storage.before_rename")
         os.rename(staging, final)  # atomic on one filesystem: all files appear at once
+        failpoints.hit("storage.committed")
         if progress:
             progress(sum(p.stat().st_size for p in final.rglob("*") if p.is_file()))
 

@@ -39,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .. import failpoints
 from ..errors import BucketNotFound, StorageAuthError, StorageError, StorageUnreachable
 from .base import MANIFEST, STAGING, ObjectInfo, ObjectStore, Progress
 
@@ -524,7 +525,9 @@ class S3Store(ObjectStore):
             uploaded = True
             self._verify_all(staging, prefix, entries)
             self._remove_strays(prefix, {e["path"] for e in entries})
+            failpoints.hit("storage.before_manifest")
             self._commit_manifest(prefix, manifest_raw)
+            failpoints.hit("storage.committed")
         except BaseException as e:
             self._rollback(prefix, marker, uploaded, e)
             if isinstance(e, Exception) and not isinstance(e, StorageError):
@@ -571,6 +574,7 @@ class S3Store(ObjectStore):
                     ChecksumSHA256=_hex_to_b64(e["sha256"]),
                 )
             done(e["bytes"])
+            failpoints.hit("storage.uploaded")
 
         def put_part(key: str, upload_id: str, number: int, data: bytes, sha: str) -> dict:
             try:
@@ -644,6 +648,7 @@ class S3Store(ObjectStore):
                     UploadId=upload_id,
                     MultipartUpload={"Parts": [p.result() for _, _, p in parts]},
                 )
+                failpoints.hit("storage.uploaded")
             multipart.clear()
         except BaseException as err:
             for f in futures:
