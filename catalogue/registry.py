@@ -437,6 +437,8 @@ def _described(schema: list[dict], spec, table: str) -> list[dict]:
                 for k, v in (("description", f.description), ("unit", f.unit), ("pii", f.pii))
                 if v and v != "none"
             }
+            if "pii" in extra:  # how it was masked: hmac (a token) or keep (restricted data)
+                extra["pii_treatment"] = f.pii_treatment or "hmac"
         out.append({**col, **extra})
     return out
 

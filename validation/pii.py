@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -345,3 +346,16 @@ def require_declared(
     findings = detect(batch_or_table, declared, sample_rows=sample_rows)
     if findings:
         raise UndeclaredPersonalData(findings, dataset_id=dataset_id)
+
+
+def mask_sample(value: Any, kind: str | None, key: bytes) -> str | None:
+    """One value of a validation report's samples as it may be shown: a declared personal
+    column's value becomes the token publishing gives it (whatever its treatment: a report
+    is not the place for raw personal data), and in any other text every phone number, ID
+    number and plate found is replaced by its token, as in a ``free_text`` column."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if kind and kind not in ("none", "free_text"):
+        return mask_value(text, kind, key)
+    return _mask_free_text(pa.array([text], pa.string()), key)[0].as_py()
