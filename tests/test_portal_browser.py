@@ -213,7 +213,7 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     assert page.click("form.filters-form button[type=submit]") == 200
     assert "kind=order.placed" in page.eval("location.search")
     n_orders = int(text_of(page, ".count").split()[0])
-    assert n_orders == 10
+    assert n_orders == 11  # exchange.demo.DEMO_ORDERS
     assert set(
         page.eval(
             "[...document.querySelectorAll('#entries td:nth-child(2)')].map(t => t.textContent)"
@@ -252,6 +252,11 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     href = page.eval("document.querySelector('a.download[href$=\"transactions.csv\"]').href")
     csv = page.eval(f"fetch({json.dumps(href)}).then(r => r.text())")
     assert csv.startswith("year,checkpoint_size,ledger_index")
+    # the cross-border transfers of the demo year: accessible, read-only like the rest
+    assert page.goto(f"{portal}/audit/cross-border?year={site.demo_year}") == 200
+    assert int(text_of(page, "#xb-refusals")) >= 1  # the overseas buyer refused core data
+    assert "hk-harbour-analytics" in text_of(page, "#xb-transfer-list")
+    assert axe_violations(page) == []
     # read-only: nothing the official did wrote to the ledger
     assert (ledger.head_size(), len(ledger.checkpoints())) == (size0, cps0)
     assert [p for p in page.problems if "401" not in p and "422" not in p] == []
