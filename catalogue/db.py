@@ -8,8 +8,9 @@ import atexit
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -116,6 +117,14 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. SQLAlchemy types ``Session.execute`` as
+    returning a plain ``Result``; for those statements it is a ``CursorResult``."""
+    if not isinstance(result, CursorResult):  # pragma: no cover - SQLAlchemy's contract
+        raise TypeError(f"not the result of an UPDATE or DELETE: {type(result).__name__}")
+    return result.rowcount
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:

@@ -357,8 +357,7 @@ def _licence_url(pkg: dict) -> str | None:
 
 
 def _google_box(geojson: str | None) -> str | None:
-    node = _bbox(geojson)
-    if node is None:
+    if geojson is None or _bbox(geojson) is None:
         return None
     ring = json.loads(geojson)["coordinates"][0]
     xs, ys = [float(p[0]) for p in ring], [float(p[1]) for p in ring]

@@ -145,7 +145,8 @@ ORIGIN_NUMBERS = ("current_version", "row_count", "bytes", "quality_score")
 def _origin_facts(data: Mapping, extras: Mapping) -> dict:
     """What the origin published, from its package dict: the typed ``nsdx`` view, else
     the (string) extras. Never a storage location."""
-    view = data.get("nsdx") if isinstance(data.get("nsdx"), Mapping) else {}
+    nsdx = data.get("nsdx")
+    view: Mapping = nsdx if isinstance(nsdx, Mapping) else {}
     out: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for k in ORIGIN_NUMBERS:

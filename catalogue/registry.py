@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from validation.money import cny
 
 from .access import ANONYMOUS, see_clause
-from .db import make_engine, sessions
+from .db import make_engine, rows_changed, sessions
 from .errors import CatalogueError, DatasetNotFound
 from .licences import licence
 from .models import (
@@ -239,7 +239,7 @@ class Catalogue:
                 )
                 .values(run_id=run_id)
             )
-            return r.rowcount == 1
+            return rows_changed(r) == 1
 
     def mark_claim(self, name: str, number: int, run_id: str, state: str) -> None:
         with self.Session.begin() as s:
@@ -328,16 +328,18 @@ class Catalogue:
                         )
                     )
             s.flush()
-            moved = s.execute(
-                update(Dataset)
-                .where(
-                    Dataset.id == ds.id,
-                    (Dataset.current_version.is_(None))
-                    | (Dataset.current_version <= result.version),
+            moved = rows_changed(
+                s.execute(
+                    update(Dataset)
+                    .where(
+                        Dataset.id == ds.id,
+                        (Dataset.current_version.is_(None))
+                        | (Dataset.current_version <= result.version),
+                    )
+                    .values(current_version=result.version, metadata_modified=utcnow())
+                    .execution_options(synchronize_session=False)
                 )
-                .values(current_version=result.version, metadata_modified=utcnow())
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            )
             s.execute(
                 delete(VersionClaim).where(
                     VersionClaim.dataset == spec.id, VersionClaim.number == result.version

@@ -420,8 +420,9 @@ class _Worker:
         self._close_pidfd()
 
     def _close_pidfd(self) -> None:
-        if getattr(self, "_pidfd", None) is not None:
-            os.close(self._pidfd)
+        pidfd = getattr(self, "_pidfd", None)
+        if pidfd is not None:
+            os.close(pidfd)
             self._pidfd = None
 
     def leave(self) -> None:
@@ -486,8 +487,8 @@ def _acquire() -> _Worker:
                 return w
             w.leave()
     linger = linger_seconds()
-    if linger > 0 and (w := _Worker.connect()) is not None:
-        return w
+    if linger > 0 and (lingering := _Worker.connect()) is not None:
+        return lingering
     return _Worker(linger)
 
 
@@ -545,6 +546,7 @@ class RemoteRowChecks:
     def __init__(self, params: dict[str, Any], columns: list[str]) -> None:
         self.columns = columns
         self._worker = _acquire()
+        self._closed = False
         self._queue: queue.Queue = queue.Queue()
         self._error: ValidationPackageError | None = None
         self._done = False
@@ -620,12 +622,12 @@ class RemoteRowChecks:
     def close(self) -> None:
         """End the session: keep the worker warm after a clean finish, else kill it."""
         w = self._worker
-        if w is None:
+        if self._closed:
             return
         if not self._done:
             w.stop()  # interrupted or failed: its state is unknown
         self._stop_sender()
-        self._worker = None
+        self._closed = True  # the worker went back to the pool (or was killed)
         if self._done:
             try:
                 w.conn.send(("end",))
