@@ -54,6 +54,6 @@ docs: $(STAMP)
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1c,2 -k pgettext:1c,2 --no-location \
 		--omit-header -o .nsdx-messages.pot .
-	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages --no-location \
-		--ignore-obsolete
+	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages \
+		--ignore-obsolete --no-wrap --no-fuzzy-matching
 	rm -f .nsdx-messages.pot

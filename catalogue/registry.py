@@ -62,6 +62,23 @@ def view_of_table(dataset: str, table: str | None) -> str:
     return f"{base}__{view_stem(table)}" if table else base
 
 
+# The unique index on the view stem (migration 0008): the database, not only the check below,
+# refuses a second dataset on one view when two are created at the same moment.
+VIEW_NAME_INDEX = "ux_datasets_view_name"
+
+
+def is_view_name_clash(e: IntegrityError) -> bool:
+    """Whether ``e`` is the view-stem index refusing a row (SQLite and PostgreSQL both
+    name the index in the message)."""
+    return VIEW_NAME_INDEX in str(e.orig)
+
+
+def is_name_taken(e: IntegrityError) -> bool:
+    """Whether ``e`` is the unique dataset name refusing a row."""
+    msg = str(e.orig)
+    return "datasets.name" in msg or "ix_datasets_name" in msg
+
+
 def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> str | None:
     """The name of another dataset (any organisation, domain or state) whose query view
     would have the same name as ``name``'s, or None. Two such datasets would share one
@@ -73,6 +90,14 @@ def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> 
     if dataset_id is not None:
         q = q.where(Dataset.id != dataset_id)
     return s.scalar(q.limit(1))
+
+
+def view_clash_message(owner: str) -> str:
+    """What ``package_create``/``package_patch`` say for a name on ``owner``'s view."""
+    return (
+        f"Maps to the same query view as dataset {owner!r} ('-' and '_' are the same in view "
+        "names); choose another name."
+    )
 
 
 class ViewNameTaken(CatalogueError):
