@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from validation.messages import Msg
 from validation.money import cny
 
 from .access import ANONYMOUS, see_clause
@@ -62,7 +63,7 @@ def view_of_table(dataset: str, table: str | None) -> str:
     return f"{base}__{view_stem(table)}" if table else base
 
 
-# The unique index on the view stem (migration 0008): the database, not only the check below,
+# The unique index on the view stem (migration 0009): the database, not only the check below,
 # refuses a second dataset on one view when two are created at the same moment.
 VIEW_NAME_INDEX = "ux_datasets_view_name"
 
@@ -92,11 +93,12 @@ def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> 
     return s.scalar(q.limit(1))
 
 
-def view_clash_message(owner: str) -> str:
+def view_clash_message(owner: str) -> Msg:
     """What ``package_create``/``package_patch`` say for a name on ``owner``'s view."""
-    return (
-        f"Maps to the same query view as dataset {owner!r} ('-' and '_' are the same in view "
-        "names); choose another name."
+    return Msg(
+        "Maps to the same query view as dataset '%(owner)s' ('-' and '_' are the same in "
+        "view names); choose another name.",
+        owner=owner,
     )
 
 
