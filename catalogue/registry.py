@@ -63,7 +63,7 @@ def view_of_table(dataset: str, table: str | None) -> str:
     return f"{base}__{view_stem(table)}" if table else base
 
 
-# The unique index on the view stem (migration 0009): the database, not only the check below,
+# The unique index on the view stem (migration 0010): the database, not only the check below,
 # refuses a second dataset on one view when two are created at the same moment.
 VIEW_NAME_INDEX = "ux_datasets_view_name"
 
@@ -185,6 +185,10 @@ class Catalogue:
         ds.attribution = spec.attribution
         ds.url = spec.source_url
         ds.price_fen = spec.price_fen
+        ds.grade = spec.grade
+        ds.has_pi = spec.has_pi
+        ds.sensitive_pi = spec.sensitive_pi
+        ds.data_category = spec.data_category
         ds.state = "active"
         ds.extras = {**(ds.extras or {}), **{str(k): v for k, v in spec.extras.items()}}
         want = list(dict.fromkeys(spec.tags))
@@ -329,6 +333,7 @@ class Catalogue:
                     manifest=m,
                     validation=m.get("validation") or {},
                     quality_score=(m.get("validation") or {}).get("score"),
+                    individuals=(m.get("personal_information") or {}).get("individuals"),
                 )
                 s.add(ver)
                 s.flush()
@@ -466,6 +471,8 @@ def _described(schema: list[dict], spec, table: str) -> list[dict]:
                 for k, v in (("description", f.description), ("unit", f.unit), ("pii", f.pii))
                 if v and v != "none"
             }
+            if "pii" in extra:  # how it was masked: hmac (a token) or keep (restricted data)
+                extra["pii_treatment"] = f.pii_treatment or "hmac"
         out.append({**col, **extra})
     return out
 

@@ -115,7 +115,7 @@ def _migrate(engine, target: str) -> None:
 def test_a_view_two_old_datasets_share_is_served_to_nobody(deployment, tmp_path):
     """A database from before names were checked may hold two datasets on one view: the
     query API serves neither (409 naming both), never the later in the earlier's place;
-    migration 0009 (the database's unique index on the view) still applies to it."""
+    migration 0010 (the database's unique index on the view) still applies to it."""
     d = deployment
     (tmp_path / "a.csv").write_text("who\nvictim\n", encoding="utf-8")
     (tmp_path / "b.csv").write_text("who\nattacker\n", encoding="utf-8")
@@ -129,7 +129,7 @@ def test_a_view_two_old_datasets_share_is_served_to_nobody(deployment, tmp_path)
     )
     assert {r.status for r in d.nx.ingest(all_=True)} == {"published"}
     engine = d.nx.catalogue.engine
-    _migrate(engine, "0008")  # what an old database may hold: no index, two on one view
+    _migrate(engine, "0009")  # what an old database may hold: no index, two on one view
     with d.nx.catalogue.Session.begin() as s:
         s.execute(update(Dataset).where(Dataset.name == "bus-gps-b").values(name="bus_gps"))
     _migrate(engine, HEAD)  # the index leaves the old pair out instead of failing
@@ -147,7 +147,7 @@ def test_a_view_two_old_datasets_share_is_served_to_nobody(deployment, tmp_path)
 def test_two_names_on_one_view_created_at_once_one_wins(deployment, monkeypatch):
     """Two organisations create datasets on one query view at the same moment. A barrier
     holds both requests after the name check, so both pass it before either commits: the
-    database's unique index on the view (migration 0009) lets exactly one in, and the other
+    database's unique index on the view (migration 0010) lets exactly one in, and the other
     gets the check's own answer (409, CKAN 'Validation Error', naming the winner)."""
     d = deployment
     victim, mallory = _two_orgs(d)

@@ -19,7 +19,7 @@ from catalogue.errors import CatalogueError
 from catalogue.licences import LICENCES, licence, licence_page
 
 from .errorpages import error_response
-from .i18n import N_
+from .i18n import N_, core
 from .i18n import gettext as _
 from .render import _extras, render
 from .session import viewer
@@ -94,7 +94,7 @@ async def search_page(request: Request) -> HTMLResponse:
             grants=st.grants,
         )
     except CatalogueError as e:  # a bad query, or a bad/expired/revoked token
-        error = e.message
+        error = core(e.message)
         result = {"count": 0, "results": [], "search_facets": {}}
 
     def link(**changes) -> str:
@@ -169,6 +169,7 @@ async def dataset_response(
     offers, buyers = await run_in_threadpool(offers_for, request, pkg["name"])
     previews = await run_in_threadpool(_previews, request, who, pkg)
     history = await run_in_threadpool(st.cat.version_history, pkg["name"])
+    checks = await run_in_threadpool(_checks, request, pkg)
     return render(
         request,
         "dataset.html",
@@ -183,6 +184,7 @@ async def dataset_response(
             "buyers": buyers,
             "previews": previews,
             "history": history,
+            "checks": checks,
             "site": site,
             "order_error": order_error,
             "order_form": order_form or {},
@@ -197,6 +199,41 @@ async def dataset_response(
 
 
 PREVIEW_ROWS = 10
+
+
+def _checks(request: Request, pkg: dict) -> dict[str, list[dict]]:
+    """Per published table (resource id): the expectations that applied to the current
+    version and their result, from the report published with it (counts, no values)."""
+    from catalogue.quality import ReportNotFound, published_reports
+
+    if not (pkg.get("nsdx") or {}).get("current_version"):
+        return {}
+    st = state_of(request)
+    try:
+        rep = published_reports(st.cat, st.nx.store, pkg["name"])
+    except ReportNotFound:
+        return {}
+    out: dict[str, list[dict]] = {}
+    for r in pkg.get("resources") or []:
+        if not r.get("nsdx_schema"):
+            continue
+        report = rep["tables"].get(r.get("nsdx_table") or "data")
+        if not report:
+            continue
+        rows = []
+        for x in report.get("results") or []:
+            cfg = x.get("expectation_config") or {}
+            res = x.get("result") or {}
+            rows.append(
+                {
+                    "label": (cfg.get("meta") or {}).get("nsdx_label") or cfg.get("type"),
+                    "column": (cfg.get("kwargs") or {}).get("column"),
+                    "success": bool(x.get("success")),
+                    "unexpected": res.get("unexpected_count"),
+                }
+            )
+        out[r["id"]] = rows
+    return out
 
 
 def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
@@ -218,7 +255,7 @@ def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
                 state_of(request), who, f"SELECT * FROM {view} LIMIT {PREVIEW_ROWS}", PREVIEW_ROWS
             )
         except CatalogueError as e:
-            out[r["id"]] = {"view": view, "error": e.message}
+            out[r["id"]] = {"view": view, "error": core(e.message)}
             continue
         from catalogue import jsonout
 

@@ -10,15 +10,15 @@ A database from before names were checked may already hold such pairs (the query
 serves neither of them: ``ViewAmbiguous``). The index leaves those names out, so this
 migration never fails on them; the code's check still refuses a third name on their view.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
