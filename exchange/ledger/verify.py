@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def verify_ledger(
     store: LedgerStore,
     verifier_key: str,
     *,
-    external_checkpoints: list[str] = (),
+    external_checkpoints: Sequence[str] = (),
     batch: int = 20000,
 ) -> VerifyResult:
     t0 = time.perf_counter()
@@ -227,7 +227,7 @@ def verify_ledger(
 def _check_tiles(store: LedgerStore, computed: bytes) -> list[Problem]:
     """Compare the stored tiles with the nodes recomputed from the leaves (``computed``:
     the packed nodes at level TILE_HEIGHT); the first difference per level is named."""
-    out = []
+    out: list[Problem] = []
     level = TILE_HEIGHT
     while True:
         stored = store.tiles(level)
@@ -388,7 +388,7 @@ def verify_with_state(
     store: LedgerStore,
     verifier_key: str,
     *,
-    kept: list[str] = (),
+    kept: Sequence[str] = (),
     state: Path | None = None,
 ) -> VerifyResult:
     """`nsdx audit verify --state` as one function (the CLI and the portal call it): verify
