@@ -177,14 +177,16 @@ def _origin_facts(data: Mapping, extras: Mapping) -> dict:
         out["versions"] = [int(v) for v in view["versions"] if isinstance(v, int | float)]
     c = view.get("classification")
     if isinstance(c, Mapping) and c.get("grade") in GRADES:  # the cross-border facts
-        n = c.get("individuals")
+        people = c.get("individuals")
         cat = c.get("data_category")
         out["classification"] = {
             "grade": c["grade"],
             "data_category": cat[:100] if isinstance(cat, str) else None,
             "has_pi": c.get("has_pi") is True,
             "sensitive_pi": c.get("sensitive_pi") is True,
-            "individuals": n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None,
+            "individuals": people
+            if isinstance(people, int) and not isinstance(people, bool) and people >= 0
+            else None,
         }
     return out
 
