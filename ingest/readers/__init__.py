@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import SourceError
+from ..repairs import Repairs
 from ..spec import FieldSpec, SourceSpec
 
 
@@ -38,6 +39,10 @@ class SourceTable:
     batches: Iterator[pa.RecordBatch]
     files: list[str] = field(default_factory=list)
     encoding: str | None = None
+    # what the reader changed to read the source (filled while ``batches`` is iterated)
+    repairs: Repairs = field(default_factory=Repairs)
+    # columns whose header is empty: dropped by the pipeline when they hold no value either
+    unnamed: list[str] = field(default_factory=list)
 
 
 Reader = Callable[[SourceSpec, list[Path], tuple[FieldSpec, ...], int], list[SourceTable]]
@@ -54,9 +59,10 @@ def source_files(source: SourceSpec) -> list[Path]:
     resolved = source.resolve()
     if isinstance(resolved, str):
         raise SourceError(
-            f"remote sources are not supported yet: {resolved}",
+            f"a remote source is downloaded by the pipeline, not opened here: {resolved}",
             file=resolved,
-            hint="download the file and point source.path in datasets.yaml at the local copy",
+            hint="run `nsdx ingest` (ingest.pipeline.run_pipeline), which streams it into a "
+            "temporary folder and reads that (see ingest.remote)",
         )
     files = [p for p in resolved if p.is_file()]
     if not source.follow_symlinks:

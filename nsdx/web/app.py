@@ -28,6 +28,7 @@ from . import (
     exchange,
     pages,
     provider,
+    quality,
     query,
     sharing,
     trade_pages,
@@ -51,6 +52,7 @@ ROUTERS = [
     trade_pages.router,
     console.router,
     provider.router,
+    quality.router,
     pages.router,
 ]
 

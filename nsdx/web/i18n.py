@@ -53,6 +53,14 @@ DOMAINS = [
     Np_("domain", "culture"),
 ]
 ACCESS = [Np_("access", "open"), Np_("access", "restricted")]
+PII_KINDS = [
+    Np_("pii", "plate"),
+    Np_("pii", "phone"),
+    Np_("pii", "id_card"),
+    Np_("pii", "name"),
+    Np_("pii", "address"),
+    Np_("pii", "free_text"),
+]
 ROLES = [Np_("role", "admin"), Np_("role", "editor"), Np_("role", "member")]
 JOB_STATES = [
     Np_("job", "queued"),
@@ -114,6 +122,25 @@ def npgettext(context: str, singular: str, plural: str, n: int, **kw) -> str:
 _ = gettext
 
 
+def core(message: object) -> str:
+    """A message from the domain core in the current language: a
+    :class:`validation.messages.Msg` through its message id and parameters, any other text
+    through the catalogue as it is (a constant core message is its own msgid); text with no
+    translation stays English."""
+    if message is None:
+        return ""
+    tr = translations(_lang.get())
+    template = getattr(message, "template", None)
+    if template is None:
+        return tr.ugettext(str(message))
+    params = getattr(message, "params", None) or {}
+    s = tr.ugettext(template)
+    try:
+        return s % params if params else s
+    except (KeyError, ValueError, TypeError):  # a broken translation: the English text
+        return str(message)
+
+
 def lang_of(scope_or_cookies) -> str:
     """The language a request asked for: its ``nsdx_lang`` cookie, else Chinese."""
     cookies = scope_or_cookies
@@ -147,6 +174,7 @@ def install(env) -> None:
     env.install_gettext_callables(
         gettext, ngettext, newstyle=True, pgettext=pgettext, npgettext=npgettext
     )
+    env.filters["core"] = core
     env.globals["current_lang"] = current
     env.globals["html_lang"] = lambda: HTML_LANG[current()]
     env.globals["LANGUAGES"] = LANGUAGES
@@ -160,6 +188,7 @@ __all__ = [
     "LANGUAGES",
     "LanguageMiddleware",
     "N_",
+    "core",
     "gettext",
     "install",
     "ngettext",
