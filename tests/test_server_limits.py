@@ -186,10 +186,15 @@ SLOW = "select count(*) from range(1000000000000) a"
 def _fill_slots(server) -> list[threading.Thread]:
     """Two slow queries holding both query slots (returns once a query gets 503)."""
     server.slow = []
+    stopping = server.stopping = threading.Event()
 
     def slow() -> None:
+        bound = time.monotonic() + 60
         try:
-            r = httpx.post(server.base + "/api/query", json={"sql": SLOW}, timeout=120)
+            while True:  # a probe below may hold the slot for a moment: ask again
+                r = httpx.post(server.base + "/api/query", json={"sql": SLOW}, timeout=120)
+                if r.status_code != 503 or stopping.is_set() or time.monotonic() > bound:
+                    break
             server.slow.append(r.status_code)
         except httpx.HTTPError as e:
             server.slow.append(type(e).__name__)
@@ -201,8 +206,9 @@ def _fill_slots(server) -> list[threading.Thread]:
     bound = time.monotonic() + 60
     while time.monotonic() < bound:
         r = httpx.post(server.base + "/api/query", json={"sql": "select 1"}, timeout=60)
-        if r.status_code == 503:
+        if r.status_code == 503 and len(server.slow) == 0:
             break
+        time.sleep(0.2)
     assert r.status_code == 503, r.text
     while len(tree(server.proc.pid)) < 3 and time.monotonic() < bound:
         time.sleep(0.05)  # both slots' processes started
@@ -238,6 +244,7 @@ def test_sigterm_stops_the_server_with_queries_running(server):
         threads = _fill_slots(server)  # run alone: its own slow queries
     pids = tree(server.proc.pid)
     assert len(pids) >= 3  # the server and its two busy query processes
+    server.stopping.set()
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises it
     for t in threads:
