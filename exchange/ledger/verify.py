@@ -137,6 +137,20 @@ def verify_ledger(
     block = 1 << TILE_HEIGHT
     leaves = bytearray()  # leaf hashes of the current tile block
     level_nodes = bytearray()  # recomputed nodes at level TILE_HEIGHT
+    # A block (2**TILE_HEIGHT aligned leaves) with no checkpoint strictly inside enters the
+    # compact range as the one node its fold gives (the tiles need that fold anyway);
+    # only a block a checkpoint ends inside is appended leaf by leaf. The same roots,
+    # without hashing every block twice.
+    per_leaf = True
+
+    def leafwise(start: int) -> bool:
+        """Does a signed size fall strictly inside the block starting at ``start``?"""
+        i = next_cp
+        while i < len(sizes) and sizes[i] <= start:
+            i += 1
+        return i < len(sizes) and sizes[i] < start + block
+
+    per_leaf = leafwise(0)
     for idx, payload, stored in store.iter_rows(batch=batch):
         if idx != expected:
             kind = "gap" if idx > expected else "duplicate"
@@ -157,12 +171,22 @@ def verify_ledger(
             )
             if first_bad is None:
                 first_bad = idx
-        cr.append(h)
+        if per_leaf:
+            cr.append(h)
         leaves += h
-        if len(leaves) == block * HASH_SIZE:
-            level_nodes += _fold(leaves, TILE_HEIGHT)
-            leaves.clear()
         expected += 1
+        if len(leaves) == block * HASH_SIZE:
+            node = _fold(leaves, TILE_HEIGHT)
+            level_nodes += node
+            if not per_leaf:
+                cr._push(TILE_HEIGHT, node)  # aligned: the block starts at a multiple
+            leaves.clear()
+            check_roots_upto(expected)
+            per_leaf = leafwise(expected)
+        elif per_leaf:
+            check_roots_upto(expected)
+    if not per_leaf and leaves:  # the last, partial block: its leaves, largest first
+        cr.append_packed(bytes(leaves))
         check_roots_upto(expected)
     n = expected
     if sizes and sizes[-1] > n:
