@@ -163,6 +163,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(300), default="")
     sysadmin: Mapped[bool] = mapped_column(Boolean, default=False)
     auditor: Mapped[bool] = mapped_column(Boolean, default=False)
+    # reviews data-resource registrations (exchange.registration; migration 0008)
+    reviewer: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(20), default="active")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # argon2id hash (PHC string) of the portal password; None: no password sign-in
@@ -269,3 +271,44 @@ class CatalogueChange(Base):
     __tablename__ = "catalogue_changes"
     rev: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+# -- application scenarios (migration 0008) -------------------------------------------------
+
+
+class Scenario(Base):
+    """An application scenario (应用场景): what AI firms build over published data, with the
+    datasets it uses and, where one exists, an evaluation task. CKAN sees it as a group."""
+
+    __tablename__ = "scenarios"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(100), unique=True, index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    title_en: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    sector: Mapped[str] = mapped_column(String(50), index=True)
+    proposer: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # catalogue.scenarios
+    query: Mapped[str] = mapped_column(Text, default="")  # an example query over its data
+    evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # metric, split query
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    uses: Mapped[list[ScenarioDataset]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ScenarioDataset.position"
+    )
+
+
+class ScenarioDataset(Base):
+    """A dataset a scenario uses, at a version (``None``: the current one)."""
+
+    __tablename__ = "scenario_datasets"
+    scenario_id: Mapped[str] = mapped_column(
+        ForeignKey("scenarios.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    version: Mapped[int | None] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, default=0)

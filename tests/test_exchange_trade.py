@@ -15,6 +15,7 @@ from exchange.errors import InvalidCreditCode, InvalidRequest, InvalidState, Not
 from exchange.ledger.keys import open_checkpoint
 from exchange.ledger.merkle import verify_inclusion
 from tests.conftest import run_cli
+from tests.registered import register
 
 SELLER, BUYER, OTHER = "bureau", "firm", "rival"
 
@@ -55,6 +56,8 @@ def make_world(url: str, home: Path):
             ex, Actor.for_org(org), org, credit_code_=credit_code.make("440115", f"MA5{i}TKT1"),
             legal_name=org, in_nansha=True,
         )  # fmt: skip
+    register(ex, "ds1", SELLER)  # no registration, no trade (exchange.registration)
+    register(ex, "ds2", OTHER)
     return ex
 
 
@@ -149,7 +152,8 @@ def test_cli_flow_and_audit(nsdx_env, tmp_path):
     offers = json.loads(run_cli("exchange", "offers", "--json", env=env).stdout)
     assert len(offers) == 5
     v = json.loads(run_cli("audit", "verify", "--json", env=env).stdout)
-    assert v["ok"] and v["entries"] == 44
+    # 44 trade steps + 5 products registered (applied, reviewed, issued: 3 entries each)
+    assert v["ok"] and v["entries"] == 44 + 5 * 3
     p = json.loads(run_cli("audit", "proof", "--index", "3", "--json", env=env).stdout)
     assert set(p) == {"index", "tree_size", "leaf_hash", "proof", "root", "checkpoint"}
     c = json.loads(

@@ -29,6 +29,7 @@ from . import (
     pages,
     provider,
     query,
+    registration,
     sharing,
     trade_pages,
 )
@@ -51,6 +52,8 @@ ROUTERS = [
     trade_pages.router,
     console.router,
     provider.router,
+    registration.router,
+    registration.pages,
     pages.router,
 ]
 
