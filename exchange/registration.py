@@ -682,7 +682,8 @@ def list_registrations(
     with ex.catalogue.Session() as s:
         q = select(Registration).order_by(Registration.created)
         if dataset:
-            q = q.where(Registration.dataset_id == find_dataset(s, dataset).id)
+            ds = find_dataset(s, dataset, include_deleted=True)
+            q = q.where(Registration.dataset_id == ds.id)
         if status:
             q = q.where(Registration.status == bounded_text(status, "status", 20))
         if scenario:

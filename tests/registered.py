@@ -6,24 +6,24 @@ from __future__ import annotations
 from datetime import timedelta
 
 
-def register(ex, dataset: str, holder: str, *, scenario: str | None = None) -> dict:
-    """Put ``dataset`` in a scenario (created when missing) and run its initial
-    registration to the issued code, the notice having ended today (the exchange's clock)."""
+def register(ex, dataset: str, holder: str | None = None, *, scenario: str | None = None) -> dict:
+    """Put ``dataset`` in a scenario (created when missing, else extended) and run its
+    initial registration to the issued code, the public notice ending today (the
+    exchange's clock). ``holder``: the owning organisation (looked up when not given)."""
+    from sqlalchemy import select
+
+    from catalogue.models import Dataset, Scenario
     from catalogue.scenarios import ScenarioSpec, save_scenarios
-    from catalogue.models import Scenario
     from exchange.registration import register_product
 
     name = scenario or f"scenario-{dataset}"
     with ex.catalogue.Session() as s:
-        exists = s.query(Scenario).filter(Scenario.name == name).one_or_none()
-        uses = [] if exists is None else [
-            (u.dataset_id, u.version) for u in exists.uses
-        ]
-    from catalogue.models import Dataset
-
-    with ex.catalogue.Session() as s:
-        names = {d.id: d.name for d in s.query(Dataset).all()}
-    refs = [(names[i], v) for i, v in uses if names[i] != dataset] + [(dataset, None)]
+        names = dict(s.execute(select(Dataset.id, Dataset.name)).all())
+        ds = s.scalar(select(Dataset).where(Dataset.name == dataset))
+        holder = holder or ds.organization.name
+        sc = s.scalar(select(Scenario).where(Scenario.name == name))
+        refs = [(names[u.dataset_id], u.version) for u in sc.uses] if sc else []
+    refs = [r for r in refs if r[0] != dataset] + [(dataset, None)]
     save_scenarios(
         ex.catalogue,
         [ScenarioSpec(name=name, title="测试场景", title_en="Test scenario", sector="other",
