@@ -163,7 +163,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(300), default="")
     sysadmin: Mapped[bool] = mapped_column(Boolean, default=False)
     auditor: Mapped[bool] = mapped_column(Boolean, default=False)
-    # reviews data-resource registrations (exchange.registration; migration 0008)
+    # reviews data-resource registrations (exchange.registration; migration 0009)
     reviewer: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(20), default="active")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -273,7 +273,7 @@ class CatalogueChange(Base):
     dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-# -- application scenarios (migration 0008) -------------------------------------------------
+# -- application scenarios (migration 0009) -------------------------------------------------
 
 
 class Scenario(Base):

@@ -182,7 +182,7 @@ class LedgerHead(Base):
     frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
 
 
-# -- data-resource registration (数据资源登记, migration 0008) --------------------------------
+# -- data-resource registration (数据资源登记, migration 0009) --------------------------------
 
 
 class Registration(Base):

@@ -41,7 +41,7 @@ from .readers import SourceTable, open_source, source_files
 from .spec import ID_RE, TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
 
-PIPELINE_VERSION = "1"  # bump when the output of the same input changes
+PIPELINE_VERSION = "2"  # bump when the output of the same input changes
 PARQUET_ROWS_PER_FILE = 5_000_000
 PII_SAMPLE_ROWS = 20_000
 # Batches are gathered into chunks of about this size before validation and writing:
@@ -172,6 +172,8 @@ def fingerprint(spec: DatasetSpec, files: list[Path], pii_key: bytes) -> tuple[s
         "delimiter": src.delimiter,
         "skip_rows": src.skip_rows,
         "thousands": src.thousands,
+        "currency": list(src.currency),
+        "percent": src.percent,
         "null_values": list(src.null_values),
         "date_formats": list(src.date_formats),
         "day_first": src.day_first,
@@ -418,6 +420,7 @@ def _convert(spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, 
             )
             emit("validate", name=name)
             report = validator.finish([str(p) for p in out.files], resolve_dataset=resolve_dataset)
+            report.repairs = table.repairs.to_list()
         quarantine.extend(q_paths)
         kept = _keep_report(reports_dir, spec, number, name, report)
         reports[name] = report.summary()
@@ -495,9 +498,15 @@ def _write_table(
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
     nul = _NulBytes(spec, table, warnings)
+    unnamed = [c for c in table.unnamed if c in table.schema.names]
+    filled: set[str] = set()  # unnamed columns seen holding a value
     offset = 0
     try:
         for chunk in _chunks(table.batches):
+            chunk, blank = _without_blank_rows(chunk)
+            table.repairs.blank_rows += blank
+            if len(filled) < len(unnamed):
+                filled |= _holding_values(chunk, [c for c in unnamed if c not in filled])
             if text_cols:
                 chunk = nul.check(chunk, text_cols, offset)
             # every chunk, on rows spread evenly across it: personal data late in a file
@@ -513,7 +522,51 @@ def _write_table(
         files = parts.close()
         rejected.close()
         validation_worker.release_memory()
+    empty = [c for c in unnamed if c not in filled and c in parts.schema.names]
+    if empty:  # no name and no value: dropped, and said so in the report
+        parts.drop_columns(empty)
+        table.repairs.dropped_columns.extend(empty)
     return _TableOut(name, parts.rows, parts.schema, files), rejected.paths
+
+
+def _empty_mask(chunk: pa.Table) -> pa.Array | None:
+    """Rows with no value in any column (null, or "" in a text column); None when there is
+    none (settled on the first column, usually)."""
+    mask = None
+    for col in chunk.columns:
+        empty = pc.is_null(col)
+        t = col.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            empty = pc.or_kleene(empty, pc.equal(pc.binary_length(col), 0))
+        mask = empty if mask is None else pc.and_kleene(mask, empty)
+        if not pc.any(mask).as_py():
+            return None
+    return mask
+
+
+def _without_blank_rows(chunk: pa.Table) -> tuple[pa.Table, int]:
+    """Blank rows (",,,,", or a record of only spaces) are skipped and counted: not data."""
+    if chunk.num_rows == 0 or chunk.num_columns == 0:
+        return chunk, 0
+    mask = _empty_mask(chunk)
+    if mask is None:
+        return chunk, 0
+    n = int(pc.sum(mask).as_py() or 0)
+    return chunk.filter(pc.invert(pc.fill_null(mask, False))), n
+
+
+def _holding_values(chunk: pa.Table, columns: list[str]) -> set[str]:
+    out = set()
+    for c in columns:
+        col = chunk.column(c)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.utf8_trim_whitespace(col)
+            has = pc.and_kleene(pc.is_valid(col), pc.not_equal(col, ""))
+        else:
+            has = pc.is_valid(col)
+        if pc.any(pc.fill_null(has, False)).as_py():
+            out.add(c)
+    return out
 
 
 class _NulBytes:
@@ -643,6 +696,21 @@ class _Parts:
             pq.write_table(self.schema.empty_table(), path, compression="zstd")
             self.files.append(path)
         return self.files
+
+    def drop_columns(self, columns: list[str]) -> None:
+        """Rewrite the closed parts without ``columns``, one row group at a time."""
+        keep = [n for n in self.schema.names if n not in columns]
+        self.schema = pa.schema([self.schema.field(n) for n in keep], self.schema.metadata)
+        for path in self.files:
+            tmp = path.with_suffix(".tmp")
+            src = pq.ParquetFile(path)
+            with pq.ParquetWriter(tmp, self.schema, compression="zstd") as w:
+                for i in range(src.num_row_groups):
+                    w.write_table(src.read_row_group(i, columns=keep).cast(self.schema))
+                if src.num_row_groups == 0:
+                    w.write_table(self.schema.empty_table())
+            src.close()
+            tmp.replace(path)
 
 
 class _Quarantine:

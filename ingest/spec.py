@@ -67,6 +67,8 @@ class SourceSpec:
     delimiter: str | None = None  # None: sniff
     skip_rows: int = 0
     thousands: str | None = None
+    currency: tuple[str, ...] = ()  # csv: signs removed from numbers ("¥", "$", "HK$")
+    percent: bool = False  # csv: a trailing % removed from numbers (12.5% is 12.5)
     null_values: tuple[str, ...] = ()
     date_formats: tuple[str, ...] = ()
     day_first: bool = False
@@ -446,7 +448,9 @@ def _source(ctx: _Ctx, node, raw: dict, base_dir: Path, what: str) -> SourceSpec
         encoding=str(raw.get("encoding") or "auto"),
         delimiter=delim,
         skip_rows=int(raw.get("skip_rows") or 0),
-        thousands=raw.get("thousands"),
+        thousands=_thousands(ctx, node, raw),
+        currency=_currency(ctx, node, raw),
+        percent=_bool(ctx, node, raw, "percent", False),
         null_values=tuple(str(v) for v in nulls),
         date_formats=tuple(str(v) for v in dates),
         day_first=bool(raw.get("day_first", False)),
@@ -469,6 +473,8 @@ SOURCE_KEYS = {
     "delimiter",
     "skip_rows",
     "thousands",
+    "currency",
+    "percent",
     "null_values",
     "date_formats",
     "day_first",
@@ -479,6 +485,44 @@ SOURCE_KEYS = {
     "max_compression_ratio",
     "nul_bytes",
 }
+
+
+def _thousands(ctx: _Ctx, node, raw: dict) -> str | None:
+    value = raw.get("thousands")
+    if value is None:
+        return None
+    if value not in (",", ".", " ", "'", "\u00a0", "\u202f"):
+        raise ctx.err(
+            _child(node, "thousands") or node,
+            f"thousands: {value!r} is not a thousands separator",
+            hint="use one of ',' '.' ' ' or \"'\" (the full-width '，' is read as ',')",
+        )
+    return str(value)
+
+
+_CURRENCY_RE = re.compile(r"^[^\w\s]{1,4}$|^[A-Z]{1,3}\$$")
+
+
+def valid_currency(sym: str) -> bool:
+    """A currency sign as declared in datasets.yaml: 1-4 signs (``¥``, ``$``, ``€``), or up
+    to three capitals and ``$`` (``HK$``, ``US$``)."""
+    return bool(_CURRENCY_RE.match(sym))
+
+
+def _currency(ctx: _Ctx, node, raw: dict) -> tuple[str, ...]:
+    value = raw.get("currency")
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(
+        isinstance(v, str) and valid_currency(v) for v in values
+    ):
+        raise ctx.err(
+            _child(node, "currency") or node,
+            f"currency: {value!r} must be a sign or a list of signs such as '¥', '$', 'HK$'",
+            hint="the signs are removed from numbers before they are read",
+        )
+    return tuple(values)
 
 
 def _bool(ctx: _Ctx, node, raw: dict, key: str, default: bool) -> bool:

@@ -656,3 +656,35 @@ def test_provider_journey_create_upload_progress_published(tab, site, shots, tmp
     assert "南沙渡轮客流南沙区交通运输局开放v1" in text_of(page, "#my-datasets")
     assert "已完成" in text_of(page, "#my-jobs")
     assert axe_violations(page) == []
+
+
+def test_provider_edits_metadata_bad_field_then_saved_seen_on_page_and_api(tab, site, shots):
+    page, portal = tab, site.url
+    name = "nansha-taxi-trips"  # alice edits for the bureau that owns it
+    assert sign_in(page, portal, "alice", next_=f"/dataset/{name}") == 200
+    assert page.click("#edit-link") == 200
+    assert page.eval("location.pathname") == f"/dataset/{name}/edit"
+    assert page.eval("document.querySelector('#ed-title').value") == "南沙出租车行程"
+    # a refused field: marked, in Chinese, the other entries kept, nothing saved
+    fill(page, "#ed-notes_en", "Taxi trips in Nansha, one row per trip.")
+    fill(page, "#ed-domain", "Not A Domain")
+    assert page.click("#save-dataset") == 422
+    assert "必须是以“-”连接的小写单词" in text_of(page, "#ed-domain-err")
+    assert page.eval("document.querySelector('#ed-domain').getAttribute('aria-invalid')") == "true"
+    assert page.eval("document.querySelector('#ed-notes_en').value").startswith("Taxi trips")
+    assert axe_violations(page) == []
+    page.screenshot(shots / "provider-edit.png")
+    fill(page, "#ed-domain", "transport")
+    fill(page, "#ed-tags", "出租车, taxi")
+    fill(page, "#ed-maintainer_email", "taxi@example.org")
+    assert page.click("#save-dataset") == 200
+    assert page.eval("location.pathname") == f"/dataset/{name}"
+    assert text_of(page, "#edited") == "已保存。"
+    assert "Taxi trips in Nansha, one row per trip." in text_of(page, "article")
+    tags = page.eval("[...document.querySelectorAll('a.tag')].map(a => a.textContent)")
+    assert sorted(tags) == ["taxi", "出租车"]
+    pkg = httpx.get(f"{portal}/api/3/action/package_show", params={"id": name}).json()["result"]
+    ex = {e["key"]: e["value"] for e in pkg["extras"]}
+    assert ex["notes_en"] == "Taxi trips in Nansha, one row per trip."
+    assert pkg["maintainer_email"] == "taxi@example.org"
+    assert sorted(t["name"] for t in pkg["tags"]) == ["taxi", "出租车"]

@@ -25,11 +25,11 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import Principal
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, LedgerCorrupt
 from exchange.ledger.browse import entry_kinds, list_entries
 from exchange.ledger.note import NoteError
 from exchange.ledger.store import b64
-from exchange.ledger.verify import verify_with_state
+from exchange.ledger.verify import rows_digest, verify_with_state
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
@@ -109,6 +109,12 @@ def _latest(ex):
 
 
 def _summary(ex, year: int, cp):
+    """The year's summary from the signed checkpoint ``cp``, cached with a digest of the
+    ledger rows it was computed from (:func:`exchange.ledger.verify.rows_digest`). Every
+    view re-reads the rows and compares: rows changed after the summary was cached (an
+    edited payload, a removed or inserted row) drop the cached figures, and the fresh
+    computation, verified against the signed root, reports the tampering
+    (:class:`exchange.errors.LedgerCorrupt`) on that very view."""
     from exchange.reports import yearly_summary
 
     key = (
@@ -119,7 +125,19 @@ def _summary(ex, year: int, cp):
         year,
         os.environ.get("NSDX_REWARD_POLICY"),
     )
-    return _cached(key, lambda: yearly_summary(ex, year, tree_size=cp.tree_size))
+    now = rows_digest(ex.ledger, cp.tree_size)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] == now:  # type: ignore[index]
+        with _cache_lock:
+            _cache.move_to_end(key)
+        return hit[1]  # type: ignore[index]
+    with _cache_lock:
+        _cache.pop(key, None)
+        for k in [k for k in _cache if k[0] == "charts" and k[1:5] == key[1:5]]:
+            _cache.pop(k, None)
+    s = yearly_summary(ex, year, tree_size=cp.tree_size)  # verified: raises if tampered
+    return _cached(key, lambda: (now, s))[1]
 
 
 def _year(request: Request) -> int:
@@ -331,7 +349,15 @@ def rewards(request: Request):
     cp = _latest(ex)
     if cp is None:
         return render(request, "audit/rewards.html", {"year": year, "s": None})
-    s = _summary(ex, year, cp)
+    try:
+        s = _summary(ex, year, cp)
+    except LedgerCorrupt as e:  # changed after signing: no figure from it is shown
+        return render(
+            request,
+            "audit/rewards.html",
+            {"year": year, "s": None, "corrupt": e.message, "corrupt_hint": e.hint},
+            409,
+        )
     from . import i18n
 
     key = ("charts", id(ex), cp.tree_size, b64(cp.root), year, i18n.current())
