@@ -134,9 +134,7 @@ def parse_scenario(raw: Any, where: str = "scenario", line: int | None = None) -
         )
     status = _text(raw.get("status") or "open", f"{where} status", 20)
     if status not in STATUSES:
-        raise ScenarioError(
-            f"{where}: status {status!r} is not one of {', '.join(STATUSES)}"
-        )
+        raise ScenarioError(f"{where}: status {status!r} is not one of {', '.join(STATUSES)}")
     refs = raw.get("datasets") or []
     if not isinstance(refs, list) or not refs:
         raise ScenarioError(f"{where}: datasets: list the datasets the scenario uses")
@@ -293,9 +291,7 @@ def scenario_dict(s: Session, sc: Scenario, *, visible: Iterable[str] | None = N
     may see (others are left out, as if unlisted); ``None`` lists all (local CLI)."""
     names = dict(
         s.execute(
-            select(Dataset.id, Dataset.name).where(
-                Dataset.id.in_([u.dataset_id for u in sc.uses])
-            )
+            select(Dataset.id, Dataset.name).where(Dataset.id.in_([u.dataset_id for u in sc.uses]))
         ).all()
     )
     seen = None if visible is None else set(visible)

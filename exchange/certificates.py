@@ -16,11 +16,11 @@ install; the HTML certificate needs no font.
 from __future__ import annotations
 
 import io
-from datetime import UTC, date, datetime, time
 import json
 import os
 import shutil
 import subprocess
+from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any

@@ -115,7 +115,9 @@ def _scenario_for(ex: Exchange, dataset: str) -> str:
             sc for sc in SCENARIOS if dataset in sc[5]
         )
         have = s.scalar(select(Scenario).where(Scenario.name == name))
-        refs = [(n, None) for n in datasets if s.scalar(select(Dataset.id).where(Dataset.name == n))]
+        refs: list[tuple[str, int | None]] = [
+            (n, None) for n in datasets if s.scalar(select(Dataset.id).where(Dataset.name == n))
+        ]
         if have is not None:  # keep what it uses, add this dataset
             names = dict(s.execute(select(Dataset.id, Dataset.name)).all())
             refs = [(names[u.dataset_id], u.version) for u in have.uses] + [(dataset, None)]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +41,8 @@ from .models import Enterprise, Registration, RegistrationObjection
 from .rules import MAX_INT32, bounded_int, bounded_text
 
 KINDS = ("initial", "change", "correction", "cancellation")
-PENDING = ("applied", "notice", "objected")  # an application on its way
+PENDING = ("applied", "notice", "objected")
+T = TypeVar("T")  # an application on its way
 CODE_PREFIX = "NSDR"  # 南沙数据资源登记 Nansha data-resource registration
 
 
@@ -56,6 +57,14 @@ class NotRegistered(ExchangeError):
 
 
 # -- lookups ---------------------------------------------------------------------------------
+
+
+def _row(s: Session, model: type[T], key: str) -> T:
+    """A row that must exist (a foreign key points at it)."""
+    row = s.get(model, key)
+    if row is None:  # pragma: no cover - the foreign keys keep it there
+        raise RegistrationNotFound(f"{model.__name__} {key!r} is gone")
+    return row
 
 
 def _get(s: Session, ref: str) -> Registration:
@@ -87,14 +96,12 @@ def _scenario(s: Session, name: str) -> Scenario:
 
 
 def _uses(s: Session, sc: Scenario, ds: Dataset) -> bool:
-    return (
-        s.scalar(
-            select(func.count())
-            .select_from(ScenarioDataset)
-            .where(ScenarioDataset.scenario_id == sc.id, ScenarioDataset.dataset_id == ds.id)
-        )
-        > 0
+    n = s.scalar(
+        select(func.count())
+        .select_from(ScenarioDataset)
+        .where(ScenarioDataset.scenario_id == sc.id, ScenarioDataset.dataset_id == ds.id)
     )
+    return bool(n)
 
 
 def _current(s: Session, ds: Dataset) -> Registration | None:
@@ -129,7 +136,7 @@ def _receipt(ex: Exchange, a, reg_id: str, step: str) -> dict:
 
     a = ex.ledger.settle(a)
     with ex.ledger.transaction() as s:  # the step's index, for the record's history
-        reg = s.get(Registration, reg_id)
+        reg = _row(s, Registration, reg_id)
         reg.ledger = {**(reg.ledger or {}), step: a.index}
         if step == "issued":
             reg.ledger_index = a.index
@@ -140,8 +147,8 @@ def _receipt(ex: Exchange, a, reg_id: str, step: str) -> dict:
 
 def _facts(s: Session, reg: Registration) -> dict[str, Any]:
     """What every event of a registration records about the product."""
-    ds = s.get(Dataset, reg.dataset_id)
-    holder = s.get(Organization, reg.holder_id)
+    ds = _row(s, Dataset, reg.dataset_id)
+    holder = _row(s, Organization, reg.holder_id)
     ent = s.scalar(select(Enterprise).where(Enterprise.organization_id == reg.holder_id))
     sc = s.get(Scenario, reg.scenario_id) if reg.scenario_id else None
     return {
@@ -392,7 +399,7 @@ def resolve_objection(
             raise RegistrationNotFound(f"objection {objection!r} not found")
         if o.status != "open":
             raise InvalidState(f"objection {o.id} is already {o.status}")
-        reg = s.get(Registration, o.registration_id)
+        reg = _row(s, Registration, o.registration_id)
         o.status = "upheld" if uphold else "dismissed"
         o.resolution = resolution
         o.resolved_by = actor.name
@@ -571,7 +578,10 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
             f"its registration application {last.id} was rejected: {last.review_note}",
             "registration",
         ),
-        "cancelled": (f"its registration {last.code} was cancelled on {last.ended_on}", "cancelled"),
+        "cancelled": (
+            f"its registration {last.code} was cancelled on {last.ended_on}",
+            "cancelled",
+        ),
     }.get(last.status, (f"its registration {last.id} is {last.status}", "registration"))
     raise NotRegistered(
         f"dataset {ds.name!r} cannot be offered: {what[0]} — {rule}",
@@ -589,8 +599,8 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
 def registration_dict(s: Session, reg: Registration, *, full: bool = False) -> dict:
     """A registration as every surface shows it. Public: it is a public register (公示);
     ``full`` adds who lodged each objection (reviewers, the operator, auditors)."""
-    ds = s.get(Dataset, reg.dataset_id)
-    holder = s.get(Organization, reg.holder_id)
+    ds = _row(s, Dataset, reg.dataset_id)
+    holder = _row(s, Organization, reg.holder_id)
     ent = s.scalar(select(Enterprise).where(Enterprise.organization_id == reg.holder_id))
     sc = s.get(Scenario, reg.scenario_id) if reg.scenario_id else None
     objections = s.scalars(

@@ -51,8 +51,10 @@ def test_ckan_groups_are_the_scenarios(site):
     assert [p["name"] for p in shown["packages"]] == ["nansha-ride-hailing-orders"]
     pkg = site.get(api + "package_show", params={"id": "nansha-ride-hailing-orders"}).json()
     assert [x["name"] for x in pkg["result"]["groups"]] == ["nansha-travel-demand"]
-    found = site.get(api + "package_search", params={
-        "fq": "groups:nansha-port-city-ai-products", "facet.field": '["groups"]'}).json()
+    found = site.get(
+        api + "package_search",
+        params={"fq": "groups:nansha-port-city-ai-products", "facet.field": '["groups"]'},
+    ).json()
     assert {p["name"] for p in found["result"]["results"]} == PRODUCTS
     assert found["result"]["facets"]["groups"] == {"nansha-port-city-ai-products": 3}
     missing = site.get(api + "group_show", params={"id": "no-such-scenario"})

@@ -62,7 +62,9 @@ def scenario_list(sector: str | None, as_json: bool) -> None:
             d["title"],
             d["sector"],
             d["status"],
-            ", ".join(x["name"] + (f"@{x['version']}" if x["version"] else "") for x in d["datasets"]),
+            ", ".join(
+                x["name"] + (f"@{x['version']}" if x["version"] else "") for x in d["datasets"]
+            ),
             d["evaluation"].get("metric", "") if d["evaluation"] else "",
         ),
     )
@@ -139,7 +141,9 @@ def registration() -> None:
 @click.option("--scenario", default=None, help="The application scenario the product serves.")
 @click.option("--compliance", default="", help="Compliance statement (合规声明).")
 @click.option("--pledge", default="", help="Source-legality pledge (来源合法承诺).")
-@click.option("--version", type=int, default=None, help="The registered version (default: current).")
+@click.option(
+    "--version", type=int, default=None, help="The registered version (default: current)."
+)
 @click.option(
     "--kind",
     type=click.Choice(["initial", "change", "correction", "cancellation"]),
@@ -234,8 +238,16 @@ def registration_list(dataset, status, scenario, as_json) -> None:
         rows,
         as_json,
         ["id", "code", "kind", "status", "dataset", "scenario", "holder", "notice ends"],
-        lambda r: (r["id"], r["code"] or "", r["kind"], r["status"], r["dataset"],
-                   r["scenario"] or "", r["holder"], r["notice_end"] or ""),  # fmt: skip
+        lambda r: (
+            r["id"],
+            r["code"] or "",
+            r["kind"],
+            r["status"],
+            r["dataset"],
+            r["scenario"] or "",
+            r["holder"],
+            r["notice_end"] or "",
+        ),  # fmt: skip
     )
 
 

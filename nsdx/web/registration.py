@@ -93,7 +93,10 @@ def registration_list(
     return _call(
         request,
         lambda ex, a: reg.list_registrations(
-            ex, dataset=dataset, status=status, scenario=scenario,
+            ex,
+            dataset=dataset,
+            status=status,
+            scenario=scenario,
             full=a.can_read_all() or a.reviewer,
         ),  # fmt: skip
     )
@@ -160,9 +163,7 @@ async def scenario_page(name: str, request: Request):
             _("There is no scenario %(name)s.", name=name[:100]),
         )  # fmt: skip
     d = await run_in_threadpool(_visible, request, d)
-    regs = await run_in_threadpool(
-        reg.list_registrations, st.exchange, scenario=d["name"]
-    )
+    regs = await run_in_threadpool(reg.list_registrations, st.exchange, scenario=d["name"])
     return render(request, "scenario.html", {"s": d, "registrations": regs})
 
 
