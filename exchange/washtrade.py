@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
+from validation.messages import Msg
 from validation.money import cny
 
 from .history import History, Trade
@@ -80,8 +81,14 @@ def detect(history: History, policy) -> list[Flag]:
                     add(
                         "mirrored",
                         [t1, t2],
-                        f"{s}→{b} ¥{cny(t1.amount_fen)} and {b}→{s} ¥{cny(t2.amount_fen)} "
-                        f"{days} day(s) apart",
+                        Msg(
+                            "%(s)s→%(b)s ¥%(x)s and %(b)s→%(s)s ¥%(y)s %(days)s day(s) apart",
+                            s=s,
+                            b=b,
+                            x=cny(t1.amount_fen),
+                            y=cny(t2.amount_fen),
+                            days=days,
+                        ),
                     )
 
     # cycles over related-party clusters (length 2 through a related party, or >= 3)
@@ -112,8 +119,12 @@ def detect(history: History, policy) -> list[Flag]:
                     add(
                         "cycle",
                         cycle,
-                        f"{route} within {(max(days) - min(days)).days} day(s), amounts "
-                        + ", ".join(f"¥{cny(x.amount_fen)}" for x in cycle),
+                        Msg(
+                            "%(route)s within %(days)s day(s), amounts %(amounts)s",
+                            route=route,
+                            days=(max(days) - min(days)).days,
+                            amounts=", ".join(f"¥{cny(x.amount_fen)}" for x in cycle),
+                        ),
                     )
                 continue
             visited = {clusters.find(x.seller) for x in cycle}
@@ -143,8 +154,16 @@ def detect(history: History, policy) -> list[Flag]:
                 add(
                     "split",
                     group,
-                    f"{len(group)} orders of {ds} from {s} by {b} within "
-                    f"{wt.split_window_days} days, together ¥{cny(total)}",
+                    Msg(
+                        "%(n)s orders of %(ds)s from %(s)s by %(b)s within %(days)s days, "
+                        "together ¥%(total)s",
+                        n=len(group),
+                        ds=ds,
+                        s=s,
+                        b=b,
+                        days=wt.split_window_days,
+                        total=cny(total),
+                    ),
                 )
                 i = j + 1
             else:

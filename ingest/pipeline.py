@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,8 +31,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from validation import BatchValidator, ValidationFailed, check_policy, mask_batch
+from validation import (
+    BatchValidator,
+    IndividualCounter,
+    ValidationFailed,
+    check_policy,
+    mask_batch,
+)
 from validation import worker as validation_worker
+from validation.errors import NsdxError
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
@@ -38,6 +47,7 @@ from .coverage import merge as merge_coverage
 from .coverage import table_coverage
 from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
+from .remote import download, is_remote, list_remote
 from .spec import ID_RE, TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
 
@@ -161,9 +171,69 @@ def version_prefix(spec: DatasetSpec, number: int) -> str:
     return f"{dataset_prefix(spec)}/v{number}"
 
 
-def fingerprint(spec: DatasetSpec, files: list[Path], pii_key: bytes) -> tuple[str, list[dict]]:
+class DigestCache:
+    """SHA-256 of source files already hashed, by (path, size, mtime, ctime, inode), the way
+    git's index skips unchanged files: a re-run over an unchanged 180 MB file does not read it
+    twice (~0.3 s). Any write to the file changes its ctime, which no tool can set back.
+    Kept in a JSON file only its owner can read; a damaged or missing cache is rebuilt."""
+
+    MAX_ENTRIES = 1000
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, list] = {}
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(loaded, dict):
+                    self.entries = loaded
+            except (OSError, ValueError):
+                pass
+
+    def digest(self, p: Path) -> str:
+        st = p.stat()
+        key = str(p.resolve())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        hit = self.entries.get(key)
+        if isinstance(hit, list) and len(hit) == 5 and hit[:4] == stamp:
+            return str(hit[4])
+        digest = sha256_file(p)
+        if p.stat().st_ctime_ns == st.st_ctime_ns:  # not written to while it was read
+            self.entries[key] = [*stamp, digest]
+            self._save()
+        return digest
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        while len(self.entries) > self.MAX_ENTRIES:
+            self.entries.pop(next(iter(self.entries)))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            _private_file(tmp, json.dumps(self.entries))
+            tmp.replace(self.path)
+        except OSError:  # only a cache
+            pass
+
+
+def fingerprint(
+    spec: DatasetSpec, files: list[Path], pii_key: bytes, cache: DigestCache | None = None
+) -> tuple[str, list[dict]]:
     """What determines the published bytes: the source content and the options that shape
     the output. Titles and notes are not part of it (they change metadata, not data)."""
+    h = hashlib.sha256(_shaping(spec, pii_key))
+    described = []
+    for p in files:
+        digest = cache.digest(p) if cache is not None else sha256_file(p)
+        size = p.stat().st_size
+        h.update(f"{p.name}\0{size}\0{digest}\n".encode())
+        described.append({"path": str(p), "bytes": size, "sha256": digest})
+    return h.hexdigest(), described
+
+
+def _shaping(spec: DatasetSpec, pii_key: bytes) -> bytes:
+    """The options that shape the published bytes, as the fingerprint hashes them."""
     src = spec.source
     shaping = {
         "pipeline": PIPELINE_VERSION,
@@ -185,14 +255,7 @@ def fingerprint(spec: DatasetSpec, files: list[Path], pii_key: bytes) -> tuple[s
         "access": spec.access,
         "pii_key": hashlib.sha256(pii_key).hexdigest()[:16] if spec.schema else None,
     }
-    h = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode())
-    described = []
-    for p in files:
-        digest = sha256_file(p)
-        size = p.stat().st_size
-        h.update(f"{p.name}\0{size}\0{digest}\n".encode())
-        described.append({"path": str(p), "bytes": size, "sha256": digest})
-    return h.hexdigest(), described
+    return json.dumps(shaping, sort_keys=True, default=str).encode()
 
 
 def _committed_manifest(store: ObjectStore, prefix: str) -> dict | None:
@@ -214,23 +277,89 @@ def run_pipeline(
     force: bool = False,
     claims: Claims | None = None,
 ) -> IngestResult:
+    """Publish ``spec``'s source as a new version (or say it is up to date). A remote source
+    (``https://``, ``s3://``, see :mod:`ingest.remote`) is fingerprinted from its ETag /
+    Last-Modified / size, downloaded (streamed) into a temporary folder only when it changed,
+    and that folder is removed whatever happens."""
     started = time.perf_counter()
+    if not is_remote(spec.source.path):
+        files = source_files(spec.source)
+        cache = DigestCache(
+            reports_dir.parent / "cache" / "source-digests.json" if reports_dir else None
+        )
+        fp, source_desc = fingerprint(spec, files, pii_key, cache)
+        return _run(
+            spec, store, files, fp, source_desc, previous, pii_key, progress,
+            resolve_dataset, reports_dir, force, claims, started,
+        )  # fmt: skip
+    objects = list_remote(spec.source.path)
+    fp = None
+    if all(o.versioned for o in objects):  # the server says which version: no download
+        fp = _remote_fingerprint(spec, objects, pii_key)
+        if previous and previous.fingerprint == fp and not force:
+            return _up_to_date(spec, store, previous, started)
+    tmp = Path(tempfile.mkdtemp(prefix="nsdx-source-", dir=os.environ.get("NSDX_STAGING_DIR")))
+    labels: dict[str, str] = {}
+    try:
+        files, source_desc = [], []
+        for o in objects:
+            (progress or (lambda *a, **k: None))("download", url=o.url, bytes=o.size)
+            path, digest = download(o, tmp)
+            labels[str(path)] = o.url
+            files.append(path)
+            source_desc.append({"path": o.name, "bytes": path.stat().st_size, "sha256": digest})
+        if fp is None:  # no ETag nor Last-Modified: the content decides
+            fp, _ = fingerprint(spec, files, pii_key)
+        return _run(
+            spec, store, files, fp, source_desc, previous, pii_key, progress,
+            resolve_dataset, reports_dir, force, claims, started,
+        )  # fmt: skip
+    except NsdxError as e:
+        raise _relabel(e, labels) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remote_fingerprint(spec: DatasetSpec, objects: list, pii_key: bytes) -> str:
+    h = hashlib.sha256(_shaping(spec, pii_key))
+    for o in objects:
+        h.update(json.dumps(o.describe(), sort_keys=True).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _relabel(e: NsdxError, labels: dict[str, str]) -> NsdxError:
+    """An error about a downloaded file names its URL, not the temporary copy."""
+    for local, url in labels.items():
+        e.message = e.message.replace(local, url)
+        e.args = tuple(a.replace(local, url) if isinstance(a, str) else a for a in e.args)
+        if getattr(e, "file", None) == local:
+            e.file = url  # type: ignore[attr-defined]
+        if e.fields.get("file") == local:
+            e.fields["file"] = url
+    return e
+
+
+def _up_to_date(spec, store, previous: PreviousVersion, started: float) -> IngestResult:
+    manifest = _committed_manifest(store, version_prefix(spec, previous.number)) or {}
+    return IngestResult(
+        spec.id,
+        "up_to_date",
+        previous.number,
+        version_prefix(spec, previous.number),
+        manifest,
+        validation=manifest.get("validation", {}),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _run(
+    spec, store, files, fp, source_desc, previous, pii_key, progress,
+    resolve_dataset, reports_dir, force, claims, started,
+) -> IngestResult:  # fmt: skip
     claims = claims or _LocalClaims(previous)
     emit = progress or (lambda *a, **k: None)
-    files = source_files(spec.source)
-    fp, source_desc = fingerprint(spec, files, pii_key)
-
     if previous and previous.fingerprint == fp and not force:
-        manifest = _committed_manifest(store, version_prefix(spec, previous.number)) or {}
-        return IngestResult(
-            spec.id,
-            "up_to_date",
-            previous.number,
-            version_prefix(spec, previous.number),
-            manifest,
-            validation=manifest.get("validation", {}),
-            seconds=time.perf_counter() - started,
-        )
+        return _up_to_date(spec, store, previous, started)
 
     def adopted(number: int, existing: dict) -> IngestResult:
         return IngestResult(
@@ -365,6 +494,7 @@ class _TableOut:
     rows: int
     schema: pa.Schema
     files: list[Path]
+    individuals: dict[str, int] = field(default_factory=dict)  # column -> distinct people
 
 
 def _table_dirname(table: SourceTable) -> str:
@@ -498,6 +628,7 @@ def _write_table(
         if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
     nul = _NulBytes(spec, table, warnings)
+    individuals = IndividualCounter(pii_cols, pii_key)
     unnamed = [c for c in table.unnamed if c in table.schema.names]
     filled: set[str] = set()  # unnamed columns seen holding a value
     offset = 0
@@ -516,7 +647,9 @@ def _write_table(
             offset += chunk.num_rows
             if valid is not None:
                 chunk = rejected.set_aside(chunk, valid, validator)
-            parts.write(mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk)
+            masked = mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk
+            individuals.add(masked)
+            parts.write(masked)
             emit("rows", name=name, rows=offset)
     finally:
         files = parts.close()
@@ -526,7 +659,7 @@ def _write_table(
     if empty:  # no name and no value: dropped, and said so in the report
         parts.drop_columns(empty)
         table.repairs.dropped_columns.extend(empty)
-    return _TableOut(name, parts.rows, parts.schema, files), rejected.paths
+    return _TableOut(name, parts.rows, parts.schema, files, individuals.counts()), rejected.paths
 
 
 def _empty_mask(chunk: pa.Table) -> pa.Array | None:
@@ -852,6 +985,7 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
                 "schema": _schema_list(t.schema),
                 "files": files,
                 "coverage": table_coverage(t.files, t.schema),
+                "individuals": t.individuals,
             }
         )
     for p in sorted((staging / "reports").glob("*")) if (staging / "reports").exists() else []:
@@ -883,6 +1017,13 @@ def _manifest(spec, number, fp, source_desc, tables, validation, staging: Path) 
         "coverage": merge_coverage([t["coverage"] for t in table_entries]),
         "files": flat,
         "validation": validation,
+        # distinct individuals in the identifying personal-data columns, counted from their
+        # masked tokens (validation.pii.IndividualCounter): the cross-border rules read it
+        "personal_information": {
+            "has_pi": spec.has_pi,
+            "sensitive": spec.sensitive_pi,
+            "individuals": sum(sum(t.individuals.values()) for t in tables),
+        },
     }
 
 

@@ -44,6 +44,8 @@ TYPES = (
     "decimal",
     "geometry",
 )
+#: GB/T 43697-2024 grades (数据分级): when in doubt, the higher.
+GRADES = ("general", "important", "core")
 PII_KINDS = ("plate", "phone", "id_card", "name", "address", "free_text", "none")
 PII_TREATMENTS = ("hmac", "drop", "keep")
 
@@ -116,9 +118,23 @@ class DatasetSpec:
     extras: dict = field(default_factory=dict)
     allow_empty: bool = False  # may a version have 0 rows?
     schema_changes: str = "refuse"  # refuse | allow (type changes / removed columns)
+    # classification (GB/T 43697-2024) for the cross-border rules (exchange.crossborder)
+    grade: str = "general"  # general | important | core
+    data_category: str | None = None  # the data category within the domain (negative lists)
+    sensitive_pi: bool = False  # holds sensitive personal information
     line: int | None = None  # where it is declared, for messages
     organization_title: str | None = None  # from the top-level `organizations:` list
     organization_contact: dict = field(default_factory=dict)  # email, url, phone (ditto)
+
+    @property
+    def has_pi(self) -> bool:
+        """Whether published data holds personal information: a column declared with a
+        personal-data kind that is not dropped (masked tokens are still personal
+        information: they single a person out)."""
+        return (
+            any(f.pii and f.pii != "none" and f.pii_treatment != "drop" for f in self.schema)
+            or self.sensitive_pi
+        )
 
     @property
     def sql_schema(self) -> str:
@@ -320,6 +336,9 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         "extras",
         "allow_empty",
         "schema_changes",
+        "grade",
+        "data_category",
+        "sensitive_pi",
     }
     for k, _v in node.value:
         if k.value not in known:
@@ -350,8 +369,23 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         extras={**dict(raw.get("extras") or {}), **_coverage(ctx, node, raw)},
         allow_empty=_bool(ctx, node, raw, "allow_empty", False),
         schema_changes=_choice(ctx, node, raw, "schema_changes", SCHEMA_CHANGES, "refuse"),
+        grade=_choice(ctx, node, raw, "grade", GRADES, "general"),
+        data_category=_category(ctx, node, raw),
+        sensitive_pi=_bool(ctx, node, raw, "sensitive_pi", False),
         line=_mark(node)[0],
     )
+
+
+def _category(ctx: _Ctx, node, raw: dict) -> str | None:
+    v = raw.get("data_category")
+    if v is None:
+        return None
+    if not isinstance(v, str) or not 0 < len(v.strip()) <= 100:
+        raise ctx.err(
+            _child(node, "data_category") or node,
+            f"data_category: {str(v)[:40]!r} must be text of 1 to 100 characters",
+        )
+    return v.strip()
 
 
 def _price(ctx: _Ctx, node, raw: dict) -> int | None:

@@ -216,7 +216,7 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     assert page.click("form.filters-form button[type=submit]") == 200
     assert "kind=order.placed" in page.eval("location.search")
     n_orders = int(text_of(page, ".count").split()[0])
-    assert n_orders == 10
+    assert n_orders == 11  # exchange.demo.DEMO_ORDERS
     assert set(
         page.eval(
             "[...document.querySelectorAll('#entries td:nth-child(2)')].map(t => t.textContent)"
@@ -233,6 +233,11 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     assert axe_violations(page) == []
     # rewards of the demo year, every exclusion with its reason, flags, charts
     assert page.goto(f"{portal}/audit/rewards?year={site.demo_year}") == 200
+    # computed in the background: the page may say so and refresh itself until ready
+    _wait_text(page, "main", "¥", timeout=120)
+    deadline = time.monotonic() + 120
+    while page.eval("!document.querySelector('#capped-total')") and time.monotonic() < deadline:
+        time.sleep(0.3)
     assert page.eval("document.querySelectorAll('figure svg.chart').length") == 3
     excluded = page.eval("document.querySelectorAll('#transactions tr.excluded').length")
     reasons = page.eval("document.querySelectorAll('#transactions tr.excluded .reasons li').length")
@@ -250,6 +255,11 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     href = page.eval("document.querySelector('a.download[href$=\"transactions.csv\"]').href")
     csv = page.eval(f"fetch({json.dumps(href)}).then(r => r.text())")
     assert csv.startswith("year,checkpoint_size,ledger_index")
+    # the cross-border transfers of the demo year: accessible, read-only like the rest
+    assert page.goto(f"{portal}/audit/cross-border?year={site.demo_year}") == 200
+    assert int(text_of(page, "#xb-refusals")) >= 1  # the overseas buyer refused core data
+    assert "hk-harbour-analytics" in text_of(page, "#xb-transfer-list")
+    assert axe_violations(page) == []
     # read-only: nothing the official did wrote to the ledger
     assert (ledger.head_size(), len(ledger.checkpoints())) == (size0, cps0)
     assert [p for p in page.problems if "401" not in p and "422" not in p] == []
@@ -444,7 +454,7 @@ def test_buyer_journey_offer_order_payment_grant_profile_console_refund(tab, sit
     page.goto(portal + "/console")
     fill(page, "#sql", "SELECT * FROM transport.nansha_taxi_trips")
     assert page.click("#run") == 403
-    assert "restricted" in text_of(page, "#console-error")
+    assert "为受限数据" in text_of(page, "#console-error")  # the core's message, in Chinese
     assert page.eval("document.querySelector('#sql').value").startswith("SELECT")  # kept
     # he orders
     page.goto(portal + "/dataset/nansha-taxi-trips")
@@ -551,7 +561,7 @@ def test_dataset_page_preview_downloads_snippets_versions(tab, site, shots):
     # restricted data: no preview for a visitor, the reason instead, and the offer
     assert page.goto(portal + "/dataset/nansha-taxi-trips") == 200
     assert page.eval("document.querySelector('.preview-table')") is None
-    assert "restricted" in text_of(page, ".preview")
+    assert "为受限数据" in text_of(page, ".preview")  # the core's message, in Chinese
     assert text_of(page, "#offers .price") == "¥1,200.00"
 
 

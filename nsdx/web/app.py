@@ -28,6 +28,7 @@ from . import (
     exchange,
     pages,
     provider,
+    quality,
     query,
     registration,
     sharing,
@@ -54,6 +55,7 @@ ROUTERS = [
     provider.router,
     registration.router,
     registration.pages,
+    quality.router,
     pages.router,
 ]
 

@@ -18,7 +18,7 @@ from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
 
 from .errorpages import error_response
-from .i18n import N_
+from .i18n import N_, core
 from .i18n import gettext as _
 from .render import _extras, render
 from .session import viewer
@@ -94,7 +94,7 @@ async def search_page(request: Request) -> HTMLResponse:
             grants=st.grants,
         )
     except CatalogueError as e:  # a bad query, or a bad/expired/revoked token
-        error = e.message
+        error = core(e.message)
         result = {"count": 0, "results": [], "search_facets": {}}
 
     def link(**changes) -> str:
@@ -170,6 +170,7 @@ async def dataset_response(
     previews = await run_in_threadpool(_previews, request, who, pkg)
     history = await run_in_threadpool(st.cat.version_history, pkg["name"])
     registrations = await run_in_threadpool(_registrations, request, pkg["name"])
+    checks = await run_in_threadpool(_checks, request, pkg)
     return render(
         request,
         "dataset.html",
@@ -183,6 +184,7 @@ async def dataset_response(
             "previews": previews,
             "history": history,
             "registration": registrations[-1] if registrations else None,
+            "checks": checks,
             "site": site,
             "order_error": order_error,
             "order_form": order_form or {},
@@ -206,6 +208,41 @@ def _registrations(request: Request, name: str) -> list[dict]:
     return list_registrations(state_of(request).exchange, dataset=name)
 
 
+def _checks(request: Request, pkg: dict) -> dict[str, list[dict]]:
+    """Per published table (resource id): the expectations that applied to the current
+    version and their result, from the report published with it (counts, no values)."""
+    from catalogue.quality import ReportNotFound, published_reports
+
+    if not (pkg.get("nsdx") or {}).get("current_version"):
+        return {}
+    st = state_of(request)
+    try:
+        rep = published_reports(st.cat, st.nx.store, pkg["name"])
+    except ReportNotFound:
+        return {}
+    out: dict[str, list[dict]] = {}
+    for r in pkg.get("resources") or []:
+        if not r.get("nsdx_schema"):
+            continue
+        report = rep["tables"].get(r.get("nsdx_table") or "data")
+        if not report:
+            continue
+        rows = []
+        for x in report.get("results") or []:
+            cfg = x.get("expectation_config") or {}
+            res = x.get("result") or {}
+            rows.append(
+                {
+                    "label": (cfg.get("meta") or {}).get("nsdx_label") or cfg.get("type"),
+                    "column": (cfg.get("kwargs") or {}).get("column"),
+                    "success": bool(x.get("success")),
+                    "unexpected": res.get("unexpected_count"),
+                }
+            )
+        out[r["id"]] = rows
+    return out
+
+
 def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
     """The first rows of each published table, as published (masked), by the query API's
     own function for this viewer; a table the viewer may not read gets the reason."""
@@ -225,7 +262,7 @@ def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
                 state_of(request), who, f"SELECT * FROM {view} LIMIT {PREVIEW_ROWS}", PREVIEW_ROWS
             )
         except CatalogueError as e:
-            out[r["id"]] = {"view": view, "error": e.message}
+            out[r["id"]] = {"view": view, "error": core(e.message)}
             continue
         from catalogue import jsonout
 

@@ -23,7 +23,7 @@ from exchange.errors import ExchangeError
 from validation.errors import NsdxError
 
 from .errorpages import error_response
-from .i18n import Np_
+from .i18n import Np_, core
 from .i18n import gettext as _
 from .render import render
 from .session import require_user, viewer
@@ -143,7 +143,9 @@ async def create_offer(request: Request):
             )
         )
     except NsdxError as e:
-        return await again(_("The offer was not created: %(why)s", why=e.message), e_status(e))
+        return await again(
+            _("The offer was not created: %(why)s", why=core(e.message)), e_status(e)
+        )
     return RedirectResponse(f"/dataset/{f['dataset']}?offered=1#offers-h", status_code=303)
 
 
@@ -163,7 +165,7 @@ async def withdraw_offer(offer_id: str, request: Request):
         return await dataset_response(
             request,
             dataset,
-            offer_error=_("The offer was not withdrawn: %(why)s", why=e.message),
+            offer_error=_("The offer was not withdrawn: %(why)s", why=core(e.message)),
             status=e_status(e),
         )
     return RedirectResponse(f"/dataset/{dataset}?withdrawn=1#offers-h", status_code=303)
@@ -196,7 +198,7 @@ async def place_order(request: Request):
         return await dataset_response(
             request,
             dataset,
-            order_error=_("The order was not placed: %(why)s", why=e.message),
+            order_error=_("The order was not placed: %(why)s", why=core(e.message)),
             order_form={"buyer": buyer, "contract_no": contract or "", "offer": offer},
             status=getattr(e, "status", 409),
         )
@@ -282,7 +284,7 @@ async def order_step(order_id: str, step: str, request: Request):
             )
         except NsdxError as e:
             return await run_in_threadpool(
-                _order_page, request, p, order_id, error=e.message, status=e_status(e)
+                _order_page, request, p, order_id, error=core(e.message), status=e_status(e)
             )
         body = json.dumps(res["profile"], indent=2) + "\n"
         return Response(
@@ -303,7 +305,7 @@ async def order_step(order_id: str, step: str, request: Request):
         )
     except NsdxError as e:
         return await run_in_threadpool(
-            _order_page, request, p, order_id, error=e.message, status=e_status(e)
+            _order_page, request, p, order_id, error=core(e.message), status=e_status(e)
         )
     return RedirectResponse(f"/my/orders/{order_id}?done={step}", status_code=303)
 
