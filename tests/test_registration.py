@@ -225,7 +225,7 @@ def test_cli_flow_with_a_zero_day_notice(nsdx_env, tmp_path):
     env["NSDX_TRADE_POLICY"] = str(policy)
     run_cli("exchange", "demo", env=env)  # firms, products, scenarios, registrations
     regs = json.loads(run_cli("registration", "list", "--json", env=env).stdout)
-    assert len(regs) == 5 and {r["status"] for r in regs} == {"registered"}
+    assert len(regs) == 6 and {r["status"] for r in regs} == {"registered"}
     sc = json.loads(run_cli("scenario", "list", "--json", env=env).stdout)
     assert {"nansha-travel-demand", "nansha-low-altitude-safety"} <= {s["name"] for s in sc}
     bad = run_cli("registration", "review", regs[0]["id"], "--approve",
