@@ -17,7 +17,9 @@ from tests.test_ckan_api import make_nsdx
 from tests.test_registration import _verifier
 
 HTML = {"accept": "text/html"}
-PRODUCTS = {"zhixing-congestion-forecast", "haiyun-port-logistics-index", "lingang-demand-heatmap"}
+# the demo's data products, and its core-data product offered cross-border
+PRODUCTS = {"zhixing-congestion-forecast", "haiyun-port-logistics-index", "lingang-demand-heatmap",
+            "haiyun-port-operations-core"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_ckan_groups_are_the_scenarios(site):
             "nansha-port-city-ai-products"} <= set(names)  # fmt: skip
     full = site.get(api + "group_list", params={"all_fields": "true"}).json()["result"]
     g = next(x for x in full if x["name"] == "nansha-port-city-ai-products")
-    assert g["package_count"] == 3 and g["type"] == "group" and not g["is_organization"]
+    assert g["package_count"] == 4 and g["type"] == "group" and not g["is_organization"]
     extras = {e["key"]: e["value"] for e in g["extras"]}
     assert extras["sector"] == "logistics" and extras["title_en"]
     shown = site.get(api + "group_show", params={"id": "nansha-travel-demand",
@@ -56,7 +58,7 @@ def test_ckan_groups_are_the_scenarios(site):
         params={"fq": "groups:nansha-port-city-ai-products", "facet.field": '["groups"]'},
     ).json()
     assert {p["name"] for p in found["result"]["results"]} == PRODUCTS
-    assert found["result"]["facets"]["groups"] == {"nansha-port-city-ai-products": 3}
+    assert found["result"]["facets"]["groups"] == {"nansha-port-city-ai-products": 4}
     missing = site.get(api + "group_show", params={"id": "no-such-scenario"})
     assert missing.status_code == 404 and missing.json()["error"]["__type"] == "Not Found Error"
 
@@ -107,7 +109,7 @@ def test_search_facet_and_dataset_page_used_by(site):
     home = site.get("/", headers=HTML).text
     assert "应用场景" in home and "南沙港城智能数据产品" in home  # the facet, by title
     r = site.get("/?groups=nansha-port-city-ai-products", headers=HTML).text
-    assert "3 个数据集" in r or "3 datasets" in r
+    assert "4 个数据集" in r
     codes = _codes(site)
     page = site.get("/dataset/nansha-ride-hailing-orders", headers=HTML).text
     assert 'href="/scenario/nansha-travel-demand"' in page
