@@ -34,7 +34,7 @@ injected as a :class:`Grants` object, built in the shell (``nsdx.access``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -68,6 +68,13 @@ class Principal:
     @property
     def anonymous(self) -> bool:
         return self.user_id is None
+
+    @property
+    def user_name(self) -> str:
+        """The signed-in user's name; NotAuthorized (403) for an anonymous caller."""
+        if self.user_id is None or self.name is None:
+            raise NotAuthorized("this needs a signed-in user", hint="sign in or send a token")
+        return self.name
 
     def insider(self, org_id: str | None) -> bool:
         """A sysadmin, or a member (any role) of organisation ``org_id``."""
@@ -333,7 +340,7 @@ class IndexColumns:
     private: np.ndarray  # bool
 
     @classmethod
-    def of(cls, docs: list[Mapping[str, Any] | None]) -> IndexColumns:
+    def of(cls, docs: Sequence[Mapping[str, Any] | None]) -> IndexColumns:
         ids, orgs, states, private = [], [], [], []
         for d in docs:
             d = d or {}

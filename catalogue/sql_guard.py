@@ -174,10 +174,12 @@ def check_select(sql: str, views: Collection[tuple[str, str]] | None = None) -> 
             "explain or load anything",
         )
     try:
-        raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
-        tree = json.loads(raw)
+        row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+        tree = json.loads(row[0]) if row is not None else None
     except (duckdb.Error, RecursionError, ValueError) as e:
         raise SqlRejected(f"the query cannot be checked: {_first_line(e)}", rule="parse") from None
+    if not isinstance(tree, dict):  # a SELECT of one value always has a row (DuckDB's contract)
+        raise SqlRejected("the query cannot be checked", rule="parse")
     if tree.get("error"):
         msg = tree.get("error_message") or "unknown parser error"
         if tree.get("error_type") == "parser":

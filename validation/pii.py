@@ -181,14 +181,13 @@ def _mask_free_text(arr: pa.Array, key: bytes) -> pa.Array:
 
     def sub(text: str) -> str:
         for kind in DETECT_ORDER:
-            text = _PY[kind].sub(
-                lambda m, k=kind: (
-                    _token(key, k, _normalise_one(m.group(0), k))
-                    if k != "id_card" or is_valid_id_number(m.group(0))
-                    else m.group(0)
-                ),
-                text,
-            )
+
+            def mask(m: re.Match[str], k: str = kind) -> str:
+                if k != "id_card" or is_valid_id_number(m.group(0)):
+                    return _token(key, k, _normalise_one(m.group(0), k))
+                return m.group(0)
+
+            text = _PY[kind].sub(mask, text)
         return text
 
     return pa.array([sub(v) for v in values], pa.string()).take(enc.indices)

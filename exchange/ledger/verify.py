@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def verify_ledger(
     store: LedgerStore,
     verifier_key: str,
     *,
-    external_checkpoints: list[str] = (),
+    external_checkpoints: Sequence[str] = (),
     batch: int = 20000,
 ) -> VerifyResult:
     t0 = time.perf_counter()
@@ -137,6 +137,20 @@ def verify_ledger(
     block = 1 << TILE_HEIGHT
     leaves = bytearray()  # leaf hashes of the current tile block
     level_nodes = bytearray()  # recomputed nodes at level TILE_HEIGHT
+    # A block (2**TILE_HEIGHT aligned leaves) with no checkpoint strictly inside enters the
+    # compact range as the one node its fold gives (the tiles need that fold anyway);
+    # only a block a checkpoint ends inside is appended leaf by leaf. The same roots,
+    # without hashing every block twice.
+    per_leaf = True
+
+    def leafwise(start: int) -> bool:
+        """Does a signed size fall strictly inside the block starting at ``start``?"""
+        i = next_cp
+        while i < len(sizes) and sizes[i] <= start:
+            i += 1
+        return i < len(sizes) and sizes[i] < start + block
+
+    per_leaf = leafwise(0)
     for idx, payload, stored in store.iter_rows(batch=batch):
         if idx != expected:
             kind = "gap" if idx > expected else "duplicate"
@@ -157,12 +171,22 @@ def verify_ledger(
             )
             if first_bad is None:
                 first_bad = idx
-        cr.append(h)
+        if per_leaf:
+            cr.append(h)
         leaves += h
-        if len(leaves) == block * HASH_SIZE:
-            level_nodes += _fold(leaves, TILE_HEIGHT)
-            leaves.clear()
         expected += 1
+        if len(leaves) == block * HASH_SIZE:
+            node = _fold(leaves, TILE_HEIGHT)
+            level_nodes += node
+            if not per_leaf:
+                cr._push(TILE_HEIGHT, node)  # aligned: the block starts at a multiple
+            leaves.clear()
+            check_roots_upto(expected)
+            per_leaf = leafwise(expected)
+        elif per_leaf:
+            check_roots_upto(expected)
+    if not per_leaf and leaves:  # the last, partial block: its leaves, largest first
+        cr.append_packed(bytes(leaves))
         check_roots_upto(expected)
     n = expected
     if sizes and sizes[-1] > n:
@@ -203,7 +227,7 @@ def verify_ledger(
 def _check_tiles(store: LedgerStore, computed: bytes) -> list[Problem]:
     """Compare the stored tiles with the nodes recomputed from the leaves (``computed``:
     the packed nodes at level TILE_HEIGHT); the first difference per level is named."""
-    out = []
+    out: list[Problem] = []
     level = TILE_HEIGHT
     while True:
         stored = store.tiles(level)
@@ -364,7 +388,7 @@ def verify_with_state(
     store: LedgerStore,
     verifier_key: str,
     *,
-    kept: list[str] = (),
+    kept: Sequence[str] = (),
     state: Path | None = None,
 ) -> VerifyResult:
     """`nsdx audit verify --state` as one function (the CLI and the portal call it): verify

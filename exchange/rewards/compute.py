@@ -211,7 +211,7 @@ def compute_rewards(events: list[dict], checkpoint: Checkpoint, policy: Policy, 
                 sum(
                     t.amount_fen
                     for t in h.trades.values()
-                    if t.day(policy.date_basis) and t.day(policy.date_basis).year == year
+                    if (day := t.day(policy.date_basis)) is not None and day.year == year
                 )
             ),
             "eligible_trades": sum(1 for t in cur.transactions if t["eligible"]),

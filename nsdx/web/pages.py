@@ -16,6 +16,7 @@ from catalogue.access import granted_for
 from catalogue.dcat import schema_org
 from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
+from catalogue.licences import LICENCES, licence, licence_page
 
 from .errorpages import error_response
 from .i18n import N_, core
@@ -177,7 +178,9 @@ async def dataset_response(
         {
             "pkg": pkg,
             "ex": _extras(pkg),
-            "license_url": pkg.get("license_url") or None,
+            # the licence's document, else its page here (the terms, as the metadata says)
+            "license_url": pkg.get("license_url")
+            or licence_page(licence(pkg.get("license_id")).id),
             "jsonld": jsonld.replace("</", "<\\/"),
             "offers": offers,
             "buyers": buyers,
@@ -308,4 +311,41 @@ async def organization_page(name: str, request: Request) -> HTMLResponse:
             "result": result,
             "show_members": who.can_admin(org["id"]),
         },
+    )
+
+
+@router.get("/licence/{licence_id:path}", response_class=HTMLResponse)
+async def licence_view(licence_id: str, request: Request) -> HTMLResponse:
+    """A licence of the register (catalogue.licences): its terms — the document the
+    metadata (DCAT, schema.org, Croissant, Data Package) points at when the licence has
+    none elsewhere — or its own document's link, and the datasets under it the viewer may
+    see. An id the register does not know has a page while a dataset the viewer sees names
+    it (the publisher's own words); any other id is a 404."""
+    st = state_of(request)
+    who = await run_in_threadpool(viewer, request)
+    known = LICENCES.get(licence_id)
+    result = None
+    if '"' not in licence_id and "\\" not in licence_id and len(licence_id) <= 100:
+        result = await run_in_threadpool(
+            st.index.search,
+            q="",
+            fq=[f'license_id:"{licence_id}"'],
+            rows=100,
+            start=0,
+            include_private=True,
+            include_drafts=True,
+            principal=who,
+            grants=st.grants,
+        )
+    if known is None and (result is None or not result["count"]):
+        return error_response(
+            request,
+            404,
+            _("Licence not found"),
+            _("There is no licence %(name)s.", name=licence_id[:100]),
+        )
+    return render(
+        request,
+        "licence.html",
+        {"lic": known or licence(licence_id), "known": known is not None, "result": result},
     )

@@ -54,7 +54,7 @@ def actor_of(request: Request, p: Principal | None = None) -> Actor:
         return Actor(name="anonymous")
     ex = state_of(request).exchange
     with ex.catalogue.Session() as s:
-        return actor_for_user(s, p.name)
+        return actor_for_user(s, p.user_name)
 
 
 def grant_word(order: dict, now: datetime | None = None) -> str:
@@ -88,8 +88,10 @@ def can_sell(request: Request, pkg: dict) -> bool:
     from exchange.actors import SELLER_ROLES
 
     org = (pkg.get("organization") or {}).get("name")
+    if not org:
+        return False
     a = actor_of(request)
-    return bool(org) and (a.sysadmin or a.roles.get(org) in SELLER_ROLES)
+    return a.sysadmin or a.roles.get(org, "") in SELLER_ROLES
 
 
 @router.post("/exchange/offers")
@@ -99,7 +101,8 @@ async def create_offer(request: Request):
     f = {k: str(form.get(k) or "").strip()[:500] for k in (
         "dataset", "price", "licence_terms", "term_start", "term_end", "access_days", "version"
     )}  # fmt: skip
-    f["cross_border"] = form.get("cross_border") == "1"
+    cross_border = form.get("cross_border") == "1"
+    f["cross_border"] = "1" if cross_border else ""  # the form's checkbox, kept on a refusal
     ex = state_of(request).exchange
     errors: dict[str, str] = {}
     if not f["price"]:
@@ -138,7 +141,7 @@ async def create_offer(request: Request):
                 licence_terms=f["licence_terms"],
                 term_start=f["term_start"] or None,
                 term_end=f["term_end"] or None,
-                cross_border=f["cross_border"],
+                cross_border=cross_border,
                 access_days=days,
             )
         )
