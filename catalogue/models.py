@@ -75,7 +75,7 @@ class Dataset(Base):
     attribution: Mapped[str | None] = mapped_column(Text)
     price_fen: Mapped[int | None] = mapped_column(BigInteger)  # list price, fen (validation.money)
     current_version: Mapped[int | None] = mapped_column(Integer)
-    # classification (GB/T 43697-2024, migration 0010): grade general | important | core;
+    # classification (GB/T 43697-2024, migration 0011): grade general | important | core;
     # personal information held, sensitive or not; the data category within the domain
     grade: Mapped[str] = mapped_column(String(20), default="general")
     has_pi: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -109,7 +109,7 @@ class Version(Base):
     validation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # summary of the report
     quality_score: Mapped[float | None] = mapped_column(Float)
     # distinct individuals in the personal-data columns, counted at ingest from the masked
-    # tokens (migration 0010); None: not counted (published before the count existed)
+    # tokens (migration 0011); None: not counted (published before the count existed)
     individuals: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -172,7 +172,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(300), default="")
     sysadmin: Mapped[bool] = mapped_column(Boolean, default=False)
     auditor: Mapped[bool] = mapped_column(Boolean, default=False)
-    # reviews data-resource registrations (exchange.registration; migration 0010)
+    # reviews data-resource registrations (exchange.registration; migration 0011)
     reviewer: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(20), default="active")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -282,7 +282,7 @@ class CatalogueChange(Base):
     dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-# -- application scenarios (migration 0010) -------------------------------------------------
+# -- application scenarios (migration 0011) -------------------------------------------------
 
 
 class Scenario(Base):

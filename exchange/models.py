@@ -213,7 +213,7 @@ class LedgerHead(Base):
     frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
 
 
-# -- data-resource registration (数据资源登记, migration 0010) --------------------------------
+# -- data-resource registration (数据资源登记, migration 0011) --------------------------------
 
 
 class Registration(Base):

@@ -7,15 +7,15 @@
   records of data products and the objections lodged during their public notice.
 * ``users.reviewer``: the reviewer role of registrations.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
