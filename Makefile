@@ -52,8 +52,8 @@ docs: $(STAMP)
 
 # portal message catalogues: re-extract the msgids and update nsdx/web/locale/*/messages.po
 messages: $(STAMP)
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1c,2 -k pgettext:1c,2 --no-location \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1c,2 -k pgettext:1c,2 -k Msg --no-location \
 		--omit-header -o .nsdx-messages.pot .
-	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages --no-location \
+	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages --no-wrap \
 		--ignore-obsolete
 	rm -f .nsdx-messages.pot

@@ -96,9 +96,10 @@ def make_engine(url: str) -> Engine:
         return engine
 
 
-# The newest migration in catalogue/migrations/versions (a test keeps the two in step): a
-# database already there is opened without loading Alembic.
-HEAD = "0007"
+# The newest migration in catalogue/migrations/versions (files are named after their revision,
+# NNNN_what.py; a test keeps this equal to Alembic's head): a database already there is opened
+# without loading Alembic (~0.5 s of every command).
+HEAD = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
 
 
 def migrate(engine: Engine) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from validation.messages import Msg
 from validation.money import InvalidAmount, to_fen
 
 from .access import ANONYMOUS, NO_GRANTS, DatasetFacts, Grants, require_see, see_clause
@@ -305,8 +306,10 @@ class Packages:
     def _check_edit(p: Principal, org_id: str | None, name: str) -> None:
         if not p.can_edit(org_id):
             raise NotAuthorized(
-                f"User {p.name} not authorized to edit package {name}",
-                hint="an admin or editor of the dataset's organisation (or a sysadmin) may",
+                Msg(
+                    "User %(user)s not authorized to edit package %(name)s", user=p.name, name=name
+                ),
+                hint=Msg("an admin or editor of the dataset's organisation (or a sysadmin) may"),
             )
 
     def _org(self, s: Session, p: Principal, data: dict, errors: dict) -> Organization | None:
@@ -334,7 +337,7 @@ class Packages:
                 s.add(org)
                 s.flush()
         if org is None:
-            errors.setdefault("owner_org", []).append("Organization does not exist")
+            errors.setdefault("owner_org", []).append(Msg("Organization does not exist"))
         return org
 
     def _apply(self, s: Session, p: Principal, ds: Dataset, data: dict, *, creating: bool):
@@ -342,34 +345,41 @@ class Packages:
         name = data.get("name")
         if not name:
             if creating:
-                errors["name"] = ["Missing value"]
+                errors["name"] = [Msg("Missing value")]
             name = ds.name
         elif not NAME_RE.match(str(name)):
             errors["name"] = [
-                "Must be purely lowercase alphanumeric (ascii) characters and these symbols: -_"
+                Msg(
+                    "Must be purely lowercase alphanumeric (ascii) characters and these symbols: -_"
+                )
             ]
         elif "__" in view_stem(str(name)):  # 'x--v1' is the view x__v1 as well
             errors["name"] = [
-                "Must not contain '__' or '--' (in view names they separate a dataset from "
-                "its tables and versions)"
+                Msg(
+                    "Must not contain '__' or '--' (in view names they separate a dataset from "
+                    "its tables and versions)"
+                )
             ]
         else:
             clash = s.scalar(select(Dataset.id).where(Dataset.name == name))
             owner = view_name_owner(s, str(name), dataset_id=ds.id)
             if clash is not None and clash != ds.id:
-                errors["name"] = ["That URL is already in use."]
+                errors["name"] = [Msg("That URL is already in use.")]
             elif owner is not None:
                 errors["name"] = [
-                    f"Maps to the same query view as dataset {owner!r} ('-' and '_' are "
-                    "the same in view names); choose another name."
+                    Msg(
+                        "Maps to the same query view as dataset '%(owner)s' ('-' and '_' are "
+                        "the same in view names); choose another name.",
+                        owner=owner,
+                    )
                 ]
         org = self._org(s, p, data, errors)
         private = _bool(data.get("private", False))
         if org is None and "owner_org" not in errors:
             if private:
-                errors["private"] = ["Datasets with no organization can't be private."]
+                errors["private"] = [Msg("Datasets with no organization can't be private.")]
             elif not p.sysadmin:
-                errors["owner_org"] = ["An organization must be provided"]
+                errors["owner_org"] = [Msg("An organization must be provided")]
         if org is not None and not p.can_edit(org.id):
             raise NotAuthorized(
                 f"User {p.name} not authorized to add dataset to organization {org.name}",
@@ -397,14 +407,14 @@ class Packages:
         # title fix must never turn restricted (sold) data into open data
         access = _str(extras.get("access") or (None if creating else ds.access) or "open")
         if access not in ACCESS:
-            errors["access"] = [f"Must be one of {', '.join(ACCESS)}"]
+            errors["access"] = [Msg("Must be one of %(choices)s", choices=", ".join(ACCESS))]
         elif not creating and ds.access == "restricted" and access == "open" and not p.sysadmin:
             errors["access"] = [
-                "Only a sysadmin can open restricted data (it is sold through the exchange)"
+                Msg("Only a sysadmin can open restricted data (it is sold through the exchange)")
             ]
         domain = _str(extras.get("domain") or (None if creating else ds.domain) or DEFAULT_DOMAIN)
         if not re.match(r"^[a-z][a-z0-9-]*$", domain):
-            errors["domain"] = ["Must be lower-case words joined by '-'"]
+            errors["domain"] = [Msg("Must be lower-case words joined by '-'")]
         price = None if creating else ds.price_fen
         if "price_cny" in extras:
             price = None
@@ -416,7 +426,7 @@ class Packages:
         tags = self._tags(data, errors)
         state = data.get("state") or "active"
         if state not in ("active", "draft"):
-            errors["state"] = ["Must be active or draft"]
+            errors["state"] = [Msg("Must be active or draft")]
         if creating and data.get("id"):
             try:
                 uuid.UUID(str(data["id"]))
@@ -487,7 +497,10 @@ class Packages:
             n = _str(n).strip()
             if not TAG_RE.match(n):
                 errors.setdefault("tags", []).append(
-                    f"Tag {n!r} must be 2-100 characters: letters, digits, spaces, -_."
+                    Msg(
+                        "Tag '%(tag)s' must be 2-100 characters: letters, digits, spaces, -_.",
+                        tag=n[:100],
+                    )
                 )
             elif n not in names:
                 names.append(n)

@@ -75,6 +75,12 @@ class Dataset(Base):
     attribution: Mapped[str | None] = mapped_column(Text)
     price_fen: Mapped[int | None] = mapped_column(BigInteger)  # list price, fen (validation.money)
     current_version: Mapped[int | None] = mapped_column(Integer)
+    # classification (GB/T 43697-2024, migration 0009): grade general | important | core;
+    # personal information held, sensitive or not; the data category within the domain
+    grade: Mapped[str] = mapped_column(String(20), default="general")
+    has_pi: Mapped[bool] = mapped_column(Boolean, default=False)
+    sensitive_pi: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_category: Mapped[str | None] = mapped_column(String(100))
     extras: Mapped[dict[str, Any]] = mapped_column(default=dict)
     metadata_created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     metadata_modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
@@ -102,6 +108,9 @@ class Version(Base):
     manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
     validation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # summary of the report
     quality_score: Mapped[float | None] = mapped_column(Float)
+    # distinct individuals in the personal-data columns, counted at ingest from the masked
+    # tokens (migration 0009); None: not counted (published before the count existed)
+    individuals: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     dataset: Mapped[Dataset] = relationship(back_populates="versions")

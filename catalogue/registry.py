@@ -158,6 +158,10 @@ class Catalogue:
         ds.attribution = spec.attribution
         ds.url = spec.source_url
         ds.price_fen = spec.price_fen
+        ds.grade = spec.grade
+        ds.has_pi = spec.has_pi
+        ds.sensitive_pi = spec.sensitive_pi
+        ds.data_category = spec.data_category
         ds.state = "active"
         ds.extras = {**(ds.extras or {}), **{str(k): v for k, v in spec.extras.items()}}
         want = list(dict.fromkeys(spec.tags))
@@ -302,6 +306,7 @@ class Catalogue:
                     manifest=m,
                     validation=m.get("validation") or {},
                     quality_score=(m.get("validation") or {}).get("score"),
+                    individuals=(m.get("personal_information") or {}).get("individuals"),
                 )
                 s.add(ver)
                 s.flush()

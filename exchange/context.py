@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 
+from .crossborder.policy import CrossBorderPolicy
 from .errors import LedgerKeyError
 from .ledger.keys import LedgerSigner, load_signer
 from .ledger.store import LedgerStore
@@ -38,8 +39,10 @@ class Exchange:
         pii_key: bytes | None = None,
         signer: LedgerSigner | None = None,
         rules: TradeRules | None = None,
+        crossborder: CrossBorderPolicy | None = None,
         create_keys: bool = True,
     ) -> None:
+        self._crossborder = crossborder
         self.catalogue = catalogue
         self.engine = catalogue.engine
         self.store = store
@@ -63,6 +66,14 @@ class Exchange:
             return LedgerStore(self.engine, self.signer)
         except LedgerKeyError:
             return LedgerStore(self.engine, None)
+
+    @cached_property
+    def crossborder_policy(self) -> CrossBorderPolicy:
+        """The cross-border policy: ``exchange/policy/crossborder.yaml`` or the file in
+        NSDX_CROSSBORDER_POLICY (read once per exchange)."""
+        from .crossborder.policy import load_policy
+
+        return self._crossborder or load_policy()
 
     @cached_property
     def rules(self) -> TradeRules:

@@ -21,11 +21,11 @@ from catalogue.models import Dataset
 from . import credit_code, trade
 from .actors import Actor
 from .context import Exchange
-from .errors import ExchangeError, InvalidState
+from .errors import CrossBorderBlocked, CrossBorderRefused, ExchangeError, InvalidState
 from .models import Order
 
 MARK = "NSDX-DEMO-"
-DEMO_ORDERS = 10  # contracts the demo records; the last one granted means it completed
+DEMO_ORDERS = 11  # contracts the demo records; the last one granted means it completed
 
 # org, legal name, division, org code, group, legal rep, address, phone, in Nansha, authority
 FIRMS = [
@@ -46,7 +46,17 @@ FIRMS = [
     # shares the drone operator's legal representative and phone: a related party
     ("nansha-qiming-ai", "广州南沙启明智能有限公司", "440115", "MA5F0P6N", None, "黄海峰",
      "广州市南沙区金隆路26号", "020-39001122", True, "9"),
+    # outside the mainland: a Hong Kong buyer (the GBA route) and an overseas one (refused)
+    ("hk-harbour-analytics", "港湾数据分析有限公司 Harbour Analytics Ltd", "440115", "MA5G2K7P",
+     None, "李家明", "香港九龙尖沙咀广东道30号", "+852-2345-6789", False, "9"),
+    ("paris-mobility-lab", "Paris Mobility Lab SAS", "440115", "MA5H4M9R", None, "Claire Martin",
+     "12 rue de Rivoli, 75004 Paris", "+33-1-4000-0000", False, "9"),
 ]  # fmt: skip
+# where the firms outside the mainland are registered (exchange.crossborder.regions)
+REGIONS = {"hk-harbour-analytics": "hong-kong", "paris-mobility-lab": "abroad"}
+# core data (GB/T 43697-2024) offered for cross-border sale: the rules refuse every order
+CORE = ("haiyun-port-operations-core", "南沙港区码头作业调度数据（核心数据）", "nansha-haiyun-data",
+        80_000_000)  # fmt: skip
 
 # data products of the AI firms (catalogue entries the demo adds if missing), list price fen
 PRODUCTS = [
@@ -62,12 +72,19 @@ def _code(division: str, org8: str, authority: str) -> str:
     return credit_code.make(division, org8, authority=authority, category="1")
 
 
-def _ensure_dataset(ex: Exchange, name: str, title: str, org: str, price_fen: int) -> None:
+def _ensure_dataset(
+    ex: Exchange, name: str, title: str, org: str, price_fen: int, **classification
+) -> None:
+    """The dataset, added as a catalogue entry if this deployment did not ingest it
+    (``classification``: grade, has_pi, sensitive_pi as datasets.yaml would declare)."""
     with ex.catalogue.Session.begin() as s:
         ds = s.scalar(select(Dataset).where(Dataset.name == name))
         if ds is not None:
             if ds.price_fen is None:
                 ds.price_fen = price_fen
+            if ds.current_version is None:
+                for k, v in classification.items():
+                    setattr(ds, k, v)
             return
         o = ex.catalogue.ensure_organization(s, org)
         s.add(
@@ -79,6 +96,7 @@ def _ensure_dataset(ex: Exchange, name: str, title: str, org: str, price_fen: in
                 organization_id=o.id,
                 price_fen=price_fen,
                 extras={"demo": True},
+                **classification,
             )
         )
 
@@ -134,8 +152,13 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
             bank_account=f"6222 0236 0200 {zlib.crc32(o8.encode()) % 10**7:07d}",
             in_nansha=nansha,
             create_org=True,
+            region=REGIONS.get(org, "mainland"),
         )
-    _ensure_dataset(ex, RIDE[0], "南沙网约车订单数据", "nansha-transport-bureau", RIDE[1])
+    _ensure_dataset(
+        ex, RIDE[0], "南沙网约车订单数据", "nansha-transport-bureau", RIDE[1],
+        has_pi=True, sensitive_pi=True,
+    )  # fmt: skip
+    _ensure_dataset(ex, CORE[0], CORE[1], CORE[2], CORE[3], grade="core")
     _ensure_dataset(ex, DRONE[0], "南沙无人机飞行日志", "nansha-drone-operator", DRONE[1])
     for name, title, org, price_fen in PRODUCTS:
         _ensure_dataset(ex, name, title, org, price_fen)
@@ -143,7 +166,7 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
     # step's day (the trade rules accept only today's date, or a few days back).
     new_year = ex.on_day(date(y, 1, 1))
 
-    def offer(ds: str, seller: str) -> str:  # at the dataset's list price
+    def offer(ds: str, seller: str, cross_border: bool = False) -> str:  # at the list price
         r = trade.create_offer(
             new_year,
             Actor.for_org(seller, name=f"demo:{seller}"),
@@ -152,7 +175,7 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
             term_start=date(y, 1, 1),
             term_end=date(y + 1, 12, 31),
             delivery_mode="presigned-url",
-            cross_border=False,
+            cross_border=cross_border,
             access_days=365,
         )
         return r["id"]
@@ -205,12 +228,57 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
         date(y, 10, 17), amount="480000", deliver=False)  # fmt: skip
     buy(products["lingang-demand-heatmap"], "nansha-zhixing-ai", "lingang-insight",
         date(y, 10, 28), amount="495000", deliver=False)  # fmt: skip
+    xb = _cross_border(ex, y, offer, n)
     assert n[0] == DEMO_ORDERS  # already_done() recognises a completed demo by it
     return {
         "skipped": False,
         "year": y,
         "enterprises": len(FIRMS),
-        "offers": 2 + len(PRODUCTS),
+        "offers": 4 + len(PRODUCTS),
         "orders": n[0],
+        "cross_border": xb,
         "ledger_size": ex.ledger.head_size(),
     }
+
+
+def _cross_border(ex: Exchange, y: int, offer, n: list[int]) -> dict:
+    """The cross-border rules at work: an overseas firm is refused core data (a
+    ``crossborder.refused`` event, no order); a Hong Kong firm buys the ride-hailing orders
+    (personal information, sensitive: passengers' trips) through the Greater Bay Area
+    standard contract — its grant is blocked until the PI impact assessment is recorded,
+    and the contract's filing follows."""
+    T, H = "nansha-transport-bureau", "hk-harbour-analytics"
+    seller = Actor.for_org(T, name=f"demo:{T}")
+    xb_ride = offer(RIDE[0], T, cross_border=True)
+    core = offer(CORE[0], CORE[2], cross_border=True)
+    refused = None
+    try:
+        trade.place_order(
+            ex.on_day(date(y, 11, 3)), Actor.for_org("paris-mobility-lab", name="demo:paris"),
+            core, buyer="paris-mobility-lab",
+        )  # fmt: skip
+    except CrossBorderRefused as e:
+        refused = {"rule": e.fields.get("rule"), "ledger_index": e.fields.get("ledger_index")}
+    n[0] += 1
+    day = ex.on_day(date(y, 11, 12))
+    o = trade.place_order(
+        day, Actor.for_org(H, name=f"demo:{H}"), xb_ride, buyer=H,
+        contract_no=f"{MARK}{y}-{n[0]:03d}",
+    )  # fmt: skip
+    trade.confirm_payment(day, seller, o["id"], reference=f"DEMO{y}{n[0]:04d}")
+    route = o["cross_border"]["route"]
+    blocked = None
+    try:
+        trade.grant_access(ex, seller, o["id"])
+    except CrossBorderBlocked as e:
+        blocked = e.fields.get("ledger_index")
+    refs = {"pia": f"PIA-{y}-NS-0001", "approval": f"SA-{y}-000001", "filing": f"SCC-{y}-000001"}
+    for kind in o["cross_border"]["missing_evidence"][:1]:
+        trade.record_crossborder_evidence(day, seller, o["id"], kind=kind, reference=refs[kind])
+    trade.grant_access(ex, seller, o["id"])
+    if route == "gba_standard_contract":  # filed within 10 working days
+        trade.record_crossborder_evidence(
+            ex.on_day(date(y, 11, 19)), seller, o["id"], kind="gba_filing",
+            reference=f"GBA-SCC-{y}-000001",
+        )  # fmt: skip
+    return {"refused": refused, "hong_kong_route": route, "grant_blocked_at": blocked}

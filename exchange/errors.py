@@ -67,3 +67,16 @@ class CheckpointNotFound(ExchangeError):
 
 class PolicyError(ExchangeError):
     """The reward policy file is missing or malformed."""
+
+
+class CrossBorderRefused(ExchangeError):
+    """The cross-border rules refuse this sale (core data, an offer not made for it...);
+    the refusal is a ledger event (``ledger_index``)."""
+
+    status = 403
+
+
+class CrossBorderBlocked(ExchangeError):
+    """The order's cross-border route needs a procedure whose evidence is not recorded."""
+
+    status = 409

@@ -51,6 +51,12 @@ class Enterprise(Base):
     phone: Mapped[str | None] = mapped_column(String(50))
     bank_account: Mapped[str | None] = mapped_column(String(64))
     in_nansha: Mapped[bool] = mapped_column(Boolean, default=False)
+    # where it is registered (migration 0009; exchange.crossborder.regions): mainland |
+    # hong-kong | macao | abroad, and the GB/T 2260 division on the mainland; whether it is
+    # a critical-information-infrastructure operator (关键信息基础设施运营者)
+    region: Mapped[str] = mapped_column(String(20), default="mainland")
+    division: Mapped[str | None] = mapped_column(String(6))
+    ciio: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -142,6 +148,31 @@ class Refund(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text, default="")
     refunded_on: Mapped[date] = mapped_column(Date)
+    ledger_index: Mapped[int | None] = mapped_column(BigInteger)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CrossBorderDecision(Base):
+    """The cross-border decision of an order (exchange.crossborder): its route, the rule
+    that fired, the individuals it added to the exporter's count for the year, and the
+    evidence recorded since (kind -> reference). Working state: the ledger's
+    ``crossborder.*`` events are the record."""
+
+    __tablename__ = "exchange_crossborder"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    order_id: Mapped[str] = mapped_column(ForeignKey("exchange_orders.id"), unique=True)
+    seller_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    version: Mapped[int | None] = mapped_column(Integer)
+    year: Mapped[int] = mapped_column(Integer, index=True)
+    decided_on: Mapped[date] = mapped_column(Date)
+    route: Mapped[str] = mapped_column(String(30))
+    rule: Mapped[str] = mapped_column(String(60))
+    individuals: Mapped[int] = mapped_column(BigInteger, default=0)  # added to the count
+    sensitive: Mapped[int] = mapped_column(BigInteger, default=0)
+    policy_sha256: Mapped[str] = mapped_column(String(64))
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    filing_due: Mapped[date | None] = mapped_column(Date)
     ledger_index: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -27,6 +27,9 @@ from validation.money import cny, yuan
 from . import credit_code
 from .actors import BUYER_ROLES, SELLER_ROLES, Actor
 from .context import Exchange
+from .crossborder import record as crossborder
+from .crossborder.record import decision_dict, region_of
+from .crossborder.regions import parse_region
 from .deliveries import covered_version, granted_order, record_delivery, version_keys
 from .errors import (
     EnterpriseNotFound,
@@ -38,7 +41,7 @@ from .errors import (
 )
 from .grants import SessionGrants
 from .ledger.store import Appended
-from .models import Enterprise, Grant, Offer, Order, Payment, Refund
+from .models import CrossBorderDecision, Enterprise, Grant, Offer, Order, Payment, Refund
 from .rules import MAX_INT32, bounded_int, bounded_text, parse_day
 
 DELIVERY_MODES = ("presigned-url", "query", "delta-sharing")
@@ -155,9 +158,18 @@ def register_enterprise(
     bank_account: str | None = None,
     in_nansha: bool = False,
     create_org: bool = False,
+    region: str | None = None,
+    division: str | None = None,
+    ciio: bool = False,
 ) -> dict:
-    """Create or update an organisation's enterprise profile (one ledger event)."""
+    """Create or update an organisation's enterprise profile (one ledger event).
+    ``region`` (mainland | hong-kong | macao | abroad, default mainland) and, on the
+    mainland, ``division`` (GB/T 2260; default: the credit code's) say where it is
+    registered; ``ciio``: a critical-information-infrastructure operator."""
     code = credit_code.validate(credit_code_)
+    where = parse_region(region, division, credit_division=credit_code.division(code))
+    if not isinstance(ciio, bool):
+        raise InvalidRequest("ciio must be true or false", field="ciio")
     with ex.ledger.transaction() as s:
         o = s.scalar(select(Organization).where(Organization.name == org))
         if o is None and create_org:
@@ -190,6 +202,9 @@ def register_enterprise(
         ent.phone = phone or None
         ent.bank_account = bank_account or None
         ent.in_nansha = bool(in_nansha)
+        ent.region = where.region
+        ent.division = where.division if division else None
+        ent.ciio = ciio
         ent.updated = _now()
         s.flush()
         a = _commit_event(ex, s, kind, {"actor": actor.name, **enterprise_facts(ex, o.name, ent)})
@@ -212,6 +227,8 @@ def enterprise_facts(ex: Exchange, org: str, ent: Enterprise) -> dict:
         "bank_account_fp": ex.fingerprint(norm_digits(ent.bank_account)),
         "in_nansha": bool(ent.in_nansha),
         "division": credit_code.division(ent.credit_code),
+        "region": region_of(ent).to_dict(),
+        "ciio": bool(ent.ciio),
     }
 
 
@@ -228,6 +245,8 @@ def enterprise_dict(org: str, ent: Enterprise) -> dict:
         "phone": ent.phone,
         "bank_account": ent.bank_account,
         "in_nansha": ent.in_nansha,
+        "region": region_of(ent).to_dict(),
+        "ciio": bool(ent.ciio),
     }
 
 
@@ -458,6 +477,19 @@ def place_order(
         None if amount is None else rules.amount(amount, "amount", minimum=rules.min_order_fen)
     )
     contract_no = bounded_text(contract_no, "contract number", 100) or None
+    try:
+        return _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_support, day)
+    except _Refused as r:  # nothing of the order was kept: the refusal is its own event
+        crossborder.record_refusal(ex, r.assessment, actor, stage="order")
+        raise AssertionError("record_refusal raises") from None
+
+
+class _Refused(Exception):
+    def __init__(self, assessment: crossborder.Assessment) -> None:
+        self.assessment = assessment
+
+
+def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_support, day) -> dict:
     with ex.ledger.transaction() as s:
         offer = _offer(s, offer_id)
         b = _org(s, buyer)
@@ -478,6 +510,11 @@ def place_order(
             raise OfferNotFound(  # hidden since it was offered: the catalogue's access rule
                 f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
             )
+        xb = crossborder.assess(
+            ex, s, offer=offer, seller=seller, seller_ent=se, buyer=b, buyer_ent=be, ds=ds, day=day
+        )
+        if xb.decision.refused:
+            raise _Refused(xb)
         amount_fen = offer.price_fen if amount_in is None else amount_in
         order = Order(
             offer_id=offer.id,
@@ -516,6 +553,8 @@ def place_order(
             },
             ref=order,
         )
+        if xb.decision.cross_border:
+            crossborder.record_decision(ex, s, xb, order, actor)
         d = order_dict(s, order)
     return _receipt(ex, a, d, ref=order)
 
@@ -607,6 +646,12 @@ def grant_access(
     the trade rules' ``max_access_days``) from ``starts`` (default now)."""
     if days is not None:
         days = bounded_int(days, "days", 1, ex.rules.max_access_days)
+    with ex.catalogue.Session() as s:
+        order = _order(s, order_id)
+        _seller_step(s, actor, order, "grant access for this order")
+        paid = order.status == "paid"
+    if paid:  # a route that needs a procedure: blocked (and recorded) until its evidence
+        crossborder.check_grant(ex, order_id, actor)
     with ex.ledger.transaction() as s:
         order = _order(s, order_id)
         _seller_step(s, actor, order, "grant access for this order")
@@ -750,6 +795,10 @@ def _order_rows(s: Session, orders: list[Order]) -> list[dict[str, Any]]:
         Organization.id.in_(org_ids))).all())  # fmt: skip
     datasets = dict(s.execute(select(Dataset.id, Dataset.name).where(
         Dataset.id.in_({o.dataset_id for o in orders}))).all())  # fmt: skip
+    decisions = {
+        r.order_id: r
+        for r in s.scalars(select(CrossBorderDecision).where(CrossBorderDecision.order_id.in_(ids)))
+    }
     paid: dict[str, date] = {}
     for oid, day in s.execute(
         select(Payment.order_id, Payment.paid_on)
@@ -782,6 +831,7 @@ def _order_rows(s: Session, orders: list[Order]) -> list[dict[str, Any]]:
                 "grant_expires": g.expires.isoformat(timespec="seconds") if g else None,
                 "grant_revoked": g.revoked if g else None,
                 "ledger_index": o.ledger_index,
+                "cross_border": decision_dict(decisions.get(o.id)),
                 "created": o.created.isoformat(timespec="seconds"),
             }
         )
@@ -812,3 +862,13 @@ def list_orders(ex: Exchange, actor: Actor, *, status: str | None = None) -> lis
             mine = select(Organization.id).where(Organization.name.in_(actor.orgs() or {""}))
             q = q.where(or_(Order.buyer_id.in_(mine), Order.seller_id.in_(mine)))
         return _order_rows(s, list(s.scalars(q)))
+
+
+def record_crossborder_evidence(
+    ex: Exchange, actor: Actor, order_id: str, *, kind: str, reference: str
+) -> dict:
+    """The exporter records a procedure's evidence for a cross-border order (a filing
+    number, a security-assessment approval, a PI impact assessment, a certification), in
+    the form the cross-border policy sets: one ``crossborder.evidence`` event."""
+    a, d = crossborder.record_evidence(ex, actor, order_id, kind=kind, reference=reference)
+    return _receipt(ex, a, {"order": order_id, "cross_border": d})

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import SchemaMismatch
+from .numbers import NumberStyle, clean_numbers, infer_style
 from .spec import FieldSpec
 
 INFER_ROWS = 5000
@@ -111,15 +112,15 @@ class ColumnPlan:
 
     ``read_type`` is what the format reader is asked for (the CSV reader parses int64, float64,
     bool, ISO dates/timestamps, time and decimal natively); when it differs from ``type`` the
-    reader's output is converted with :func:`convert` (strptime ``formats``, ``thousands``
-    separators, casts).
+    reader's output is converted with :func:`convert` (strptime ``formats``, numbers written
+    for people - ``number``, see :mod:`ingest.numbers` - and casts).
     """
 
     name: str
     type: pa.DataType
     read_type: pa.DataType
     formats: tuple[str, ...] = ()
-    thousands: str | None = None
+    number: NumberStyle | None = None
     origin: str = "inferred"  # declared | inferred | gtfs | file
     sample_rows: int = 0
 
@@ -132,7 +133,7 @@ class ColumnPlan:
 
     @property
     def needs_conversion(self) -> bool:
-        return self.read_type != self.type or bool(self.formats) or bool(self.thousands)
+        return self.read_type != self.type or bool(self.formats) or self.number is not None
 
 
 def _has_time(fmt: str) -> bool:
@@ -215,9 +216,8 @@ def infer_strings(
         values = values.cast(pa.string())
     numeric = values
     if thousands:
-        numeric = pc.replace_substring(values, thousands, "")
-        if thousands == ".":
-            numeric = pc.replace_substring(numeric, ",", ".")
+        numeric, _ = clean_numbers(values, NumberStyle(thousands=thousands))
+        numeric = numeric.drop_null()
     if _all_match(numeric, _INT_RE):
         if _looks_like_code(numeric, name):
             return Inferred(pa.string(), notes=["digit codes kept as strings"])
@@ -331,53 +331,64 @@ def plan_column(
     thousands: str | None = None,
     origin: str | None = None,
     native: bool = True,
+    number: NumberStyle | None = None,
+    messy: bool = False,
 ) -> ColumnPlan:
     """Decide how to read one column from its declaration and/or a sample of string values.
 
     ``native``: the reader parses every plain type itself from text (the CSV reader does: ints,
     floats, bools, ISO dates and timestamps, time, decimal); when False, non-string columns
     are read as strings and converted by :func:`convert`.
+
+    ``number``: how the source declares its numbers are written (``thousands``, ``currency``,
+    ``percent``; ``thousands`` alone is the same as ``number=NumberStyle(thousands)``);
+    ``messy``: also infer numbers written for people when nothing is declared (the rule is
+    :func:`ingest.numbers.infer_style`'s).
     """
     n = 0 if sample is None else len(sample)
+    style_decl = number or (NumberStyle(thousands=thousands) if thousands else None)
+    style: NumberStyle | None = None
+    strings = _as_strings(sample) if sample is not None else pa.array([], pa.string())
     if declared is not None and declared.type:
         final = arrow_type(declared.type)
         formats: tuple[str, ...] = (declared.format,) if declared.format else ()
         kind = declared.type
         if not formats and kind in ("timestamp", "timestamptz", "date") and sample is not None:
-            inf = infer_datetime(
-                _as_strings(sample), day_first=day_first, date_formats=date_formats, want=kind
-            )
+            inf = infer_datetime(strings, day_first=day_first, date_formats=date_formats, want=kind)
             if inf is not None:
                 formats = inf.formats
+        if _numeric(final) and (style_decl is not None or messy):
+            style = style_decl or infer_style(strings, None)
         origin = origin or "declared"
     else:
-        strings = _as_strings(sample) if sample is not None else pa.array([], pa.string())
+        inf = None
         if declared is not None and declared.format:
             inf = infer_datetime(strings, date_formats=(declared.format,), day_first=day_first)
             inf = inf or Inferred(pa.timestamp("us"), (declared.format,))
         elif declared is not None and declared.pii in ("phone", "id_card", "plate"):
             inf = Inferred(pa.string())
-        else:
-            inf = infer_strings(
-                strings,
-                name=name,
-                day_first=day_first,
-                date_formats=date_formats,
-                thousands=thousands,
-            )
+        elif style_decl is not None or messy:
+            style = infer_style(strings, style_decl)
+            if style is not None:
+                cleaned, _ = clean_numbers(strings, style)
+                inf = infer_strings(cleaned.drop_null(), name=name)
+                if not _numeric(inf.type):
+                    inf, style = None, None
+        if inf is None:
+            inf = infer_strings(strings, name=name, day_first=day_first, date_formats=date_formats)
         final, formats = inf.type, inf.formats
         origin = origin or "inferred"
-    numeric = (
-        pa.types.is_integer(final) or pa.types.is_floating(final) or pa.types.is_decimal(final)
-    )
-    use_thousands = thousands if (thousands and numeric) else None
-    if formats or use_thousands:
+    if not _numeric(final):
+        style = None
+    if formats or style is not None or not native:
         read_type = pa.string()
-    elif native:
-        read_type = final
     else:
-        read_type = pa.string()
-    return ColumnPlan(name, final, read_type, formats, use_thousands, origin, n)
+        read_type = final
+    return ColumnPlan(name, final, read_type, formats, style, origin, n)
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
 def _as_strings(arr: pa.Array) -> pa.Array:
@@ -402,19 +413,23 @@ class ConversionFailed(Exception):
         self.plan, self.rows, self.values = plan, rows, values
 
 
-def convert(arr: pa.Array, plan: ColumnPlan) -> pa.Array:
-    """Convert a reader column to ``plan.type``; ConversionFailed names the bad rows."""
+def convert(
+    arr: pa.Array, plan: ColumnPlan, repairs: dict[str, dict[str, int]] | None = None
+) -> pa.Array:
+    """Convert a reader column to ``plan.type``; ConversionFailed names the bad rows.
+    ``repairs``: what was changed to read numbers written for people is added to
+    ``repairs[plan.name]`` (kind -> values, see :mod:`ingest.numbers`)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if arr.type == plan.type and not plan.formats and not plan.thousands:
+    if arr.type == plan.type and not plan.formats and plan.number is None:
         return arr
     if pa.types.is_null(arr.type):
         return pa.nulls(len(arr), plan.type)
     src = arr
-    if plan.thousands and pa.types.is_string(arr.type):
-        arr = pc.replace_substring(arr, plan.thousands, "")
-        if plan.thousands == ".":
-            arr = pc.replace_substring(arr, ",", ".")
+    if plan.number is not None and pa.types.is_string(arr.type):
+        arr, done = clean_numbers(arr, plan.number)
+        if repairs is not None:
+            done.add_to(repairs.setdefault(plan.name, {}))
     if plan.formats and pa.types.is_string(arr.type):
         out = _strptime_all(arr, plan.formats)
         bad = pc.and_(pc.is_valid(arr), pc.is_null(out))

@@ -44,6 +44,8 @@ TYPES = (
     "decimal",
     "geometry",
 )
+#: GB/T 43697-2024 grades (数据分级): when in doubt, the higher.
+GRADES = ("general", "important", "core")
 PII_KINDS = ("plate", "phone", "id_card", "name", "address", "free_text", "none")
 PII_TREATMENTS = ("hmac", "drop", "keep")
 
@@ -67,6 +69,8 @@ class SourceSpec:
     delimiter: str | None = None  # None: sniff
     skip_rows: int = 0
     thousands: str | None = None
+    currency: tuple[str, ...] = ()  # csv: signs removed from numbers ("¥", "$", "HK$")
+    percent: bool = False  # csv: a trailing % removed from numbers (12.5% is 12.5)
     null_values: tuple[str, ...] = ()
     date_formats: tuple[str, ...] = ()
     day_first: bool = False
@@ -114,9 +118,23 @@ class DatasetSpec:
     extras: dict = field(default_factory=dict)
     allow_empty: bool = False  # may a version have 0 rows?
     schema_changes: str = "refuse"  # refuse | allow (type changes / removed columns)
+    # classification (GB/T 43697-2024) for the cross-border rules (exchange.crossborder)
+    grade: str = "general"  # general | important | core
+    data_category: str | None = None  # the data category within the domain (negative lists)
+    sensitive_pi: bool = False  # holds sensitive personal information
     line: int | None = None  # where it is declared, for messages
     organization_title: str | None = None  # from the top-level `organizations:` list
     organization_contact: dict = field(default_factory=dict)  # email, url, phone (ditto)
+
+    @property
+    def has_pi(self) -> bool:
+        """Whether published data holds personal information: a column declared with a
+        personal-data kind that is not dropped (masked tokens are still personal
+        information: they single a person out)."""
+        return (
+            any(f.pii and f.pii != "none" and f.pii_treatment != "drop" for f in self.schema)
+            or self.sensitive_pi
+        )
 
     @property
     def sql_schema(self) -> str:
@@ -318,6 +336,9 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         "extras",
         "allow_empty",
         "schema_changes",
+        "grade",
+        "data_category",
+        "sensitive_pi",
     }
     for k, _v in node.value:
         if k.value not in known:
@@ -348,8 +369,23 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         extras={**dict(raw.get("extras") or {}), **_coverage(ctx, node, raw)},
         allow_empty=_bool(ctx, node, raw, "allow_empty", False),
         schema_changes=_choice(ctx, node, raw, "schema_changes", SCHEMA_CHANGES, "refuse"),
+        grade=_choice(ctx, node, raw, "grade", GRADES, "general"),
+        data_category=_category(ctx, node, raw),
+        sensitive_pi=_bool(ctx, node, raw, "sensitive_pi", False),
         line=_mark(node)[0],
     )
+
+
+def _category(ctx: _Ctx, node, raw: dict) -> str | None:
+    v = raw.get("data_category")
+    if v is None:
+        return None
+    if not isinstance(v, str) or not 0 < len(v.strip()) <= 100:
+        raise ctx.err(
+            _child(node, "data_category") or node,
+            f"data_category: {str(v)[:40]!r} must be text of 1 to 100 characters",
+        )
+    return v.strip()
 
 
 def _price(ctx: _Ctx, node, raw: dict) -> int | None:
@@ -446,7 +482,9 @@ def _source(ctx: _Ctx, node, raw: dict, base_dir: Path, what: str) -> SourceSpec
         encoding=str(raw.get("encoding") or "auto"),
         delimiter=delim,
         skip_rows=int(raw.get("skip_rows") or 0),
-        thousands=raw.get("thousands"),
+        thousands=_thousands(ctx, node, raw),
+        currency=_currency(ctx, node, raw),
+        percent=_bool(ctx, node, raw, "percent", False),
         null_values=tuple(str(v) for v in nulls),
         date_formats=tuple(str(v) for v in dates),
         day_first=bool(raw.get("day_first", False)),
@@ -469,6 +507,8 @@ SOURCE_KEYS = {
     "delimiter",
     "skip_rows",
     "thousands",
+    "currency",
+    "percent",
     "null_values",
     "date_formats",
     "day_first",
@@ -479,6 +519,44 @@ SOURCE_KEYS = {
     "max_compression_ratio",
     "nul_bytes",
 }
+
+
+def _thousands(ctx: _Ctx, node, raw: dict) -> str | None:
+    value = raw.get("thousands")
+    if value is None:
+        return None
+    if value not in (",", ".", " ", "'", "\u00a0", "\u202f"):
+        raise ctx.err(
+            _child(node, "thousands") or node,
+            f"thousands: {value!r} is not a thousands separator",
+            hint="use one of ',' '.' ' ' or \"'\" (the full-width '，' is read as ',')",
+        )
+    return str(value)
+
+
+_CURRENCY_RE = re.compile(r"^[^\w\s]{1,4}$|^[A-Z]{1,3}\$$")
+
+
+def valid_currency(sym: str) -> bool:
+    """A currency sign as declared in datasets.yaml: 1-4 signs (``¥``, ``$``, ``€``), or up
+    to three capitals and ``$`` (``HK$``, ``US$``)."""
+    return bool(_CURRENCY_RE.match(sym))
+
+
+def _currency(ctx: _Ctx, node, raw: dict) -> tuple[str, ...]:
+    value = raw.get("currency")
+    if value is None:
+        return ()
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(
+        isinstance(v, str) and valid_currency(v) for v in values
+    ):
+        raise ctx.err(
+            _child(node, "currency") or node,
+            f"currency: {value!r} must be a sign or a list of signs such as '¥', '$', 'HK$'",
+            hint="the signs are removed from numbers before they are read",
+        )
+    return tuple(values)
 
 
 def _bool(ctx: _Ctx, node, raw: dict, key: str, default: bool) -> bool:

@@ -207,3 +207,71 @@ def test_cli_refuses_hostile_numbers(client, nsdx_env):
     proc = run_cli("exchange", "grant", order, "--days", "abc", "--as", SELLER, env=nsdx_env,
                    check=False)  # fmt: skip
     assert proc.returncode == 2 and "'abc' is not a valid integer" in proc.stderr
+
+
+def test_cross_border_over_http_and_the_cli(client, nsdx_env):
+    """A Hong Kong buyer over HTTP: the GBA route, the grant refused (409) until the PIA is
+    recorded, a wrong reference refused naming the field, a refusal (403) for an offer not
+    made for export; the audit over HTTP and from the CLI (one JSON document)."""
+    import json
+    from datetime import date
+
+    from catalogue.models import Dataset, Version
+    from exchange import credit_code, trade
+    from exchange.actors import Actor
+    from tests.conftest import run_cli
+
+    c, tok = client
+    h = {u: {"Authorization": f"Bearer {t}"} for u, t in tok.items()}
+    from nsdx.core import Nsdx
+
+    nx = Nsdx()
+    with nx.catalogue.Session.begin() as s:
+        ds = s.query(Dataset).filter_by(name="ds1").one()
+        ds.has_pi = True
+        s.query(Version).filter_by(dataset_id=ds.id).one().individuals = 150_000
+    trade.register_enterprise(
+        nx.exchange, Actor.for_org(BUYER), BUYER,
+        credit_code_=credit_code.make("440115", "MA51TKT1"), legal_name=BUYER, region="hong-kong",
+    )  # fmt: skip
+    r = c.post("/api/exchange/offers", json={"dataset": "ds1", "price_cny": "5000"},
+               headers=h["sam"])  # fmt: skip
+    r = c.post("/api/exchange/orders", json={"offer": r.json()["id"], "buyer": BUYER},
+               headers=h["bo"])  # fmt: skip
+    assert r.status_code == 403 and r.json()["error"]["error"] == "CrossBorderRefused"
+    assert r.json()["error"]["rule"] == "offer_not_cross_border"
+    r = c.post("/api/exchange/offers", json={"dataset": "ds1", "price_cny": "5000",
+               "cross_border": True}, headers=h["sam"])  # fmt: skip
+    r = c.post("/api/exchange/orders", json={"offer": r.json()["id"], "buyer": BUYER},
+               headers=h["bo"])  # fmt: skip
+    assert r.status_code == 201, r.text
+    order, xb = r.json()["id"], r.json()["cross_border"]
+    assert (xb["route"], xb["missing_evidence"]) == ("gba_standard_contract", ["pia"])
+    c.post(f"/api/exchange/orders/{order}/payment", json={}, headers=h["sam"])
+    r = c.post(f"/api/exchange/orders/{order}/grant", json={}, headers=h["sam"])
+    assert r.status_code == 409 and r.json()["error"]["error"] == "CrossBorderBlocked"
+    ev = f"/api/exchange/orders/{order}/evidence"
+    r = c.post(ev, json={"kind": "pia", "reference": "PIA 1"}, headers=h["sam"])
+    assert r.status_code == 422 and r.json()["error"]["field"] == "reference"
+    r = c.post(ev, json={"kind": "secret", "reference": "x"}, headers=h["sam"])
+    assert r.status_code == 422 and r.json()["error"]["field"] == "kind"
+    assert c.post(ev, json={"kind": "pia", "reference": "PIA-2026-NS-1"},
+                  headers=h["bo"]).status_code == 403  # fmt: skip
+    r = c.post(ev, json={"kind": "pia", "reference": "PIA-2026-NS-1"}, headers=h["sam"])
+    assert r.status_code == 201 and r.json()["receipt"]["entry"]["type"] == "crossborder.evidence"
+    assert (
+        c.post(f"/api/exchange/orders/{order}/grant", json={}, headers=h["sam"]).status_code == 200
+    )
+    year = date.today().year
+    assert (
+        c.get("/api/audit/cross-border", params={"year": year}, headers=h["bo"]).status_code == 403
+    )
+    rep = c.get("/api/audit/cross-border", params={"year": year}, headers=h["aud"]).json()
+    (t,) = rep["transfers"]
+    assert t["evidence"] == {"pia": "PIA-2026-NS-1"} and t["destination"] == BUYER
+    assert [x["rule"] for x in rep["refusals"]] == ["offer_not_cross_border", "evidence_missing"]
+    out = run_cli("audit", "cross-border", "--year", str(year), "--json", env=nsdx_env)
+    assert json.loads(out.stdout) == rep
+    bad = run_cli("exchange", "evidence", order, "--kind", "filing", "--ref", "nope",
+                  "--as", SELLER, env=nsdx_env, check=False)  # fmt: skip
+    assert bad.returncode == 1 and "reference" in bad.stderr and "SCC-2025-000123" in bad.stderr

@@ -19,13 +19,16 @@ KEYWORDS = {
     "ngettext": (1, 2),
     "pgettext": ((1, "c"), 2),
     "Np_": ((1, "c"), 2),
+    "Msg": None,  # the domain core's messages (validation.messages)
 }
+CORE = ("catalogue", "exchange", "ingest", "validation")
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def _extracted() -> set[tuple[str | None, str]]:
     out = set()
     method_map = [("nsdx/web/**.py", "python"), ("nsdx/web/templates/**.html", "jinja2")]
+    method_map += [(f"{pkg}/**.py", "python") for pkg in CORE]
     options = {"nsdx/web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     for _file, _line, msg, _comments, ctx in extract_from_dir(
         str(ROOT), method_map, options, keywords=KEYWORDS

@@ -65,7 +65,7 @@ def test_a_stopped_validation_worker_ends_the_ingest_with_a_message(tmp_path, mo
     organization: fault-org
     source: {{path: {csv}, format: csv}}
     expectations:
-      - {{column: n, between: [0, 10000000]}}
+      - {{gx: expect_column_values_to_be_between, column: n, min_value: 0, max_value: 10000000}}
 """,
         base_dir=tmp_path,
     )

@@ -257,12 +257,15 @@ def test_dcat_ap_unknown_profile_is_refused(portal):
     assert "dcat-ap-3" in r.text
 
 
-def test_blank_trailing_rows_lower_the_quality_score(portal):
-    """The HK lines file ends with 3 empty rows: its score is below 100 and says why."""
+def test_blank_trailing_rows_are_skipped_and_reported(portal):
+    """The HK lines file ends with 3 empty rows: they are not published, and the report the
+    catalogue keeps says so (issue 18: a repair is listed, not hidden)."""
     pkg = portal.get("/api/3/action/package_show", params={"id": "hk-mtr-lines-and-stations"})
     nsdx = pkg.json()["result"]["nsdx"]
-    assert nsdx["validation"]["empty_rows"] == 3
-    assert nsdx["quality_score"] < 100
+    assert nsdx["row_count"] == 270
+    assert nsdx["validation"]["repairs"] == [
+        "3 blank rows (no value in any column) skipped: not published"
+    ]
 
 
 # -- Croissant ------------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     assert page.click("form.filters-form button[type=submit]") == 200
     assert "kind=order.placed" in page.eval("location.search")
     n_orders = int(text_of(page, ".count").split()[0])
-    assert n_orders == 10
+    assert n_orders == 11  # exchange.demo.DEMO_ORDERS
     assert set(
         page.eval(
             "[...document.querySelectorAll('#entries td:nth-child(2)')].map(t => t.textContent)"
@@ -247,6 +247,11 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     href = page.eval("document.querySelector('a.download[href$=\"transactions.csv\"]').href")
     csv = page.eval(f"fetch({json.dumps(href)}).then(r => r.text())")
     assert csv.startswith("year,checkpoint_size,ledger_index")
+    # the cross-border transfers of the demo year: accessible, read-only like the rest
+    assert page.goto(f"{portal}/audit/cross-border?year={site.demo_year}") == 200
+    assert int(text_of(page, "#xb-refusals")) >= 1  # the overseas buyer refused core data
+    assert "hk-harbour-analytics" in text_of(page, "#xb-transfer-list")
+    assert axe_violations(page) == []
     # read-only: nothing the official did wrote to the ledger
     assert (ledger.head_size(), len(ledger.checkpoints())) == (size0, cps0)
     assert [p for p in page.problems if "401" not in p and "422" not in p] == []
@@ -653,3 +658,35 @@ def test_provider_journey_create_upload_progress_published(tab, site, shots, tmp
     assert "南沙渡轮客流南沙区交通运输局开放v1" in text_of(page, "#my-datasets")
     assert "已完成" in text_of(page, "#my-jobs")
     assert axe_violations(page) == []
+
+
+def test_provider_edits_metadata_bad_field_then_saved_seen_on_page_and_api(tab, site, shots):
+    page, portal = tab, site.url
+    name = "nansha-taxi-trips"  # alice edits for the bureau that owns it
+    assert sign_in(page, portal, "alice", next_=f"/dataset/{name}") == 200
+    assert page.click("#edit-link") == 200
+    assert page.eval("location.pathname") == f"/dataset/{name}/edit"
+    assert page.eval("document.querySelector('#ed-title').value") == "南沙出租车行程"
+    # a refused field: marked, in Chinese, the other entries kept, nothing saved
+    fill(page, "#ed-notes_en", "Taxi trips in Nansha, one row per trip.")
+    fill(page, "#ed-domain", "Not A Domain")
+    assert page.click("#save-dataset") == 422
+    assert "必须是以“-”连接的小写单词" in text_of(page, "#ed-domain-err")
+    assert page.eval("document.querySelector('#ed-domain').getAttribute('aria-invalid')") == "true"
+    assert page.eval("document.querySelector('#ed-notes_en').value").startswith("Taxi trips")
+    assert axe_violations(page) == []
+    page.screenshot(shots / "provider-edit.png")
+    fill(page, "#ed-domain", "transport")
+    fill(page, "#ed-tags", "出租车, taxi")
+    fill(page, "#ed-maintainer_email", "taxi@example.org")
+    assert page.click("#save-dataset") == 200
+    assert page.eval("location.pathname") == f"/dataset/{name}"
+    assert text_of(page, "#edited") == "已保存。"
+    assert "Taxi trips in Nansha, one row per trip." in text_of(page, "article")
+    tags = page.eval("[...document.querySelectorAll('a.tag')].map(a => a.textContent)")
+    assert sorted(tags) == ["taxi", "出租车"]
+    pkg = httpx.get(f"{portal}/api/3/action/package_show", params={"id": name}).json()["result"]
+    ex = {e["key"]: e["value"] for e in pkg["extras"]}
+    assert ex["notes_en"] == "Taxi trips in Nansha, one row per trip."
+    assert pkg["maintainer_email"] == "taxi@example.org"
+    assert sorted(t["name"] for t in pkg["tags"]) == ["taxi", "出租车"]

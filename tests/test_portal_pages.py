@@ -118,3 +118,28 @@ def test_upload_over_the_cap_is_refused_and_nothing_is_left(site, monkeypatch):
         files={"upload": ("a.csv", b"a,b\n1,2\n", "text/csv")},
     )
     assert r.status_code == 403
+
+
+def test_cross_border_page_for_officials_in_chinese_and_english(site):
+    ledger = site.nx.exchange.ledger
+    before = (ledger.head_size(), len(ledger.checkpoints()))
+    login(site, "alice")
+    assert site.get(f"/audit/cross-border?year={site.year}").status_code == 403
+    site.cookies.clear()
+    login(site, "official")
+    r = site.get(f"/audit/cross-border?year={site.year}")
+    assert r.status_code == 200
+    # the demo: the Hong Kong buyer's transfer, the overseas buyer refused core data
+    assert "hk-harbour-analytics" in r.text and "核心数据不得出境" in r.text
+    from exchange.crossborder.report import crossborder_report
+
+    rep = crossborder_report(site.nx.exchange, site.year)
+    refs = [v for t in rep["transfers"] for v in t["evidence"].values()]
+    assert refs and all(ref in r.text for ref in refs)  # the evidence references are shown
+    site.cookies.set("nsdx_lang", "en")
+    r = site.get(f"/audit/cross-border?year={site.year}")
+    assert "Cross-border data transfers" in r.text and "core_data" in r.text
+    r = site.get(f"/audit/cross-border/cross-border-{site.year}-transfers.parquet")
+    assert r.status_code == 200 and r.content[:4] == b"PAR1"
+    assert site.get("/audit/cross-border/..%2Fetc%2Fpasswd").status_code == 404
+    assert (ledger.head_size(), len(ledger.checkpoints())) == before  # read-only

@@ -198,7 +198,7 @@ import pyarrow as pa
 from validation import BatchValidator
 
 schema = pa.schema([("speed", pa.float64())])
-v = BatchValidator("demo", [{"column": "speed", "between": [0, 150]}], schema, worker=True)
+v = BatchValidator("demo", [{"gx": "expect_column_values_to_be_between", "column": "speed", "min_value": 0, "max_value": 150}], schema, worker=True)
 v.check_batch(pa.table({"speed": [1.0, 200.0]}, schema=schema), 0)
 v.check_batch(pa.table({"speed": [3.0]}, schema=schema), 2)  # returns once the first is sent
 from tests.fixtures.procs import child_workers

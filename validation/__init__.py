@@ -19,6 +19,7 @@ _EXPORTS = {
     "UndeclaredPersonalData": "validation.errors",
     "ValidationFailed": "validation.errors",
     "ValidationPackageError": "validation.errors",
+    "IndividualCounter": "validation.pii",
     "PiiFinding": "validation.pii",
     "check_policy": "validation.pii",
     "detect": "validation.pii",

@@ -345,3 +345,74 @@ def require_declared(
     findings = detect(batch_or_table, declared, sample_rows=sample_rows)
     if findings:
         raise UndeclaredPersonalData(findings, dataset_id=dataset_id)
+
+
+# -- individuals -------------------------------------------------------------------------
+
+#: Kinds whose values single out one person: their distinct tokens count individuals.
+IDENTIFYING_KINDS = ("plate", "phone", "id_card", "name")
+
+
+def _distinct(a: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of ``a`` (a sort: ``np.unique`` of numpy 2.4 hashes, ~100×
+    slower on a million 64-bit integers)."""
+    s = np.sort(a)
+    if len(s) < 2:
+        return s
+    return s[np.concatenate(([True], s[1:] != s[:-1]))]
+
+
+def _token_ids(tokens: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The distinct tokens of an array as 64-bit integers (their first 16 hex digits: two
+    different people share one with a chance of about n²/2⁶⁵)."""
+    if isinstance(tokens, pa.ChunkedArray):
+        tokens = tokens.combine_chunks()
+    u = tokens.drop_null()
+    if len(u) == 0:
+        return np.empty(0, dtype=np.uint64)
+    head = pc.utf8_slice_codeunits(pc.cast(u, pa.string()), 4, 20)
+    _, obuf, dbuf = head.buffers()
+    n = len(head)
+    offs = np.frombuffer(obuf, dtype=np.int32)[head.offset : head.offset + n + 1]
+    if dbuf is None or not (np.diff(offs) == 16).all():  # not all tokens: hash each value
+        values = pc.unique(pc.cast(u, pa.string())).to_pylist()
+        digests = [hashlib.blake2b(v.encode(), digest_size=8).digest() for v in values]
+        return _distinct(np.frombuffer(b"".join(digests), dtype=">u8").astype(np.uint64))
+    hexdigits = dbuf.to_pybytes()[offs[0] : offs[-1]].decode("ascii")
+    return _distinct(np.frombuffer(bytes.fromhex(hexdigits), dtype=">u8").astype(np.uint64))
+
+
+class IndividualCounter:
+    """Counts the distinct individuals of a table at ingest, from the masked tokens of its
+    identifying personal-data columns (``plate``, ``phone``, ``id_card``, ``name``; masked
+    with ``hmac`` or kept — a kept column is tokenised here only to be counted; dropped
+    columns leave the data and are not counted). Memory: 8 bytes per distinct person.
+
+    A table's count is the sum of its columns' counts: two columns may describe two
+    different people (a passenger's phone, a driver's plate), and when in doubt the higher
+    count decides (GB/T 43697-2024)."""
+
+    def __init__(self, pii_columns: dict[str, tuple[str, str]], key: bytes) -> None:
+        self.columns = {
+            c: kt
+            for c, kt in pii_columns.items()
+            if kt[0] in IDENTIFYING_KINDS and kt[1] in ("hmac", "keep")
+        }
+        self.key = key
+        self._ids: dict[str, list[np.ndarray]] = {c: [] for c in self.columns}
+
+    def add(self, masked: pa.RecordBatch | pa.Table) -> None:
+        for c, (kind, treatment) in self.columns.items():
+            col = masked.column(masked.schema.get_field_index(c))
+            if treatment == "keep":
+                col = _mask_array(col, kind, self.key)
+            parts = self._ids[c]
+            parts.append(_token_ids(col))
+            if len(parts) >= 32:
+                self._ids[c] = [_distinct(np.concatenate(parts))]
+
+    def counts(self) -> dict[str, int]:
+        return {c: len(_distinct(np.concatenate(p))) if p else 0 for c, p in self._ids.items()}
+
+    def total(self) -> int:
+        return sum(self.counts().values())

@@ -102,6 +102,9 @@ class ValidationReport:
     quarantined_rows: int = 0
     empty_rows: int = 0  # rows with no value at all (every column null or "")
     meta: dict[str, Any] = field(default_factory=dict)
+    # what the reader changed to read the source ({"kind", "message", ...} each), so that the
+    # provider sees every repair: blank rows skipped, columns dropped, numbers re-written
+    repairs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def success(self) -> bool:
@@ -170,6 +173,7 @@ class ValidationReport:
                 "empty_rows": self.empty_rows,
                 "score": self.score,
                 "publishable": self.publishable,
+                "repairs": self.repairs,
                 **self.meta,
             },
         }
@@ -189,6 +193,7 @@ class ValidationReport:
             "empty_rows": self.empty_rows,
             **self.statistics(),
             "failures_by_expectation": self.failures_by_expectation,
+            **({"repairs": [r["message"] for r in self.repairs]} if self.repairs else {}),
         }
 
     def to_html(self) -> str:

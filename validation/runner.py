@@ -456,6 +456,11 @@ class BatchValidator:
         gx_side = [e for e in self.expectations if e.level != DATASET]
         if not gx_side:
             return None
+        if not any(e.key == "gx" for e in gx_side):
+            from .native import NativeChecks, supported  # noqa: PLC0415
+
+            if all(supported(e, self.schema) for e in gx_side):
+                return NativeChecks(gx_side, self.on_invalid)
         params = {
             "dataset_id": self.dataset_id,
             "expectations": raw,

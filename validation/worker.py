@@ -719,8 +719,38 @@ def enabled() -> bool:
 
 def may_be_wanted(expectations: list[dict] | tuple[dict, ...], on_invalid: str) -> bool:
     """A quick superset of :func:`wanted`, without parsing (nor importing pyarrow): to start
-    a worker as early as possible; when it is not wanted after all, it is let go at exit."""
-    return enabled() and on_invalid != "quarantine_rows" and bool(expectations)
+    a worker as early as possible; when it is not wanted after all, it is let go at exit.
+    Expectations that Arrow judges (:mod:`validation.native`) or DuckDB (dataset level) need
+    no great-expectations, so no worker."""
+    return (
+        enabled()
+        and on_invalid != "quarantine_rows"
+        and any(_needs_gx(e) for e in expectations if isinstance(e, dict))
+    )
+
+
+_NO_GX_KEYS = ("unique", "row_count", "min", "max", "mean", "distinct", "freshness", "in_dataset")
+_RE2_UNSUPPORTED = ("(?=", "(?!", "(?<=", "(?<!", "\\1", "\\2", "(?P=")
+
+
+def _needs_gx(e: dict) -> bool:
+    """Might this ``expectations:`` entry run through great-expectations? (A guess from the
+    entry alone, without the column types: :func:`validation.native.supported` decides.)"""
+    if "gx" in e or e.get("row_condition"):
+        return True
+    if any(k in e for k in _NO_GX_KEYS):
+        return False
+    if "not_null" in e or "length" in e:
+        return False
+    if "between" in e:
+        bounds = e["between"] if isinstance(e["between"], list | tuple) else []
+        return not all(b is None or isinstance(b, int | float) for b in bounds)
+    if "in_set" in e:
+        values = e["in_set"] if isinstance(e["in_set"], list | tuple) else []
+        return not all(isinstance(v, str) for v in values)
+    if "regex" in e:
+        return any(t in str(e["regex"]) for t in _RE2_UNSUPPORTED)
+    return True
 
 
 def wanted(expectations: list[dict] | tuple[dict, ...], on_invalid: str) -> bool:

@@ -2,8 +2,8 @@
 recorded), enterprise and dataset, newest first. Read-only; one SQL query for the page and
 one for the count, whatever the ledger's size.
 
-Leaves are canonical JSON (no spaces, keys sorted), so ``"buyer":"NAME"`` is matched
-exactly as a substring; names are escaped for LIKE.
+The enterprise and dataset filters compare a leaf's top-level ``buyer``/``seller``/``org``/
+``actor`` and ``dataset`` values exactly, through the expressions migration 0008 indexes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal_column, or_, select
 
 from ..models import LedgerEntry
 from .store import LedgerStore
@@ -20,8 +20,11 @@ PARTY_KEYS = ("buyer", "seller", "org", "actor")
 MAX_PAGE = 200
 
 
-def _json_pair(key: str, value: str) -> str:
-    return f'"{key}":{json.dumps(value, ensure_ascii=False)}'
+def _field(dialect: str, key: str):
+    """A leaf's top-level JSON value, by the expression migration 0008 indexes."""
+    if dialect == "postgresql":
+        return literal_column(f"((payload::jsonb) ->> '{key}')")
+    return literal_column(f"json_extract(payload, '$.{key}')")
 
 
 def entry_kinds(store: LedgerStore) -> list[str]:
@@ -52,17 +55,11 @@ def list_entries(
         conds.append(LedgerEntry.created >= datetime.combine(since, time.min))
     if until:
         conds.append(LedgerEntry.created < datetime.combine(until + timedelta(days=1), time.min))
+    dialect = store.engine.dialect.name
     if enterprise:
-        conds.append(
-            or_(
-                *(
-                    LedgerEntry.payload.contains(_json_pair(k, enterprise), autoescape=True)
-                    for k in PARTY_KEYS
-                )
-            )
-        )
+        conds.append(or_(*(_field(dialect, k) == enterprise for k in PARTY_KEYS)))
     if dataset:
-        conds.append(LedgerEntry.payload.contains(_json_pair("dataset", dataset), autoescape=True))
+        conds.append(_field(dialect, "dataset") == dataset)
     if upto is not None:
         conds.append(LedgerEntry.idx < upto)
     with store.engine.connect() as conn:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from validation.messages import Msg
+
 from ..errors import CheckpointNotFound, LedgerCorrupt
 from .keys import open_checkpoint
 from .merkle import HASH_SIZE, CompactRange, _fold
@@ -257,7 +259,7 @@ def verified_events(
             )
     else:
         cp = store.get_checkpoint(tree_size)
-    hint = "run `nsdx audit verify` to find the changed entries; nothing was computed"
+    hint = Msg("run `nsdx audit verify` to find the changed entries; nothing was computed")
     if callable(verifier_key):
         verifier_key = verifier_key()
     try:
@@ -300,16 +302,45 @@ def verified_events(
             tree_size=cp.tree_size,
         )
     if cr.root() != cp.root:
-        which = f" (entries {', '.join(map(str, edited[:10]))} were edited)" if edited else ""
+        if edited:
+            message = Msg(
+                "the ledger entries [0, %(size)s) do not hash to the root signed in checkpoint "
+                "%(size)s (entries %(entries)s were edited): they were changed after they were "
+                "signed, so no figure computed from them can be trusted",
+                size=cp.tree_size,
+                entries=", ".join(map(str, edited[:10])),
+            )
+        else:
+            message = Msg(
+                "the ledger entries [0, %(size)s) do not hash to the root signed in checkpoint "
+                "%(size)s: they were changed after they were signed, so no figure computed "
+                "from them can be trusted",
+                size=cp.tree_size,
+            )
         raise LedgerCorrupt(
-            f"the ledger entries [0, {cp.tree_size}) do not hash to the root signed in "
-            f"checkpoint {cp.tree_size}{which}: they were changed after they were signed, "
-            "so no figure computed from them can be trusted",
+            message,
             hint=hint,
             tree_size=cp.tree_size,
             edited=edited[:10] or None,
         )
     return cp, events
+
+
+def rows_digest(store: LedgerStore, tree_size: int) -> bytes:
+    """A SHA-256 over the stored rows [0, tree_size) as they are now: index, payload and
+    stored leaf hash of each, and the count. Equal digests mean the rows did not change
+    between two readings, so a figure computed (and verified against the signed root)
+    from the first reading still stands; any edit, removal or insertion changes it. One
+    streaming pass, no Merkle work: cheap enough to re-check a cached figure on every view."""
+    h = hashlib.sha256()
+    n = 0
+    for idx, payload, stored in store.iter_rows(tree_size):
+        h.update(b"%d\x00" % idx)
+        h.update(payload.encode("utf-8"))
+        h.update(stored)
+        n += 1
+    h.update(b"n=%d" % n)
+    return h.digest()
 
 
 def verify_with_state(

@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..errors import SourceError
+from ..repairs import Repairs
 from ..spec import FieldSpec, SourceSpec
 
 
@@ -38,6 +39,10 @@ class SourceTable:
     batches: Iterator[pa.RecordBatch]
     files: list[str] = field(default_factory=list)
     encoding: str | None = None
+    # what the reader changed to read the source (filled while ``batches`` is iterated)
+    repairs: Repairs = field(default_factory=Repairs)
+    # columns whose header is empty: dropped by the pipeline when they hold no value either
+    unnamed: list[str] = field(default_factory=list)
 
 
 Reader = Callable[[SourceSpec, list[Path], tuple[FieldSpec, ...], int], list[SourceTable]]

@@ -40,7 +40,7 @@ import csv as pycsv
 import io
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from ..errors import SourceError
+from ..numbers import style_from_source
+from ..repairs import Repairs
 from ..schema import (
     FALSE_VALUES,
     INFER_ROWS,
@@ -72,6 +74,11 @@ from .encoding import (
 )
 
 SAMPLE_BYTES = 1 << 20
+# Title rows (a report's title, date, unit) are detected when skip_rows is not declared: the
+# leading rows holding at most one value, text, above a header of at least two names, none of
+# them a number; at most this many. Otherwise the first row is the header.
+MAX_TITLE_ROWS = 20
+_NUMBER_RE = re.compile(r"^[\d\s.,+\-()%]+$")
 MAX_SAMPLE_BYTES = 16 << 20
 DELIMITERS = (",", ";", "\t", "|")
 SLOW_CHUNK_ROWS = 65_536
@@ -107,6 +114,11 @@ class CsvLayout:
     ragged: bool  # the sample has rows shorter than the header
     null_values: tuple[str, ...]
     path: Path | None = None  # a local file: the fast path reads it natively (no GIL)
+    header_raw: list[str] = field(default_factory=list)  # as written, stripped
+    title_rows: list[str] = field(default_factory=list)  # skipped above the header
+    blank_above: int = 0  # blank rows (",,,") among the title rows
+    cr_only: bool = False  # lines end in CR alone
+    unnamed: list[str] = field(default_factory=list)  # columns whose header is empty
 
 
 def file_opener(path: Path) -> Opener:
@@ -220,16 +232,42 @@ def inspect_csv(
     reader = pycsv.reader(lines, delimiter=delimiter, strict=False)
     header: list[str] | None = None
     skipped = 0
+    titles: list[list[str]] = []
+    blank_above = 0
     try:
         for row in reader:
             if skipped < source.skip_rows:
                 skipped += 1
                 continue
-            if row:
-                header = row
+            if not row:
+                continue
+            filled = [v.strip() for v in row if v.strip()]
+            if not source.skip_rows and len(filled) <= 1:
+                if filled and _NUMBER_RE.match(filled[0]):
+                    titles.append(row)  # a number: data, not a title -> no titles (below)
+                    blank_above = MAX_TITLE_ROWS + 1
+                    break
+                if filled:
+                    titles.append(row)  # a title row above the header? (decided below)
+                else:
+                    blank_above += 1  # ",,,," above the header: a blank row
+                if len(titles) + blank_above <= MAX_TITLE_ROWS:
+                    continue
                 break
+            if (titles or blank_above) and any(_NUMBER_RE.match(v) for v in filled):
+                blank_above = MAX_TITLE_ROWS + 1  # a row of data, not a header: no titles
+                break
+            header = row
+            break  # a title row above the header? (see _title_rows)
+
     except pycsv.Error as e:
         raise SourceError(f"cannot parse the header: {e}", file=label) from None
+    if (titles or blank_above) and (header is None or len(titles) + blank_above > MAX_TITLE_ROWS):
+        # no row with two names after them: not titles, the first row is the header
+        lines = _LineCounter(text)
+        reader = pycsv.reader(lines, delimiter=delimiter, strict=False)
+        header = next((r for r in reader if r), None)
+        titles, blank_above = [], 0
     if header is None:
         raise SourceError(
             "no header row found" + (f" after skipping {source.skip_rows} rows" if skipped else ""),
@@ -261,6 +299,7 @@ def inspect_csv(
         sample.pop()  # the last record of a cut sample may be incomplete
     nbytes = len(text[header_chars:sample_end].encode(encoding)) if sample else 0
     avg = nbytes / max(1, len(sample)) if sample else 100.0
+    head = text[:header_chars]
     return CsvLayout(
         label=label,
         opener=opener,
@@ -269,11 +308,28 @@ def inspect_csv(
         names=names,
         data_offset=data_offset,
         header_lines=header_lines,
-        sample=sample,
+        sample=[r for r in sample if not _is_header(r, header)],
         avg_row_bytes=max(avg, 1.0),
         ragged=ragged,
         null_values=nulls,
         path=path,
+        header_raw=[v.strip() for v in header],
+        title_rows=[" ".join(v.strip() for v in r if v.strip()) for r in titles],
+        blank_above=blank_above,
+        cr_only="\r" in head and "\n" not in text[: max(header_chars, len(text) // 4 + 1)],
+        unnamed=[n for n, raw in zip(names, header, strict=True) if not raw.strip(" \ufeff")],
+    )
+
+
+def _is_header(row: Sequence[str], header: Sequence[str]) -> bool:
+    """Is this data row the header again (a header repeated on every printed page)?"""
+    return (
+        len(row) >= len(header)
+        and all(
+            (row[i] or "").strip() == (h or "").replace("\ufeff", "").strip()
+            for i, h in enumerate(header)
+        )
+        and not any((v or "").strip() for v in row[len(header) :])
     )
 
 
@@ -339,7 +395,8 @@ def plan_columns(
                 spec,
                 day_first=source.day_first,
                 date_formats=source.date_formats,
-                thousands=source.thousands,
+                number=style_from_source(source.thousands, source.currency, source.percent),
+                messy=True,
                 origin=origin,
             )
         )
@@ -361,12 +418,37 @@ def _convert_options(plans: Sequence[ColumnPlan], null_values: Sequence[str]):
     )
 
 
-def _finish(batch: pa.RecordBatch, plans: Sequence[ColumnPlan], schema: pa.Schema):
+def _finish(
+    batch: pa.RecordBatch,
+    plans: Sequence[ColumnPlan],
+    schema: pa.Schema,
+    repairs: Repairs | None = None,
+):
+    done: dict[str, dict[str, int]] = {}
     arrays = [
-        convert(batch.column(p.name), p) if p.needs_conversion else batch.column(p.name)
+        convert(batch.column(p.name), p, done) if p.needs_conversion else batch.column(p.name)
         for p in plans
     ]
+    if repairs is not None:  # counted once the whole batch converted (a failed one is replayed)
+        for name, counts in done.items():
+            repairs.count_numbers(name, counts)
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _drop_header_rows(batch: pa.RecordBatch, layout: CsvLayout) -> pa.RecordBatch:
+    """The fast path's check for the header repeated inside the data: only possible when every
+    column is read as text (a typed column fails on it, and the exact path drops it)."""
+    mask = None
+    for i, name in enumerate(layout.header_raw):
+        col = batch.column(i)
+        hit = pc.is_null(col) if name == "" else pc.equal(pc.utf8_trim_whitespace(col), name)
+        hit = pc.fill_null(hit, False)
+        mask = hit if mask is None else pc.and_(mask, hit)
+        if not pc.any(mask).as_py():
+            return batch
+    if mask is None:
+        return batch
+    return batch.filter(pc.invert(mask))
 
 
 def _open_at(layout: CsvLayout, *, native: bool = False):
@@ -383,9 +465,14 @@ def _open_at(layout: CsvLayout, *, native: bool = False):
 
 
 def iter_csv(
-    layout: CsvLayout, plans: Sequence[ColumnPlan], schema: pa.Schema, batch_rows: int
+    layout: CsvLayout,
+    plans: Sequence[ColumnPlan],
+    schema: pa.Schema,
+    batch_rows: int,
+    repairs: Repairs | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Batches of one file, in order, with exactly ``schema`` (see the module docstring)."""
+    """Batches of one file, in order, with exactly ``schema`` (see the module docstring).
+    What was changed to read it is added to ``repairs``."""
     by_name = {p.name: p for p in plans}
     file_plans = [by_name[n] for n in layout.names]  # the file's column order
     delivered = 0
@@ -406,9 +493,18 @@ def iter_csv(
                 convert_options=_convert_options(file_plans, layout.null_values),
             )
             last = None
+            all_text = all(pa.types.is_string(p.read_type) for p in file_plans)
             for batch in reader:
-                out = _finish(batch, plans, schema)
-                delivered += out.num_rows
+                raw_rows = batch.num_rows
+                headers = 0
+                if all_text and layout.header_raw:
+                    kept = _drop_header_rows(batch, layout)
+                    headers, batch = batch.num_rows - kept.num_rows, kept
+                out = _finish(batch, plans, schema, repairs)
+                delivered += raw_rows
+                if repairs is not None:
+                    for _ in range(headers):
+                        repairs.header_row(None)
                 last = batch
                 yield out
             if _may_end_in_open_quote(layout, last, f):
@@ -420,7 +516,7 @@ def iter_csv(
             pass  # replay from the first undelivered record with the exact path
         finally:
             f.close()
-    yield from _iter_exact(layout, plans, schema, batch_rows, start=delivered)
+    yield from _iter_exact(layout, plans, schema, batch_rows, start=delivered, repairs=repairs)
 
 
 def _iter_exact(
@@ -430,6 +526,7 @@ def _iter_exact(
     batch_rows: int,
     *,
     start: int,
+    repairs: Repairs | None = None,
 ) -> Iterator[pa.RecordBatch]:
     width = len(layout.names)
     chunk_rows = max(1, min(batch_rows, SLOW_CHUNK_ROWS))
@@ -463,6 +560,10 @@ def _iter_exact(
             record += 1
             if record <= start:
                 continue
+            if layout.header_raw and _is_header(row, layout.header_raw):
+                if repairs is not None:
+                    repairs.header_row(line)
+                continue
             if len(row) > width:
                 raise SourceError(
                     f"row has {len(row)} fields but the header has {width}",
@@ -477,10 +578,12 @@ def _iter_exact(
             rows.append(row)
             lines.append(line)
             if len(rows) >= chunk_rows:
-                yield _convert_chunk(layout, plans, file_plans, schema, options, rows, lines)
+                yield _convert_chunk(
+                    layout, plans, file_plans, schema, options, rows, lines, repairs
+                )
                 rows, lines = [], []
         if rows:
-            yield _convert_chunk(layout, plans, file_plans, schema, options, rows, lines)
+            yield _convert_chunk(layout, plans, file_plans, schema, options, rows, lines, repairs)
     finally:
         text.close()
 
@@ -614,7 +717,9 @@ def _check_quotes(layout: CsvLayout) -> None:
         text.close()
 
 
-def _convert_chunk(layout, plans, file_plans, schema, options, rows, lines) -> pa.RecordBatch:
+def _convert_chunk(
+    layout, plans, file_plans, schema, options, rows, lines, repairs=None
+) -> pa.RecordBatch:
     buf = io.StringIO()
     pycsv.writer(buf, lineterminator="\n").writerows(rows)
     data = buf.getvalue().encode("utf-8")
@@ -632,7 +737,7 @@ def _convert_chunk(layout, plans, file_plans, schema, options, rows, lines) -> p
         )
         batch = table.combine_chunks().to_batches()
         batch = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=table.schema)
-        return _finish(batch, plans, schema)
+        return _finish(batch, plans, schema, repairs)
     except ConversionFailed as e:
         raise mismatch(e.plan, e.values, file=layout.label, line=lines[e.rows[0]]) from None
     except pa.ArrowInvalid as e:
@@ -690,9 +795,16 @@ def csv_table(
                 hint="every file matched by source.path must have the same header",
             )
 
+    repairs = Repairs()
+    for lay in layouts:
+        repairs.title_rows.extend(lay.title_rows)
+        repairs.blank_rows += lay.blank_above
+        if lay.cr_only:
+            repairs.line_endings = "CR"
+
     def batches() -> Iterator[pa.RecordBatch]:
         for lay in layouts:
-            yield from iter_csv(lay, plans, schema, batch_rows)
+            yield from iter_csv(lay, plans, schema, batch_rows, repairs)
 
     encodings = {lay.encoding for lay in layouts}
     return SourceTable(
@@ -701,6 +813,8 @@ def csv_table(
         batches=batches(),
         files=[lay.label for lay in layouts],
         encoding=first.encoding if len(encodings) == 1 else ",".join(sorted(encodings)),
+        repairs=repairs,
+        unnamed=[n for n in first.unnamed if all(n in lay.unnamed for lay in layouts)],
     )
 
 

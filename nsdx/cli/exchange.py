@@ -123,6 +123,22 @@ def enterprise() -> None:
 @click.option("--bank-account", default=None)
 @click.option("--in-nansha/--not-in-nansha", default=False, help="Registered in Nansha district.")
 @click.option("--create-org", is_flag=True, help="Create the organisation if it does not exist.")
+@click.option(
+    "--region",
+    default="mainland",
+    show_default=True,
+    help="Where it is registered: mainland, hong-kong, macao or abroad.",
+)
+@click.option(
+    "--division",
+    default=None,
+    help="Mainland: GB/T 2260 division code, e.g. 440115 (default: the credit code's).",
+)
+@click.option(
+    "--ciio/--not-ciio",
+    default=False,
+    help="A critical-information-infrastructure operator (关键信息基础设施运营者).",
+)
 @_actor_options
 @json_option
 def enterprise_register(
@@ -138,6 +154,9 @@ def enterprise_register(
     bank_account,
     in_nansha,
     create_org,
+    region,
+    division,
+    ciio,
     as_org,
     user,
     as_json,
@@ -161,6 +180,9 @@ def enterprise_register(
         bank_account=bank_account,
         in_nansha=in_nansha,
         create_org=create_org,
+        region=region,
+        division=division,
+        ciio=ciio,
     )
     _note_key(ex)
     _out(r, as_json, f"✓ enterprise {org}: {r['credit_code']} {r['legal_name']}")
@@ -378,6 +400,32 @@ def grant(order_id, days, as_org, user, as_json):
     _out(r, as_json, f"✓ order {order_id}: access until {r['grant_expires']}")
 
 
+@exchange.command("evidence")
+@click.argument("order_id")
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(["filing", "gba_filing", "pia", "certification", "approval"]),
+    help="filing: standard contract filing number; gba_filing: GBA standard contract "
+    "filing; pia: PI impact assessment; certification; approval: security assessment.",
+)
+@click.option("--ref", "reference", required=True, help="The reference, e.g. SCC-2025-000123.")
+@_actor_options
+@json_option
+def evidence(order_id, kind, reference, as_org, user, as_json):
+    """Record a cross-border procedure's evidence for ORDER (the exporter, i.e. the seller).
+
+    An order whose route needs a standard contract, a GBA contract's PI impact assessment
+    or a security assessment cannot be granted before it is recorded.
+    """
+    from exchange import trade
+
+    ex, actor = _ex_actor(as_org, user)
+    r = trade.record_crossborder_evidence(ex, actor, order_id, kind=kind, reference=reference)
+    xb = r["cross_border"]
+    _out(r, as_json, f"✓ order {order_id}: {kind} {reference} recorded (route {xb['route']})")
+
+
 @exchange.command("deliver")
 @click.argument("order_id")
 @click.option(
@@ -545,8 +593,15 @@ def demo(year, force, as_json):
             f"✓ exchange demo: {r['enterprises']} enterprises, {r['offers']} offers, "
             f"{r['orders']} orders, ledger size {r['ledger_size']}"
         )
+    xb = r.get("cross_border")
+    if xb:
+        click.echo(
+            f"  cross-border: a Hong Kong buyer through {xb['hong_kong_route']}; an overseas "
+            f"buyer refused ({(xb['refused'] or {}).get('rule')})"
+        )
     click.echo(
         f"  try: nsdx audit verify && nsdx audit rewards --year {r['year']} && nsdx audit flags"
+        f" && nsdx audit cross-border --year {r['year']}"
     )
 
 
@@ -831,6 +886,106 @@ def flags(policy_path, at, as_json):
         ],
         ["kind", "ledger entries", "parties", "detail"],
         title=f"wash-trade flags at checkpoint size {res['checkpoint']['tree_size']}",
+    )
+
+
+@audit.command("cross-border")
+@click.option("--year", type=int, required=True)
+@_at_opt
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write JSON, CSV, Parquet and an HTML page to this folder.",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: one row per transfer, then per refusal.")
+@json_option
+def cross_border(year, at, out, as_csv, as_json):
+    """Cross-border transfers of YEAR (数据出境): per exporter and destination, cumulative
+    individuals against the thresholds, routes, evidence references and refusals."""
+    from exchange.crossborder.report import (
+        crossborder_csv,
+        crossborder_report,
+        write_crossborder_report,
+    )
+
+    if not 2000 <= year <= 2100:
+        raise click.BadParameter("a year from 2000 to 2100", param_hint="--year")
+    ex = _ex(read_only=True)
+    if out is not None:
+        files = write_crossborder_report(ex, year, Path(out), tree_size=at)
+        if as_json:
+            echo_json({"files": [str(f) for f in files]})
+        else:
+            for f in files:
+                click.echo(str(f))
+        return
+    rep = crossborder_report(ex, year, tree_size=at)
+    if as_json:
+        echo_json(rep)
+        return
+    if as_csv:
+        sys.stdout.write(crossborder_csv(rep))
+        return
+    cp, tot = rep["checkpoint"], rep["totals"]
+    click.secho(f"cross-border transfers (数据出境) — {year}", bold=True)
+    click.echo(
+        f"computed from checkpoint size {cp['tree_size']}, root {cp['root']}; "
+        f"{tot['transfers']} transfers, {tot['refusals']} refusals, "
+        f"{tot['awaiting_evidence']} awaiting evidence"
+    )
+    table(
+        [
+            (
+                x["exporter"],
+                x["region"],
+                x["transfers"],
+                f"{x['cumulative_individuals']:,}",
+                f"{x['cumulative_sensitive']:,}",
+                f"{x['exempt_below']:,} / {x['assessment_from']:,}; "
+                f"sensitive {x['sensitive_assessment_from']:,}",
+                x["band"],
+            )
+            for x in rep["exporters"]
+        ],
+        ["exporter", "region", "transfers", "individuals", "sensitive", "thresholds", "band"],
+        title="exporters: cumulative individuals this year",
+    )
+    table(
+        [
+            (
+                t["ledger_index"],
+                t["exporter"],
+                f"{t['destination']} ({t['destination_region']})",
+                t["dataset"],
+                t["route"],
+                t["rule"],
+                f"{t['individuals_added']:,}",
+                "; ".join(f"{k}={v}" for k, v in t["evidence"].items())
+                or (
+                    "needs " + " or ".join(t["missing_evidence"]) if t["missing_evidence"] else "-"
+                ),
+            )
+            for t in rep["transfers"]
+        ],
+        ["ledger", "exporter", "destination", "dataset", "route", "rule", "added", "evidence"],
+        title="transfers",
+    )
+    table(
+        [
+            (
+                r["ledger_index"],
+                r["stage"],
+                r["exporter"],
+                r["destination"],
+                r["dataset"],
+                r["rule"],
+            )
+            for r in rep["refusals"]
+        ],
+        ["ledger", "stage", "exporter", "destination", "dataset", "rule"],
+        title="refusals",
     )
 
 

@@ -25,11 +25,11 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from catalogue.auth import Principal
-from exchange.errors import ExchangeError
+from exchange.errors import ExchangeError, LedgerCorrupt
 from exchange.ledger.browse import entry_kinds, list_entries
 from exchange.ledger.note import NoteError
 from exchange.ledger.store import b64
-from exchange.ledger.verify import verify_with_state
+from exchange.ledger.verify import rows_digest, verify_with_state
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
@@ -109,6 +109,12 @@ def _latest(ex):
 
 
 def _summary(ex, year: int, cp):
+    """The year's summary from the signed checkpoint ``cp``, cached with a digest of the
+    ledger rows it was computed from (:func:`exchange.ledger.verify.rows_digest`). Every
+    view re-reads the rows and compares: rows changed after the summary was cached (an
+    edited payload, a removed or inserted row) drop the cached figures, and the fresh
+    computation, verified against the signed root, reports the tampering
+    (:class:`exchange.errors.LedgerCorrupt`) on that very view."""
     from exchange.reports import yearly_summary
 
     key = (
@@ -119,7 +125,19 @@ def _summary(ex, year: int, cp):
         year,
         os.environ.get("NSDX_REWARD_POLICY"),
     )
-    return _cached(key, lambda: yearly_summary(ex, year, tree_size=cp.tree_size))
+    now = rows_digest(ex.ledger, cp.tree_size)
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] == now:  # type: ignore[index]
+        with _cache_lock:
+            _cache.move_to_end(key)
+        return hit[1]  # type: ignore[index]
+    with _cache_lock:
+        _cache.pop(key, None)
+        for k in [k for k in _cache if k[0] == "charts" and k[1:5] == key[1:5]]:
+            _cache.pop(k, None)
+    s = yearly_summary(ex, year, tree_size=cp.tree_size)  # verified: raises if tampered
+    return _cached(key, lambda: (now, s))[1]
 
 
 def _year(request: Request) -> int:
@@ -331,7 +349,15 @@ def rewards(request: Request):
     cp = _latest(ex)
     if cp is None:
         return render(request, "audit/rewards.html", {"year": year, "s": None})
-    s = _summary(ex, year, cp)
+    try:
+        s = _summary(ex, year, cp)
+    except LedgerCorrupt as e:  # changed after signing: no figure from it is shown
+        return render(
+            request,
+            "audit/rewards.html",
+            {"year": year, "s": None, "corrupt": e.message, "corrupt_hint": e.hint},
+            409,
+        )
     from . import i18n
 
     key = ("charts", id(ex), cp.tree_size, b64(cp.root), year, i18n.current())
@@ -443,6 +469,94 @@ def report_file(filename: str, request: Request):
         media_type=media,
         filename=filename,
         background=BackgroundTask(tmp.cleanup),
+    )
+
+
+# -- cross-border transfers (数据出境) ----------------------------------------------------
+XB_ROUTES = [
+    Np_("route", "not_cross_border"),
+    Np_("route", "exempt"),
+    Np_("route", "standard_contract"),
+    Np_("route", "certification"),
+    Np_("route", "gba_standard_contract"),
+    Np_("route", "security_assessment"),
+    Np_("route", "refused"),
+]
+XB_STAGES = [Np_("stage", "order"), Np_("stage", "grant")]
+XB_BANDS = [Np_("band", "exempt"), Np_("band", "contract"), Np_("band", "assessment")]
+XB_RULES = [
+    Np_("xbrule", "offer_not_cross_border"),
+    Np_("xbrule", "core_data"),
+    Np_("xbrule", "important_data"),
+    Np_("xbrule", "no_personal_information"),
+    Np_("xbrule", "ftz_outside_negative_list"),
+    Np_("xbrule", "pi_count_unknown"),
+    Np_("xbrule", "ciio_personal_information"),
+    Np_("xbrule", "pi_below_threshold"),
+    Np_("xbrule", "gba_hong_kong"),
+    Np_("xbrule", "gba_macao"),
+    Np_("xbrule", "pi_assessment_threshold"),
+    Np_("xbrule", "sensitive_pi_assessment_threshold"),
+    Np_("xbrule", "sensitive_pi"),
+    Np_("xbrule", "pi_contract_threshold"),
+    Np_("xbrule", "evidence_missing"),
+]
+XB_FILE = re.compile(
+    r"cross-border-(\d{4})(-(?:transfers|exporters|destinations|refusals))?\.(csv|parquet|html|json)"
+)
+
+
+def _crossborder(ex, year: int, cp):
+    from exchange.crossborder.report import crossborder_report
+
+    key = ("crossborder", id(ex), cp.tree_size, b64(cp.root), year)
+    return _cached(key, lambda: crossborder_report(ex, year, tree_size=cp.tree_size))
+
+
+@router.get("/audit/cross-border")
+def cross_border(request: Request):
+    """Cross-border transfers of a year: the report of `nsdx audit cross-border --year Y`."""
+    try:
+        _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    ex = state_of(request).exchange
+    year = _year(request)
+    cp = _latest(ex)
+    rep = _crossborder(ex, year, cp) if cp is not None else None
+    return render(request, "audit/crossborder.html", {"year": year, "rep": rep})
+
+
+@router.get("/audit/cross-border/{filename}")
+def cross_border_file(filename: str, request: Request):
+    """A file of the cross-border audit (as `nsdx audit cross-border --out` writes them)."""
+    try:
+        _official(request)
+    except _NotOfficial:
+        return _refuse(request)
+    m = XB_FILE.fullmatch(filename)
+    if not m or not 2000 <= int(m.group(1)) <= 2100:
+        return error_response(request, 404)
+    ex = state_of(request).exchange
+    cp = _latest(ex)
+    if cp is None:
+        return error_response(request, 404, _("No signed checkpoint yet"), _("Nothing to report."))
+    from exchange.crossborder.report import write_crossborder_report
+
+    tmp = tempfile.TemporaryDirectory(prefix="nsdx-xb-")
+    files = write_crossborder_report(ex, int(m.group(1)), Path(tmp.name), tree_size=cp.tree_size)
+    path = next((f for f in files if f.name == filename), None)
+    if path is None:
+        tmp.cleanup()
+        return error_response(request, 404)
+    media = {
+        "csv": "text/csv; charset=utf-8",
+        "parquet": "application/vnd.apache.parquet",
+        "html": "text/html; charset=utf-8",
+        "json": "application/json",
+    }[m.group(3)]
+    return FileResponse(
+        path, media_type=media, filename=filename, background=BackgroundTask(tmp.cleanup)
     )
 
 

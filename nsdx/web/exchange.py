@@ -73,6 +73,9 @@ class EnterpriseIn(BaseModel):
     phone: str | None = None
     bank_account: str | None = None
     in_nansha: bool = False
+    region: str = "mainland"  # mainland | hong-kong | macao | abroad
+    division: str | None = None  # mainland: GB/T 2260 code (default: the credit code's)
+    ciio: bool = False  # a critical-information-infrastructure operator
 
 
 class OfferIn(BaseModel):
@@ -99,6 +102,11 @@ class PaymentIn(BaseModel):
     amount_cny: str | None = None
     reference: str = ""
     paid_on: str | None = None
+
+
+class EvidenceIn(BaseModel):
+    kind: str  # filing | gba_filing | pia | certification | approval
+    reference: str
 
 
 class GrantIn(BaseModel):
@@ -188,6 +196,19 @@ def order_grant(request: Request, order_id: str, body: GrantIn):
     return _call(request, lambda ex, a: trade.grant_access(ex, a, order_id, days=body.days))
 
 
+@router.post("/api/exchange/orders/{order_id}/evidence")
+def order_evidence(request: Request, order_id: str, body: EvidenceIn):
+    """Record a cross-border procedure's evidence (the seller): a grant of an order whose
+    route needs a procedure is refused (409) until it is recorded."""
+    return _call(
+        request,
+        lambda ex, a: trade.record_crossborder_evidence(
+            ex, a, order_id, kind=body.kind, reference=body.reference
+        ),
+        201,
+    )
+
+
 @router.post("/api/exchange/orders/{order_id}/delivery")
 def order_deliver(request: Request, order_id: str, body: DeliveryIn):
     return _call(
@@ -272,5 +293,22 @@ def flags(request: Request, at: int | None = Query(None, ge=0, le=TREE_MAX)):
     def run(ex: Exchange, a: Actor):
         _auditor(a)
         return wash_flags(ex, tree_size=at)
+
+    return _call(request, run)
+
+
+@router.get("/api/audit/cross-border")
+def cross_border(
+    request: Request,
+    year: int = Query(ge=YEAR_MIN, le=YEAR_MAX, description="the calendar year"),
+    at: int | None = Query(None, ge=0, le=TREE_MAX, description="a tree size to report at"),
+):
+    """Cross-border transfers of a year (auditors): the same report as
+    `nsdx audit cross-border --year Y --json`."""
+    from exchange.crossborder.report import crossborder_report
+
+    def run(ex: Exchange, a: Actor):
+        _auditor(a)
+        return crossborder_report(ex, year, tree_size=at)
 
     return _call(request, run)

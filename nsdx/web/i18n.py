@@ -114,6 +114,25 @@ def npgettext(context: str, singular: str, plural: str, n: int, **kw) -> str:
 _ = gettext
 
 
+def core(message: object) -> str:
+    """A message from the domain core in the current language: a
+    :class:`validation.messages.Msg` through its message id and parameters, any other text
+    through the catalogue as it is (a constant core message is its own msgid); text with no
+    translation stays English."""
+    if message is None:
+        return ""
+    tr = translations(_lang.get())
+    template = getattr(message, "template", None)
+    if template is None:
+        return tr.ugettext(str(message))
+    params = getattr(message, "params", None) or {}
+    s = tr.ugettext(template)
+    try:
+        return s % params if params else s
+    except (KeyError, ValueError, TypeError):  # a broken translation: the English text
+        return str(message)
+
+
 def lang_of(scope_or_cookies) -> str:
     """The language a request asked for: its ``nsdx_lang`` cookie, else Chinese."""
     cookies = scope_or_cookies
@@ -147,6 +166,7 @@ def install(env) -> None:
     env.install_gettext_callables(
         gettext, ngettext, newstyle=True, pgettext=pgettext, npgettext=npgettext
     )
+    env.filters["core"] = core
     env.globals["current_lang"] = current
     env.globals["html_lang"] = lambda: HTML_LANG[current()]
     env.globals["LANGUAGES"] = LANGUAGES
@@ -160,6 +180,7 @@ __all__ = [
     "LANGUAGES",
     "LanguageMiddleware",
     "N_",
+    "core",
     "gettext",
     "install",
     "ngettext",

@@ -184,6 +184,7 @@ async def dataset_response(
             "order_error": order_error,
             "order_form": order_form or {},
             "can_sell": await run_in_threadpool(can_sell, request, pkg),
+            "can_edit": not who.anonymous and who.can_edit(pkg.get("owner_org")),
             "offer_error": offer_error,
             "offer_form": offer_form or {},
             "offer_errors": offer_errors or {},

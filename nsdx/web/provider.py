@@ -21,6 +21,7 @@ from catalogue.ckan.actions import authorize_upload
 from validation.errors import NsdxError
 
 from .errorpages import error_response
+from .i18n import core
 from .i18n import gettext as _
 from .limits import max_upload_bytes
 from .render import render
@@ -113,6 +114,149 @@ async def new_dataset(request: Request):
             "licences": LICENCES,
         },
         422 if status in (400, 409) else status,
+    )
+
+
+# -- editing a dataset's metadata: the Action API's package_patch ---------------------------
+EDIT_FIELDS = (
+    "title",
+    "title_en",
+    "notes",
+    "notes_en",
+    "tags",
+    "license_id",
+    "domain",
+    "maintainer",
+    "maintainer_email",
+)
+EDIT_MAX = {"notes": 10_000, "notes_en": 10_000}  # other fields: 500 characters
+
+
+def _edit_form(pkg: dict) -> dict[str, str]:
+    """The form's values from a package dict (what package_show answers)."""
+    ex = {e["key"]: e["value"] for e in pkg.get("extras") or []}
+    f = {k: str(pkg.get(k) or ex.get(k) or "") for k in EDIT_FIELDS if k != "tags"}
+    f["tags"] = ", ".join(t["name"] for t in pkg.get("tags") or [])
+    f["modified"] = str(pkg.get("metadata_modified") or "")
+    return f
+
+
+def _edit_page(request: Request, pkg: dict, form: dict, status: int = 200, **ctx):
+    return render(
+        request,
+        "provider/edit.html",
+        {
+            "pkg": pkg,
+            "form": form,
+            "errors": ctx.pop("errors", {}),
+            "licences": _licences(form.get("license_id")),
+            **ctx,
+        },
+        status,
+    )
+
+
+def _licences(current: str | None) -> list[str]:
+    return LICENCES + ([current] if current and current not in LICENCES else [])
+
+
+def _editable(request: Request, name: str):
+    """(principal, package dict) when the viewer may edit the dataset, else an error page:
+    the access decision is the core's (``Packages.show``, then ``can_edit``, the same check
+    package_patch makes)."""
+    p = require_user(request)
+    st = state_of(request)
+    try:
+        pkg = st.packages.show(p, name[:200], st.grants)
+    except NsdxError as e:
+        if e_status(e) not in (403, 404):
+            raise
+        return (
+            p,
+            None,
+            error_response(
+                request,
+                404,
+                _("Dataset not found"),
+                _("There is no dataset %(name)s you may see.", name=name[:100]),
+            ),
+        )
+    org = (pkg.get("organization") or {}).get("id") or pkg.get("owner_org")
+    if not p.can_edit(org):
+        return (
+            p,
+            None,
+            error_response(
+                request,
+                403,
+                _("You may not edit this dataset"),
+                _("An admin or editor of the dataset's organisation (or a sysadmin) may."),
+            ),
+        )
+    return p, pkg, None
+
+
+@router.get("/dataset/{name}/edit")
+def edit_form(name: str, request: Request):
+    _p, pkg, refused = _editable(request, name)
+    if refused is not None:
+        return refused
+    return _edit_page(request, pkg, _edit_form(pkg))
+
+
+@router.post("/dataset/{name}/edit")
+async def edit(name: str, request: Request):
+    """Change the dataset's metadata with ``package_patch`` (the same validation, access
+    decision and effects as the Action API); refused fields are marked, the form is kept."""
+    p, pkg, refused = await run_in_threadpool(_editable, request, name)
+    if refused is not None:
+        return refused
+    form = await request.form()
+    f = {k: str(form.get(k) or "").strip() for k in (*EDIT_FIELDS, "modified")}
+    errors: dict[str, str] = {}
+    for k in EDIT_FIELDS:
+        if len(f[k]) > EDIT_MAX.get(k, 500):
+            errors[k] = _("At most %(n)s characters.", n=EDIT_MAX.get(k, 500))
+    if errors:
+        return _edit_page(request, pkg, f, 422, errors=errors, error=_("Check the marked fields."))
+    if f["modified"] and f["modified"] != str(pkg.get("metadata_modified") or ""):
+        # a second tab (or someone else) saved meanwhile: never overwrite their change blind
+        return _edit_page(
+            request,
+            pkg,
+            f,
+            409,
+            error=_(
+                "The dataset was changed since you opened this form. Your entries are kept "
+                "below; reload the page to see the current metadata, then save again."
+            ),
+        )
+    data: dict[str, Any] = {
+        "id": pkg["id"],
+        "title": f["title"],
+        "notes": f["notes"],
+        "license_id": f["license_id"],
+        "maintainer": f["maintainer"],
+        "maintainer_email": f["maintainer_email"],
+        "tags": [{"name": t.strip()} for t in f["tags"].split(",") if t.strip()][:100],
+        "extras": [{"key": k, "value": f[k]} for k in ("title_en", "notes_en", "domain")],
+    }
+    st = state_of(request)
+    status, body = await run_in_threadpool(dispatch, "package_patch", data, st.context(request, p))
+    if status == 200:
+        return RedirectResponse(f"/dataset/{body['result']['name']}?edited=1", 303)
+    err = body.get("error") or {}
+    if err.get("__type") != "Validation Error":
+        return error_response(request, status, _("Not saved"), core(err.get("message")))
+    for k, v in err.items():
+        if k.startswith("__") or k == "message":
+            continue
+        field = {"extras": "title_en", "owner_org": "title"}.get(k, k)
+        field = field if field in EDIT_FIELDS else "title"
+        text = " ".join(core(m) for m in (v if isinstance(v, list) else [v]))
+        errors[field] = (errors[field] + " " + text) if field in errors else text
+    return _edit_page(
+        request, pkg, f, 422, errors=errors, error=_("Not saved: check the marked fields.")
     )
 
 

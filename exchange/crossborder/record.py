@@ -1,0 +1,357 @@
+"""The cross-border rules in the trade: gather an order's facts, decide (one call of
+:func:`exchange.crossborder.decide.decide`), and record the decision, every refusal and
+every evidence reference as ledger events.
+
+* :func:`assess` — inside the order's transaction: the facts and the decision;
+* :func:`record_decision` — the ``crossborder.decided`` event and the working row, in the
+  order's transaction (a refusal creates no order: :func:`record_refusal` appends
+  ``crossborder.refused`` in its own transaction, then the caller raises);
+* :func:`check_grant` — a grant of an order whose route needs a procedure is blocked until
+  the evidence is recorded (the blocked attempt is a ``crossborder.refused`` event too);
+* :func:`record_evidence` — ``crossborder.evidence``: a filing number, an approval number,
+  a PIA reference or a certification, in the form the policy sets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalogue.models import Dataset, Organization, Version
+
+from .. import credit_code
+from ..actors import SELLER_ROLES, Actor
+from ..errors import (
+    CrossBorderBlocked,
+    CrossBorderRefused,
+    InvalidRequest,
+    InvalidState,
+    OrderNotFound,
+)
+from ..models import CrossBorderDecision, Enterprise, Offer, Order
+from .decide import REQUIRES, Decision, Transfer, add_working_days, decide
+from .policy import EVIDENCE_KINDS, CrossBorderPolicy
+from .regions import Region
+
+if TYPE_CHECKING:
+    from ..context import Exchange
+
+#: Evidence each route accepts (the grant needs one of REQUIRES; the GBA filing follows).
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    "standard_contract": ("filing", "certification"),
+    "certification": ("filing", "certification"),
+    "gba_standard_contract": ("pia", "gba_filing"),
+    "security_assessment": ("approval",),
+}
+
+
+def region_of(ent: Enterprise) -> Region:
+    if (ent.region or "mainland") != "mainland":
+        return Region(ent.region)
+    return Region("mainland", ent.division or credit_code.division(ent.credit_code))
+
+
+@dataclass
+class Assessment:
+    decision: Decision
+    policy: CrossBorderPolicy
+    facts: dict[str, Any]  # what the events record
+    transfer: Transfer
+    seller_id: str
+    dataset_id: str
+    version: int | None
+    day: date
+
+
+def assess(
+    ex: Exchange,
+    s: Session,
+    *,
+    offer: Offer,
+    seller: Organization,
+    seller_ent: Enterprise,
+    buyer: Organization,
+    buyer_ent: Enterprise,
+    ds: Dataset,
+    day: date,
+) -> Assessment:
+    """The decision of an order of ``offer`` by ``buyer`` on ``day`` (inside the order's
+    transaction: the exporter's profile row is locked so that concurrent orders count in
+    turn)."""
+    policy = ex.crossborder_policy
+    s.execute(select(Enterprise.id).where(Enterprise.id == seller_ent.id).with_for_update())
+    number = offer.version if offer.version is not None else ds.current_version
+    individuals = None
+    if number is not None:
+        individuals = s.scalar(
+            select(Version.individuals).where(Version.dataset_id == ds.id, Version.number == number)
+        )
+    prior = list(
+        s.execute(
+            select(
+                CrossBorderDecision.individuals,
+                CrossBorderDecision.sensitive,
+                CrossBorderDecision.dataset_id,
+                CrossBorderDecision.version,
+            ).where(
+                CrossBorderDecision.seller_id == seller.id,
+                CrossBorderDecision.year == day.year,
+                CrossBorderDecision.route != "refused",
+            )
+        )
+    )
+    t = Transfer(
+        seller=region_of(seller_ent),
+        buyer=region_of(buyer_ent),
+        exporter_ciio=bool(seller_ent.ciio),
+        offer_cross_border=bool(offer.cross_border),
+        grade=ds.grade or "general",
+        domain=ds.domain,
+        category=ds.data_category,
+        has_pi=bool(ds.has_pi),
+        sensitive_pi=bool(ds.sensitive_pi),
+        individuals=individuals,
+        prior_individuals=sum(p[0] for p in prior),
+        prior_sensitive=sum(p[1] for p in prior),
+        counted_before=any(p[2] == ds.id and p[3] == number for p in prior),
+    )
+    d = decide(t, policy)
+    facts = {
+        "offer": offer.id,
+        "dataset": ds.name,
+        "domain": ds.domain,
+        "data_category": ds.data_category,
+        "version": number,
+        "grade": t.grade,
+        "has_pi": t.has_pi,
+        "sensitive_pi": t.sensitive_pi,
+        "seller": seller.name,
+        "seller_code": seller_ent.credit_code,
+        "seller_region": t.seller.to_dict(),
+        "exporter_ciio": t.exporter_ciio,
+        "buyer": buyer.name,
+        "buyer_code": buyer_ent.credit_code,
+        "buyer_region": t.buyer.to_dict(),
+        "year": day.year,
+        "decided_on": day.isoformat(),
+        **d.to_dict(),
+        "policy_version": policy.version,
+        "policy_sha256": policy.sha256,
+    }
+    return Assessment(d, policy, facts, t, seller.id, ds.id, number, day)
+
+
+def record_decision(ex: Exchange, s: Session, a: Assessment, order: Order, actor: Actor) -> None:
+    """The ``crossborder.decided`` event and working row of a cross-border order."""
+    d = a.decision
+    added = 0
+    if a.transfer.has_pi and not a.transfer.counted_before:
+        added = a.transfer.individuals or 0
+    due = None
+    if d.route == "gba_standard_contract":
+        due = add_working_days(a.day, a.policy.gba_filing_working_days)
+    row = CrossBorderDecision(
+        order_id=order.id,
+        seller_id=a.seller_id,
+        dataset_id=a.dataset_id,
+        version=a.version,
+        year=a.day.year,
+        decided_on=a.day,
+        route=d.route,
+        rule=d.rule,
+        individuals=added,
+        sensitive=added if a.transfer.sensitive_pi else 0,
+        policy_sha256=a.policy.sha256,
+        evidence={},
+        filing_due=due,
+    )
+    s.add(row)
+    s.flush()
+    ex.ledger.append(
+        s,
+        "crossborder.decided",
+        {
+            "actor": actor.name,
+            "order": order.id,
+            **a.facts,
+            "individuals_added": added,
+            "filing_due": due.isoformat() if due else None,
+        },
+        ref=row,
+    )
+
+
+def record_refusal(ex: Exchange, a: Assessment, actor: Actor, *, stage: str, order=None):
+    """Append ``crossborder.refused`` in its own transaction and raise
+    :class:`CrossBorderRefused` naming the rule and the ledger entry."""
+    with ex.ledger.transaction() as s:
+        ap = ex.ledger.append(
+            s,
+            "crossborder.refused",
+            {"actor": actor.name, "stage": stage, "order": order, **a.facts},
+        )
+    ap = ex.ledger.settle(ap)
+    d = a.decision
+    raise CrossBorderRefused(
+        f"cross-border sale refused ({d.rule}): {d.detail}",
+        hint="core data and offers not made for cross-border sale cannot be sold to a buyer "
+        "outside the mainland; see docs/exchange.md (cross-border transfers)",
+        rule=d.rule,
+        route=d.route,
+        ledger_index=ap.index,
+    )
+
+
+def decision_of(s: Session, order_id: str) -> CrossBorderDecision | None:
+    return s.scalar(select(CrossBorderDecision).where(CrossBorderDecision.order_id == order_id))
+
+
+def missing_evidence(row: CrossBorderDecision | None) -> tuple[str, ...]:
+    """The evidence kinds of which one must be recorded before the grant (empty: none)."""
+    if row is None:
+        return ()
+    need = REQUIRES.get(row.route, ())
+    if row.route == "certification":
+        need = REQUIRES["standard_contract"]
+    if not need or any(k in (row.evidence or {}) for k in need):
+        return ()
+    return need
+
+
+def check_grant(ex: Exchange, order_id: str, actor: Actor) -> None:
+    """Raise :class:`CrossBorderBlocked` (after recording the refusal in the ledger) when the
+    order's route needs a procedure whose evidence is not recorded yet."""
+    with ex.catalogue.Session() as s:
+        row = decision_of(s, order_id)
+        need = missing_evidence(row)
+        if not need or row is None:
+            return
+        route, rule = row.route, row.rule
+        seller = s.get(Organization, row.seller_id)
+        ds = s.get(Dataset, row.dataset_id)
+        order = s.get(Order, order_id)
+        buyer = s.get(Organization, order.buyer_id) if order else None
+        facts = {
+            "order": order_id,
+            "seller": seller.name if seller else None,
+            "buyer": buyer.name if buyer else None,
+            "dataset": ds.name if ds else None,
+            "route": route,
+            "rule": "evidence_missing",
+            "decision_rule": rule,
+            "detail": f"{route} ({rule}) needs its {' or '.join(need)} reference before the grant",
+            "requires": list(need),
+            "year": row.year,
+            "policy_sha256": row.policy_sha256,
+        }
+    with ex.ledger.transaction() as s:
+        ap = ex.ledger.append(
+            s, "crossborder.refused", {"actor": actor.name, "stage": "grant", **facts}
+        )
+    ap = ex.ledger.settle(ap)
+    kinds = " or ".join(need)
+    raise CrossBorderBlocked(
+        f"order {order_id} needs {route.replace('_', ' ')} ({rule}): access cannot be granted "
+        f"until its {kinds} reference is recorded",
+        hint=f"record it: `nsdx exchange evidence {order_id} --kind {need[0]} --ref ...`",
+        order=order_id,
+        route=route,
+        requires=list(need),
+        ledger_index=ap.index,
+    )
+
+
+def check_reference(policy: CrossBorderPolicy, kind: Any, reference: Any) -> tuple[str, str]:
+    if kind not in EVIDENCE_KINDS:
+        raise InvalidRequest(
+            f"kind: {str(kind)[:40]!r} is not one of {', '.join(EVIDENCE_KINDS)}",
+            hint="filing (standard contract), gba_filing, pia (PI impact assessment), "
+            "certification, approval (security assessment)",
+            field="kind",
+        )
+    fmt = policy.evidence[kind]
+    ref = reference.strip() if isinstance(reference, str) else ""
+    if not ref or len(ref) > 100 or not ref.isascii() or not re.fullmatch(fmt.pattern, ref):
+        raise InvalidRequest(
+            f"reference: {str(reference)[:40]!r} is not a {kind} reference",
+            hint=f"write it like {fmt.example} (the policy's evidence.{kind}.pattern)",
+            field="reference",
+            kind=kind,
+        )
+    return str(kind), ref
+
+
+def record_evidence(ex: Exchange, actor: Actor, order_id: str, *, kind: Any, reference: Any):
+    """Record a procedure's evidence for a cross-border order (the exporter, i.e. the
+    seller): one ``crossborder.evidence`` event. A certification on a standard-contract
+    route makes the route ``certification``."""
+    kind, ref = check_reference(ex.crossborder_policy, kind, reference)
+    with ex.ledger.transaction() as s:
+        order = s.get(Order, order_id)
+        if order is None:
+            raise OrderNotFound(f"order {order_id!r} not found", order=order_id)
+        seller_name = s.scalar(select(Organization.name).where(Organization.id == order.seller_id))
+        actor.require(str(seller_name), SELLER_ROLES, "record cross-border evidence for this order")
+        row = decision_of(s, order.id)
+        if row is None or row.route not in ACCEPTS:
+            raise InvalidState(
+                f"order {order.id} needs no cross-border procedure "
+                f"({row.route if row else 'not a cross-border order'})",
+                order=order.id,
+            )
+        if kind not in ACCEPTS[row.route]:
+            raise InvalidRequest(
+                f"kind: a {kind} reference does not belong to the {row.route} route",
+                hint=f"this order accepts {', '.join(ACCEPTS[row.route])}",
+                field="kind",
+            )
+        if kind in (row.evidence or {}):
+            raise InvalidState(
+                f"order {order.id} already has its {kind} reference ({row.evidence[kind]})",
+                order=order.id,
+            )
+        row.evidence = {**(row.evidence or {}), kind: ref}
+        if kind == "certification" and row.route == "standard_contract":
+            row.route = "certification"
+        late = None
+        if kind == "gba_filing" and row.filing_due is not None:
+            late = ex.today() > row.filing_due
+        s.flush()
+        ap = ex.ledger.append(
+            s,
+            "crossborder.evidence",
+            {
+                "actor": actor.name,
+                "order": order.id,
+                "seller": seller_name,
+                "kind": kind,
+                "reference": ref,
+                "route": row.route,
+                "recorded_on": ex.today().isoformat(),
+                "filing_late": late,
+                "policy_sha256": ex.crossborder_policy.sha256,
+            },
+        )
+        out = decision_dict(row)
+    return ap, out
+
+
+def decision_dict(row: CrossBorderDecision | None) -> dict | None:
+    if row is None:
+        return None
+    return {
+        "route": row.route,
+        "rule": row.rule,
+        "year": row.year,
+        "individuals_added": row.individuals,
+        "evidence": dict(row.evidence or {}),
+        "missing_evidence": list(missing_evidence(row)),
+        "filing_due": row.filing_due.isoformat() if row.filing_due else None,
+        "policy_sha256": row.policy_sha256,
+        "ledger_index": row.ledger_index,
+    }

@@ -1,0 +1,51 @@
+"""The rewards page's cached figures are re-checked against the ledger rows on every view:
+rows edited after the summary was cached are reported on the next view (in the official's
+language), never hidden behind the cache."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from catalogue.auth import Accounts
+from catalogue.search import drop_indexes
+from catalogue.signin import set_password
+from exchange.demo import run_demo
+from nsdx.web import audit
+from nsdx.web.app import create_app
+from tests.test_audit_state import _tamper
+from tests.test_ckan_api import make_nsdx
+from tests.test_portal_pages import HTML, PASSWORD, login
+
+
+@pytest.fixture
+def site(tmp_path, nsdx_env):
+    (tmp_path / "home").mkdir(exist_ok=True)
+    nx = make_nsdx(tmp_path, f"sqlite:///{tmp_path / 'home' / 'nsdx.db'}")
+    demo = run_demo(nx.exchange)
+    acc = Accounts(nx.catalogue)
+    acc.create_user("official", auditor=True)
+    set_password(acc, "official", PASSWORD)
+    with TestClient(create_app(nx, warm=False, worker=False)) as c:
+        c.headers.update(HTML)
+        c.home, c.year = tmp_path / "home", demo["year"]
+        yield c
+    drop_indexes()
+
+
+def test_rows_tampered_after_caching_are_reported_on_the_next_view(site):
+    login(site, "official")
+    url = f"/audit/rewards?year={site.year}"
+    first = site.get(url)
+    assert first.status_code == 200 and 'id="capped-total"' in first.text
+    cached = [k for k in audit._cache if k[0] == "summary" and k[4] == site.year]
+    assert cached  # the figures are cached for this checkpoint
+    assert site.get(url).text.count('id="capped-total"') == 1  # served from the cache
+    _tamper(site.home, rehash=True)  # a careful forger: leaf hashes rewritten too
+    r = site.get(url)
+    assert r.status_code == 409 and 'id="capped-total"' not in r.text
+    assert "账本在签名后被修改：不显示任何数字。" in r.text
+    assert "的哈希与检查点" in r.text and "由其计算出的任何数字都不可信" in r.text
+    site.cookies.set("nsdx_lang", "en")
+    r = site.get(url)
+    assert r.status_code == 409 and "do not hash to the root signed in checkpoint" in r.text

@@ -1,0 +1,37 @@
+"""Messages of the domain core that a surface may show in another language.
+
+A :class:`Msg` *is* the English text (a ``str``: logs, the CLI, JSON answers and every
+``==`` keep working), and it remembers the gettext message id it came from (``template``,
+English, with ``%(name)s`` placeholders) and the values (``params``). The portal renders it
+through its catalogue (``nsdx.web.i18n.core``); the domain packages never import the web.
+
+``make messages`` extracts the ``Msg("...")`` calls of the domain packages into the portal's
+catalogue, next to the portal's own messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Msg(str):
+    """English text with its message id and parameters (for translation by a surface)."""
+
+    template: str
+    params: dict[str, Any]
+
+    def __new__(cls, template: str, **params: Any) -> Msg:
+        self = super().__new__(cls, template % params if params else template)
+        self.template = template
+        self.params = params
+        return self
+
+    def __reduce__(self):  # pickled across processes (the validation worker) as itself
+        return (_restore, (self.template, self.params))
+
+
+def _restore(template: str, params: dict[str, Any]) -> Msg:
+    return Msg(template, **params)
+
+
+__all__ = ["Msg"]
