@@ -84,6 +84,7 @@ def declare_speeding_bus(tmp_path: Path, env: dict, rows: str) -> None:
     )
 
 
+@pytest.mark.slow  # builds the module's deployments: `nsdx ingest --all`, local and S3
 def test_ingest_everything_then_query_then_rerun(published):
     env, first = published
     assert first["errors"] == []
