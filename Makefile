@@ -55,5 +55,5 @@ messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1c,2 -k pgettext:1c,2 -k Msg --no-location \
 		--omit-header -o .nsdx-messages.pot .
 	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages --no-wrap \
-		--ignore-obsolete
+		--ignore-obsolete --no-fuzzy-matching
 	rm -f .nsdx-messages.pot

@@ -8,8 +8,9 @@ import atexit
 import os
 import threading
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -117,6 +118,29 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. SQLAlchemy types ``Session.execute`` as
+    returning a plain ``Result``; for those statements it is a ``CursorResult``."""
+    if not isinstance(result, CursorResult):  # pragma: no cover - SQLAlchemy's contract
+        raise TypeError(f"not the result of an UPDATE or DELETE: {type(result).__name__}")
+    return result.rowcount
+
+
+_Row = TypeVar("_Row")
+
+
+def referenced(s: Session, model: type[_Row], key: str) -> _Row:
+    """The row a NOT NULL foreign key points at (``Session.get`` is Optional): a missing
+    one means the database was changed by hand, a server fault rather than the caller's."""
+    row = s.get(model, key)
+    if row is None:
+        raise DatabaseError(
+            f"{model.__name__} {key!r} is referenced but missing from the database",
+            hint="the database was changed outside nsdx; run `nsdx audit verify`",
+        )
+    return row
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from validation.messages import Msg
@@ -29,8 +30,11 @@ from .registry import (
     ORIGIN_KEY,
     Catalogue,
     find_dataset,
+    is_name_taken,
+    is_view_name_clash,
     media_type,
     package_dict,
+    view_clash_message,
     view_name_owner,
     view_stem,
 )
@@ -146,7 +150,8 @@ ORIGIN_NUMBERS = ("current_version", "row_count", "bytes", "quality_score")
 def _origin_facts(data: Mapping, extras: Mapping) -> dict:
     """What the origin published, from its package dict: the typed ``nsdx`` view, else
     the (string) extras. Never a storage location."""
-    view = data.get("nsdx") if isinstance(data.get("nsdx"), Mapping) else {}
+    nsdx = data.get("nsdx")
+    view: Mapping = nsdx if isinstance(nsdx, Mapping) else {}
     out: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for k in ORIGIN_NUMBERS:
@@ -254,11 +259,16 @@ class Packages:
     # -- writing -------------------------------------------------------------------------
     def create(self, p: Principal, data: Mapping[str, Any]) -> dict:
         self._require_user(p)
-        with self.cat.Session.begin() as s:
-            ds = Dataset(extras={}, domain=DEFAULT_DOMAIN)
-            self._apply(s, p, ds, dict(data), creating=True)
-            s.flush()
-            return render_package(ds, s)
+        try:
+            with self.cat.Session.begin() as s:
+                ds = Dataset(extras={}, domain=DEFAULT_DOMAIN)
+                self._apply(s, p, ds, dict(data), creating=True)
+                s.flush()
+                return render_package(ds, s)
+        except IntegrityError as e:
+            if (refused := self._name_refused(e, data)) is None:
+                raise
+            raise refused from None
 
     def update(self, p: Principal, data: Mapping[str, Any]) -> dict:
         """Full replace: fields not given are reset (resources are kept when not given)."""
@@ -266,12 +276,30 @@ class Packages:
         key = data.get("id") or data.get("name")
         if not key:
             raise InvalidInput({"id": ["Missing value"]})
-        with self.cat.Session.begin() as s:
-            ds = find_dataset(s, str(key), include_deleted=True)
-            self._check_edit(p, ds.organization_id, ds.name)
-            self._apply(s, p, ds, dict(data), creating=False)
-            s.flush()
-            return render_package(ds, s)
+        try:
+            with self.cat.Session.begin() as s:
+                ds = find_dataset(s, str(key), include_deleted=True)
+                self._check_edit(p, ds.organization_id, ds.name)
+                self._apply(s, p, ds, dict(data), creating=False)
+                s.flush()
+                return render_package(ds, s)
+        except IntegrityError as e:
+            if (refused := self._name_refused(e, data)) is None:
+                raise
+            raise refused from None
+
+    def _name_refused(self, e: IntegrityError, data: Mapping[str, Any]) -> InvalidInput | None:
+        """The database refused a name the check above let through: another request
+        took it, or a name on its view, between the check and the commit. The same 409 as
+        the check's; any other integrity error is not the caller's to fix."""
+        name = str(data.get("name") or "")
+        if is_name_taken(e):
+            return InvalidInput({"name": [Msg("That URL is already in use.")]})
+        if is_view_name_clash(e):
+            with self.cat.Session() as s:
+                owner = view_name_owner(s, name) or "another dataset"
+            return InvalidInput({"name": [view_clash_message(owner)]})
+        return None
 
     def patch(self, p: Principal, data: Mapping[str, Any]) -> dict:
         key = data.get("id") or data.get("name")
@@ -366,13 +394,7 @@ class Packages:
             if clash is not None and clash != ds.id:
                 errors["name"] = [Msg("That URL is already in use.")]
             elif owner is not None:
-                errors["name"] = [
-                    Msg(
-                        "Maps to the same query view as dataset '%(owner)s' ('-' and '_' are "
-                        "the same in view names); choose another name.",
-                        owner=owner,
-                    )
-                ]
+                errors["name"] = [view_clash_message(owner)]
         org = self._org(s, p, data, errors)
         private = _bool(data.get("private", False))
         if org is None and "owner_org" not in errors:

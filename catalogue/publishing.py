@@ -114,7 +114,7 @@ class _Claims:
 
 def resolve_files(cat: Catalogue, store: ObjectStore, dataset_id: str) -> list[str]:
     """Readable locations of a published dataset's current Parquet files (referential checks)."""
-    out = []
+    out: list[str] = []
     for t in cat.published_tables():
         if t.dataset == dataset_id:
             out.extend(store.uri(k) for k in t.uris)

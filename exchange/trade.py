@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from catalogue.access import ANONYMOUS, DatasetFacts, Principal, may_see
+from catalogue.db import referenced
 from catalogue.models import Dataset, Organization, Version
 from catalogue.registry import find_dataset
 from validation.money import cny, yuan
@@ -73,7 +74,7 @@ def _receipt(ex: Exchange, a: Appended, record: dict, ref=None) -> dict:
     import json
 
     a = ex.ledger.settle(a)
-    proof = ex.ledger.inclusion(a.index, checkpoint=a.checkpoint)
+    proof = ex.ledger.inclusion(a.settled_index, checkpoint=a.checkpoint)
     if ref is not None and "ledger_index" in record:
         record = {**record, "ledger_index": ref.ledger_index or a.index}
     return {**record, "receipt": {"entry": json.loads(a.payload), **proof}}
@@ -136,7 +137,7 @@ def _order(s: Session, order_id: str) -> Order:
 
 
 def _names(s: Session, *org_ids: str) -> list[str]:
-    return [s.get(Organization, i).name for i in org_ids]
+    return [referenced(s, Organization, i).name for i in org_ids]
 
 
 # -- enterprise profiles --------------------------------------------------------------------
@@ -389,7 +390,7 @@ def withdraw_offer(ex: Exchange, actor: Actor, offer_id: str) -> dict:
 
 
 def offer_dict(s: Session, o: Offer) -> dict:
-    ds = s.get(Dataset, o.dataset_id)
+    ds = referenced(s, Dataset, o.dataset_id)
     (seller,) = _names(s, o.seller_id)
     return {
         "id": o.id,
@@ -429,7 +430,7 @@ def list_offers(
             d = offer_dict(s, o)
             if o.status != "open" and not (reads_all or (actor and d["seller"] in actor.orgs())):
                 continue
-            ds = s.get(Dataset, o.dataset_id)
+            ds = referenced(s, Dataset, o.dataset_id)
             if not reads_all and not may_see(p, DatasetFacts.of(ds), grants):
                 continue
             out.append(d)
@@ -494,7 +495,7 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
         offer = _offer(s, offer_id)
         b = _org(s, buyer)
         actor.require(b.name, BUYER_ROLES, f"order on behalf of {b.name!r}")
-        seller = s.get(Organization, offer.seller_id)
+        seller = referenced(s, Organization, offer.seller_id)
         if b.id == seller.id:
             raise NotAllowed(f"{b.name!r} cannot buy its own offer", organization=b.name)
         if offer.status != "open":
@@ -505,7 +506,7 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
                 offer=offer.id,
             )
         be, se = _enterprise(s, b), _enterprise(s, seller)
-        ds = s.get(Dataset, offer.dataset_id)
+        ds = referenced(s, Dataset, offer.dataset_id)
         if not may_see(Principal(roles={b.id: "member"}), DatasetFacts.of(ds), SessionGrants(s)):
             raise OfferNotFound(  # hidden since it was offered: the catalogue's access rule
                 f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
@@ -560,7 +561,7 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
 
 
 def _seller_step(s: Session, actor: Actor, order: Order, what: str) -> str:
-    seller = s.get(Organization, order.seller_id).name
+    seller = referenced(s, Organization, order.seller_id).name
     actor.require(seller, SELLER_ROLES, what)
     return seller
 
@@ -588,7 +589,7 @@ def confirm_payment(
         if order.status != "placed":
             raise InvalidState(f"order {order.id} is {order.status}, not awaiting payment")
         day = rules.day(paid_on, "payment date", ex.today(), not_before=order.ordered_on)
-        offer = s.get(Offer, order.offer_id)
+        offer = referenced(s, Offer, order.offer_id)
         if amount_in is None and order.amount_fen != offer.price_fen:
             raise InvalidRequest(
                 f"order {order.id} is for {yuan(order.amount_fen)}, not the offer price "
@@ -660,7 +661,7 @@ def grant_access(
                 f"order {order.id} is {order.status}; access is granted after payment",
                 hint=f"confirm payment first: `nsdx exchange pay {order.id}`",
             )
-        offer = s.get(Offer, order.offer_id)
+        offer = referenced(s, Offer, order.offer_id)
         start = starts or _now()
         expires = start + timedelta(days=days or offer.access_days)
         g = Grant(
@@ -684,7 +685,7 @@ def grant_access(
                 "order": order.id,
                 "grant": g.id,
                 "buyer": buyer,
-                "dataset": s.get(Dataset, order.dataset_id).name,
+                "dataset": referenced(s, Dataset, order.dataset_id).name,
                 "version": offer.version,
                 "starts": start.isoformat(timespec="seconds"),
                 "expires": expires.isoformat(timespec="seconds"),
@@ -807,8 +808,8 @@ def _order_rows(s: Session, orders: list[Order]) -> list[dict[str, Any]]:
     ):
         paid.setdefault(oid, day)
     newest: dict[str, Grant] = {}
-    for g in s.scalars(select(Grant).where(Grant.order_id.in_(ids)).order_by(Grant.created)):
-        newest[g.order_id] = g
+    for grant in s.scalars(select(Grant).where(Grant.order_id.in_(ids)).order_by(Grant.created)):
+        newest[grant.order_id] = grant
     out = []
     for o in orders:
         g = newest.get(o.id)

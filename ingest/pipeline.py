@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +39,7 @@ from validation import (
     mask_batch,
 )
 from validation import worker as validation_worker
+from validation.errors import NsdxError
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
@@ -44,6 +47,7 @@ from .coverage import merge as merge_coverage
 from .coverage import table_coverage
 from .errors import ConfigError, IngestError, SourceError
 from .readers import SourceTable, open_source, source_files
+from .remote import download, is_remote, list_remote
 from .spec import ID_RE, TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
 
@@ -218,6 +222,18 @@ def fingerprint(
 ) -> tuple[str, list[dict]]:
     """What determines the published bytes: the source content and the options that shape
     the output. Titles and notes are not part of it (they change metadata, not data)."""
+    h = hashlib.sha256(_shaping(spec, pii_key))
+    described = []
+    for p in files:
+        digest = cache.digest(p) if cache is not None else sha256_file(p)
+        size = p.stat().st_size
+        h.update(f"{p.name}\0{size}\0{digest}\n".encode())
+        described.append({"path": str(p), "bytes": size, "sha256": digest})
+    return h.hexdigest(), described
+
+
+def _shaping(spec: DatasetSpec, pii_key: bytes) -> bytes:
+    """The options that shape the published bytes, as the fingerprint hashes them."""
     src = spec.source
     shaping = {
         "pipeline": PIPELINE_VERSION,
@@ -239,14 +255,7 @@ def fingerprint(
         "access": spec.access,
         "pii_key": hashlib.sha256(pii_key).hexdigest()[:16] if spec.schema else None,
     }
-    h = hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode())
-    described = []
-    for p in files:
-        digest = cache.digest(p) if cache is not None else sha256_file(p)
-        size = p.stat().st_size
-        h.update(f"{p.name}\0{size}\0{digest}\n".encode())
-        described.append({"path": str(p), "bytes": size, "sha256": digest})
-    return h.hexdigest(), described
+    return json.dumps(shaping, sort_keys=True, default=str).encode()
 
 
 def _committed_manifest(store: ObjectStore, prefix: str) -> dict | None:
@@ -268,26 +277,89 @@ def run_pipeline(
     force: bool = False,
     claims: Claims | None = None,
 ) -> IngestResult:
+    """Publish ``spec``'s source as a new version (or say it is up to date). A remote source
+    (``https://``, ``s3://``, see :mod:`ingest.remote`) is fingerprinted from its ETag /
+    Last-Modified / size, downloaded (streamed) into a temporary folder only when it changed,
+    and that folder is removed whatever happens."""
     started = time.perf_counter()
+    if not is_remote(spec.source.path):
+        files = source_files(spec.source)
+        cache = DigestCache(
+            reports_dir.parent / "cache" / "source-digests.json" if reports_dir else None
+        )
+        fp, source_desc = fingerprint(spec, files, pii_key, cache)
+        return _run(
+            spec, store, files, fp, source_desc, previous, pii_key, progress,
+            resolve_dataset, reports_dir, force, claims, started,
+        )  # fmt: skip
+    objects = list_remote(spec.source.path)
+    said: str | None = None  # the fingerprint from what the server says of each object
+    if all(o.versioned for o in objects):  # the server says which version: no download
+        said = _remote_fingerprint(spec, objects, pii_key)
+        if previous and previous.fingerprint == said and not force:
+            return _up_to_date(spec, store, previous, started)
+    tmp = Path(tempfile.mkdtemp(prefix="nsdx-source-", dir=os.environ.get("NSDX_STAGING_DIR")))
+    labels: dict[str, str] = {}
+    try:
+        files, source_desc = [], []
+        for o in objects:
+            (progress or (lambda *a, **k: None))("download", url=o.url, bytes=o.size)
+            path, digest = download(o, tmp)
+            labels[str(path)] = o.url
+            files.append(path)
+            source_desc.append({"path": o.name, "bytes": path.stat().st_size, "sha256": digest})
+        # no ETag nor Last-Modified: the content decides
+        fp = said if said is not None else fingerprint(spec, files, pii_key)[0]
+        return _run(
+            spec, store, files, fp, source_desc, previous, pii_key, progress,
+            resolve_dataset, reports_dir, force, claims, started,
+        )  # fmt: skip
+    except NsdxError as e:
+        raise _relabel(e, labels) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remote_fingerprint(spec: DatasetSpec, objects: list, pii_key: bytes) -> str:
+    h = hashlib.sha256(_shaping(spec, pii_key))
+    for o in objects:
+        h.update(json.dumps(o.describe(), sort_keys=True).encode() + b"\n")
+    return h.hexdigest()
+
+
+def _relabel(e: NsdxError, labels: dict[str, str]) -> NsdxError:
+    """An error about a downloaded file names its URL, not the temporary copy."""
+    for local, url in labels.items():
+        e.message = e.message.replace(local, url)
+        e.args = tuple(a.replace(local, url) if isinstance(a, str) else a for a in e.args)
+        if getattr(e, "file", None) == local:
+            e.file = url  # type: ignore[attr-defined]
+        if e.fields.get("file") == local:
+            e.fields["file"] = url
+    return e
+
+
+def _up_to_date(spec, store, previous: PreviousVersion, started: float) -> IngestResult:
+    manifest = _committed_manifest(store, version_prefix(spec, previous.number)) or {}
+    return IngestResult(
+        spec.id,
+        "up_to_date",
+        previous.number,
+        version_prefix(spec, previous.number),
+        manifest,
+        validation=manifest.get("validation", {}),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _run(
+    spec, store, files, fp, source_desc, previous, pii_key, progress,
+    resolve_dataset, reports_dir, force, claims, started,
+) -> IngestResult:  # fmt: skip
     claims = claims or _LocalClaims(previous)
     emit = progress or (lambda *a, **k: None)
-    files = source_files(spec.source)
-    cache = DigestCache(
-        reports_dir.parent / "cache" / "source-digests.json" if reports_dir else None
-    )
-    fp, source_desc = fingerprint(spec, files, pii_key, cache)
-
     if previous and previous.fingerprint == fp and not force:
-        manifest = _committed_manifest(store, version_prefix(spec, previous.number)) or {}
-        return IngestResult(
-            spec.id,
-            "up_to_date",
-            previous.number,
-            version_prefix(spec, previous.number),
-            manifest,
-            validation=manifest.get("validation", {}),
-            seconds=time.perf_counter() - started,
-        )
+        return _up_to_date(spec, store, previous, started)
 
     def adopted(number: int, existing: dict) -> IngestResult:
         return IngestResult(
@@ -685,7 +757,9 @@ def _check_schema_change(spec, table, name, previous, out_schema, warnings) -> N
     ``schema:``, or ``schema_changes: allow``); every change is reported."""
     before = {c["name"]: c["type"] for c in previous}
     after = {f.name: str(f.type) for f in out_schema}
-    changed, removed, added, accepted = [], [], [], []
+    changed: list[str] = []
+    removed: list[str] = []
+    accepted: list[str] = []
     for col, typ in before.items():
         if col not in after:
             removed.append(col)
@@ -733,20 +807,22 @@ class _Parts:
         self._rows_in_file = 0
 
     def write(self, data: pa.Table) -> None:
-        if self._writer is None or self._rows_in_file >= PARQUET_ROWS_PER_FILE:
-            self._next_file(data.schema)
-        self._writer.write_table(data)
+        writer = self._writer
+        if writer is None or self._rows_in_file >= PARQUET_ROWS_PER_FILE:
+            writer = self._next_file(data.schema)
+        writer.write_table(data)
         self._rows_in_file += data.num_rows
         self.rows += data.num_rows
 
-    def _next_file(self, schema: pa.Schema) -> None:
+    def _next_file(self, schema: pa.Schema) -> pq.ParquetWriter:
         if self._writer is not None:
             self._writer.close()
         self.schema = schema
         path = self.out_dir / f"part-{len(self.files):05d}.parquet"
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._writer = writer = pq.ParquetWriter(path, schema, compression="zstd")
         self.files.append(path)
         self._rows_in_file = 0
+        return writer
 
     def close(self) -> list[Path]:
         if self._writer is not None:
@@ -875,7 +951,7 @@ def _keep_report(reports_dir, spec, number, name, report) -> Path:
 def _merge_summaries(reports: dict[str, dict]) -> dict:
     if len(reports) == 1:
         return next(iter(reports.values()))
-    scores = [r.get("score") for r in reports.values() if r.get("score") is not None]
+    scores = [s for r in reports.values() if (s := r.get("score")) is not None]
     failures: dict[str, int] = {}
     for name, r in reports.items():
         for exp, n in (r.get("failures_by_expectation") or {}).items():

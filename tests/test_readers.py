@@ -349,7 +349,7 @@ def test_missing_file_and_remote(tmp_path):
     with pytest.raises(SourceError, match="file not found") as e:
         source_files(SourceSpec(path="nope/*.csv", format="csv", base_dir=tmp_path))
     assert "check source.path in datasets.yaml" in e.value.hint
-    with pytest.raises(SourceError, match="remote sources are not supported yet"):
+    with pytest.raises(SourceError, match="downloaded by the pipeline"):
         open_source(SourceSpec(path="https://example.org/x.csv", format="csv"))
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -180,14 +181,13 @@ def _mask_free_text(arr: pa.Array, key: bytes) -> pa.Array:
 
     def sub(text: str) -> str:
         for kind in DETECT_ORDER:
-            text = _PY[kind].sub(
-                lambda m, k=kind: (
-                    _token(key, k, _normalise_one(m.group(0), k))
-                    if k != "id_card" or is_valid_id_number(m.group(0))
-                    else m.group(0)
-                ),
-                text,
-            )
+
+            def mask(m: re.Match[str], k: str = kind) -> str:
+                if k != "id_card" or is_valid_id_number(m.group(0)):
+                    return _token(key, k, _normalise_one(m.group(0), k))
+                return m.group(0)
+
+            text = _PY[kind].sub(mask, text)
         return text
 
     return pa.array([sub(v) for v in values], pa.string()).take(enc.indices)
@@ -345,6 +345,19 @@ def require_declared(
     findings = detect(batch_or_table, declared, sample_rows=sample_rows)
     if findings:
         raise UndeclaredPersonalData(findings, dataset_id=dataset_id)
+
+
+def mask_sample(value: Any, kind: str | None, key: bytes) -> str | None:
+    """One value of a validation report's samples as it may be shown: a declared personal
+    column's value becomes the token publishing gives it (whatever its treatment: a report
+    is not the place for raw personal data), and in any other text every phone number, ID
+    number and plate found is replaced by its token, as in a ``free_text`` column."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if kind and kind not in ("none", "free_text"):
+        return mask_value(text, kind, key)
+    return _mask_free_text(pa.array([text], pa.string()), key)[0].as_py()
 
 
 # -- individuals -------------------------------------------------------------------------

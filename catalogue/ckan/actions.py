@@ -54,6 +54,12 @@ class ActionContext:
     site_url: str = ""
     site_title: str = "nsdx — Nansha open data"
 
+    def upload_jobs(self) -> Jobs:
+        """The job queue uploads are ingested by; a server without one takes no uploads."""
+        if self.jobs is None:
+            raise BadRequest("this server does not run background jobs; uploads are disabled")
+        return self.jobs
+
 
 @dataclass(frozen=True)
 class ActionSpec:
@@ -366,8 +372,7 @@ def authorize_upload(ctx: ActionContext, name: str, data: dict) -> dict:
     it again."""
     if name not in UPLOAD_ACTIONS:
         raise BadRequest(f"{name} takes no file uploads")
-    if ctx.jobs is None:
-        raise BadRequest("this server does not run background jobs; uploads are disabled")
+    ctx.upload_jobs()
     if ctx.principal.anonymous:
         raise NotAuthorized(
             "an API token is required to upload files",
@@ -401,7 +406,7 @@ def _upload(ctx: ActionContext, data: dict, upload: Upload, action: str) -> dict
                 ]
             }  # fmt: skip
         )
-    job = ctx.jobs.submit(
+    job = ctx.upload_jobs().submit(
         "ingest_upload",
         {
             "dataset": pkg["name"],

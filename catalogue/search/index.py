@@ -290,11 +290,11 @@ class SearchIndex:
         toks = query_tokens(value)
         if not toks:
             return np.zeros(n, dtype=bool)
-        mask = None
+        mask = np.ones(n, dtype=bool)
         for t in toks:
             m = np.zeros(n, dtype=bool)
             m[self._posting(t, title_only)] = True
-            mask = m if mask is None else (mask & m)
+            mask &= m
         if score is not None:
             alive = max(len(self.slot_of), 1)
             for t in toks:
@@ -317,10 +317,9 @@ class SearchIndex:
         if isinstance(node, And):
             pos = [x for x in node.nodes if not isinstance(x, Not)]
             neg = [x for x in node.nodes if isinstance(x, Not)]
-            mask = self._alive() if not pos else None
+            mask = self._alive() if not pos else np.ones(n, dtype=bool)
             for x in pos:
-                m = self._eval(x, score)
-                mask = m if mask is None else (mask & m)
+                mask = mask & self._eval(x, score)
             for x in neg:
                 mask &= ~self._eval(x.node, None)
             return mask

@@ -59,9 +59,10 @@ def source_files(source: SourceSpec) -> list[Path]:
     resolved = source.resolve()
     if isinstance(resolved, str):
         raise SourceError(
-            f"remote sources are not supported yet: {resolved}",
+            f"a remote source is downloaded by the pipeline, not opened here: {resolved}",
             file=resolved,
-            hint="download the file and point source.path in datasets.yaml at the local copy",
+            hint="run `nsdx ingest` (ingest.pipeline.run_pipeline), which streams it into a "
+            "temporary folder and reads that (see ingest.remote)",
         )
     files = [p for p in resolved if p.is_file()]
     if not source.follow_symlinks:

@@ -160,7 +160,10 @@ class _MemberStream(io.BufferedIOBase):
     def __init__(self, path: Path, member: str, limit: int) -> None:
         super().__init__()
         self._zip = zipfile.ZipFile(path)
-        self._f = self._zip.open(member)
+        f = self._zip.open(member)  # typeshed says IO[bytes]; reading, it is a ZipExtFile
+        if not isinstance(f, zipfile.ZipExtFile):  # pragma: no cover - zipfile's contract
+            raise TypeError(f"zipfile opened {member!r} as {type(f).__name__}")
+        self._f: zipfile.ZipExtFile = f
         self._label, self._limit = f"{path}!{member}", limit
         self._last: list[bytes] = [b"", b""]  # the two last pieces read (see tail)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import time
@@ -89,8 +90,8 @@ class LocalStore(ObjectStore):
         if progress:
             progress(sum(p.stat().st_size for p in final.rglob("*") if p.is_file()))
 
-    def gc(self, older_than_seconds: float) -> list[str]:
-        removed = []
+    def gc(self, older_than_seconds: float) -> builtins.list[str]:
+        removed: builtins.list[str] = []
         staging_root = self.root / STAGING
         if not staging_root.exists():
             return removed

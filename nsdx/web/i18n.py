@@ -53,6 +53,14 @@ DOMAINS = [
     Np_("domain", "culture"),
 ]
 ACCESS = [Np_("access", "open"), Np_("access", "restricted")]
+PII_KINDS = [
+    Np_("pii", "plate"),
+    Np_("pii", "phone"),
+    Np_("pii", "id_card"),
+    Np_("pii", "name"),
+    Np_("pii", "address"),
+    Np_("pii", "free_text"),
+]
 ROLES = [Np_("role", "admin"), Np_("role", "editor"), Np_("role", "member")]
 JOB_STATES = [
     Np_("job", "queued"),
