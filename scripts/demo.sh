@@ -4,6 +4,7 @@
 # newcomer meets them.
 #
 # NSDX is the nsdx command to use (default: the virtualenv's, as `make demo` installs it).
+# NSDX_DEMO_ROWS, when set, is the number of bus GPS rows to generate (default 1,000,000).
 # A dataset that cannot be published (a missing or moved file) is reported with its file and
 # what to do; the others are published and the rest of the demo still runs; the exit status
 # then says that something failed.
@@ -11,7 +12,7 @@ set -u
 NSDX=${NSDX:-.venv/bin/nsdx}
 QUERY="SELECT route_id, count(*) AS positions, round(avg(speed_kmh), 1) AS avg_speed_kmh FROM transport.nansha_bus_gps GROUP BY route_id ORDER BY positions DESC LIMIT 5"
 
-$NSDX samples generate --out data/samples || exit 1
+$NSDX samples generate --out data/samples ${NSDX_DEMO_ROWS:+--rows "$NSDX_DEMO_ROWS"} || exit 1
 ingest=0
 $NSDX ingest --all || ingest=$?
 $NSDX datasets list || exit 1
