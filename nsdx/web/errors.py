@@ -34,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from validation.errors import NsdxError
+from validation.errors import MAX_MESSAGE, NsdxError
+from validation.errors import bounded_text as _cut
+from validation.errors import bounded_value as _bounded
 
 log = logging.getLogger("nsdx.web")
 
@@ -142,10 +144,10 @@ def problem_of(exc: BaseException, request: Request | None = None) -> Problem:
         p = Problem(
             status=exc.status,
             code=exc.code,
-            message=exc.message,
-            hint=exc.hint,
+            message=_cut(str(exc.message), MAX_MESSAGE),
+            hint=_cut(exc.hint, MAX_MESSAGE) if exc.hint else exc.hint,
             transient=exc.transient,
-            fields=dict(exc.fields),
+            fields={k: _bounded(v) for k, v in exc.fields.items()},
             exc=exc,
         )
         if p.status >= 500:
@@ -160,14 +162,14 @@ def problem_of(exc: BaseException, request: Request | None = None) -> Problem:
         return Problem(
             422,
             "InvalidRequest",
-            "invalid request: " + "; ".join(parts),
+            _cut("invalid request: " + "; ".join(parts), MAX_MESSAGE),
             hint="see /docs for each parameter's type and range",
             exc=exc,
         )
     if isinstance(exc, HTTPException):
         code, _, en = REASONS.get(exc.status_code, ("HTTPError", "", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else en
-        return Problem(exc.status_code, code, detail, exc=exc)
+        return Problem(exc.status_code, code, _cut(detail, MAX_MESSAGE), exc=exc)
     error_id = new_error_id()
     where = f" ({request.method} {request.url.path})" if request is not None else ""
     log.error("error %s: unexpected failure%s", error_id, where, exc_info=exc)
@@ -201,6 +203,7 @@ def ckan_error(p: Problem, request: Request, action: str | None = None) -> Respo
     unexpected = p.error_id is not None and not isinstance(p.exc, NsdxError)
     message = "" if unexpected else p.message  # the dict quotes the id itself
     status, err = ckan_error_dict(p.status, message, p.hint, exc=p.exc, error_id=p.error_id)
+    err = {k: _cut(v, MAX_MESSAGE) if k == "message" else _bounded(v) for k, v in err.items()}
     name = action or request.path_params.get("name") or request.url.path.rsplit("/", 1)[-1]
     body = failure(site_url(request), name, err)
     return Response(
