@@ -39,6 +39,7 @@ import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import duckdb
 
@@ -156,7 +157,7 @@ def denied_macros() -> frozenset[str]:
         denied: set[str] = set()
         for name, definition in macros:
             raw = con.execute("SELECT json_serialize_sql(?)", [f"SELECT {definition}"]).fetchone()
-            tree = json.loads(raw[0]) if raw else {"error": True}
+            tree: dict[str, Any] = json.loads(raw[0]) if raw else {"error": True}
             if tree.get("error"):
                 denied.add(name)  # not understood: fail closed
                 continue
@@ -166,12 +167,12 @@ def denied_macros() -> frozenset[str]:
             calls.setdefault(name, set()).update(f for f in fns if f is not None)
     finally:
         con.close()
-    denied |= {n for n, fns in calls.items() if fns & DENIED_FUNCTIONS}
+    denied |= {n for n, called in calls.items() if called & DENIED_FUNCTIONS}
     grew = True
     while grew:  # a macro calling a denied macro is denied too
         grew = False
-        for n, fns in calls.items():
-            if n not in denied and fns & denied:
+        for n, called in calls.items():
+            if n not in denied and called & denied:
                 denied.add(n)
                 grew = True
     return frozenset(denied)
