@@ -638,6 +638,16 @@ def package_dict(ds: Dataset, s: Session) -> dict:
             "schema": resources[0]["nsdx_schema"] if len(resources) == 1 else None,
             "versions": [v.number for v in ds.versions] or origin.get("versions") or [],
             "contact": contact or None,
+            # GB/T 43697-2024 grade and personal information, for the cross-border rules;
+            # individuals: counted at ingest in the current version (None: not counted)
+            "classification": origin.get("classification")
+            or {
+                "grade": ds.grade,
+                "data_category": ds.data_category,
+                "has_pi": bool(ds.has_pi),
+                "sensitive_pi": bool(ds.sensitive_pi),
+                "individuals": ver.individuals if ver else None,
+            },
         },
     }
 

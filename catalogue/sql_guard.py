@@ -157,22 +157,22 @@ def denied_macros() -> frozenset[str]:
         denied: set[str] = set()
         for name, definition in macros:
             raw = con.execute("SELECT json_serialize_sql(?)", [f"SELECT {definition}"]).fetchone()
-            parsed: Any = json.loads(raw[0]) if raw else None
-            if not isinstance(parsed, dict) or parsed.get("error"):
+            tree: dict[str, Any] = json.loads(raw[0]) if raw else {"error": True}
+            if tree.get("error"):
                 denied.add(name)  # not understood: fail closed
                 continue
-            called, reads = _calls_of(parsed["statements"][0]["node"])
-            if reads or any(f is None for f in called):
+            fns, reads = _calls_of(tree["statements"][0]["node"])
+            if reads or any(f is None for f in fns):
                 denied.add(name)
-            calls.setdefault(name, set()).update(f for f in called if f is not None)
+            calls.setdefault(name, set()).update(f for f in fns if f is not None)
     finally:
         con.close()
-    denied |= {n for n, names in calls.items() if names & DENIED_FUNCTIONS}
+    denied |= {n for n, called in calls.items() if called & DENIED_FUNCTIONS}
     grew = True
     while grew:  # a macro calling a denied macro is denied too
         grew = False
-        for n, names in calls.items():
-            if n not in denied and names & denied:
+        for n, called in calls.items():
+            if n not in denied and called & denied:
                 denied.add(n)
                 grew = True
     return frozenset(denied)
