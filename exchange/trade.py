@@ -43,6 +43,7 @@ from .errors import (
 from .grants import SessionGrants
 from .ledger.store import Appended
 from .models import CrossBorderDecision, Enterprise, Grant, Offer, Order, Payment, Refund
+from .registration import require_listable
 from .rules import MAX_INT32, bounded_int, bounded_text, parse_day
 
 DELIVERY_MODES = ("presigned-url", "query", "delta-sharing")
@@ -320,6 +321,8 @@ def create_offer(
         seller = ds.organization
         actor.require(seller.name, SELLER_ROLES, f"offer dataset {ds.name!r}")
         ent = _enterprise(s, seller)
+        # no scenario, no registration; no registration, no trade (exchange.registration)
+        reg = require_listable(s, ds)
         if price_fen is None:
             if not ds.price_fen:
                 raise InvalidRequest(
@@ -367,6 +370,7 @@ def create_offer(
                 "delivery_mode": delivery_mode,
                 "cross_border": bool(cross_border),
                 "access_days": access_days,
+                "registration_code": reg.code,
             },
             ref=offer,
         )
