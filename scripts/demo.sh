@@ -17,7 +17,12 @@ ingest=0
 $NSDX ingest --all || ingest=$?
 $NSDX datasets list || exit 1
 $NSDX query "$QUERY" || exit 1
+# the application scenarios over the sample data; each one's query and held-out split run
+$NSDX scenario load scenarios.yaml || exit 1
+$NSDX scenario check || exit 1
+# registers every product it sells (no scenario, no registration; no registration, no trade)
 $NSDX exchange demo || exit 1
+$NSDX registration list || exit 1
 $NSDX audit verify || exit 1
 $NSDX audit flags || exit 1
 # the cross-border rules: a Hong Kong buyer through the GBA route, an overseas buyer refused

@@ -244,6 +244,9 @@ def start_portal(request, tmp: Path, backend: str, mp: pytest.MonkeyPatch) -> Po
             ex, Actor.for_org(org), org, credit_code_=credit_code.make("440115", f"MA5{i}TKT1"),
             legal_name=org, in_nansha=True,
         )  # fmt: skip
+    from tests.registered import register
+
+    register(ex, "ride-orders")  # no registration, no trade
     acc = Accounts(nx.catalogue)
     tokens = {}
     for user, org, role in (("sam", SELLER, "editor"), ("bo", BUYER, "member"),
