@@ -110,9 +110,13 @@ def render_packages(s: Session, datasets: list[Dataset]) -> list[dict]:
         .order_by(LinkResource.position, LinkResource.created)
     ):
         links.setdefault(r.dataset_id, []).append(r)
+    from .scenarios import groups_of
+
+    groups = groups_of(s, ids)  # the scenarios that use each dataset, as CKAN groups
     out = []
     for ds in datasets:
         pkg = package_dict(ds, s)
+        pkg["groups"] = groups.get(ds.id, [])
         pkg["tags"] = sorted(pkg["tags"], key=lambda t: t["name"])
         mine = links.get(ds.id)
         if mine:

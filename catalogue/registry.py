@@ -623,7 +623,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         ),
         "tags": [{"name": t.tag, "display_name": t.tag} for t in ds.tags],
         "num_tags": len(ds.tags),
-        "groups": [],  # nsdx has organisations, no CKAN groups
+        "groups": [],  # the scenarios that use it: filled in by editing.render_packages
         "resources": resources,
         "num_resources": len(resources),
         "extras": [  # sorted by key, as CKAN does

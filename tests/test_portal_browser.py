@@ -83,6 +83,9 @@ def site(tmp_path_factory, chromium_path):
         from exchange.actors import Actor
 
         y = date.today().year
+        from tests.registered import register
+
+        register(nx.exchange, "nansha-taxi-trips", SELLER)  # no registration, no trade
         trade.create_offer(
             nx.exchange,
             Actor.for_org(SELLER),

@@ -80,6 +80,9 @@ def _grants(nx: Nsdx, home: Path) -> None:
             legal_name=org, in_nansha=True,
         )  # fmt: skip
     seller = Actor.for_org("bus-co")
+    from tests.registered import register
+
+    register(ex, "bus-fares", "bus-co")  # no registration, no trade
     offer = trade.create_offer(ex, seller, "bus-fares", price="100")
     for buyer in ("firm", "refunded-firm", "expired-firm"):
         o = trade.place_order(ex, Actor.for_org(buyer, "member"), offer["id"], buyer=buyer)

@@ -30,6 +30,7 @@ from . import (
     provider,
     quality,
     query,
+    registration,
     sharing,
     trade_pages,
 )
@@ -52,6 +53,8 @@ ROUTERS = [
     trade_pages.router,
     console.router,
     provider.router,
+    registration.router,
+    registration.pages,
     quality.router,
     pages.router,
 ]
