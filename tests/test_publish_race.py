@@ -138,6 +138,7 @@ def test_concurrent_publishes_local(tmp_path):
 
 
 @pytest.mark.s3
+@pytest.mark.slow  # each trial's checks are a dozen S3 requests (README: Tests)
 def test_concurrent_publishes_seaweedfs(tmp_path, seaweedfs, s3_store):
     def make_store():
         return seaweedfs.store(
