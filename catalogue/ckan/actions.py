@@ -24,7 +24,7 @@ from ..auth import (
 from ..downloads import absolute
 from ..editing import Packages
 from ..jobs import Jobs, upload_format
-from ..licences import LICENCES
+from ..licences import LICENCES, document_url
 from ..registry import Catalogue
 from ..search import MAX_ROWS, SearchIndex, SearchQueryError
 from .envelope import failure, success
@@ -213,8 +213,12 @@ def help_show(ctx: ActionContext, data: dict) -> str:
 
 @action("license_list", get=True)
 def license_list(ctx: ActionContext, data: dict) -> list[dict]:
+    """The licence register; a licence with no document elsewhere points at its page on
+    the portal (as the DCAT, schema.org, Croissant and Data Package metadata do)."""
     return [
-        {"id": lic.id, "title": lic.title, "url": lic.url or "", "status": "active",
+        {"id": lic.id, "title": lic.title,
+         "url": document_url(lic, ctx.site_url) if ctx.site_url else lic.url or "",
+         "status": "active",
          "od_conformance": "approved" if lic.open else "not reviewed",
          "osd_conformance": "not reviewed"}
         for lic in LICENCES.values()
