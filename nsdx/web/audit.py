@@ -32,6 +32,7 @@ from exchange.ledger.browse import entry_kinds, list_entries
 from exchange.ledger.note import NoteError
 from exchange.ledger.store import b64
 from exchange.ledger.verify import rows_digest, verify_with_state
+from validation.messages import Msg
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
@@ -134,12 +135,14 @@ def _compute(ex, year: int, tree_size: int) -> tuple[bytes, dict]:
     return digest, yearly_summary(ex, year, tree_size=tree_size)  # verified against the root
 
 
-def start_summary(ex, year: int, cp) -> Future:
+def start_summary(ex, year: int, cp) -> Future | None:
     """Start computing the year's summary of checkpoint ``cp`` in the background (one job
     per checkpoint and year; the dashboard starts last year's as soon as a new checkpoint
     is seen), so the rewards page of a new checkpoint never computes on the request."""
     key = _summary_key(ex, year, cp)
     with _cache_lock:
+        if key in _cache:  # computed already (each view re-checks it: _summary)
+            return None
         fut = _jobs.get(key)
         if fut is None:
             fut = _jobs[key] = _pool.submit(_compute, ex, year, cp.tree_size)
@@ -167,7 +170,23 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
             _cache.pop(key, None)
             for k in [k for k in _cache if k[0] == "charts" and k[1:5] == key[1:5]]:
                 _cache.pop(k, None)
+    if hit is not None:
+        # rows a signed checkpoint covers never change: this is tampering (or a damaged
+        # database), reported now; a fresh verified computation starts for the details
+        start_summary(ex, year, cp)
+        raise LedgerCorrupt(
+            Msg(
+                "the ledger entries [0, %(size)s) changed after these figures were computed "
+                "from them (they hashed to the signed root then): an entry was edited, "
+                "removed or inserted",
+                size=cp.tree_size,
+            ),
+            hint=Msg("run `nsdx audit verify` to find the changed entries; nothing was computed"),
+            tree_size=cp.tree_size,
+        )
     fut = start_summary(ex, year, cp)
+    if fut is None:  # cached meanwhile by another request: check it like any cached one
+        return _summary(ex, year, cp, wait=wait)
     try:
         digest, s = fut.result(timeout=wait)
     except FutureTimeout:
