@@ -212,7 +212,7 @@ def render_pdf(data: dict) -> bytes:
         pdf.set_font("cjk", size=9)
         pdf.cell(45, 7, label)
         pdf.set_font("cjk", size=10)
-        pdf.multi_cell(100, 7, value, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(100, 7, value, align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     p = data["proof"]
     pdf.set_font("cjk", size=9)
@@ -222,21 +222,23 @@ def render_pdf(data: dict) -> bytes:
         f"包含证明 Inclusion proof (RFC 9162): entry {p['index']} of a tree of "
         f"{p['tree_size']} entries\nleaf hash {p['leaf_hash']}\nroot {p['root']}\n"
         + "\n".join(f"  {h}" for h in p["proof"]),
+        align="L",
         new_x="LMARGIN",
         new_y="NEXT",
     )
     pdf.ln(2)
     pdf.multi_cell(0, 5, "签名检查点 Signed checkpoint (C2SP):\n" + p["checkpoint"].strip(),
-                   new_x="LMARGIN", new_y="NEXT")  # fmt: skip
+                   align="L", new_x="LMARGIN", new_y="NEXT")  # fmt: skip
     if data.get("verifier_key"):
         pdf.multi_cell(0, 5, "验证公钥 Verifier key: " + data["verifier_key"],
-                       new_x="LMARGIN", new_y="NEXT")  # fmt: skip
+                       align="L", new_x="LMARGIN", new_y="NEXT")  # fmt: skip
     pdf.ln(2)
     pdf.set_font("cjk", size=10)
     pdf.multi_cell(
         0,
         6,
         "扫码或访问以下网址核验（无需账号） Check it, no account needed:\n" + data["verify_url"],
+        align="L",
         new_x="LMARGIN",
         new_y="NEXT",
     )

@@ -23,6 +23,7 @@ from catalogue.access import ANONYMOUS, DatasetFacts, Principal, may_see
 from catalogue.db import referenced
 from catalogue.models import Dataset, Organization, Version
 from catalogue.registry import find_dataset
+from validation.messages import Msg
 from validation.money import cny, yuan
 
 from . import credit_code
@@ -303,16 +304,34 @@ def create_offer(
     start = parse_day(term_start, "term start") if term_start else today
     if abs((start - today).days) > rules.max_term_days:
         raise InvalidRequest(
-            f"the term cannot start on {start.isoformat()} (today is {today.isoformat()})",
-            hint=f"start within {rules.max_term_days} days of today (trade rules: max_term_days)",
+            Msg(
+                "the term cannot start on %(start)s (today is %(today)s)",
+                start=start.isoformat(),
+                today=today.isoformat(),
+            ),
+            hint=Msg(
+                "start within %(days)s days of today (trade rules: max_term_days)",
+                days=rules.max_term_days,
+            ),
         )
     end = parse_day(term_end, "term end") if term_end else start + timedelta(days=365)
     if end < start:
-        raise InvalidRequest(f"the term ends ({end}) before it starts ({start})")
+        raise InvalidRequest(
+            Msg(
+                "the term ends (%(end)s) before it starts (%(start)s)",
+                end=str(end),
+                start=str(start),
+            )
+        )
     if (end - start).days > rules.max_term_days:
         raise InvalidRequest(
-            f"the term {start}..{end} is longer than {rules.max_term_days} days",
-            hint="offer a shorter term (trade rules: max_term_days)",
+            Msg(
+                "the term %(start)s..%(end)s is longer than %(days)s days",
+                start=str(start),
+                end=str(end),
+                days=rules.max_term_days,
+            ),
+            hint=Msg("offer a shorter term (trade rules: max_term_days)"),
         )
     with ex.ledger.transaction() as s:
         ds = _dataset(s, dataset)
@@ -501,12 +520,23 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
         actor.require(b.name, BUYER_ROLES, f"order on behalf of {b.name!r}")
         seller = referenced(s, Organization, offer.seller_id)
         if b.id == seller.id:
-            raise NotAllowed(f"{b.name!r} cannot buy its own offer", organization=b.name)
+            raise NotAllowed(
+                Msg("'%(org)s' cannot buy its own offer", org=b.name), organization=b.name
+            )
         if offer.status != "open":
-            raise InvalidState(f"offer {offer.id} is {offer.status}", offer=offer.id)
+            raise InvalidState(
+                Msg("offer %(offer)s is %(status)s", offer=offer.id, status=offer.status),
+                offer=offer.id,
+            )
         if not offer.term_start <= day <= offer.term_end:
             raise InvalidState(
-                f"offer {offer.id} runs {offer.term_start} to {offer.term_end}; {day} is outside it",
+                Msg(
+                    "offer %(offer)s runs %(start)s to %(end)s; %(day)s is outside it",
+                    offer=offer.id,
+                    start=str(offer.term_start),
+                    end=str(offer.term_end),
+                    day=str(day),
+                ),
                 offer=offer.id,
             )
         be, se = _enterprise(s, b), _enterprise(s, seller)
@@ -591,7 +621,13 @@ def confirm_payment(
         order = _order(s, order_id)
         _seller_step(s, actor, order, "confirm payment of this order")
         if order.status != "placed":
-            raise InvalidState(f"order {order.id} is {order.status}, not awaiting payment")
+            raise InvalidState(
+                Msg(
+                    "order %(order)s is %(status)s, not awaiting payment",
+                    order=order.id,
+                    status=order.status,
+                )
+            )
         day = rules.day(paid_on, "payment date", ex.today(), not_before=order.ordered_on)
         offer = referenced(s, Offer, order.offer_id)
         if amount_in is None and order.amount_fen != offer.price_fen:
@@ -753,7 +789,13 @@ def refund(
         order = _order(s, order_id)
         _seller_step(s, actor, order, "refund this order")
         if order.status not in ("paid", "granted", "delivered"):
-            raise InvalidState(f"order {order.id} is {order.status}; only paid orders are refunded")
+            raise InvalidState(
+                Msg(
+                    "order %(order)s is %(status)s; only paid orders are refunded",
+                    order=order.id,
+                    status=order.status,
+                )
+            )
         pay = s.scalars(
             select(Payment).where(Payment.order_id == order.id).order_by(Payment.paid_on.desc())
         ).first()

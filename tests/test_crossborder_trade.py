@@ -13,6 +13,7 @@ from exchange import credit_code, trade
 from exchange.actors import Actor
 from exchange.errors import CrossBorderBlocked, CrossBorderRefused, InvalidRequest
 from tests.conftest import pg_database
+from tests.registered import register
 
 SELLER = "bureau"
 BUYERS = {"hk-firm": "hong-kong", "macao-firm": "macao", "paris-firm": "abroad"}
@@ -52,6 +53,8 @@ def _world(tmp_path: Path, url: str | None = None):
             ex, Actor.for_org(b), b, credit_code_=credit_code.make("440115", f"MA5{i}XKT1"),
             legal_name=b, region=region,
         )  # fmt: skip
+    for name in ("ds60", "ds40", "core", "ds150", "imp"):  # no registration, no trade
+        register(ex, name, SELLER, scenario="xb")
     return ex
 
 

@@ -343,7 +343,7 @@ class CatchAll:
 _SURFACE_STATUSES = {
     "ckan": (400, 403, 404, 409, 414, 500, 503),
     "json": (400, 403, 404, 409, 414, 500, 503),
-    "sharing": (400, 401, 403, 404, 414, 500),
+    "sharing": (400, 401, 403, 404, 414, 500, 503),
 }
 _SCHEMAS: dict[str, type[BaseModel]] = {
     "ckan": CkanErrorOut,
