@@ -14,7 +14,9 @@ Here each query runs in a child process (``python -m catalogue.sandbox``) that
 * is killed when the query runs past its time limit plus a short grace (DuckDB's own
   ``interrupt()`` comes first) — a 408;
 * is killed at once when the pool closes (server shutdown), so no query holds a stopping
-  server.
+  server;
+* runs at a lower CPU priority (``nice`` 10 by default): on a busy machine the catalogue's
+  reads (search, show, exchange) are served first and queries take the CPU left over.
 
 :class:`QueryProcesses` is a bounded pool: ``size`` slots, one process per slot, started
 on first use and reused (a process idle for ``idle`` seconds exits by itself, and so does
@@ -159,6 +161,8 @@ def child_main(argv: list[str]) -> int:
     limit, idle = int(argv[0]), float(argv[1])
     if limit > 0:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if len(argv) > 2 and int(argv[2]) > 0:
+        os.nice(int(argv[2]))  # catalogue reads get the CPU first
     out = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to the log, never into the answers
     inp = 0
@@ -217,9 +221,10 @@ class _Proc:
 class QueryProcesses:
     """A bounded pool of query processes (see the module's text)."""
 
-    def __init__(self, size: int, *, idle: float = 120.0) -> None:
+    def __init__(self, size: int, *, idle: float = 120.0, nice: int = 10) -> None:
         self.size = max(1, int(size))
         self.idle = idle
+        self.nice = nice
         self._lock = threading.Lock()
         self._free: list[_Proc] = []
         self._running: set[_Proc] = set()
@@ -256,7 +261,14 @@ class QueryProcesses:
     # processes
     def _spawn(self, limit: int) -> _Proc:
         mapped = limit + ADDRESS_SLACK
-        cmd = [sys.executable, "-m", "catalogue.sandbox", str(mapped), str(self.idle)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "catalogue.sandbox",
+            str(mapped),
+            str(self.idle),
+            str(self.nice),
+        ]
         popen = subprocess.Popen(  # noqa: S603 - our own module, no shell
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
         )

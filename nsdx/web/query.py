@@ -15,7 +15,9 @@ the published views ``<domain>.<id>`` — the same views as ``nsdx query`` — w
   (10000), ``NSDX_QUERY_MEMORY_LIMIT`` (1GB, DuckDB's), ``NSDX_QUERY_PROCESS_MEMORY``
   (bytes a query process may map; the memory limit + 768 MiB), ``NSDX_QUERY_THREADS`` (2),
   ``NSDX_QUERY_CONCURRENCY`` (4 query slots per server process), ``NSDX_QUERY_QUEUE_WAIT``
-  (seconds a query waits for a free slot before a 503 with Retry-After, 2),
+  (seconds a query waits for a free slot before a 503 with Retry-After, 10),
+  ``NSDX_QUERY_QUEUE`` (queries that may wait at once per server process, 64; more get
+  the 503 at once), ``NSDX_QUERY_NICE`` (the query processes' CPU priority, 10),
   ``NSDX_QUERY_HTTP_TIMEOUT`` (10 s per S3 request); ``NSDX_QUERY_S3_ACCESS_KEY_ID`` /
   ``NSDX_QUERY_S3_SECRET_ACCESS_KEY`` give the query connection its own (read-only) key.
 
@@ -139,8 +141,10 @@ class _Pool:
     """The query slots of one app: the processes and the threads that wait for them."""
 
     def __init__(self, size: int) -> None:
-        self.procs = QueryProcesses(size)
+        nice = _env_num("NSDX_QUERY_NICE", 10)
+        self.procs = QueryProcesses(size, nice=max(0, min(19, nice)))
         self.threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nsdx-query")
+        self.waiting = 0  # requests waiting for a slot (on the event loop: no lock needed)
 
 
 def _pool(state) -> _Pool:
@@ -166,7 +170,7 @@ def close(state) -> None:
 
 
 def _queue_wait() -> float:
-    return max(0.0, _env_num("NSDX_QUERY_QUEUE_WAIT", 2.0, float))
+    return max(0.0, _env_num("NSDX_QUERY_QUEUE_WAIT", 10.0, float))
 
 
 def _busy() -> QueryBusy:
@@ -263,7 +267,7 @@ def execute(state, principal, sql: str, max_rows: int | None = None):
     slots: (the result, the row cap applied). The query API and the portal's SQL console
     call this."""
     pool = _pool(state)
-    if not pool.procs.acquire(_queue_wait()):
+    if not pool.procs.acquire(min(_queue_wait(), 2.0)):  # a page's thread waits 2 s at most
         raise _busy()
     try:
         return _execute_held(state, principal, sql, max_rows)
@@ -297,11 +301,18 @@ async def _answer(request: Request, q: QueryIn) -> Response:
     answered in the JSON dialect by :mod:`nsdx.web.errors`."""
     pool = _pool(request.app.state.nsdx)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + _queue_wait()
-    while not pool.procs.try_acquire():
-        if loop.time() >= deadline:
-            raise _busy()
-        await asyncio.sleep(0.05)
+    if not pool.procs.try_acquire():
+        if pool.waiting >= max(0, _env_num("NSDX_QUERY_QUEUE", 64)):
+            raise _busy()  # the queue is full: no wait at all
+        deadline = loop.time() + _queue_wait()
+        pool.waiting += 1
+        try:
+            while not pool.procs.try_acquire():
+                if loop.time() >= deadline:
+                    raise _busy()
+                await asyncio.sleep(0.05)
+        finally:
+            pool.waiting -= 1
     try:
         return await asyncio.wrap_future(pool.threads.submit(_run, request, q))
     finally:
