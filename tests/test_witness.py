@@ -277,31 +277,25 @@ def test_witness_directory_is_checked(tmp_path):
 
 
 def test_cli_init_and_pubkey(tmp_path):
-    from click.testing import CliRunner
-
-    from nsdx.cli import cli
-
-    runner = CliRunner()
-    r = runner.invoke(
-        cli,
-        [
-            "witness",
-            "init",
-            "--name",
-            "witness.test/cli",
-            "--log",
-            LOG_VERIFIER,
-            "--home",
-            str(tmp_path / "w"),
-            "--json",
-        ],
-    )
-    assert r.exit_code == 0, r.output
+    """The installed console script (a subprocess: the CLI as users run it)."""
     import json
 
+    from tests.conftest import run_cli
+
+    home = str(tmp_path / "w")
+    r = run_cli(
+        "witness",
+        "init",
+        "--name",
+        "witness.test/cli",
+        "--log",
+        LOG_VERIFIER,
+        "--home",
+        home,
+        "--json",
+    )
     vkey = json.loads(r.stdout)["verifier_key"]
     assert vkey.startswith("witness.test/cli+")
-    r = runner.invoke(cli, ["witness", "pubkey", "--home", str(tmp_path / "w")])
-    assert r.exit_code == 0 and r.stdout.strip() == vkey
-    r = runner.invoke(cli, ["witness", "init", "--name", "x", "--home", str(tmp_path / "w")])
-    assert r.exit_code == 1 and "already holds a witness" in r.stderr
+    assert run_cli("witness", "pubkey", "--home", home).stdout.strip() == vkey
+    r = run_cli("witness", "init", "--name", "x", "--home", home, check=False)
+    assert r.returncode == 1 and "already holds a witness" in r.stderr
