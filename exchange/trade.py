@@ -545,6 +545,8 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
             raise OfferNotFound(  # hidden since it was offered: the catalogue's access rule
                 f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
             )
+        # no registration, no trade: a registration cancelled since the offer ends its orders
+        require_listable(s, ds)
         xb = crossborder.assess(
             ex, s, offer=offer, seller=seller, seller_ent=se, buyer=b, buyer_ent=be, ds=ds, day=day
         )

@@ -154,7 +154,7 @@ def test_change_keeps_the_code_and_cancellation_ends_it(tmp_path):
     ch = reg.apply(ex, PROVIDER, "ds1", scenario="scenario-ds1", kind="change",
                    reason="新增字段 (a new column)", **STATEMENT)  # fmt: skip
     assert ch["code"] == code and ch["revision"] == 1
-    trade.create_offer(ex, PROVIDER, "ds1", price="10")  # still registered during the change
+    offer = trade.create_offer(ex, PROVIDER, "ds1", price="10")  # registered during the change
     reg.review(ex, REVIEWER, ch["id"], approve=True)
     new = reg.issue(ex.on_day(ex.today() + timedelta(days=days)), REVIEWER, ch["id"])
     assert new["code"] == code and new["revision"] == 1 and new["status"] == "registered"
@@ -166,6 +166,8 @@ def test_change_keeps_the_code_and_cancellation_ends_it(tmp_path):
     with pytest.raises(NotRegistered, match=f"its registration {code} was cancelled") as e:
         trade.create_offer(ex, PROVIDER, "ds1", price="10")
     assert e.value.fields["missing"] == "cancelled"
+    with pytest.raises(NotRegistered, match="was cancelled"):  # its open offer sells no more
+        trade.place_order(ex, Actor.for_org("firm", "member"), offer["id"], buyer="firm")
     c = certificates.certificate(ex, code)
     assert c["status"] == "cancelled" and c["kind"] == "cancellation"
 

@@ -31,6 +31,7 @@ _LAZY = {
     "audit": ("nsdx.cli.exchange", "audit"),
     "scenario": ("nsdx.cli.registration", "scenario"),
     "registration": ("nsdx.cli.registration", "registration"),
+    "witness": ("nsdx.cli.witness", "witness"),
 }
 _HELP = {
     "ingest": "Read, validate, convert to Parquet and publish datasets (ID... or --all).",
@@ -51,6 +52,8 @@ _HELP = {
     "scenario": "Application scenarios (应用场景): load, list, show and check them.",
     "registration": "Data-resource registration (数据资源登记): apply, review, notice, code, "
     "certificate.",
+    "witness": "Run a ledger witness: cosign checkpoints that extend the last one (C2SP "
+    "tlog-witness).",
 }
 
 

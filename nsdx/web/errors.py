@@ -267,6 +267,16 @@ def html_error(p: Problem, request: Request) -> Response:
         )
 
 
+def tlog_error(p: Problem) -> Response:
+    """The C2SP tlog-witness dialect: plain text. A 409 with the witness's size answers
+    that size and a newline as ``text/x.tlog.size``, as the protocol requires."""
+    size = p.fields.get("size")
+    if p.status == 409 and isinstance(size, int):
+        return Response(f"{size}\n", status_code=409, media_type="text/x.tlog.size")
+    text = p.message + (f"\nhint: {p.hint}" if p.hint else "") + "\n"
+    return Response(text, status_code=p.status, media_type="text/plain; charset=utf-8")
+
+
 def dialect_of(path: str) -> str:
     """Which dialect answers for a request path."""
     if path.startswith(("/api/3/action/", "/api/action/")):
@@ -418,5 +428,6 @@ __all__ = [
     "json_error",
     "problem_of",
     "render_error",
+    "tlog_error",
     "sharing_error",
 ]
