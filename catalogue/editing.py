@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ingest.spec import GRADES
 from validation.messages import Msg
 from validation.money import InvalidAmount, to_fen
 
@@ -109,9 +110,13 @@ def render_packages(s: Session, datasets: list[Dataset]) -> list[dict]:
         .order_by(LinkResource.position, LinkResource.created)
     ):
         links.setdefault(r.dataset_id, []).append(r)
+    from .scenarios import groups_of
+
+    groups = groups_of(s, ids)  # the scenarios that use each dataset, as CKAN groups
     out = []
     for ds in datasets:
         pkg = package_dict(ds, s)
+        pkg["groups"] = groups.get(ds.id, [])
         pkg["tags"] = sorted(pkg["tags"], key=lambda t: t["name"])
         mine = links.get(ds.id)
         if mine:
@@ -174,6 +179,19 @@ def _origin_facts(data: Mapping, extras: Mapping) -> dict:
         out["validation"] = dict(view["validation"])
     if isinstance(view.get("versions"), list):
         out["versions"] = [int(v) for v in view["versions"] if isinstance(v, int | float)]
+    c = view.get("classification")
+    if isinstance(c, Mapping) and c.get("grade") in GRADES:  # the cross-border facts
+        people = c.get("individuals")
+        cat = c.get("data_category")
+        out["classification"] = {
+            "grade": c["grade"],
+            "data_category": cat[:100] if isinstance(cat, str) else None,
+            "has_pi": c.get("has_pi") is True,
+            "sensitive_pi": c.get("sensitive_pi") is True,
+            "individuals": people
+            if isinstance(people, int) and not isinstance(people, bool) and people >= 0
+            else None,
+        }
     return out
 
 
@@ -483,6 +501,10 @@ class Packages:
         origin = _origin_facts(data, extras) if copy else {}
         if origin:
             ds.extras[ORIGIN_KEY] = origin
+            c = origin.get("classification")
+            if c:  # a copy of important data stays important (exchange.crossborder)
+                ds.grade, ds.data_category = c["grade"], c["data_category"]
+                ds.has_pi, ds.sensitive_pi = c["has_pi"], c["sensitive_pi"]
         for k in CKAN_FIELDS_IN_EXTRAS:  # CKAN's top-level maintainer, author_email, ...
             v = _str(data.get(k)).strip()
             if k == "license_url" and not v.startswith(("https://", "http://")):

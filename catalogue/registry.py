@@ -626,7 +626,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         ),
         "tags": [{"name": t.tag, "display_name": t.tag} for t in ds.tags],
         "num_tags": len(ds.tags),
-        "groups": [],  # nsdx has organisations, no CKAN groups
+        "groups": [],  # the scenarios that use it: filled in by editing.render_packages
         "resources": resources,
         "num_resources": len(resources),
         "extras": [  # sorted by key, as CKAN does
@@ -641,6 +641,16 @@ def package_dict(ds: Dataset, s: Session) -> dict:
             "schema": resources[0]["nsdx_schema"] if len(resources) == 1 else None,
             "versions": [v.number for v in ds.versions] or origin.get("versions") or [],
             "contact": contact or None,
+            # GB/T 43697-2024 grade and personal information, for the cross-border rules;
+            # individuals: counted at ingest in the current version (None: not counted)
+            "classification": origin.get("classification")
+            or {
+                "grade": ds.grade,
+                "data_category": ds.data_category,
+                "has_pi": bool(ds.has_pi),
+                "sensitive_pi": bool(ds.sensitive_pi),
+                "individuals": ver.individuals if ver else None,
+            },
         },
     }
 

@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+from datetime import date as _date
 from pathlib import Path
 
 import httpx
@@ -83,6 +84,9 @@ def site(tmp_path_factory, chromium_path):
         from exchange.actors import Actor
 
         y = date.today().year
+        from tests.registered import register
+
+        register(nx.exchange, "nansha-taxi-trips", SELLER)  # no registration, no trade
         trade.create_offer(
             nx.exchange,
             Actor.for_org(SELLER),
@@ -397,13 +401,23 @@ def test_keyboard_only_search_facets_before_results(tab, site, shots):
 @pytest.mark.parametrize(
     "path",
     ["/", "/?q=公交", "/dataset/nansha-bus-gps", "/organization/nansha-transport",
-     "/licence/nsdx-exchange-commercial", "/user/login", "/no/such/page"],
+     "/licence/nsdx-exchange-commercial", "/user/login", "/no/such/page",
+     # scenarios and the register (the demo's first registration: last year's demo, whose
+     # products were registered the year before)
+     "/scenarios", "/scenario/nansha-travel-demand", "/registrations",
+     f"/registration/NSDR-{_date.today().year - 2}-000001",
+     f"/registration/NSDR-{_date.today().year - 2}-000001/certificate.html"],
 )  # fmt: skip
 def test_axe_finds_nothing_serious_on_public_pages(tab, site, path, shots):
     tab.goto(site.url + path)
     assert axe_violations(tab) == []
     if path == "/organization/nansha-transport":
         tab.screenshot(shots / "organization.png")
+    if path == "/scenario/nansha-travel-demand":
+        tab.screenshot(shots / "scenario.png")
+    if path.endswith("/certificate.html"):
+        assert "数据资源登记证书" in tab.eval("document.body.innerText")
+        tab.screenshot(shots / "certificate.png")
 
 
 def test_keyboard_only_sign_in_and_official_navigation(tab, site):

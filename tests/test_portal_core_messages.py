@@ -34,3 +34,17 @@ def test_reward_exclusions_and_flags_in_chinese_then_english(site):  # noqa: F81
     assert "baiyun-vision is not registered in the district" in en
     assert "shared controller(s): 黄海峰" in en and "¥280000.00 refunded (ledger" in en
     assert "within 19 day(s), amounts ¥495000.00" in en
+
+
+def test_a_refused_offer_says_why_in_chinese(site):  # noqa: F811
+    from exchange.demo import RIDE
+
+    tok = login(site, "alice")  # an editor of the bureau that sells the ride-hailing data
+    data = {"csrftoken": tok, "dataset": RIDE[0], "price": "1200.00",
+            "term_start": "2026-06-30", "term_end": "2026-06-01"}  # fmt: skip
+    r = site.post("/exchange/offers", data=data)
+    assert r.status_code == 422
+    assert "期限的结束日期（2026-06-01）早于开始日期（2026-06-30）" in r.text
+    site.cookies.set("nsdx_lang", "en")
+    r = site.post("/exchange/offers", data=data)
+    assert "the term ends (2026-06-01) before it starts (2026-06-30)" in r.text

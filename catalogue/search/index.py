@@ -492,7 +492,13 @@ class SearchIndex:
         picked.sort(key=lambda i: (-counts[i], f.values[i]))
         if limit is not None and limit >= 0:
             picked = picked[:limit]
-        titles = self._org_titles() if field == "organization" else {}
+        titles = (
+            self._org_titles()
+            if field == "organization"
+            else self._group_titles()
+            if field == "groups"
+            else {}
+        )
         items = [
             {
                 "name": f.values[i],
@@ -512,6 +518,18 @@ class SearchIndex:
                 org = (d or {}).get("organization")
                 if org:
                     t[org["name"]] = org.get("title") or org["name"]
+            self._compiled[key] = t
+        return t
+
+    def _group_titles(self) -> dict[str, str]:
+        """Scenario (CKAN group) titles, for the ``groups`` facet's display names."""
+        key = ("grouptitles",)
+        t = self._compiled.get(key)
+        if t is None:
+            t = {}
+            for d in self.docs:
+                for g in (d or {}).get("groups") or []:
+                    t[g["name"]] = g.get("title") or g["name"]
             self._compiled[key] = t
         return t
 

@@ -32,6 +32,9 @@ def user() -> None:
 @click.argument("name")
 @click.option("--sysadmin", is_flag=True, help="May do anything.")
 @click.option("--auditor", is_flag=True, help="Read-only access to every exchange record.")
+@click.option(
+    "--reviewer", is_flag=True, help="Reviews data-resource registrations (nsdx registration)."
+)
 @click.option("--fullname", default="", help="Display name.")
 @click.option("--email", default="", help="Contact address.")
 @click.option(
@@ -51,6 +54,7 @@ def user_create(
     name: str,
     sysadmin: bool,
     auditor: bool,
+    reviewer: bool,
     fullname: str,
     email: str,
     password_stdin: bool,
@@ -64,13 +68,15 @@ def user_create(
     if password is not None:
         check_password_rules(password)  # before the user exists: nothing half-done
     acc = _accounts()
-    u = acc.create_user(name, sysadmin=sysadmin, auditor=auditor, fullname=fullname, email=email)
+    u = acc.create_user(
+        name, sysadmin=sysadmin, auditor=auditor, reviewer=reviewer, fullname=fullname, email=email
+    )
     if password is not None:
         set_password(acc, name, password)
     if as_json:
         echo_json(u)
     else:
-        flags = [f for f in ("sysadmin", "auditor") if u[f]]
+        flags = [f for f in ("sysadmin", "auditor", "reviewer") if u[f]]
         click.echo(f"created user {u['name']}" + (f" ({', '.join(flags)})" if flags else ""))
 
 

@@ -32,6 +32,7 @@ from exchange.ledger.browse import entry_kinds, list_entries
 from exchange.ledger.note import NoteError
 from exchange.ledger.store import b64
 from exchange.ledger.verify import rows_digest, verify_with_state
+from validation.messages import Msg
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
@@ -113,7 +114,7 @@ def _latest(ex):
 # -- the year's summary: computed in the background, never on the page request -------------
 _jobs: dict[tuple, Future] = {}
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsdx-audit-summary")
-WAIT_SECONDS = 0.25  # a small ledger's summary is ready in this time: no "computing" page
+WAIT_SECONDS = 0.2  # a small ledger's summary is ready in this time: no "computing" page
 
 
 def _summary_key(ex, year: int, cp) -> tuple:
@@ -134,12 +135,14 @@ def _compute(ex, year: int, tree_size: int) -> tuple[bytes, dict]:
     return digest, yearly_summary(ex, year, tree_size=tree_size)  # verified against the root
 
 
-def start_summary(ex, year: int, cp) -> Future:
+def start_summary(ex, year: int, cp) -> Future | None:
     """Start computing the year's summary of checkpoint ``cp`` in the background (one job
     per checkpoint and year; the dashboard starts last year's as soon as a new checkpoint
     is seen), so the rewards page of a new checkpoint never computes on the request."""
     key = _summary_key(ex, year, cp)
     with _cache_lock:
+        if key in _cache:  # computed already (each view re-checks it: _summary)
+            return None
         fut = _jobs.get(key)
         if fut is None:
             fut = _jobs[key] = _pool.submit(_compute, ex, year, cp.tree_size)
@@ -157,9 +160,13 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
     inserted row) drop the cached figures, and the fresh computation, verified against the
     signed root, reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
     key = _summary_key(ex, year, cp)
-    now = rows_digest(ex.ledger, cp.tree_size)
+    with _cache_lock:
+        cached = key in _cache
+    now = rows_digest(ex.ledger, cp.tree_size) if cached else None  # only to check a hit
     with _cache_lock:
         hit = _cache.get(key)
+        if hit is not None and now is None:  # cached meanwhile: check it on the next view
+            hit = None
         if hit is not None and hit[0] == now:  # type: ignore[index]
             _cache.move_to_end(key)
             return hit[1]  # type: ignore[index]
@@ -167,7 +174,11 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
             _cache.pop(key, None)
             for k in [k for k in _cache if k[0] == "charts" and k[1:5] == key[1:5]]:
                 _cache.pop(k, None)
+    if hit is not None:
+        _changed(ex, year, cp)
     fut = start_summary(ex, year, cp)
+    if fut is None:  # cached meanwhile by another request: check it like any cached one
+        return _summary(ex, year, cp, wait=wait)
     try:
         digest, s = fut.result(timeout=wait)
     except FutureTimeout:
@@ -178,10 +189,25 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
         raise
     with _cache_lock:
         _jobs.pop(key, None)
-    if digest != now:  # rows changed while it was computed: compute again
-        start_summary(ex, year, cp)
-        return None
+    if rows_digest(ex.ledger, cp.tree_size) != digest:  # changed since it was computed
+        _changed(ex, year, cp)
     return _cached(key, lambda: (digest, s))[1]
+
+
+def _changed(ex, year: int, cp):
+    """Rows a signed checkpoint covers never change: this is tampering (or a damaged
+    database), reported at once; a fresh verified computation starts for the details."""
+    start_summary(ex, year, cp)
+    raise LedgerCorrupt(
+        Msg(
+            "the ledger entries [0, %(size)s) changed after these figures were computed "
+            "from them (they hashed to the signed root then): an entry was edited, "
+            "removed or inserted",
+            size=cp.tree_size,
+        ),
+        hint=Msg("run `nsdx audit verify` to find the changed entries; nothing was computed"),
+        tree_size=cp.tree_size,
+    )
 
 
 def _year(request: Request) -> int:

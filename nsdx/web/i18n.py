@@ -70,6 +70,31 @@ JOB_STATES = [
 ]
 OFFER_STATES = [Np_("offer", "open"), Np_("offer", "withdrawn")]
 TOKEN_STATES = [Np_("token", "active"), Np_("token", "revoked"), Np_("token", "expired")]
+SCENARIO_STATES = [
+    Np_("scenario-status", "proposed"),
+    Np_("scenario-status", "open"),
+    Np_("scenario-status", "closed"),
+]
+REGISTRATION_STATES = [
+    Np_("registration-status", "applied"),
+    Np_("registration-status", "notice"),
+    Np_("registration-status", "objected"),
+    Np_("registration-status", "rejected"),
+    Np_("registration-status", "registered"),
+    Np_("registration-status", "superseded"),
+    Np_("registration-status", "cancelled"),
+]
+REGISTRATION_KINDS = [
+    Np_("registration-kind", "initial"),
+    Np_("registration-kind", "change"),
+    Np_("registration-kind", "correction"),
+    Np_("registration-kind", "cancellation"),
+]
+OBJECTION_STATES = [
+    Np_("objection-status", "open"),
+    Np_("objection-status", "upheld"),
+    Np_("objection-status", "dismissed"),
+]
 
 
 @cache

@@ -27,8 +27,9 @@ from .state import site_url, state_of
 
 router = APIRouter(include_in_schema=False)
 
-FACETS = ["organization", "domain", "tags", "res_format", "license_id", "access"]
+FACETS = ["groups", "organization", "domain", "tags", "res_format", "license_id", "access"]
 FACET_LABELS = {
+    "groups": N_("Application scenario"),
     "organization": N_("Organisation"),
     "domain": N_("Domain"),
     "tags": N_("Tags"),
@@ -169,6 +170,7 @@ async def dataset_response(
     offers, buyers = await run_in_threadpool(offers_for, request, pkg["name"])
     previews = await run_in_threadpool(_previews, request, who, pkg)
     history = await run_in_threadpool(st.cat.version_history, pkg["name"])
+    registrations = await run_in_threadpool(_registrations, request, pkg["name"])
     checks = await run_in_threadpool(_checks, request, pkg)
     return render(
         request,
@@ -184,6 +186,7 @@ async def dataset_response(
             "buyers": buyers,
             "previews": previews,
             "history": history,
+            "registration": registrations[-1] if registrations else None,
             "checks": checks,
             "site": site,
             "order_error": order_error,
@@ -199,6 +202,13 @@ async def dataset_response(
 
 
 PREVIEW_ROWS = 10
+
+
+def _registrations(request: Request, name: str) -> list[dict]:
+    """The dataset's registrations (a public register: exchange.registration)."""
+    from exchange.registration import list_registrations
+
+    return list_registrations(state_of(request).exchange, dataset=name)
 
 
 def _checks(request: Request, pkg: dict) -> dict[str, list[dict]]:
