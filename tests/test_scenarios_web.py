@@ -144,3 +144,49 @@ def test_json_api_refuses_anonymous_steps(site):
     listed = site.get("/api/scenarios").json()
     assert {s["name"] for s in listed} >= {"nansha-travel-demand"}
     assert "lodged_by" not in json.dumps(site.get("/api/exchange/registrations").json())
+
+
+def test_a_signed_in_visitor_objects_from_the_portal(site):
+    """During the public notice the registration page has an objection form (signed in,
+    CSRF-checked); the objection is the same ledger event as through the CLI and API."""
+    from catalogue.auth import Accounts
+    from catalogue.models import Dataset
+    from catalogue.scenarios import ScenarioSpec, save_scenarios
+    from catalogue.signin import set_password
+    from exchange import registration as reg
+    from exchange.actors import Actor
+    from tests.test_portal_pages import PASSWORD, login
+
+    ex = site.nx.exchange
+    with ex.catalogue.Session.begin() as s:
+        org = ex.catalogue.ensure_organization(s, "nansha-transport-bureau")
+        s.add(Dataset(name="ns-signal-plans", title="信号配时方案", domain="transport",
+                      access="restricted", organization=org, extras={}))  # fmt: skip
+    save_scenarios(ex.catalogue, [ScenarioSpec(name="ns-objection-test", title="异议测试",
+                   title_en="Objection test", sector="other", proposer="p",
+                   datasets=[("ns-signal-plans", None)])])  # fmt: skip
+    a = reg.apply(ex, Actor.for_org("nansha-transport-bureau"), "ns-signal-plans",
+                  scenario="ns-objection-test", compliance_statement="c", legality_pledge="p")  # fmt: skip
+    reg.review(ex, Actor(name="rev", reviewer=True), a["id"], approve=True)
+    page = site.get(f"/registration/{a['id']}", headers=HTML).text
+    assert "公示中" in page and "登录后可提出异议" in page
+    acc = Accounts(site.nx.catalogue)
+    acc.create_user("citizen")
+    set_password(acc, "citizen", PASSWORD)
+    tok = login(site, "citizen")
+    try:
+        empty = site.post(f"/registration/{a['id']}/objection",
+                          data={"csrftoken": tok, "reason": " "}, headers=HTML)  # fmt: skip
+        assert empty.status_code == 422 and "an objection needs a reason" in empty.text
+        r = site.post(f"/registration/{a['id']}/objection", headers=HTML,
+                      data={"csrftoken": tok, "reason": "该数据含未授权采集的信息"},
+                      follow_redirects=False)  # fmt: skip
+        assert r.status_code == 303
+        after = site.get(f"/registration/{a['id']}", headers=HTML).text
+        assert "有异议" in after and "该数据含未授权采集的信息" in after
+        shown = reg.show(ex, a["id"], full=True)
+        assert shown["objections"][0]["lodged_by"] == "citizen" and shown["status"] == "objected"
+        entry = ex.ledger.entry(ex.ledger.head_size() - 1)["payload"]
+        assert entry["type"] == "registration.objection" and entry["actor"] == "citizen"
+    finally:
+        site.post("/user/logout", data={"csrftoken": tok}, headers=HTML)

@@ -182,6 +182,11 @@ def test_split_view_is_refused(home):
     with pytest.raises(WitnessRefused) as e:  # fork B grown past it, with B's honest proof
         w.add_checkpoint(_add(fork_b, 10, 12))
     assert e.value.status == 422
+    # the refused fork checkpoints are kept: log-signed proof that the log signed two histories
+    kept = [p.read_bytes() for p in w.evidence()]
+    assert len(kept) == 2 and _add(fork_b, 10, 10) in kept and _add(fork_b, 10, 12) in kept
+    note_b = _add(fork_b, 10, 10).split(b"\n\n", 1)[1].decode()
+    assert open_note(note_b, LOG_VERIFIER)[0] == checkpoint_body(ORIGIN, 10, fork_b.root(10))
     w.add_checkpoint(_add(fork_a, 10, 12))  # the history it vouched for still grows
     assert w.state()[ORIGIN]["root"] == base64.b64encode(fork_a.root(12)).decode()
 

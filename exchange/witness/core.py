@@ -7,7 +7,10 @@ exchange's database:
 * ``witness.key`` — its ``cosignature/v1`` signer key (file mode 600);
 * ``logs`` — the logs it witnesses: one note verifier key per line (the key name is the
   log's origin line, as for the exchange ledger), ``#`` comments allowed;
-* ``state.json`` — per origin, the size, root and body of the latest cosigned checkpoint.
+* ``state.json`` — per origin, the size, root and body of the latest cosigned checkpoint;
+* ``evidence/`` — requests refused as a fork (409 with another root at the same size, 422)
+  although the log's signature verified: proof that the log signed two histories (at most
+  ``MAX_EVIDENCE_FILES``, so a misbehaving log cannot fill the disk).
 
 :meth:`Witness.add_checkpoint` takes the raw ``add-checkpoint`` request body and returns
 the response body (one cosignature line) or raises :class:`WitnessRefused` whose
@@ -24,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -55,6 +59,9 @@ KEY_FILE = "witness.key"
 LOGS_FILE = "logs"
 STATE_FILE = "state.json"
 LOCK_FILE = "state.lock"
+EVIDENCE_DIR = "evidence"
+#: Refused log-signed requests kept as evidence, at most (each at most MAX_REQUEST_BYTES).
+MAX_EVIDENCE_FILES = 100
 #: The spec caps proofs at 63 lines; a checkpoint note with 100 signatures is under 20 KiB.
 MAX_PROOF_LINES = 63
 MAX_REQUEST_BYTES = 64 * 1024
@@ -240,6 +247,23 @@ class Witness:
         os.replace(tmp, path)
         _fsync_dir(self.home)
 
+    def _keep_evidence(self, raw: bytes, status: int) -> None:
+        """Keep a refused, log-signed request (bounded in number; never fails the answer)."""
+        folder = self.home / EVIDENCE_DIR
+        try:
+            folder.mkdir(exist_ok=True)
+            if sum(1 for _ in folder.iterdir()) >= MAX_EVIDENCE_FILES:
+                return
+            name = f"{int(self._clock())}-{status}-{hashlib.sha256(raw).hexdigest()[:16]}.txt"
+            (folder / name).write_bytes(raw)
+        except OSError:
+            pass
+
+    def evidence(self) -> list[Path]:
+        """The refused log-signed requests kept, oldest first."""
+        folder = self.home / EVIDENCE_DIR
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
     # ------------------------------------------------------------------ protocol
 
     def add_checkpoint(self, raw: bytes) -> str:
@@ -283,6 +307,7 @@ class Witness:
                     if req.proof:
                         raise WitnessRefused(400, "the proof must be empty for the same size")
                     if cp.root != root1:
+                        self._keep_evidence(raw, 409)
                         raise WitnessRefused(
                             409, f"a different root for the cosigned size {cur}: a fork", size=cur
                         )
@@ -290,6 +315,7 @@ class Witness:
                     try:
                         verify_consistency(req.old, cp.size, req.proof, root1, cp.root)
                     except ProofError as e:
+                        self._keep_evidence(raw, 422)
                         raise WitnessRefused(422, f"consistency proof: {e.reason}") from None
             logs[origin] = {
                 "size": cp.size,

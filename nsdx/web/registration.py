@@ -11,7 +11,7 @@ The register and the certificates are public (公示): an official checks a cert
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -20,12 +20,14 @@ from catalogue.errors import CatalogueError
 from exchange import certificates
 from exchange import registration as reg
 from exchange.errors import ExchangeError
+from validation.errors import NsdxError
 
 from .errorpages import error_response
 from .exchange import _call
+from .i18n import core
 from .i18n import gettext as _
 from .render import render
-from .session import viewer
+from .session import require_user, viewer
 from .state import site_url, state_of
 
 router = APIRouter(tags=["registration"])
@@ -190,7 +192,14 @@ def _not_found(request: Request, code: str, e: ExchangeError) -> Response:
 
 @pages.get("/registration/{code}", response_class=HTMLResponse)
 async def registration_page(code: str, request: Request):
-    """A registration as anyone may check it: its status, its certificate, its proof."""
+    """A registration as anyone may check it: its status, its certificate, its proof; a
+    signed-in visitor may object while it is under public notice."""
+    return await _registration_response(request, code)
+
+
+async def _registration_response(
+    request: Request, code: str, *, error: str | None = None, status: int = 200
+):
     st = state_of(request)
     try:
         d = await run_in_threadpool(reg.show, st.exchange, code)
@@ -199,7 +208,34 @@ async def registration_page(code: str, request: Request):
     cert = None
     if d["registered_on"]:
         cert = await _certificate(request, d["code"] or d["id"])
-    return render(request, "registration.html", {"r": d, "c": cert})
+    today = st.exchange.today().isoformat()
+    may_object = d["status"] in ("notice", "objected") and (d["notice_end"] or "") >= today
+    return render(
+        request,
+        "registration.html",
+        {"r": d, "c": cert, "may_object": may_object, "objection_error": error},
+        status,
+    )
+
+
+@pages.post("/registration/{rid}/objection")
+async def registration_objection(rid: str, request: Request):
+    """Lodge an objection from the portal (signed in; the same core as the CLI and API)."""
+    from .trade_pages import actor_of
+
+    p = require_user(request)
+    form = await request.form()
+    reason = str(form.get("reason") or "").strip()[:5000]
+    ex = state_of(request).exchange
+    try:
+        await run_in_threadpool(
+            lambda: reg.lodge_objection(ex, actor_of(request, p), rid[:64], reason=reason)
+        )
+    except NsdxError as e:
+        return await _registration_response(
+            request, rid[:64], error=core(e.message), status=getattr(e, "status", 409)
+        )
+    return RedirectResponse(f"/registration/{rid[:64]}?objected=1", status_code=303)
 
 
 @pages.get("/registration/{code}/certificate.html", response_class=HTMLResponse)
