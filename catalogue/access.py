@@ -249,7 +249,7 @@ def require_read(
     if ds.state == "deleted":
         raise DatasetNotFound(ds.name)
     who = p.name or "anonymous"
-    shown = f" (view {view})" if view else ""
+    shown = Msg(" (view %(view)s)", view=view) if view else ""
     org = organization or ds.org_id or ""
     fields = {"dataset": ds.name, "view": view}
     if not ds.public or ds.access == "open":  # private or draft: not for sale

@@ -139,7 +139,7 @@ def test_everyone_else_sees_checks_and_counts_but_no_values(site, who):
 def test_the_cores_refusal_of_a_preview_is_shown_in_the_visitors_language(site):
     site.cookies.clear()
     html = site.get("/dataset/nansha-taxi-trips").text
-    assert "数据集“nansha-taxi-trips” (view transport.nansha_taxi_trips)为受限数据：只有“" in html
+    assert "数据集“nansha-taxi-trips”（视图 transport.nansha_taxi_trips）为受限数据：只有“" in html
     assert "的成员和持有有效访问授权的机构可以读取；anonymous 没有授权" in html
     site.cookies.set("nsdx_lang", "en")
     html = site.get("/dataset/nansha-taxi-trips").text

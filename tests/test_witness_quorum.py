@@ -7,6 +7,8 @@ import json
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 import uvicorn
 
 from exchange.ledger.merkle import MerkleTree, leaf_hash
-from exchange.ledger.note import checkpoint_body, generate_key, open_note, sign_note
+from exchange.ledger.note import checkpoint_body, generate_key, open_note, sign_note, verifier_key
 from exchange.witness import init_witness, parse_cosigner_verifier, verify_cosignatures
 from exchange.witness.client import WitnessEndpoint, parse_witness_config, request_cosignatures
 from nsdx.web.witness import create_witness_app
@@ -174,7 +176,8 @@ def test_cli_audit_witness(nsdx_env, tmp_path):
     from tests.conftest import run_cli
 
     run_cli("exchange", "demo", env=nsdx_env)
-    log_key = run_cli("audit", "pubkey", env=nsdx_env).stdout.strip()
+    ledger_key = (Path(nsdx_env["NSDX_HOME"]) / "ledger.key").read_text().strip()
+    log_key = verifier_key(ledger_key)  # what `nsdx audit pubkey` prints
     with _witnesses(tmp_path, log_key, "c") as endpoints:
         config = tmp_path / "witnesses.txt"
         config.write_text("".join(f"{e.url} {e.key.text}\n" for e in endpoints))
@@ -182,16 +185,26 @@ def test_cli_audit_witness(nsdx_env, tmp_path):
         r = json.loads(out.stdout)
         assert r["witnessed"] and r["quorum"] == 2
         assert sorted(r["cosigners"]) == ["witness.test/c1", "witness.test/c2"]
+        # the witnessed checkpoint is one `nsdx audit verify` accepts (cosignatures ignored)
+        witnessed = Path(nsdx_env["NSDX_HOME"]) / "witnessing" / "witnessed"
+        run_cli("audit", "verify", "--checkpoint", str(witnessed), env=nsdx_env)
+        # a fork the exchange could show someone else: its key, the same size, another root
+        size = r["tree_size"]
+        fork = sign_note(checkpoint_body(log_key.split("+")[0], size, bytes(32)), ledger_key)
+        req = urllib.request.Request(
+            endpoints[0].url + "/add-checkpoint", data=f"old {size}\n\n{fork}".encode()
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:  # the witness refuses it
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 409
+        (tmp_path / "fork.note").write_text(fork)
         proc = run_cli(
             "audit",
-            "witness",
-            "--witnesses",
-            str(config),
-            "--quorum",
-            "3",
-            "--json",
+            "verify",
+            "--checkpoint",
+            str(tmp_path / "fork.note"),
             env=nsdx_env,
             check=False,
         )
-        assert proc.returncode == 1
-        assert json.loads(proc.stderr)["error"]["error"] == "WitnessQuorumNotReached"
+        assert proc.returncode == 1  # and the ledger does not match the fork either
+        assert f"external checkpoint at size {size} and the database's disagree" in proc.stderr

@@ -158,7 +158,10 @@ def core(message: object) -> str:
     template = getattr(message, "template", None)
     if template is None:
         return tr.ugettext(str(message))
-    params = getattr(message, "params", None) or {}
+    params = {  # a parameter may be a core message itself
+        k: core(v) if getattr(v, "template", None) is not None else v
+        for k, v in (getattr(message, "params", None) or {}).items()
+    }
     s = tr.ugettext(template)
     try:
         return s % params if params else s
