@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
 	$(BIN)/python bench/bench_search.py
 	$(BIN)/python bench/bench_ledger.py
+	$(BIN)/python bench/bench_witness.py
 	$(BIN)/python bench/bench_portal.py
 	$(BIN)/python bench/bench_delivery.py
 	$(BIN)/python bench/bench_validation.py  # builds and ingests a 2 GB CSV: minutes, ~5 GB of disk
@@ -49,11 +50,12 @@ clean:
 docs: $(STAMP)
 	$(BIN)/python scripts/gen_cli_docs.py
 	$(BIN)/python scripts/gen_access_docs.py
+	$(BIN)/python scripts/gen_reliability_docs.py
 
 # portal message catalogues: re-extract the msgids and update nsdx/web/locale/*/messages.po
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k Np_:1c,2 -k pgettext:1c,2 -k Msg --no-location \
 		--omit-header -o .nsdx-messages.pot .
 	$(BIN)/pybabel update -i .nsdx-messages.pot -d nsdx/web/locale -D messages --no-wrap \
-		--ignore-obsolete
+		--ignore-obsolete --no-fuzzy-matching
 	rm -f .nsdx-messages.pot

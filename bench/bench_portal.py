@@ -5,9 +5,11 @@ entries (SQLite, in-process ASGI: no network, no browser; the time is the app's)
 
 Prints a markdown table: p50 and max over ``--repeat`` renders of each page, signed in as
 an official (auditor) who is also a member of an organisation. The first render of the
-rewards page for a checkpoint computes the year's report from every ledger leaf (shown as
-its own row, "cold"); later renders of the same checkpoint reuse it. Verification (a
-POST, recomputing the whole tree) is shown for reference.
+rewards page of a new checkpoint starts computing the year's report from every ledger leaf
+in the background and says so (its own row; the time until the figures are ready is
+printed below the table); later renders of the same checkpoint reuse the report after
+re-reading the rows it covers (a changed row is caught). Verification (a POST, recomputing
+the whole tree) is shown for reference.
 Goal from issue 12: every page under 300 ms of server time.
 """
 
@@ -177,8 +179,15 @@ def main() -> None:
                 assert resp.status_code == 200, (label, resp.status_code, resp.text[:300])
             rows.append((label, statistics.median(xs), max(xs), repeat))
 
-        timed("rewards page, cold (first render of a checkpoint)",
-              lambda: c.get(f"/audit/rewards?year={year}"), repeat=1)  # fmt: skip
+        # a new checkpoint: its summary is computed in the background (the page says so)
+        t0 = time.perf_counter()
+        first = c.get(f"/audit/rewards?year={year}")
+        rows.append(("rewards page, first view of a new checkpoint (says: computing)",
+                     (time.perf_counter() - t0) * 1000, (time.perf_counter() - t0) * 1000, 1))  # fmt: skip
+        assert first.status_code == 200
+        while 'id="computing"' in c.get(f"/audit/rewards?year={year}").text:
+            time.sleep(0.5)
+        background = time.perf_counter() - t0
         pages = [
             ("search /", "/"),
             ("search ?q=公交", "/?q=%E5%85%AC%E4%BA%A4"),
@@ -206,6 +215,7 @@ def main() -> None:
             repeat=3,
         )
     print(f"\n{a.datasets:,} datasets, {size:,} ledger entries, SQLite\n")
+    print(f"rewards summary of the new checkpoint computed in the background: {background:.1f} s\n")
     print("| page | p50 ms | max ms | renders |")
     print("|---|---:|---:|---:|")
     for label, p50, mx, n in rows:

@@ -34,13 +34,15 @@ injected as a :class:`Grants` object, built in the shell (``nsdx.access``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import and_, or_, true
 from sqlalchemy.sql.elements import ColumnElement
+
+from validation.messages import Msg
 
 from .errors import CatalogueError, DatasetNotFound
 from .models import Dataset
@@ -66,6 +68,13 @@ class Principal:
     @property
     def anonymous(self) -> bool:
         return self.user_id is None
+
+    @property
+    def user_name(self) -> str:
+        """The signed-in user's name; NotAuthorized (403) for an anonymous caller."""
+        if self.user_id is None or self.name is None:
+            raise NotAuthorized("this needs a signed-in user", hint="sign in or send a token")
+        return self.name
 
     def insider(self, org_id: str | None) -> bool:
         """A sysadmin, or a member (any role) of organisation ``org_id``."""
@@ -190,6 +199,15 @@ def may_read(
     return _granted(p, ds, grants, version)
 
 
+def may_read_run_reports(p: Principal, ds: DatasetFacts) -> bool:
+    """May ``p`` read the provider's own validation reports of the dataset — every run's,
+    including runs that published nothing, with the failing values (masked when served)?
+    The people who publish it: its organisation's admins and editors, and sysadmins.
+    Everyone else who may see the dataset reads the copy published with each version:
+    counts and verdicts, no values."""
+    return p.can_edit(ds.org_id)
+
+
 class NotAuthorized(CatalogueError):
     """The caller may not do this (HTTP 403, CKAN 'Authorization Error')."""
 
@@ -231,25 +249,41 @@ def require_read(
     if ds.state == "deleted":
         raise DatasetNotFound(ds.name)
     who = p.name or "anonymous"
-    what = f"dataset {ds.name!r}" + (f" (view {view})" if view else "")
+    shown = Msg(" (view %(view)s)", view=view) if view else ""
+    org = organization or ds.org_id or ""
     fields = {"dataset": ds.name, "view": view}
     if not ds.public or ds.access == "open":  # private or draft: not for sale
         raise DatasetRestricted(
-            f"{what} is private to its organisation {organization or ds.org_id!r}; "
-            f"{who} may not read it",
-            hint="ask the organisation's admin to add you as a member",
+            Msg(
+                "dataset '%(name)s'%(view)s is private to its organisation '%(org)s'; "
+                "%(who)s may not read it",
+                name=ds.name,
+                view=shown,
+                org=org,
+                who=who,
+            ),
+            hint=Msg("ask the organisation's admin to add you as a member"),
             **fields,
         )
     raise DatasetRestricted(
-        f"{what} is restricted: it may be read by members of {organization or ds.org_id!r} "
-        f"and by organisations holding an active access grant; {who} holds none",
+        Msg(
+            "dataset '%(name)s'%(view)s is restricted: it may be read by members of '%(org)s' "
+            "and by organisations holding an active access grant; %(who)s holds none",
+            name=ds.name,
+            view=shown,
+            org=org,
+            who=who,
+        ),
         hint=(
-            "log in with an API token (Authorization header) if your organisation bought it"
+            Msg("log in with an API token (Authorization header) if your organisation bought it")
             if p.anonymous
-            else "buy access on the exchange: see its offers with GET "
-            f"/api/exchange/offers?dataset={ds.name} (or `nsdx exchange offers`), "
-            "order one with POST /api/exchange/orders; reading works once the seller "
-            "has confirmed payment and granted access"
+            else Msg(
+                "buy access on the exchange: see its offers with GET "
+                "/api/exchange/offers?dataset=%(name)s (or `nsdx exchange offers`), "
+                "order one with POST /api/exchange/orders; reading works once the seller "
+                "has confirmed payment and granted access",
+                name=ds.name,
+            )
         ),
         organization=organization,
         **fields,
@@ -306,7 +340,7 @@ class IndexColumns:
     private: np.ndarray  # bool
 
     @classmethod
-    def of(cls, docs: list[Mapping[str, Any] | None]) -> IndexColumns:
+    def of(cls, docs: Sequence[Mapping[str, Any] | None]) -> IndexColumns:
         ids, orgs, states, private = [], [], [], []
         for d in docs:
             d = d or {}
@@ -415,6 +449,7 @@ __all__ = [
     "Principal",
     "granted_for",
     "may_read",
+    "may_read_run_reports",
     "may_see",
     "read_clause",
     "require_read",

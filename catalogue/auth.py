@@ -84,6 +84,7 @@ def _user_dict(u: User) -> dict:
         "email": u.email,
         "sysadmin": u.sysadmin,
         "auditor": u.auditor,
+        "reviewer": u.reviewer,
         "state": u.state,
         "created": u.created.isoformat(),
     }
@@ -194,6 +195,7 @@ class Accounts:
         *,
         sysadmin: bool = False,
         auditor: bool = False,
+        reviewer: bool = False,
         fullname: str = "",
         email: str = "",
     ) -> dict:
@@ -204,7 +206,14 @@ class Accounts:
         with self.cat.Session.begin() as s:
             if s.scalar(select(User).where(User.name == name)) is not None:
                 raise InvalidInput({"name": [f"User {name!r} already exists."]})
-            u = User(name=name, sysadmin=sysadmin, auditor=auditor, fullname=fullname, email=email)
+            u = User(
+                name=name,
+                sysadmin=sysadmin,
+                auditor=auditor,
+                reviewer=reviewer,
+                fullname=fullname,
+                email=email,
+            )
             s.add(u)
             s.flush()
             return _user_dict(u)

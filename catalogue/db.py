@@ -8,8 +8,9 @@ import atexit
 import os
 import threading
 from pathlib import Path
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -100,6 +101,7 @@ def make_engine(url: str) -> Engine:
 # NNNN_what.py; a test keeps this equal to Alembic's head): a database already there is opened
 # without loading Alembic (~0.5 s of every command).
 HEAD = max(p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("[0-9]*_*.py"))
+MIGRATION_LOCK = 0x6E736478  # "nsdx": the advisory lock held while migrating
 
 
 def migrate(engine: Engine) -> None:
@@ -115,8 +117,35 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # processes opening a new database at once (workers, appenders) migrate one
+            # after the other: the next sees the schema at head and does nothing
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. SQLAlchemy types ``Session.execute`` as
+    returning a plain ``Result``; for those statements it is a ``CursorResult``."""
+    if not isinstance(result, CursorResult):  # pragma: no cover - SQLAlchemy's contract
+        raise TypeError(f"not the result of an UPDATE or DELETE: {type(result).__name__}")
+    return result.rowcount
+
+
+_Row = TypeVar("_Row")
+
+
+def referenced(s: Session, model: type[_Row], key: str) -> _Row:
+    """The row a NOT NULL foreign key points at (``Session.get`` is Optional): a missing
+    one means the database was changed by hand, a server fault rather than the caller's."""
+    row = s.get(model, key)
+    if row is None:
+        raise DatabaseError(
+            f"{model.__name__} {key!r} is referenced but missing from the database",
+            hint="the database was changed outside nsdx; run `nsdx audit verify`",
+        )
+    return row
 
 
 def sessions(engine: Engine) -> sessionmaker[Session]:

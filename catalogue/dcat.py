@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .downloads import absolute
-from .licences import licence
+from .licences import Licence, document_url, licence
 from .registry import media_type
 
 CONTEXT = {
@@ -153,11 +153,19 @@ def descriptions(pkg: dict) -> tuple[str, str]:
     return zh, en
 
 
-def _licence_node(pkg: dict) -> dict:
-    lic = licence(pkg.get("license_id"), pkg.get("license_url") or None)
-    if lic.url:
-        return {"@id": lic.url, "@type": "dct:LicenseDocument", "rdfs:label": lic.title}
-    return {"@type": "dct:LicenseDocument", "rdfs:label": lic.title}
+def _licence(pkg: dict) -> Licence:
+    return licence(pkg.get("license_id"), pkg.get("license_url") or None)
+
+
+def _licence_url(pkg: dict, site: str) -> str:
+    """The licence document: the register's or the publisher's URL, else the portal's page
+    of the licence (catalogue.licences.document_url)."""
+    return document_url(_licence(pkg), site)
+
+
+def _licence_node(pkg: dict, site: str) -> dict:
+    lic = _licence(pkg)
+    return {"@id": document_url(lic, site), "@type": "dct:LicenseDocument", "rdfs:label": lic.title}
 
 
 def _contact(pkg: dict, site: str) -> dict | None:
@@ -208,7 +216,7 @@ def _checksum(r: dict) -> dict | None:
     }
 
 
-def _distribution(pkg: dict, r: dict, url: str, profile: str) -> dict:
+def _distribution(pkg: dict, r: dict, url: str, profile: str, site: str) -> dict:
     fmt = (r.get("format") or "").strip().upper()
     mt = r.get("mimetype") or media_type(fmt)
     size = r.get("size")
@@ -230,7 +238,7 @@ def _distribution(pkg: dict, r: dict, url: str, profile: str) -> dict:
             } if isinstance(size, int) and size >= 0 else None,
             # DCAT-AP 2 admits SHA-1 checksums only; the manifest has SHA-256
             "spdx:checksum": _checksum(r) if profile != "dcat-ap-2" else None,
-            "dct:license": _licence_node(pkg),
+            "dct:license": _licence_node(pkg, site),
             "dct:modified": _dt(r.get("last_modified") or r.get("metadata_modified")),
             "nsdx:rowCount": r.get("nsdx_row_count"),
         }
@@ -286,7 +294,7 @@ def dcat_dataset(pkg: dict, site: str, profile: str = "dcat-ap-3") -> dict:
             else None,  # fmt: skip
             "dct:issued": _dt(pkg.get("metadata_created")),
             "dct:modified": _dt(pkg.get("metadata_modified")),
-            "dct:license": _licence_node(pkg),
+            "dct:license": _licence_node(pkg, site),
             "dct:accessRights": {
                 "@id": ACCESS_RIGHTS.get(ex.get("access", "open"), ACCESS_RIGHTS["restricted"]),
                 "@type": "dct:RightsStatement",
@@ -297,7 +305,7 @@ def dcat_dataset(pkg: dict, site: str, profile: str = "dcat-ap-3") -> dict:
             "nsdx:qualityScore": ex.get("quality_score"),
             "nsdx:priceCNY": ex.get("price_cny"),
             "dcat:distribution": [
-                _distribution(pkg, r, url, profile) for r in pkg.get("resources") or []
+                _distribution(pkg, r, url, profile, site) for r in pkg.get("resources") or []
             ],
         }
     )
@@ -352,13 +360,8 @@ def turtle(doc: dict) -> str:
     return g.serialize(format="turtle")
 
 
-def _licence_url(pkg: dict) -> str | None:
-    return licence(pkg.get("license_id"), pkg.get("license_url") or None).url
-
-
 def _google_box(geojson: str | None) -> str | None:
-    node = _bbox(geojson)
-    if node is None:
+    if geojson is None or _bbox(geojson) is None:
         return None
     ring = json.loads(geojson)["coordinates"][0]
     xs, ys = [float(p[0]) for p in ring], [float(p[1]) for p in ring]
@@ -400,7 +403,7 @@ def schema_org(pkg: dict, site: str) -> dict[str, Any]:
             "alternateName": ex.get("title_en"),
             "description": schema_description(pkg),
             "keywords": [t["name"] for t in pkg.get("tags") or []],
-            "license": lic.url or {"@type": "CreativeWork", "name": lic.title},
+            "license": document_url(lic, site),
             "isAccessibleForFree": ex.get("access", "open") == "open",
             "inLanguage": ["zh", "en"],
             "dateCreated": pkg.get("metadata_created"),
@@ -587,7 +590,7 @@ def croissant(pkg: dict, site: str) -> dict:
             "description": zh if zh == en else f"{zh}\n\n{en}",
             "inLanguage": ["zh", "en"],
             "url": url,
-            "license": _licence_url(pkg) or licence(pkg.get("license_id")).title,
+            "license": _licence_url(pkg, site),
             "version": pkg.get("version"),
             "datePublished": pkg.get("metadata_created"),
             "dateModified": pkg.get("metadata_modified"),
@@ -702,7 +705,9 @@ def datapackage(pkg: dict, site: str) -> dict:
             "version": pkg.get("version"),
             "created": pkg.get("metadata_created"),
             "keywords": [t["name"] for t in pkg.get("tags") or []],
-            "licenses": [_drop_empty({"name": lic.id, "title": lic.title, "path": lic.url})],
+            "licenses": [
+                _drop_empty({"name": lic.id, "title": lic.title, "path": document_url(lic, site)})
+            ],
             "contributors": [
                 _drop_empty(
                     {

@@ -31,7 +31,7 @@ import hmac
 import io
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -447,7 +447,7 @@ def _reader(store: ObjectStore, files: Iterable[DownloadFile], select_sql: str):
     return con, con.execute(select_sql).to_arrow_reader(BATCH_ROWS)
 
 
-def stream_csv(store: ObjectStore, t: DownloadTable) -> Iterator[bytes]:
+def stream_csv(store: ObjectStore, t: DownloadTable) -> Generator[bytes, None, None]:
     """The table as CSV (UTF-8, header line, RFC 4180 quoting), chunk by chunk."""
     import pyarrow.csv as pacsv
 
@@ -467,7 +467,7 @@ def stream_csv(store: ObjectStore, t: DownloadTable) -> Iterator[bytes]:
         con.close()
 
 
-def stream_jsonl(store: ObjectStore, t: DownloadTable) -> Iterator[bytes]:
+def stream_jsonl(store: ObjectStore, t: DownloadTable) -> Generator[bytes, None, None]:
     """The table as JSON Lines (one object per row), chunk by chunk, written by the one JSON
     renderer (:mod:`catalogue.jsonout`: DuckDB's own ``to_json`` writes ``NaN`` and
     ``Infinity``, which no strict JSON reader accepts)."""

@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ingest.spec import GRADES
 from validation.messages import Msg
 from validation.money import InvalidAmount, to_fen
 
@@ -29,8 +31,11 @@ from .registry import (
     ORIGIN_KEY,
     Catalogue,
     find_dataset,
+    is_name_taken,
+    is_view_name_clash,
     media_type,
     package_dict,
+    view_clash_message,
     view_name_owner,
     view_stem,
 )
@@ -105,9 +110,13 @@ def render_packages(s: Session, datasets: list[Dataset]) -> list[dict]:
         .order_by(LinkResource.position, LinkResource.created)
     ):
         links.setdefault(r.dataset_id, []).append(r)
+    from .scenarios import groups_of
+
+    groups = groups_of(s, ids)  # the scenarios that use each dataset, as CKAN groups
     out = []
     for ds in datasets:
         pkg = package_dict(ds, s)
+        pkg["groups"] = groups.get(ds.id, [])
         pkg["tags"] = sorted(pkg["tags"], key=lambda t: t["name"])
         mine = links.get(ds.id)
         if mine:
@@ -146,7 +155,8 @@ ORIGIN_NUMBERS = ("current_version", "row_count", "bytes", "quality_score")
 def _origin_facts(data: Mapping, extras: Mapping) -> dict:
     """What the origin published, from its package dict: the typed ``nsdx`` view, else
     the (string) extras. Never a storage location."""
-    view = data.get("nsdx") if isinstance(data.get("nsdx"), Mapping) else {}
+    nsdx = data.get("nsdx")
+    view: Mapping = nsdx if isinstance(nsdx, Mapping) else {}
     out: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for k in ORIGIN_NUMBERS:
@@ -169,6 +179,19 @@ def _origin_facts(data: Mapping, extras: Mapping) -> dict:
         out["validation"] = dict(view["validation"])
     if isinstance(view.get("versions"), list):
         out["versions"] = [int(v) for v in view["versions"] if isinstance(v, int | float)]
+    c = view.get("classification")
+    if isinstance(c, Mapping) and c.get("grade") in GRADES:  # the cross-border facts
+        people = c.get("individuals")
+        cat = c.get("data_category")
+        out["classification"] = {
+            "grade": c["grade"],
+            "data_category": cat[:100] if isinstance(cat, str) else None,
+            "has_pi": c.get("has_pi") is True,
+            "sensitive_pi": c.get("sensitive_pi") is True,
+            "individuals": people
+            if isinstance(people, int) and not isinstance(people, bool) and people >= 0
+            else None,
+        }
     return out
 
 
@@ -254,11 +277,16 @@ class Packages:
     # -- writing -------------------------------------------------------------------------
     def create(self, p: Principal, data: Mapping[str, Any]) -> dict:
         self._require_user(p)
-        with self.cat.Session.begin() as s:
-            ds = Dataset(extras={}, domain=DEFAULT_DOMAIN)
-            self._apply(s, p, ds, dict(data), creating=True)
-            s.flush()
-            return render_package(ds, s)
+        try:
+            with self.cat.Session.begin() as s:
+                ds = Dataset(extras={}, domain=DEFAULT_DOMAIN)
+                self._apply(s, p, ds, dict(data), creating=True)
+                s.flush()
+                return render_package(ds, s)
+        except IntegrityError as e:
+            if (refused := self._name_refused(e, data)) is None:
+                raise
+            raise refused from None
 
     def update(self, p: Principal, data: Mapping[str, Any]) -> dict:
         """Full replace: fields not given are reset (resources are kept when not given)."""
@@ -266,12 +294,30 @@ class Packages:
         key = data.get("id") or data.get("name")
         if not key:
             raise InvalidInput({"id": ["Missing value"]})
-        with self.cat.Session.begin() as s:
-            ds = find_dataset(s, str(key), include_deleted=True)
-            self._check_edit(p, ds.organization_id, ds.name)
-            self._apply(s, p, ds, dict(data), creating=False)
-            s.flush()
-            return render_package(ds, s)
+        try:
+            with self.cat.Session.begin() as s:
+                ds = find_dataset(s, str(key), include_deleted=True)
+                self._check_edit(p, ds.organization_id, ds.name)
+                self._apply(s, p, ds, dict(data), creating=False)
+                s.flush()
+                return render_package(ds, s)
+        except IntegrityError as e:
+            if (refused := self._name_refused(e, data)) is None:
+                raise
+            raise refused from None
+
+    def _name_refused(self, e: IntegrityError, data: Mapping[str, Any]) -> InvalidInput | None:
+        """The database refused a name the check above let through: another request
+        took it, or a name on its view, between the check and the commit. The same 409 as
+        the check's; any other integrity error is not the caller's to fix."""
+        name = str(data.get("name") or "")
+        if is_name_taken(e):
+            return InvalidInput({"name": [Msg("That URL is already in use.")]})
+        if is_view_name_clash(e):
+            with self.cat.Session() as s:
+                owner = view_name_owner(s, name) or "another dataset"
+            return InvalidInput({"name": [view_clash_message(owner)]})
+        return None
 
     def patch(self, p: Principal, data: Mapping[str, Any]) -> dict:
         key = data.get("id") or data.get("name")
@@ -366,13 +412,7 @@ class Packages:
             if clash is not None and clash != ds.id:
                 errors["name"] = [Msg("That URL is already in use.")]
             elif owner is not None:
-                errors["name"] = [
-                    Msg(
-                        "Maps to the same query view as dataset '%(owner)s' ('-' and '_' are "
-                        "the same in view names); choose another name.",
-                        owner=owner,
-                    )
-                ]
+                errors["name"] = [view_clash_message(owner)]
         org = self._org(s, p, data, errors)
         private = _bool(data.get("private", False))
         if org is None and "owner_org" not in errors:
@@ -461,6 +501,10 @@ class Packages:
         origin = _origin_facts(data, extras) if copy else {}
         if origin:
             ds.extras[ORIGIN_KEY] = origin
+            c = origin.get("classification")
+            if c:  # a copy of important data stays important (exchange.crossborder)
+                ds.grade, ds.data_category = c["grade"], c["data_category"]
+                ds.has_pi, ds.sensitive_pi = c["has_pi"], c["sensitive_pi"]
         for k in CKAN_FIELDS_IN_EXTRAS:  # CKAN's top-level maintainer, author_email, ...
             v = _str(data.get(k)).strip()
             if k == "license_url" and not v.startswith(("https://", "http://")):

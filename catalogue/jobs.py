@@ -234,6 +234,8 @@ class Jobs:
             log.warning("job %s (%s) failed: %s", job_id, kind, traceback.format_exc())
         with self.cat.Session.begin() as s:
             j = s.get(Job, job_id)
+            if j is None:  # deleted while it ran
+                raise ObjectNotFound("job", job_id)
             j.status, j.result, j.error, j.finished = status, result, error, utcnow()
             return job_dict(j)
 
@@ -273,7 +275,8 @@ def ensure_queue_schema(database_url: str) -> None:
     with psycopg.connect(_conninfo(database_url), autocommit=True) as c:
         c.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:
-            if c.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
+            row = c.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()
+            if row is None or row[0] is None:
                 c.execute(SchemaManager.get_schema())
         finally:
             c.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))

@@ -5,14 +5,46 @@ URL and whether it is open. CKAN's ``license_list`` and ``package_show`` (``lice
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
+
+
+def N_(message: str) -> str:  # noqa: N802 - marked for the portal's catalogue (babel.cfg)
+    return message
 
 
 @dataclass(frozen=True)
 class Licence:
     id: str
     title: str
-    url: str | None  # None: no document to point at
+    url: str | None  # None: no document elsewhere; the portal's licence page holds the terms
     open: bool  # an open licence (Open Definition conformant)
+    terms: tuple[str, ...] = ()  # what the portal's page says (English msgids, translated)
+
+
+# The terms of the licences that have no document elsewhere, shown on /licence/<id>.
+_EXCHANGE_TERMS = (
+    N_(
+        "The data is not open data: it is sold through the nsdx exchange of the Nansha AI "
+        "industry zone."
+    ),
+    N_(
+        "An organisation that buys it gets an access grant once the seller has confirmed its "
+        "payment, for the number of days the offer states; a refund revokes the grant."
+    ),
+    N_(
+        "The offer says which version is covered (a fixed version, or the latest during the "
+        "offer's term), the price, whether cross-border use is allowed and any further licence "
+        "terms; the signed contract between buyer and seller governs the use."
+    ),
+    N_(
+        "Without a live access grant no right to use the data is given. To buy access, order "
+        "one of the offers on the dataset's page or contact the publishing organisation."
+    ),
+    N_(
+        "Every step of a trade (offer, order, payment, access grant, delivery, refund) is "
+        "recorded in the exchange's tamper-evident ledger."
+    ),
+)
 
 
 _REGISTER = (
@@ -30,10 +62,15 @@ _REGISTER = (
             "https://opendatacommons.org/licenses/pddl/1-0/", True),
     Licence("MIT", "MIT License", "https://spdx.org/licenses/MIT.html", True),
     Licence("Apache-2.0", "Apache License 2.0", "https://spdx.org/licenses/Apache-2.0.html", True),
-    Licence("notspecified", "License not specified", None, False),
-    Licence("other-closed", "Other (not open) — sold through the nsdx exchange", None, False),
+    Licence("notspecified", N_("License not specified"), None, False, (
+        N_("The publisher has not said under which licence the data may be used."),
+        N_("Ask the publishing organisation before you reuse the data."),
+    )),
+    Licence("other-closed", N_("Other (not open) — sold through the nsdx exchange"), None, False,
+            _EXCHANGE_TERMS),
     Licence("nsdx-exchange-commercial",
-            "nsdx exchange commercial licence (sold through the exchange)", None, False),
+            N_("nsdx exchange commercial licence (sold through the exchange)"), None, False,
+            _EXCHANGE_TERMS),
 )  # fmt: skip
 LICENCES: dict[str, Licence] = {lic.id: lic for lic in _REGISTER}
 
@@ -49,3 +86,15 @@ def licence(license_id: str | None, url: str | None = None) -> Licence:
     if known.url is None and url:
         return Licence(known.id, known.title, url, known.open)
     return known
+
+
+def licence_page(license_id: str) -> str:
+    """The path of the portal's page for a licence (its terms, and the datasets under it)."""
+    return "/licence/" + quote(license_id, safe="")
+
+
+def document_url(lic: Licence, site: str) -> str:
+    """Where ``lic``'s terms are: its own document, else the portal's licence page (absolute
+    against ``site``, the public base URL) — what DCAT, schema.org, Croissant and Data
+    Package metadata give as the licence."""
+    return lic.url or site.rstrip("/") + licence_page(lic.id)

@@ -75,7 +75,7 @@ class Dataset(Base):
     attribution: Mapped[str | None] = mapped_column(Text)
     price_fen: Mapped[int | None] = mapped_column(BigInteger)  # list price, fen (validation.money)
     current_version: Mapped[int | None] = mapped_column(Integer)
-    # classification (GB/T 43697-2024, migration 0009): grade general | important | core;
+    # classification (GB/T 43697-2024, migration 0011): grade general | important | core;
     # personal information held, sensitive or not; the data category within the domain
     grade: Mapped[str] = mapped_column(String(20), default="general")
     has_pi: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -109,7 +109,7 @@ class Version(Base):
     validation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # summary of the report
     quality_score: Mapped[float | None] = mapped_column(Float)
     # distinct individuals in the personal-data columns, counted at ingest from the masked
-    # tokens (migration 0009); None: not counted (published before the count existed)
+    # tokens (migration 0011); None: not counted (published before the count existed)
     individuals: Mapped[int | None] = mapped_column(BigInteger)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
@@ -172,6 +172,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(300), default="")
     sysadmin: Mapped[bool] = mapped_column(Boolean, default=False)
     auditor: Mapped[bool] = mapped_column(Boolean, default=False)
+    # reviews data-resource registrations (exchange.registration; migration 0011)
+    reviewer: Mapped[bool] = mapped_column(Boolean, default=False)
     state: Mapped[str] = mapped_column(String(20), default="active")
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # argon2id hash (PHC string) of the portal password; None: no password sign-in
@@ -278,3 +280,44 @@ class CatalogueChange(Base):
     __tablename__ = "catalogue_changes"
     rev: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+# -- application scenarios (migration 0011) -------------------------------------------------
+
+
+class Scenario(Base):
+    """An application scenario (应用场景): what AI firms build over published data, with the
+    datasets it uses and, where one exists, an evaluation task. CKAN sees it as a group."""
+
+    __tablename__ = "scenarios"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(String(100), unique=True, index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    title_en: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    description_en: Mapped[str] = mapped_column(Text, default="")
+    sector: Mapped[str] = mapped_column(String(50), index=True)
+    proposer: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20), default="open")  # catalogue.scenarios
+    query: Mapped[str] = mapped_column(Text, default="")  # an example query over its data
+    evaluation: Mapped[dict[str, Any]] = mapped_column(default=dict)  # metric, split query
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    uses: Mapped[list[ScenarioDataset]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ScenarioDataset.position"
+    )
+
+
+class ScenarioDataset(Base):
+    """A dataset a scenario uses, at a version (``None``: the current one)."""
+
+    __tablename__ = "scenario_datasets"
+    scenario_id: Mapped[str] = mapped_column(
+        ForeignKey("scenarios.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    version: Mapped[int | None] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, default=0)

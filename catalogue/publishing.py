@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from ingest import failpoints
 from ingest.pipeline import IngestResult, PreviousVersion, run_pipeline
 from ingest.spec import DatasetSpec
 from ingest.storage import ObjectStore
@@ -77,7 +78,9 @@ def publish_dataset(
     if result.status == "up_to_date":
         cat.touch_metadata(spec)  # titles, notes, tags may have changed
         return result
+    failpoints.hit("catalogue.register")
     _ver, current = cat.register_version(spec, result, store.url)
+    failpoints.hit("catalogue.registered")
     if not current:
         now = cat.current(spec.id)
         result.warnings.append(
@@ -114,7 +117,7 @@ class _Claims:
 
 def resolve_files(cat: Catalogue, store: ObjectStore, dataset_id: str) -> list[str]:
     """Readable locations of a published dataset's current Parquet files (referential checks)."""
-    out = []
+    out: list[str] = []
     for t in cat.published_tables():
         if t.dataset == dataset_id:
             out.extend(store.uri(k) for k in t.uris)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -38,7 +39,16 @@ from .access import (
 from .errors import QueryError
 from .registry import Catalogue, PublishedTable
 
-__all__ = ["DatasetRestricted", "QueryLimits", "QueryResult", "QueryableTable", "serve_query"]
+__all__ = [
+    "DatasetRestricted",
+    "JobRunner",
+    "QueryJob",
+    "QueryLimits",
+    "QueryResult",
+    "QueryableTable",
+    "run_job",
+    "serve_query",
+]
 
 
 def _quote(ident: str) -> str:
@@ -163,6 +173,9 @@ class QueryLimits:
     max_temp_size: str = "2GB"
     http_timeout: int = 10  # seconds per S3 request (interrupt() cannot cut a stalled read)
     http_retries: int = 1
+    process_memory: int | None = (
+        None  # bytes a query process may map (None: memory_limit + 768 MiB)
+    )
 
 
 @dataclass(frozen=True)
@@ -407,6 +420,90 @@ def stream_query(
     return pa.Table.from_batches(batches, schema=schema), truncated
 
 
+@dataclass(frozen=True)
+class QueryJob:
+    """One checked, allowed statement and everything needed to run it anywhere (in this
+    process, or in a query process of :mod:`catalogue.sandbox`): plain, picklable data."""
+
+    store: Mapping[str, str | None]  # :func:`store_spec`: how to reach the published files
+    tables: tuple[PublishedTable, ...]
+    limits: QueryLimits
+    sql: str
+    max_rows: int
+
+
+def store_spec(store: ObjectStore) -> dict[str, str | None]:
+    """What a query process needs to reach ``store`` (its URL; for S3 the endpoint and the
+    key the query connection uses)."""
+    if not store.url.startswith("s3://"):
+        return {"url": store.url}
+    s3: Any = store
+    return {
+        "url": s3.url,
+        "bucket": s3.bucket,
+        "prefix": s3.prefix,
+        "endpoint_url": s3.endpoint_url,
+        "access_key": s3._access_key,
+        "secret_key": s3._secret_key,
+        "session_token": s3._session_token,
+        "region": s3.region,
+        "addressing_style": s3.addressing_style,
+    }
+
+
+def store_of_spec(spec: Mapping[str, str | None]) -> ObjectStore:
+    """The store :func:`store_spec` describes."""
+    from ingest.storage import open_store
+
+    if "bucket" not in spec:
+        return open_store(str(spec["url"]))
+    from ingest.storage.s3 import S3Store
+
+    return S3Store(
+        str(spec["bucket"]),
+        str(spec["prefix"] or ""),
+        endpoint_url=spec["endpoint_url"],
+        access_key=spec["access_key"],
+        secret_key=spec["secret_key"],
+        session_token=spec["session_token"],
+        region=spec["region"],
+        addressing_style=spec["addressing_style"],
+    )
+
+
+def run_job(job: QueryJob, store: ObjectStore | None = None, *, timeout: float | None = None):
+    """Run ``job`` on a fresh locked connection (:func:`open_locked`) in this process:
+    (the rows, whether more were left). ``timeout`` defaults to the job's limit."""
+    import shutil
+    import tempfile
+
+    store = store or store_of_spec(job.store)
+    limits = job.limits
+    if limits.temp_dir is not None:
+        limits.temp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="q-", dir=limits.temp_dir))
+    try:
+        con = open_locked(store, job.tables, limits, temp_dir=tmp)
+        try:
+            return stream_query(
+                con,
+                job.sql,
+                max_rows=job.max_rows,
+                max_bytes=limits.max_bytes,
+                timeout=max(0.1, limits.timeout if timeout is None else timeout),
+                store=store,
+            )
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: runs a job within a time budget: (rows, truncated); :func:`run_job` by default, a query
+#: process of :mod:`catalogue.sandbox` for the HTTP server
+JobRunner = Callable[[QueryJob, float], tuple[pa.Table, bool]]
+
+
 def serve_query(
     cat: Catalogue,
     store: ObjectStore,
@@ -417,12 +514,12 @@ def serve_query(
     limits: QueryLimits | None = None,
     max_rows: int | None = None,
     s3_credentials: Mapping[str, str] | None = None,
+    runner: JobRunner | None = None,
 ) -> QueryResult:
     """The query API: check ``sql`` (one SELECT over published views, see
     :mod:`catalogue.sql_guard`), check that ``principal`` may read every dataset it
-    touches, run it on a locked connection and return at most ``max_rows`` rows."""
-    import shutil
-    import tempfile
+    touches, run it on a locked connection (through ``runner``: in this process by default)
+    and return at most ``max_rows`` rows."""
     import time
 
     from .sql_guard import check_select
@@ -435,26 +532,18 @@ def serve_query(
     check_access(principal, used, grants)
     rows = limits.default_rows if max_rows is None else max_rows
     rows = max(0, min(int(rows), limits.max_rows))
-    if limits.temp_dir is not None:
-        limits.temp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="q-", dir=limits.temp_dir))
-    try:
-        con = open_locked(
-            store, [t.table for t in used], limits, temp_dir=tmp, s3_credentials=s3_credentials
-        )
-        try:
-            table, truncated = stream_query(
-                con,
-                checked.sql,
-                max_rows=rows,
-                max_bytes=limits.max_bytes,
-                timeout=max(0.1, limits.timeout - (time.monotonic() - started)),
-                store=store,
-            )
-        finally:
-            con.close()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    job = QueryJob(
+        store=store_spec(_s3_for_query(store, s3_credentials)),
+        tables=tuple(t.table for t in used),
+        limits=limits,
+        sql=checked.sql,
+        max_rows=rows,
+    )
+    budget = max(0.1, limits.timeout - (time.monotonic() - started))
+    if runner is None:
+        table, truncated = run_job(job, _s3_for_query(store, s3_credentials), timeout=budget)
+    else:
+        table, truncated = runner(job, budget)
     return QueryResult(
         table=table,
         truncated=truncated,

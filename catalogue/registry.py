@@ -13,10 +13,12 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from ingest import failpoints
+from validation.messages import Msg
 from validation.money import cny
 
 from .access import ANONYMOUS, see_clause
-from .db import make_engine, sessions
+from .db import make_engine, rows_changed, sessions
 from .errors import CatalogueError, DatasetNotFound
 from .licences import licence
 from .models import (
@@ -62,6 +64,23 @@ def view_of_table(dataset: str, table: str | None) -> str:
     return f"{base}__{view_stem(table)}" if table else base
 
 
+# The unique index on the view stem (migration 0010): the database, not only the check below,
+# refuses a second dataset on one view when two are created at the same moment.
+VIEW_NAME_INDEX = "ux_datasets_view_name"
+
+
+def is_view_name_clash(e: IntegrityError) -> bool:
+    """Whether ``e`` is the view-stem index refusing a row (SQLite and PostgreSQL both
+    name the index in the message)."""
+    return VIEW_NAME_INDEX in str(e.orig)
+
+
+def is_name_taken(e: IntegrityError) -> bool:
+    """Whether ``e`` is the unique dataset name refusing a row."""
+    msg = str(e.orig)
+    return "datasets.name" in msg or "ix_datasets_name" in msg
+
+
 def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> str | None:
     """The name of another dataset (any organisation, domain or state) whose query view
     would have the same name as ``name``'s, or None. Two such datasets would share one
@@ -73,6 +92,15 @@ def view_name_owner(s: Session, name: str, *, dataset_id: str | None = None) -> 
     if dataset_id is not None:
         q = q.where(Dataset.id != dataset_id)
     return s.scalar(q.limit(1))
+
+
+def view_clash_message(owner: str) -> Msg:
+    """What ``package_create``/``package_patch`` say for a name on ``owner``'s view."""
+    return Msg(
+        "Maps to the same query view as dataset '%(owner)s' ('-' and '_' are the same in "
+        "view names); choose another name.",
+        owner=owner,
+    )
 
 
 class ViewNameTaken(CatalogueError):
@@ -243,7 +271,7 @@ class Catalogue:
                 )
                 .values(run_id=run_id)
             )
-            return r.rowcount == 1
+            return rows_changed(r) == 1
 
     def mark_claim(self, name: str, number: int, run_id: str, state: str) -> None:
         with self.Session.begin() as s:
@@ -333,21 +361,25 @@ class Catalogue:
                         )
                     )
             s.flush()
-            moved = s.execute(
-                update(Dataset)
-                .where(
-                    Dataset.id == ds.id,
-                    (Dataset.current_version.is_(None))
-                    | (Dataset.current_version <= result.version),
+            moved = rows_changed(
+                s.execute(
+                    update(Dataset)
+                    .where(
+                        Dataset.id == ds.id,
+                        (Dataset.current_version.is_(None))
+                        | (Dataset.current_version <= result.version),
+                    )
+                    .values(current_version=result.version, metadata_modified=utcnow())
+                    .execution_options(synchronize_session=False)
                 )
-                .values(current_version=result.version, metadata_modified=utcnow())
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            )
             s.execute(
                 delete(VersionClaim).where(
                     VersionClaim.dataset == spec.id, VersionClaim.number == result.version
                 )
             )
+            s.flush()
+            failpoints.hit("catalogue.register.tx")
             return ver, moved == 1
 
     def touch_metadata(self, spec) -> None:
@@ -442,6 +474,8 @@ def _described(schema: list[dict], spec, table: str) -> list[dict]:
                 for k, v in (("description", f.description), ("unit", f.unit), ("pii", f.pii))
                 if v and v != "none"
             }
+            if "pii" in extra:  # how it was masked: hmac (a token) or keep (restricted data)
+                extra["pii_treatment"] = f.pii_treatment or "hmac"
         out.append({**col, **extra})
     return out
 
@@ -592,7 +626,7 @@ def package_dict(ds: Dataset, s: Session) -> dict:
         ),
         "tags": [{"name": t.tag, "display_name": t.tag} for t in ds.tags],
         "num_tags": len(ds.tags),
-        "groups": [],  # nsdx has organisations, no CKAN groups
+        "groups": [],  # the scenarios that use it: filled in by editing.render_packages
         "resources": resources,
         "num_resources": len(resources),
         "extras": [  # sorted by key, as CKAN does
@@ -607,6 +641,16 @@ def package_dict(ds: Dataset, s: Session) -> dict:
             "schema": resources[0]["nsdx_schema"] if len(resources) == 1 else None,
             "versions": [v.number for v in ds.versions] or origin.get("versions") or [],
             "contact": contact or None,
+            # GB/T 43697-2024 grade and personal information, for the cross-border rules;
+            # individuals: counted at ingest in the current version (None: not counted)
+            "classification": origin.get("classification")
+            or {
+                "grade": ds.grade,
+                "data_category": ds.data_category,
+                "has_pi": bool(ds.has_pi),
+                "sensitive_pi": bool(ds.sensitive_pi),
+                "individuals": ver.individuals if ver else None,
+            },
         },
     }
 

@@ -108,30 +108,37 @@ def _claim(accounts: Accounts, key: str, now: datetime) -> int:
     upsert, committed at once, so parallel requests cannot all slip under the limit nor
     collide on the first insert); the attempts in the current window, this one included."""
     cat = accounts.cat
-    dialect = cat.engine.dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    t = SignInFailure.__table__
+    t = SignInFailure
     # a new window, or a lock that has run out: counting starts again
     fresh = or_(
-        t.c.window_start < now - WINDOW,
-        and_(t.c.locked_until.is_not(None), t.c.locked_until <= now),
+        t.window_start < now - WINDOW,
+        and_(t.locked_until.is_not(None), t.locked_until <= now),
     )
-    stmt = (
-        insert(t)
-        .values(key=key, failures=1, window_start=now, locked_until=None)
-        .on_conflict_do_update(
-            index_elements=[t.c.key],
-            set_={
-                "failures": case((fresh, 1), else_=t.c.failures + 1),
-                "window_start": case((fresh, now), else_=t.c.window_start),
-                "locked_until": case((fresh, None), else_=t.c.locked_until),
-            },
+    values = {"key": key, "failures": 1, "window_start": now, "locked_until": None}
+    counted = {
+        "failures": case((fresh, 1), else_=t.failures + 1),
+        "window_start": case((fresh, now), else_=t.window_start),
+        "locked_until": case((fresh, None), else_=t.locked_until),
+    }
+    # the same upsert in each dialect's words (their Insert classes are distinct types)
+    if cat.engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = (
+            pg_insert(t)
+            .values(values)
+            .on_conflict_do_update(index_elements=[t.key], set_=counted)
+            .returning(t.failures)
         )
-        .returning(t.c.failures)
-    )
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = (
+            sqlite_insert(t)
+            .values(values)
+            .on_conflict_do_update(index_elements=[t.key], set_=counted)
+            .returning(t.failures)
+        )
     with cat.Session.begin() as s:
         return int(s.execute(stmt).scalar_one())
 
@@ -167,7 +174,7 @@ def sign_in(accounts: Accounts, name: str, password: str, *, client: str = "-") 
             ok = _hasher.verify(stored or _DUMMY, password) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             ok = False
-        if not ok:
+        if not ok or u is None or stored is None:
             for k, n, lim in zip(keys, tries, LIMITS, strict=True):
                 if n >= lim:
                     row = s.get(SignInFailure, k)

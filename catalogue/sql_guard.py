@@ -22,7 +22,9 @@ must pass :func:`check_select`:
      ``glob``...), nothing that inspects or changes the engine (``duckdb_secrets``,
      ``enable_logging``, ``query``...);
    * scalar functions in :data:`DENIED_FUNCTIONS` (``current_setting``, ``getenv``,
-     ``write_log``, ``sleep_ms``...) are refused, as are schema-qualified functions;
+     ``write_log``, ``sleep_ms``...) are refused, as are schema-qualified functions and the
+     engine's built-in macros that reach one of them or read a table
+     (:func:`denied_macros`: ``pg_sleep`` is ``sleep_ms`` under another name);
    * ``DESCRIBE``/``SUMMARIZE`` of a query are allowed, ``SHOW TABLES``-style listings not;
    * CTE names may not shadow a system view (so a name always means one thing).
 
@@ -37,6 +39,7 @@ import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import duckdb
 
@@ -137,6 +140,75 @@ def system_relations() -> frozenset[str]:
     return frozenset(names)
 
 
+@cache
+def denied_macros() -> frozenset[str]:
+    """The engine's built-in scalar macros a query may not call: those whose definition
+    calls a denied function or another denied macro, reads a table or a table function
+    (``format_type`` reads ``duckdb_types()``), or names a function by its schema
+    (``current_query`` is ``"system".main.current_query()``). Read from the engine's own
+    catalogue, so a macro a new DuckDB version adds is judged by the same rule."""
+    con = duck.connect(":memory:")
+    try:
+        macros = con.execute(
+            "SELECT DISTINCT lower(function_name), macro_definition FROM duckdb_functions() "
+            "WHERE function_type = 'macro' AND macro_definition IS NOT NULL"
+        ).fetchall()
+        calls: dict[str, set[str]] = {}
+        denied: set[str] = set()
+        for name, definition in macros:
+            raw = con.execute("SELECT json_serialize_sql(?)", [f"SELECT {definition}"]).fetchone()
+            tree: dict[str, Any] = json.loads(raw[0]) if raw else {"error": True}
+            if tree.get("error"):
+                denied.add(name)  # not understood: fail closed
+                continue
+            fns, reads = _calls_of(tree["statements"][0]["node"])
+            if reads or any(f is None for f in fns):
+                denied.add(name)
+            calls.setdefault(name, set()).update(f for f in fns if f is not None)
+    finally:
+        con.close()
+    denied |= {n for n, called in calls.items() if called & DENIED_FUNCTIONS}
+    grew = True
+    while grew:  # a macro calling a denied macro is denied too
+        grew = False
+        for n, called in calls.items():
+            if n not in denied and called & denied:
+                denied.add(n)
+                grew = True
+    return frozenset(denied)
+
+
+def _calls_of(root) -> tuple[list[str | None], bool]:
+    """The functions a macro body calls (None for a schema-qualified one) and whether it
+    reads a table, a subquery or a table function."""
+    fns: list[str | None] = []
+    reads = False
+    stack = [root]
+    first = True
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        kind = kind if isinstance(kind, str) else None
+        if node.get("class") == "FUNCTION":
+            schema = str(node.get("schema") or "main").lower()
+            qualified = node.get("catalog") or schema not in ("main", "pg_catalog")
+            fns.append(None if qualified else str(node.get("function_name", "")).lower())
+        elif node.get("class") == "SUBQUERY":
+            reads = True
+        elif kind in _TABLE_REFS and kind != "EMPTY":
+            reads = True
+        elif kind in _QUERY_NODES and not first:
+            reads = True
+        first = False
+        stack.extend(v for v in node.values() if isinstance(v, dict | list))
+    return fns, reads
+
+
 def _first_line(e: BaseException) -> str:
     return str(e).strip().split("\n")[0]
 
@@ -174,10 +246,12 @@ def check_select(sql: str, views: Collection[tuple[str, str]] | None = None) -> 
             "explain or load anything",
         )
     try:
-        raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
-        tree = json.loads(raw)
+        row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+        tree = json.loads(row[0]) if row is not None else None
     except (duckdb.Error, RecursionError, ValueError) as e:
         raise SqlRejected(f"the query cannot be checked: {_first_line(e)}", rule="parse") from None
+    if not isinstance(tree, dict):  # a SELECT of one value always has a row (DuckDB's contract)
+        raise SqlRejected("the query cannot be checked", rule="parse")
     if tree.get("error"):
         msg = tree.get("error_message") or "unknown parser error"
         if tree.get("error_type") == "parser":
@@ -299,5 +373,5 @@ class _Walker:
                 rule="function",
                 function=name,
             )
-        if name in DENIED_FUNCTIONS:
+        if name in DENIED_FUNCTIONS or name in denied_macros():
             raise SqlRejected(f"function {name!r} is not allowed", rule="function", function=name)

@@ -33,6 +33,7 @@ class Actor:
     roles: Mapping[str, str] = field(default_factory=dict)  # organisation name -> role
     sysadmin: bool = False
     auditor: bool = False
+    reviewer: bool = False  # reviews data-resource registrations (exchange.registration)
 
     @classmethod
     def operator(cls, name: str = "operator") -> Actor:
@@ -95,4 +96,5 @@ def actor_for_user(s: Session, user_name: str) -> Actor:
         roles={o: r for o, r in rows},
         sysadmin=user.sysadmin,
         auditor=user.auditor,
+        reviewer=user.reviewer,
     )

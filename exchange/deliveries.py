@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalogue.db import referenced
 from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
 
@@ -65,7 +66,7 @@ def covered_version(s: Session, grant: Grant, order: Order) -> tuple[Dataset, Ve
     :class:`InvalidState` (409) when that version is not published."""
     ds = s.get(Dataset, grant.dataset_id)
     number = grant.version if grant.version is not None else (ds.current_version if ds else None)
-    if not buyer_may_read(order, ds, number):  # the catalogue's access rule
+    if ds is None or not buyer_may_read(order, ds, number):  # the catalogue's access rule
         raise DatasetNotFound(grant.dataset_id)
     ver = (
         s.scalar(select(Version).where(Version.dataset_id == ds.id, Version.number == number))
@@ -103,7 +104,7 @@ def granted_order(
         raise OrderNotFound(
             f"order {order_id!r} not found", hint="`nsdx exchange orders`", order=order_id
         )
-    buyer = s.get(Organization, order.buyer_id).name
+    buyer = referenced(s, Organization, order.buyer_id).name
     actor.require(buyer, BUYER_ROLES, what)
     if order.status not in LIVE_ORDER_STATES:
         raise InvalidState(
@@ -117,7 +118,7 @@ def granted_order(
     ).first()
     now = _now()
     state = grant_state(g, order, now)
-    if state in ("revoked", "expired"):
+    if g is None or state in ("revoked", "expired"):  # no grant: "revoked"
         raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
     if state == "not_started":
         raise InvalidState(
@@ -236,7 +237,7 @@ def record_delivery_once(
             ex,
             s,
             grant=g,
-            order=s.get(Order, g.order_id),
+            order=referenced(s, Order, g.order_id),
             version=version,
             keys=keys,
             expires=expires,

@@ -22,7 +22,7 @@ from . import credit_code, trade
 from .actors import Actor
 from .context import Exchange
 from .errors import CrossBorderBlocked, CrossBorderRefused, ExchangeError, InvalidState
-from .models import Order
+from .models import Order, Registration
 
 MARK = "NSDX-DEMO-"
 DEMO_ORDERS = 11  # contracts the demo records; the last one granted means it completed
@@ -101,6 +101,79 @@ def _ensure_dataset(
         )
 
 
+# scenarios for the offered products, used when scenarios.yaml (`nsdx scenario load`) did not
+# already put them in one: (name, title, title_en, sector, proposer, datasets)
+SCENARIOS = [
+    ("nansha-travel-demand", "南沙出行需求预测", "Travel-demand forecasting in Nansha",
+     "mobility-demand", "广州市南沙区交通运输局 Nansha Transport Bureau", [RIDE[0]]),
+    ("nansha-low-altitude-safety", "南沙低空飞行安全监测", "Low-altitude flight safety in Nansha",
+     "low-altitude", "南沙低空无人机运营企业 Nansha drone operator", [DRONE[0]]),
+    ("nansha-port-city-ai-products", "南沙港城智能数据产品", "Nansha port-city AI data products",
+     "logistics", "南沙区数据交易服务中心 Nansha data-exchange service centre",
+     [name for name, *_ in PRODUCTS] + [CORE[0]]),
+]  # fmt: skip
+
+
+def _scenario_for(ex: Exchange, dataset: str) -> str:
+    """A scenario that uses ``dataset``: one already in the catalogue, else the demo's."""
+    from catalogue.models import Scenario, ScenarioDataset
+    from catalogue.scenarios import ScenarioSpec, save_scenario
+
+    with ex.catalogue.Session.begin() as s:
+        ds = s.scalar(select(Dataset).where(Dataset.name == dataset))
+        used = s.scalar(
+            select(Scenario.name)
+            .join(ScenarioDataset, ScenarioDataset.scenario_id == Scenario.id)
+            .where(ScenarioDataset.dataset_id == ds.id)
+            .order_by(Scenario.name)
+        )
+        if used:
+            return used
+        name, title, title_en, sector, proposer, datasets = next(
+            sc for sc in SCENARIOS if dataset in sc[5]
+        )
+        have = s.scalar(select(Scenario).where(Scenario.name == name))
+        refs: list[tuple[str, int | None]] = [
+            (n, None) for n in datasets if s.scalar(select(Dataset.id).where(Dataset.name == n))
+        ]
+        if have is not None:  # keep what it uses, add this dataset
+            names = dict(s.execute(select(Dataset.id, Dataset.name)).all())
+            refs = [(names[u.dataset_id], u.version) for u in have.uses] + [(dataset, None)]
+        spec = ScenarioSpec(
+            name=name, title=title, title_en=title_en, sector=sector, proposer=proposer,
+            description=have.description if have else "", datasets=refs,
+            description_en=have.description_en if have else "",
+            query=have.query if have else "", evaluation=have.evaluation if have else {},
+        )  # fmt: skip
+        save_scenario(s, spec)
+        return name
+
+
+def _register(ex: Exchange, dataset: str, org: str, applied_on: date) -> None:
+    from .registration import register_product
+
+    with ex.catalogue.Session() as s:
+        ds = s.scalar(select(Dataset).where(Dataset.name == dataset))
+        done = s.scalar(
+            select(func.count(Registration.id)).where(
+                Registration.dataset_id == ds.id, Registration.status == "registered"
+            )
+        )
+    if done:
+        return
+    register_product(
+        ex,
+        dataset,
+        _scenario_for(ex, dataset),
+        holder=org,
+        applied_on=applied_on,
+        compliance_statement="数据已按《个人信息保护法》去标识化处理，仅含经授权采集的数据 "
+        "(de-identified under the PIPL; collected with authorisation)",
+        legality_pledge="本单位承诺数据来源合法、权属清晰 (we pledge the data was lawfully "
+        "obtained and its rights are clear)",
+    )
+
+
 def already_done(ex: Exchange) -> bool:
     """True when an earlier run completed; InvalidState when one was interrupted (its ledger
     entries cannot be removed, so the demo cannot be finished or redone on this ledger)."""
@@ -162,6 +235,12 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
     _ensure_dataset(ex, DRONE[0], "南沙无人机飞行日志", "nansha-drone-operator", DRONE[1])
     for name, title, org, price_fen in PRODUCTS:
         _ensure_dataset(ex, name, title, org, price_fen)
+    # no scenario, no registration; no registration, no trade: every product offered below
+    # serves a scenario and is registered (applied, reviewed, noticed, issued) the year before
+    offered = [(RIDE[0], "nansha-transport-bureau"), (DRONE[0], "nansha-drone-operator")]
+    offered += [(name, org) for name, _, org, _ in PRODUCTS] + [(CORE[0], CORE[2])]
+    for ds, org in offered:
+        _register(ex, ds, org, date(y - 1, 11, 2))
     # The demo replays a past year: each step runs on an exchange whose clock says the
     # step's day (the trade rules accept only today's date, or a few days back).
     new_year = ex.on_day(date(y, 1, 1))

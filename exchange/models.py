@@ -211,3 +211,59 @@ class LedgerHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+
+
+# -- data-resource registration (数据资源登记, migration 0011) --------------------------------
+
+
+class Registration(Base):
+    """One registration application of a data product (see :mod:`exchange.registration`):
+    initial, change, correction or cancellation, each through application → review →
+    public notice → code. ``code`` is the product's registration code (kept by its change,
+    correction and cancellation records, which count ``revision`` up)."""
+
+    __tablename__ = "exchange_registrations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    kind: Mapped[str] = mapped_column(String(20))  # initial | change | correction | cancellation
+    code: Mapped[str | None] = mapped_column(String(40), index=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    previous_id: Mapped[str | None] = mapped_column(String(36))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int | None] = mapped_column(Integer)
+    scenario_id: Mapped[str | None] = mapped_column(ForeignKey("scenarios.id"), index=True)
+    holder_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    compliance_statement: Mapped[str] = mapped_column(Text, default="")
+    legality_pledge: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")  # of a change/correction/cancellation
+    # applied → notice → registered; rejected; objected (back to notice when dismissed);
+    # superseded (a later change/correction took over); cancelled
+    status: Mapped[str] = mapped_column(String(20), default="applied", index=True)
+    applied_by: Mapped[str] = mapped_column(String(200), default="")
+    applied_on: Mapped[date] = mapped_column(Date)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    review_note: Mapped[str] = mapped_column(Text, default="")
+    notice_start: Mapped[date | None] = mapped_column(Date)
+    notice_end: Mapped[date | None] = mapped_column(Date)
+    registered_on: Mapped[date | None] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)  # superseded or cancelled
+    ledger: Mapped[dict[str, Any]] = mapped_column(default=dict)  # step -> ledger index
+    ledger_index: Mapped[int | None] = mapped_column(BigInteger)  # its registration.issued
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RegistrationObjection(Base):
+    """An objection lodged during a registration's public notice (异议)."""
+
+    __tablename__ = "exchange_registration_objections"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=_uuid)
+    registration_id: Mapped[str] = mapped_column(
+        ForeignKey("exchange_registrations.id"), index=True
+    )
+    lodged_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    lodged_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | upheld | dismissed
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    ledger_index: Mapped[int | None] = mapped_column(BigInteger)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

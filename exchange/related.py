@@ -9,6 +9,8 @@ the numbers). Text is compared after NFKC normalisation without spaces, case-fol
 
 from __future__ import annotations
 
+from validation.messages import Msg
+
 from .trade import norm_text
 
 
@@ -29,42 +31,46 @@ def related_reasons(a: dict, b: dict, rules: tuple[str, ...]) -> list[dict]:
     """Why enterprises ``a`` and ``b`` (ledger facts) are related, one dict per rule hit."""
     out: list[dict] = []
 
-    def hit(rule: str, detail: str) -> None:
+    def hit(rule: str, detail: str) -> None:  # a Msg: translatable by a surface
         if rule in rules:
             out.append({"code": f"related_party:{rule}", "detail": detail})
 
     if a.get("corporate_group") and a.get("corporate_group") == b.get("corporate_group"):
-        hit("same_group", f"both in group {a['corporate_group']!r}")
+        hit("same_group", Msg("both in group '%(group)s'", group=a["corporate_group"]))
     shared = set(a.get("controllers") or ()) & set(b.get("controllers") or ())
     if shared:
-        hit("shared_controller", f"shared controller(s): {', '.join(sorted(shared))}")
+        hit(
+            "shared_controller",
+            Msg("shared controller(s): %(names)s", names=", ".join(sorted(shared))),
+        )
     sa, sb = set(a.get("shareholders") or ()), set(b.get("shareholders") or ())
     overlap = sa & sb
     cross = (sa & _identities(b)) | (sb & _identities(a))
     if overlap or cross:
-        hit(
-            "shareholder_overlap",
-            "; ".join(
-                x
-                for x in (
-                    f"shared shareholder(s): {', '.join(sorted(overlap))}" if overlap else "",
-                    f"one holds shares in the other: {', '.join(sorted(cross))}" if cross else "",
-                )
-                if x
-            ),
-        )
-    for key, rule, label in (
-        ("legal_representative", "same_legal_representative", "legal representative"),
-        ("registered_address", "same_address", "registered address"),
-        ("phone_fp", "same_phone", "phone number"),
-        ("bank_account_fp", "same_bank_account", "bank account"),
-    ):
-        if a.get(key) and a.get(key) == b.get(key):
-            hit(
-                rule,
-                f"same {label}"
-                + (f": {a[key]}" if key in ("legal_representative", "registered_address") else ""),
+        if overlap and cross:
+            why = Msg(
+                "shared shareholder(s): %(names)s; one holds shares in the other: %(cross)s",
+                names=", ".join(sorted(overlap)),
+                cross=", ".join(sorted(cross)),
             )
+        elif overlap:
+            why = Msg("shared shareholder(s): %(names)s", names=", ".join(sorted(overlap)))
+        else:
+            why = Msg("one holds shares in the other: %(cross)s", cross=", ".join(sorted(cross)))
+        hit("shareholder_overlap", why)
+    if a.get("legal_representative") and a["legal_representative"] == b.get("legal_representative"):
+        hit(
+            "same_legal_representative",
+            Msg("same legal representative: %(who)s", who=a["legal_representative"]),
+        )
+    if a.get("registered_address") and a["registered_address"] == b.get("registered_address"):
+        hit(
+            "same_address", Msg("same registered address: %(where)s", where=a["registered_address"])
+        )
+    if a.get("phone_fp") and a["phone_fp"] == b.get("phone_fp"):
+        hit("same_phone", Msg("same phone number"))
+    if a.get("bank_account_fp") and a["bank_account_fp"] == b.get("bank_account_fp"):
+        hit("same_bank_account", Msg("same bank account"))
     return out
 
 

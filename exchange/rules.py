@@ -34,6 +34,7 @@ class TradeRules:
     max_access_days: int = 3650
     max_term_days: int = 3660
     max_url_seconds: int = 604800
+    registration_notice_days: int = 10  # public notice of a registration (exchange.registration)
     source: str = ""
 
     @property
@@ -188,7 +189,13 @@ def parse_rules(raw: Any, source: str = "") -> TradeRules:
     if unknown:
         raise bad(f"unknown key(s): {', '.join(sorted(map(str, unknown)))}")
     out: dict[str, Any] = {}
-    for k in ("backdate_days", "max_access_days", "max_term_days", "max_url_seconds"):
+    for k in (
+        "backdate_days",
+        "max_access_days",
+        "max_term_days",
+        "max_url_seconds",
+        "registration_notice_days",
+    ):
         if k in raw:
             v = raw[k]
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_INT32:

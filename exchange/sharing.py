@@ -43,6 +43,7 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalogue.db import referenced
 from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
 
@@ -222,7 +223,7 @@ def _active_grant(s: Session, grant_id: str) -> tuple[Grant, Order]:
     g = s.get(Grant, grant_id)
     if g is None:
         raise Unauthenticated("the bearer token does not belong to an access grant")
-    order = s.get(Order, g.order_id)
+    order = referenced(s, Order, g.order_id)
     state = grant_state(g, order, _now())
     if state == "revoked":
         raise Forbidden(f"access to order {order.id} was revoked (the order was refunded)")
@@ -264,7 +265,7 @@ def _view(s: Session, claims: TokenClaims) -> GrantView:
         raise NotFound("the granted dataset no longer exists") from None
     except InvalidState as e:
         raise NotFound(e.message) from None
-    buyer = s.get(Organization, order.buyer_id).name
+    buyer = referenced(s, Organization, order.buyer_id).name
     return GrantView(g, order, ds, buyer, claims, ver.number, ver.created, _tables(s, ds, ver))
 
 

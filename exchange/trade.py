@@ -20,8 +20,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from catalogue.access import ANONYMOUS, DatasetFacts, Principal, may_see
+from catalogue.db import referenced
 from catalogue.models import Dataset, Organization, Version
 from catalogue.registry import find_dataset
+from validation.messages import Msg
 from validation.money import cny, yuan
 
 from . import credit_code
@@ -42,6 +44,7 @@ from .errors import (
 from .grants import SessionGrants
 from .ledger.store import Appended
 from .models import CrossBorderDecision, Enterprise, Grant, Offer, Order, Payment, Refund
+from .registration import require_listable
 from .rules import MAX_INT32, bounded_int, bounded_text, parse_day
 
 DELIVERY_MODES = ("presigned-url", "query", "delta-sharing")
@@ -73,7 +76,7 @@ def _receipt(ex: Exchange, a: Appended, record: dict, ref=None) -> dict:
     import json
 
     a = ex.ledger.settle(a)
-    proof = ex.ledger.inclusion(a.index, checkpoint=a.checkpoint)
+    proof = ex.ledger.inclusion(a.settled_index, checkpoint=a.checkpoint)
     if ref is not None and "ledger_index" in record:
         record = {**record, "ledger_index": ref.ledger_index or a.index}
     return {**record, "receipt": {"entry": json.loads(a.payload), **proof}}
@@ -136,7 +139,7 @@ def _order(s: Session, order_id: str) -> Order:
 
 
 def _names(s: Session, *org_ids: str) -> list[str]:
-    return [s.get(Organization, i).name for i in org_ids]
+    return [referenced(s, Organization, i).name for i in org_ids]
 
 
 # -- enterprise profiles --------------------------------------------------------------------
@@ -301,16 +304,34 @@ def create_offer(
     start = parse_day(term_start, "term start") if term_start else today
     if abs((start - today).days) > rules.max_term_days:
         raise InvalidRequest(
-            f"the term cannot start on {start.isoformat()} (today is {today.isoformat()})",
-            hint=f"start within {rules.max_term_days} days of today (trade rules: max_term_days)",
+            Msg(
+                "the term cannot start on %(start)s (today is %(today)s)",
+                start=start.isoformat(),
+                today=today.isoformat(),
+            ),
+            hint=Msg(
+                "start within %(days)s days of today (trade rules: max_term_days)",
+                days=rules.max_term_days,
+            ),
         )
     end = parse_day(term_end, "term end") if term_end else start + timedelta(days=365)
     if end < start:
-        raise InvalidRequest(f"the term ends ({end}) before it starts ({start})")
+        raise InvalidRequest(
+            Msg(
+                "the term ends (%(end)s) before it starts (%(start)s)",
+                end=str(end),
+                start=str(start),
+            )
+        )
     if (end - start).days > rules.max_term_days:
         raise InvalidRequest(
-            f"the term {start}..{end} is longer than {rules.max_term_days} days",
-            hint="offer a shorter term (trade rules: max_term_days)",
+            Msg(
+                "the term %(start)s..%(end)s is longer than %(days)s days",
+                start=str(start),
+                end=str(end),
+                days=rules.max_term_days,
+            ),
+            hint=Msg("offer a shorter term (trade rules: max_term_days)"),
         )
     with ex.ledger.transaction() as s:
         ds = _dataset(s, dataset)
@@ -319,6 +340,8 @@ def create_offer(
         seller = ds.organization
         actor.require(seller.name, SELLER_ROLES, f"offer dataset {ds.name!r}")
         ent = _enterprise(s, seller)
+        # no scenario, no registration; no registration, no trade (exchange.registration)
+        reg = require_listable(s, ds)
         if price_fen is None:
             if not ds.price_fen:
                 raise InvalidRequest(
@@ -366,6 +389,7 @@ def create_offer(
                 "delivery_mode": delivery_mode,
                 "cross_border": bool(cross_border),
                 "access_days": access_days,
+                "registration_code": reg.code,
             },
             ref=offer,
         )
@@ -389,7 +413,7 @@ def withdraw_offer(ex: Exchange, actor: Actor, offer_id: str) -> dict:
 
 
 def offer_dict(s: Session, o: Offer) -> dict:
-    ds = s.get(Dataset, o.dataset_id)
+    ds = referenced(s, Dataset, o.dataset_id)
     (seller,) = _names(s, o.seller_id)
     return {
         "id": o.id,
@@ -429,7 +453,7 @@ def list_offers(
             d = offer_dict(s, o)
             if o.status != "open" and not (reads_all or (actor and d["seller"] in actor.orgs())):
                 continue
-            ds = s.get(Dataset, o.dataset_id)
+            ds = referenced(s, Dataset, o.dataset_id)
             if not reads_all and not may_see(p, DatasetFacts.of(ds), grants):
                 continue
             out.append(d)
@@ -494,22 +518,35 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
         offer = _offer(s, offer_id)
         b = _org(s, buyer)
         actor.require(b.name, BUYER_ROLES, f"order on behalf of {b.name!r}")
-        seller = s.get(Organization, offer.seller_id)
+        seller = referenced(s, Organization, offer.seller_id)
         if b.id == seller.id:
-            raise NotAllowed(f"{b.name!r} cannot buy its own offer", organization=b.name)
+            raise NotAllowed(
+                Msg("'%(org)s' cannot buy its own offer", org=b.name), organization=b.name
+            )
         if offer.status != "open":
-            raise InvalidState(f"offer {offer.id} is {offer.status}", offer=offer.id)
+            raise InvalidState(
+                Msg("offer %(offer)s is %(status)s", offer=offer.id, status=offer.status),
+                offer=offer.id,
+            )
         if not offer.term_start <= day <= offer.term_end:
             raise InvalidState(
-                f"offer {offer.id} runs {offer.term_start} to {offer.term_end}; {day} is outside it",
+                Msg(
+                    "offer %(offer)s runs %(start)s to %(end)s; %(day)s is outside it",
+                    offer=offer.id,
+                    start=str(offer.term_start),
+                    end=str(offer.term_end),
+                    day=str(day),
+                ),
                 offer=offer.id,
             )
         be, se = _enterprise(s, b), _enterprise(s, seller)
-        ds = s.get(Dataset, offer.dataset_id)
+        ds = referenced(s, Dataset, offer.dataset_id)
         if not may_see(Principal(roles={b.id: "member"}), DatasetFacts.of(ds), SessionGrants(s)):
             raise OfferNotFound(  # hidden since it was offered: the catalogue's access rule
                 f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
             )
+        # no registration, no trade: a registration cancelled since the offer ends its orders
+        require_listable(s, ds)
         xb = crossborder.assess(
             ex, s, offer=offer, seller=seller, seller_ent=se, buyer=b, buyer_ent=be, ds=ds, day=day
         )
@@ -560,7 +597,7 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
 
 
 def _seller_step(s: Session, actor: Actor, order: Order, what: str) -> str:
-    seller = s.get(Organization, order.seller_id).name
+    seller = referenced(s, Organization, order.seller_id).name
     actor.require(seller, SELLER_ROLES, what)
     return seller
 
@@ -586,9 +623,15 @@ def confirm_payment(
         order = _order(s, order_id)
         _seller_step(s, actor, order, "confirm payment of this order")
         if order.status != "placed":
-            raise InvalidState(f"order {order.id} is {order.status}, not awaiting payment")
+            raise InvalidState(
+                Msg(
+                    "order %(order)s is %(status)s, not awaiting payment",
+                    order=order.id,
+                    status=order.status,
+                )
+            )
         day = rules.day(paid_on, "payment date", ex.today(), not_before=order.ordered_on)
-        offer = s.get(Offer, order.offer_id)
+        offer = referenced(s, Offer, order.offer_id)
         if amount_in is None and order.amount_fen != offer.price_fen:
             raise InvalidRequest(
                 f"order {order.id} is for {yuan(order.amount_fen)}, not the offer price "
@@ -660,7 +703,7 @@ def grant_access(
                 f"order {order.id} is {order.status}; access is granted after payment",
                 hint=f"confirm payment first: `nsdx exchange pay {order.id}`",
             )
-        offer = s.get(Offer, order.offer_id)
+        offer = referenced(s, Offer, order.offer_id)
         start = starts or _now()
         expires = start + timedelta(days=days or offer.access_days)
         g = Grant(
@@ -684,7 +727,7 @@ def grant_access(
                 "order": order.id,
                 "grant": g.id,
                 "buyer": buyer,
-                "dataset": s.get(Dataset, order.dataset_id).name,
+                "dataset": referenced(s, Dataset, order.dataset_id).name,
                 "version": offer.version,
                 "starts": start.isoformat(timespec="seconds"),
                 "expires": expires.isoformat(timespec="seconds"),
@@ -748,7 +791,13 @@ def refund(
         order = _order(s, order_id)
         _seller_step(s, actor, order, "refund this order")
         if order.status not in ("paid", "granted", "delivered"):
-            raise InvalidState(f"order {order.id} is {order.status}; only paid orders are refunded")
+            raise InvalidState(
+                Msg(
+                    "order %(order)s is %(status)s; only paid orders are refunded",
+                    order=order.id,
+                    status=order.status,
+                )
+            )
         pay = s.scalars(
             select(Payment).where(Payment.order_id == order.id).order_by(Payment.paid_on.desc())
         ).first()
@@ -807,8 +856,8 @@ def _order_rows(s: Session, orders: list[Order]) -> list[dict[str, Any]]:
     ):
         paid.setdefault(oid, day)
     newest: dict[str, Grant] = {}
-    for g in s.scalars(select(Grant).where(Grant.order_id.in_(ids)).order_by(Grant.created)):
-        newest[g.order_id] = g
+    for grant in s.scalars(select(Grant).where(Grant.order_id.in_(ids)).order_by(Grant.created)):
+        newest[grant.order_id] = grant
     out = []
     for o in orders:
         g = newest.get(o.id)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict, dataclass
+from datetime import date
 from decimal import Decimal
 
+from validation.messages import Msg
 from validation.money import cny
 
 from .history import History, Trade
@@ -48,10 +50,17 @@ def detect(history: History, policy) -> list[Flag]:
     wt = policy.wash_trade
     basis = policy.date_basis
     trades = [t for t in history.paid() if t.day(basis) is not None]
-    trades.sort(key=lambda t: (t.day(basis), t.index))
+
+    def day(t: Trade) -> date:
+        d = t.day(basis)
+        if d is None:  # pragma: no cover - undated trades were left out above
+            raise ValueError(f"order {t.order} has no {basis}")
+        return d
+
+    trades.sort(key=lambda t: (day(t), t.index))
     clusters = Clusters(history.enterprises, tuple(policy.related_party))
     flags: list[Flag] = []
-    seen: set[frozenset[str]] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
 
     def add(kind: str, ts: list[Trade], detail: str) -> None:
         key = frozenset(t.order for t in ts)
@@ -73,15 +82,21 @@ def detect(history: History, policy) -> list[Flag]:
             continue
         for t1 in fwd:
             for t2 in by_pair.get((b, s), ()):
-                days = abs((t1.day(basis) - t2.day(basis)).days)
+                days = abs((day(t1) - day(t2)).days)
                 if days <= wt.window_days and _similar(
                     [t1.amount_fen, t2.amount_fen], wt.tolerance
                 ):
                     add(
                         "mirrored",
                         [t1, t2],
-                        f"{s}→{b} ¥{cny(t1.amount_fen)} and {b}→{s} ¥{cny(t2.amount_fen)} "
-                        f"{days} day(s) apart",
+                        Msg(
+                            "%(s)s→%(b)s ¥%(x)s and %(b)s→%(s)s ¥%(y)s %(days)s day(s) apart",
+                            s=s,
+                            b=b,
+                            x=cny(t1.amount_fen),
+                            y=cny(t2.amount_fen),
+                            days=days,
+                        ),
                     )
 
     # cycles over related-party clusters (length 2 through a related party, or >= 3)
@@ -95,7 +110,7 @@ def detect(history: History, policy) -> list[Flag]:
         for t in out_edges.get(node, ()):
             if t in path:
                 continue
-            days = [x.day(basis) for x in (*path, t)]
+            days = [day(x) for x in (*path, t)]
             if (max(days) - min(days)).days > wt.window_days:
                 continue
             if not _similar([x.amount_fen for x in (*path, t)], wt.tolerance):
@@ -112,8 +127,12 @@ def detect(history: History, policy) -> list[Flag]:
                     add(
                         "cycle",
                         cycle,
-                        f"{route} within {(max(days) - min(days)).days} day(s), amounts "
-                        + ", ".join(f"¥{cny(x.amount_fen)}" for x in cycle),
+                        Msg(
+                            "%(route)s within %(days)s day(s), amounts %(amounts)s",
+                            route=route,
+                            days=(max(days) - min(days)).days,
+                            amounts=", ".join(f"¥{cny(x.amount_fen)}" for x in cycle),
+                        ),
                     )
                 continue
             visited = {clusters.find(x.seller) for x in cycle}
@@ -132,10 +151,7 @@ def detect(history: History, policy) -> list[Flag]:
         i = 0
         while i < len(ts):
             j = i
-            while (
-                j + 1 < len(ts)
-                and (ts[j + 1].day(basis) - ts[i].day(basis)).days <= wt.split_window_days
-            ):
+            while j + 1 < len(ts) and (day(ts[j + 1]) - day(ts[i])).days <= wt.split_window_days:
                 j += 1
             group = ts[i : j + 1]
             if len(group) >= wt.split_min_count:
@@ -143,8 +159,16 @@ def detect(history: History, policy) -> list[Flag]:
                 add(
                     "split",
                     group,
-                    f"{len(group)} orders of {ds} from {s} by {b} within "
-                    f"{wt.split_window_days} days, together ¥{cny(total)}",
+                    Msg(
+                        "%(n)s orders of %(ds)s from %(s)s by %(b)s within %(days)s days, "
+                        "together ¥%(total)s",
+                        n=len(group),
+                        ds=ds,
+                        s=s,
+                        b=b,
+                        days=wt.split_window_days,
+                        total=cny(total),
+                    ),
                 )
                 i = j + 1
             else:

@@ -69,7 +69,9 @@ def _iso(v) -> str:
 def table_coverage(files: list[Path], schema: pa.Schema) -> dict:
     """``{"temporal": {"start", "end"}, "spatial": {"west", "south", "east", "north"}}``
     (either left out when the table has no such columns, or only empty/out-of-range ones)."""
-    times, lons, lats = [], [], []
+    times: list[tuple[object, object]] = []
+    lons: list[tuple[object, object]] = []
+    lats: list[tuple[object, object]] = []
     for f in schema:
         kind = _kind(f.name, f.type)
         if kind is None:

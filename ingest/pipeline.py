@@ -43,6 +43,7 @@ from validation.errors import NsdxError
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
+from . import failpoints
 from .coverage import merge as merge_coverage
 from .coverage import table_coverage
 from .errors import ConfigError, IngestError, SourceError
@@ -293,10 +294,10 @@ def run_pipeline(
             resolve_dataset, reports_dir, force, claims, started,
         )  # fmt: skip
     objects = list_remote(spec.source.path)
-    fp = None
+    said: str | None = None  # the fingerprint from what the server says of each object
     if all(o.versioned for o in objects):  # the server says which version: no download
-        fp = _remote_fingerprint(spec, objects, pii_key)
-        if previous and previous.fingerprint == fp and not force:
+        said = _remote_fingerprint(spec, objects, pii_key)
+        if previous and previous.fingerprint == said and not force:
             return _up_to_date(spec, store, previous, started)
     tmp = Path(tempfile.mkdtemp(prefix="nsdx-source-", dir=os.environ.get("NSDX_STAGING_DIR")))
     labels: dict[str, str] = {}
@@ -308,8 +309,8 @@ def run_pipeline(
             labels[str(path)] = o.url
             files.append(path)
             source_desc.append({"path": o.name, "bytes": path.stat().st_size, "sha256": digest})
-        if fp is None:  # no ETag nor Last-Modified: the content decides
-            fp, _ = fingerprint(spec, files, pii_key)
+        # no ETag nor Last-Modified: the content decides
+        fp = said if said is not None else fingerprint(spec, files, pii_key)[0]
         return _run(
             spec, store, files, fp, source_desc, previous, pii_key, progress,
             resolve_dataset, reports_dir, force, claims, started,
@@ -450,6 +451,7 @@ def _publish_new(
             ) from e
         manifest = _manifest(spec, number, fp, source_desc, tables, validation, staging)
         (staging / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
+        failpoints.hit("ingest.staged")
         emit("publish", prefix=prefix, bytes=manifest["bytes"])
         claims.writing(number)
         store.publish(staging, prefix, progress=lambda n: emit("published_bytes", bytes=n))
@@ -635,6 +637,7 @@ def _write_table(
     offset = 0
     try:
         for chunk in _chunks(table.batches):
+            failpoints.hit("ingest.read")
             chunk, blank = _without_blank_rows(chunk)
             table.repairs.blank_rows += blank
             if len(filled) < len(unnamed):
@@ -645,12 +648,13 @@ def _write_table(
             # must block the publish as surely as personal data on its first lines
             require_declared(chunk, declared, dataset_id=spec.id, sample_rows=PII_SAMPLE_ROWS)
             valid = validator.check_batch(chunk, offset)
+            failpoints.hit("ingest.validated")
             offset += chunk.num_rows
             if valid is not None:
                 chunk = rejected.set_aside(chunk, valid, validator)
             masked = mask_batch(chunk, pii_cols, pii_key) if pii_cols else chunk
             individuals.add(masked)
-            writer.write(masked)
+            writer.write(masked)  # "ingest.written" is hit once it is in the file
             emit("rows", name=name, rows=offset)
         writer.finish()
     finally:
@@ -760,7 +764,9 @@ def _check_schema_change(spec, table, name, previous, out_schema, warnings) -> N
     ``schema:``, or ``schema_changes: allow``); every change is reported."""
     before = {c["name"]: c["type"] for c in previous}
     after = {f.name: str(f.type) for f in out_schema}
-    changed, removed, added, accepted = [], [], [], []
+    changed: list[str] = []
+    removed: list[str] = []
+    accepted: list[str] = []
     for col, typ in before.items():
         if col not in after:
             removed.append(col)
@@ -815,6 +821,7 @@ class _Writer:
             try:
                 if self._error is None:
                     self.parts.write(item)
+                    failpoints.hit("ingest.written")
             except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
                 self._error = e
             finally:
@@ -855,20 +862,22 @@ class _Parts:
         self._rows_in_file = 0
 
     def write(self, data: pa.Table) -> None:
-        if self._writer is None or self._rows_in_file >= PARQUET_ROWS_PER_FILE:
-            self._next_file(data.schema)
-        self._writer.write_table(data)
+        writer = self._writer
+        if writer is None or self._rows_in_file >= PARQUET_ROWS_PER_FILE:
+            writer = self._next_file(data.schema)
+        writer.write_table(data)
         self._rows_in_file += data.num_rows
         self.rows += data.num_rows
 
-    def _next_file(self, schema: pa.Schema) -> None:
+    def _next_file(self, schema: pa.Schema) -> pq.ParquetWriter:
         if self._writer is not None:
             self._writer.close()
         self.schema = schema
         path = self.out_dir / f"part-{len(self.files):05d}.parquet"
-        self._writer = pq.ParquetWriter(path, schema, compression="zstd")
+        self._writer = writer = pq.ParquetWriter(path, schema, compression="zstd")
         self.files.append(path)
         self._rows_in_file = 0
+        return writer
 
     def close(self) -> list[Path]:
         if self._writer is not None:
@@ -997,7 +1006,7 @@ def _keep_report(reports_dir, spec, number, name, report) -> Path:
 def _merge_summaries(reports: dict[str, dict]) -> dict:
     if len(reports) == 1:
         return next(iter(reports.values()))
-    scores = [r.get("score") for r in reports.values() if r.get("score") is not None]
+    scores = [s for r in reports.values() if (s := r.get("score")) is not None]
     failures: dict[str, int] = {}
     for name, r in reports.items():
         for exp, n in (r.get("failures_by_expectation") or {}).items():

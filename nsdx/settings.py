@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,16 @@ class Settings:
         """The secret signed download URLs are made with (``NSDX_URL_SIGNING_KEY``, or
         generated once into ``$NSDX_HOME/url-signing.key``, mode 600)."""
         return self._secret("NSDX_URL_SIGNING_KEY", "url-signing.key", env)[0]
+
+    @overload
+    def _secret(
+        self, var: str, filename: str, env: Mapping[str, str] | None, *, create: Literal[True] = ...
+    ) -> tuple[bytes, bool]: ...
+
+    @overload
+    def _secret(
+        self, var: str, filename: str, env: Mapping[str, str] | None, *, create: bool
+    ) -> tuple[bytes | None, bool]: ...
 
     def _secret(
         self, var: str, filename: str, env: Mapping[str, str] | None, *, create: bool = True

@@ -4,6 +4,7 @@
 # newcomer meets them.
 #
 # NSDX is the nsdx command to use (default: the virtualenv's, as `make demo` installs it).
+# NSDX_DEMO_ROWS, when set, is the number of bus GPS rows to generate (default 1,000,000).
 # A dataset that cannot be published (a missing or moved file) is reported with its file and
 # what to do; the others are published and the rest of the demo still runs; the exit status
 # then says that something failed.
@@ -11,12 +12,17 @@ set -u
 NSDX=${NSDX:-.venv/bin/nsdx}
 QUERY="SELECT route_id, count(*) AS positions, round(avg(speed_kmh), 1) AS avg_speed_kmh FROM transport.nansha_bus_gps GROUP BY route_id ORDER BY positions DESC LIMIT 5"
 
-$NSDX samples generate --out data/samples || exit 1
+$NSDX samples generate --out data/samples ${NSDX_DEMO_ROWS:+--rows "$NSDX_DEMO_ROWS"} || exit 1
 ingest=0
 $NSDX ingest --all || ingest=$?
 $NSDX datasets list || exit 1
 $NSDX query "$QUERY" || exit 1
+# the application scenarios over the sample data; each one's query and held-out split run
+$NSDX scenario load scenarios.yaml || exit 1
+$NSDX scenario check || exit 1
+# registers every product it sells (no scenario, no registration; no registration, no trade)
 $NSDX exchange demo || exit 1
+$NSDX registration list || exit 1
 $NSDX audit verify || exit 1
 $NSDX audit flags || exit 1
 # the cross-border rules: a Hong Kong buyer through the GBA route, an overseas buyer refused

@@ -5,13 +5,18 @@ app on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
+from sqlalchemy.exc import IntegrityError
 
+from catalogue import editing
+from catalogue.db import HEAD
 from catalogue.errors import CatalogueError
 from catalogue.jobs import job_dict
 from catalogue.models import ApiToken, Dataset, Job, utcnow
@@ -92,9 +97,25 @@ def test_declared_dataset_cannot_take_an_existing_view(deployment, tmp_path):
     assert views == []
 
 
+def _migrate(engine, target: str) -> None:
+    """Move the schema to Alembic revision ``target`` (up or down)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from catalogue.db import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        (command.upgrade if target > current else command.downgrade)(cfg, target)
+
+
 def test_a_view_two_old_datasets_share_is_served_to_nobody(deployment, tmp_path):
     """A database from before names were checked may hold two datasets on one view: the
-    query API serves neither (409 naming both), never the later in the earlier's place."""
+    query API serves neither (409 naming both), never the later in the earlier's place;
+    migration 0010 (the database's unique index on the view) still applies to it."""
     d = deployment
     (tmp_path / "a.csv").write_text("who\nvictim\n", encoding="utf-8")
     (tmp_path / "b.csv").write_text("who\nattacker\n", encoding="utf-8")
@@ -107,13 +128,68 @@ def test_a_view_two_old_datasets_share_is_served_to_nobody(deployment, tmp_path)
         encoding="utf-8",
     )
     assert {r.status for r in d.nx.ingest(all_=True)} == {"published"}
-    with d.nx.catalogue.Session.begin() as s:  # what an old database may hold
+    engine = d.nx.catalogue.engine
+    _migrate(engine, "0009")  # what an old database may hold: no index, two on one view
+    with d.nx.catalogue.Session.begin() as s:
         s.execute(update(Dataset).where(Dataset.name == "bus-gps-b").values(name="bus_gps"))
+    _migrate(engine, HEAD)  # the index leaves the old pair out instead of failing
     r = d.client.post("/api/query", json={"sql": "SELECT who FROM transport.bus_gps"})
     assert r.status_code == 409, r.text
     err = r.json()["error"]
     assert err["error"] == "ViewAmbiguous" and err["datasets"] == ["bus-gps", "bus_gps"]
     assert "attacker" not in r.text and "victim" not in r.text
+    # every other name is under the index: a pair made behind the check's back is refused
+    d.ok("package_create", {"name": "other-x", "owner_org": "bureau"})
+    with pytest.raises(IntegrityError), d.nx.catalogue.Session.begin() as s:
+        s.add(Dataset(name="other_x", domain="transport", extras={}))
+
+
+def test_two_names_on_one_view_created_at_once_one_wins(deployment, monkeypatch):
+    """Two organisations create datasets on one query view at the same moment. A barrier
+    holds both requests after the name check, so both pass it before either commits: the
+    database's unique index on the view (migration 0010) lets exactly one in, and the other
+    gets the check's own answer (409, CKAN 'Validation Error', naming the winner)."""
+    d = deployment
+    victim, mallory = _two_orgs(d)
+    real = editing.view_name_owner
+    barrier = threading.Barrier(2, timeout=120)  # generous: a loaded machine
+    checks = itertools.count()
+
+    def check_then_wait(*args, **kw):
+        owner = real(*args, **kw)
+        if next(checks) < 2:  # the two creations' checks, not the refusal's lookup
+            barrier.wait()
+        return owner
+
+    monkeypatch.setattr(editing, "view_name_owner", check_then_wait)
+    attempts = {
+        "nansha-ride-hailing-orders": ({**VICTIM}, victim),
+        "nansha_ride_hailing_orders": (
+            {"name": "nansha_ride_hailing_orders", "owner_org": "rival"},
+            mallory,
+        ),
+    }
+    answers: dict[str, tuple[int, dict]] = {}
+
+    def create(name: str) -> None:
+        data, token = attempts[name]
+        answers[name] = d.call("package_create", data, token=token)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in attempts]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(300)
+    assert sorted(status for status, _ in answers.values()) == [200, 409], answers
+    (winner,) = [n for n, (status, _) in answers.items() if status == 200]
+    (loser,) = [n for n in answers if n != winner]
+    body = answers[loser][1]
+    assert body["success"] is False and body["error"]["__type"] == "Validation Error"
+    (msg,) = body["error"]["name"]
+    assert f"{winner!r}" in msg and "same query view" in msg
+    assert d.ok("package_show", {"id": winner})["name"] == winner
+    status, _ = d.call("package_show", {"id": loser})
+    assert status == 404
 
 
 # -- 8: resource id shadowing ------------------------------------------------------------------

@@ -71,7 +71,10 @@ def _trade(nx: Nsdx) -> dict[str, str]:
         )  # fmt: skip
     seller, buyer = Actor.for_org(SELLER), Actor.for_org(BUYER, "member")
     orders = {}
+    from tests.registered import register
+
     for st in GRANTED:
+        register(ex, ds(st), SELLER)  # no registration, no trade
         offer = trade.create_offer(ex, seller, ds(st), price="100")
         o = trade.place_order(ex, buyer, offer["id"], buyer=BUYER)
         trade.confirm_payment(ex, seller, o["id"])

@@ -138,6 +138,11 @@ def test_licence_list_is_the_register(deployment):  # noqa: F811
     lics = {x["id"]: x for x in deployment.ok("license_list", token=None, method="GET")}
     assert lics["MIT"]["url"] == "https://spdx.org/licenses/MIT.html"
     assert lics["other-closed"]["od_conformance"] == "not reviewed"
+    # no document elsewhere: its page on this portal, which holds the terms
+    page = lics["nsdx-exchange-commercial"]["url"]
+    assert page.endswith("/licence/nsdx-exchange-commercial") and page.startswith("http")
+    r = deployment.client.get(page)
+    assert r.status_code == 200 and "访问授权" in r.text
 
 
 def test_empty_rows_are_not_quality_data():

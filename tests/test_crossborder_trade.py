@@ -13,6 +13,7 @@ from exchange import credit_code, trade
 from exchange.actors import Actor
 from exchange.errors import CrossBorderBlocked, CrossBorderRefused, InvalidRequest
 from tests.conftest import pg_database
+from tests.registered import register
 
 SELLER = "bureau"
 BUYERS = {"hk-firm": "hong-kong", "macao-firm": "macao", "paris-firm": "abroad"}
@@ -32,9 +33,10 @@ def _world(tmp_path: Path, url: str | None = None):
             cat.ensure_organization(s, b)
         # individuals as ingest counts them (test_individuals_are_counted_at_ingest)
         for name, n, grade in (("ds60", 60_000, "general"), ("ds40", 40_000, "general"),
-                               ("core", 10, "core"), ("ds150", 150_000, "general")):  # fmt: skip
+                               ("core", 10, "core"), ("ds150", 150_000, "general"),
+                               ("imp", 0, "important")):  # fmt: skip
             ds = Dataset(name=name, domain="transport", access="restricted", organization=org,
-                         extras={}, current_version=1, grade=grade, has_pi=True,
+                         extras={}, current_version=1, grade=grade, has_pi=n > 0,
                          price_fen=100_000)  # fmt: skip
             s.add(ds)
             s.flush()
@@ -51,6 +53,8 @@ def _world(tmp_path: Path, url: str | None = None):
             ex, Actor.for_org(b), b, credit_code_=credit_code.make("440115", f"MA5{i}XKT1"),
             legal_name=b, region=region,
         )  # fmt: skip
+    for name in ("ds60", "ds40", "core", "ds150", "imp"):  # no registration, no trade
+        register(ex, name, SELLER, scenario="xb")
     return ex
 
 
@@ -169,18 +173,43 @@ def test_cumulative_count_split_transfer_and_new_year_reset(world):
     assert decided["counts"]["cumulative_individuals"] == 100_000
 
 
+def test_important_data_without_approval_is_refused_its_grant(world):
+    ex = world
+    seller = Actor.for_org(SELLER)
+    o = _order(ex, _offer(ex, "imp"), "hk-firm", date(Y, 6, 2))
+    assert (o["cross_border"]["route"], o["cross_border"]["rule"]) == (
+        "security_assessment", "important_data",
+    )  # fmt: skip
+    trade.confirm_payment(ex.on_day(date(Y, 6, 2)), seller, o["id"])
+    with pytest.raises(CrossBorderBlocked) as e:
+        trade.grant_access(ex, seller, o["id"])
+    assert e.value.fields["requires"] == ["approval"]
+    with pytest.raises(InvalidRequest):  # a PIA is not what this route needs
+        trade.record_crossborder_evidence(ex, seller, o["id"], kind="pia",
+                                          reference="PIA-2025-NS-0009")  # fmt: skip
+    with pytest.raises(InvalidRequest) as bad:
+        trade.record_crossborder_evidence(ex, seller, o["id"], kind="approval",
+                                          reference="SA-25-1")  # fmt: skip
+    assert bad.value.fields["field"] == "reference"
+    trade.record_crossborder_evidence(ex, seller, o["id"], kind="approval",
+                                      reference="SA-2025-000311")  # fmt: skip
+    assert trade.grant_access(ex, seller, o["id"])["status"] == "granted"
+
+
 def test_the_audit_of_a_year(world, tmp_path):
     from exchange.crossborder.report import crossborder_report, write_crossborder_report
 
     ex = world
     ex.ledger.checkpoint()
     rep = crossborder_report(ex, Y)
-    assert rep["totals"]["transfers"] == 3 and rep["totals"]["refusals"] >= 3
+    assert rep["totals"]["transfers"] == 4 and rep["totals"]["refusals"] >= 4
     (x,) = rep["exporters"]
     assert (x["exporter"], x["cumulative_individuals"], x["band"]) == (SELLER, 210_000, "contract")
-    by_order = {t["destination"]: t for t in rep["transfers"]}
-    assert by_order["hk-firm"]["evidence"] == {"pia": "PIA-2025-NS-0007"}
-    assert by_order["paris-firm"]["route"] == "certification"
+    by_order = {t["dataset"]: t for t in rep["transfers"] if t["destination"] != "macao-firm"}
+    assert by_order["ds150"]["evidence"] == {"pia": "PIA-2025-NS-0007"}
+    assert by_order["imp"]["evidence"] == {"approval": "SA-2025-000311"}
+    assert by_order["imp"]["individuals_added"] == 0
+    assert by_order["ds60"]["route"] == "certification"
     assert {r["rule"] for r in rep["refusals"]} >= {"offer_not_cross_border", "core_data"}
     assert rep["policies"] == [ex.crossborder_policy.sha256]
     files = write_crossborder_report(ex, Y, tmp_path / "out")

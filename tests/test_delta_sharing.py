@@ -224,6 +224,10 @@ def _deploy(request, tmp_path, monkeypatch, backend: str) -> Deployment:
             ex, Actor.for_org(org), org, credit_code_=credit_code.make("440115", f"MA5{i}TKT1"),
             legal_name=org, in_nansha=True,
         )  # fmt: skip
+    from tests.registered import register
+
+    for name in ("nansha-taxi-trips", "nansha-bus-gtfs"):
+        register(ex, name)  # no registration, no trade
     acc = Accounts(nx.catalogue)
     tokens = {}
     for user, org, role in (("sam", SELLER, "editor"), ("bo", BUYER, "member"),

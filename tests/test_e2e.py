@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import REAL, ROOT, run_cli
 
 ROWS = 20_000
+# one worker builds each module-scoped deployment once (`make test` uses --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("e2e")
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +41,24 @@ def write_datasets_yaml(dest: Path, samples: Path, only: list[str] | None = None
     return dest
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def deployment(request, tmp_path, nsdx_env, samples_dir):
-    write_datasets_yaml(Path(nsdx_env["NSDX_DATASETS"]), samples_dir)
-    env = dict(nsdx_env)
+@pytest.fixture(scope="module", params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def published(request, tmp_path_factory, samples_dir):
+    """A deployment (local folder, or S3) where `nsdx ingest --all` published every dataset
+    of the repository's datasets.yaml, once per module; its environment and that first
+    ingest's JSON report. The tests that use it only read (a re-ingest finds nothing new)."""
+    root = tmp_path_factory.mktemp(f"e2e-{request.param}")
+    env = {
+        "NSDX_HOME": str(root / "home"),
+        "NSDX_DATASETS": str(write_datasets_yaml(root / "datasets.yaml", samples_dir)),
+        "NSDX_PII_KEY": "test-pii-key",
+    }
     if request.param == "s3":
         sw = request.getfixturevalue("seaweedfs")
-        bucket = sw.bucket()
-        env.update(sw.env(bucket, "nsdx"))
-    return env
+        env.update(sw.env(sw.bucket(), "nsdx"))
+    with pytest.MonkeyPatch.context() as mp:
+        for k in ("NSDX_DATABASE_URL", "NSDX_STORAGE_URL"):
+            mp.delenv(k, raising=False)
+        yield env, ingest_all(env)
 
 
 def ingest_all(env) -> dict:
@@ -73,9 +84,9 @@ def declare_speeding_bus(tmp_path: Path, env: dict, rows: str) -> None:
     )
 
 
-def test_ingest_everything_then_query_then_rerun(deployment):
-    env = deployment
-    first = ingest_all(env)
+@pytest.mark.slow  # builds the module's deployments: `nsdx ingest --all`, local and S3
+def test_ingest_everything_then_query_then_rerun(published):
+    env, first = published
     assert first["errors"] == []
     by_id = {r["dataset"]: r for r in first["results"]}
     assert len(by_id) >= 14
@@ -122,9 +133,8 @@ def test_ingest_everything_then_query_then_rerun(deployment):
     assert all(r["version"] == 1 for r in second["results"])
 
 
-def test_real_files_decode_correctly(deployment):
-    env = deployment
-    run_cli("ingest", "montreal-bike-counts", "hk-mtr-lines-and-stations", env=env)
+def test_real_files_decode_correctly(published):
+    env, _ = published  # the real files, published by `nsdx ingest --all`
     q = run_cli(
         "query",
         "SELECT * FROM transport.montreal_bike_counts ORDER BY 1 LIMIT 1",

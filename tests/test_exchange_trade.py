@@ -15,6 +15,7 @@ from exchange.errors import InvalidCreditCode, InvalidRequest, InvalidState, Not
 from exchange.ledger.keys import open_checkpoint
 from exchange.ledger.merkle import verify_inclusion
 from tests.conftest import run_cli
+from tests.registered import register
 
 SELLER, BUYER, OTHER = "bureau", "firm", "rival"
 
@@ -55,6 +56,8 @@ def make_world(url: str, home: Path):
             ex, Actor.for_org(org), org, credit_code_=credit_code.make("440115", f"MA5{i}TKT1"),
             legal_name=org, in_nansha=True,
         )  # fmt: skip
+    register(ex, "ds1", SELLER)  # no registration, no trade (exchange.registration)
+    register(ex, "ds2", OTHER)
     return ex
 
 
@@ -147,9 +150,11 @@ def test_cli_flow_and_audit(nsdx_env, tmp_path):
     again = run_cli("exchange", "demo", "--json", env=env)
     assert json.loads(again.stdout)["skipped"] is True
     offers = json.loads(run_cli("exchange", "offers", "--json", env=env).stdout)
-    assert len(offers) == 5
+    assert len(offers) == 7  # 5 + 2 cross-border (ride-hailing to Hong Kong, core data)
     v = json.loads(run_cli("audit", "verify", "--json", env=env).stdout)
-    assert v["ok"] and v["entries"] == 44
+    # 44 trade steps, 11 of the cross-border sample, 6 products registered (applied,
+    # reviewed, issued: 3 entries each)
+    assert v["ok"] and v["entries"] == 44 + 11 + 6 * 3
     p = json.loads(run_cli("audit", "proof", "--index", "3", "--json", env=env).stdout)
     assert set(p) == {"index", "tree_size", "leaf_hash", "proof", "root", "checkpoint"}
     c = json.loads(

@@ -227,6 +227,32 @@ def test_hostile_requests_get_a_clear_answer(site, method, path, kw, status):
         assert r.json()["rows"] == [[None]] or r.json()["rows"][0][0] in ("infinity", None)
 
 
+@pytest.mark.parametrize(
+    "method,path,kw",
+    [
+        ("GET", "/api/exchange/orders/" + "x" * 15000, {}),
+        ("GET", "/api/3/action/package_show", {"params": {"id": "x" * 15000}}),
+        ("POST", "/api/3/action/package_show", {"json": {"id": "x" * 3_000_000}}),
+        (
+            "POST",
+            "/api/3/action/package_create",
+            {"json": {"name": "x" * 3_000_000}, "admin": True},
+        ),
+        ("POST", "/api/exchange/orders", {"json": {"offer": "x" * 200_000}, "admin": True}),
+    ],
+    ids=["exchange-404", "ckan-404-get", "ckan-404-post", "ckan-409", "exchange-post"],
+)
+def test_an_error_never_echoes_a_hostile_value_whole(site, method, path, kw):
+    """Issue 15: a 404 for a 15 KB id answered 30 KB, quoting it whole; every dialect now
+    cuts what it quotes (message 500 characters, each field 200)."""
+    kw = dict(kw)
+    if kw.pop("admin", False):
+        kw["headers"] = {**kw.get("headers", {}), "Authorization": site.tokens["admin"]}
+    r = site.request(method, path, **kw)
+    assert 400 <= r.status_code < 500, r.text[:300]
+    assert len(r.content) < 8000, (r.status_code, r.text[:300])
+
+
 def test_a_body_without_content_length_is_counted(site, monkeypatch):
     """A chunked body (no Content-Length) is refused once it passes the bound."""
     monkeypatch.setenv("NSDX_MAX_BODY_BYTES", "1000")
@@ -237,6 +263,30 @@ def test_a_body_without_content_length_is_counted(site, monkeypatch):
 
     r = site.post("/api/query", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["error"] == "BodyTooLarge"
+
+
+def test_small_routes_have_smaller_body_bounds(site, monkeypatch):
+    """Issue 15: a 200 MB body to /api/exchange/orders cost 1.8 GB. Each route has its own
+    bound, refused from Content-Length before anything is read; NSDX_BODY_LIMITS moves it."""
+    body = b'{"offer": "' + b"x" * 300_000 + b'"}'
+    h = {"content-type": "application/json", "Authorization": site.tokens["admin"]}
+    for path in ("/api/exchange/orders", "/api/query"):
+        big = body if path != "/api/query" else body * 2
+        r = site.post(path, content=big, headers=h)
+        assert r.status_code == 413, (path, r.text[:200])
+        assert "NSDX_BODY_LIMITS" in r.json()["error"]["hint"]
+    r = site.post("/api/3/action/package_search", content=body, headers=h)
+    assert r.status_code != 413  # the Action API keeps NSDX_MAX_BODY_BYTES (4 MiB)
+    monkeypatch.setenv("NSDX_BODY_LIMITS", "/api/3/action=1000")
+    r = site.post("/api/3/action/package_search", content=body, headers=h)
+    assert r.status_code == 413 and "NSDX_BODY_LIMITS" in r.json()["error"]["message"] + str(
+        r.json()["error"]
+    )
+    from nsdx.web.limits import SettingError, route_body_limits
+
+    monkeypatch.setenv("NSDX_BODY_LIMITS", "api/query=x")
+    with pytest.raises(SettingError):
+        route_body_limits()
 
 
 def test_json_depth_helper_is_iterative():

@@ -203,7 +203,7 @@ def test_zip_limits_are_configurable(tmp_path):
     assert (spec.source.max_unpacked_bytes, spec.source.max_compression_ratio) == (100_000, 20)
 
 
-@pytest.mark.parametrize("member", ["...txt", "a/...txt", "x y.txt", "../.txt", ".txt", "a.b.txt"])
+@pytest.mark.parametrize("member", ["...txt", "a/...txt", "x y.txt", ".txt", "a.b.txt"])
 def test_member_names_are_checked_like_ids(tmp_path, member):
     p = _zip(tmp_path / "feed.zip", {"stops.txt": b"stop_id\n1\n", member: b"a\n1\n"})
     with pytest.raises(SourceError, match="table name must match"):

@@ -69,3 +69,21 @@ def test_enterprise_dataset_and_period_filters_from_indexes(ledger):
             )
         )
         assert "ix_ledger_entries_created" in plan
+
+
+def test_rows_digest_sees_an_edited_payload_of_the_same_length(ledger):
+    """The check the rewards page makes on every view before it serves cached figures."""
+    from exchange.ledger.verify import rows_digest
+
+    n = ledger.head_size()
+    first = rows_digest(ledger, n)
+    assert rows_digest(ledger, n) == first and rows_digest(ledger, n - 1) != first
+    with ledger.engine.begin() as c:
+        if ledger.engine.dialect.name == "postgresql":  # append-only: a forger disables it
+            c.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
+        payload = c.scalar(text("SELECT payload FROM ledger_entries WHERE idx = 3"))
+        at = payload.index('"at":"') + 7  # a digit of the year, same length, still JSON
+        forged = payload[:at] + ("1" if payload[at] != "1" else "2") + payload[at + 1 :]
+        assert len(forged) == len(payload) and forged != payload
+        c.execute(text("UPDATE ledger_entries SET payload = :p WHERE idx = 3"), {"p": forged})
+    assert rows_digest(ledger, n) != first

@@ -151,10 +151,11 @@ def _frontier(store, n):
     return b"".join(cr.hashes)
 
 
-def _append_worker(url: str, home: str, worker: int, n: int) -> None:
+def _append_worker(url: str, home: str, worker: int, n: int, start) -> None:
     from pathlib import Path
 
     store = _store(url, Path(home))
+    start.wait(300)  # all eight append at once, not one after another as they come up
     for i in range(n):
         if worker % 2:
             store.append_event("load", {"worker": worker, "i": i})
@@ -166,11 +167,15 @@ def _append_worker(url: str, home: str, worker: int, n: int) -> None:
 @pytest.mark.xdist_group("ledger-load")
 @pytest.mark.slow
 def test_eight_processes_append_without_gap_duplicate_or_fork(database_url, tmp_path):
-    procs, per = 8, 500
+    """Eight processes released together by a barrier, 200 appends each (half of them
+    standalone, half in their own transactions), so that they contend from the first append
+    on rather than as each one comes up. The long load run is bench/bench_ledger.py."""
+    procs, per = 8, 200
     store = _store(database_url, tmp_path)  # migrate + key once, before the workers
     ctx = mp.get_context("spawn")
+    start = ctx.Barrier(procs)
     ps = [
-        ctx.Process(target=_append_worker, args=(database_url, str(tmp_path), w, per))
+        ctx.Process(target=_append_worker, args=(database_url, str(tmp_path), w, per, start))
         for w in range(procs)
     ]
     for p in ps:

@@ -235,7 +235,8 @@ def test_schema_org_meets_google_dataset_requirements(portal):
         assert cjk.search(d) and re.search(r"[A-Za-z]{4,} [A-Za-z]{2,}", d), (name, d)
         assert ld["includedInDataCatalog"]["@type"] == "DataCatalog"
         lic = ld["license"]
-        assert isinstance(lic, str) and lic.startswith("https://") or lic["@type"] == "CreativeWork"
+        # a URL: the licence's document, or its page on this portal (the terms)
+        assert lic.startswith(("https://", f"{portal.url}/licence/")), (name, lic)
         assert "spatialCoverage" in ld or name == "linked-timetable", name
     bus = _page_jsonld(portal, "nansha-bus-gps")
     start, end = bus["temporalCoverage"].split("/")
@@ -249,6 +250,49 @@ def test_schema_org_meets_google_dataset_requirements(portal):
     assert ride["isAccessibleForFree"] is False
     for d in ride["distribution"]:
         assert portal.get(d["contentUrl"]).status_code == 401
+
+
+def test_a_licence_without_a_document_is_its_page_on_the_portal(portal):
+    """nsdx-exchange-commercial (the licence of the restricted datasets) has no document
+    elsewhere: DCAT (dataset and distributions, JSON-LD and Turtle), schema.org, Croissant
+    and datapackage.json give the absolute URL of its page on this portal, and that URL
+    resolves on the running server with the terms, in Chinese first and English one click
+    away; an id no licence or dataset has is a 404."""
+    from rdflib import Namespace, URIRef
+
+    dct, dcat = Namespace("http://purl.org/dc/terms/"), Namespace("http://www.w3.org/ns/dcat#")
+    name = "nansha-ride-hailing-orders"
+    pkg = portal.get("/api/3/action/package_show", params={"id": name}).json()["result"]
+    assert pkg["license_id"] == "nsdx-exchange-commercial"
+    page = f"{portal.url}/licence/nsdx-exchange-commercial"
+    ds = URIRef(f"{portal.url}/dataset/{name}")
+    for fmt in ("jsonld", "ttl"):
+        g = _graph(portal, f"/dataset/{name}.jsonld", fmt, "dcat-ap-3")
+        assert g.value(ds, dct.license) == URIRef(page)
+        dists = list(g.objects(ds, dcat.distribution))
+        assert dists and all(g.value(d, dct.license) == URIRef(page) for d in dists)
+    assert _page_jsonld(portal, name)["license"] == page
+    assert portal.get(f"/dataset/{name}/croissant.json").json()["license"] == page
+    dp = portal.get(f"/dataset/{name}/datapackage.json").json()
+    assert dp["licenses"][0]["path"] == page
+    assert dp["licenses"][0]["name"] == "nsdx-exchange-commercial"
+    # the URL resolves on the running portal: the terms, bilingual
+    r = httpx.get(page, timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "交易平台" in r.text and "访问授权" in r.text
+    assert f'href="/dataset/{name}"' in r.text  # the datasets under it
+    en = httpx.get(page, cookies={"nsdx_lang": "en"}, timeout=30)
+    assert "access grant" in en.text and "not open data" in en.text
+    # the dataset page links its licence to the same page
+    assert (
+        'rel="license" href="/licence/nsdx-exchange-commercial"'
+        in portal.get(f"/dataset/{name}").text
+    )
+    # an open licence's page links its own document; unknown ids are not found
+    cc = httpx.get(f"{portal.url}/licence/CC-BY-4.0", timeout=30)
+    assert cc.status_code == 200 and "https://creativecommons.org/licenses/by/4.0/" in cc.text
+    assert httpx.get(f"{portal.url}/licence/no-such-licence", timeout=30).status_code == 404
+    assert httpx.get(f"{portal.url}/licence/%22x%22", timeout=30).status_code == 404
 
 
 def test_dcat_ap_unknown_profile_is_refused(portal):

@@ -4,6 +4,9 @@ language), never hidden behind the cache."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -33,19 +36,48 @@ def site(tmp_path, nsdx_env):
     drop_indexes()
 
 
+def ready(site, url: str, timeout: float = 120):
+    """The rewards page once its figures are computed (it says so meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = site.get(url)
+        if 'id="computing"' not in r.text or time.monotonic() > deadline:
+            return r
+        time.sleep(0.2)
+
+
+def test_a_new_checkpoint_is_computed_in_the_background_not_on_the_request(site):
+    login(site, "official")
+    release = threading.Event()
+    audit._pool.submit(release.wait, 60)  # the summary job waits behind this one
+    try:
+        url = f"/audit/rewards?year={site.year}"
+        r = site.get(url)
+        assert r.status_code == 200 and 'id="computing"' in r.text
+        assert '<meta http-equiv="refresh" content="2">' in r.text and "正在" in r.text
+        assert 'id="capped-total"' not in r.text
+    finally:
+        release.set()
+    r = ready(site, url)
+    assert r.status_code == 200 and 'id="capped-total"' in r.text
+
+
 def test_rows_tampered_after_caching_are_reported_on_the_next_view(site):
     login(site, "official")
     url = f"/audit/rewards?year={site.year}"
-    first = site.get(url)
+    first = ready(site, url)
     assert first.status_code == 200 and 'id="capped-total"' in first.text
     cached = [k for k in audit._cache if k[0] == "summary" and k[4] == site.year]
     assert cached  # the figures are cached for this checkpoint
     assert site.get(url).text.count('id="capped-total"') == 1  # served from the cache
     _tamper(site.home, rehash=True)  # a careful forger: leaf hashes rewritten too
-    r = site.get(url)
+    r = site.get(url)  # the very next view, however large the ledger
+    assert r.status_code == 409 and 'id="capped-total"' not in r.text
+    assert "在这些数字计算完成后被改动" in r.text
+    r = ready(site, url)  # then the fresh computation, checked against the signed root
     assert r.status_code == 409 and 'id="capped-total"' not in r.text
     assert "账本在签名后被修改：不显示任何数字。" in r.text
     assert "的哈希与检查点" in r.text and "由其计算出的任何数字都不可信" in r.text
     site.cookies.set("nsdx_lang", "en")
-    r = site.get(url)
+    r = ready(site, url)
     assert r.status_code == 409 and "do not hash to the root signed in checkpoint" in r.text

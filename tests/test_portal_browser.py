@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+from datetime import date as _date
 from pathlib import Path
 
 import httpx
@@ -83,6 +84,9 @@ def site(tmp_path_factory, chromium_path):
         from exchange.actors import Actor
 
         y = date.today().year
+        from tests.registered import register
+
+        register(nx.exchange, "nansha-taxi-trips", SELLER)  # no registration, no trade
         trade.create_offer(
             nx.exchange,
             Actor.for_org(SELLER),
@@ -230,6 +234,11 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     assert axe_violations(page) == []
     # rewards of the demo year, every exclusion with its reason, flags, charts
     assert page.goto(f"{portal}/audit/rewards?year={site.demo_year}") == 200
+    # computed in the background: the page may say so and refresh itself until ready
+    _wait_text(page, "main", "¥", timeout=120)
+    deadline = time.monotonic() + 120
+    while page.eval("!document.querySelector('#capped-total')") and time.monotonic() < deadline:
+        time.sleep(0.3)
     assert page.eval("document.querySelectorAll('figure svg.chart').length") == 3
     excluded = page.eval("document.querySelectorAll('#transactions tr.excluded').length")
     reasons = page.eval("document.querySelectorAll('#transactions tr.excluded .reasons li').length")
@@ -392,13 +401,23 @@ def test_keyboard_only_search_facets_before_results(tab, site, shots):
 @pytest.mark.parametrize(
     "path",
     ["/", "/?q=公交", "/dataset/nansha-bus-gps", "/organization/nansha-transport",
-     "/user/login", "/no/such/page"],
+     "/licence/nsdx-exchange-commercial", "/user/login", "/no/such/page",
+     # scenarios and the register (the demo's first registration: last year's demo, whose
+     # products were registered the year before)
+     "/scenarios", "/scenario/nansha-travel-demand", "/registrations",
+     f"/registration/NSDR-{_date.today().year - 2}-000001",
+     f"/registration/NSDR-{_date.today().year - 2}-000001/certificate.html"],
 )  # fmt: skip
 def test_axe_finds_nothing_serious_on_public_pages(tab, site, path, shots):
     tab.goto(site.url + path)
     assert axe_violations(tab) == []
     if path == "/organization/nansha-transport":
         tab.screenshot(shots / "organization.png")
+    if path == "/scenario/nansha-travel-demand":
+        tab.screenshot(shots / "scenario.png")
+    if path.endswith("/certificate.html"):
+        assert "数据资源登记证书" in tab.eval("document.body.innerText")
+        tab.screenshot(shots / "certificate.png")
 
 
 def test_keyboard_only_sign_in_and_official_navigation(tab, site):
@@ -446,7 +465,7 @@ def test_buyer_journey_offer_order_payment_grant_profile_console_refund(tab, sit
     page.goto(portal + "/console")
     fill(page, "#sql", "SELECT * FROM transport.nansha_taxi_trips")
     assert page.click("#run") == 403
-    assert "restricted" in text_of(page, "#console-error")
+    assert "为受限数据" in text_of(page, "#console-error")  # the core's message, in Chinese
     assert page.eval("document.querySelector('#sql').value").startswith("SELECT")  # kept
     # he orders
     page.goto(portal + "/dataset/nansha-taxi-trips")
@@ -553,7 +572,7 @@ def test_dataset_page_preview_downloads_snippets_versions(tab, site, shots):
     # restricted data: no preview for a visitor, the reason instead, and the offer
     assert page.goto(portal + "/dataset/nansha-taxi-trips") == 200
     assert page.eval("document.querySelector('.preview-table')") is None
-    assert "restricted" in text_of(page, ".preview")
+    assert "为受限数据" in text_of(page, ".preview")  # the core's message, in Chinese
     assert text_of(page, "#offers .price") == "¥1,200.00"
 
 

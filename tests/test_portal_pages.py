@@ -125,14 +125,20 @@ def test_cross_border_page_for_officials_in_chinese_and_english(site):
     before = (ledger.head_size(), len(ledger.checkpoints()))
     login(site, "alice")
     assert site.get(f"/audit/cross-border?year={site.year}").status_code == 403
+    # alice, of the seller, sees the Hong Kong order's route and evidence on its page
+    from exchange.crossborder.report import crossborder_report
+
+    (hk,) = [t for t in crossborder_report(site.nx.exchange, site.year)["transfers"]
+             if t["destination"] == "hk-harbour-analytics"]  # fmt: skip
+    r = site.get(f"/my/orders/{hk['order']}")
+    assert r.status_code == 200 and 'id="cross-border"' in r.text
+    assert all(ref in r.text for ref in hk["evidence"].values())
     site.cookies.clear()
     login(site, "official")
     r = site.get(f"/audit/cross-border?year={site.year}")
     assert r.status_code == 200
     # the demo: the Hong Kong buyer's transfer, the overseas buyer refused core data
     assert "hk-harbour-analytics" in r.text and "核心数据不得出境" in r.text
-    from exchange.crossborder.report import crossborder_report
-
     rep = crossborder_report(site.nx.exchange, site.year)
     refs = [v for t in rep["transfers"] for v in t["evidence"].values()]
     assert refs and all(ref in r.text for ref in refs)  # the evidence references are shown

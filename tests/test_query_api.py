@@ -80,6 +80,9 @@ def _grants(nx: Nsdx, home: Path) -> None:
             legal_name=org, in_nansha=True,
         )  # fmt: skip
     seller = Actor.for_org("bus-co")
+    from tests.registered import register
+
+    register(ex, "bus-fares", "bus-co")  # no registration, no trade
     offer = trade.create_offer(ex, seller, "bus-fares", price="100")
     for buyer in ("firm", "refunded-firm", "expired-firm"):
         o = trade.place_order(ex, Actor.for_org(buyer, "member"), offer["id"], buyer=buyer)
@@ -345,22 +348,22 @@ class QueryAPITests:
         assert r.status_code == 408, r.text
         assert r.json()["error"]["error"] == "QueryTimeout"
 
-    def test_busy(self, world):
-        from nsdx.web.query import _slots
+    def test_busy(self, world, monkeypatch):
+        from nsdx.web.query import _pool
 
         state = world.client.app.state.nsdx
-        sem = _slots(state)
+        procs = _pool(state).procs
         taken = 0
-        while sem.acquire(blocking=False):
+        while procs.try_acquire():
             taken += 1
-        state.query_limits = QueryLimits(timeout=0.2)
+        monkeypatch.setenv("NSDX_QUERY_QUEUE_WAIT", "0.2")
         try:
             r = world.q("SELECT 1")
         finally:
-            state.query_limits = None
             for _ in range(taken):
-                sem.release()
-        assert r.status_code == 429 and r.json()["error"]["transient"] is True
+                procs.release()
+        assert r.status_code == 503 and r.json()["error"]["error"] == "QueryBusy"
+        assert r.json()["error"]["transient"] is True
         assert r.headers["retry-after"] == "1"
 
     def test_query_connection_uses_its_own_s3_key(self, world, monkeypatch):

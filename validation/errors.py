@@ -137,3 +137,30 @@ class ValidationFailed(ValidationPackageError):
             failures=dict(report.failures_by_expectation),
         )
         self.report = report
+
+
+# Bounds on what an error answer echoes back: a message quoting a hostile id (a 404 for a
+# 15 KB order id sent 30 KB back; a 4 MB JSON body could be echoed whole) is cut.
+MAX_MESSAGE = 500
+MAX_FIELD = 200
+
+
+def bounded_text(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bounded_value(value: Any, depth: int = 0) -> Any:
+    """A structured error field with every string cut to MAX_FIELD characters and every
+    list to 20 items."""
+    if isinstance(value, str):
+        return bounded_text(value, MAX_FIELD)
+    if depth > 3:
+        return None
+    if isinstance(value, list | tuple):
+        return [bounded_value(v, depth + 1) for v in list(value)[:20]]
+    if isinstance(value, dict):
+        return {
+            bounded_text(str(k), 100): bounded_value(v, depth + 1)
+            for k, v in list(value.items())[:50]
+        }
+    return value

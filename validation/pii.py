@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -180,14 +181,13 @@ def _mask_free_text(arr: pa.Array, key: bytes) -> pa.Array:
 
     def sub(text: str) -> str:
         for kind in DETECT_ORDER:
-            text = _PY[kind].sub(
-                lambda m, k=kind: (
-                    _token(key, k, _normalise_one(m.group(0), k))
-                    if k != "id_card" or is_valid_id_number(m.group(0))
-                    else m.group(0)
-                ),
-                text,
-            )
+
+            def mask(m: re.Match[str], k: str = kind) -> str:
+                if k != "id_card" or is_valid_id_number(m.group(0)):
+                    return _token(key, k, _normalise_one(m.group(0), k))
+                return m.group(0)
+
+            text = _PY[kind].sub(mask, text)
         return text
 
     return pa.array([sub(v) for v in values], pa.string()).take(enc.indices)
@@ -316,6 +316,8 @@ def detect(
             col = col.combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
+        if _too_short(col):
+            continue
         col = pc.utf8_normalize(pc.cast(col, pa.string()), "NFKC")
         for kind in DETECT_ORDER:
             hit = pc.fill_null(pc.match_substring_regex(col, _RE2[kind]), False)
@@ -334,6 +336,25 @@ def detect(
     return findings
 
 
+# The shortest value any detector matches: a plate (粤A12345: 9 bytes in UTF-8, 7 under
+# NFKC, which never turns fewer than 7 bytes into 7 plate characters or 11 digits), a phone
+# (11 digits); integers below 10**10 have at most 10 digits.
+_MIN_BYTES = 7
+_MAX_HARMLESS_INT = 10**10
+
+
+def _too_short(col: pa.Array) -> bool:
+    """Can no value of ``col`` hold personal data? One vectorised pass, so a table of
+    thousands of short columns (a wide sheet of counts) is not searched column by column
+    with every pattern."""
+    if pa.types.is_integer(col.type):
+        mm = pc.min_max(col).as_py()
+        lo, hi = mm["min"], mm["max"]
+        return lo is None or max(abs(lo), abs(hi)) < _MAX_HARMLESS_INT
+    longest = pc.max(pc.binary_length(col)).as_py()
+    return longest is None or longest < _MIN_BYTES
+
+
 def require_declared(
     batch_or_table: pa.RecordBatch | pa.Table,
     declared: set[str] | frozenset[str],
@@ -345,6 +366,19 @@ def require_declared(
     findings = detect(batch_or_table, declared, sample_rows=sample_rows)
     if findings:
         raise UndeclaredPersonalData(findings, dataset_id=dataset_id)
+
+
+def mask_sample(value: Any, kind: str | None, key: bytes) -> str | None:
+    """One value of a validation report's samples as it may be shown: a declared personal
+    column's value becomes the token publishing gives it (whatever its treatment: a report
+    is not the place for raw personal data), and in any other text every phone number, ID
+    number and plate found is replaced by its token, as in a ``free_text`` column."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if kind and kind not in ("none", "free_text"):
+        return mask_value(text, kind, key)
+    return _mask_free_text(pa.array([text], pa.string()), key)[0].as_py()
 
 
 # -- individuals -------------------------------------------------------------------------

@@ -212,3 +212,77 @@ def _template():
     )
     env.filters["tojson_pretty"] = lambda v: json.dumps(v, ensure_ascii=False, default=str)
     return env.get_template("report.html")
+
+
+# -- a report as it may be served (the portal) ----------------------------------------------
+SAMPLE_KEYS = (
+    "partial_unexpected_list",
+    "partial_unexpected_rows",
+    "partial_unexpected_counts",
+    "unexpected_list",
+    "unexpected_index_list",
+    "partial_unexpected_index_list",
+)
+MAX_SHOWN_RESULTS = 1000
+MAX_SHOWN_CHARS = 200
+
+
+def shown_report(
+    data: dict[str, Any],
+    pii: dict[str, str],
+    key: bytes | None,
+    *,
+    max_chars: int = MAX_SHOWN_CHARS,
+) -> dict[str, Any]:
+    """A report dict (:meth:`ValidationReport.to_dict` layout) made safe to serve.
+
+    With ``key`` None every sample value is removed (counts and verdicts stay: the copy
+    published with a version). With the masking key, the samples the provider may see are
+    kept, each one masked first (:func:`validation.pii.mask_sample`: a value of a column in
+    ``pii`` — ``{column: kind}`` — becomes its publishing token; phone, ID and plate numbers
+    in any other text become tokens too) and then cut to ``max_chars`` characters; at most
+    :data:`SAMPLES` per expectation, row numbers as whole numbers. Observed values and
+    exception messages are masked and cut the same way; other result fields are numbers."""
+    from .pii import mask_sample  # noqa: PLC0415 - pyarrow only when a report is served
+
+    def cut(v: Any, kind: str | None = None) -> Any:
+        if v is None or isinstance(v, bool | int | float):
+            return v
+        s = mask_sample(v, kind, key) if key is not None else None
+        if s is None:
+            return None
+        return s if len(s) <= max_chars else s[: max_chars - 1] + "…"
+
+    out = {k: v for k, v in data.items() if k != "results"}
+    results = []
+    for r in (data.get("results") or [])[:MAX_SHOWN_RESULTS]:
+        if not isinstance(r, dict):
+            continue
+        cfg = r.get("expectation_config") or {}
+        column = (cfg.get("kwargs") or {}).get("column")
+        kind = pii.get(column) if isinstance(column, str) else None
+        src = r.get("result") or {}
+        res: dict[str, Any] = {}
+        for k, v in src.items():
+            if k in SAMPLE_KEYS:
+                continue
+            if k == "observed_value":
+                res[k] = cut(v, kind) if key is not None or isinstance(v, int | float) else None
+            elif isinstance(v, bool | int | float) or v is None:
+                res[k] = v
+        if key is not None:
+            values = list(src.get("partial_unexpected_list") or [])[:SAMPLES]
+            rows = [n for n in src.get("partial_unexpected_rows") or [] if isinstance(n, int)]
+            res["partial_unexpected_list"] = [cut(v, kind) for v in values]
+            res["partial_unexpected_rows"] = rows[: len(values)]
+            res["partial_unexpected_counts"] = [
+                {"value": cut(c.get("value"), kind), "count": c.get("count")}
+                for c in list(src.get("partial_unexpected_counts") or [])[:SAMPLES]
+                if isinstance(c, dict) and isinstance(c.get("count"), int)
+            ]
+        exc = dict(r.get("exception_info") or {})
+        if exc.get("exception_message"):
+            exc["exception_message"] = cut(str(exc["exception_message"])) if key else None
+        results.append({**r, "result": res, "exception_info": exc})
+    out["results"] = results
+    return out

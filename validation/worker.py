@@ -420,8 +420,9 @@ class _Worker:
         self._close_pidfd()
 
     def _close_pidfd(self) -> None:
-        if getattr(self, "_pidfd", None) is not None:
-            os.close(self._pidfd)
+        pidfd = getattr(self, "_pidfd", None)
+        if pidfd is not None:
+            os.close(pidfd)
             self._pidfd = None
 
     def leave(self) -> None:
@@ -486,8 +487,8 @@ def _acquire() -> _Worker:
                 return w
             w.leave()
     linger = linger_seconds()
-    if linger > 0 and (w := _Worker.connect()) is not None:
-        return w
+    if linger > 0 and (lingering := _Worker.connect()) is not None:
+        return lingering
     return _Worker(linger)
 
 
@@ -544,13 +545,24 @@ class RemoteRowChecks:
 
     def __init__(self, params: dict[str, Any], columns: list[str]) -> None:
         self.columns = columns
-        self._worker = _acquire()
+        self._worker: _Worker | None = _acquire()  # None once closed
         self._queue: queue.Queue = queue.Queue()
         self._error: ValidationPackageError | None = None
         self._done = False
         self._send(("open", params))
         self._thread = threading.Thread(target=self._sender, name="nsdx-validation", daemon=True)
         self._thread.start()
+
+    @property
+    def _live(self) -> _Worker:
+        """The session's worker; a closed session has given it back."""
+        w = self._worker
+        if w is None:
+            raise ValidationWorkerError(
+                "the validation session is closed",
+                hint="this is a bug in nsdx: a closed row check was used again",
+            )
+        return w
 
     # sender thread -------------------------------------------------------------------------
     def _sender(self) -> None:
@@ -579,8 +591,8 @@ class RemoteRowChecks:
         batches = part.to_batches() if hasattr(part, "to_batches") else [part]
         self._send(("chunk", offset, len(batches)))
         for b in batches:
-            self._worker.conn.send_bytes(_ipc(b))
-        if self._worker.conn.poll():  # the worker reports a failure at once
+            self._live.conn.send_bytes(_ipc(b))
+        if self._live.conn.poll():  # the worker reports a failure at once
             self._take_reply()
 
     # caller's side -------------------------------------------------------------------------
@@ -646,19 +658,19 @@ class RemoteRowChecks:
                     self._check_stopped()
 
     def _wait_reply(self) -> None:
-        while not self._worker.conn.poll(1.0):
+        while not self._live.conn.poll(1.0):
             self._check_stopped()
 
     def _check_stopped(self) -> None:
         """Raise once the worker has been stopped (not running, not dead) STOPPED_SECONDS."""
-        if _state(self._worker.pid) not in ("T", "t"):
+        if _state(self._live.pid) not in ("T", "t"):
             self._stopped_since = None
             return
         now = time.monotonic()
         since = getattr(self, "_stopped_since", None) or now
         self._stopped_since = since
         if now - since >= STOPPED_SECONDS:
-            pid = self._worker.pid
+            pid = self._live.pid
             raise ValidationWorkerError(
                 f"the validation worker process (pid {pid}) is stopped (SIGSTOP or a "
                 f"debugger) and did not resume within {STOPPED_SECONDS:.0f} s",
@@ -674,12 +686,12 @@ class RemoteRowChecks:
 
     def _send(self, msg: tuple) -> None:
         try:
-            self._worker.conn.send(msg)
+            self._live.conn.send(msg)
         except OSError:
             raise self._died() from None
 
     def _take_reply(self) -> tuple:
-        reply = self._worker.conn.recv()
+        reply = self._live.conn.recv()
         if reply[0] == "error":
             raise _unpack(reply[1])
         return reply
@@ -689,7 +701,7 @@ class RemoteRowChecks:
             raise self._error
 
     def _died(self) -> ValidationWorkerError:
-        code = self._worker.exit_status()
+        code = self._live.exit_status()
         if code is None:
             how = "its connection closed"
         elif code < 0:
@@ -700,7 +712,7 @@ class RemoteRowChecks:
             f"the validation worker process stopped unexpectedly ({how})",
             hint="nothing was published; run the command again (if the machine ran out of "
             "memory, free some), or set NSDX_VALIDATION_WORKER=0 to validate in-process",
-            pid=self._worker.pid,
+            pid=self._live.pid,
         )
 
 

@@ -24,7 +24,7 @@ from ..auth import (
 from ..downloads import absolute
 from ..editing import Packages
 from ..jobs import Jobs, upload_format
-from ..licences import LICENCES
+from ..licences import LICENCES, document_url
 from ..registry import Catalogue
 from ..search import MAX_ROWS, SearchIndex, SearchQueryError
 from .envelope import failure, success
@@ -53,6 +53,12 @@ class ActionContext:
     files: dict[str, Upload] = field(default_factory=dict)
     site_url: str = ""
     site_title: str = "nsdx — Nansha open data"
+
+    def upload_jobs(self) -> Jobs:
+        """The job queue uploads are ingested by; a server without one takes no uploads."""
+        if self.jobs is None:
+            raise BadRequest("this server does not run background jobs; uploads are disabled")
+        return self.jobs
 
 
 @dataclass(frozen=True)
@@ -207,8 +213,12 @@ def help_show(ctx: ActionContext, data: dict) -> str:
 
 @action("license_list", get=True)
 def license_list(ctx: ActionContext, data: dict) -> list[dict]:
+    """The licence register; a licence with no document elsewhere points at its page on
+    the portal (as the DCAT, schema.org, Croissant and Data Package metadata do)."""
     return [
-        {"id": lic.id, "title": lic.title, "url": lic.url or "", "status": "active",
+        {"id": lic.id, "title": lic.title,
+         "url": document_url(lic, ctx.site_url) if ctx.site_url else lic.url or "",
+         "status": "active",
          "od_conformance": "approved" if lic.open else "not reviewed",
          "osd_conformance": "not reviewed"}
         for lic in LICENCES.values()
@@ -366,8 +376,7 @@ def authorize_upload(ctx: ActionContext, name: str, data: dict) -> dict:
     it again."""
     if name not in UPLOAD_ACTIONS:
         raise BadRequest(f"{name} takes no file uploads")
-    if ctx.jobs is None:
-        raise BadRequest("this server does not run background jobs; uploads are disabled")
+    ctx.upload_jobs()
     if ctx.principal.anonymous:
         raise NotAuthorized(
             "an API token is required to upload files",
@@ -401,7 +410,7 @@ def _upload(ctx: ActionContext, data: dict, upload: Upload, action: str) -> dict
                 ]
             }  # fmt: skip
         )
-    job = ctx.jobs.submit(
+    job = ctx.upload_jobs().submit(
         "ingest_upload",
         {
             "dataset": pkg["name"],
@@ -534,16 +543,73 @@ def organization_member_create(ctx: ActionContext, data: dict) -> dict:
     return _member(ctx, _id(data), _id(data, "username"), _id(data, "role"))
 
 
+def _scenario_groups(ctx: ActionContext, names: list[str] | None = None) -> list[dict]:
+    """Scenarios as CKAN groups, each with the datasets the caller may see (catalogue.scenarios)."""
+    from .. import scenarios
+
+    out = []
+    for d in scenarios.list_scenarios(ctx.cat):
+        if names is not None and d["name"] not in names:
+            continue
+        found = ctx.index.search(
+            fq=f'groups:"{_quoted(d["name"])}"', rows=MAX_ROWS, fl=["name"],
+            include_private=True, principal=ctx.principal, grants=ctx.grants,
+        )  # fmt: skip
+        seen = {p["name"] for p in found["results"]}
+        d["datasets"] = [x for x in d["datasets"] if x["name"] in seen]
+        out.append(scenarios.group_dict(d, found["count"]))
+    return out
+
+
 @action("group_list", get=True)
 def group_list(ctx: ActionContext, data: dict) -> list:
-    """nsdx has organisations and no CKAN groups: always empty."""
-    return []
+    """The application scenarios (应用场景), as CKAN groups: names, or with all_fields the
+    group dicts (sector, status, proposer, datasets, query, evaluation in extras and under
+    ``nsdx``). q, groups, sort (name|title|package_count asc|desc), limit, offset."""
+    groups = _scenario_groups(ctx)
+    q = str(data.get("q") or "").strip().lower()
+    if q:
+        groups = [
+            g for g in groups
+            if q in g["name"] or q in g["title"].lower() or q in g["description"].lower()
+            or q in g["nsdx"]["title_en"].lower()
+        ]  # fmt: skip
+    wanted = _list(data, "groups")
+    if wanted:
+        groups = [g for g in groups if g["name"] in wanted]
+    key, _, direction = str(data.get("sort") or "name asc").partition(" ")
+    if key == "package_count":
+        groups.sort(key=lambda g: g["package_count"], reverse=direction != "asc")
+    elif key in ("title", "name"):
+        groups.sort(key=lambda g: g[key].lower(), reverse=direction == "desc")
+    offset = _int(data, "offset", 0)
+    limit = _int(data, "limit", None)
+    groups = groups[offset : offset + limit if limit is not None else None]
+    if _bool(data, "all_fields"):
+        return groups
+    return [g["name"] for g in groups]
 
 
 @action("group_show", get=True)
 def group_show(ctx: ActionContext, data: dict) -> dict:
-    """nsdx has no CKAN groups (organisations: organization_show): always Not Found."""
-    raise ObjectNotFound("group", _id(data), hint="nsdx has organisations only")
+    """One application scenario as a CKAN group (by name or id); include_datasets adds
+    the datasets it uses that the caller may see (up to 1000)."""
+    from .. import scenarios
+
+    name = _id(data)
+    with ctx.cat.Session() as s:
+        try:
+            sc = scenarios.get(s, name)
+        except scenarios.ScenarioNotFound:
+            raise ObjectNotFound("group", name, hint="`group_list` names the scenarios") from None
+        real = sc.name
+    (group,) = _scenario_groups(ctx, [real])
+    if _bool(data, "include_datasets"):
+        group["packages"] = ctx.index.search(
+            fq=f'groups:"{_quoted(real)}"', rows=MAX_ROWS, include_private=True,
+            principal=ctx.principal, grants=ctx.grants,
+        )["results"]  # fmt: skip
+    return group
 
 
 @action("tag_show", get=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from validation.errors import NsdxError
+from validation.errors import MAX_FIELD, MAX_MESSAGE, NsdxError, bounded_text, bounded_value
 
 from ..auth import InvalidInput
 from ..errors import CatalogueError
@@ -61,8 +61,14 @@ def ckan_error_dict(
     ``__type``: field errors, search syntax, bad requests)."""
     if hint and hint not in message:
         message = f"{message} ({hint})"
+    message = bounded_text(message, MAX_MESSAGE + MAX_FIELD)  # never a hostile value whole
     if isinstance(exc, InvalidInput):
-        return 409, {"__type": "Validation Error", "message": exc.message, **exc.errors}
+        errors = {k: bounded_value(v) for k, v in list(exc.errors.items())[:50]}
+        return 409, {
+            "__type": "Validation Error",
+            "message": bounded_text(exc.message, MAX_MESSAGE),
+            **errors,
+        }
     if isinstance(exc, SearchQueryError):
         return 400, {"__type": "Search Query Error", "message": message}
     if isinstance(exc, BadRequest) or status == 400:

@@ -9,7 +9,10 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic` CLI use: build an engine from the URL in the config
     from sqlalchemy import create_engine
 
-    connection = create_engine(context.config.get_main_option("sqlalchemy.url")).connect()
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise SystemExit("set sqlalchemy.url in the Alembic configuration (alembic -x or .ini)")
+    connection = create_engine(url).connect()
 
 context.configure(
     connection=connection,

@@ -290,11 +290,11 @@ class SearchIndex:
         toks = query_tokens(value)
         if not toks:
             return np.zeros(n, dtype=bool)
-        mask = None
+        mask = np.ones(n, dtype=bool)
         for t in toks:
             m = np.zeros(n, dtype=bool)
             m[self._posting(t, title_only)] = True
-            mask = m if mask is None else (mask & m)
+            mask &= m
         if score is not None:
             alive = max(len(self.slot_of), 1)
             for t in toks:
@@ -317,10 +317,9 @@ class SearchIndex:
         if isinstance(node, And):
             pos = [x for x in node.nodes if not isinstance(x, Not)]
             neg = [x for x in node.nodes if isinstance(x, Not)]
-            mask = self._alive() if not pos else None
+            mask = self._alive() if not pos else np.ones(n, dtype=bool)
             for x in pos:
-                m = self._eval(x, score)
-                mask = m if mask is None else (mask & m)
+                mask = mask & self._eval(x, score)
             for x in neg:
                 mask &= ~self._eval(x.node, None)
             return mask
@@ -493,7 +492,13 @@ class SearchIndex:
         picked.sort(key=lambda i: (-counts[i], f.values[i]))
         if limit is not None and limit >= 0:
             picked = picked[:limit]
-        titles = self._org_titles() if field == "organization" else {}
+        titles = (
+            self._org_titles()
+            if field == "organization"
+            else self._group_titles()
+            if field == "groups"
+            else {}
+        )
         items = [
             {
                 "name": f.values[i],
@@ -513,6 +518,18 @@ class SearchIndex:
                 org = (d or {}).get("organization")
                 if org:
                     t[org["name"]] = org.get("title") or org["name"]
+            self._compiled[key] = t
+        return t
+
+    def _group_titles(self) -> dict[str, str]:
+        """Scenario (CKAN group) titles, for the ``groups`` facet's display names."""
+        key = ("grouptitles",)
+        t = self._compiled.get(key)
+        if t is None:
+            t = {}
+            for d in self.docs:
+                for g in (d or {}).get("groups") or []:
+                    t[g["name"]] = g.get("title") or g["name"]
             self._compiled[key] = t
         return t
 

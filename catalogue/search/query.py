@@ -75,6 +75,7 @@ _TOKEN_RE = re.compile(
     )""",
     re.VERBOSE,
 )
+_KINDS = ("lp", "rp", "range", "quoted", "word", "colon")
 
 
 def _lex(s: str) -> list[tuple[str, str]]:
@@ -90,11 +91,8 @@ def _lex(s: str) -> list[tuple[str, str]]:
                 hint="see docs/api.md 'package_search' for the supported syntax",
             )
         pos = m.end()
-        kind = m.lastgroup if m.lastgroup not in ("lo", "hi") else "range"
-        for k in ("lp", "rp", "range", "quoted", "word", "colon"):
-            if m.group(k) is not None:
-                kind = k
-                break
+        # a match that moved on is one of the alternatives (lo/hi are parts of a range)
+        kind = next(k for k in _KINDS if m.group(k) is not None)
         toks.append((kind, m.group(kind)))
     return toks
 

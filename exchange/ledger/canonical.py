@@ -145,6 +145,8 @@ def _es_number(shortest: str) -> str:
     """ECMAScript Number::toString from Python's shortest round-trip repr (same digits)."""
     sign, rest = ("-", shortest[1:]) if shortest.startswith("-") else ("", shortest)
     _, digits_t, exp = Decimal(rest).as_tuple()
+    if not isinstance(exp, int):  # 'n', 'N' or 'F': NaN and infinities have no digits
+        raise ValueError(f"not a finite number: {shortest}")
     digits = "".join(map(str, digits_t)).rstrip("0")
     exp += len(digits_t) - len(digits)
     digits = digits.lstrip("0")

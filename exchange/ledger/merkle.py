@@ -20,6 +20,7 @@ The module is split by responsibility; this one re-exports the others so that
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeGuard
 
 from .hashing import (
     EMPTY_ROOT,
@@ -284,6 +285,11 @@ class MerkleTree:
 NodeSource = MerkleTree | Sequence[bytes] | bytes | bytearray | memoryview | NodeReader
 
 
+def _is_leaf_list(source: object) -> TypeGuard[Sequence[bytes]]:
+    """A sequence of leaf hashes (not packed bytes, which are a sequence of ints)."""
+    return isinstance(source, Sequence) and not isinstance(source, bytes | bytearray | memoryview)
+
+
 def _reader_for(source: NodeSource, size: int) -> NodeReader:
     if isinstance(source, MerkleTree):
         if size > len(source):
@@ -301,7 +307,7 @@ def _reader_for(source: NodeSource, size: int) -> NodeReader:
             return _fold(packed[index * width : (index + 1) * width], level)
 
         return packed_node
-    if isinstance(source, Sequence):
+    if _is_leaf_list(source):
         leaves = source
         if size > len(leaves):
             raise ValueError(f"{len(leaves)} leaf hashes given, need {size}")
@@ -312,7 +318,7 @@ def _reader_for(source: NodeSource, size: int) -> NodeReader:
 
         return list_node
     if callable(source):
-        return source  # type: ignore[return-value]
+        return source
     raise TypeError(f"cannot read subtree hashes from {type(source).__name__}")
 
 

@@ -257,11 +257,11 @@ def open_note(text: str | bytes, verifier_key_texts: str | Iterable[str]) -> tup
         if len(sig) < 5:
             raise NoteError(f"signature by {name} is too short")
         kid = int.from_bytes(sig[:4], "big")
-        v = known.get((name, kid))
-        if v is None:
+        signer = known.get((name, kid))
+        if signer is None:
             continue  # unknown key: ignore (c2sp.org/signed-note)
         try:
-            v.public.verify(sig[4:], message)
+            signer.public.verify(sig[4:], message)
         except InvalidSignature:
             raise NoteError(
                 f"signature by {name}+{kid:08x} does not verify: the note was altered or forged"

@@ -51,11 +51,11 @@ def _check_args(hashes: dict[str, bytes], ints: dict[str, int]) -> None:
             raise ProofError(f"{name} must be an int, got {type(value).__name__}")
         if not 0 <= value <= MAX_TREE_SIZE:
             raise ProofError(f"{name} {value} is outside [0, 2**64)")
-    for name, value in hashes.items():
-        if not isinstance(value, bytes | bytearray | memoryview):
-            raise ProofError(f"{name} is {type(value).__name__}, not bytes")
-        if len(value) != HASH_SIZE:
-            raise ProofError(f"{name} is {len(value)} bytes, a SHA-256 hash is {HASH_SIZE}")
+    for name, digest in hashes.items():
+        if not isinstance(digest, bytes | bytearray | memoryview):
+            raise ProofError(f"{name} is {type(digest).__name__}, not bytes")
+        if len(digest) != HASH_SIZE:
+            raise ProofError(f"{name} is {len(digest)} bytes, a SHA-256 hash is {HASH_SIZE}")
 
 
 def _root_from_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes]) -> bytes:

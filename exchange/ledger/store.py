@@ -37,7 +37,7 @@ import base64
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +46,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -62,6 +63,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+
+from ingest import failpoints
 
 from ..errors import CheckpointNotFound, InvalidRequest
 from ..models import LedgerCheckpoint, LedgerEntry, LedgerHead
@@ -194,6 +197,16 @@ class Appended:
     def settled(self) -> bool:
         return self.index is not None
 
+    @property
+    def settled_index(self) -> int:
+        """The index of a settled event (:meth:`LedgerStore.settle` gives it one or raises)."""
+        if self.index is None:
+            raise InvalidRequest(
+                f"ledger event {self.queue_id} is not settled yet",
+                hint="settle() it after its transaction commits",
+            )
+        return self.index
+
 
 class LedgerStore:
     """Append-only Merkle log over one SQLAlchemy engine. ``signer`` signs checkpoints
@@ -214,7 +227,7 @@ class LedgerStore:
         self._active = 0  # threads inside transaction()
         self._waiting: dict[int, Appended] = {}  # queue id -> event awaiting its index
         self._memory: list[Appended] = []  # append_event()s handed to the leader
-        self._leader_conn = None  # the leader's connection, kept between rounds
+        self._leader_conn: Connection | None = None  # the leader's connection, kept between rounds
         self._recent: dict[int, tuple[int, Checkpoint | None]] = {}  # queue id -> moved in
         self._leader = False
         self._known_size: int | None = None  # a committed head size seen (a lower bound)
@@ -230,8 +243,8 @@ class LedgerStore:
         waits for it."""
         if self.dialect == "sqlite":
             conn = s.connection()
-            raw = conn.connection.driver_connection
-            if not raw.in_transaction:
+            raw = conn.connection.driver_connection  # the sqlite3 connection
+            if raw is None or not raw.in_transaction:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             row = s.execute(
                 select(LedgerHead.size, LedgerHead.frontier).where(LedgerHead.id == HEAD_ID)
@@ -289,6 +302,7 @@ class LedgerStore:
                 try:
                     yield s
                     s.commit()
+                    failpoints.hit("ledger.committed")
                 except BaseException:
                     s.rollback()
                     raise
@@ -333,11 +347,13 @@ class LedgerStore:
             s.info.setdefault("nsdx_ledger_pending", []).extend(out)
             return out
         size0, cr, queued = locked
+        failpoints.hit("ledger.append")
         rows = self._drain(s) if queued else []
         first = size0 + len(rows)
         now = _utcnow()
         rows += [(None, kind, payload.decode(), lh, now) for kind, payload, lh in prepared]
         cp = self._write_batch(s, size0, cr, rows)
+        failpoints.hit("ledger.written")
         out = [
             Appended(first + i, lh, payload, checkpoint=cp)
             for i, (_, payload, lh) in enumerate(prepared)
@@ -365,7 +381,7 @@ class LedgerStore:
             )
         return out
 
-    def _drain(self, s: Session) -> list[tuple]:
+    def _drain(self, s: Session | Connection) -> list[tuple]:
         """Take every committed queued event off the queue (caller holds the lock), in
         queue order: [(queue id, kind, payload, leaf hash, created)]."""
         if self.dialect == "sqlite":
@@ -390,7 +406,7 @@ class LedgerStore:
                 return out
 
     def _write_batch(
-        self, s: Session, size0: int, cr: CompactRange, rows: list[tuple]
+        self, s: Session | Connection, size0: int, cr: CompactRange, rows: list[tuple]
     ) -> Checkpoint | None:
         """Give ``rows`` [(queue id, kind, payload, leaf hash, created)] the indices from
         ``size0`` on, move the head, store the tiles they complete and sign one
@@ -522,24 +538,30 @@ class LedgerStore:
         checkpoint, and hands each waiter its index. It leads until its own event is
         settled, then passes the role on. Meanwhile the others' commits share WAL
         flushes."""
-        if a.index is None:
-            self._await(a, lambda: self._register(a))
+        index = a.index
+        if index is None:
+            index = self._await(a, lambda: self._register(a))
             if a.ref is not None:
-                self._link(a.ref, a.index)
+                self._link(a.ref, index)
         if a.checkpoint is None and self.signer is not None:
-            a.checkpoint = self._covering(a.index)
+            a.checkpoint = self._covering(index)
         return a
 
     def _register(self, a: Appended) -> None:
         """(Under the condition.) Wait for a queued event, unless a round of this process
         already moved it in (its appender registered after that round had drained it)."""
-        done = self._recent.pop(a.queue_id, None)
+        qid = a.queue_id
+        if qid is None:  # pragma: no cover - events handed over in memory are not queued
+            raise ValueError("settle() is for events appended to the queue")
+        done = self._recent.pop(qid, None)
         if done is not None:
             a.index, a.checkpoint = done
         else:
-            self._waiting[a.queue_id] = a
+            self._waiting[qid] = a
 
-    def _await(self, a: Appended, register) -> None:
+    def _await(self, a: Appended, register: Callable[[], None]) -> int:
+        """Register ``a`` (under the condition), wait until it has its index (leading a
+        round when no thread does) and return it; raise its error."""
         with self._cond:
             register()
             while a.index is None and a.error is None:
@@ -556,6 +578,7 @@ class LedgerStore:
                 f"queued ledger event {a.queue_id} was not found after integration",
                 hint="was its transaction committed? run `nsdx audit verify`",
             )
+        return a.index
 
     def _lead(self, mine: Appended) -> None:
         try:
@@ -596,7 +619,7 @@ class LedgerStore:
                 self._cond.notify_all()
 
     def _integrate_round(
-        self, memory: list[Appended] = ()
+        self, memory: Sequence[Appended] = ()
     ) -> tuple[dict[int, int], Checkpoint | None]:
         """One batch under the lock: the queued events, then ``memory``'s; commit.
         Runs on the leader's own connection (kept between rounds)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def verify_ledger(
     store: LedgerStore,
     verifier_key: str,
     *,
-    external_checkpoints: list[str] = (),
+    external_checkpoints: Sequence[str] = (),
     batch: int = 20000,
 ) -> VerifyResult:
     t0 = time.perf_counter()
@@ -137,6 +137,20 @@ def verify_ledger(
     block = 1 << TILE_HEIGHT
     leaves = bytearray()  # leaf hashes of the current tile block
     level_nodes = bytearray()  # recomputed nodes at level TILE_HEIGHT
+    # A block (2**TILE_HEIGHT aligned leaves) with no checkpoint strictly inside enters the
+    # compact range as the one node its fold gives (the tiles need that fold anyway);
+    # only a block a checkpoint ends inside is appended leaf by leaf. The same roots,
+    # without hashing every block twice.
+    per_leaf = True
+
+    def leafwise(start: int) -> bool:
+        """Does a signed size fall strictly inside the block starting at ``start``?"""
+        i = next_cp
+        while i < len(sizes) and sizes[i] <= start:
+            i += 1
+        return i < len(sizes) and sizes[i] < start + block
+
+    per_leaf = leafwise(0)
     for idx, payload, stored in store.iter_rows(batch=batch):
         if idx != expected:
             kind = "gap" if idx > expected else "duplicate"
@@ -157,12 +171,22 @@ def verify_ledger(
             )
             if first_bad is None:
                 first_bad = idx
-        cr.append(h)
+        if per_leaf:
+            cr.append(h)
         leaves += h
-        if len(leaves) == block * HASH_SIZE:
-            level_nodes += _fold(leaves, TILE_HEIGHT)
-            leaves.clear()
         expected += 1
+        if len(leaves) == block * HASH_SIZE:
+            node = _fold(leaves, TILE_HEIGHT)
+            level_nodes += node
+            if not per_leaf:
+                cr._push(TILE_HEIGHT, node)  # aligned: the block starts at a multiple
+            leaves.clear()
+            check_roots_upto(expected)
+            per_leaf = leafwise(expected)
+        elif per_leaf:
+            check_roots_upto(expected)
+    if not per_leaf and leaves:  # the last, partial block: its leaves, largest first
+        cr.append_packed(bytes(leaves))
         check_roots_upto(expected)
     n = expected
     if sizes and sizes[-1] > n:
@@ -203,7 +227,7 @@ def verify_ledger(
 def _check_tiles(store: LedgerStore, computed: bytes) -> list[Problem]:
     """Compare the stored tiles with the nodes recomputed from the leaves (``computed``:
     the packed nodes at level TILE_HEIGHT); the first difference per level is named."""
-    out = []
+    out: list[Problem] = []
     level = TILE_HEIGHT
     while True:
         stored = store.tiles(level)
@@ -326,20 +350,37 @@ def verified_events(
     return cp, events
 
 
+_DIGEST_CHUNK = 20_000
+_DIGEST_SQL = {
+    # the database concatenates (and PostgreSQL hashes) each chunk: no per-row Python work
+    "sqlite": "SELECT count(*), sum(idx), sum(idx * idx), group_concat(payload, char(10)) "
+    "FROM (SELECT idx, payload FROM ledger_entries WHERE idx >= :a AND idx < :b ORDER BY idx)",
+    "postgresql": "SELECT count(*), sum(idx), sum(idx * idx), sha256(convert_to("
+    "string_agg(payload, E'\\n' ORDER BY idx), 'UTF8')) "
+    "FROM ledger_entries WHERE idx >= :a AND idx < :b",
+}
+
+
 def rows_digest(store: LedgerStore, tree_size: int) -> bytes:
-    """A SHA-256 over the stored rows [0, tree_size) as they are now: index, payload and
-    stored leaf hash of each, and the count. Equal digests mean the rows did not change
-    between two readings, so a figure computed (and verified against the signed root)
-    from the first reading still stands; any edit, removal or insertion changes it. One
-    streaming pass, no Merkle work: cheap enough to re-check a cached figure on every view."""
+    """A SHA-256 over what a figure computed from the ledger rows [0, tree_size) depends
+    on, as the rows are now: every payload in index order, and per chunk the count and the
+    sums of the indices and of their squares. Equal digests mean those rows did not change
+    between two readings, so a figure computed (and verified against the signed root) from
+    the first reading still stands; an edited payload, a removed, inserted or renumbered
+    row changes it. One pass in the database, no per-row Python and no Merkle work: cheap
+    enough to re-check a cached figure on every view (stored leaf hashes are not read: a
+    figure never uses them, and verification recomputes them)."""
+    from sqlalchemy import text  # noqa: PLC0415
+
     h = hashlib.sha256()
-    n = 0
-    for idx, payload, stored in store.iter_rows(tree_size):
-        h.update(b"%d\x00" % idx)
-        h.update(payload.encode("utf-8"))
-        h.update(stored)
-        n += 1
-    h.update(b"n=%d" % n)
+    sql = text(_DIGEST_SQL.get(store.engine.dialect.name, _DIGEST_SQL["sqlite"]))
+    with store.engine.connect() as conn:
+        for lo in range(0, max(tree_size, 0), _DIGEST_CHUNK):
+            hi = min(tree_size, lo + _DIGEST_CHUNK)
+            count, s1, s2, chunk = conn.execute(sql, {"a": lo, "b": hi}).one()
+            h.update(f"{lo}:{count}:{s1}:{s2}:".encode())
+            if chunk is not None:
+                h.update(chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk))
     return h.digest()
 
 
@@ -347,7 +388,7 @@ def verify_with_state(
     store: LedgerStore,
     verifier_key: str,
     *,
-    kept: list[str] = (),
+    kept: Sequence[str] = (),
     state: Path | None = None,
 ) -> VerifyResult:
     """`nsdx audit verify --state` as one function (the CLI and the portal call it): verify

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from validation.messages import Msg
 from validation.money import cny, rate_of
 
 from ..history import History, Trade, build_history
@@ -47,22 +48,33 @@ def _reasons(t: Trade, year: int, h: History, p: Policy, flags_by_order: dict) -
     r: list[dict] = []
     day = t.day(p.date_basis)
     if day is None:
-        return [{"code": "unpaid", "detail": "no payment confirmed"}]
+        return [{"code": "unpaid", "detail": Msg("no payment confirmed")}]
     if day.year != year:
-        r.append({"code": "outside_year", "detail": f"{p.date_basis} {day.isoformat()}"})
+        r.append(
+            {
+                "code": "outside_year",
+                "detail": Msg("%(basis)s %(day)s", basis=p.date_basis, day=day.isoformat()),
+            }
+        )
     if p.only_exchange_trades and t.channel != "exchange":
-        r.append({"code": "not_exchange_trade", "detail": f"channel {t.channel}"})
+        r.append(
+            {"code": "not_exchange_trade", "detail": Msg("channel %(channel)s", channel=t.channel)}
+        )
     if p.exclude_refunded and t.refunded_fen:
         r.append(
             {
                 "code": "refunded",
-                "detail": f"¥{cny(t.refunded_fen)} refunded (ledger {', '.join(map(str, t.refund_indices))})",
+                "detail": Msg(
+                    "¥%(amount)s refunded (ledger %(entries)s)",
+                    amount=cny(t.refunded_fen),
+                    entries=", ".join(map(str, t.refund_indices)),
+                ),
             }
         )
     if p.no_stacking and t.other_support:
-        r.append({"code": "stacking", "detail": "the contract declared other public support"})
+        r.append({"code": "stacking", "detail": Msg("the contract declared other public support")})
     if t.amount_fen < p.min_contract_fen:
-        r.append({"code": "below_minimum", "detail": f"below ¥{p.min_contract_cny}"})
+        r.append({"code": "below_minimum", "detail": Msg("below ¥%(min)s", min=p.min_contract_cny)})
     buyer, seller = h.enterprises.get(t.buyer), h.enterprises.get(t.seller)
     ben = t.buyer if p.beneficiary == "buyer" else t.seller
     who = {
@@ -75,7 +87,10 @@ def _reasons(t: Trade, year: int, h: History, p: Policy, flags_by_order: dict) -
         f = h.enterprises.get(org)
         if not (f and f.get("in_nansha")):
             r.append(
-                {"code": "not_in_district", "detail": f"{org} is not registered in the district"}
+                {
+                    "code": "not_in_district",
+                    "detail": Msg("%(org)s is not registered in the district", org=org),
+                }
             )
     if buyer and seller:
         r.extend(related_reasons(buyer, seller, tuple(p.related_party)))
@@ -196,7 +211,7 @@ def compute_rewards(events: list[dict], checkpoint: Checkpoint, policy: Policy, 
                 sum(
                     t.amount_fen
                     for t in h.trades.values()
-                    if t.day(policy.date_basis) and t.day(policy.date_basis).year == year
+                    if (day := t.day(policy.date_basis)) is not None and day.year == year
                 )
             ),
             "eligible_trades": sum(1 for t in cur.transactions if t["eligible"]),

@@ -119,13 +119,26 @@ def _first_non_ascii_window(f: BinaryIO, head: bytes) -> bytes | None:
 
 def guess_from_bytes(sample: bytes) -> str:
     """utf-8 | gb18030 | cp1252 | latin-1 for a byte sample (possibly cut mid-character)."""
-    if _decodes(sample, "utf-8"):
+    if _decodes(sample, "utf-8") or _utf8_then_other(sample):
         return "utf-8"
     if _decodes(sample, "gb18030") and _looks_chinese(sample):
         return "gb18030"
     if any(0x80 <= b <= 0x9F for b in sample) and _decodes(sample, "cp1252"):
         return "cp1252"
     return "latin-1"
+
+
+def _utf8_then_other(sample: bytes) -> bool:
+    """Whole lines of UTF-8 text (with characters beyond ASCII) before the first byte that is
+    not UTF-8: a file whose encoding changes part-way. It is read as UTF-8, so the reader
+    stops at the first line in the other encoding and names it — never decoded whole as
+    Latin-1, which would publish every character of both parts wrongly."""
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as e:
+        good = sample[: sample.rfind(b"\n", 0, e.start) + 1]
+        return bool(good) and not good.isascii()
+    return True
 
 
 def _decodes(sample: bytes, encoding: str) -> bool:

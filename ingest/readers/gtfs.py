@@ -46,6 +46,7 @@ def _members(zf: zipfile.ZipFile, path: Path, source: SourceSpec) -> dict[str, z
     by_table: dict[str, zipfile.ZipInfo] = {}
     for info in zf.infolist():
         name = info.filename
+        _check_member_path(name, path)
         if info.is_dir() or not name.lower().endswith(".txt") or name.startswith("__MACOSX/"):
             continue
         table = name.rsplit("/", 1)[-1][: -len(".txt")]
@@ -65,6 +66,21 @@ def _members(zf: zipfile.ZipFile, path: Path, source: SourceSpec) -> dict[str, z
         _check_size(info, path, source)
         by_table[table] = info
     return by_table
+
+
+def _check_member_path(name: str, path: Path) -> None:
+    """A member named absolutely or with a '..' step was made to write outside the folder it
+    is unpacked into: such an archive is refused whole (nsdx never unpacks to disk, but the
+    feed is crafted, and whoever unpacks it next may)."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        raise SourceError(
+            f"member {name!r} has an absolute path or a '..' step (it would unpack outside "
+            "the feed's folder)",
+            file=str(path),
+            hint="the zip is crafted or broken: rebuild the feed with plain member names "
+            "(stops.txt, trips.txt, ...)",
+        )
 
 
 def _check_size(info: zipfile.ZipInfo, path: Path, source: SourceSpec) -> None:
@@ -160,7 +176,10 @@ class _MemberStream(io.BufferedIOBase):
     def __init__(self, path: Path, member: str, limit: int) -> None:
         super().__init__()
         self._zip = zipfile.ZipFile(path)
-        self._f = self._zip.open(member)
+        f = self._zip.open(member)  # typeshed says IO[bytes]; reading, it is a ZipExtFile
+        if not isinstance(f, zipfile.ZipExtFile):  # pragma: no cover - zipfile's contract
+            raise TypeError(f"zipfile opened {member!r} as {type(f).__name__}")
+        self._f: zipfile.ZipExtFile = f
         self._label, self._limit = f"{path}!{member}", limit
         self._last: list[bytes] = [b"", b""]  # the two last pieces read (see tail)
 

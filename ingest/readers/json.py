@@ -33,7 +33,7 @@ from ..errors import SchemaMismatch, SourceError
 from ..schema import INFER_ROWS, ColumnPlan, arrow_type, infer_datetime, mismatch, plan_column
 from ..spec import FieldSpec, SourceSpec
 from . import SourceTable
-from .encoding import decode_error, detect_encoding, normalise_encoding
+from .encoding import Opener, decode_error, detect_encoding, normalise_encoding
 from .parquet import finish_batch
 
 SAMPLE_BYTES = 1 << 20
@@ -125,19 +125,26 @@ def _read_schema(
         t = f.type
         if pa.types.is_null(t) or pa.types.is_timestamp(t):
             t = pa.string()  # timestamps: re-inferred from the strings by ingest.schema
-        if _is_decimal(declared.get(f.name)):
-            t = arrow_type(declared[f.name].type)  # pyarrow parses JSON numbers exactly
+        if (dec := _decimal_type(declared.get(f.name))) is not None:
+            t = arrow_type(dec)  # pyarrow parses JSON numbers exactly
         out.append(pa.field(f.name, t))
     for spec in fields:
         if spec.name not in inferred.names:
-            native = spec.type in _JSON_NATIVE or _is_decimal(spec)
-            t = arrow_type(spec.type) if native else pa.string()
+            native = spec.type in _JSON_NATIVE or _decimal_type(spec) is not None
+            t = arrow_type(spec.type) if spec.type is not None and native else pa.string()
             out.append(pa.field(spec.name, t))
     return pa.schema(out)
 
 
-def _is_decimal(spec: FieldSpec | None) -> bool:
-    return spec is not None and bool(spec.type) and str(spec.type).startswith("decimal")
+def _opener(path: str | Path) -> Opener:
+    """Opens ``path`` again (bound now, not when called: a loop's variable moves on)."""
+    return lambda: open(path, "rb")
+
+
+def _decimal_type(spec: FieldSpec | None) -> str | None:
+    """The declared ``decimal(p,s)`` type of ``spec``, or None."""
+    t = spec.type if spec is not None else None
+    return t if t and str(t).startswith("decimal") else None
 
 
 INT64_LIMIT = float(2**63)
@@ -256,7 +263,7 @@ def _record_error(
     plans: Sequence[ColumnPlan],
     *,
     label: str,
-    line: int,
+    line: int | None,
     err: Exception,
 ) -> SourceError:
     if found is None:
@@ -394,7 +401,7 @@ def read_ndjson_source(
                     delivered += batch.num_rows
                     yield out
             except UnicodeDecodeError:
-                raise decode_error(lambda p=path: open(p, "rb"), enc, str(path)) from None
+                raise decode_error(_opener(path), enc, str(path)) from None
             finally:
                 f.close()
         presence.check()
@@ -429,7 +436,8 @@ class _ArrayScanner:
 
     def _peek(self) -> str:
         while True:
-            self._pos = _WS.match(self._buf, self._pos).end()
+            ws = _WS.match(self._buf, self._pos)  # always matches (maybe nothing)
+            self._pos = ws.end() if ws else self._pos
             if self._pos < len(self._buf) or self._eof:
                 return self._buf[self._pos : self._pos + 1]
             self._fill()
@@ -542,7 +550,7 @@ def read_json_source(
                         row += batch.num_rows
                         yield out
             except UnicodeDecodeError:
-                raise decode_error(lambda p=path: open(p, "rb"), enc, str(path)) from None
+                raise decode_error(_opener(path), enc, str(path)) from None
         presence.check()
 
     return [SourceTable(None, schema, batches(), [str(p) for p in files], encoding)]

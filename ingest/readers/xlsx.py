@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..errors import SourceError
+from ..errors import SchemaMismatch, SourceError
 from ..schema import INFER_ROWS, ColumnPlan, mismatch, missing_columns, plan_column
 from ..spec import FieldSpec, SourceSpec
 from . import SourceTable
@@ -150,8 +150,8 @@ def read_xlsx_source(
     plans: list[ColumnPlan] = []
     for i, name in enumerate(names):
         col = [r[1][i] if i < len(r[1]) else None for r in sample]
-        fmts = [r[2][i] if i < len(r[2]) else None for r in sample]
-        t = _py_type(col, fmts) or pa.string()
+        col_fmts = [r[2][i] if i < len(r[2]) else None for r in sample]
+        t = _py_type(col, col_fmts) or pa.string()
         strings = _to_array(col, pa.string()) if pa.types.is_string(t) else None
         spec = declared.get(name)
         if spec is not None and spec.type:
@@ -235,12 +235,11 @@ def _batch(buf, path, plans, schema, width) -> pa.RecordBatch:
     rownums = [n for n, _v in buf]
     try:
         return finish_batch(raw, plans, schema, label=str(path), first_row=1)
-    except Exception as e:
+    except SchemaMismatch as e:
         # finish_batch numbers rows from first_row; map the batch index to the sheet row
-        line = getattr(e, "line", None)
-        if line is not None and hasattr(e, "values"):
+        if e.line is not None and e.values is not None:
             p = next(p for p in plans if p.name == e.column)
-            raise mismatch(p, e.values, file=str(path), line=rownums[line - 1]) from None
+            raise mismatch(p, e.values, file=str(path), line=rownums[e.line - 1]) from None
         raise
 
 

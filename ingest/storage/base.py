@@ -15,6 +15,7 @@ The catalogue pointer moves only after :meth:`publish` returns.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import shutil
 import uuid
@@ -101,7 +102,7 @@ class ObjectStore(ABC):
     def discard(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
-    def gc(self, older_than_seconds: float) -> list[str]:
+    def gc(self, older_than_seconds: float) -> builtins.list[str]:
         """Remove staging leftovers older than the threshold; never touch committed versions."""
         return []
 

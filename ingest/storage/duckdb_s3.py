@@ -70,8 +70,8 @@ def configure_duckdb(con, store: ObjectStore, secret_name: str | None = None) ->
         "REGION": _q(store.region),
         "SCOPE": _q(f"s3://{store.bucket}"),
     }
-    if creds.get("session_token"):
-        opts["SESSION_TOKEN"] = _q(creds["session_token"])
+    if token := creds["session_token"]:
+        opts["SESSION_TOKEN"] = _q(token)
     if store.endpoint_url:
         u = urlsplit(store.endpoint_url)
         opts["ENDPOINT"] = _q(u.netloc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import time
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .. import failpoints
 from ..errors import StorageError
 from .base import MANIFEST, STAGING, ObjectInfo, ObjectStore, Progress
 
@@ -85,12 +87,14 @@ class LocalStore(ObjectStore):
                 hint="this is a bug or a concurrent publish of the same dataset; rerun the ingest",
             )
         final.parent.mkdir(parents=True, exist_ok=True)
+        failpoints.hit("storage.before_rename")
         os.rename(staging, final)  # atomic on one filesystem: all files appear at once
+        failpoints.hit("storage.committed")
         if progress:
             progress(sum(p.stat().st_size for p in final.rglob("*") if p.is_file()))
 
-    def gc(self, older_than_seconds: float) -> list[str]:
-        removed = []
+    def gc(self, older_than_seconds: float) -> builtins.list[str]:
+        removed: builtins.list[str] = []
         staging_root = self.root / STAGING
         if not staging_root.exists():
             return removed

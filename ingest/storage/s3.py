@@ -26,6 +26,7 @@ boto3 is imported lazily: only this module touches it.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import json
 import os
@@ -37,8 +38,9 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
+from .. import failpoints
 from ..errors import BucketNotFound, StorageAuthError, StorageError, StorageUnreachable
 from .base import MANIFEST, STAGING, ObjectInfo, ObjectStore, Progress
 
@@ -66,6 +68,23 @@ def _b64(digest: bytes) -> str:
 
 def _hex_to_b64(hexdigest: str) -> str:
     return _b64(bytes.fromhex(hexdigest))
+
+
+class Credentials(TypedDict):
+    """Resolved S3 credentials (DuckDB's CREATE SECRET takes them)."""
+
+    key_id: str
+    secret: str
+    session_token: str | None
+
+
+class ManifestEntry(TypedDict):
+    """One file of a staged version, as its manifest lists it."""
+
+    path: str
+    bytes: int
+    sha256: str
+    _expected: NotRequired[str]  # the checksum S3 must report once it is uploaded
 
 
 class S3Store(ObjectStore):
@@ -368,7 +387,7 @@ class S3Store(ObjectStore):
         self._delete_full_keys(keys)
         return len(keys)
 
-    def _delete_full_keys(self, keys: list[str]) -> None:
+    def _delete_full_keys(self, keys: builtins.list[str]) -> None:
         for i in range(0, len(keys), 1000):
             batch = keys[i : i + 1000]
             try:
@@ -427,7 +446,7 @@ class S3Store(ObjectStore):
             raise self._error(e, f"reading {key!r}", key) from e
         return h.hexdigest()
 
-    def credentials(self) -> dict[str, str | None]:
+    def credentials(self) -> Credentials:
         """Resolved key id / secret / token (for DuckDB's CREATE SECRET)."""
         if self._access_key and self._secret_key:
             return {
@@ -466,14 +485,14 @@ class S3Store(ObjectStore):
             use_threads=True,
         )
 
-    def _read_manifest(self, staging: Path) -> tuple[bytes, list[dict]]:
+    def _read_manifest(self, staging: Path) -> tuple[bytes, builtins.list[ManifestEntry]]:
         mpath = staging / MANIFEST
         if not mpath.exists():
             raise StorageError(f"staging directory {staging} has no {MANIFEST}")
         raw = mpath.read_bytes()
         try:
             files = json.loads(raw)["files"]
-            entries = [
+            entries: builtins.list[ManifestEntry] = [
                 {
                     "path": str(f["path"]),
                     "bytes": int(f["bytes"]),
@@ -495,11 +514,11 @@ class S3Store(ObjectStore):
                 f"{staging} holds files {MANIFEST} does not list: {extra[:5]}",
                 hint="every published file must be in the manifest with its sha256",
             )
-        for e in entries:
-            size = (staging / e["path"]).stat().st_size
-            if size != e["bytes"]:
+        for ent in entries:
+            size = (staging / ent["path"]).stat().st_size
+            if size != ent["bytes"]:
                 raise StorageError(
-                    f"{e['path']}: {size} bytes on disk but {e['bytes']} in {MANIFEST}"
+                    f"{ent['path']}: {size} bytes on disk but {ent['bytes']} in {MANIFEST}"
                 )
         return raw, entries
 
@@ -524,7 +543,9 @@ class S3Store(ObjectStore):
             uploaded = True
             self._verify_all(staging, prefix, entries)
             self._remove_strays(prefix, {e["path"] for e in entries})
+            failpoints.hit("storage.before_manifest")
             self._commit_manifest(prefix, manifest_raw)
+            failpoints.hit("storage.committed")
         except BaseException as e:
             self._rollback(prefix, marker, uploaded, e)
             if isinstance(e, Exception) and not isinstance(e, StorageError):
@@ -539,7 +560,11 @@ class S3Store(ObjectStore):
         shutil.rmtree(staging, ignore_errors=True)
 
     def _upload_all(
-        self, staging: Path, prefix: str, entries: list[dict], progress: Progress | None
+        self,
+        staging: Path,
+        prefix: str,
+        entries: builtins.list[ManifestEntry],
+        progress: Progress | None,
     ) -> None:
         """Upload every file once, straight to its final key, each part SHA-256-checked.
 
@@ -555,14 +580,14 @@ class S3Store(ObjectStore):
         in_memory = threading.BoundedSemaphore(self.max_concurrency + 2)
         cb_lock = threading.Lock()
         futures: list[Future] = []
-        multipart: list[tuple[dict, str, str, list[tuple[int, str, Future]]]] = []
+        multipart: list[tuple[ManifestEntry, str, str, list[tuple[int, str, Future]]]] = []
 
         def done(n: int) -> None:
             if progress:
                 with cb_lock:
                     progress(n)
 
-        def put_small(e: dict, key: str) -> None:
+        def put_small(e: ManifestEntry, key: str) -> None:
             with open(staging / e["path"], "rb") as body:
                 client.put_object(
                     Bucket=self.bucket,
@@ -571,6 +596,7 @@ class S3Store(ObjectStore):
                     ChecksumSHA256=_hex_to_b64(e["sha256"]),
                 )
             done(e["bytes"])
+            failpoints.hit("storage.uploaded")
 
         def put_part(key: str, upload_id: str, number: int, data: bytes, sha: str) -> dict:
             try:
@@ -609,11 +635,11 @@ class S3Store(ObjectStore):
                 parts: list[tuple[int, str, Future]] = []
                 multipart.append((e, key, upload_id, parts))
                 whole, digests = hashlib.sha256(), []
-                with open(staging / e["path"], "rb") as f:
+                with open(staging / e["path"], "rb") as src:
                     number = 0
                     while True:
                         in_memory.acquire()
-                        data = f.read(self.part_size)
+                        data = src.read(self.part_size)
                         if not data:
                             in_memory.release()
                             break
@@ -644,6 +670,7 @@ class S3Store(ObjectStore):
                     UploadId=upload_id,
                     MultipartUpload={"Parts": [p.result() for _, _, p in parts]},
                 )
+                failpoints.hit("storage.uploaded")
             multipart.clear()
         except BaseException as err:
             for f in futures:
@@ -663,8 +690,10 @@ class S3Store(ObjectStore):
             raise mapped from err
         pool.shutdown(wait=True)
 
-    def _verify_all(self, staging: Path, prefix: str, entries: list[dict]) -> None:
-        def check(e: dict) -> None:
+    def _verify_all(
+        self, staging: Path, prefix: str, entries: builtins.list[ManifestEntry]
+    ) -> None:
+        def check(e: ManifestEntry) -> None:
             key = self._full(f"{prefix}/{e['path']}")
             head = self._call(
                 f"verifying {e['path']}",
@@ -714,13 +743,13 @@ class S3Store(ObjectStore):
     def _commit_manifest(self, prefix: str, raw: bytes) -> None:
         from botocore.exceptions import ClientError
 
-        args = dict(
-            Bucket=self.bucket,
-            Key=self._full(f"{prefix}/{MANIFEST}"),
-            Body=raw,
-            ChecksumSHA256=_b64(hashlib.sha256(raw).digest()),
-            ContentType="application/json",
-        )
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._full(f"{prefix}/{MANIFEST}"),
+            "Body": raw,
+            "ChecksumSHA256": _b64(hashlib.sha256(raw).digest()),
+            "ContentType": "application/json",
+        }
         try:
             self._client.put_object(IfNoneMatch="*", **args)
         except ClientError as e:
@@ -751,7 +780,7 @@ class S3Store(ObjectStore):
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
 
-    def gc(self, older_than_seconds: float) -> list[str]:
+    def gc(self, older_than_seconds: float) -> builtins.list[str]:
         """Remove leftovers of interrupted publishes older than the threshold.
 
         * ``_staging/publish/*`` markers: if their prefix has no manifest, the objects under
@@ -786,7 +815,7 @@ class S3Store(ObjectStore):
                     removed.append(str(d))
         return removed
 
-    def _abort_multipart(self, cutoff: float) -> list[str]:
+    def _abort_multipart(self, cutoff: float) -> builtins.list[str]:
         removed = []
         try:
             pages = self._client.get_paginator("list_multipart_uploads").paginate(

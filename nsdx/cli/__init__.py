@@ -29,6 +29,9 @@ _LAZY = {
     "catalogue": ("nsdx.cli.admin", "catalogue"),
     "exchange": ("nsdx.cli.exchange", "exchange"),
     "audit": ("nsdx.cli.exchange", "audit"),
+    "scenario": ("nsdx.cli.registration", "scenario"),
+    "registration": ("nsdx.cli.registration", "registration"),
+    "witness": ("nsdx.cli.witness", "witness"),
 }
 _HELP = {
     "ingest": "Read, validate, convert to Parquet and publish datasets (ID... or --all).",
@@ -46,6 +49,11 @@ _HELP = {
     "catalogue": "Push to and harvest from other CKAN portals.",
     "exchange": "Offers, orders, payments, grants, deliveries and refunds.",
     "audit": "Verify the exchange ledger, print proofs, compute rewards.",
+    "scenario": "Application scenarios (应用场景): load, list, show and check them.",
+    "registration": "Data-resource registration (数据资源登记): apply, review, notice, code, "
+    "certificate.",
+    "witness": "Run a ledger witness: cosign checkpoints that extend the last one (C2SP "
+    "tlog-witness).",
 }
 
 

@@ -6,6 +6,8 @@ function: the Action API calls the same ones.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .render import echo_json, table
@@ -30,6 +32,9 @@ def user() -> None:
 @click.argument("name")
 @click.option("--sysadmin", is_flag=True, help="May do anything.")
 @click.option("--auditor", is_flag=True, help="Read-only access to every exchange record.")
+@click.option(
+    "--reviewer", is_flag=True, help="Reviews data-resource registrations (nsdx registration)."
+)
 @click.option("--fullname", default="", help="Display name.")
 @click.option("--email", default="", help="Contact address.")
 @click.option(
@@ -49,6 +54,7 @@ def user_create(
     name: str,
     sysadmin: bool,
     auditor: bool,
+    reviewer: bool,
     fullname: str,
     email: str,
     password_stdin: bool,
@@ -62,13 +68,15 @@ def user_create(
     if password is not None:
         check_password_rules(password)  # before the user exists: nothing half-done
     acc = _accounts()
-    u = acc.create_user(name, sysadmin=sysadmin, auditor=auditor, fullname=fullname, email=email)
+    u = acc.create_user(
+        name, sysadmin=sysadmin, auditor=auditor, reviewer=reviewer, fullname=fullname, email=email
+    )
     if password is not None:
         set_password(acc, name, password)
     if as_json:
         echo_json(u)
     else:
-        flags = [f for f in ("sysadmin", "auditor") if u[f]]
+        flags = [f for f in ("sysadmin", "auditor", "reviewer") if u[f]]
         click.echo(f"created user {u['name']}" + (f" ({', '.join(flags)})" if flags else ""))
 
 
@@ -77,12 +85,17 @@ def _read_password(from_stdin: bool, ask: bool) -> str | None:
     in the shell history and the process list)."""
     if from_stdin and ask:
         raise click.UsageError("give --password or --password-stdin, not both")
-    if from_stdin:
-        line = click.get_text_stream("stdin").readline()
-        return line.rstrip("\r\n")
-    if ask:
-        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if from_stdin or ask:
+        return _password(from_stdin)
     return None
+
+
+def _password(from_stdin: bool) -> str:
+    """The first line of stdin, or what the user types (twice) at the prompt."""
+    if from_stdin:
+        line = sys.stdin.readline()  # click 8.5 deprecates get_text_stream
+        return line.rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @user.command("password")
@@ -97,7 +110,7 @@ def user_password(name: str, password_stdin: bool) -> None:
     """Set or reset NAME's portal password (asked at the terminal); signs out their sessions."""
     from catalogue.signin import set_password
 
-    password = _read_password(password_stdin, not password_stdin)
+    password = _password(password_stdin)
     set_password(_accounts(), name, password)
     click.echo(f"password set for {name}; their portal sessions were signed out")
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from . import fail
 from .render import arrow_out, echo_json, human_bytes, stderr_console, table
+
+if TYPE_CHECKING:  # rich is imported when a progress display starts
+    from rich.progress import TaskID
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
@@ -43,7 +47,7 @@ class _IngestProgress:
             transient=True,
             disable=quiet,
         )
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
         self.started: dict[str, float] = {}
         self.dataset = ""
 

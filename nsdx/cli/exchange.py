@@ -736,6 +736,50 @@ def checkpoint(as_json):
         click.echo(cp.note, nl=False)
 
 
+@audit.command("witness")
+@click.option(
+    "--witnesses",
+    "witnesses_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File of `<URL> <witness verifier key>` lines (default: $NSDX_WITNESSES).",
+)
+@click.option("--quorum", type=int, default=None, help="Cosignatures needed (default: a majority).")
+@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds per witness.")
+@json_option
+def witness_cmd(witnesses_file, quorum, timeout, as_json):
+    """Send the latest checkpoint to the witnesses; publish it as witnessed at a quorum."""
+    import os
+
+    from exchange.witness.client import parse_witness_config
+    from exchange.witness.cosignature import CosignatureError
+    from exchange.witness.publish import witness_latest
+
+    path = witnesses_file or os.environ.get("NSDX_WITNESSES")
+    if not path:
+        raise click.UsageError("say which witnesses: --witnesses FILE or NSDX_WITNESSES=FILE")
+    try:
+        endpoints = parse_witness_config(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise click.UsageError(f"cannot read {path}: {e.strerror}") from None
+    except CosignatureError as e:
+        raise click.UsageError(f"{path}: {e}") from None
+    ex = _ex(read_only=True)
+    q = quorum if quorum is not None else len(endpoints) // 2 + 1
+    r = witness_latest(ex.ledger, ex.home, endpoints, quorum=q, timeout=timeout)
+    if as_json:
+        echo_json(r.to_dict())
+        return
+    click.echo(r.note, nl=False)
+    click.echo(
+        f"checkpoint {r.tree_size} witnessed by {', '.join(r.cosigners)} "
+        f"(quorum {r.quorum}); written to {r.path}",
+        err=True,
+    )
+    for name, why in r.failures.items():
+        click.echo(f"  {name}: {why}", err=True)
+
+
 @audit.command("checkpoints")
 @json_option
 def checkpoints(as_json):

@@ -19,23 +19,26 @@ import click
 )
 def serve(host: str, port: int, workers: int, log_level: str, run_worker: bool) -> None:
     """Run the HTTP server: CKAN Action API (/api/3/action/), DCAT (/catalog.jsonld),
-    OpenAPI (/openapi.json) and the web portal."""
+    OpenAPI (/openapi.json) and the web portal.
+
+    In production run several server processes on PostgreSQL and the job worker in a
+    process of its own: `nsdx serve --workers 2 --no-worker` beside `nsdx worker`."""
     import os
 
-    import uvicorn
+    from nsdx.web import server
 
+    if workers < 1:
+        raise click.BadParameter("at least 1", param_hint="--workers")
+    for name in server.DEFAULTS:
+        try:
+            server.setting(name)
+        except server.ServerSettingError as e:
+            raise click.UsageError(f"{e}: fix the setting or unset it") from None
     if not run_worker:
         os.environ["NSDX_SERVE_WORKER"] = "0"
 
     click.echo(f"nsdx serving on http://{host}:{port}/ (CKAN API at /api/3/action/)", err=True)
-    uvicorn.run(
-        "nsdx.web.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-    )
+    server.run(host, port, workers=workers, log_level=log_level)
 
 
 @click.command()

@@ -14,6 +14,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -212,7 +213,11 @@ def csv_bytes(table: pa.Table, encoding: str = "utf-8") -> bytes:
     return data
 
 
-def ndjson_bytes(columns: dict[str, Sequence]) -> bytes:
+# a generated column: a numpy array, or a plain sequence of values
+Column = np.ndarray | Sequence[Any]
+
+
+def ndjson_bytes(columns: dict[str, Column]) -> bytes:
     """One JSON object per line; None becomes null. Values must be JSON-native types."""
     names = list(columns)
     cols = [c.tolist() if isinstance(c, np.ndarray) else list(c) for c in columns.values()]
@@ -228,7 +233,7 @@ _FIXED_DOC_TIME = dt.datetime(2026, 1, 1, 0, 0, 0)
 def xlsx_bytes(
     sheet: str,
     header: Sequence[str],
-    columns: Iterable[Sequence],
+    columns: Iterable[Column],
     *,
     widths: Sequence[int] | None = None,
     title: str | None = None,
@@ -240,7 +245,7 @@ def xlsx_bytes(
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
 
-    cols = []
+    cols: list[Sequence[Any]] = []
     for c in columns:
         if isinstance(c, np.ndarray):
             if np.issubdtype(c.dtype, np.datetime64):

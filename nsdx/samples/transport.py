@@ -93,20 +93,24 @@ def gen_bus_gps(rng: np.random.Generator, rows: int) -> tuple[bytes, int]:
     # ---- network: all routes' polylines concatenated, each offset by 1000 km so one
     # searchsorted finds the segment of every (route, distance) pair at once.
     off = 1000.0
-    gx, gy, gcum, first, last = [], [], [], [], []
+    x_parts: list[np.ndarray] = []
+    y_parts: list[np.ndarray] = []
+    cum_parts: list[np.ndarray] = []
+    first_at: list[int] = []
+    last_at: list[int] = []
     lengths = np.zeros(n_routes)
     pos = 0
     for r, (_, stops) in enumerate(BUS_ROUTES):
         x, y, cum = _route_polyline(rng, stops)
-        gx.append(x)
-        gy.append(y)
-        gcum.append(cum + r * off)
-        first.append(pos)
-        last.append(pos + len(x) - 2)  # index of the last segment's start
+        x_parts.append(x)
+        y_parts.append(y)
+        cum_parts.append(cum + r * off)
+        first_at.append(pos)
+        last_at.append(pos + len(x) - 2)  # index of the last segment's start
         lengths[r] = cum[-1]
         pos += len(x)
-    gx, gy, gcum = np.concatenate(gx), np.concatenate(gy), np.concatenate(gcum)
-    first, last = np.array(first), np.array(last)
+    gx, gy, gcum = np.concatenate(x_parts), np.concatenate(y_parts), np.concatenate(cum_parts)
+    first, last = np.array(first_at), np.array(last_at)
 
     # ---- fleet and its vehicle-days (one route per vehicle per day)
     days = min(BUS_DAYS, rows)
@@ -441,13 +445,13 @@ def gen_drone_flights(rng: np.random.Generator) -> tuple[bytes, int]:
     dist = np.round(np.where(logistics, km_between(sx, sy, ex, ey) * 1.05 + 0.2, loop_km), 2)
     cruise = np.where(logistics, rng.uniform(40, 60, n), rng.uniform(15, 35, n))
     minutes = dist / cruise * 60 + rng.uniform(2, 6, n)
-    alt = np.select(
+    usual_alt = np.select(
         [logistics, purpose == "电力巡检", purpose == "城市巡查"],
         [rng.uniform(80, 120, n), rng.uniform(30, 90, n), rng.uniform(60, 120, n)],
         rng.uniform(40, 120, n),
     )
     approved = (purpose == "航拍") & (rng.random(n) < 0.03)  # flights with airspace approval
-    alt = np.round(np.where(approved, rng.uniform(120, 150, n), alt), 1)
+    alt = np.round(np.where(approved, rng.uniform(120, 150, n), usual_alt), 1)
     day = rng.integers(0, 30, n)
     hour = rng.choice(np.arange(7, 20), n)
     take = ts("2026-03-01") + day * 86400 + hour * 3600 + rng.integers(0, 3600, n)

@@ -137,7 +137,7 @@ async def token_create(request: Request):
         )
     try:
         secret, tok = await run_in_threadpool(
-            state_of(request).accounts.create_token, p.name, expires_days=days, name=label
+            state_of(request).accounts.create_token, p.user_name, expires_days=days, name=label
         )
     except InvalidInput as e:
         return _tokens_page(

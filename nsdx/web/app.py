@@ -28,7 +28,9 @@ from . import (
     exchange,
     pages,
     provider,
+    quality,
     query,
+    registration,
     sharing,
     trade_pages,
 )
@@ -51,6 +53,9 @@ ROUTERS = [
     trade_pages.router,
     console.router,
     provider.router,
+    registration.router,
+    registration.pages,
+    quality.router,
     pages.router,
 ]
 
@@ -72,6 +77,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        _on_stop_signal(lambda: query.close(state))
         if warm:
             threading.Thread(target=state.index.refresh, daemon=True, name="nsdx-index").start()
         task = None
@@ -81,6 +87,7 @@ def create_app(
             await asyncio.to_thread(ensure_queue_schema, nx.settings.database_url)
             task = asyncio.create_task(run_worker_async(nx.settings.database_url, state.job_deps))
         yield
+        query.close(state)  # running queries end now (503), not when their time is up
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -116,6 +123,27 @@ def create_app(
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
+
+
+def _on_stop_signal(stop) -> None:
+    """Call ``stop`` (on a thread of its own) as soon as SIGTERM or SIGINT arrives, before
+    the server's own handler starts its graceful shutdown: running queries then end at
+    once (503) instead of holding the shutdown until their time is up. Only where the
+    server installed handlers (the main thread of `nsdx serve`); elsewhere nothing."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        before = signal.getsignal(sig)
+        if not callable(before):
+            continue
+
+        def handler(signum, frame, before=before) -> None:
+            threading.Thread(target=stop, daemon=True, name="nsdx-stop").start()
+            before(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 # Swagger UI and ReDoc as the fastapi-offline package ships them: FastAPI's own pages load

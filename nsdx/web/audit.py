@@ -16,6 +16,8 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import date
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from exchange.ledger.browse import entry_kinds, list_entries
 from exchange.ledger.note import NoteError
 from exchange.ledger.store import b64
 from exchange.ledger.verify import rows_digest, verify_with_state
+from validation.messages import Msg
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
@@ -108,16 +111,14 @@ def _latest(ex):
     return ex.ledger.latest_checkpoint()
 
 
-def _summary(ex, year: int, cp):
-    """The year's summary from the signed checkpoint ``cp``, cached with a digest of the
-    ledger rows it was computed from (:func:`exchange.ledger.verify.rows_digest`). Every
-    view re-reads the rows and compares: rows changed after the summary was cached (an
-    edited payload, a removed or inserted row) drop the cached figures, and the fresh
-    computation, verified against the signed root, reports the tampering
-    (:class:`exchange.errors.LedgerCorrupt`) on that very view."""
-    from exchange.reports import yearly_summary
+# -- the year's summary: computed in the background, never on the page request -------------
+_jobs: dict[tuple, Future] = {}
+_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsdx-audit-summary")
+WAIT_SECONDS = 0.2  # a small ledger's summary is ready in this time: no "computing" page
 
-    key = (
+
+def _summary_key(ex, year: int, cp) -> tuple:
+    return (
         "summary",
         id(ex),
         cp.tree_size,
@@ -125,19 +126,88 @@ def _summary(ex, year: int, cp):
         year,
         os.environ.get("NSDX_REWARD_POLICY"),
     )
-    now = rows_digest(ex.ledger, cp.tree_size)
+
+
+def _compute(ex, year: int, tree_size: int) -> tuple[bytes, dict]:
+    from exchange.reports import yearly_summary
+
+    digest = rows_digest(ex.ledger, tree_size)  # first: a later edit cannot hide behind it
+    return digest, yearly_summary(ex, year, tree_size=tree_size)  # verified against the root
+
+
+def start_summary(ex, year: int, cp) -> Future | None:
+    """Start computing the year's summary of checkpoint ``cp`` in the background (one job
+    per checkpoint and year; the dashboard starts last year's as soon as a new checkpoint
+    is seen), so the rewards page of a new checkpoint never computes on the request."""
+    key = _summary_key(ex, year, cp)
+    with _cache_lock:
+        if key in _cache:  # computed already (each view re-checks it: _summary)
+            return None
+        fut = _jobs.get(key)
+        if fut is None:
+            fut = _jobs[key] = _pool.submit(_compute, ex, year, cp.tree_size)
+        return fut
+
+
+def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
+    """The year's summary from the signed checkpoint ``cp``, or None while it is being
+    computed in the background (:func:`start_summary`; the page then says so and
+    refreshes itself).
+
+    The cached summary is kept with a digest of the ledger rows it was computed from
+    (:func:`exchange.ledger.verify.rows_digest`). Every view re-reads the rows and
+    compares: rows changed after the summary was cached (an edited payload, a removed or
+    inserted row) drop the cached figures, and the fresh computation, verified against the
+    signed root, reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
+    key = _summary_key(ex, year, cp)
+    with _cache_lock:
+        cached = key in _cache
+    now = rows_digest(ex.ledger, cp.tree_size) if cached else None  # only to check a hit
     with _cache_lock:
         hit = _cache.get(key)
-    if hit is not None and hit[0] == now:  # type: ignore[index]
-        with _cache_lock:
+        if hit is not None and now is None:  # cached meanwhile: check it on the next view
+            hit = None
+        if hit is not None and hit[0] == now:  # type: ignore[index]
             _cache.move_to_end(key)
-        return hit[1]  # type: ignore[index]
+            return hit[1]  # type: ignore[index]
+        if hit is not None:  # the rows changed since: never serve the cached figures
+            _cache.pop(key, None)
+            for k in [k for k in _cache if k[0] == "charts" and k[1:5] == key[1:5]]:
+                _cache.pop(k, None)
+    if hit is not None:
+        _changed(ex, year, cp)
+    fut = start_summary(ex, year, cp)
+    if fut is None:  # cached meanwhile by another request: check it like any cached one
+        return _summary(ex, year, cp, wait=wait)
+    try:
+        digest, s = fut.result(timeout=wait)
+    except FutureTimeout:
+        return None
+    except Exception:
+        with _cache_lock:
+            _jobs.pop(key, None)  # reported now; the next view computes (and checks) again
+        raise
     with _cache_lock:
-        _cache.pop(key, None)
-        for k in [k for k in _cache if k[0] == "charts" and k[1:5] == key[1:5]]:
-            _cache.pop(k, None)
-    s = yearly_summary(ex, year, tree_size=cp.tree_size)  # verified: raises if tampered
-    return _cached(key, lambda: (now, s))[1]
+        _jobs.pop(key, None)
+    if rows_digest(ex.ledger, cp.tree_size) != digest:  # changed since it was computed
+        _changed(ex, year, cp)
+    return _cached(key, lambda: (digest, s))[1]
+
+
+def _changed(ex, year: int, cp):
+    """Rows a signed checkpoint covers never change: this is tampering (or a damaged
+    database), reported at once; a fresh verified computation starts for the details."""
+    start_summary(ex, year, cp)
+    raise LedgerCorrupt(
+        Msg(
+            "the ledger entries [0, %(size)s) changed after these figures were computed "
+            "from them (they hashed to the signed root then): an entry was edited, "
+            "removed or inserted",
+            size=cp.tree_size,
+        ),
+        hint=Msg("run `nsdx audit verify` to find the changed entries; nothing was computed"),
+        tree_size=cp.tree_size,
+    )
 
 
 def _year(request: Request) -> int:
@@ -153,6 +223,8 @@ def _year(request: Request) -> int:
 def _dashboard(request: Request, p: Principal, *, status: int = 200, **ctx):
     ex = state_of(request).exchange
     cp = _latest(ex)
+    if cp is not None:  # ready by the time the official opens the rewards
+        start_summary(ex, date.today().year - 1, cp)
     state = _state_file(request, p)
     kept = None
     if state.exists():
@@ -351,6 +423,8 @@ def rewards(request: Request):
         return render(request, "audit/rewards.html", {"year": year, "s": None})
     try:
         s = _summary(ex, year, cp)
+        if s is None:  # being computed in the background: this page refreshes itself
+            return render(request, "audit/rewards.html", {"year": year, "s": None, "computing": cp})
     except LedgerCorrupt as e:  # changed after signing: no figure from it is shown
         return render(
             request,

@@ -12,6 +12,7 @@ from catalogue.access import DatasetRestricted
 from catalogue.errors import CatalogueError
 from catalogue.query import check_access, queryable_tables
 
+from .i18n import core
 from .i18n import gettext as _
 from .query import execute
 from .query import render as render_result
@@ -78,7 +79,7 @@ async def console_run(request: Request):
         return render(
             request,
             "console.html",
-            {**ctx, "error": e.message, "hint": getattr(e, "hint", None)},
+            {**ctx, "error": core(e.message), "hint": core(getattr(e, "hint", None)) or None},
             getattr(e, "status", 400),
         )
     t = result.table

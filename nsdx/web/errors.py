@@ -34,7 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from validation.errors import NsdxError
+from validation.errors import MAX_MESSAGE, NsdxError
+from validation.errors import bounded_text as _cut
+from validation.errors import bounded_value as _bounded
 
 log = logging.getLogger("nsdx.web")
 
@@ -142,10 +144,10 @@ def problem_of(exc: BaseException, request: Request | None = None) -> Problem:
         p = Problem(
             status=exc.status,
             code=exc.code,
-            message=exc.message,
-            hint=exc.hint,
+            message=_cut(str(exc.message), MAX_MESSAGE),
+            hint=_cut(exc.hint, MAX_MESSAGE) if exc.hint else exc.hint,
             transient=exc.transient,
-            fields=dict(exc.fields),
+            fields={k: _bounded(v) for k, v in exc.fields.items()},
             exc=exc,
         )
         if p.status >= 500:
@@ -160,14 +162,14 @@ def problem_of(exc: BaseException, request: Request | None = None) -> Problem:
         return Problem(
             422,
             "InvalidRequest",
-            "invalid request: " + "; ".join(parts),
+            _cut("invalid request: " + "; ".join(parts), MAX_MESSAGE),
             hint="see /docs for each parameter's type and range",
             exc=exc,
         )
     if isinstance(exc, HTTPException):
         code, _, en = REASONS.get(exc.status_code, ("HTTPError", "", "HTTP error"))
         detail = exc.detail if isinstance(exc.detail, str) else en
-        return Problem(exc.status_code, code, detail, exc=exc)
+        return Problem(exc.status_code, code, _cut(detail, MAX_MESSAGE), exc=exc)
     error_id = new_error_id()
     where = f" ({request.method} {request.url.path})" if request is not None else ""
     log.error("error %s: unexpected failure%s", error_id, where, exc_info=exc)
@@ -201,6 +203,7 @@ def ckan_error(p: Problem, request: Request, action: str | None = None) -> Respo
     unexpected = p.error_id is not None and not isinstance(p.exc, NsdxError)
     message = "" if unexpected else p.message  # the dict quotes the id itself
     status, err = ckan_error_dict(p.status, message, p.hint, exc=p.exc, error_id=p.error_id)
+    err = {k: _cut(v, MAX_MESSAGE) if k == "message" else _bounded(v) for k, v in err.items()}
     name = action or request.path_params.get("name") or request.url.path.rsplit("/", 1)[-1]
     body = failure(site_url(request), name, err)
     return Response(
@@ -262,6 +265,16 @@ def html_error(p: Problem, request: Request) -> Response:
             + (f"<p>{p.error_id}</p>" if p.error_id else ""),
             status_code=p.status,
         )
+
+
+def tlog_error(p: Problem) -> Response:
+    """The C2SP tlog-witness dialect: plain text. A 409 with the witness's size answers
+    that size and a newline as ``text/x.tlog.size``, as the protocol requires."""
+    size = p.fields.get("size")
+    if p.status == 409 and isinstance(size, int):
+        return Response(f"{size}\n", status_code=409, media_type="text/x.tlog.size")
+    text = p.message + (f"\nhint: {p.hint}" if p.hint else "") + "\n"
+    return Response(text, status_code=p.status, media_type="text/plain; charset=utf-8")
 
 
 def dialect_of(path: str) -> str:
@@ -330,7 +343,7 @@ class CatchAll:
 _SURFACE_STATUSES = {
     "ckan": (400, 403, 404, 409, 414, 500, 503),
     "json": (400, 403, 404, 409, 414, 500, 503),
-    "sharing": (400, 401, 403, 404, 414, 500),
+    "sharing": (400, 401, 403, 404, 414, 500, 503),
 }
 _SCHEMAS: dict[str, type[BaseModel]] = {
     "ckan": CkanErrorOut,
@@ -415,5 +428,6 @@ __all__ = [
     "json_error",
     "problem_of",
     "render_error",
+    "tlog_error",
     "sharing_error",
 ]

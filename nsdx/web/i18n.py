@@ -53,6 +53,14 @@ DOMAINS = [
     Np_("domain", "culture"),
 ]
 ACCESS = [Np_("access", "open"), Np_("access", "restricted")]
+PII_KINDS = [
+    Np_("pii", "plate"),
+    Np_("pii", "phone"),
+    Np_("pii", "id_card"),
+    Np_("pii", "name"),
+    Np_("pii", "address"),
+    Np_("pii", "free_text"),
+]
 ROLES = [Np_("role", "admin"), Np_("role", "editor"), Np_("role", "member")]
 JOB_STATES = [
     Np_("job", "queued"),
@@ -62,6 +70,31 @@ JOB_STATES = [
 ]
 OFFER_STATES = [Np_("offer", "open"), Np_("offer", "withdrawn")]
 TOKEN_STATES = [Np_("token", "active"), Np_("token", "revoked"), Np_("token", "expired")]
+SCENARIO_STATES = [
+    Np_("scenario-status", "proposed"),
+    Np_("scenario-status", "open"),
+    Np_("scenario-status", "closed"),
+]
+REGISTRATION_STATES = [
+    Np_("registration-status", "applied"),
+    Np_("registration-status", "notice"),
+    Np_("registration-status", "objected"),
+    Np_("registration-status", "rejected"),
+    Np_("registration-status", "registered"),
+    Np_("registration-status", "superseded"),
+    Np_("registration-status", "cancelled"),
+]
+REGISTRATION_KINDS = [
+    Np_("registration-kind", "initial"),
+    Np_("registration-kind", "change"),
+    Np_("registration-kind", "correction"),
+    Np_("registration-kind", "cancellation"),
+]
+OBJECTION_STATES = [
+    Np_("objection-status", "open"),
+    Np_("objection-status", "upheld"),
+    Np_("objection-status", "dismissed"),
+]
 
 
 @cache
@@ -125,7 +158,10 @@ def core(message: object) -> str:
     template = getattr(message, "template", None)
     if template is None:
         return tr.ugettext(str(message))
-    params = getattr(message, "params", None) or {}
+    params = {  # a parameter may be a core message itself
+        k: core(v) if getattr(v, "template", None) is not None else v
+        for k, v in (getattr(message, "params", None) or {}).items()
+    }
     s = tr.ugettext(template)
     try:
         return s % params if params else s

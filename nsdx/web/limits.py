@@ -3,6 +3,10 @@
 * ``NSDX_MAX_BODY_BYTES`` (default 4 MiB): a request body that is not a file upload (JSON,
   forms). A larger ``Content-Length`` is refused before anything is read; a chunked body is
   counted as it arrives and refused (413) when it passes the bound.
+* Smaller bounds per route (:data:`ROUTE_BODY_BYTES`: the query API 512 KiB, the exchange
+  and Delta Sharing APIs 256 KiB), changed or added with ``NSDX_BODY_LIMITS``
+  (``/api/query=1048576,/api/exchange=65536``: a path prefix and a number of bytes each;
+  the longest matching prefix wins); ``NSDX_MAX_BODY_BYTES`` stays the ceiling.
 * ``NSDX_UPLOAD_MAX_BYTES`` (default 512 MiB): a multipart file upload to the CKAN Action
   API (``resource_create`` / ``resource_update`` / ``resource_patch``), streamed to disk
   and refused (413, the partial file removed) when it passes the bound. See
@@ -68,12 +72,53 @@ def max_body_bytes() -> int:
     return _env_bytes("NSDX_MAX_BODY_BYTES", 4 * 1024 * 1024)
 
 
+#: the routes that take small bodies, by path prefix: a bound of their own
+ROUTE_BODY_BYTES = {
+    "/api/query": 512 * 1024,  # one SELECT of at most 100,000 characters
+    "/api/exchange": 256 * 1024,
+    "/delta-sharing": 256 * 1024,
+}
+
+
+def route_body_limits() -> dict[str, int]:
+    """:data:`ROUTE_BODY_BYTES` with ``NSDX_BODY_LIMITS`` applied."""
+    limits = dict(ROUTE_BODY_BYTES)
+    raw = os.environ.get("NSDX_BODY_LIMITS", "").strip()
+    for item in filter(None, (x.strip() for x in raw.split(","))):
+        prefix, _, n = item.partition("=")
+        try:
+            value = int(n)
+        except ValueError:
+            value = -1
+        if not prefix.startswith("/") or value <= 0:
+            raise SettingError(
+                f"the server setting NSDX_BODY_LIMITS has {item!r}, not /path/prefix=BYTES",
+                hint="write it as /api/query=1048576,/api/exchange=65536, or unset it",
+            )
+        limits[prefix.rstrip("/") or "/"] = value
+    return limits
+
+
+def body_limit(path: str) -> tuple[int, str]:
+    """The body bound for a request to ``path`` (not an upload) and the setting that sets
+    it."""
+    best = ""
+    for prefix in route_body_limits():
+        if (path == prefix or path.startswith(prefix.rstrip("/") + "/")) and len(prefix) > len(
+            best
+        ):
+            best = prefix
+    overall = max_body_bytes()
+    if best and route_body_limits()[best] < overall:
+        return route_body_limits()[best], f"NSDX_BODY_LIMITS ({best})"
+    return overall, "NSDX_MAX_BODY_BYTES"
+
+
 def max_upload_bytes() -> int:
     return _env_bytes("NSDX_UPLOAD_MAX_BYTES", 512 * 1024 * 1024)
 
 
-def _too_large(limit: int, upload: bool) -> BodyTooLarge:
-    setting = "NSDX_UPLOAD_MAX_BYTES" if upload else "NSDX_MAX_BODY_BYTES"
+def _too_large(limit: int, setting: str) -> BodyTooLarge:
     return BodyTooLarge(
         f"the request body is larger than this server takes ({limit} bytes)",
         hint=f"send less (the operator sets the bound with {setting})",
@@ -106,7 +151,10 @@ class RequestLimits:
                 hint="send the parameters as a JSON body with POST",
             )
         upload = is_multipart(scope)
-        limit = max_upload_bytes() + _MULTIPART_SLACK if upload else max_body_bytes()
+        if upload:
+            limit, setting = max_upload_bytes() + _MULTIPART_SLACK, "NSDX_UPLOAD_MAX_BYTES"
+        else:
+            limit, setting = body_limit(scope.get("path") or "/")
         length = None
         for k, v in scope.get("headers") or ():
             if k == b"content-length":
@@ -115,7 +163,7 @@ class RequestLimits:
                 except ValueError:
                     length = None
         if length is not None and length > limit:
-            raise _too_large(limit, upload)
+            raise _too_large(limit, setting)
         seen = 0
 
         async def counted() -> Message:
@@ -124,7 +172,7 @@ class RequestLimits:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _too_large(limit, upload)
+                    raise _too_large(limit, setting)
             return message
 
         await self.app(scope, counted, send)
@@ -172,7 +220,9 @@ __all__ = [
     "BadJson",
     "BodyTooLarge",
     "QueryStringTooLong",
+    "ROUTE_BODY_BYTES",
     "RequestLimits",
+    "body_limit",
     "max_body_bytes",
     "max_upload_bytes",
     "parse_json",

@@ -16,9 +16,10 @@ from catalogue.access import granted_for
 from catalogue.dcat import schema_org
 from catalogue.downloads import absolute
 from catalogue.errors import CatalogueError
+from catalogue.licences import LICENCES, licence, licence_page
 
 from .errorpages import error_response
-from .i18n import N_
+from .i18n import N_, core
 from .i18n import gettext as _
 from .render import _extras, render
 from .session import viewer
@@ -26,8 +27,9 @@ from .state import site_url, state_of
 
 router = APIRouter(include_in_schema=False)
 
-FACETS = ["organization", "domain", "tags", "res_format", "license_id", "access"]
+FACETS = ["groups", "organization", "domain", "tags", "res_format", "license_id", "access"]
 FACET_LABELS = {
+    "groups": N_("Application scenario"),
     "organization": N_("Organisation"),
     "domain": N_("Domain"),
     "tags": N_("Tags"),
@@ -93,7 +95,7 @@ async def search_page(request: Request) -> HTMLResponse:
             grants=st.grants,
         )
     except CatalogueError as e:  # a bad query, or a bad/expired/revoked token
-        error = e.message
+        error = core(e.message)
         result = {"count": 0, "results": [], "search_facets": {}}
 
     def link(**changes) -> str:
@@ -168,18 +170,24 @@ async def dataset_response(
     offers, buyers = await run_in_threadpool(offers_for, request, pkg["name"])
     previews = await run_in_threadpool(_previews, request, who, pkg)
     history = await run_in_threadpool(st.cat.version_history, pkg["name"])
+    registrations = await run_in_threadpool(_registrations, request, pkg["name"])
+    checks = await run_in_threadpool(_checks, request, pkg)
     return render(
         request,
         "dataset.html",
         {
             "pkg": pkg,
             "ex": _extras(pkg),
-            "license_url": pkg.get("license_url") or None,
+            # the licence's document, else its page here (the terms, as the metadata says)
+            "license_url": pkg.get("license_url")
+            or licence_page(licence(pkg.get("license_id")).id),
             "jsonld": jsonld.replace("</", "<\\/"),
             "offers": offers,
             "buyers": buyers,
             "previews": previews,
             "history": history,
+            "registration": registrations[-1] if registrations else None,
+            "checks": checks,
             "site": site,
             "order_error": order_error,
             "order_form": order_form or {},
@@ -194,6 +202,48 @@ async def dataset_response(
 
 
 PREVIEW_ROWS = 10
+
+
+def _registrations(request: Request, name: str) -> list[dict]:
+    """The dataset's registrations (a public register: exchange.registration)."""
+    from exchange.registration import list_registrations
+
+    return list_registrations(state_of(request).exchange, dataset=name)
+
+
+def _checks(request: Request, pkg: dict) -> dict[str, list[dict]]:
+    """Per published table (resource id): the expectations that applied to the current
+    version and their result, from the report published with it (counts, no values)."""
+    from catalogue.quality import ReportNotFound, published_reports
+
+    if not (pkg.get("nsdx") or {}).get("current_version"):
+        return {}
+    st = state_of(request)
+    try:
+        rep = published_reports(st.cat, st.nx.store, pkg["name"])
+    except ReportNotFound:
+        return {}
+    out: dict[str, list[dict]] = {}
+    for r in pkg.get("resources") or []:
+        if not r.get("nsdx_schema"):
+            continue
+        report = rep["tables"].get(r.get("nsdx_table") or "data")
+        if not report:
+            continue
+        rows = []
+        for x in report.get("results") or []:
+            cfg = x.get("expectation_config") or {}
+            res = x.get("result") or {}
+            rows.append(
+                {
+                    "label": (cfg.get("meta") or {}).get("nsdx_label") or cfg.get("type"),
+                    "column": (cfg.get("kwargs") or {}).get("column"),
+                    "success": bool(x.get("success")),
+                    "unexpected": res.get("unexpected_count"),
+                }
+            )
+        out[r["id"]] = rows
+    return out
 
 
 def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
@@ -215,7 +265,7 @@ def _previews(request: Request, who, pkg: dict) -> dict[str, dict]:
                 state_of(request), who, f"SELECT * FROM {view} LIMIT {PREVIEW_ROWS}", PREVIEW_ROWS
             )
         except CatalogueError as e:
-            out[r["id"]] = {"view": view, "error": e.message}
+            out[r["id"]] = {"view": view, "error": core(e.message)}
             continue
         from catalogue import jsonout
 
@@ -261,4 +311,41 @@ async def organization_page(name: str, request: Request) -> HTMLResponse:
             "result": result,
             "show_members": who.can_admin(org["id"]),
         },
+    )
+
+
+@router.get("/licence/{licence_id:path}", response_class=HTMLResponse)
+async def licence_view(licence_id: str, request: Request) -> HTMLResponse:
+    """A licence of the register (catalogue.licences): its terms — the document the
+    metadata (DCAT, schema.org, Croissant, Data Package) points at when the licence has
+    none elsewhere — or its own document's link, and the datasets under it the viewer may
+    see. An id the register does not know has a page while a dataset the viewer sees names
+    it (the publisher's own words); any other id is a 404."""
+    st = state_of(request)
+    who = await run_in_threadpool(viewer, request)
+    known = LICENCES.get(licence_id)
+    result = None
+    if '"' not in licence_id and "\\" not in licence_id and len(licence_id) <= 100:
+        result = await run_in_threadpool(
+            st.index.search,
+            q="",
+            fq=[f'license_id:"{licence_id}"'],
+            rows=100,
+            start=0,
+            include_private=True,
+            include_drafts=True,
+            principal=who,
+            grants=st.grants,
+        )
+    if known is None and (result is None or not result["count"]):
+        return error_response(
+            request,
+            404,
+            _("Licence not found"),
+            _("There is no licence %(name)s.", name=licence_id[:100]),
+        )
+    return render(
+        request,
+        "licence.html",
+        {"lic": known or licence(licence_id), "known": known is not None, "result": result},
     )

@@ -301,7 +301,9 @@ async def upload(name: str, request: Request):
             413,
         )
     except NsdxError as e:
-        return render(request, "provider/upload.html", {**page, "error": e.message}, e_status(e))
+        return render(
+            request, "provider/upload.html", {**page, "error": core(e.message)}, e_status(e)
+        )
     if "upload" not in received.files:
         received.discard()
         return render(request, "provider/upload.html", {**page, "error": _("Choose a file.")}, 422)

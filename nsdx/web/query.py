@@ -7,9 +7,17 @@ the published views ``<domain>.<id>`` — the same views as ``nsdx query`` — w
 * What may run: see :mod:`catalogue.sql_guard` (one SELECT; curated views, CTEs and a few
   row-generating table functions only) and :func:`catalogue.query.open_locked` (a fresh
   connection per request that can open only the files of the views it reads).
+* Where it runs: in a query process of :mod:`catalogue.sandbox` (one per slot), whose
+  memory is capped by the operating system and which is killed past the time limit; the
+  request waits for it on a thread of the pool's own, never on one of the threads that
+  serve the catalogue, so slow queries cannot starve ``package_show``.
 * Limits (environment): ``NSDX_QUERY_TIMEOUT`` (seconds, 10), ``NSDX_QUERY_MAX_ROWS``
-  (10000), ``NSDX_QUERY_MEMORY_LIMIT`` (1GB), ``NSDX_QUERY_THREADS`` (2),
-  ``NSDX_QUERY_CONCURRENCY`` (4 queries at once per server process),
+  (10000), ``NSDX_QUERY_MEMORY_LIMIT`` (1GB, DuckDB's), ``NSDX_QUERY_PROCESS_MEMORY``
+  (bytes a query process may map; the memory limit + 768 MiB), ``NSDX_QUERY_THREADS`` (2),
+  ``NSDX_QUERY_CONCURRENCY`` (4 query slots per server process), ``NSDX_QUERY_QUEUE_WAIT``
+  (seconds a query waits for a free slot before a 503 with Retry-After, 10),
+  ``NSDX_QUERY_QUEUE`` (queries that may wait at once per server process, 64; more get
+  the 503 at once), ``NSDX_QUERY_NICE`` (the query processes' CPU priority, 10),
   ``NSDX_QUERY_HTTP_TIMEOUT`` (10 s per S3 request); ``NSDX_QUERY_S3_ACCESS_KEY_ID`` /
   ``NSDX_QUERY_S3_SECRET_ACCESS_KEY`` give the query connection its own (read-only) key.
 
@@ -19,21 +27,23 @@ shape of the exchange API (see docs/query.md for every kind and status).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import pyarrow as pa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from catalogue import jsonout
 from catalogue.errors import CatalogueError
 from catalogue.query import QueryLimits, QueryResult, serve_query
+from catalogue.sandbox import QueryProcesses
 
 from .errors import ErrorOut
 from .limits import parse_json
@@ -81,7 +91,10 @@ class ServerConfigError(CatalogueError):
 
 
 class QueryBusy(CatalogueError):
-    status = 429
+    """Every query slot stayed taken for NSDX_QUERY_QUEUE_WAIT seconds (HTTP 503 with
+    Retry-After)."""
+
+    status = 503
     transient = True
 
 
@@ -110,6 +123,7 @@ def limits_from_env(home=None) -> QueryLimits:
         temp_dir=(home / "tmp" / "query") if home is not None else None,
         http_timeout=_env_num("NSDX_QUERY_HTTP_TIMEOUT", d.http_timeout),
         http_retries=_env_num("NSDX_QUERY_HTTP_RETRIES", d.http_retries),
+        process_memory=_env_num("NSDX_QUERY_PROCESS_MEMORY", None),
     )
 
 
@@ -123,17 +137,48 @@ def _s3_credentials() -> dict | None:
     return None
 
 
-def _slots(state) -> threading.BoundedSemaphore:
-    """At most ``NSDX_QUERY_CONCURRENCY`` queries at once per app (each takes threads and
-    memory of its own)."""
-    sem = getattr(state, "_query_slots", None)
-    if sem is None:
+class _Pool:
+    """The query slots of one app: the processes and the threads that wait for them."""
+
+    def __init__(self, size: int) -> None:
+        nice = _env_num("NSDX_QUERY_NICE", 10)
+        self.procs = QueryProcesses(size, nice=max(0, min(19, nice)))
+        self.threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nsdx-query")
+        self.waiting = 0  # requests waiting for a slot (on the event loop: no lock needed)
+
+
+def _pool(state) -> _Pool:
+    """At most ``NSDX_QUERY_CONCURRENCY`` queries at once per app (each takes a process,
+    threads and memory of its own)."""
+    pool = getattr(state, "_query_pool", None)
+    if pool is None:
         with _state_lock:
-            sem = getattr(state, "_query_slots", None)
-            if sem is None:
-                sem = threading.BoundedSemaphore(max(1, _env_num("NSDX_QUERY_CONCURRENCY", 4)))
-                state._query_slots = sem
-    return sem
+            pool = getattr(state, "_query_pool", None)
+            if pool is None:
+                pool = _Pool(max(1, _env_num("NSDX_QUERY_CONCURRENCY", 4)))
+                state._query_pool = pool
+    return pool
+
+
+def close(state) -> None:
+    """Stop the app's query processes (server shutdown): running queries answer 503."""
+    pool = getattr(state, "_query_pool", None)
+    state._query_pool = None  # a request after this (the app started again) gets a new pool
+    if pool is not None:
+        pool.procs.close()
+        pool.threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _queue_wait() -> float:
+    return max(0.0, _env_num("NSDX_QUERY_QUEUE_WAIT", 10.0, float))
+
+
+def _busy() -> QueryBusy:
+    return QueryBusy(
+        "the server is running as many queries as it may; try again shortly",
+        hint="retry after the Retry-After seconds (NSDX_QUERY_CONCURRENCY sets how many "
+        "queries run at once)",
+    )
 
 
 _state_lock = threading.Lock()
@@ -210,9 +255,10 @@ def _parse(data: Any) -> QueryIn:
 
 
 def _run(request: Request, q: QueryIn) -> Response:
+    """One query, for a caller holding a slot, on a thread of the query pool."""
     state = request.app.state.nsdx
     principal = state.principal(request)  # a bad token is refused, never anonymous
-    result, max_rows = execute(state, principal, q.sql, q.max_rows)
+    result, max_rows = _execute_held(state, principal, q.sql, q.max_rows)
     return render(result, q.format, max_rows)
 
 
@@ -220,35 +266,57 @@ def execute(state, principal, sql: str, max_rows: int | None = None):
     """Run ``sql`` for ``principal`` under the deployment's query limits and concurrency
     slots: (the result, the row cap applied). The query API and the portal's SQL console
     call this."""
+    pool = _pool(state)
+    if not pool.procs.acquire(min(_queue_wait(), 2.0)):  # a page's thread waits 2 s at most
+        raise _busy()
+    try:
+        return _execute_held(state, principal, sql, max_rows)
+    finally:
+        pool.procs.release()
+
+
+def _execute_held(state, principal, sql: str, max_rows: int | None):
+    """:func:`execute` for a caller that holds a query slot."""
     nx = state.nx
     limits = getattr(state, "query_limits", None) or limits_from_env(nx.settings.home)
     max_rows = limits.default_rows if max_rows is None else min(max_rows, limits.max_rows)
-    slots = _slots(state)
-    if not slots.acquire(timeout=limits.timeout):
-        raise QueryBusy(
-            "the server is running as many queries as it may; try again shortly",
-            hint="NSDX_QUERY_CONCURRENCY sets how many run at once",
-        )
-    try:
-        result = serve_query(
-            nx.catalogue,
-            nx.store,
-            sql,
-            principal,
-            grants=state.grants,
-            limits=limits,
-            max_rows=max_rows,
-            s3_credentials=_s3_credentials(),
-        )
-    finally:
-        slots.release()
+    result = serve_query(
+        nx.catalogue,
+        nx.store,
+        sql,
+        principal,
+        grants=state.grants,
+        limits=limits,
+        max_rows=max_rows,
+        s3_credentials=_s3_credentials(),
+        runner=_pool(state).procs.run,
+    )
     return result, max_rows
 
 
-def _answer(request: Request, parse) -> Response:
-    """The answer to one query request. Errors (and bugs, as a 500 with an error id) are
+async def _answer(request: Request, q: QueryIn) -> Response:
+    """The answer to one query request: wait (asynchronously: no thread is held) up to
+    NSDX_QUERY_QUEUE_WAIT seconds for a query slot, else 503 with Retry-After; then run
+    it on the pool's own thread. Errors (and bugs, as a 500 with an error id) are
     answered in the JSON dialect by :mod:`nsdx.web.errors`."""
-    return _run(request, parse())
+    pool = _pool(request.app.state.nsdx)
+    loop = asyncio.get_running_loop()
+    if not pool.procs.try_acquire():
+        if pool.waiting >= max(0, _env_num("NSDX_QUERY_QUEUE", 64)):
+            raise _busy()  # the queue is full: no wait at all
+        deadline = loop.time() + _queue_wait()
+        pool.waiting += 1
+        try:
+            while not pool.procs.try_acquire():
+                if loop.time() >= deadline:
+                    raise _busy()
+                await asyncio.sleep(0.05)
+        finally:
+            pool.waiting -= 1
+    try:
+        return await asyncio.wrap_future(pool.threads.submit(_run, request, q))
+    finally:
+        pool.procs.release()
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -261,11 +329,17 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
             ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}},
         },
     },
-    400: {"model": ErrorOut, "description": "SqlRejected, QueryError or BadRequest"},
+    400: {
+        "model": ErrorOut,
+        "description": "SqlRejected, QueryError, QueryMemoryExceeded or BadRequest",
+    },
     403: {"model": ErrorOut, "description": "DatasetRestricted, or NotAuthorized (bad token)"},
     408: {"model": ErrorOut, "description": "QueryTimeout"},
-    429: {"model": ErrorOut, "description": "QueryBusy (transient)"},
-    503: {"model": ErrorOut, "description": "QueryStorageError (transient)"},
+    503: {
+        "model": ErrorOut,
+        "description": "QueryBusy (every query slot taken: retry after Retry-After seconds), "
+        "QueryStorageError or QueryCancelled (the server is stopping); all transient",
+    },
 }
 
 _DESCRIPTION = (
@@ -291,11 +365,7 @@ _DESCRIPTION = (
 )
 async def query_post(request: Request) -> Response:
     raw = await request.body()
-
-    def parse() -> QueryIn:
-        return _parse(parse_json(raw or b"null"))  # bounded depth; a 400, not a 500
-
-    return await run_in_threadpool(_answer, request, parse)
+    return await _answer(request, _parse(parse_json(raw or b"null")))  # bounded depth
 
 
 @router.get(
@@ -305,16 +375,13 @@ async def query_post(request: Request) -> Response:
     "query parameters.",
     responses=_RESPONSES,
 )
-def query_get(
+async def query_get(
     request: Request,
     sql: str = Query("", description="one SELECT over the views <domain>.<id>"),
     format: str = Query("json", description="json, csv or arrow"),
     max_rows: str | None = Query(None, description="rows to return at most"),
 ) -> Response:
-    def parse() -> QueryIn:
-        data: dict[str, Any] = {"sql": sql, "format": format}
-        if max_rows not in (None, ""):
-            data["max_rows"] = max_rows
-        return _parse(data)
-
-    return _answer(request, parse)
+    data: dict[str, Any] = {"sql": sql, "format": format}
+    if max_rows not in (None, ""):
+        data["max_rows"] = max_rows
+    return await _answer(request, _parse(data))

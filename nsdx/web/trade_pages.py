@@ -23,7 +23,7 @@ from exchange.errors import ExchangeError
 from validation.errors import NsdxError
 
 from .errorpages import error_response
-from .i18n import Np_
+from .i18n import Np_, core
 from .i18n import gettext as _
 from .render import render
 from .session import require_user, viewer
@@ -54,7 +54,7 @@ def actor_of(request: Request, p: Principal | None = None) -> Actor:
         return Actor(name="anonymous")
     ex = state_of(request).exchange
     with ex.catalogue.Session() as s:
-        return actor_for_user(s, p.name)
+        return actor_for_user(s, p.user_name)
 
 
 def grant_word(order: dict, now: datetime | None = None) -> str:
@@ -88,8 +88,10 @@ def can_sell(request: Request, pkg: dict) -> bool:
     from exchange.actors import SELLER_ROLES
 
     org = (pkg.get("organization") or {}).get("name")
+    if not org:
+        return False
     a = actor_of(request)
-    return bool(org) and (a.sysadmin or a.roles.get(org) in SELLER_ROLES)
+    return a.sysadmin or a.roles.get(org, "") in SELLER_ROLES
 
 
 @router.post("/exchange/offers")
@@ -99,7 +101,8 @@ async def create_offer(request: Request):
     f = {k: str(form.get(k) or "").strip()[:500] for k in (
         "dataset", "price", "licence_terms", "term_start", "term_end", "access_days", "version"
     )}  # fmt: skip
-    f["cross_border"] = form.get("cross_border") == "1"
+    cross_border = form.get("cross_border") == "1"
+    f["cross_border"] = "1" if cross_border else ""  # the form's checkbox, kept on a refusal
     ex = state_of(request).exchange
     errors: dict[str, str] = {}
     if not f["price"]:
@@ -138,12 +141,14 @@ async def create_offer(request: Request):
                 licence_terms=f["licence_terms"],
                 term_start=f["term_start"] or None,
                 term_end=f["term_end"] or None,
-                cross_border=f["cross_border"],
+                cross_border=cross_border,
                 access_days=days,
             )
         )
     except NsdxError as e:
-        return await again(_("The offer was not created: %(why)s", why=e.message), e_status(e))
+        return await again(
+            _("The offer was not created: %(why)s", why=core(e.message)), e_status(e)
+        )
     return RedirectResponse(f"/dataset/{f['dataset']}?offered=1#offers-h", status_code=303)
 
 
@@ -163,7 +168,7 @@ async def withdraw_offer(offer_id: str, request: Request):
         return await dataset_response(
             request,
             dataset,
-            offer_error=_("The offer was not withdrawn: %(why)s", why=e.message),
+            offer_error=_("The offer was not withdrawn: %(why)s", why=core(e.message)),
             status=e_status(e),
         )
     return RedirectResponse(f"/dataset/{dataset}?withdrawn=1#offers-h", status_code=303)
@@ -196,7 +201,7 @@ async def place_order(request: Request):
         return await dataset_response(
             request,
             dataset,
-            order_error=_("The order was not placed: %(why)s", why=e.message),
+            order_error=_("The order was not placed: %(why)s", why=core(e.message)),
             order_form={"buyer": buyer, "contract_no": contract or "", "offer": offer},
             status=getattr(e, "status", 409),
         )
@@ -282,7 +287,7 @@ async def order_step(order_id: str, step: str, request: Request):
             )
         except NsdxError as e:
             return await run_in_threadpool(
-                _order_page, request, p, order_id, error=e.message, status=e_status(e)
+                _order_page, request, p, order_id, error=core(e.message), status=e_status(e)
             )
         body = json.dumps(res["profile"], indent=2) + "\n"
         return Response(
@@ -303,7 +308,7 @@ async def order_step(order_id: str, step: str, request: Request):
         )
     except NsdxError as e:
         return await run_in_threadpool(
-            _order_page, request, p, order_id, error=e.message, status=e_status(e)
+            _order_page, request, p, order_id, error=core(e.message), status=e_status(e)
         )
     return RedirectResponse(f"/my/orders/{order_id}?done={step}", status_code=303)
 

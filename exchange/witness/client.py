@@ -1,0 +1,152 @@
+"""The log's side of C2SP tlog-witness: ask configured witnesses to cosign a checkpoint,
+keep the cosignatures that verify, and say whether a quorum cosigned.
+
+A witness that is down, slow or refusing costs at most ``timeout`` seconds and is reported
+in ``failures``; it never raises. (Not yet wired into the exchange's trade path: see
+docs/ledger.md §6, "Not done yet".)
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ..ledger.note import open_note, parse_checkpoint
+from .cosignature import (
+    CosignatureError,
+    CosignerVerifier,
+    parse_cosigner_verifier,
+    verify_cosignatures,
+)
+
+__all__ = ["WitnessEndpoint", "WitnessedCheckpoint", "parse_witness_config", "request_cosignatures"]
+
+#: proof(old_size, new_size) -> RFC 6962 consistency proof hashes
+ProofSource = Callable[[int, int], Sequence[bytes]]
+MAX_WITNESSES = 32
+MAX_RESPONSE_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class WitnessEndpoint:
+    url: str  # the submission prefix; the request goes to <url>/add-checkpoint
+    key: CosignerVerifier
+
+
+@dataclass
+class WitnessedCheckpoint:
+    note: str  # the log-signed note with the verified cosignature lines appended
+    cosigners: list[str]
+    quorum: int
+    failures: dict[str, str] = field(default_factory=dict)  # witness name -> why
+    sizes: dict[str, int] = field(default_factory=dict)  # witness name -> size it now holds
+
+    @property
+    def witnessed(self) -> bool:
+        return len(self.cosigners) >= self.quorum
+
+
+def parse_witness_config(text: str) -> list[WitnessEndpoint]:
+    """``<url> <witness verifier key>`` per line, ``#`` comments (e.g. ``NSDX_WITNESSES``)."""
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        url, _, key = line.partition(" ")
+        if not url.startswith(("http://", "https://")) or not key.strip():
+            raise CosignatureError(f"witness line {n}: expected `<http(s) URL> <verifier key>`")
+        out.append(WitnessEndpoint(url.rstrip("/"), parse_cosigner_verifier(key.strip())))
+    if len(out) > MAX_WITNESSES:
+        raise CosignatureError(f"more than {MAX_WITNESSES} witnesses configured")
+    return out
+
+
+def _post(url: str, body: bytes, timeout: float) -> tuple[int, str]:
+    req = urllib.request.Request(
+        url + "/add-checkpoint", data=body, headers={"Content-Type": "text/plain"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(MAX_RESPONSE_BYTES).decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(MAX_RESPONSE_BYTES).decode("utf-8", "replace")
+
+
+def _body(old: int, new: int, note: str, proof: ProofSource) -> bytes:
+    hashes = list(proof(old, new)) if 0 < old < new else []
+    lines = [f"old {old}", *(base64.b64encode(h).decode() for h in hashes)]
+    return ("\n".join(lines) + "\n\n" + note).encode()
+
+
+def _one(
+    w: WitnessEndpoint,
+    note: str,
+    body: str,
+    size: int,
+    old: int,
+    proof: ProofSource,
+    timeout: float,
+) -> tuple[str | None, int | None, str | None]:
+    """(cosignature line, witness size, failure) for one witness; at most one 409 retry."""
+    try:
+        for _ in range(2):
+            status, text = _post(w.url, _body(old, size, note, proof), timeout)
+            if status == 409 and text.rstrip("\n").isdigit() and int(text) != old:
+                old = int(text)
+                if old > size:
+                    return None, old, f"the witness holds a larger size {old} than {size}"
+                continue
+            if status != 200:
+                return None, None, f"HTTP {status}: {text.strip()[:200]}"
+            good = verify_cosignatures(body, text, [w.key])
+            if w.key.name not in good:
+                return None, None, "no cosignature by its key in the answer"
+            lines = [ln for ln in text.splitlines() if ln.startswith(f"\u2014 {w.key.name} ")]
+            return lines[0] + "\n", size, None
+        return None, old, "the witness's size kept changing"
+    except Exception as e:  # noqa: BLE001 - down, timeout, garbage, no proof: never fatal
+        return None, None, f"{type(e).__name__}: {e}"
+
+
+def request_cosignatures(
+    note: str,
+    log_key: str,
+    witnesses: Sequence[WitnessEndpoint],
+    proof: ProofSource,
+    *,
+    quorum: int,
+    known_sizes: dict[str, int] | None = None,
+    timeout: float = 5.0,
+) -> WitnessedCheckpoint:
+    """Send the signed checkpoint ``note`` to every witness at once; return it with the
+    verified cosignatures appended. ``known_sizes`` (witness name -> last size it cosigned)
+    saves a round trip; without it each witness is asked with ``old 0`` first and answers
+    its size (409)."""
+    body, _ = open_note(note, log_key)
+    size = parse_checkpoint(body).size
+    known = known_sizes or {}
+    out = WitnessedCheckpoint(note, [], quorum)
+    if not witnesses:
+        return out
+    with ThreadPoolExecutor(max_workers=min(len(witnesses), MAX_WITNESSES)) as pool:
+        futures = [
+            (w, pool.submit(_one, w, note, body, size, known.get(w.key.name, 0), proof, timeout))
+            for w in witnesses[:MAX_WITNESSES]
+        ]
+        lines = []
+        for w, f in futures:
+            line, wsize, failure = f.result()
+            if wsize is not None:
+                out.sizes[w.key.name] = wsize
+            if line is not None:
+                lines.append(line)
+                out.cosigners.append(w.key.name)
+            else:
+                out.failures[w.key.name] = failure or "refused"
+    out.note = note + "".join(lines)
+    return out

@@ -1,0 +1,131 @@
+"""A fast sample of the crash-consistency harness (bench/crash_harness.py runs the full one:
+≥ 30 kills of `nsdx ingest` per backend, ≥ 15 ledger kills per database, 8 PostgreSQL
+appenders at once).
+
+Each kill here is a real SIGKILL of a real `nsdx ingest` or ledger appender at a real
+point: the process stops itself at a failpoint (ingest/failpoints.py) or is killed after a
+random delay; the harness's checks then run unchanged — every registered version complete
+(manifest present, every file with its SHA-256), the previous version still served, a rerun
+converging to exactly one new version; `nsdx audit verify` passing, no gap, no half entry,
+every receipt kept.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location("crash_harness", ROOT / "bench" / "crash_harness.py")
+assert _spec and _spec.loader
+harness = importlib.util.module_from_spec(_spec)
+sys.modules["crash_harness"] = harness
+_spec.loader.exec_module(harness)
+
+
+def _run_points(rig, points: list[str], random_kills: int = 0) -> list[dict]:
+    """The harness's round loop restricted to ``points`` (then ``random_kills`` timer kills)."""
+    saved = harness.INGEST_POINTS[rig.backend]
+    # rounds i with i % 3 != 2 walk the points in order; i % 3 == 2 is a random delay
+    order: list[str] = []
+    rounds = 0
+    pts = iter(points)
+    while len(order) < len(points) or rounds - len(order) < random_kills:
+        if rounds % 3 != 2:
+            p = next(pts, None)
+            if p is None:
+                break
+            order.append(p)
+        rounds += 1
+    harness.INGEST_POINTS[rig.backend] = order
+    try:
+        out = harness.ingest_kills(rig, rounds, random.Random(7), log=lambda *_: None)
+    finally:
+        harness.INGEST_POINTS[rig.backend] = saved
+    return out["rounds"]
+
+
+def _assert_held(rounds: list[dict]) -> None:
+    for r in rounds:
+        assert r["killed"] or r["mode"].endswith("(finished first)"), r
+        assert r["problems"] == [], r
+
+
+def test_ingest_killed_at_each_commit_step_local(tmp_path):
+    rig = harness.IngestRig(tmp_path / "local", "local", validate=False, second_rerun=False)
+    rounds = _run_points(
+        rig,
+        ["storage.before_rename", "catalogue.register.tx", "catalogue.registered"],
+    )
+    _assert_held(rounds)
+    points = [r["point"] for r in rounds if r["mode"] == "failpoint"]
+    assert points == [
+        "storage.before_rename",
+        "catalogue.register.tx",
+        "catalogue.registered",
+    ]
+    # killed after storage's commit, before the catalogue's: the rerun adopts, not duplicates
+    statuses = {r["point"]: r["rerun"]["status"] for r in rounds if r["mode"] == "failpoint"}
+    assert statuses["catalogue.register.tx"] == "adopted"
+    assert statuses["storage.before_rename"] == "published"  # under the next number
+    assert statuses["catalogue.registered"] == "up_to_date"  # it was already registered
+
+
+@pytest.mark.s3
+def test_ingest_killed_mid_upload_and_before_the_manifest_s3(seaweedfs, tmp_path):
+    bucket = seaweedfs.bucket()
+    rig = harness.IngestRig(
+        tmp_path / "s3", "s3", seaweedfs.env(bucket, "c"), validate=False, second_rerun=False
+    )
+    rounds = _run_points(rig, ["storage.uploaded", "storage.before_manifest"])
+    _assert_held(rounds)
+    assert [r["rerun"]["status"] for r in rounds] == ["published", "published"]
+
+
+def test_ledger_appender_killed_sqlite(tmp_path):
+    rig = harness.LedgerRig(tmp_path / "ledger", f"sqlite:///{tmp_path / 'ledger.db'}")
+    out = harness.ledger_kills_serial(rig, 3, random.Random(3), log=lambda *_: None)
+    assert [r["how"].split("@")[0] for r in out["rounds"]] == [
+        "ledger.append",
+        "ledger.written",
+        "random delay",
+    ]
+    for r in out["rounds"]:
+        assert r["problems"] == [], r
+    assert out["entries"] > 0
+
+
+def test_postgres_appenders_killed_while_others_append(postgres_url, tmp_path):
+    rig = harness.LedgerRig(tmp_path / "ledger", postgres_url)
+    out = harness.ledger_kills_concurrent(rig, 2, 4, random.Random(5), log=lambda *_: None, per=20)
+    assert len(out["rounds"]) == 2
+    for r in out["rounds"]:
+        assert r["problems"] == [], r
+    assert out["entries"] >= 2 * 20  # the survivors' events, plus what the killed ones got in
+
+
+def test_a_failpoint_is_a_real_sigkill(tmp_path):
+    code = "from ingest import failpoints\nfailpoints.hit('ingest.read')\nprint('survived')"
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "NSDX_FAILPOINTS": "ingest.read=kill"},
+    )
+    assert p.returncode == -signal.SIGKILL and "survived" not in p.stdout
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "NSDX_FAILPOINTS": "ingest.read=kill@2"},
+    )
+    assert p.returncode == 0 and "survived" in p.stdout  # only the 2nd hit kills

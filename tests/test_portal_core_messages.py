@@ -1,0 +1,50 @@
+"""Messages that come from the domain core (reward exclusions, wash-trade flags) are shown
+in Chinese on the Chinese portal and in English on the English one: the core gives each its
+message id and parameters (validation.messages.Msg), the portal renders them through the
+catalogue."""
+
+from __future__ import annotations
+
+from tests.test_portal_audit_cache import ready
+from tests.test_portal_pages import login, site  # noqa: F401 - the fixture
+
+
+def test_reward_exclusions_and_flags_in_chinese_then_english(site):  # noqa: F811
+    login(site, "official")
+    url = f"/audit/rewards?year={site.year}&only=excluded"
+    zh = ready(site, url).text
+    for text in (
+        "未在本区注册",  # not_in_district
+        "共同实际控制人：黄海峰",  # related_party:shared_controller
+        "共同股东：黄海峰",  # related_party:shareholder_overlap
+        "法定代表人相同：黄海峰",  # related_party:same_legal_representative
+        "电话号码相同",  # related_party:same_phone
+        "已退款 ¥280000.00（账本条目",  # refunded
+        "lingang-insight→nansha-zhixing-ai→nansha-haiyun-data→lingang-insight，19 天内，金额",
+    ):
+        assert text in zh, text
+    for english in (
+        "is not registered in the district",
+        "shared controller(s)",
+        "refunded (ledger",
+    ):
+        assert english not in zh
+    site.cookies.set("nsdx_lang", "en")
+    en = ready(site, url).text
+    assert "baiyun-vision is not registered in the district" in en
+    assert "shared controller(s): 黄海峰" in en and "¥280000.00 refunded (ledger" in en
+    assert "within 19 day(s), amounts ¥495000.00" in en
+
+
+def test_a_refused_offer_says_why_in_chinese(site):  # noqa: F811
+    from exchange.demo import RIDE
+
+    tok = login(site, "alice")  # an editor of the bureau that sells the ride-hailing data
+    data = {"csrftoken": tok, "dataset": RIDE[0], "price": "1200.00",
+            "term_start": "2026-06-30", "term_end": "2026-06-01"}  # fmt: skip
+    r = site.post("/exchange/offers", data=data)
+    assert r.status_code == 422
+    assert "期限的结束日期（2026-06-01）早于开始日期（2026-06-30）" in r.text
+    site.cookies.set("nsdx_lang", "en")
+    r = site.post("/exchange/offers", data=data)
+    assert "the term ends (2026-06-01) before it starts (2026-06-30)" in r.text
