@@ -71,16 +71,22 @@ def _row(s: Session, model: type[T], key: str) -> T:
     return row
 
 
-def _get(s: Session, ref: str) -> Registration:
-    """A registration by application id, or the current record of a code."""
+def _get(s: Session, ref: str, *, lock: bool = False) -> Registration:
+    """A registration by application id, or the current record of a code. ``lock``: for a
+    step that changes it — the row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; on
+    SQLite the ledger's transaction already holds the database's write lock), so two steps
+    on one registration at once run one after the other, the second seeing the first's
+    outcome."""
     ref = bounded_text(ref, "registration", 100).strip()
-    reg = s.get(Registration, ref)
+    reg = s.get(Registration, ref, with_for_update=lock or None)
     if reg is None:
-        reg = s.scalar(
+        q = (
             select(Registration)
             .where(Registration.code == ref, Registration.registered_on.is_not(None))
             .order_by(Registration.revision.desc())
+            .limit(1)
         )
+        reg = s.scalar(q.with_for_update() if lock else q)
     if reg is None:
         raise _not_found(ref)
     return reg
@@ -260,6 +266,9 @@ def apply(
             raise InvalidRequest(f"dataset {ds.name!r} has no owning organisation")
         holder = ds.organization
         actor.require(holder.name, SELLER_ROLES, f"apply to register dataset {ds.name!r}")
+        # one application at a time per dataset: two at once on PostgreSQL wait here for
+        # each other, so the second sees the first's pending application below
+        s.execute(select(Dataset.id).where(Dataset.id == ds.id).with_for_update())
         current = _current(s, ds)
         pending = s.scalar(
             select(Registration).where(
@@ -346,7 +355,7 @@ def review(ex: Exchange, actor: Actor, registration: str, *, approve: bool, note
     today = ex.today()
     days = ex.rules.registration_notice_days
     with ex.ledger.transaction() as s:
-        reg = _get(s, registration)
+        reg = _get(s, registration, lock=True)
         if reg.status != "applied":
             raise InvalidState(
                 f"registration {reg.id} is {reg.status}, not awaiting review",
@@ -392,7 +401,7 @@ def lodge_objection(ex: Exchange, actor: Actor, registration: str, *, reason: st
         raise NotAllowed(f"{actor.name} is an auditor: auditors cannot lodge objections")
     today = ex.today()
     with ex.ledger.transaction() as s:
-        reg = _get(s, registration)
+        reg = _get(s, registration, lock=True)
         if reg.status not in ("notice", "objected"):
             raise InvalidState(
                 f"registration {reg.id} is {reg.status}: objections are lodged during its "
@@ -439,12 +448,16 @@ def resolve_objection(
     _reviewer(actor, "resolve objections")
     today = ex.today()
     with ex.ledger.transaction() as s:
-        o = s.get(RegistrationObjection, bounded_text(objection, "objection", 100))
+        o = s.get(
+            RegistrationObjection, bounded_text(objection, "objection", 100), with_for_update=True
+        )
         if o is None:
             raise RegistrationNotFound(f"objection {objection!r} not found")
         if o.status != "open":
             raise InvalidState(f"objection {o.id} is already {o.status}")
-        reg = _row(s, Registration, o.registration_id)
+        reg = s.get(Registration, o.registration_id, with_for_update=True)
+        if reg is None:  # pragma: no cover - the foreign key keeps it there
+            raise RegistrationNotFound(f"registration {o.registration_id!r} is gone")
         o.status = "upheld" if uphold else "dismissed"
         o.resolution = resolution
         o.resolved_by = actor.name
@@ -498,7 +511,7 @@ def issue(ex: Exchange, actor: Actor, registration: str) -> dict:
     today = ex.today()
     try:
         with ex.ledger.transaction() as s:
-            reg = _get(s, registration)
+            reg = _get(s, registration, lock=True)
             if reg.status == "objected":
                 raise InvalidState(
                     f"registration {reg.id} has an open objection: resolve it first",
