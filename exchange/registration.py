@@ -24,6 +24,7 @@ day (``Exchange.on_day``) instead of waiting for the notice to pass.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any, TypeVar
 
@@ -31,12 +32,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from catalogue.access import DatasetFacts, may_see
+from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Scenario, ScenarioDataset
 from catalogue.registry import find_dataset
 
-from .actors import SELLER_ROLES, Actor
+from .actors import SELLER_ROLES, Actor, principal_of
 from .context import Exchange
 from .errors import ExchangeError, InvalidRequest, InvalidState, NotAllowed
+from .grants import SessionGrants
 from .models import Enterprise, Registration, RegistrationObjection
 from .rules import MAX_INT32, bounded_int, bounded_text
 
@@ -78,11 +82,52 @@ def _get(s: Session, ref: str) -> Registration:
             .order_by(Registration.revision.desc())
         )
     if reg is None:
-        raise RegistrationNotFound(
-            f"registration {ref!r} not found",
-            hint="`nsdx registration list` shows applications and codes",
-            registration=ref,
-        )
+        raise _not_found(ref)
+    return reg
+
+
+def _not_found(ref: str) -> RegistrationNotFound:
+    return RegistrationNotFound(
+        f"registration {ref!r} not found",
+        hint="`nsdx registration list` shows applications and codes",
+        registration=ref,
+    )
+
+
+def _sees_dataset(s: Session, actor: Actor) -> Callable[[Dataset], bool]:
+    """May ``actor`` see a dataset's registrations: the catalogue's one access rule
+    (:func:`catalogue.access.may_see`) — a private, draft or deleted dataset's registrations
+    are not public. Reviewers, auditors and the operator see every registration: they review
+    and audit the register."""
+    if actor.sysadmin or actor.auditor or actor.reviewer:
+        return lambda ds: True
+    p, grants = principal_of(s, actor), SessionGrants(s)
+    return lambda ds: may_see(p, DatasetFacts.of(ds), grants)
+
+
+def _seer(s: Session, actor: Actor) -> Callable[[Registration], bool]:
+    """Who sees a registration on the register: whoever may see its dataset
+    (:func:`_sees_dataset`) once its public notice has started; before that (awaiting review,
+    or rejected at review) only the holder's members — and reviewers, auditors, the
+    operator."""
+    if actor.sysadmin or actor.auditor or actor.reviewer:
+        return lambda reg: True
+    p, dataset_seen = principal_of(s, actor), _sees_dataset(s, actor)
+
+    def sees(reg: Registration) -> bool:
+        if not dataset_seen(_row(s, Dataset, reg.dataset_id)):
+            return False
+        return reg.notice_start is not None or p.insider(reg.holder_id)
+
+    return sees
+
+
+def _get_seen(s: Session, ref: str, actor: Actor) -> Registration:
+    """:func:`_get` for a reader: a registration the reader may not see is not found, with
+    the very answer of one that does not exist."""
+    reg = _get(s, ref)
+    if not _seer(s, actor)(reg):
+        raise _not_found(ref.strip()[:100])
     return reg
 
 
@@ -656,11 +701,13 @@ def registration_dict(s: Session, reg: Registration, *, full: bool = False) -> d
     }
 
 
-def show(ex: Exchange, ref: str, *, full: bool = False) -> dict:
+def show(ex: Exchange, ref: str, *, actor: Actor, full: bool = False) -> dict:
     """One registration (by application id or code: a code gives its current record), with
-    the history of its code."""
+    the history of its code — as ``actor`` may see it (:func:`_seer`: one it may not see is
+    not found)."""
     with ex.catalogue.Session() as s:
-        reg = _get(s, ref)
+        reg = _get_seen(s, ref, actor)
+        sees = _seer(s, actor)
         d = registration_dict(s, reg, full=full)
         if reg.code:
             d["history"] = [
@@ -677,6 +724,7 @@ def show(ex: Exchange, ref: str, *, full: bool = False) -> dict:
                     .where(Registration.code == reg.code)
                     .order_by(Registration.revision, Registration.created)
                 )
+                if sees(r)
             ]
         return d
 
@@ -684,21 +732,31 @@ def show(ex: Exchange, ref: str, *, full: bool = False) -> dict:
 def list_registrations(
     ex: Exchange,
     *,
+    actor: Actor,
     dataset: str | None = None,
     status: str | None = None,
     scenario: str | None = None,
     full: bool = False,
 ) -> list[dict]:
+    """The register as ``actor`` may see it (:func:`_seer`). A ``dataset`` it may not see
+    is not found, exactly as one that does not exist."""
     with ex.catalogue.Session() as s:
+        sees = _seer(s, actor)
         q = select(Registration).order_by(Registration.created)
         if dataset:
-            ds = find_dataset(s, dataset, include_deleted=True)
+            dataset = bounded_text(dataset, "dataset", 200)
+            try:
+                ds = find_dataset(s, dataset, include_deleted=True)
+            except DatasetNotFound:
+                ds = None
+            if ds is None or not _sees_dataset(s, actor)(ds):
+                raise DatasetNotFound(dataset)
             q = q.where(Registration.dataset_id == ds.id)
         if status:
             q = q.where(Registration.status == bounded_text(status, "status", 20))
         if scenario:
             q = q.where(Registration.scenario_id == _scenario(s, scenario).id)
-        return [registration_dict(s, r, full=full) for r in s.scalars(q)]
+        return [registration_dict(s, r, full=full) for r in s.scalars(q) if sees(r)]
 
 
 def registered_products(s: Session, dataset_ids: list[str]) -> dict[str, dict]:
