@@ -295,9 +295,15 @@ class QueryProcesses:
                 self._free.append(p)
                 return
         p.kill()
-        with self._lock:  # its successor starts now (imports while nobody waits for it)
-            if not self._closed:
-                self._free.append(self._spawn(p.limit))
+        # its successor starts now (imports while nobody waits for it); this runs in the
+        # query's `finally`, so a failure here must not replace the query's own answer (a
+        # timeout, a memory error): it is logged, and the next query starts its own process
+        try:
+            with self._lock:
+                if not self._closed:
+                    self._free.append(self._spawn(p.limit))
+        except Exception:  # noqa: BLE001 - e.g. no more processes or memory for a fork
+            log.warning("could not start a spare query process", exc_info=True)
 
     def run(self, job: QueryJob, budget: float) -> tuple[pa.Table, bool]:
         """Run ``job`` in a query process within ``budget`` seconds (the caller holds a

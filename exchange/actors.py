@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalogue.access import EDIT_ROLES, MEMBER_ROLES
+from catalogue.access import ANONYMOUS, EDIT_ROLES, MEMBER_ROLES, Principal
 
 from .errors import NotAllowed
 
@@ -34,6 +34,7 @@ class Actor:
     sysadmin: bool = False
     auditor: bool = False
     reviewer: bool = False  # reviews data-resource registrations (exchange.registration)
+    anonymous: bool = False  # a caller without an account (the web's anonymous visitor)
 
     @classmethod
     def operator(cls, name: str = "operator") -> Actor:
@@ -98,3 +99,21 @@ def actor_for_user(s: Session, user_name: str) -> Actor:
         auditor=user.auditor,
         reviewer=user.reviewer,
     )
+
+
+def principal_of(s: Session, actor: Actor | None) -> Principal:
+    """The catalogue's principal for an exchange actor (roles keyed by organisation id), for
+    the catalogue's one access rule (:mod:`catalogue.access`); ``None``: anonymous."""
+    from catalogue.models import Organization
+
+    if actor is None or actor.anonymous:
+        return ANONYMOUS
+    ids = dict(
+        s.execute(
+            select(Organization.name, Organization.id).where(
+                Organization.name.in_(list(actor.roles))
+            )
+        ).all()
+    )
+    roles = {ids[n]: r for n, r in actor.roles.items() if n in ids}
+    return Principal(actor.name, actor.name, actor.sysadmin, actor.auditor, roles)

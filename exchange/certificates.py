@@ -27,11 +27,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from .actors import Actor
 from .context import Exchange
 from .errors import ExchangeError, InvalidState
 from .ledger.canonical import canonical_json
 from .models import Registration
-from .registration import _get, registration_dict
+from .registration import _get_seen, registration_dict
 
 STATUS_TEXT = {
     "registered": ("有效", "valid"),
@@ -52,11 +53,12 @@ class FontMissing(ExchangeError):
     status = 503
 
 
-def certificate(ex: Exchange, ref: str, *, base_url: str = "") -> dict[str, Any]:
+def certificate(ex: Exchange, ref: str, *, actor: Actor, base_url: str = "") -> dict[str, Any]:
     """The certificate of a registration (a code gives its current record; an application
-    id a given record, once issued)."""
+    id a given record, once issued), as ``actor`` may see it: the certificate of a dataset
+    it may not see (private, draft, deleted) is not found."""
     with ex.catalogue.Session() as s:
-        reg = _get(s, ref)
+        reg = _get_seen(s, ref, actor)
         if reg.registered_on is None:
             raise InvalidState(
                 f"registration {reg.id} is {reg.status}: a certificate exists once its code "

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from catalogue.access import ANONYMOUS, DatasetFacts, Principal, may_see
+from catalogue.access import DatasetFacts, Principal, may_see
 from catalogue.db import referenced
 from catalogue.models import Dataset, Organization, Version
 from catalogue.registry import find_dataset
@@ -27,7 +27,7 @@ from validation.messages import Msg
 from validation.money import cny, yuan
 
 from . import credit_code
-from .actors import BUYER_ROLES, SELLER_ROLES, Actor
+from .actors import BUYER_ROLES, SELLER_ROLES, Actor, principal_of
 from .context import Exchange
 from .crossborder import record as crossborder
 from .crossborder.record import decision_dict, region_of
@@ -516,17 +516,7 @@ def list_offers(
 
 def _principal(s: Session, actor: Actor | None) -> Principal:
     """The catalogue's principal for an exchange actor (roles keyed by organisation id)."""
-    if actor is None:
-        return ANONYMOUS
-    ids = dict(
-        s.execute(
-            select(Organization.name, Organization.id).where(
-                Organization.name.in_(list(actor.roles))
-            )
-        ).all()
-    )
-    roles = {ids[n]: r for n, r in actor.roles.items() if n in ids}
-    return Principal(actor.name, actor.name, actor.sysadmin, actor.auditor, roles)
+    return principal_of(s, actor)
 
 
 # -- orders --------------------------------------------------------------------------------

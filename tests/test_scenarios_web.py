@@ -184,9 +184,77 @@ def test_a_signed_in_visitor_objects_from_the_portal(site):
         assert r.status_code == 303
         after = site.get(f"/registration/{a['id']}", headers=HTML).text
         assert "有异议" in after and "该数据含未授权采集的信息" in after
-        shown = reg.show(ex, a["id"], full=True)
+        shown = reg.show(ex, a["id"], actor=Actor.operator(), full=True)
         assert shown["objections"][0]["lodged_by"] == "citizen" and shown["status"] == "objected"
         entry = ex.ledger.entry(ex.ledger.head_size() - 1)["payload"]
         assert entry["type"] == "registration.objection" and entry["actor"] == "citizen"
     finally:
         site.post("/user/logout", data={"csrftoken": tok}, headers=HTML)
+
+
+def test_hidden_datasets_registrations_answer_like_missing_ones(site):
+    """Review finding 5: the register follows the catalogue's access rule. A private
+    dataset's registration, and an application still awaiting review, are not on the
+    anonymous register, its pages or a scenario's page; asking for them by dataset or id
+    answers exactly as for ones that do not exist. The holder and the reviewers see them."""
+    from catalogue.models import Dataset
+    from catalogue.scenarios import ScenarioSpec, save_scenarios
+    from exchange import registration as reg
+    from exchange.actors import Actor
+
+    ex = site.nx.exchange
+    org = "nansha-transport-bureau"
+    with ex.catalogue.Session.begin() as s:
+        o = ex.catalogue.ensure_organization(s, org)
+        s.add(
+            Dataset(
+                name="ns-hidden-plans",
+                title="机密配时方案",
+                domain="transport",
+                access="restricted",
+                private=True,
+                organization=o,
+                extras={},
+            )
+        )
+        s.add(Dataset(name="ns-pending-plans", title="待审配时方案", domain="transport",
+                      access="restricted", organization=o, extras={}))  # fmt: skip
+    save_scenarios(ex.catalogue, [ScenarioSpec(name="ns-hidden-test", title="隐藏测试",
+                   title_en="Hidden test", sector="other", proposer="p",
+                   datasets=[("ns-hidden-plans", None), ("ns-pending-plans", None)])])  # fmt: skip
+    holder, rev = Actor.for_org(org), Actor(name="rev", reviewer=True)
+    hidden = reg.apply(ex, holder, "ns-hidden-plans", scenario="ns-hidden-test",
+                       compliance_statement="秘密声明甲", legality_pledge="p")  # fmt: skip
+    reg.review(ex, rev, hidden["id"], approve=True, note="秘密审核意见")
+    pending = reg.apply(ex, holder, "ns-pending-plans", scenario="ns-hidden-test",
+                        compliance_statement="待审声明乙", legality_pledge="p")  # fmt: skip
+    secrets = ("机密配时方案", "秘密声明甲", "秘密审核意见", "待审配时方案", "待审声明乙",
+               hidden["id"], pending["id"])  # fmt: skip
+    for text in (site.get("/api/exchange/registrations").text,
+                 site.get("/registrations", headers=HTML).text,
+                 site.get("/scenario/ns-hidden-test", headers=HTML).text,
+                 site.get("/api/exchange/registrations",
+                          params={"scenario": "ns-hidden-test"}).text):  # fmt: skip
+        assert not [x for x in secrets if x in text]
+    # hidden and missing: the same answer, the name aside
+    name = "ns-hidden-plans"
+    r = site.get("/api/exchange/registrations", params={"dataset": name})
+    m = site.get("/api/exchange/registrations", params={"dataset": name + "-nope"})
+    assert (r.status_code, m.status_code) == (404, 404)
+    assert r.text.replace(name, "X") == m.text.replace(name + "-nope", "X")
+    r = site.get("/api/exchange/registrations", params={"dataset": "ns-pending-plans"})
+    assert r.status_code == 200 and r.json() == []  # a public dataset; its application is not
+    for rid in (hidden["id"], pending["id"]):
+        r = site.get(f"/api/exchange/registrations/{rid}")
+        m = site.get("/api/exchange/registrations/" + "f" * len(rid))
+        assert (r.status_code, m.status_code) == (404, 404)
+        assert r.text.replace(rid, "X") == m.text.replace("f" * len(rid), "X")
+        assert site.get(f"/registration/{rid}", headers=HTML).status_code == 404
+    # the holder sees both; another organisation only what its notice made public, here none
+    for who, n in ((holder, 2), (rev, 2), (Actor.for_org("rival"), 0), (Actor("anonymous"), 0)):
+        regs = reg.list_registrations(ex, actor=who, scenario="ns-hidden-test")
+        assert len(regs) == n, who
+    with ex.catalogue.Session.begin() as s:  # made public: its notice is on the register
+        s.query(Dataset).filter(Dataset.name == "ns-hidden-plans").update({"private": False})
+    shown = site.get("/api/exchange/registrations", params={"scenario": "ns-hidden-test"}).json()
+    assert [r["id"] for r in shown] == [hidden["id"]]

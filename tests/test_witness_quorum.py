@@ -208,3 +208,76 @@ def test_cli_audit_witness(nsdx_env, tmp_path):
         )
         assert proc.returncode == 1  # and the ledger does not match the fork either
         assert f"external checkpoint at size {size} and the database's disagree" in proc.stderr
+
+
+def test_a_witness_listed_twice_counts_once(tmp_path):
+    """Review finding 12: the same witness configured twice made one cosignature count as
+    two towards the quorum; now it is asked once and counts once, and a config with the
+    same witness on two lines is refused naming both lines."""
+    tree = MerkleTree([leaf_hash(f"d-{i}".encode()) for i in range(5)])
+    proof = lambda a, b: tree.consistency_proof(a, b)  # noqa: E731
+    with _witnesses(tmp_path, LOG_VERIFIER, "d") as (w1, _w2, w3):
+        r = request_cosignatures(_note(tree, 5), LOG_VERIFIER, [w1, w1, w3], proof, quorum=2)
+        assert r.cosigners == ["witness.test/d1"] and not r.witnessed
+        sigs = r.note.split("\n\n", 1)[1]
+        assert sigs.count("\u2014 witness.test/d1 ") == 1
+    text = f"{w1.url} {w1.key.text}\n# again, another URL\nhttp://mirror.test {w1.key.text}\n"
+    with pytest.raises(ValueError, match="line 3: the witness witness.test/d1 is already .* 1"):
+        parse_witness_config(text)
+
+
+def test_only_the_verified_line_of_an_answer_is_kept(tmp_path):
+    """Review finding 12: a witness answer holding a line under the witness's name that
+    does not verify (another key ID) before its real cosignature — the first line was kept,
+    so the 'witnessed' note carried a cosignature nobody can check. Now the verified one."""
+    import base64
+    import http.server
+
+    tree = MerkleTree([leaf_hash(f"e-{i}".encode()) for i in range(3)])
+    with _witnesses(tmp_path, LOG_VERIFIER, "e") as (w1, _w2, _w3):
+        name = w1.key.name
+        junk = base64.b64encode(bytes(76)).decode()  # key ID 0: not the witness's
+        bogus = f"\u2014 {name} {junk}"
+
+        class Proxy(http.server.BaseHTTPRequestHandler):
+            """A witness front that adds a bogus line above the real cosignature."""
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers["Content-Length"]))
+                req = urllib.request.Request(w1.url + "/add-checkpoint", data=data)
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        status, text = r.status, r.read().decode()
+                except urllib.error.HTTPError as e:
+                    status, text = e.code, e.read().decode()
+                if status == 200:
+                    text = bogus + "\n" + text
+                out = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            front = WitnessEndpoint(f"http://127.0.0.1:{server.server_address[1]}", w1.key)
+            r = request_cosignatures(
+                _note(tree, 3),
+                LOG_VERIFIER,
+                [front],
+                lambda a, b: tree.consistency_proof(a, b),
+                quorum=1,
+            )
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert r.witnessed and r.cosigners == [name], r.failures
+    body, sigs = r.note.split("\n\n", 1)
+    assert bogus not in sigs
+    assert set(verify_cosignatures(body + "\n", sigs, [w1.key])) == {name}
+    [line] = [ln for ln in sigs.splitlines() if ln.startswith(f"\u2014 {name} ")]
+    assert base64.b64decode(line.split()[-1])[:4] == w1.key.key_id.to_bytes(4, "big")

@@ -23,7 +23,13 @@ from .cosignature import (
     verify_cosignatures,
 )
 
-__all__ = ["WitnessEndpoint", "WitnessedCheckpoint", "parse_witness_config", "request_cosignatures"]
+__all__ = [
+    "WitnessEndpoint",
+    "WitnessedCheckpoint",
+    "distinct_witnesses",
+    "parse_witness_config",
+    "request_cosignatures",
+]
 
 #: proof(old_size, new_size) -> RFC 6962 consistency proof hashes
 ProofSource = Callable[[int, int], Sequence[bytes]]
@@ -47,12 +53,13 @@ class WitnessedCheckpoint:
 
     @property
     def witnessed(self) -> bool:
-        return len(self.cosigners) >= self.quorum
+        return len(set(self.cosigners)) >= self.quorum
 
 
 def parse_witness_config(text: str) -> list[WitnessEndpoint]:
     """``<url> <witness verifier key>`` per line, ``#`` comments (e.g. ``NSDX_WITNESSES``)."""
     out = []
+    seen: dict[str, int] = {}  # witness name -> the line that configured it
     for n, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -60,10 +67,27 @@ def parse_witness_config(text: str) -> list[WitnessEndpoint]:
         url, _, key = line.partition(" ")
         if not url.startswith(("http://", "https://")) or not key.strip():
             raise CosignatureError(f"witness line {n}: expected `<http(s) URL> <verifier key>`")
-        out.append(WitnessEndpoint(url.rstrip("/"), parse_cosigner_verifier(key.strip())))
+        endpoint = WitnessEndpoint(url.rstrip("/"), parse_cosigner_verifier(key.strip()))
+        name = endpoint.key.name
+        if name in seen:  # the same witness twice would count twice towards the quorum
+            raise CosignatureError(
+                f"witness line {n}: the witness {name} is already configured on line "
+                f"{seen[name]}; each witness counts once towards the quorum - keep one line"
+            )
+        seen[name] = n
+        out.append(endpoint)
     if len(out) > MAX_WITNESSES:
         raise CosignatureError(f"more than {MAX_WITNESSES} witnesses configured")
     return out
+
+
+def distinct_witnesses(witnesses: Sequence[WitnessEndpoint]) -> list[WitnessEndpoint]:
+    """One endpoint per witness (by its name, the first configured): a witness listed
+    twice is asked, and counted towards the quorum, once."""
+    out: dict[str, WitnessEndpoint] = {}
+    for w in witnesses:
+        out.setdefault(w.key.name, w)
+    return list(out.values())
 
 
 def _post(url: str, body: bytes, timeout: float) -> tuple[int, str]:
@@ -103,11 +127,14 @@ def _one(
                 continue
             if status != 200:
                 return None, None, f"HTTP {status}: {text.strip()[:200]}"
-            good = verify_cosignatures(body, text, [w.key])
-            if w.key.name not in good:
-                return None, None, "no cosignature by its key in the answer"
-            lines = [ln for ln in text.splitlines() if ln.startswith(f"\u2014 {w.key.name} ")]
-            return lines[0] + "\n", size, None
+            # keep the line that verifies: the answer may hold other lines under the same
+            # name (another key ID, garbage) that verify_cosignatures skips
+            for ln in text.splitlines():
+                if not ln.startswith(f"\u2014 {w.key.name} "):
+                    continue
+                if w.key.name in verify_cosignatures(body, ln, [w.key]):
+                    return ln + "\n", size, None
+            return None, None, "no cosignature by its key in the answer"
         return None, old, "the witness's size kept changing"
     except Exception as e:  # noqa: BLE001 - down, timeout, garbage, no proof: never fatal
         return None, None, f"{type(e).__name__}: {e}"
@@ -131,6 +158,7 @@ def request_cosignatures(
     size = parse_checkpoint(body).size
     known = known_sizes or {}
     out = WitnessedCheckpoint(note, [], quorum)
+    witnesses = distinct_witnesses(witnesses)
     if not witnesses:
         return out
     with ThreadPoolExecutor(max_workers=min(len(witnesses), MAX_WITNESSES)) as pool:

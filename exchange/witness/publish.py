@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointNotFound, ExchangeError
-from .client import WitnessEndpoint, request_cosignatures
+from .client import WitnessEndpoint, distinct_witnesses, request_cosignatures
 
 __all__ = ["WitnessQuorumNotReached", "WitnessingResult", "witness_latest"]
 
@@ -44,7 +44,7 @@ class WitnessingResult:
 
     @property
     def witnessed(self) -> bool:
-        return len(self.cosigners) >= self.quorum
+        return len(set(self.cosigners)) >= self.quorum
 
     def to_dict(self) -> dict:
         return {
@@ -72,7 +72,8 @@ def witness_latest(
 ) -> WitnessingResult:
     """Ask ``witnesses`` to cosign the ledger's latest signed checkpoint; write the files
     above. Raises :class:`WitnessQuorumNotReached` (after writing what it got) when fewer
-    than ``quorum`` cosigned."""
+    than ``quorum`` cosigned. A witness listed twice counts once."""
+    witnesses = distinct_witnesses(witnesses)
     if not 1 <= quorum <= max(len(witnesses), 1):
         raise ExchangeError(
             f"quorum {quorum} must be between 1 and the number of witnesses ({len(witnesses)})",

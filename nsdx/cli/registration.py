@@ -231,9 +231,11 @@ def registration_issue(registration_id, as_org, user, as_json) -> None:
 def registration_list(dataset, status, scenario, as_json) -> None:
     """Registrations and applications (a public register)."""
     from exchange import registration as reg
+    from exchange.actors import Actor
 
-    rows = reg.list_registrations(_ex(read_only=True), dataset=dataset, status=status,
-                                  scenario=scenario)  # fmt: skip
+    # the CLI reads the database itself: it is the operator's tool and sees the whole register
+    rows = reg.list_registrations(_ex(read_only=True), actor=Actor.operator("cli"),
+                                  dataset=dataset, status=status, scenario=scenario)  # fmt: skip
     _rows_out(
         rows,
         as_json,
@@ -257,8 +259,9 @@ def registration_list(dataset, status, scenario, as_json) -> None:
 def registration_show(ref: str, as_json: bool) -> None:
     """One registration (application id, or code: its current record)."""
     from exchange import registration as reg
+    from exchange.actors import Actor
 
-    d = reg.show(_ex(read_only=True), ref, full=True)
+    d = reg.show(_ex(read_only=True), ref, actor=Actor.operator("cli"), full=True)
     if as_json:
         echo_json(d)
         return
@@ -285,7 +288,10 @@ def registration_certificate(code: str, out: Path, base_url: str | None, as_json
 
     nx = _nx(read_only=True)
     ex = nx.exchange
-    data = certificates.certificate(ex, code, base_url=base_url or nx.public_url(""))
+    from exchange.actors import Actor
+
+    data = certificates.certificate(ex, code, actor=Actor.operator("cli"),
+                                    base_url=base_url or nx.public_url(""))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     stem = out / data["code"]
     Path(f"{stem}.html").write_text(certificates.render_html(data), encoding="utf-8")

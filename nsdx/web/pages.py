@@ -205,10 +205,14 @@ PREVIEW_ROWS = 10
 
 
 def _registrations(request: Request, name: str) -> list[dict]:
-    """The dataset's registrations (a public register: exchange.registration)."""
+    """The dataset's registrations (a public register: exchange.registration), as the
+    visitor may see them."""
     from exchange.registration import list_registrations
 
-    return list_registrations(state_of(request).exchange, dataset=name)
+    from .exchange import _actor
+
+    ex = state_of(request).exchange
+    return list_registrations(ex, actor=_actor(request, ex), dataset=name)
 
 
 def _checks(request: Request, pkg: dict) -> dict[str, list[dict]]:

@@ -313,10 +313,22 @@ async def _answer(request: Request, q: QueryIn) -> Response:
                 await asyncio.sleep(0.05)
         finally:
             pool.waiting -= 1
+    return await _in_slot(pool, _run, request, q)
+
+
+async def _in_slot(pool: _Pool, fn, *args):
+    """``fn(*args)`` on a thread of the pool, for a caller that took a slot: the slot is
+    given back when that thread is done with it, not when the request is. (A request
+    cancelled while its query runs - the client gone, the server stopping - used to free
+    the slot at once, while the thread and its query process ran on: one more query than
+    NSDX_QUERY_CONCURRENCY at a time.)"""
     try:
-        return await asyncio.wrap_future(pool.threads.submit(_run, request, q))
-    finally:
+        future = pool.threads.submit(fn, *args)
+    except BaseException:  # the pool is shut down: nothing will run
         pool.procs.release()
+        raise
+    future.add_done_callback(lambda _f: pool.procs.release())
+    return await asyncio.wrap_future(future)
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -5,7 +5,9 @@ bundle and its ledger entry). Each calls the same core as the CLI
 (:mod:`catalogue.scenarios`, :mod:`exchange.registration`, :mod:`exchange.certificates`).
 
 The register and the certificates are public (公示): an official checks a certificate at
-``/registration/CODE`` without an account.
+``/registration/CODE`` without an account — for the datasets anyone may see (the catalogue's
+access rule, :func:`exchange.registration._seer`); a private or draft dataset's registrations
+answer as if they did not exist.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from exchange.errors import ExchangeError
 from validation.errors import NsdxError
 
 from .errorpages import error_response
-from .exchange import _call
+from .exchange import _actor, _call
 from .i18n import core
 from .i18n import gettext as _
 from .render import render
@@ -91,11 +93,14 @@ def registration_list(
     status: str | None = None,
     scenario: str | None = None,
 ):
-    """The public register: applications, notices and registrations."""
+    """The public register: applications, notices and registrations of the datasets the
+    caller may see (the catalogue's access rule); an application awaiting review only for
+    its holder and the reviewers."""
     return _call(
         request,
         lambda ex, a: reg.list_registrations(
             ex,
+            actor=a,
             dataset=dataset,
             status=status,
             scenario=scenario,
@@ -106,7 +111,9 @@ def registration_list(
 
 @router.get("/api/exchange/registrations/{ref}")
 def registration_show(ref: str, request: Request):
-    return _call(request, lambda ex, a: reg.show(ex, ref, full=a.can_read_all() or a.reviewer))
+    return _call(
+        request, lambda ex, a: reg.show(ex, ref, actor=a, full=a.can_read_all() or a.reviewer)
+    )
 
 
 @router.post("/api/exchange/registrations")
@@ -165,20 +172,27 @@ async def scenario_page(name: str, request: Request):
             _("There is no scenario %(name)s.", name=name[:100]),
         )  # fmt: skip
     d = await run_in_threadpool(_visible, request, d)
-    regs = await run_in_threadpool(reg.list_registrations, st.exchange, scenario=d["name"])
+    regs = await run_in_threadpool(
+        lambda: reg.list_registrations(
+            st.exchange, actor=_actor(request, st.exchange), scenario=d["name"]
+        )
+    )
     return render(request, "scenario.html", {"s": d, "registrations": regs})
 
 
 @pages.get("/registrations", response_class=HTMLResponse)
 async def registrations_page(request: Request):
-    regs = await run_in_threadpool(reg.list_registrations, state_of(request).exchange)
+    ex = state_of(request).exchange
+    regs = await run_in_threadpool(lambda: reg.list_registrations(ex, actor=_actor(request, ex)))
     return render(request, "registrations.html", {"registrations": regs[::-1]})
 
 
 async def _certificate(request: Request, code: str):
     st = state_of(request)
     return await run_in_threadpool(
-        certificates.certificate, st.exchange, code, base_url=site_url(request)
+        lambda: certificates.certificate(
+            st.exchange, code, actor=_actor(request, st.exchange), base_url=site_url(request)
+        )
     )
 
 
@@ -202,7 +216,9 @@ async def _registration_response(
 ):
     st = state_of(request)
     try:
-        d = await run_in_threadpool(reg.show, st.exchange, code)
+        d = await run_in_threadpool(
+            lambda: reg.show(st.exchange, code, actor=_actor(request, st.exchange))
+        )
     except ExchangeError as e:
         return _not_found(request, code, e)
     cert = None

@@ -1,0 +1,85 @@
+"""Query slots (review finding 11, issue 15): a slot is held until the thread running its
+query is done, even when the request waiting for it is cancelled; a query process that
+cannot be replaced does not hide the query's own error.
+
+In-process, on the real pool (:class:`nsdx.web.query._Pool`: the query processes' slots and
+the thread pool) and real query processes. No assertion is about time: each waits for a
+state up to a bound whose only purpose is not to hang the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+
+import pytest
+
+from catalogue.query import QueryJob, QueryLimits, QueryTimeout
+from catalogue.sandbox import QueryProcesses
+from nsdx.web.query import _in_slot, _Pool
+
+
+def test_a_cancelled_request_keeps_its_slot_until_its_query_ends():
+    """Before, cancelling the request gave the slot back at once while its thread (and
+    query process) ran on, so another query took the slot: two at once with one slot."""
+    pool = _Pool(1)
+    started, gate = threading.Event(), threading.Event()
+
+    def query() -> str:
+        started.set()
+        gate.wait(60)
+        return "rows"
+
+    async def main() -> None:
+        assert pool.procs.try_acquire()
+        task = asyncio.ensure_future(_in_slot(pool, query))
+        assert await asyncio.to_thread(started.wait, 60)
+        task.cancel()  # the client went away
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert pool.procs.busy == 1  # the query still runs: its slot is still taken
+        assert not pool.procs.try_acquire()
+        gate.set()  # the query ends: now the slot is free
+        bound = time.monotonic() + 30
+        while pool.procs.busy and time.monotonic() < bound:
+            await asyncio.sleep(0.01)
+        assert pool.procs.busy == 0 and pool.procs.try_acquire()
+        pool.procs.release()
+        # and an answered request gives its slot back too
+        assert pool.procs.try_acquire()
+        assert await _in_slot(pool, lambda: 42) == 42
+        assert pool.procs.busy == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        gate.set()
+        pool.threads.shutdown(wait=True)
+        pool.procs.close()
+
+
+def test_a_failed_replacement_does_not_hide_the_querys_error(tmp_path, monkeypatch):
+    """A query stopped past its time limit is killed and a spare process started in its
+    place; when that start fails (no more processes, no memory), the caller still gets
+    its QueryTimeout - before, the start's OSError replaced it."""
+    procs = QueryProcesses(1, nice=19)
+    limits = QueryLimits(timeout=60, threads=1, memory_limit="256MB")
+
+    def job(sql: str) -> QueryJob:
+        return QueryJob(
+            store={"url": f"file://{tmp_path}"}, tables=(), limits=limits, sql=sql, max_rows=10
+        )
+
+    try:
+        table, _ = procs.run(job("select 42 as x"), 30)  # a process, now idle in the pool
+        assert table.to_pylist() == [{"x": 42}]
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+        with pytest.raises(QueryTimeout, match="ran past the time limit"):
+            procs.run(job("select count(*) from range(1000000000000) a"), 0.1)
+        monkeypatch.undo()
+        table, _ = procs.run(job("select 7 as y"), 30)  # the next query starts its own
+        assert table.to_pylist() == [{"y": 7}]
+    finally:
+        procs.close()
