@@ -985,3 +985,14 @@ def record_crossborder_evidence(
     the form the cross-border policy sets: one ``crossborder.evidence`` event."""
     a, d = crossborder.record_evidence(ex, actor, order_id, kind=kind, reference=reference)
     return _receipt(ex, a, {"order": order_id, "cross_border": d})
+
+
+def crossborder_evidence_kinds(actor: Actor, order: dict) -> list[str]:
+    """The evidence kinds ``actor`` may record now on ``order`` (a dict of
+    :func:`get_order`): the seller its PIA, an operator the authorities' numbers."""
+    xb = order.get("cross_border")
+    if not xb:
+        return []
+    return crossborder.recordable_kinds(
+        actor, xb["route"], xb["evidence"], str(order["seller"]), str(order["buyer"])
+    )

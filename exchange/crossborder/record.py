@@ -319,6 +319,24 @@ def require_recorder(actor: Actor, kind: str, seller: str, buyer: str) -> None:
         )
 
 
+def recordable_kinds(
+    actor: Actor, route: str, evidence: dict, seller: str, buyer: str
+) -> list[str]:
+    """The evidence kinds ``actor`` may record now on an order of ``route`` (those the route
+    accepts, not recorded yet, that :func:`require_recorder` lets this actor record): what
+    the portal offers in its form."""
+    out = []
+    for kind in ACCEPTS.get(route, ()):
+        if kind in evidence:
+            continue
+        try:
+            require_recorder(actor, kind, seller, buyer)
+        except NotAllowed:
+            continue
+        out.append(kind)
+    return out
+
+
 def record_evidence(ex: Exchange, actor: Actor, order_id: str, *, kind: Any, reference: Any):
     """Record a procedure's evidence for a cross-border order: one ``crossborder.evidence``
     event. The seller records its PI impact assessment; filing, approval and certification

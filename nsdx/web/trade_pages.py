@@ -39,6 +39,13 @@ ORDER_STATES = [
     Np_("order", "delivered"),
     Np_("order", "refunded"),
 ]
+EVIDENCE_KINDS = [  # exchange.crossborder.policy.EVIDENCE_KINDS, for the evidence form
+    Np_("evidence", "pia"),
+    Np_("evidence", "filing"),
+    Np_("evidence", "gba_filing"),
+    Np_("evidence", "certification"),
+    Np_("evidence", "approval"),
+]
 GRANT_STATES = [
     Np_("grant", "live"),
     Np_("grant", "expired"),
@@ -244,6 +251,8 @@ def _order_page(request: Request, p: Principal, order_id: str, **ctx):
             "o": o,
             "is_seller": o["seller"] in actor.orgs() or actor.sysadmin,
             "is_buyer": o["buyer"] in actor.orgs(),
+            # the seller records its PIA, an operator the authorities' numbers (the core's rule)
+            "evidence_kinds": trade.crossborder_evidence_kinds(actor, o),
             **ctx,
         },
         status,
@@ -275,6 +284,13 @@ async def order_step(order_id: str, step: str, request: Request):
         "grant": lambda: trade.grant_access(ex, actor, order_id, days=_int(form.get("days"))),
         "refund": lambda: trade.refund(
             ex, actor, order_id, reason=str(form.get("reason") or "")[:500]
+        ),
+        "evidence": lambda: trade.record_crossborder_evidence(
+            ex,
+            actor,
+            order_id,
+            kind=str(form.get("kind") or "")[:40],
+            reference=str(form.get("evidence_ref") or "")[:200],
         ),
     }
     if step == "profile":
@@ -308,7 +324,13 @@ async def order_step(order_id: str, step: str, request: Request):
         )
     except NsdxError as e:
         return await run_in_threadpool(
-            _order_page, request, p, order_id, error=core(e.message), status=e_status(e)
+            _order_page,
+            request,
+            p,
+            order_id,
+            error=core(e.message),
+            error_hint=core(e.hint) if e.hint else None,
+            status=e_status(e),
         )
     return RedirectResponse(f"/my/orders/{order_id}?done={step}", status_code=303)
 
