@@ -34,6 +34,7 @@ class Actor:
     sysadmin: bool = False
     auditor: bool = False
     reviewer: bool = False  # reviews data-resource registrations (exchange.registration)
+    anonymous: bool = False  # a caller without an account (the web's anonymous visitor)
 
     @classmethod
     def operator(cls, name: str = "operator") -> Actor:
@@ -105,7 +106,7 @@ def principal_of(s: Session, actor: Actor | None) -> Principal:
     the catalogue's one access rule (:mod:`catalogue.access`); ``None``: anonymous."""
     from catalogue.models import Organization
 
-    if actor is None:
+    if actor is None or actor.anonymous:
         return ANONYMOUS
     ids = dict(
         s.execute(

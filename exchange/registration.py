@@ -6,7 +6,8 @@ it serves (:mod:`catalogue.scenarios`), a compliance statement and a pledge that
 are lawful; a reviewer (a user with the ``reviewer`` flag, or the operator) reviews it; an
 approved application is under public notice for ``registration_notice_days`` (the trade
 rules), during which anyone may lodge an objection; once the notice has ended with no
-objection open, the reviewer issues the product's unique registration code. Change,
+objection open (from the day after its last day), the reviewer issues the product's unique
+registration code. Change,
 correction and cancellation registrations of a registered product follow the same flow and
 keep its code (``revision`` counts up). Every step is one ledger event in the step's own
 transaction, and returns a receipt with its inclusion proof (as :mod:`exchange.trade`).
@@ -71,16 +72,22 @@ def _row(s: Session, model: type[T], key: str) -> T:
     return row
 
 
-def _get(s: Session, ref: str) -> Registration:
-    """A registration by application id, or the current record of a code."""
+def _get(s: Session, ref: str, *, lock: bool = False) -> Registration:
+    """A registration by application id, or the current record of a code. ``lock``: for a
+    step that changes it — the row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; on
+    SQLite the ledger's transaction already holds the database's write lock), so two steps
+    on one registration at once run one after the other, the second seeing the first's
+    outcome."""
     ref = bounded_text(ref, "registration", 100).strip()
-    reg = s.get(Registration, ref)
+    reg = s.get(Registration, ref, with_for_update=lock or None)
     if reg is None:
-        reg = s.scalar(
+        q = (
             select(Registration)
             .where(Registration.code == ref, Registration.registered_on.is_not(None))
             .order_by(Registration.revision.desc())
+            .limit(1)
         )
+        reg = s.scalar(q.with_for_update() if lock else q)
     if reg is None:
         raise _not_found(ref)
     return reg
@@ -166,6 +173,25 @@ def _reviewer(actor: Actor, what: str) -> None:
             f"{actor.name} cannot {what}: only a registration reviewer may",
             hint="a reviewer is a user created with `nsdx user create NAME --reviewer`",
             actor=actor.name,
+        )
+
+
+def _impartial(s: Session, actor: Actor, reg: Registration, what: str) -> None:
+    """A reviewer does not decide on an application of their own organisation, nor on one
+    they filed themselves (a conflict of interest)."""
+    holder = _row(s, Organization, reg.holder_id)
+    if actor.name == reg.applied_by or holder.name in actor.roles:
+        raise NotAllowed(
+            f"{actor.name} cannot {what} of registration {reg.id}: "
+            + (
+                "they filed the application"
+                if actor.name == reg.applied_by
+                else f"they are a member of the holder {holder.name!r}"
+            ),
+            hint="another reviewer, who is not a member of the applying organisation, "
+            "decides on it",
+            actor=actor.name,
+            registration=reg.id,
         )
 
 
@@ -260,6 +286,9 @@ def apply(
             raise InvalidRequest(f"dataset {ds.name!r} has no owning organisation")
         holder = ds.organization
         actor.require(holder.name, SELLER_ROLES, f"apply to register dataset {ds.name!r}")
+        # one application at a time per dataset: two at once on PostgreSQL wait here for
+        # each other, so the second sees the first's pending application below
+        s.execute(select(Dataset.id).where(Dataset.id == ds.id).with_for_update())
         current = _current(s, ds)
         pending = s.scalar(
             select(Registration).where(
@@ -346,7 +375,8 @@ def review(ex: Exchange, actor: Actor, registration: str, *, approve: bool, note
     today = ex.today()
     days = ex.rules.registration_notice_days
     with ex.ledger.transaction() as s:
-        reg = _get(s, registration)
+        reg = _get(s, registration, lock=True)
+        _impartial(s, actor, reg, "review")
         if reg.status != "applied":
             raise InvalidState(
                 f"registration {reg.id} is {reg.status}, not awaiting review",
@@ -359,7 +389,9 @@ def review(ex: Exchange, actor: Actor, registration: str, *, approve: bool, note
         if approve:
             reg.status = "notice"
             reg.notice_start = today
-            reg.notice_end = today + timedelta(days=days)
+            # ``days`` days of notice, today included: notice_end is its last day, on which
+            # objections are still lodged; the code is issued from the day after (0: none)
+            reg.notice_end = today + timedelta(days=days - 1)
         else:
             reg.status = "rejected"
             reg.ended_on = today
@@ -390,9 +422,13 @@ def lodge_objection(ex: Exchange, actor: Actor, registration: str, *, reason: st
         raise InvalidRequest("an objection needs a reason (--reason)")
     if actor.auditor and not actor.sysadmin:
         raise NotAllowed(f"{actor.name} is an auditor: auditors cannot lodge objections")
+    if actor.anonymous:
+        raise NotAllowed(
+            "an objection needs an account", hint="sign in (or send a token) to object"
+        )
     today = ex.today()
     with ex.ledger.transaction() as s:
-        reg = _get(s, registration)
+        reg = _get(s, registration, lock=True)
         if reg.status not in ("notice", "objected"):
             raise InvalidState(
                 f"registration {reg.id} is {reg.status}: objections are lodged during its "
@@ -403,6 +439,21 @@ def lodge_objection(ex: Exchange, actor: Actor, registration: str, *, reason: st
             raise InvalidState(
                 f"the public notice of registration {reg.id} ended on {reg.notice_end}",
                 registration=reg.id,
+            )
+        mine = s.scalar(  # one open objection per account: no flooding the public record
+            select(RegistrationObjection.id).where(
+                RegistrationObjection.registration_id == reg.id,
+                RegistrationObjection.lodged_by == actor.name,
+                RegistrationObjection.status == "open",
+            )
+        )
+        if mine is not None:
+            raise InvalidState(
+                f"{actor.name} already has an open objection ({mine}) to registration {reg.id}",
+                hint="one open objection per account: the reviewer resolves it first; "
+                "add what is new once it is resolved",
+                registration=reg.id,
+                objection=mine,
             )
         o = RegistrationObjection(
             registration_id=reg.id, lodged_by=actor.name, reason=reason, lodged_on=today
@@ -439,12 +490,17 @@ def resolve_objection(
     _reviewer(actor, "resolve objections")
     today = ex.today()
     with ex.ledger.transaction() as s:
-        o = s.get(RegistrationObjection, bounded_text(objection, "objection", 100))
+        o = s.get(
+            RegistrationObjection, bounded_text(objection, "objection", 100), with_for_update=True
+        )
         if o is None:
             raise RegistrationNotFound(f"objection {objection!r} not found")
         if o.status != "open":
             raise InvalidState(f"objection {o.id} is already {o.status}")
-        reg = _row(s, Registration, o.registration_id)
+        reg = s.get(Registration, o.registration_id, with_for_update=True)
+        if reg is None:  # pragma: no cover - the foreign key keeps it there
+            raise RegistrationNotFound(f"registration {o.registration_id!r} is gone")
+        _impartial(s, actor, reg, "resolve an objection")
         o.status = "upheld" if uphold else "dismissed"
         o.resolution = resolution
         o.resolved_by = actor.name
@@ -498,7 +554,8 @@ def issue(ex: Exchange, actor: Actor, registration: str) -> dict:
     today = ex.today()
     try:
         with ex.ledger.transaction() as s:
-            reg = _get(s, registration)
+            reg = _get(s, registration, lock=True)
+            _impartial(s, actor, reg, "issue the code")
             if reg.status == "objected":
                 raise InvalidState(
                     f"registration {reg.id} has an open objection: resolve it first",
@@ -512,10 +569,12 @@ def issue(ex: Exchange, actor: Actor, registration: str) -> dict:
                     "and public notice",
                     registration=reg.id,
                 )
-            if reg.notice_end is None or today < reg.notice_end:
+            if reg.notice_end is None or today <= reg.notice_end:
+                first = reg.notice_end + timedelta(days=1) if reg.notice_end else None
                 raise InvalidState(
                     f"registration {reg.id} is under public notice until {reg.notice_end}",
-                    hint="objections may be lodged until then; issue it afterwards",
+                    hint=f"objections may be lodged until the end of {reg.notice_end}; "
+                    f"issue the code from {first} on",
                     registration=reg.id,
                 )
             prev = s.get(Registration, reg.previous_id) if reg.previous_id else None
@@ -785,7 +844,8 @@ def register_product(
     reviewer: Actor | None = None,
 ) -> dict:
     """The whole initial flow for one product, each step on its own day of the exchange's
-    clock: applied and approved on ``applied_on``, issued when the notice ends (Python API
+    clock: applied and approved on ``applied_on``, issued the day after the notice's last
+    day (Python API
     only: ``nsdx exchange demo`` replays the past this way). Returns the issued record."""
     who = Actor.for_org(holder, name=f"{holder}:registrant")
     rev = reviewer or Actor.operator("registration-reviewer")
@@ -799,5 +859,5 @@ def register_product(
         legality_pledge=legality_pledge,
     )
     review(day, rev, r["id"], approve=True, note="材料齐全，准予公示 (complete: to public notice)")
-    end = applied_on + timedelta(days=ex.rules.registration_notice_days)
-    return issue(ex.on_day(end), rev, r["id"])
+    first = applied_on + timedelta(days=ex.rules.registration_notice_days)  # the day after
+    return issue(ex.on_day(first), rev, r["id"])

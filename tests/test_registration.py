@@ -8,7 +8,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -83,15 +83,25 @@ def test_whole_flow_every_refusal_and_the_certificate(world):
     with pytest.raises(NotAllowed, match="only a registration reviewer"):
         reg.review(ex, PROVIDER, a["id"], approve=True)
     r = reg.review(ex, REVIEWER, a["id"], approve=True)
-    end = today + timedelta(days=ex.rules.registration_notice_days)
+    # a notice of N days, today included: its last day is today + N - 1
+    end = today + timedelta(days=ex.rules.registration_notice_days - 1)
     assert r["status"] == "notice" and r["notice_end"] == end.isoformat()
     _refused(ex, "notice", f"under public notice until {end}")
     with pytest.raises(InvalidState, match=f"under public notice until {end}"):
         reg.issue(ex, REVIEWER, a["id"])  # no code before the notice ends
-    o = reg.lodge_objection(ex, Actor.for_org("rival"), a["id"], reason="数据来源存疑")
+    with pytest.raises(InvalidState, match=f"under public notice until {end}") as e:
+        reg.issue(ex.on_day(end), REVIEWER, a["id"])  # nor on its last day (finding 7)
+    assert f"from {end + timedelta(days=1)} on" in (e.value.hint or "")
+    o = reg.lodge_objection(ex.on_day(end), Actor.for_org("rival"), a["id"],
+                            reason="数据来源存疑")  # on the last day: still in time  # fmt: skip
     assert o["status"] == "objected"
+    with pytest.raises(InvalidState, match="already has an open objection") as e:  # finding 9
+        reg.lodge_objection(ex, Actor.for_org("rival"), a["id"], reason="再次异议")
+    assert e.value.status == 409 and "one open objection per account" in (e.value.hint or "")
+    with pytest.raises(NotAllowed, match="needs an account"):
+        reg.lodge_objection(ex, Actor("anonymous", anonymous=True), a["id"], reason="匿名")
     _refused(ex, "objection", "objection to its registration .* is open")
-    later = ex.on_day(end)
+    later = ex.on_day(end + timedelta(days=1))
     with pytest.raises(InvalidState, match="has an open objection"):
         reg.issue(later, REVIEWER, a["id"])
     oid = o["objections"][0]["id"]
@@ -103,7 +113,7 @@ def test_whole_flow_every_refusal_and_the_certificate(world):
     issued = reg.issue(later, REVIEWER, a["id"])
     code = issued["code"]
     assert re.fullmatch(rf"NSDR-{end.year}-\d{{6}}", code) and issued["status"] == "registered"
-    assert issued["registered_on"] == end.isoformat()
+    assert issued["registered_on"] == (end + timedelta(days=1)).isoformat()
     offer = trade.create_offer(ex, PROVIDER, "ds3")
     assert offer["status"] == "open"
     # every step is a ledger event
@@ -196,6 +206,35 @@ def test_an_upheld_objection_rejects_and_rejection_needs_a_note(tmp_path):
     _refused(ex, "registration", "was rejected")
     a2 = reg.apply(ex, PROVIDER, "ds3", scenario="ns-x", **STATEMENT)  # may apply again
     assert a2["status"] == "applied"
+
+
+def test_a_reviewer_does_not_decide_on_their_own_organisations_application(tmp_path):
+    """Review finding 8: a reviewer who is a member of the holder, or who filed the
+    application, may not review it, resolve its objections or issue its code."""
+    ex = make_world(f"sqlite:///{tmp_path / 'n.db'}", tmp_path)
+    _add_ds3(ex)
+    save_scenarios(ex.catalogue, [ScenarioSpec(name="ns-y", title="场景", title_en="Y",
+                   sector="other", proposer="p", datasets=[("ds3", None)])])  # fmt: skip
+    insider = Actor(name="rev-insider", roles={SELLER: "member"}, reviewer=True)
+    a = reg.apply(ex, PROVIDER, "ds3", scenario="ns-y", **STATEMENT)
+    with pytest.raises(NotAllowed, match=f"member of the holder '{SELLER}'") as e:
+        reg.review(ex, insider, a["id"], approve=True)
+    assert e.value.status == 403 and "another reviewer" in (e.value.hint or "")
+    r = reg.review(ex, REVIEWER, a["id"], approve=True)
+    o = reg.lodge_objection(ex, Actor.for_org("rival"), a["id"], reason="异议")
+    with pytest.raises(NotAllowed, match="member of the holder"):
+        reg.resolve_objection(ex, insider, o["objections"][0]["id"], uphold=False,
+                              resolution="驳回")  # fmt: skip
+    reg.resolve_objection(ex, REVIEWER, o["objections"][0]["id"], uphold=False, resolution="驳回")
+    after = ex.on_day(date.fromisoformat(r["notice_end"]) + timedelta(days=1))
+    with pytest.raises(NotAllowed, match="member of the holder"):
+        reg.issue(after, insider, a["id"])
+    assert reg.issue(after, REVIEWER, a["id"])["status"] == "registered"
+    # the operator who filed an application does not approve it either
+    op = Actor.operator("op-chen")
+    cx = reg.apply(ex, op, "ds3", kind="cancellation", reason="停止供数")
+    with pytest.raises(NotAllowed, match="they filed the application"):
+        reg.review(ex, op, cx["id"], approve=True)
 
 
 def test_scenario_file_errors_name_the_line(tmp_path):

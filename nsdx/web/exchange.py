@@ -41,7 +41,7 @@ def _exchange(request: Request) -> Exchange:
 def _actor(request: Request, ex: Exchange) -> Actor:
     principal = state_of(request).principal(request)
     if principal.anonymous or principal.name is None:
-        return Actor(name="anonymous")
+        return Actor(name="anonymous", anonymous=True)
     with ex.catalogue.Session() as s:
         return actor_for_user(s, principal.name)
 

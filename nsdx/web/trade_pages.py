@@ -51,7 +51,7 @@ GRANT_STATES = [
 def actor_of(request: Request, p: Principal | None = None) -> Actor:
     p = p or viewer(request)
     if p.anonymous:
-        return Actor(name="anonymous")
+        return Actor(name="anonymous", anonymous=True)
     ex = state_of(request).exchange
     with ex.catalogue.Session() as s:
         return actor_for_user(s, p.user_name)
