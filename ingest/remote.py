@@ -434,10 +434,9 @@ def _content_range(resp: http.client.HTTPResponse, url: str) -> tuple[int, int |
 
 def _http_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
     """Stream ``obj`` into ``dest``; returns its SHA-256."""
-    h = hashlib.sha256()
     clock = _Clock(obj.url, limits)
     try:
-        _http_fetch(obj, dest, limits, h, clock)
+        digest = _http_fetch(obj, dest, limits, clock)
     finally:
         clock.close()
     done = dest.stat().st_size
@@ -446,15 +445,17 @@ def _http_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
         after.size is not None and after.size != done
     ):
         raise _changed(obj.url)
-    return h.hexdigest()
+    return digest
 
 
-def _http_fetch(obj: RemoteObject, dest: Path, limits: Limits, h: Any, clock: _Clock) -> None:
+def _http_fetch(obj: RemoteObject, dest: Path, limits: Limits, clock: _Clock) -> str:
+    """The attempts of one download into ``dest``; returns its SHA-256."""
     done = 0
+    h = hashlib.sha256()
     with open(dest, "wb") as out:
 
         def attempt() -> None:
-            nonlocal done
+            nonlocal done, h
             headers = {}
             if done:
                 headers["Range"] = f"bytes={done}-"
@@ -484,7 +485,7 @@ def _http_fetch(obj: RemoteObject, dest: Path, limits: Limits, h: Any, clock: _C
                 elif done:  # no ranges here: the whole object again
                     out.seek(0)
                     out.truncate()
-                    h.__init__()  # type: ignore[misc]
+                    h = hashlib.sha256()  # (h.__init__() does not reset a hash)
                     done = 0
                 total = resp.getheader("Content-Length")
                 expected = obj.size
@@ -534,6 +535,7 @@ def _http_fetch(obj: RemoteObject, dest: Path, limits: Limits, h: Any, clock: _C
                 resp.close()
 
         _retrying("download", obj.url, limits, attempt, clock)
+    return h.hexdigest()
 
 
 def _name(path: str, url: str) -> str:
@@ -617,9 +619,9 @@ def _s3_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
     done = 0
 
     def attempt() -> None:
-        nonlocal done
+        nonlocal done, h
         done = 0
-        h.__init__()  # type: ignore[misc]  # a fresh hash for a fresh attempt
+        h = hashlib.sha256()  # a fresh hash for a fresh attempt
         try:
             kw: dict[str, Any] = {"Bucket": bucket, "Key": key}
             if obj.etag:

@@ -444,3 +444,15 @@ def test_an_answer_whose_end_cannot_be_told_is_refused(site, tmp_path):
         ingest(spec_for(f"{site.url}/flow.csv", tmp_path), tmp_path)
     assert f"{site.url}/flow.csv" in e.value.hint
     assert nothing_published(tmp_path)
+
+
+def test_a_download_started_again_from_zero_has_the_files_own_digest(site, tmp_path):
+    """Cut after 10 bytes by a server without ranges: the whole file again. The digest in
+    the manifest is the file's (before, the hash kept the first 10 bytes too)."""
+    import hashlib
+
+    site.cut_once = 10
+    r = ingest(spec_for(f"{site.url}/flow.csv", tmp_path), tmp_path)
+    assert (r.status, r.row_count) == ("published", 2) and site.gets >= 2
+    [f] = r.manifest["source"]["files"]
+    assert f["sha256"] == hashlib.sha256(CSV).hexdigest()
