@@ -32,7 +32,7 @@ format: $(STAMP)
 
 test: $(STAMP) lint
 	bash scripts/install-axe.sh
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=40
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py

@@ -455,6 +455,15 @@ class Packages:
         domain = _str(extras.get("domain") or (None if creating else ds.domain) or DEFAULT_DOMAIN)
         if not re.match(r"^[a-z][a-z0-9-]*$", domain):
             errors["domain"] = [Msg("Must be lower-case words joined by '-'")]
+        elif not creating and domain != ds.domain and not p.sysadmin:
+            # the domain decides the cross-border rules (the free-trade zone's negative
+            # list is kept per domain): the seller's editors cannot move data off it
+            errors["domain"] = [
+                Msg(
+                    "Only a sysadmin can change a dataset's domain (it decides which "
+                    "cross-border rules apply); ask the exchange operator"
+                )
+            ]
         price = None if creating else ds.price_fen
         if "price_cny" in extras:
             price = None

@@ -22,7 +22,7 @@ from . import credit_code, trade
 from .actors import Actor
 from .context import Exchange
 from .errors import CrossBorderBlocked, CrossBorderRefused, ExchangeError, InvalidState
-from .models import Order, Registration
+from .models import CrossBorderDecision, Order, Registration
 
 MARK = "NSDX-DEMO-"
 DEMO_ORDERS = 11  # contracts the demo records; the last one granted means it completed
@@ -54,6 +54,8 @@ FIRMS = [
 ]  # fmt: skip
 # where the firms outside the mainland are registered (exchange.crossborder.regions)
 REGIONS = {"hk-harbour-analytics": "hong-kong", "paris-mobility-lab": "abroad"}
+# the exchange operator: records regions outside the mainland and the authorities' numbers
+OPERATOR = Actor.operator("demo:operator")
 # core data (GB/T 43697-2024) offered for cross-border sale: the rules refuse every order
 CORE = ("haiyun-port-operations-core", "南沙港区码头作业调度数据（核心数据）", "nansha-haiyun-data",
         80_000_000)  # fmt: skip
@@ -179,13 +181,19 @@ def already_done(ex: Exchange) -> bool:
     entries cannot be removed, so the demo cannot be finished or redone on this ledger)."""
     with ex.catalogue.Session() as s:
         found = s.scalar(select(func.count(Order.id)).where(Order.contract_no.like(f"{MARK}%")))
-        last = s.scalar(
-            select(Order.status).where(Order.contract_no.like(f"{MARK}%-{DEMO_ORDERS:03d}"))
-        )
+        last = s.execute(
+            select(Order.status, CrossBorderDecision.version)
+            .outerjoin(CrossBorderDecision, CrossBorderDecision.order_id == Order.id)
+            .where(Order.contract_no.like(f"{MARK}%-{DEMO_ORDERS:03d}"))
+        ).first()
     if not found:
         return False
-    if found >= DEMO_ORDERS and last in ("granted", "delivered"):
-        return True
+    # the last (Hong Kong) order is granted — or, where nothing was ingested, stays paid:
+    # no version was assessed for it to go abroad (exchange.trade._granted_version)
+    if found >= DEMO_ORDERS and last is not None:
+        status, assessed = last
+        if status in ("granted", "delivered") or (status == "paid" and assessed is None):
+            return True
     raise InvalidState(
         f"an earlier `nsdx exchange demo` was interrupted: the ledger holds {found} of its "
         f"{DEMO_ORDERS} sample contracts, and ledger entries can never be removed",
@@ -210,9 +218,12 @@ def run_demo(ex: Exchange, *, year: int | None = None, force: bool = False) -> d
             "or pass --force if this deployment is only a demonstration",
         )
     for org, name, div, o8, group, rep, addr, phone, nansha, auth in FIRMS:
+        # a firm registered outside the mainland: the exchange operator records where,
+        # having checked its registration documents (an admin cannot declare it)
+        who = OPERATOR if org in REGIONS else Actor.for_org(org, name=f"demo:{org}")
         trade.register_enterprise(
             ex,
-            Actor.for_org(org, name=f"demo:{org}"),
+            who,
             org,
             credit_code_=_code(div, o8, auth),
             legal_name=name,
@@ -352,12 +363,22 @@ def _cross_border(ex: Exchange, y: int, offer, n: list[int]) -> dict:
     except CrossBorderBlocked as e:
         blocked = e.fields.get("ledger_index")
     refs = {"pia": f"PIA-{y}-NS-0001", "approval": f"SA-{y}-000001", "filing": f"SCC-{y}-000001"}
-    for kind in o["cross_border"]["missing_evidence"][:1]:
-        trade.record_crossborder_evidence(day, seller, o["id"], kind=kind, reference=refs[kind])
-    trade.grant_access(ex, seller, o["id"])
-    if route == "gba_standard_contract":  # filed within 10 working days
-        trade.record_crossborder_evidence(
-            ex.on_day(date(y, 11, 19)), seller, o["id"], kind="gba_filing",
+    for kind in o["cross_border"]["missing_evidence"][:1]:  # the seller's own PIA; an
+        who = seller if kind == "pia" else OPERATOR  # authority's number: the operator
+        trade.record_crossborder_evidence(day, who, o["id"], kind=kind, reference=refs[kind])
+    try:
+        trade.grant_access(ex, seller, o["id"])
+        granted = True
+    except InvalidState:  # a deployment that did not ingest the ride-hailing orders: no
+        granted = False  # version was assessed, so none may go abroad under this order
+    if granted and route == "gba_standard_contract":  # filed within 10 working days (the
+        trade.record_crossborder_evidence(  # operator records the number it was given)
+            ex.on_day(date(y, 11, 19)), OPERATOR, o["id"], kind="gba_filing",
             reference=f"GBA-SCC-{y}-000001",
         )  # fmt: skip
-    return {"refused": refused, "hong_kong_route": route, "grant_blocked_at": blocked}
+    return {
+        "refused": refused,
+        "hong_kong_route": route,
+        "grant_blocked_at": blocked,
+        "hong_kong_granted": granted,
+    }

@@ -31,7 +31,7 @@ from .actors import BUYER_ROLES, SELLER_ROLES, Actor, principal_of
 from .context import Exchange
 from .crossborder import record as crossborder
 from .crossborder.record import decision_dict, region_of
-from .crossborder.regions import parse_region
+from .crossborder.regions import Region, parse_region
 from .deliveries import covered_version, granted_order, record_delivery, version_keys
 from .errors import (
     EnterpriseNotFound,
@@ -163,15 +163,21 @@ def register_enterprise(
     create_org: bool = False,
     region: str | None = None,
     division: str | None = None,
-    ciio: bool = False,
+    ciio: bool | None = None,
 ) -> dict:
     """Create or update an organisation's enterprise profile (one ledger event).
-    ``region`` (mainland | hong-kong | macao | abroad, default mainland) and, on the
-    mainland, ``division`` (GB/T 2260; default: the credit code's) say where it is
-    registered; ``ciio``: a critical-information-infrastructure operator."""
+    ``region`` (mainland | hong-kong | macao | abroad) and, on the mainland, ``division``
+    (GB/T 2260) say where it is registered; ``ciio``: a critical-information-infrastructure
+    operator. ``None`` keeps what the profile holds (a new profile: the mainland, the credit
+    code's division, not a CIIO).
+
+    These three decide the cross-border rules, so the organisation's own admin cannot
+    steer them (:func:`_check_where`): its credit code is a mainland registration in the
+    division the code names; another region or division, a change of credit code and
+    clearing ``ciio`` are the exchange operator's (a sysadmin's), after checking the
+    registration documents."""
     code = credit_code.validate(credit_code_)
-    where = parse_region(region, division, credit_division=credit_code.division(code))
-    if not isinstance(ciio, bool):
+    if ciio is not None and not isinstance(ciio, bool):
         raise InvalidRequest("ciio must be true or false", field="ciio")
     with ex.ledger.transaction() as s:
         o = s.scalar(select(Organization).where(Organization.name == org))
@@ -179,6 +185,14 @@ def register_enterprise(
             o = ex.catalogue.ensure_organization(s, org, legal_name)
         o = o or _org(s, org)
         actor.require(o.name, frozenset({"admin"}), "register the enterprise profile")
+        ent = s.scalar(select(Enterprise).where(Enterprise.organization_id == o.id))
+        if ent is not None:  # what is not given is kept
+            region = ent.region if region is None else region
+            if division is None and str(region).strip().lower() == (ent.region or "mainland"):
+                division = ent.division
+        where = parse_region(region, division, credit_division=credit_code.division(code))
+        ciio = bool(ent.ciio) if ciio is None and ent is not None else bool(ciio)
+        _check_where(actor, o.name, code, where, ciio, ent)
         other = s.scalar(
             select(Enterprise).where(
                 Enterprise.credit_code == code, Enterprise.organization_id != o.id
@@ -190,7 +204,6 @@ def register_enterprise(
                 hint="one enterprise, one credit code",
                 credit_code=code,
             )
-        ent = s.scalar(select(Enterprise).where(Enterprise.organization_id == o.id))
         kind = "enterprise.updated" if ent else "enterprise.registered"
         if ent is None:
             ent = Enterprise(organization_id=o.id)
@@ -206,12 +219,53 @@ def register_enterprise(
         ent.bank_account = bank_account or None
         ent.in_nansha = bool(in_nansha)
         ent.region = where.region
-        ent.division = where.division if division else None
+        ent.division = where.division if where.division != credit_code.division(code) else None
         ent.ciio = ciio
         ent.updated = _now()
         s.flush()
         a = _commit_event(ex, s, kind, {"actor": actor.name, **enterprise_facts(ex, o.name, ent)})
     return _receipt(ex, a, enterprise_dict(o.name, ent))
+
+
+def _check_where(
+    actor: Actor, org: str, code: str, where: Region, ciio: bool, ent: Enterprise | None
+) -> None:
+    """Only the exchange operator (a sysadmin) may place an enterprise elsewhere than its
+    credit code says, change a registered credit code, or clear ``ciio``: these decide
+    which cross-border rules apply to its sales and purchases (review finding 1)."""
+    if actor.sysadmin:
+        return
+    declared = Region("mainland", credit_code.division(code))
+    held = region_of(ent) if ent is not None else None
+    hint = (
+        "the exchange operator records it after checking the registration documents: ask a "
+        "sysadmin (CLI: `nsdx exchange enterprise register ... --user <sysadmin>`)"
+    )
+    if ent is not None and ent.credit_code != code:
+        raise NotAllowed(
+            f"credit code: {org!r} is registered as {ent.credit_code}; only the exchange "
+            "operator changes a registered enterprise's credit code",
+            hint=hint,
+            field="credit_code",
+            organization=org,
+        )
+    if where != (held or declared):
+        field = "region" if where.region != "mainland" else "division"
+        raise NotAllowed(
+            f"{field}: the credit code {code} is a mainland registration in division "
+            f"{declared.division}; {org!r} cannot declare itself {where.label()}",
+            hint=hint,
+            field=field,
+            organization=org,
+        )
+    if ent is not None and ent.ciio and not ciio:
+        raise NotAllowed(
+            f"ciio: {org!r} is recorded as a critical-information-infrastructure operator; "
+            "only the exchange operator clears it",
+            hint=hint,
+            field="ciio",
+            organization=org,
+        )
 
 
 def enterprise_facts(ex: Exchange, org: str, ent: Enterprise) -> dict:
@@ -694,13 +748,14 @@ def grant_access(
                 hint=f"confirm payment first: `nsdx exchange pay {order.id}`",
             )
         offer = referenced(s, Offer, order.offer_id)
+        version = _granted_version(s, order, offer)
         start = starts or _now()
         expires = start + timedelta(days=days or offer.access_days)
         g = Grant(
             order_id=order.id,
             dataset_id=order.dataset_id,
             buyer_id=order.buyer_id,
-            version=offer.version,
+            version=version,
             starts=start,
             expires=expires,
         )
@@ -718,7 +773,7 @@ def grant_access(
                 "grant": g.id,
                 "buyer": buyer,
                 "dataset": referenced(s, Dataset, order.dataset_id).name,
-                "version": offer.version,
+                "version": version,
                 "starts": start.isoformat(timespec="seconds"),
                 "expires": expires.isoformat(timespec="seconds"),
             },
@@ -726,6 +781,25 @@ def grant_access(
         )
         d = order_dict(s, order)
     return _receipt(ex, a, d)
+
+
+def _granted_version(s: Session, order: Order, offer: Offer) -> int | None:
+    """The version a grant covers: the offer's (``None``: the latest during the term) —
+    except for a cross-border order, whose grant covers only the version its decision
+    assessed (review finding 2: a later version may hold personal information or a higher
+    grade that no decision has weighed and no count has included). A buyer abroad who wants
+    a later version orders it again, and that order is decided on its own facts."""
+    row = crossborder.decision_of(s, order.id)
+    if row is None:
+        return offer.version
+    if row.version is None:
+        raise InvalidState(
+            f"order {order.id} was decided when {referenced(s, Dataset, order.dataset_id).name!r} "
+            "had no published version: no version was assessed for the transfer abroad",
+            hint="refund this order; the buyer orders again once a version is published",
+            order=order.id,
+        )
+    return row.version
 
 
 def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int = 3600) -> dict:

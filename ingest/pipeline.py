@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -971,12 +971,31 @@ SAMPLE_KEYS = (
 
 
 def _without_samples(report: dict) -> dict:
-    """The published copy of a report: counts and verdicts, no sample values (they may be
-    personal data the published Parquet masks). The provider's own copy keeps them."""
+    """The published copy of a report: counts and verdicts, no values read from the data
+    (they may be personal data the published Parquet masks). Of each result only its
+    numbers stay — counts, percentages, a numeric observed value (an aggregate such as a
+    mean, served only to those who may read the data: ``validation.report.shown_report``);
+    a text observed value (a date, a list of values) and the exception's message and
+    traceback go. The provider's own copy keeps them all."""
+
+    def number(v: Any) -> bool:
+        return v is None or isinstance(v, bool | int | float)
+
     out = dict(report)
     out["results"] = [
-        {**r, "result": {k: v for k, v in (r.get("result") or {}).items() if k not in SAMPLE_KEYS}}
+        {
+            **r,
+            "result": {
+                k: (v if number(v) else None) if k == "observed_value" else v
+                for k, v in (r.get("result") or {}).items()
+                if k not in SAMPLE_KEYS and (k == "observed_value" or number(v))
+            },
+            "exception_info": {
+                k: v for k, v in (r.get("exception_info") or {}).items() if isinstance(v, bool)
+            },
+        }
         for r in report.get("results", [])
+        if isinstance(r, dict)
     ]
     return out
 

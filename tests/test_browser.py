@@ -463,7 +463,7 @@ def test_crawl_no_broken_links_no_console_errors(page, portal):
     assert broken == []
     assert problems == []
     assert sum("/dataset/" in u for u in opened) == TOTAL
-    assert len(kinds) == 7  # six facets and page 2
+    assert len(kinds) == 8  # seven facets (the scenarios' one too) and page 2
     assert portal + "/static/nsdx.css" in fetch
     assert portal + "/catalog.jsonld" in fetch
     assert len(fetch) > 100  # facet, tag, API and DCAT links of every page

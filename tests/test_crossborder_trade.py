@@ -17,6 +17,7 @@ from tests.registered import register
 
 SELLER = "bureau"
 BUYERS = {"hk-firm": "hong-kong", "macao-firm": "macao", "paris-firm": "abroad"}
+OPERATOR = Actor.operator()  # records regions abroad and the authorities' numbers
 Y = 2025
 
 
@@ -48,9 +49,9 @@ def _world(tmp_path: Path, url: str | None = None):
         ex, Actor.for_org(SELLER), SELLER, credit_code_=credit_code.make("440115", "MA5ATKT1"),
         legal_name="南沙局", in_nansha=True,
     )  # fmt: skip
-    for i, (b, region) in enumerate(BUYERS.items()):
+    for i, (b, region) in enumerate(BUYERS.items()):  # a region abroad: the operator's
         trade.register_enterprise(
-            ex, Actor.for_org(b), b, credit_code_=credit_code.make("440115", f"MA5{i}XKT1"),
+            ex, OPERATOR, b, credit_code_=credit_code.make("440115", f"MA5{i}XKT1"),
             legal_name=b, region=region,
         )  # fmt: skip
     for name in ("ds60", "ds40", "core", "ds150", "imp"):  # no registration, no trade
@@ -155,7 +156,7 @@ def test_cumulative_count_split_transfer_and_new_year_reset(world):
     with pytest.raises(CrossBorderBlocked):
         trade.confirm_payment(ex.on_day(date(Y, 5, 1)), seller, o1["id"])
         trade.grant_access(ex, seller, o1["id"])
-    trade.record_crossborder_evidence(ex, seller, o1["id"], kind="certification",
+    trade.record_crossborder_evidence(ex, OPERATOR, o1["id"], kind="certification",
                                       reference="PIC-2025-001122")  # fmt: skip
     assert trade.get_order(ex, seller, o1["id"])["cross_border"]["route"] == "certification"
     # 1 January: the count starts again, so 40,000 individuals are exempt
@@ -191,7 +192,7 @@ def test_important_data_without_approval_is_refused_its_grant(world):
         trade.record_crossborder_evidence(ex, seller, o["id"], kind="approval",
                                           reference="SA-25-1")  # fmt: skip
     assert bad.value.fields["field"] == "reference"
-    trade.record_crossborder_evidence(ex, seller, o["id"], kind="approval",
+    trade.record_crossborder_evidence(ex, OPERATOR, o["id"], kind="approval",
                                       reference="SA-2025-000311")  # fmt: skip
     assert trade.grant_access(ex, seller, o["id"])["status"] == "granted"
 

@@ -230,8 +230,8 @@ def test_cross_border_over_http_and_the_cli(client, nsdx_env):
         ds = s.query(Dataset).filter_by(name="ds1").one()
         ds.has_pi = True
         s.query(Version).filter_by(dataset_id=ds.id).one().individuals = 150_000
-    trade.register_enterprise(
-        nx.exchange, Actor.for_org(BUYER), BUYER,
+    trade.register_enterprise(  # a region outside the mainland: the operator records it
+        nx.exchange, Actor.operator(), BUYER,
         credit_code_=credit_code.make("440115", "MA51TKT1"), legal_name=BUYER, region="hong-kong",
     )  # fmt: skip
     r = c.post("/api/exchange/offers", json={"dataset": "ds1", "price_cny": "5000"},

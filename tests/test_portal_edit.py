@@ -129,6 +129,23 @@ def test_bad_fields_are_marked_in_chinese_and_english_and_nothing_is_saved(site,
     site.cookies.delete("nsdx_lang")
 
 
+def test_an_editor_cannot_change_the_domain_the_cross_border_rules_key_on(site, ferry):
+    """Review finding 3 (issue 16): the free-trade zone's negative list is kept per domain;
+    renaming transport to transport-x would exempt the data. Only a sysadmin may."""
+    tok = login(site, "alice")
+    f = form_of(site.get(f"/dataset/{ferry}/edit").text)
+    r = site.post(f"/dataset/{ferry}/edit", data={"csrftoken": tok, **f, "domain": "transport-x"})
+    assert r.status_code == 422
+    assert 'id="ed-domain-err">只有系统管理员可以更改数据集的领域' in r.text
+    assert {e["key"]: e["value"] for e in api_show(site, ferry)["extras"]}["domain"] == (
+        "transport"
+    )
+    site.cookies.set("nsdx_lang", "en")
+    r = site.post(f"/dataset/{ferry}/edit", data={"csrftoken": tok, **f, "domain": "transport-x"})
+    assert r.status_code == 422 and "Only a sysadmin can change a dataset&#39;s domain" in r.text
+    site.cookies.delete("nsdx_lang")
+
+
 def test_a_stale_form_is_refused_with_the_entries_kept(site, ferry):
     tok = login(site, "alice")
     f = form_of(site.get(f"/dataset/{ferry}/edit").text)

@@ -5,6 +5,7 @@ from the report files on disk never reaches a page."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -48,6 +49,8 @@ datasets:
     access: restricted
     licence: CC-BY-4.0
     source: {path: trips.csv, format: csv}
+    expectations:
+      - {column: fare, mean: {between: [0, 100]}}
 """
 RAW = ("粤B23456", "13812345678", "13712345678")
 
@@ -69,10 +72,11 @@ def site(tmp_path_factory):
         nx = make_nsdx(tmp, f"sqlite:///{tmp / 'nsdx.db'}")
         acc = Accounts(nx.catalogue)
         acc.create_org(ORG, title="南沙区交通运输局")
-        for name in ("alice", "bob"):
+        for name in ("alice", "bob", "carol"):
             acc.create_user(name)
             set_password(acc, name, PASSWORD)
         acc.add_member(ORG, "alice", "editor")
+        acc.add_member(ORG, "carol", "member")  # reads the data; publishes nothing
         assert [r.version for r in nx.ingest(["nansha-taxi-fares", "nansha-taxi-trips"])] == [1, 1]
         with TestClient(create_app(nx, warm=False, worker=False)) as c:
             c.headers.update(HTML)
@@ -148,3 +152,47 @@ def test_the_cores_refusal_of_a_preview_is_shown_in_the_visitors_language(site):
         in html
     )
     site.cookies.delete("nsdx_lang")
+
+
+MEAN = "32.25"  # the mean fare of the restricted trips: an aggregate of data few may read
+
+
+@pytest.mark.parametrize(("who", "shown"), [(None, False), ("bob", False), ("carol", True),
+                                            ("alice", True)])  # fmt: skip
+def test_a_numeric_observed_value_is_shown_only_to_those_who_may_read_the_data(site, who, shown):
+    """Review finding 13: anyone may see a restricted dataset's report, but its numeric
+    observed values (here a mean) are the data's own: only its readers get them."""
+    if who:
+        login(site, who)
+    else:
+        site.cookies.clear()
+    r = site.get("/dataset/nansha-taxi-trips/quality")
+    assert r.status_code == 200 and "fare" in r.text
+    assert (MEAN in r.text) is shown
+
+
+def test_the_published_copy_of_a_report_keeps_numbers_only(site):
+    """Review finding 13: the copy published in storage with a version holds no value read
+    from the data but numbers: no text observed value, no exception message."""
+    from catalogue.quality import published_reports
+    from ingest.pipeline import _without_samples
+
+    stored = published_reports(site.nx.catalogue, site.nx.store, "nansha-taxi-trips")
+    (report,) = stored["tables"].values()
+    assert [x["result"]["observed_value"] for x in report["results"]] == [float(MEAN)]
+    raw = {"results": [
+        {"success": False, "result": {"observed_value": "粤B23456", "element_count": 3,
+                                      "details": {"value": "13812345678"},
+                                      "partial_unexpected_list": ["13712345678"]},
+         "exception_info": {"raised_exception": True,
+                            "exception_message": "bad value 13812345678",
+                            "exception_traceback": "Traceback ... 粤B23456"}},
+        {"success": True, "result": {"observed_value": ["粤B23456", "x"]}},
+        {"success": True, "result": {"observed_value": 7}},
+    ]}  # fmt: skip
+    out = _without_samples(raw)
+    assert not any(v in json.dumps(out, ensure_ascii=False) for v in RAW)
+    assert out["results"][0]["result"] == {"observed_value": None, "element_count": 3}
+    assert out["results"][0]["exception_info"] == {"raised_exception": True}
+    assert out["results"][1]["result"] == {"observed_value": None}
+    assert out["results"][2]["result"] == {"observed_value": 7}

@@ -110,9 +110,12 @@ def test_store_killed_mid_ingest(seaweedfs_factory, nsdx_env, tmp_path):
     ]
     manifests = sorted(k.split("/")[3] for k in keys if k.endswith("manifest.json"))
     assert manifests == ["v1", "v3"], "exactly one new committed version"
-    # what the cut-off run left under v2 is no version, and gc removes it
+    # what the cut-off run left under v2 is no version, and gc removes it (the store may have
+    # died before the first object of v2 arrived: then there is nothing to remove)
+    v2_left = [k for k in keys if k.split("/")[3] == "v2"]
     out = json.loads(run_cli("gc", "--older-than", "0s", "--json", env=env).stdout)
-    assert any("v2/" in r for r in out["removed"])
+    if v2_left:
+        assert any("v2/" in r for r in out["removed"]), (v2_left, out)
     left = client.list_objects_v2(
         Bucket=bucket, Prefix="catalogue/nansha-transport-bureau/detector-readings/v2/"
     )

@@ -232,6 +232,7 @@ def shown_report(
     pii: dict[str, str],
     key: bytes | None,
     *,
+    numbers: bool,
     max_chars: int = MAX_SHOWN_CHARS,
 ) -> dict[str, Any]:
     """A report dict (:meth:`ValidationReport.to_dict` layout) made safe to serve.
@@ -242,7 +243,11 @@ def shown_report(
     ``pii`` — ``{column: kind}`` — becomes its publishing token; phone, ID and plate numbers
     in any other text become tokens too) and then cut to ``max_chars`` characters; at most
     :data:`SAMPLES` per expectation, row numbers as whole numbers. Observed values and
-    exception messages are masked and cut the same way; other result fields are numbers."""
+    exception messages are masked and cut the same way; other result fields are numbers.
+
+    ``numbers``: may the viewer read the data (``catalogue.access.may_read``)? A numeric
+    observed value is an aggregate of the data (a mean, a maximum, a count of distinct
+    values): without ``numbers`` it is removed too, whoever else may see the report."""
     from .pii import mask_sample  # noqa: PLC0415 - pyarrow only when a report is served
 
     def cut(v: Any, kind: str | None = None) -> Any:
@@ -267,7 +272,10 @@ def shown_report(
             if k in SAMPLE_KEYS:
                 continue
             if k == "observed_value":
-                res[k] = cut(v, kind) if key is not None or isinstance(v, int | float) else None
+                if not numbers:
+                    res[k] = None
+                else:
+                    res[k] = cut(v, kind) if key is not None or isinstance(v, int | float) else None
             elif isinstance(v, bool | int | float) or v is None:
                 res[k] = v
         if key is not None:

@@ -31,6 +31,7 @@ from ..errors import (
     CrossBorderRefused,
     InvalidRequest,
     InvalidState,
+    NotAllowed,
     OrderNotFound,
 )
 from ..models import CrossBorderDecision, Enterprise, Offer, Order
@@ -286,17 +287,51 @@ def check_reference(policy: CrossBorderPolicy, kind: Any, reference: Any) -> tup
     return str(kind), ref
 
 
+#: Evidence the exporter itself records: its own PI impact assessment. Every other kind is
+#: a number an authority or an accredited body issued (filing, approval, certification),
+#: recorded by an operator role (:func:`require_recorder`), never by the granting party.
+SELLER_EVIDENCE = ("pia",)
+
+
+def require_recorder(actor: Actor, kind: str, seller: str, buyer: str) -> None:
+    """Who may record ``kind`` for an order of ``seller`` to ``buyer``: a ``pia`` — the
+    seller (admin or editor) or the operator; an authority's number — a sysadmin or a
+    reviewer who belongs to neither party (review finding 4)."""
+    if kind in SELLER_EVIDENCE:
+        actor.require(seller, SELLER_ROLES, "record cross-border evidence for this order")
+        return
+    actor._writable("record cross-border evidence")
+    parties = sorted({seller, buyer} & actor.orgs())
+    if not (actor.sysadmin or actor.reviewer) or parties:
+        why = (
+            f"{actor.name} belongs to {', '.join(repr(p) for p in parties)}, a party to the order"
+            if parties and (actor.sysadmin or actor.reviewer)
+            else f"{actor.name} is not an exchange operator"
+        )
+        raise NotAllowed(
+            f"kind: a {kind} number is issued by an authority and recorded by the exchange "
+            f"operator (a sysadmin or reviewer of neither party), not by the parties: {why}",
+            hint="send the authority's notice to the exchange operator, who records it "
+            "(CLI: `nsdx exchange evidence ORDER --kind "
+            f"{kind} --ref ... --user <operator>`); the seller records only its pia",
+            field="kind",
+            kind=kind,
+        )
+
+
 def record_evidence(ex: Exchange, actor: Actor, order_id: str, *, kind: Any, reference: Any):
-    """Record a procedure's evidence for a cross-border order (the exporter, i.e. the
-    seller): one ``crossborder.evidence`` event. A certification on a standard-contract
-    route makes the route ``certification``."""
+    """Record a procedure's evidence for a cross-border order: one ``crossborder.evidence``
+    event. The seller records its PI impact assessment; filing, approval and certification
+    numbers are recorded by an operator (:func:`require_recorder`). A certification on a
+    standard-contract route makes the route ``certification``."""
     kind, ref = check_reference(ex.crossborder_policy, kind, reference)
     with ex.ledger.transaction() as s:
         order = s.get(Order, order_id)
         if order is None:
             raise OrderNotFound(f"order {order_id!r} not found", order=order_id)
         seller_name = s.scalar(select(Organization.name).where(Organization.id == order.seller_id))
-        actor.require(str(seller_name), SELLER_ROLES, "record cross-border evidence for this order")
+        buyer_name = s.scalar(select(Organization.name).where(Organization.id == order.buyer_id))
+        require_recorder(actor, kind, str(seller_name), str(buyer_name))
         row = decision_of(s, order.id)
         if row is None or row.route not in ACCEPTS:
             raise InvalidState(

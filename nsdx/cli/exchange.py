@@ -125,19 +125,21 @@ def enterprise() -> None:
 @click.option("--create-org", is_flag=True, help="Create the organisation if it does not exist.")
 @click.option(
     "--region",
-    default="mainland",
-    show_default=True,
-    help="Where it is registered: mainland, hong-kong, macao or abroad.",
+    default=None,
+    help="Where it is registered: mainland, hong-kong, macao or abroad (default: as "
+    "registered, else mainland). Another region than the credit code's: a sysadmin only.",
 )
 @click.option(
     "--division",
     default=None,
-    help="Mainland: GB/T 2260 division code, e.g. 440115 (default: the credit code's).",
+    help="Mainland: GB/T 2260 division code, e.g. 440115 (default: the credit code's; "
+    "another one: a sysadmin only).",
 )
 @click.option(
     "--ciio/--not-ciio",
-    default=False,
-    help="A critical-information-infrastructure operator (关键信息基础设施运营者).",
+    default=None,
+    help="A critical-information-infrastructure operator (关键信息基础设施运营者); "
+    "default: as registered, else not. Clearing it: a sysadmin only.",
 )
 @_actor_options
 @json_option

@@ -73,9 +73,12 @@ class EnterpriseIn(BaseModel):
     phone: str | None = None
     bank_account: str | None = None
     in_nansha: bool = False
-    region: str = "mainland"  # mainland | hong-kong | macao | abroad
-    division: str | None = None  # mainland: GB/T 2260 code (default: the credit code's)
-    ciio: bool = False  # a critical-information-infrastructure operator
+    # where it is registered and whether a CIIO; None keeps the profile's (new: mainland,
+    # the credit code's division, not a CIIO). Another region/division than the credit
+    # code's, and clearing ciio: a sysadmin only (exchange.trade.register_enterprise)
+    region: str | None = None  # mainland | hong-kong | macao | abroad
+    division: str | None = None  # mainland: GB/T 2260 code
+    ciio: bool | None = None  # a critical-information-infrastructure operator
 
 
 class OfferIn(BaseModel):

@@ -6,7 +6,9 @@ data; this page never serves them raw. The dataset's publishers
 sysadmins) see every run's report — published versions and runs that published nothing —
 with each failing value masked as publishing masks it and cut short
 (:func:`validation.report.shown_report`); everyone else who may see the dataset sees the
-copy published with each version: every check and its verdict and counts, no values.
+copy published with each version: every check and its verdict and counts, no values — and
+a numeric observed value (an aggregate such as a mean) only if they may read the data
+(:func:`catalogue.access.may_read`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from catalogue.access import DatasetFacts, may_read_run_reports
+from catalogue.access import DatasetFacts, may_read, may_read_run_reports
 from catalogue.errors import CatalogueError
 from catalogue.quality import (
     ReportNotFound,
@@ -70,7 +72,7 @@ def _report_page(request: Request, name: str):
         pii = pii_columns(st.cat, pkg["name"], number, _spec(st.nx, pkg["name"]))
         key = st.nx.masking_key()
         tables = {
-            t: shown_report(r, pii, key)
+            t: shown_report(r, pii, key, numbers=True)  # its publishers read the data
             for t, r in run_reports(st.nx.reports_dir, pkg["name"], number).items()
         }
         source = "run"
@@ -79,7 +81,9 @@ def _report_page(request: Request, name: str):
             rep = published_reports(st.cat, st.nx.store, pkg["name"], number)
         except ReportNotFound:
             rep = {"tables": {}}
-        tables = {t: shown_report(r, {}, None) for t, r in rep["tables"].items()}
+        # a numeric observed value (a mean, a maximum) is the data's: for its readers only
+        numbers = may_read(who, DatasetFacts.of_package(pkg), st.grants, number)
+        tables = {t: shown_report(r, {}, None, numbers=numbers) for t, r in rep["tables"].items()}
         source = "published"
     return render(
         request,
