@@ -13,18 +13,26 @@ Bureaus publish on their own web servers and object stores; ``nsdx ingest`` read
   listed, or a resumed request the server answers in full) is an error, and the pipeline
   publishes nothing from an interrupted or changed download.
 
-HTTP: at most :data:`MAX_REDIRECTS` redirects, each target checked again; targets on private,
-loopback, link-local or other non-public addresses are refused unless
-``NSDX_SOURCE_ALLOW_PRIVATE=1`` (a source on the bureau's own network, or tests); the address
-checked is the address connected to (no second DNS lookup). S3: the same boto3 settings as
-storage (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+HTTP: ``https://`` only; plain ``http://`` only with ``NSDX_SOURCE_ALLOW_HTTP=1``, and a
+redirect from https to http is always refused. At most :data:`MAX_REDIRECTS` redirects, each
+target checked again; targets on private, loopback, link-local or other non-public addresses
+are refused unless ``NSDX_SOURCE_ALLOW_PRIVATE=1`` (a source on the bureau's own network, or
+tests) - an IPv6 address carrying an IPv4 one (IPv4-mapped, NAT64 ``64:ff9b::/96``, 6to4
+``2002::/16``, Teredo, IPv4-compatible) is judged by the IPv4 address inside; the address
+checked is the address connected to (no second DNS lookup). Each object has a total deadline
+(``NSDX_SOURCE_DEADLINE``) over all its attempts, so a server sending a byte now and then
+cannot hold a run. A resumed download must get the range it asked for (``Content-Range``);
+an answer whose end cannot be told (no ``Content-Length``, no chunked encoding, no size
+listed) is refused, since a connection cut short would look complete. S3: the same boto3
+settings as storage (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_REGION``, ``NSDX_S3_ADDRESSING_STYLE``); the endpoint is the operator's setting, so no
-address check there.
+address check there (the deadline is checked between blocks of 1 MiB).
 
 Settings: ``NSDX_SOURCE_MAX_BYTES`` (default 20 GiB), ``NSDX_SOURCE_TIMEOUT`` (seconds per
-connect or read, default 30), ``NSDX_SOURCE_RETRIES`` (attempts, default 4),
-``NSDX_SOURCE_BACKOFF`` (seconds before the first retry, doubled after each, default 0.5),
-``NSDX_SOURCE_ALLOW_PRIVATE``.
+connect or read, default 30), ``NSDX_SOURCE_DEADLINE`` (seconds per object, all attempts,
+default 3600), ``NSDX_SOURCE_RETRIES`` (attempts, default 4), ``NSDX_SOURCE_BACKOFF``
+(seconds before the first retry, doubled after each, default 0.5),
+``NSDX_SOURCE_ALLOW_PRIVATE``, ``NSDX_SOURCE_ALLOW_HTTP``.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +70,8 @@ class Limits:
     attempts: int = 4
     allow_private: bool = False
     backoff: float = 0.5  # seconds before the 2nd attempt, doubled after each
+    deadline: float = 3600.0  # seconds per object, over all its attempts
+    allow_http: bool = False  # plain http:// (no TLS) sources
 
     @classmethod
     def from_env(cls) -> Limits:
@@ -81,13 +92,17 @@ class Limits:
                 raise SourceError(f"{name} must be positive, not {raw!r}")
             return value
 
+        def yes(name: str) -> bool:
+            return env.get(name, "").strip().lower() in ("1", "true", "yes")
+
         return cls(
             max_bytes=int(num("NSDX_SOURCE_MAX_BYTES", DEFAULT_MAX_BYTES)),
             timeout=num("NSDX_SOURCE_TIMEOUT", 30.0),
             attempts=max(1, int(num("NSDX_SOURCE_RETRIES", 4))),
-            allow_private=env.get("NSDX_SOURCE_ALLOW_PRIVATE", "").strip().lower()
-            in ("1", "true", "yes"),
+            allow_private=yes("NSDX_SOURCE_ALLOW_PRIVATE"),
             backoff=num("NSDX_SOURCE_BACKOFF", 0.5),
+            deadline=num("NSDX_SOURCE_DEADLINE", 3600.0),
+            allow_http=yes("NSDX_SOURCE_ALLOW_HTTP"),
         )
 
 
@@ -121,9 +136,31 @@ class _Transient(Exception):
 # -- HTTP -----------------------------------------------------------------------------------
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address in the low 32 bits
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local-use, never public
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (also :: and ::1)
+
+
+def _public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Is ``addr`` a public address, an IPv4 one carried inside IPv6 judged by itself?
+    (Python 3.11's ``is_global`` calls NAT64 and 6to4 addresses of 127.0.0.1 or 10.0.0.1
+    public.)"""
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr in _NAT64_LOCAL:
+            return False
+        inner: ipaddress.IPv4Address | None = addr.ipv4_mapped or addr.sixtofour
+        if inner is None and addr.teredo:
+            inner = addr.teredo[1]
+        if inner is None and (addr in _NAT64 or addr in _V4_COMPATIBLE):
+            inner = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if inner is not None:
+            return inner.is_global
+    return addr.is_global
+
+
 def _check_address(ip: str, host: str, limits: Limits, url: str) -> None:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if limits.allow_private or addr.is_global:
+    if limits.allow_private or _public(addr):
         return
     raise SourceError(
         f"refused to read {url}: {host} is at {ip}, a private or local address",
@@ -131,6 +168,60 @@ def _check_address(ip: str, host: str, limits: Limits, url: str) -> None:
         hint="sources are read from public addresses only; if this server is on your own "
         "network on purpose, set NSDX_SOURCE_ALLOW_PRIVATE=1",
     )
+
+
+class _Clock:
+    """The total deadline of one object (all its attempts): past it, the connection in use
+    is shut down, so a server sending a byte now and then cannot hold a read forever."""
+
+    def __init__(self, url: str, limits: Limits) -> None:
+        self.url = url
+        self.seconds = limits.deadline
+        self.end = time.monotonic() + limits.deadline
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(limits.deadline, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._cut()
+
+    def _cut(self) -> None:
+        if self._sock is not None:
+            try:  # the plain socket's shutdown, under TLS too: a blocked read returns
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def watch(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                self._cut()
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def check(self) -> None:
+        if self.expired or self.left() <= 0:
+            self.expired = True
+            raise self.error()
+
+    def error(self) -> SourceError:
+        return SourceError(
+            f"reading the source took longer than the {self.seconds:g} s allowed per object "
+            "(NSDX_SOURCE_DEADLINE): nothing was published",
+            file=self.url,
+            hint=f"the server at {self.url} is too slow or stalling; raise "
+            "NSDX_SOURCE_DEADLINE if the file is large and the server slow but steady",
+        )
+
+    def close(self) -> None:
+        self._timer.cancel()
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
@@ -152,15 +243,46 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
+def _check_scheme(url: str, previous: str | None, limits: Limits) -> None:
+    """https only; http with NSDX_SOURCE_ALLOW_HTTP=1; never https redirected to http."""
+    scheme = urlsplit(url).scheme
+    if scheme == "https":
+        return
+    if previous is not None and urlsplit(previous).scheme == "https":
+        raise SourceError(
+            f"refused a redirect from https to plain http ({url}): the file would travel "
+            "unencrypted and could be changed on the way",
+            file=previous,
+            hint=f"ask the publisher of {previous} to serve the file over https, or point "
+            "source.path at another https address",
+        )
+    if not limits.allow_http:
+        raise SourceError(
+            "plain http:// is refused: the file would travel unencrypted and could be "
+            "changed on the way",
+            file=url,
+            hint=f"use https:// for {url}; if this server has no TLS on purpose (your own "
+            "network), set NSDX_SOURCE_ALLOW_HTTP=1",
+        )
+
+
 def _open(
-    url: str, method: str, limits: Limits, headers: dict[str, str] | None = None
+    url: str,
+    method: str,
+    limits: Limits,
+    headers: dict[str, str] | None = None,
+    clock: _Clock | None = None,
 ) -> tuple[http.client.HTTPResponse, str]:
     """The response to ``method url`` after redirects (checked, at most MAX_REDIRECTS), and
     the final URL. Raises SourceError for answers that will not change, _Transient else."""
+    previous: str | None = None
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SourceError(f"not an http(s) URL: {url}", file=url)
+        _check_scheme(url, previous, limits)
+        if clock is not None:
+            clock.check()
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
@@ -174,9 +296,13 @@ def _open(
         for info in infos:
             _check_address(str(info[4][0]), parts.hostname, limits, url)
         cls = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
-        conn = cls(parts.hostname, port, ip, limits.timeout)
+        timeout = limits.timeout if clock is None else max(0.01, min(limits.timeout, clock.left()))
+        conn = cls(parts.hostname, port, ip, timeout)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
+            conn.connect()
+            if clock is not None:
+                clock.watch(conn.sock)
             conn.request(
                 method,
                 target,
@@ -197,7 +323,7 @@ def _open(
             conn.close()
             if not location:
                 raise SourceError(f"HTTP {resp.status} without a Location from {url}", file=url)
-            url = urljoin(url, location)
+            previous, url = url, urljoin(url, location)
             continue
         if resp.status >= 500 or resp.status == 429:
             resp.close()
@@ -220,12 +346,14 @@ def _open(
     )
 
 
-def _retrying(what: str, url: str, limits: Limits, fn):
+def _retrying(what: str, url: str, limits: Limits, fn, clock: _Clock | None = None):
     delay = limits.backoff
     for attempt in range(1, limits.attempts + 1):
         try:
             return fn()
         except _Transient as e:
+            if clock is not None:
+                clock.check()  # past the deadline: that, not the symptom, is the error
             if attempt == limits.attempts:
                 raise SourceError(
                     f"cannot {what} the source after {attempt} attempt(s): {e}",
@@ -233,14 +361,16 @@ def _retrying(what: str, url: str, limits: Limits, fn):
                     hint="the server is unreachable, too slow (NSDX_SOURCE_TIMEOUT) or failing; "
                     "nothing was published - run the command again later",
                 ) from None
-            time.sleep(delay)
+            time.sleep(delay if clock is None else max(0.0, min(delay, clock.left())))
             delay *= 2
     raise AssertionError("unreachable")
 
 
 def _http_object(url: str, limits: Limits) -> RemoteObject:
+    clock = _Clock(url, limits)
+
     def head() -> RemoteObject:
-        resp, final = _open(url, "HEAD", limits)
+        resp, final = _open(url, "HEAD", limits, clock=clock)
         resp.close()
         size = resp.getheader("Content-Length")
         return RemoteObject(
@@ -251,7 +381,10 @@ def _http_object(url: str, limits: Limits) -> RemoteObject:
             last_modified=resp.getheader("Last-Modified"),
         )
 
-    obj = _retrying("reach", url, limits, head)
+    try:
+        obj = _retrying("reach", url, limits, head, clock)
+    finally:
+        clock.close()
     _check_size(obj.size, limits, url)
     return obj
 
@@ -274,29 +407,85 @@ def _changed(url: str) -> SourceError:
     )
 
 
+def _content_range(resp: http.client.HTTPResponse, url: str) -> tuple[int, int | None]:
+    """(first byte, whole size or None for ``*``) of a 206 answer, from its
+    ``Content-Range: bytes a-b/n``."""
+    value = (resp.getheader("Content-Range") or "").strip()
+    unit, _, rest = value.partition(" ")
+    first, dash, rest = rest.partition("-")
+    last, slash, size = rest.partition("/")
+    if (
+        unit.lower() != "bytes"
+        or not dash
+        or not slash
+        or not first.isdigit()
+        or not last.isdigit()
+        or not (size.isdigit() or size == "*")
+    ):
+        raise SourceError(
+            f"a resumed download was answered 206 with the Content-Range {value!r}, not "
+            "'bytes <start>-<end>/<size>': nothing was published",
+            file=url,
+            hint=f"the server of {url} answers ranges wrongly; run the command again (or "
+            "ask the publisher to fix the server)",
+        )
+    return int(first), int(size) if size.isdigit() else None
+
+
 def _http_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
     """Stream ``obj`` into ``dest``; returns its SHA-256."""
-    h = hashlib.sha256()
+    clock = _Clock(obj.url, limits)
+    try:
+        digest = _http_fetch(obj, dest, limits, clock)
+    finally:
+        clock.close()
+    done = dest.stat().st_size
+    after = _http_object(obj.url, limits)  # the object is still the one read?
+    if (obj.etag, obj.last_modified) != (after.etag, after.last_modified) or (
+        after.size is not None and after.size != done
+    ):
+        raise _changed(obj.url)
+    return digest
+
+
+def _http_fetch(obj: RemoteObject, dest: Path, limits: Limits, clock: _Clock) -> str:
+    """The attempts of one download into ``dest``; returns its SHA-256."""
     done = 0
+    h = hashlib.sha256()
     with open(dest, "wb") as out:
 
         def attempt() -> None:
-            nonlocal done
+            nonlocal done, h
             headers = {}
             if done:
                 headers["Range"] = f"bytes={done}-"
                 if obj.etag or obj.last_modified:
                     headers["If-Range"] = obj.etag or obj.last_modified or ""
-            resp, _final = _open(obj.url, "GET", limits, headers)
+            try:
+                resp, _final = _open(obj.url, "GET", limits, headers, clock)
+            except _Transient:
+                clock.check()
+                raise
             try:
                 for name, seen in (("ETag", obj.etag), ("Last-Modified", obj.last_modified)):
                     now = resp.getheader(name)
                     if seen and now and now != seen:
                         raise _changed(obj.url)
-                if done and resp.status != 206:  # no ranges here: the whole object again
+                whole = None
+                if resp.status == 206:
+                    start, whole = _content_range(resp, obj.url)
+                    if start != done:  # another part than asked for: never spliced in
+                        raise SourceError(
+                            f"asked to resume from byte {done:,}, the server sent the bytes "
+                            f"from {start:,} (Content-Range): nothing was published",
+                            file=obj.url,
+                            hint=f"the server of {obj.url} answers ranges wrongly; run the "
+                            "command again",
+                        )
+                elif done:  # no ranges here: the whole object again
                     out.seek(0)
                     out.truncate()
-                    h.__init__()  # type: ignore[misc]
+                    h = hashlib.sha256()  # (h.__init__() does not reset a hash)
                     done = 0
                 total = resp.getheader("Content-Length")
                 expected = obj.size
@@ -305,11 +494,27 @@ def _http_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
                     if expected is not None and int(total) != expected:
                         raise _changed(obj.url)
                     expected = int(total)
+                if expected is None and whole is not None:
+                    _check_size(whole, limits, obj.url)
+                    expected = whole
+                if expected is not None and whole is not None and whole != expected:
+                    raise _changed(obj.url)
+                if expected is None and resp.length is None and not resp.chunked:
+                    raise SourceError(
+                        "the server sent neither a Content-Length nor chunked encoding, and "
+                        "listed no size: a download cut short could not be told from a "
+                        "complete one, so nothing was published",
+                        file=obj.url,
+                        hint=f"ask the publisher of {obj.url} to send Content-Length (or "
+                        "chunked encoding), or copy the file to storage you control",
+                    )
                 while True:
                     try:
                         block = resp.read(CHUNK)
                     except (OSError, http.client.HTTPException) as e:
+                        clock.check()
                         raise _Transient(f"reading: {type(e).__name__}: {e}") from None
+                    clock.check()  # cut by the deadline: what came is not the whole
                     if not block:
                         break
                     done += len(block)
@@ -329,12 +534,7 @@ def _http_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
             finally:
                 resp.close()
 
-        _retrying("download", obj.url, limits, attempt)
-    after = _http_object(obj.url, limits)  # the object is still the one read?
-    if (obj.etag, obj.last_modified) != (after.etag, after.last_modified) or (
-        after.size is not None and after.size != done
-    ):
-        raise _changed(obj.url)
+        _retrying("download", obj.url, limits, attempt, clock)
     return h.hexdigest()
 
 
@@ -419,9 +619,9 @@ def _s3_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
     done = 0
 
     def attempt() -> None:
-        nonlocal done
+        nonlocal done, h
         done = 0
-        h.__init__()  # type: ignore[misc]  # a fresh hash for a fresh attempt
+        h = hashlib.sha256()  # a fresh hash for a fresh attempt
         try:
             kw: dict[str, Any] = {"Bucket": bucket, "Key": key}
             if obj.etag:
@@ -441,6 +641,7 @@ def _s3_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
         with open(dest, "wb") as out:
             try:
                 for block in body.iter_chunks(CHUNK):
+                    clock.check()
                     done += len(block)
                     if done > limits.max_bytes:
                         raise SourceError(
@@ -458,7 +659,11 @@ def _s3_download(obj: RemoteObject, dest: Path, limits: Limits) -> str:
         if obj.size is not None and done != obj.size:
             raise _Transient(f"got {done:,} of {obj.size:,} bytes")
 
-    _retrying("download", obj.url, limits, attempt)
+    clock = _Clock(obj.url, limits)
+    try:
+        _retrying("download", obj.url, limits, attempt, clock)
+    finally:
+        clock.close()
     return h.hexdigest()
 
 
