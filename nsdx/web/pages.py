@@ -209,10 +209,9 @@ def _registrations(request: Request, name: str) -> list[dict]:
     visitor may see them."""
     from exchange.registration import list_registrations
 
-    from .exchange import _actor
+    from .trade_pages import actor_of  # the page's visitor: the session, not a token
 
-    ex = state_of(request).exchange
-    return list_registrations(ex, actor=_actor(request, ex), dataset=name)
+    return list_registrations(state_of(request).exchange, actor=actor_of(request), dataset=name)
 
 
 def _checks(request: Request, pkg: dict) -> dict[str, list[dict]]:

@@ -25,7 +25,7 @@ from exchange.errors import ExchangeError
 from validation.errors import NsdxError
 
 from .errorpages import error_response
-from .exchange import _actor, _call
+from .exchange import _call
 from .i18n import core
 from .i18n import gettext as _
 from .render import render
@@ -58,6 +58,14 @@ class ObjectionIn(BaseModel):
 class ResolveIn(BaseModel):
     uphold: bool
     resolution: str
+
+
+def _visitor(request: Request):
+    """The exchange actor of a portal page's visitor: the signed-in session (pages carry no
+    API token), so the register shows them what the one access rule lets them see."""
+    from .trade_pages import actor_of
+
+    return actor_of(request)
 
 
 def _visible(request: Request, d: dict) -> dict:
@@ -173,9 +181,7 @@ async def scenario_page(name: str, request: Request):
         )  # fmt: skip
     d = await run_in_threadpool(_visible, request, d)
     regs = await run_in_threadpool(
-        lambda: reg.list_registrations(
-            st.exchange, actor=_actor(request, st.exchange), scenario=d["name"]
-        )
+        lambda: reg.list_registrations(st.exchange, actor=_visitor(request), scenario=d["name"])
     )
     return render(request, "scenario.html", {"s": d, "registrations": regs})
 
@@ -183,7 +189,7 @@ async def scenario_page(name: str, request: Request):
 @pages.get("/registrations", response_class=HTMLResponse)
 async def registrations_page(request: Request):
     ex = state_of(request).exchange
-    regs = await run_in_threadpool(lambda: reg.list_registrations(ex, actor=_actor(request, ex)))
+    regs = await run_in_threadpool(lambda: reg.list_registrations(ex, actor=_visitor(request)))
     return render(request, "registrations.html", {"registrations": regs[::-1]})
 
 
@@ -191,7 +197,7 @@ async def _certificate(request: Request, code: str):
     st = state_of(request)
     return await run_in_threadpool(
         lambda: certificates.certificate(
-            st.exchange, code, actor=_actor(request, st.exchange), base_url=site_url(request)
+            st.exchange, code, actor=_visitor(request), base_url=site_url(request)
         )
     )
 
@@ -216,9 +222,7 @@ async def _registration_response(
 ):
     st = state_of(request)
     try:
-        d = await run_in_threadpool(
-            lambda: reg.show(st.exchange, code, actor=_actor(request, st.exchange))
-        )
+        d = await run_in_threadpool(lambda: reg.show(st.exchange, code, actor=_visitor(request)))
     except ExchangeError as e:
         return _not_found(request, code, e)
     cert = None
