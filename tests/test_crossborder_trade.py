@@ -59,6 +59,11 @@ def _world(tmp_path: Path, url: str | None = None):
     return ex
 
 
+# the tests below tell one year's story in order on one exchange per database: under xdist
+# they must all run on one worker (else a worker builds its own exchange and skips a chapter)
+pytestmark = pytest.mark.xdist_group("crossborder_trade")
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def world(request, tmp_path_factory, pg_available):
     """One exchange per database; the tests below run in order on it (a year's story)."""

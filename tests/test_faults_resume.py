@@ -176,10 +176,12 @@ def test_postgres_connection_terminated_mid_transaction(postgres_url, nsdx_env, 
     assert count(env) == 300 and versions(env) == [1, 2]
 
     # a ledger append: entries, head and checkpoint written, not committed
-    org = ["exchange", "enterprise", "register", "fault-org", "--name", "故障公司", "--as",
-           "fault-org", "--json"]  # fmt: skip
-    run_cli(*org, "--credit-code", credit_code("440115", "MA59ABC1"), env=env)
-    proc = start([*org, "--credit-code", credit_code("440115", "MA59ABC2")], env, "ledger.written")
+    # (each call changes the name: a change is one more ledger entry; only the operator may
+    # change a registered credit code)
+    org = ["exchange", "enterprise", "register", "fault-org", "--as", "fault-org", "--json",
+           "--credit-code", credit_code("440115", "MA59ABC1"), "--name"]  # fmt: skip
+    run_cli(*org, "故障公司", env=env)
+    proc = start([*org, "故障公司二"], env, "ledger.written")
     wait_stopped(proc)
     assert _terminate_all(database) >= 1
     code, out, err = resume(proc)
@@ -187,7 +189,7 @@ def test_postgres_connection_terminated_mid_transaction(postgres_url, nsdx_env, 
     verify = json.loads(run_cli("audit", "verify", "--json", env=env).stdout)
     assert verify["ok"] is True
     entries = verify["entries"]
-    run_cli(*org, "--credit-code", credit_code("440115", "MA59ABC3"), env=env)  # resumes
+    run_cli(*org, "故障公司三", env=env)  # resumes
     verify = json.loads(run_cli("audit", "verify", "--json", env=env).stdout)
     assert verify["ok"] is True and verify["entries"] == entries + 1
 
@@ -224,9 +226,9 @@ def test_a_full_nsdx_home_then_space_again(small_home, nsdx_env, tmp_path):
     write_rows(csv, 100)
     declare(env, csv)
     run_cli("ingest", "fault-readings", env=env)
-    org = ["exchange", "enterprise", "register", "fault-org", "--name", "故障公司", "--as",
-           "fault-org", "--json", "--credit-code"]  # fmt: skip
-    run_cli(*org, credit_code("440115", "MA59ABC1"), env=env)
+    org = ["exchange", "enterprise", "register", "fault-org", "--as", "fault-org", "--json",
+           "--credit-code", credit_code("440115", "MA59ABC1"), "--name"]  # fmt: skip
+    run_cli(*org, "故障公司", env=env)
 
     write_rows(csv, 200_000, seed=1)  # ~7 MB of Parquet that does not compress: no room
     proc = run_cli("ingest", "fault-readings", "--json", env=env, check=False)
@@ -237,14 +239,14 @@ def test_a_full_nsdx_home_then_space_again(small_home, nsdx_env, tmp_path):
     # the ledger on the full disk: fill what is left, append, refused cleanly
     filler = small_home / "filler"
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
-    proc = run_cli(*org, credit_code("440115", "MA59ABC2"), env=env, check=False)
+    proc = run_cli(*org, "故障公司二", env=env, check=False)
     assert_clear(proc.returncode, proc.stdout, proc.stderr, "full")
     filler.unlink()
 
     _grow(small_home, "64m")  # the fault clears
     verify = json.loads(run_cli("audit", "verify", "--json", env=env).stdout)
     assert verify["ok"] is True
-    run_cli(*org, credit_code("440115", "MA59ABC2"), env=env)
+    run_cli(*org, "故障公司二", env=env)
     again = json.loads(run_cli("audit", "verify", "--json", env=env).stdout)
     assert again["ok"] is True and again["entries"] == verify["entries"] + 1
     r = json.loads(run_cli("ingest", "fault-readings", "--json", env=env).stdout)["results"][0]
