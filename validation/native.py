@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .gx import jsonable
-from .report import SAMPLES, ExpectationResult, passes
+from .report import SAMPLES, ExpectationResult, counted_result, passes
 from .shorthand import ROW, Expectation
 
 _TEXT = ("string", "large_string")
@@ -194,20 +194,9 @@ class NativeChecks:
 
     def _result(self, e: Expectation) -> ExpectationResult:
         acc = self._acc[e.index]
-        nonmissing = acc.element_count - acc.missing_count
-        pct = 100.0 * acc.unexpected_count / nonmissing if nonmissing else 0.0
-        result: dict[str, Any] = {
-            "element_count": acc.element_count,
-            "unexpected_count": acc.unexpected_count,
-            "unexpected_percent": pct,
-            "partial_unexpected_list": [v for v, _ in acc.samples],
-            "partial_unexpected_rows": [r for _, r in acc.samples],
-        }
-        if e.type != "expect_column_values_to_not_be_null":
-            result["missing_count"] = acc.missing_count
-            result["missing_percent"] = (
-                100.0 * acc.missing_count / acc.element_count if acc.element_count else 0.0
-            )
+        result, pct = counted_result(
+            e.type, acc.element_count, acc.missing_count, acc.unexpected_count, acc.samples
+        )
         return ExpectationResult(
             index=e.index,
             label=e.label,

@@ -294,3 +294,24 @@ def shown_report(
         results.append({**r, "result": res, "exception_info": exc})
     out["results"] = results
     return out
+
+
+def counted_result(
+    etype: str, element_count: int, missing_count: int, unexpected_count: int, samples: list
+) -> tuple[dict[str, Any], float]:
+    """great-expectations' result dict of a row-level check from its counts (and the
+    percentage of unexpected values among the non-missing ones): written once, for the checks
+    judged by great-expectations' worker and for those judged with Arrow."""
+    nonmissing = element_count - missing_count
+    pct = 100.0 * unexpected_count / nonmissing if nonmissing else 0.0
+    result: dict[str, Any] = {
+        "element_count": element_count,
+        "unexpected_count": unexpected_count,
+        "unexpected_percent": pct,
+        "partial_unexpected_list": [v for v, _ in samples],
+        "partial_unexpected_rows": [r for _, r in samples],
+    }
+    if etype != "expect_column_values_to_not_be_null":
+        result["missing_count"] = missing_count
+        result["missing_percent"] = 100.0 * missing_count / element_count if element_count else 0.0
+    return result, pct

@@ -37,7 +37,15 @@ import pyarrow.compute as pc
 from . import gx as gxw
 from .dataset_level import DatasetChecks
 from .errors import ExpectationConfigError
-from .report import ON_INVALID, SAMPLES, ExpectationResult, ValidationReport, empty_rows, passes
+from .report import (
+    ON_INVALID,
+    SAMPLES,
+    ExpectationResult,
+    ValidationReport,
+    counted_result,
+    empty_rows,
+    passes,
+)
 from .shorthand import DATASET, GX_FULL, ROW, Expectation, parse_expectations
 
 _INT_NULLABLE = {
@@ -339,20 +347,9 @@ class RowChecks:
     def _row_result(self, e: Expectation) -> ExpectationResult:
         acc = self._acc[e.index]
         if acc.counted:
-            nonmissing = acc.element_count - acc.missing_count
-            pct = 100.0 * acc.unexpected_count / nonmissing if nonmissing else 0.0
-            result: dict[str, Any] = {
-                "element_count": acc.element_count,
-                "unexpected_count": acc.unexpected_count,
-                "unexpected_percent": pct,
-                "partial_unexpected_list": [v for v, _ in acc.samples],
-                "partial_unexpected_rows": [r for _, r in acc.samples],
-            }
-            if e.type != "expect_column_values_to_not_be_null":
-                result["missing_count"] = acc.missing_count
-                result["missing_percent"] = (
-                    100.0 * acc.missing_count / acc.element_count if acc.element_count else 0.0
-                )
+            result, pct = counted_result(
+                e.type, acc.element_count, acc.missing_count, acc.unexpected_count, acc.samples
+            )
             success = passes(pct, e.mostly) and acc.exception is None
         else:  # dtype-level answer (type check on a typed column), or no batch at all
             result = {"observed_value": acc.observed[0] if len(acc.observed) == 1 else acc.observed}

@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -517,33 +517,9 @@ def report_file(filename: str, request: Request):
         _official(request)
     except _NotOfficial:
         return _refuse(request)
-    m = REPORT_FILE.match(filename)
-    if not m or not 2000 <= int(m.group(1)) <= 2100:
-        return error_response(request, 404)
-    ex = state_of(request).exchange
-    cp = _latest(ex)
-    if cp is None:
-        return error_response(request, 404, _("No signed checkpoint yet"), _("Nothing to report."))
     from exchange.reports import write_yearly_report
 
-    tmp = tempfile.TemporaryDirectory(prefix="nsdx-report-")
-    files = write_yearly_report(ex, int(m.group(1)), Path(tmp.name), tree_size=cp.tree_size)
-    path = next((f for f in files if f.name == filename), None)
-    if path is None:
-        tmp.cleanup()
-        return error_response(request, 404)
-    media = {
-        "csv": "text/csv; charset=utf-8",
-        "parquet": "application/vnd.apache.parquet",
-        "html": "text/html; charset=utf-8",
-        "json": "application/json",
-    }[m.group(3)]
-    return FileResponse(
-        path,
-        media_type=media,
-        filename=filename,
-        background=BackgroundTask(tmp.cleanup),
-    )
+    return _report_file(request, filename, REPORT_FILE.fullmatch(filename), write_yearly_report)
 
 
 # -- cross-border transfers (数据出境) ----------------------------------------------------
@@ -608,29 +584,40 @@ def cross_border_file(filename: str, request: Request):
         _official(request)
     except _NotOfficial:
         return _refuse(request)
-    m = XB_FILE.fullmatch(filename)
+    from exchange.crossborder.report import write_crossborder_report
+
+    return _report_file(request, filename, XB_FILE.fullmatch(filename), write_crossborder_report)
+
+
+REPORT_MEDIA = {
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+    "html": "text/html; charset=utf-8",
+    "json": "application/json",
+}
+
+
+def _report_file(request: Request, filename: str, m: re.Match | None, write) -> Response:
+    """One file of a yearly report (``m``: the file name matched, its groups the year and the
+    format), written by ``write`` from the latest signed checkpoint into a temporary folder
+    that is removed once the file is sent."""
     if not m or not 2000 <= int(m.group(1)) <= 2100:
         return error_response(request, 404)
     ex = state_of(request).exchange
     cp = _latest(ex)
     if cp is None:
         return error_response(request, 404, _("No signed checkpoint yet"), _("Nothing to report."))
-    from exchange.crossborder.report import write_crossborder_report
-
-    tmp = tempfile.TemporaryDirectory(prefix="nsdx-xb-")
-    files = write_crossborder_report(ex, int(m.group(1)), Path(tmp.name), tree_size=cp.tree_size)
+    tmp = tempfile.TemporaryDirectory(prefix="nsdx-report-")
+    files = write(ex, int(m.group(1)), Path(tmp.name), tree_size=cp.tree_size)
     path = next((f for f in files if f.name == filename), None)
     if path is None:
         tmp.cleanup()
         return error_response(request, 404)
-    media = {
-        "csv": "text/csv; charset=utf-8",
-        "parquet": "application/vnd.apache.parquet",
-        "html": "text/html; charset=utf-8",
-        "json": "application/json",
-    }[m.group(3)]
     return FileResponse(
-        path, media_type=media, filename=filename, background=BackgroundTask(tmp.cleanup)
+        path,
+        media_type=REPORT_MEDIA[m.group(3)],
+        filename=filename,
+        background=BackgroundTask(tmp.cleanup),
     )
 
 
