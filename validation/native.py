@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .gx import jsonable
-from .report import SAMPLES, ExpectationResult, counted_result, passes
+from .report import SAMPLES, ExpectationResult, counted_result, passes, quarantine_reasons
 from .shorthand import ROW, Expectation
 
 _TEXT = ("string", "large_string")
@@ -176,17 +176,7 @@ class NativeChecks:
         if self._last is None or self._last[0] != id(batch) or self._last[1] != batch.num_rows:
             raise ValueError("quarantine_reason() takes the batch last passed to check_batch()")
         n, failed = self._last[1], self._last[2]
-        if not failed:
-            return pa.nulls(n, pa.string())
-        bad = np.unique(np.concatenate(list(failed.values())))
-        reasons: dict[int, list[str]] = {int(i): [] for i in bad}
-        for label, idx in failed.items():
-            for i in idx.tolist():
-                reasons[int(i)].append(label)
-        mask = np.zeros(n, dtype=bool)
-        mask[bad] = True
-        texts = pa.array(["; ".join(reasons[int(i)]) for i in bad], pa.string())
-        return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(mask), texts)
+        return quarantine_reasons(n, failed)
 
     def finish(self, files: list[str]) -> Callable[[], dict[int, ExpectationResult]]:
         results = {e.index: self._result(e) for e in self.row_exps}

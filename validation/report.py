@@ -14,6 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 ON_INVALID = ("fail", "warn", "quarantine_rows")
 
 
@@ -315,3 +319,21 @@ def counted_result(
         result["missing_count"] = missing_count
         result["missing_percent"] = 100.0 * missing_count / element_count if element_count else 0.0
     return result, pct
+
+
+def quarantine_reasons(n: int, failed: dict) -> pa.Array:
+    """Per row of a batch of ``n`` rows: the labels of the checks it failed ("; "-joined), or
+    null; ``failed`` maps a label to the failing row positions. Only failed rows get a Python
+    string. Written once for the checks judged by great-expectations and those judged with
+    Arrow."""
+    if not failed:
+        return pa.nulls(n, pa.string())
+    bad = np.unique(np.concatenate(list(failed.values())))
+    reasons: dict[int, list[str]] = {int(i): [] for i in bad}
+    for label, idx in failed.items():
+        for i in idx.tolist():
+            reasons[int(i)].append(label)
+    mask = np.zeros(n, dtype=bool)
+    mask[bad] = True
+    texts = pa.array(["; ".join(reasons[int(i)]) for i in bad], pa.string())
+    return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(mask), texts)

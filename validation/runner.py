@@ -45,6 +45,7 @@ from .report import (
     counted_result,
     empty_rows,
     passes,
+    quarantine_reasons,
 )
 from .shorthand import DATASET, GX_FULL, ROW, Expectation, parse_expectations
 
@@ -311,18 +312,7 @@ class RowChecks:
         if self._last is None or self._last[0] != id(batch) or self._last[1] != batch.num_rows:
             raise ValueError("quarantine_reason() takes the batch last passed to check_batch()")
         n, failed = self._last[1], self._last[2]
-        if not failed:
-            return pa.nulls(n, pa.string())
-        # only the failed rows get a Python string; the others stay null
-        bad = np.unique(np.concatenate(list(failed.values())))
-        reasons: dict[int, list[str]] = {int(i): [] for i in bad}
-        for label, idx in failed.items():
-            for i in idx.tolist():
-                reasons[i].append(label)
-        mask = np.zeros(n, dtype=bool)
-        mask[bad] = True
-        texts = pa.array(["; ".join(reasons[int(i)]) for i in bad], pa.string())
-        return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(mask), texts)
+        return quarantine_reasons(n, failed)
 
     # -- once, at the end -----------------------------------------------------------------
     def finish(self, files: list[str]) -> Callable[[], dict[int, ExpectationResult]]:
