@@ -9,8 +9,11 @@ Here each query runs in a child process (``python -m catalogue.sandbox``) that
 * is held to a resident size (:func:`process_memory`, by default DuckDB's ``memory_limit``
   plus 384 MiB for the interpreter, Arrow and the answer): the parent reads the child's RSS
   from ``/proc`` every 20 ms while it waits and kills it past the bound — a 400
-  (:class:`QueryMemoryExceeded`); an address-space limit (``RLIMIT_AS``, that bound plus
-  1.5 GiB) stops a faster allocation inside DuckDB as an out-of-memory error, also a 400;
+  (:class:`QueryMemoryExceeded`); an address-space limit (``RLIMIT_AS``: what the process
+  has mapped once DuckDB and Arrow are loaded and warm, plus that bound, plus 1.5 GiB) stops
+  a faster allocation inside DuckDB as an out-of-memory error, also a 400. The allocators
+  keep address space a large query mapped, so a process left with less spare address space
+  than its resident bound retires after answering, and the next query gets a fresh one;
 * is killed when the query runs past its time limit plus a short grace (DuckDB's own
   ``interrupt()`` comes first) — a 408;
 * is killed at once when the pool closes (server shutdown), so no query holds a stopping
@@ -52,7 +55,7 @@ log = logging.getLogger("nsdx.query")
 
 _LEN = struct.Struct("!Q")
 HEADROOM = 384 * 1024 * 1024  # resident: interpreter, Arrow, the answer
-ADDRESS_SLACK = 1536 * 1024 * 1024  # mapped but not resident: libraries, arenas, stacks
+ADDRESS_SLACK = 1536 * 1024 * 1024  # mapped, not resident, beyond a warm process: arenas, stacks
 POLL = 0.02  # seconds between two looks at a running query's process
 GRACE = 2.0  # seconds past the time limit before the process is killed
 MAX_USES = 500  # a process is replaced after this many queries (fragmentation)
@@ -97,6 +100,15 @@ def resident_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm", "rb") as f:
             return int(f.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def mapped_bytes(pid: int | str = "self") -> int:
+    """The address space process ``pid`` has mapped (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[0]) * _PAGE
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -154,19 +166,40 @@ def _answer(job: QueryJob) -> tuple:
         return ("error", "QueryMemoryExceeded", "the query needs more memory than it may use", None)
 
 
+def _warm_up() -> None:
+    """Load DuckDB and Arrow and let their allocators make their first reservations (Arrow's
+    mimalloc maps a 1 GiB arena on first use), so that what is mapped afterwards is the
+    process's own baseline, not a query's."""
+    from validation.duck import connect
+
+    from . import query  # noqa: F401 - the module every job runs in
+
+    con = connect()
+    try:
+        _ipc(con.execute("SELECT 1 AS x").to_arrow_table())
+    finally:
+        con.close()
+
+
 def child_main(argv: list[str]) -> int:
-    """The query process: read a job, answer it, until stdin closes or it idles out."""
+    """The query process: read a job, answer it, until stdin closes or it idles out.
+
+    ``argv``: the resident bound (bytes; 0 for none), the idle time, the nice value, the
+    address-space slack (bytes)."""
     import resource
 
     limit, idle = int(argv[0]), float(argv[1])
-    if limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if len(argv) > 2 and int(argv[2]) > 0:
         os.nice(int(argv[2]))  # catalogue reads get the CPU first
+    slack = int(argv[3]) if len(argv) > 3 else ADDRESS_SLACK
     out = os.dup(1)
     os.dup2(2, 1)  # anything printed goes to the log, never into the answers
     inp = 0
-    from . import query  # noqa: F401 - imported before the first job (DuckDB, Arrow)
+    _warm_up()
+    cap = 0
+    if limit > 0:
+        cap = mapped_bytes() + limit + slack
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
     while True:
         if not select.select([inp], [], [], idle)[0]:
@@ -178,10 +211,15 @@ def child_main(argv: list[str]) -> int:
             reply = _answer(job)  # type: ignore[arg-type]
         except Exception as e:  # noqa: BLE001 - reported to the parent, which logs it
             reply = ("fault", f"{type(e).__name__}: {e}")
+        # retire when less address space is left than the next query may hold resident
+        retire = bool(cap) and cap - mapped_bytes() < limit
         try:
-            _write(out, reply)
+            _write(out, (reply, retire))
         except MemoryError:
-            _write(out, ("error", "QueryMemoryExceeded", "the answer is too large", None))
+            reply = ("error", "QueryMemoryExceeded", "the answer is too large", None)
+            _write(out, (reply, True))
+        if retire:
+            return 0
 
 
 # -- the parent -----------------------------------------------------------------------------
@@ -202,6 +240,7 @@ class _Proc:
     popen: subprocess.Popen
     limit: int
     uses: int = 0
+    retired: bool = False  # it said it leaves after its answer
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -221,10 +260,13 @@ class _Proc:
 class QueryProcesses:
     """A bounded pool of query processes (see the module's text)."""
 
-    def __init__(self, size: int, *, idle: float = 120.0, nice: int = 10) -> None:
+    def __init__(
+        self, size: int, *, idle: float = 120.0, nice: int = 10, slack: int = ADDRESS_SLACK
+    ) -> None:
         self.size = max(1, int(size))
         self.idle = idle
         self.nice = nice
+        self.slack = slack
         self._lock = threading.Lock()
         self._free: list[_Proc] = []
         self._running: set[_Proc] = set()
@@ -260,14 +302,14 @@ class QueryProcesses:
 
     # processes
     def _spawn(self, limit: int) -> _Proc:
-        mapped = limit + ADDRESS_SLACK
         cmd = [
             sys.executable,
             "-m",
             "catalogue.sandbox",
-            str(mapped),
+            str(limit),
             str(self.idle),
             str(self.nice),
+            str(self.slack),
         ]
         popen = subprocess.Popen(  # noqa: S603 - our own module, no shell
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
@@ -291,7 +333,13 @@ class QueryProcesses:
     def _give_back(self, p: _Proc, healthy: bool) -> None:
         with self._lock:
             self._running.discard(p)
-            if healthy and not self._closed and p.alive() and p.uses < MAX_USES:
+            if (
+                healthy
+                and not self._closed
+                and not p.retired
+                and p.alive()
+                and p.uses < MAX_USES
+            ):
                 self._free.append(p)
                 return
         p.kill()
@@ -341,7 +389,7 @@ class QueryProcesses:
                     "the query stopped its process (most likely by passing the memory limit)",
                     hint=_MEMORY_HINT,
                 )
-            answer: tuple = reply  # type: ignore[assignment]
+            answer, p.retired = reply  # type: ignore[misc]
             kind = answer[0]
             if kind == "ok":
                 healthy = True

@@ -83,3 +83,45 @@ def test_a_failed_replacement_does_not_hide_the_querys_error(tmp_path, monkeypat
         assert table.to_pylist() == [{"y": 7}]
     finally:
         procs.close()
+
+
+
+
+def test_a_process_left_with_too_little_address_space_retires(tmp_path):
+    """DuckDB's and Arrow's allocators keep the address space a large query mapped. A query
+    process left with less spare address space than its resident bound retires after its
+    answer, and the next query gets a fresh process. Seen in CI before: a timed-out cross
+    join left a process with 2.8 of its 2.9 GB mapped, and the next query in it, an S3 read,
+    died with 'bad allocation'. Here the slack is 256 MiB, and a sort of 20 million rows
+    maps more than that."""
+    limits = QueryLimits(timeout=60, threads=1, memory_limit="1GB")
+    big = "SELECT count(*) AS n FROM (SELECT range AS r FROM range(20000000) ORDER BY random())"
+
+    def pids(procs: QueryProcesses, sqls: list[str]) -> list[int]:
+        seen = []
+        for sql in sqls:
+            job = QueryJob(
+                store={"url": f"file://{tmp_path}"}, tables=(), limits=limits, sql=sql,
+                max_rows=10,
+            )  # fmt: skip
+            table, _ = procs.run(job, 60)
+            assert len(table.to_pylist()) == 1
+            with procs._lock:
+                (p,) = procs._free  # the process the query ran in, or its successor
+                seen.append(p.popen.pid)
+        return seen
+
+    tight = QueryProcesses(1, nice=19, slack=256 * 2**20)
+    try:
+        a, b, c, d = pids(tight, ["SELECT 1", "SELECT 2", big, "SELECT 3"])
+        assert a == b  # small queries: the process is kept and reused
+        assert c != b  # after the big one it retired: a fresh process waits
+        assert d == c
+    finally:
+        tight.close()
+    roomy = QueryProcesses(1, nice=19)  # the default slack, 1.5 GiB
+    try:
+        a, b = pids(roomy, ["SELECT 1", big])
+        assert a == b  # the same sort leaves enough room: kept
+    finally:
+        roomy.close()
