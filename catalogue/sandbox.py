@@ -333,13 +333,7 @@ class QueryProcesses:
     def _give_back(self, p: _Proc, healthy: bool) -> None:
         with self._lock:
             self._running.discard(p)
-            if (
-                healthy
-                and not self._closed
-                and not p.retired
-                and p.alive()
-                and p.uses < MAX_USES
-            ):
+            if healthy and not self._closed and not p.retired and p.alive() and p.uses < MAX_USES:
                 self._free.append(p)
                 return
         p.kill()

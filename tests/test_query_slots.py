@@ -85,8 +85,6 @@ def test_a_failed_replacement_does_not_hide_the_querys_error(tmp_path, monkeypat
         procs.close()
 
 
-
-
 def test_a_process_left_with_too_little_address_space_retires(tmp_path):
     """DuckDB's and Arrow's allocators keep the address space a large query mapped. A query
     process left with less spare address space than its resident bound retires after its
