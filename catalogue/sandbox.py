@@ -383,7 +383,9 @@ class QueryProcesses:
                     "the query stopped its process (most likely by passing the memory limit)",
                     hint=_MEMORY_HINT,
                 )
-            answer, p.retired = reply  # type: ignore[misc]
+            framed: tuple = reply  # type: ignore[assignment]
+            answer: tuple = framed[0]
+            p.retired = bool(framed[1])
             kind = answer[0]
             if kind == "ok":
                 healthy = True
