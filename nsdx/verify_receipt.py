@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import decimal
 import hashlib
 import json
 import os
@@ -239,7 +240,7 @@ def canonical_json(value: object) -> bytes:
         if isinstance(v, float):
             if v != v or v in (float("inf"), float("-inf")):
                 raise Failed("the entry holds a non-finite number")
-            return str(int(v)) if v.is_integer() and abs(v) < 1e21 else repr(v)
+            return _es_number(v)
         if isinstance(v, str):
             return json.dumps(v, ensure_ascii=False)
         if isinstance(v, list):
@@ -250,6 +251,31 @@ def canonical_json(value: object) -> bytes:
         raise Failed(f"the entry holds a {type(v).__name__}")
 
     return enc(value).encode("utf-8")
+
+
+def _es_number(x: float) -> str:
+    """ECMAScript Number::toString (RFC 8785 §3.2.2.3) from Python's shortest repr."""
+    if x == 0:
+        return "0"
+    shortest = repr(x)
+    sign, rest = ("-", shortest[1:]) if shortest.startswith("-") else ("", shortest)
+    _, digits_t, exp = decimal.Decimal(rest).as_tuple()
+    assert isinstance(exp, int)
+    digits = "".join(map(str, digits_t)).rstrip("0")
+    exp += len(digits_t) - len(digits)
+    digits = digits.lstrip("0")
+    k = len(digits)
+    n = exp + k  # value = 0.d1d2...dk * 10**n
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        mant = digits if k == 1 else digits[0] + "." + digits[1:]
+        body = f"{mant}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return sign + body
 
 
 def _h(data: bytes) -> bytes:

@@ -209,6 +209,15 @@ def test_store_tiles_match_the_tree_and_partial_tiles_become_full(tmp_path):
     assert json.loads(entries[5])["i"] == 5 and entries[5] == canonical_json(json.loads(entries[5]))
     # nothing beyond the head is served
     assert total == 812 and len(read_tile(store, TileRef(0, 3, 44))) == 44 * 32
+    # a checkpoint whose root is not the ledger's is not exported
+    from exchange.ledger.note import checkpoint_body, sign_note
+
+    forged = sign_note(
+        checkpoint_body(store.signer.origin, 800, bytes(32)), store.signer.signer_key
+    )
+    with pytest.raises(TileNotFound, match="not the ledger's"):
+        export_tiles(store, forged, tmp_path / "forged")
+    assert not (tmp_path / "forged" / "checkpoint").exists()
     for beyond in (TileRef(0, 3, 45), TileRef(1, 0, 4), TileRef(None, 3, 45), TileRef(2, 0, 1)):
         with pytest.raises(TileNotFound):
             read_tile(store, beyond)
@@ -261,7 +270,7 @@ def test_verifier_canonical_json_equals_the_ledgers():
         if kind == 1:
             return rng.randrange(-(2**53) + 1, 2**53)
         if kind == 2:
-            return rng.choice([True, False, None, 0.5, 2.0, -0.0])
+            return rng.choice([True, False, None, 0.5, 2.0, -0.0, 2.0**-20, -1.5, 0.25])
         if kind == 3:
             return rng.choice(words) * 2
         if kind in (4, 5):
