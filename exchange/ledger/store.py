@@ -480,6 +480,13 @@ class LedgerStore:
             )
         return cp
 
+    def read_hashes(self, level: int, lo: int, hi: int) -> bytes:
+        """Packed hashes of the perfect subtrees at ``level`` (0 = leaf hashes, else a
+        multiple of TILE_HEIGHT) with indices [lo, hi): what a C2SP tlog tile holds. The
+        caller checks that they exist (``hi << level`` is within the head size)."""
+        with self.engine.connect() as conn:
+            return self._read_level(conn, level, lo, hi)
+
     def _read_level(self, conn, level: int, lo: int, hi: int) -> bytes:
         """Packed hashes of the stored nodes at ``level`` (0 = leaves, else a multiple
         of TILE_HEIGHT) with indices [lo, hi); computed from below where tiles are

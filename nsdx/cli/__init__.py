@@ -33,6 +33,7 @@ _LAZY = {
     "registration": ("nsdx.cli.registration", "registration"),
     "witness": ("nsdx.cli.witness", "witness"),
     "iceberg": ("nsdx.cli.iceberg", "iceberg"),
+    "ledger": ("nsdx.cli.ledger", "ledger"),
 }
 _HELP = {
     "ingest": "Read, validate, convert to Parquet and publish datasets (ID... or --all).",
@@ -54,6 +55,7 @@ _HELP = {
     "registration": "Data-resource registration (数据资源登记): apply, review, notice, code, "
     "certificate.",
     "iceberg": "Open published tables as Apache Iceberg tables: sync, show, which.",
+    "ledger": "Export the ledger as static tiles; check a receipt offline.",
     "witness": "Run a ledger witness: cosign checkpoints that extend the last one (C2SP "
     "tlog-witness).",
 }
