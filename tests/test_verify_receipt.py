@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from exchange.ledger.note import checkpoint_body, sign_note, verifier_key
 from exchange.ledger.tiles import export_tiles, tiles_for_size
-from exchange.witness.publish import published_checkpoint, witness_latest
+from exchange.witness.publish import witness_latest
+from exchange.witness.published import published_checkpoint
 from nsdx import verify_receipt as vr
 from nsdx.cli.ledger import ledger
 from nsdx.core import Nsdx
