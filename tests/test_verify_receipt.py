@@ -226,6 +226,10 @@ def test_tiles_over_http_under_log(nsdx_env, tmp_path):
         status, headers, body = get("tile/entries/000", {"Authorization": f"Bearer {token}"})
         assert status == 200 and body == (tiles / "tile/entries/000").read_bytes()
         assert headers["Cache-Control"].startswith("private")
+        head = urllib.request.Request(f"{base}/tile/0/000", method="HEAD")
+        with urllib.request.urlopen(head, timeout=20) as r:  # what caches and mirrors ask
+            assert r.status == 200 and r.headers["Content-Length"] == str(256 * 32)
+            assert r.read() == b""
         status, _, body = get("verify_receipt.py")
         assert status == 200 and body == VERIFIER.read_bytes()
         got = vr.verify_receipt(receipt, vr.Tiles(base), log_key)
