@@ -4,14 +4,15 @@
 One file, Python 3.10+ standard library only (Ed25519 is implemented below, after RFC 8032
 §5.1.7). Copy it anywhere and run::
 
-    python verify_receipt.py RECEIPT.json --tiles DIR-or-URL --log-key LOG_KEY \\
+    python verify_receipt.py RECEIPT.json [--tiles DIR-or-URL] --log-key LOG_KEY \\
         [--witness-key WITNESS_KEY ...] [--quorum N] [--json]
 
 * ``RECEIPT.json`` — what the exchange printed for a trade step with ``--json`` (or its
   ``receipt`` member): the entry, its index, an inclusion proof and the signed checkpoint.
 * ``--tiles`` — the ledger as C2SP tlog-tiles: a folder written by
   ``nsdx ledger export-tiles DIR`` (or any mirror of it), or the URL of the portal's
-  ``/log/`` prefix.
+  ``/log/`` prefix. Without it, the receipt's own checkpoint is the one that must carry
+  the witnesses' cosignatures (a receipt given against a witnessed checkpoint).
 * ``--log-key`` — the exchange's checkpoint verifier key (``nsdx audit pubkey``), obtained
   once from a source you trust (e.g. the bureau's website); ``--log-key-file`` reads it.
 * ``--witness-key`` — a witness's verifier key (``nsdx witness init`` prints it; repeat for
@@ -23,9 +24,9 @@ It checks, and exits 0 only if all hold (1: a check failed; 2: could not run):
 1. the entry in the receipt hashes (RFC 8785 canonical JSON, RFC 6962 leaf hash) to the
    receipt's leaf hash, and the receipt's inclusion proof leads to its checkpoint's root;
 2. the receipt's checkpoint is signed by the log key;
-3. the published checkpoint (``<tiles>/checkpoint``) is signed by the log key and cosigned
-   by the quorum of witnesses;
-4. from the tiles alone: the entry is in the published tree (an inclusion proof computed
+3. the published checkpoint (``<tiles>/checkpoint``; without ``--tiles`` the receipt's own)
+   is signed by the log key and cosigned by the quorum of witnesses;
+4. (with ``--tiles``) from the tiles alone: the entry is in the published tree (an inclusion proof computed
    from the tiles verifies against the published root), and the receipt's tree is a prefix
    of the published one (a consistency proof from the tiles verifies against both roots).
 
@@ -485,7 +486,7 @@ def consistency_proof(size1: int, size2: int, node: Callable[[int, int], bytes])
 
 def verify_receipt(
     receipt: dict,
-    tiles: Tiles,
+    tiles: Tiles | None,
     log_key: str,
     witness_keys: Sequence[str] = (),
     quorum: int | None = None,
@@ -514,8 +515,11 @@ def verify_receipt(
         raise Failed("the receipt's proof is not for its checkpoint")
     verify_inclusion(index, size, leaf, proof, cp_root)
 
-    # 3: the published checkpoint, signed and cosigned
-    published = tiles.fetch("checkpoint", MAX_CHECKPOINT).decode("utf-8", "replace")
+    # 3: the published checkpoint (without tiles: the receipt's own), signed and cosigned
+    if tiles is None:
+        published = note
+    else:
+        published = tiles.fetch("checkpoint", MAX_CHECKPOINT).decode("utf-8", "replace")
     p_origin, p_size, p_root = check_log_signature(published, log)
     if p_origin != origin:
         raise Failed(f"the tiles are of the log {p_origin!r}, the receipt of {origin!r}")
@@ -532,6 +536,8 @@ def verify_receipt(
         )
 
     # 4: from the tiles alone, against the signed roots
+    if tiles is None:
+        return _result(origin, index, entry, size, p_size, cosigners, need, tiles=False)
     node = tiles.reader(p_size)
     if node(0, index) != leaf:
         raise Failed(f"the tiles hold another leaf at index {index}")
@@ -543,8 +549,23 @@ def verify_receipt(
         cp_root,
         p_root,
     )
+    return _result(origin, index, entry, size, p_size, cosigners, need, tiles=True)
+
+
+def _result(
+    origin: str,
+    index: int,
+    entry: object,
+    size: int,
+    p_size: int,
+    cosigners: list,
+    need: int,
+    *,
+    tiles: bool,
+) -> dict:
     return {
         "ok": True,
+        "tiles": tiles,
         "origin": origin,
         "index": index,
         "entry_type": entry.get("type") if isinstance(entry, dict) else None,
@@ -560,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="verify_receipt.py", description="Check an nsdx exchange receipt offline."
     )
     ap.add_argument("receipt", help="the receipt JSON file (- for standard input)")
-    ap.add_argument("--tiles", required=True, help="folder or URL prefix of the tlog tiles")
+    ap.add_argument(
+        "--tiles", help="folder or URL prefix of the tlog tiles (default: the receipt alone)"
+    )
     ap.add_argument("--log-key", help="the exchange's checkpoint verifier key")
     ap.add_argument("--log-key-file", help="a file holding the log key")
     ap.add_argument("--witness-key", action="append", default=[], help="a witness verifier key")
@@ -581,7 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(receipt, dict):
             raise CannotRun("the receipt is not a JSON object")
         out = verify_receipt(
-            receipt, Tiles(args.tiles), args.log_key, args.witness_key, args.quorum
+            receipt,
+            Tiles(args.tiles) if args.tiles else None,
+            args.log_key,
+            args.witness_key,
+            args.quorum,
         )
     except Failed as e:
         if args.json:
@@ -603,10 +630,15 @@ def main(argv: list[str] | None = None) -> int:
             if out["witnesses"]
             else " (no witness key given: the log's own signature only)"
         )
+        where = (
+            f"receipt tree {out['receipt_tree_size']} is a prefix of the published tree "
+            f"{out['published_tree_size']}"
+            if out["tiles"]
+            else f"tree size {out['receipt_tree_size']}, the receipt's own checkpoint"
+        )
         print(
             f"OK: entry {out['index']} ({out['entry_type']}) is in the ledger {out['origin']}; "
-            f"receipt tree {out['receipt_tree_size']} is a prefix of the published tree "
-            f"{out['published_tree_size']}{wit}"
+            f"{where}{wit}"
         )
     return 0
 

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, Response
 
 from exchange.errors import NotAllowed
 from exchange.ledger.tiles import parse_tile_path, read_tile
-from exchange.witness.publish import published_checkpoint
+from exchange.witness.published import published_checkpoint
 
 from .errors import problem_of, tlog_error
 from .exchange import _actor
