@@ -153,20 +153,20 @@ def test_proofs_from_multilevel_tiles_equal_the_tree(tmp_path):
                 assert vr.consistency_proof(s1, size, node) == tree.consistency_proof(s1, size)
 
 
-def _store(tmp_path):
+def _store(url, home):
     from catalogue.db import make_engine
     from exchange.ledger.keys import load_signer
     from exchange.ledger.store import LedgerStore
 
-    return LedgerStore(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), load_signer(tmp_path, {}))
+    return LedgerStore(make_engine(url), load_signer(home, {}))
 
 
-def test_store_tiles_match_the_tree_and_partial_tiles_become_full(tmp_path):
-    """The SQLite ledger exported after each batch: every tile equals the tree's nodes, the
+def test_store_tiles_match_the_tree_and_partial_tiles_become_full(database_url, tmp_path):
+    """The ledger (SQLite, PostgreSQL) exported after each batch: every tile equals the tree's nodes, the
     ledger's own inclusion proofs equal those computed from the tiles, a partial tile is a
     prefix of the full tile that replaces it, full tiles are never rewritten, and entry
     bundles hold the entries whose leaf hashes are the level-0 tile."""
-    store = _store(tmp_path)
+    store = _store(database_url, tmp_path)
     dest = tmp_path / "tiles"
     total = 0
     mtimes: dict[str, int] = {}
