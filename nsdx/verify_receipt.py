@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check an nsdx exchange receipt offline, trusting neither the exchange nor its portal.
 
-One file, Python 3.10+ standard library only (Ed25519 is implemented below, after RFC 8032
+One file, Python 3.10 or later, standard library only (Ed25519 is implemented below, after RFC 8032
 §5.1.7). Copy it anywhere and run::
 
     python verify_receipt.py RECEIPT.json [--tiles DIR-or-URL] --log-key LOG_KEY \\
