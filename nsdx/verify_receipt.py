@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """Check an nsdx exchange receipt offline, trusting neither the exchange nor its portal.
 
-One file, Python 3.10+ standard library only (Ed25519 is implemented below, after RFC 8032
+One file, Python 3.10 or later, standard library only (Ed25519 is implemented below, after RFC 8032
 §5.1.7). Copy it anywhere and run::
 
-    python verify_receipt.py RECEIPT.json --tiles DIR-or-URL --log-key LOG_KEY \\
+    python verify_receipt.py RECEIPT.json [--tiles DIR-or-URL] --log-key LOG_KEY \\
         [--witness-key WITNESS_KEY ...] [--quorum N] [--json]
 
 * ``RECEIPT.json`` — what the exchange printed for a trade step with ``--json`` (or its
   ``receipt`` member): the entry, its index, an inclusion proof and the signed checkpoint.
 * ``--tiles`` — the ledger as C2SP tlog-tiles: a folder written by
   ``nsdx ledger export-tiles DIR`` (or any mirror of it), or the URL of the portal's
-  ``/log/`` prefix.
+  ``/log/`` prefix. Without it, the receipt's own checkpoint is the one that must carry
+  the witnesses' cosignatures (a receipt given against a witnessed checkpoint).
 * ``--log-key`` — the exchange's checkpoint verifier key (``nsdx audit pubkey``), obtained
   once from a source you trust (e.g. the bureau's website); ``--log-key-file`` reads it.
 * ``--witness-key`` — a witness's verifier key (``nsdx witness init`` prints it; repeat for
@@ -23,9 +24,9 @@ It checks, and exits 0 only if all hold (1: a check failed; 2: could not run):
 1. the entry in the receipt hashes (RFC 8785 canonical JSON, RFC 6962 leaf hash) to the
    receipt's leaf hash, and the receipt's inclusion proof leads to its checkpoint's root;
 2. the receipt's checkpoint is signed by the log key;
-3. the published checkpoint (``<tiles>/checkpoint``) is signed by the log key and cosigned
-   by the quorum of witnesses;
-4. from the tiles alone: the entry is in the published tree (an inclusion proof computed
+3. the published checkpoint (``<tiles>/checkpoint``; without ``--tiles`` the receipt's own)
+   is signed by the log key and cosigned by the quorum of witnesses;
+4. (with ``--tiles``) from the tiles alone: the entry is in the published tree (an inclusion proof computed
    from the tiles verifies against the published root), and the receipt's tree is a prefix
    of the published one (a consistency proof from the tiles verifies against both roots).
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import decimal
 import hashlib
 import json
 import os
@@ -239,7 +241,7 @@ def canonical_json(value: object) -> bytes:
         if isinstance(v, float):
             if v != v or v in (float("inf"), float("-inf")):
                 raise Failed("the entry holds a non-finite number")
-            return str(int(v)) if v.is_integer() and abs(v) < 1e21 else repr(v)
+            return _es_number(v)
         if isinstance(v, str):
             return json.dumps(v, ensure_ascii=False)
         if isinstance(v, list):
@@ -250,6 +252,31 @@ def canonical_json(value: object) -> bytes:
         raise Failed(f"the entry holds a {type(v).__name__}")
 
     return enc(value).encode("utf-8")
+
+
+def _es_number(x: float) -> str:
+    """ECMAScript Number::toString (RFC 8785 §3.2.2.3) from Python's shortest repr."""
+    if x == 0:
+        return "0"
+    shortest = repr(x)
+    sign, rest = ("-", shortest[1:]) if shortest.startswith("-") else ("", shortest)
+    _, digits_t, exp = decimal.Decimal(rest).as_tuple()
+    assert isinstance(exp, int)
+    digits = "".join(map(str, digits_t)).rstrip("0")
+    exp += len(digits_t) - len(digits)
+    digits = digits.lstrip("0")
+    k = len(digits)
+    n = exp + k  # value = 0.d1d2...dk * 10**n
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        mant = digits if k == 1 else digits[0] + "." + digits[1:]
+        body = f"{mant}e{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return sign + body
 
 
 def _h(data: bytes) -> bytes:
@@ -459,7 +486,7 @@ def consistency_proof(size1: int, size2: int, node: Callable[[int, int], bytes])
 
 def verify_receipt(
     receipt: dict,
-    tiles: Tiles,
+    tiles: Tiles | None,
     log_key: str,
     witness_keys: Sequence[str] = (),
     quorum: int | None = None,
@@ -469,11 +496,15 @@ def verify_receipt(
     r = receipt.get("receipt", receipt)
     try:
         entry, index, size = r["entry"], int(r["index"]), int(r["tree_size"])
-        leaf = _b64(r["leaf_hash"], "leaf hash")
-        proof = [_b64(p, "proof hash") for p in r["proof"]]
-        note = r["checkpoint"]
-    except (KeyError, TypeError, ValueError) as e:
+        note, leaf64, proof64 = r["checkpoint"], r["leaf_hash"], r["proof"]
+        if not (isinstance(note, str) and isinstance(leaf64, str) and isinstance(proof64, list)):
+            raise TypeError("checkpoint, leaf_hash or proof")
+        if not all(isinstance(p, str) for p in proof64):
+            raise TypeError("proof")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CannotRun(f"not an nsdx receipt (missing or bad {e})") from None
+    leaf = _b64(leaf64, "leaf hash")
+    proof = [_b64(p, "proof hash") for p in proof64]
     log = parse_key(log_key, 0x01, "log key")
     wits = [parse_key(k, 0x04, "witness key") for k in witness_keys]
     need = quorum if quorum is not None else (len(wits) // 2 + 1 if wits else 0)
@@ -488,8 +519,11 @@ def verify_receipt(
         raise Failed("the receipt's proof is not for its checkpoint")
     verify_inclusion(index, size, leaf, proof, cp_root)
 
-    # 3: the published checkpoint, signed and cosigned
-    published = tiles.fetch("checkpoint", MAX_CHECKPOINT).decode("utf-8", "replace")
+    # 3: the published checkpoint (without tiles: the receipt's own), signed and cosigned
+    if tiles is None:
+        published = note
+    else:
+        published = tiles.fetch("checkpoint", MAX_CHECKPOINT).decode("utf-8", "replace")
     p_origin, p_size, p_root = check_log_signature(published, log)
     if p_origin != origin:
         raise Failed(f"the tiles are of the log {p_origin!r}, the receipt of {origin!r}")
@@ -506,6 +540,8 @@ def verify_receipt(
         )
 
     # 4: from the tiles alone, against the signed roots
+    if tiles is None:
+        return _result(origin, index, entry, size, p_size, cosigners, need, tiles=False)
     node = tiles.reader(p_size)
     if node(0, index) != leaf:
         raise Failed(f"the tiles hold another leaf at index {index}")
@@ -517,8 +553,23 @@ def verify_receipt(
         cp_root,
         p_root,
     )
+    return _result(origin, index, entry, size, p_size, cosigners, need, tiles=True)
+
+
+def _result(
+    origin: str,
+    index: int,
+    entry: object,
+    size: int,
+    p_size: int,
+    cosigners: list,
+    need: int,
+    *,
+    tiles: bool,
+) -> dict:
     return {
         "ok": True,
+        "tiles": tiles,
         "origin": origin,
         "index": index,
         "entry_type": entry.get("type") if isinstance(entry, dict) else None,
@@ -534,7 +585,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="verify_receipt.py", description="Check an nsdx exchange receipt offline."
     )
     ap.add_argument("receipt", help="the receipt JSON file (- for standard input)")
-    ap.add_argument("--tiles", required=True, help="folder or URL prefix of the tlog tiles")
+    ap.add_argument(
+        "--tiles", help="folder or URL prefix of the tlog tiles (default: the receipt alone)"
+    )
     ap.add_argument("--log-key", help="the exchange's checkpoint verifier key")
     ap.add_argument("--log-key-file", help="a file holding the log key")
     ap.add_argument("--witness-key", action="append", default=[], help="a witness verifier key")
@@ -555,14 +608,18 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(receipt, dict):
             raise CannotRun("the receipt is not a JSON object")
         out = verify_receipt(
-            receipt, Tiles(args.tiles), args.log_key, args.witness_key, args.quorum
+            receipt,
+            Tiles(args.tiles) if args.tiles else None,
+            args.log_key,
+            args.witness_key,
+            args.quorum,
         )
     except Failed as e:
         if args.json:
             print(json.dumps({"ok": False, "error": str(e)}, ensure_ascii=False))
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
-    except (CannotRun, OSError, ValueError) as e:
+    except (CannotRun, OSError, ValueError, TypeError, RecursionError) as e:
         if args.json:
             print(
                 json.dumps({"ok": False, "error": str(e), "cannot_run": True}, ensure_ascii=False)
@@ -577,10 +634,15 @@ def main(argv: list[str] | None = None) -> int:
             if out["witnesses"]
             else " (no witness key given: the log's own signature only)"
         )
+        where = (
+            f"receipt tree {out['receipt_tree_size']} is a prefix of the published tree "
+            f"{out['published_tree_size']}"
+            if out["tiles"]
+            else f"tree size {out['receipt_tree_size']}, the receipt's own checkpoint"
+        )
         print(
             f"OK: entry {out['index']} ({out['entry_type']}) is in the ledger {out['origin']}; "
-            f"receipt tree {out['receipt_tree_size']} is a prefix of the published tree "
-            f"{out['published_tree_size']}{wit}"
+            f"{where}{wit}"
         )
     return 0
 

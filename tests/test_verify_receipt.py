@@ -21,7 +21,8 @@ from click.testing import CliRunner
 
 from exchange.ledger.note import checkpoint_body, sign_note, verifier_key
 from exchange.ledger.tiles import export_tiles, tiles_for_size
-from exchange.witness.publish import published_checkpoint, witness_latest
+from exchange.witness.publish import witness_latest
+from exchange.witness.published import published_checkpoint
 from nsdx import verify_receipt as vr
 from nsdx.cli.ledger import ledger
 from nsdx.core import Nsdx
@@ -97,13 +98,19 @@ def test_a_witnessed_receipt_checks_offline_and_tampering_is_refused(nsdx_env, t
         cli = CliRunner().invoke(ledger, ["verify-receipt", *common, *wargs])
         assert cli.exit_code == 0 and cli.output.startswith("OK: entry "), cli.output
 
-        def refused(r: dict, tiles_dir: Path = tiles, quorum: int | None = None) -> str:
+        def refused(r: dict, tiles_dir: Path | None = tiles, quorum: int | None = None) -> str:
+            t = None if tiles_dir is None else vr.Tiles(str(tiles_dir))
             with pytest.raises(vr.Failed) as e:
-                vr.verify_receipt(r, vr.Tiles(str(tiles_dir)), log_key, wkeys, quorum)
+                vr.verify_receipt(r, t, log_key, wkeys, quorum)
             return str(e.value)
 
         vr.verify_receipt(receipt, vr.Tiles(str(tiles)), log_key, wkeys)
         r = receipt["receipt"]
+        # without tiles: the receipt's own checkpoint must carry the cosignatures
+        assert "0 valid cosignature(s)" in refused(receipt, None)
+        cosigned = (home / "witnessing" / f"checkpoint.{size}").read_text()
+        alone = vr.verify_receipt({**r, "checkpoint": cosigned}, None, log_key, wkeys)
+        assert sorted(alone["witnesses"]) == ["witness.test/b1", "witness.test/b2"]
         # a tampered entry, proof, checkpoint signature
         entry = {**r["entry"], "legal_name": r["entry"].get("legal_name", "") + "x"}
         assert "entry was altered" in refused({**r, "entry": entry})
@@ -219,6 +226,10 @@ def test_tiles_over_http_under_log(nsdx_env, tmp_path):
         status, headers, body = get("tile/entries/000", {"Authorization": f"Bearer {token}"})
         assert status == 200 and body == (tiles / "tile/entries/000").read_bytes()
         assert headers["Cache-Control"].startswith("private")
+        head = urllib.request.Request(f"{base}/tile/0/000", method="HEAD")
+        with urllib.request.urlopen(head, timeout=20) as r:  # what caches and mirrors ask
+            assert r.status == 200 and r.headers["Content-Length"] == str(256 * 32)
+            assert r.read() == b""
         status, _, body = get("verify_receipt.py")
         assert status == 200 and body == VERIFIER.read_bytes()
         got = vr.verify_receipt(receipt, vr.Tiles(base), log_key)

@@ -75,6 +75,7 @@ from .merkle import (
     MerkleTree,
     ProofError,
     _fold,
+    _range_hash,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -479,6 +480,11 @@ class LedgerStore:
                 )
             )
         return cp
+
+    def root_at(self, size: int) -> bytes:
+        """The root hash of the stored tree of ``size`` leaves (O(log n) small reads)."""
+        with self.engine.connect() as conn:
+            return _range_hash(0, size, self.node_reader(conn))
 
     def read_hashes(self, level: int, lo: int, hi: int) -> bytes:
         """Packed hashes of the perfect subtrees at ``level`` (0 = leaf hashes, else a

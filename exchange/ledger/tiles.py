@@ -236,6 +236,12 @@ def export_tiles(store, note: str, dest: Path, *, entries: bool = False) -> Expo
     head = store.head_size()
     if size > head:
         raise TileNotFound(f"the checkpoint's size {size} is beyond the ledger's {head} entries")
+    root = store.root_at(size)
+    if root != parse_checkpoint(note[: note.rfind("\n\n") + 1]).root:
+        raise TileNotFound(
+            f"the checkpoint's root at size {size} is not the ledger's: not exporting it",
+            hint="run `nsdx audit verify`",
+        )
     dest = Path(dest)
     written = kept = 0
     for ref in tiles_for_size(size, entries=entries):

@@ -21,12 +21,7 @@ from pathlib import Path
 from ..errors import CheckpointNotFound, ExchangeError
 from .client import WitnessEndpoint, distinct_witnesses, request_cosignatures
 
-__all__ = [
-    "WitnessQuorumNotReached",
-    "WitnessingResult",
-    "published_checkpoint",
-    "witness_latest",
-]
+__all__ = ["WitnessQuorumNotReached", "WitnessingResult", "witness_latest"]
 
 DIR = "witnessing"
 
@@ -123,14 +118,3 @@ def witness_latest(
         )
     _write_atomic(out_dir / "witnessed", r.note)
     return result
-
-
-def published_checkpoint(ledger, home: Path) -> str:
-    """The checkpoint note the log publishes (``<prefix>/checkpoint`` of its tiles): the
-    latest *witnessed* one (``witnessing/witnessed``, with its cosignatures) when the
-    exchange is witnessed, else the latest signed checkpoint. Tiles for any size up to the
-    ledger's head are served, so every published note is backed by them."""
-    try:
-        return (Path(home) / DIR / "witnessed").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ledger.get_checkpoint().note

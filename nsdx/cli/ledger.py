@@ -33,7 +33,7 @@ def export_tiles_cmd(dest: str, entries: bool, as_json: bool) -> None:
     last.
     """
     from exchange.ledger.tiles import export_tiles
-    from exchange.witness.publish import published_checkpoint
+    from exchange.witness.published import published_checkpoint
 
     ex = _ex(read_only=True)
     note = published_checkpoint(ex.ledger, ex.home)
