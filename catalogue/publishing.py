@@ -16,6 +16,7 @@ from ingest.pipeline import IngestResult, PreviousVersion, run_pipeline
 from ingest.spec import DatasetSpec
 from ingest.storage import ObjectStore
 
+from . import iceberg
 from .registry import Catalogue
 
 # Staging leftovers (local folders, S3 intent markers and their uncommitted objects, unfinished
@@ -81,6 +82,8 @@ def publish_dataset(
     failpoints.hit("catalogue.register")
     _ver, current = cat.register_version(spec, result, store.url)
     failpoints.hit("catalogue.registered")
+    if iceberg.enabled():  # after the commit point: a failure here leaves a warning
+        result.warnings.extend(iceberg.register_after_publish(cat, store, spec.id))
     if not current:
         now = cat.current(spec.id)
         result.warnings.append(

@@ -81,3 +81,16 @@ def test_rows_tampered_after_caching_are_reported_on_the_next_view(site):
     site.cookies.set("nsdx_lang", "en")
     r = ready(site, url)
     assert r.status_code == 409 and "do not hash to the root signed in checkpoint" in r.text
+
+
+@pytest.mark.parametrize("rehash", [False, True])
+def test_a_verification_after_a_verified_entry_was_edited_fails(site, rehash):
+    """The portal's verification resumes from the last one (only new entries are hashed)
+    but re-checks the verified rows: an edit after a successful verification is caught."""
+    tok = login(site, "official")
+    for _ in range(2):  # the second resumes from the first
+        r = site.post("/audit/verify", data={"csrftoken": tok})
+        assert r.status_code == 200 and "账本验证通过" in r.text
+    _tamper(site.home, rehash=rehash)
+    r = site.post("/audit/verify", data={"csrftoken": tok})
+    assert r.status_code == 200 and "验证失败" in r.text and "账本验证通过" not in r.text

@@ -81,6 +81,7 @@ from .merkle import (
     MerkleTree,
     ProofError,
     _fold,
+    _range_hash,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -508,6 +509,18 @@ class LedgerStore:
                 )
             )
         return cp
+
+    def root_at(self, size: int) -> bytes:
+        """The root hash of the stored tree of ``size`` leaves (O(log n) small reads)."""
+        with self.engine.connect() as conn:
+            return _range_hash(0, size, self.node_reader(conn))
+
+    def read_hashes(self, level: int, lo: int, hi: int) -> bytes:
+        """Packed hashes of the perfect subtrees at ``level`` (0 = leaf hashes, else a
+        multiple of TILE_HEIGHT) with indices [lo, hi): what a C2SP tlog tile holds. The
+        caller checks that they exist (``hi << level`` is within the head size)."""
+        with self.engine.connect() as conn:
+            return self._read_level(conn, level, lo, hi)
 
     def _read_level(self, conn, level: int, lo: int, hi: int) -> bytes:
         """Packed hashes of the stored nodes at ``level`` (0 = leaves, else a multiple

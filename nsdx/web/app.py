@@ -32,6 +32,7 @@ from . import (
     query,
     registration,
     sharing,
+    tlog,
     trade_pages,
 )
 from .csrf import CSRFMiddleware, portal_secret
@@ -50,6 +51,7 @@ ROUTERS = [
     dcat.router,
     account.router,
     audit.router,
+    tlog.router,
     trade_pages.router,
     console.router,
     provider.router,

@@ -31,7 +31,7 @@ from exchange.errors import ExchangeError, LedgerCorrupt
 from exchange.ledger.browse import entry_kinds, list_entries
 from exchange.ledger.note import NoteError
 from exchange.ledger.store import b64
-from exchange.ledger.verify import rows_digest, verify_with_state
+from exchange.ledger.verify import change_token, rows_digest, verify_with_state
 from validation.messages import Msg
 
 from .charts import bar_chart, hbar_chart
@@ -128,11 +128,37 @@ def _summary_key(ex, year: int, cp) -> tuple:
     )
 
 
-def _compute(ex, year: int, tree_size: int) -> tuple[bytes, dict]:
+def _compute(ex, year: int, tree_size: int) -> tuple[_Digest, dict]:
     from exchange.reports import yearly_summary
 
-    digest = rows_digest(ex.ledger, tree_size)  # first: a later edit cannot hide behind it
+    digest = _digest(ex, tree_size)  # first: a later edit cannot hide behind it
     return digest, yearly_summary(ex, year, tree_size=tree_size)  # verified against the root
+
+
+class _Digest:
+    """The digest of the ledger rows a cached figure was computed from, and the database's
+    :func:`change_token` read just before the rows were: while the token is the same,
+    nothing was committed since, so the rows are as digested without reading them again."""
+
+    __slots__ = ("token", "value")
+
+    def __init__(self, token: tuple | None, value: bytes) -> None:
+        self.token, self.value = token, value
+
+    def still(self, ex, tree_size: int) -> bool:
+        """Are the rows as they were? (Re-reads them only if something was committed.)"""
+        token = change_token(ex.ledger)
+        if token is not None and token == self.token:
+            return True
+        if rows_digest(ex.ledger, tree_size) != self.value:
+            return False
+        self.token = token  # the same rows: the next view compares with this reading
+        return True
+
+
+def _digest(ex, tree_size: int) -> _Digest:
+    token = change_token(ex.ledger)
+    return _Digest(token, rows_digest(ex.ledger, tree_size))
 
 
 def start_summary(ex, year: int, cp) -> Future | None:
@@ -155,19 +181,18 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
     refreshes itself).
 
     The cached summary is kept with a digest of the ledger rows it was computed from
-    (:func:`exchange.ledger.verify.rows_digest`). Every view re-reads the rows and
-    compares: rows changed after the summary was cached (an edited payload, a removed or
-    inserted row) drop the cached figures, and the fresh computation, verified against the
-    signed root, reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
+    (:func:`exchange.ledger.verify.rows_digest`). Every view checks the rows are as they
+    were: if anything was committed to the database since the last check
+    (:func:`exchange.ledger.verify.change_token`), it re-reads them and compares. Rows
+    changed after the summary was cached (an edited payload, a removed or inserted row) drop
+    the cached figures, and the fresh computation, verified against the signed root,
+    reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
     key = _summary_key(ex, year, cp)
     with _cache_lock:
-        cached = key in _cache
-    now = rows_digest(ex.ledger, cp.tree_size) if cached else None  # only to check a hit
-    with _cache_lock:
         hit = _cache.get(key)
-        if hit is not None and now is None:  # cached meanwhile: check it on the next view
-            hit = None
-        if hit is not None and hit[0] == now:  # type: ignore[index]
+    same = hit[0].still(ex, cp.tree_size) if hit is not None else False  # type: ignore[index]
+    with _cache_lock:
+        if hit is not None and same:
             _cache.move_to_end(key)
             return hit[1]  # type: ignore[index]
         if hit is not None:  # the rows changed since: never serve the cached figures
@@ -189,7 +214,7 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
         raise
     with _cache_lock:
         _jobs.pop(key, None)
-    if rows_digest(ex.ledger, cp.tree_size) != digest:  # changed since it was computed
+    if not digest.still(ex, cp.tree_size):  # changed since it was computed
         _changed(ex, year, cp)
     return _cached(key, lambda: (digest, s))[1]
 
@@ -324,7 +349,12 @@ async def verify(request: Request):
         also = witness_checks(ex.ledger, key, cfg) if cfg is not None else None
         try:
             return verify_with_state(
-                ex.ledger, key, kept=kept, state=_state_file(request, p), also=also
+                ex.ledger,
+                key,
+                kept=kept,
+                state=_state_file(request, p),
+                remember=True,  # the next verification hashes only the entries added since
+                also=also,
             )
         except NoteError as e:  # pragma: no cover - verify_ledger reports bad notes itself
             raise ExchangeError(str(e)) from e
