@@ -124,6 +124,8 @@ def create_app(
         secret=portal_secret(nx.settings.home),
         secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
     )
+    # a request past the server's connection cap: answered in its dialect, nothing else run
+    app.add_middleware(errors.Overloaded)
     app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():

@@ -36,7 +36,7 @@ from validation.messages import Msg
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
-from .i18n import Np_
+from .i18n import N_, Np_
 from .i18n import gettext as _
 from .render import render
 from .session import require_user
@@ -61,6 +61,17 @@ EXCLUSIONS = [
     Np_("exclusion", "related_party:shared_controller"),
 ]
 FLAG_KINDS = [Np_("flag", "cycle"), Np_("flag", "mirrored"), Np_("flag", "split")]
+PROBLEM_KINDS = [  # exchange.ledger.verify.Problem.kind
+    Np_("problem", "gap"),
+    Np_("problem", "duplicate"),
+    Np_("problem", "leaf_hash"),
+    Np_("problem", "root"),
+    Np_("problem", "signature"),
+    Np_("problem", "missing"),
+    Np_("problem", "unsigned"),
+    Np_("problem", "tile"),
+]
+REGIONS = [N_("hong-kong"), N_("macao"), N_("abroad")]  # a destination outside the mainland
 
 
 def _official(request: Request) -> Principal:
@@ -115,6 +126,7 @@ def _latest(ex):
 _jobs: dict[tuple, Future] = {}
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsdx-audit-summary")
 WAIT_SECONDS = 0.2  # a small ledger's summary is ready in this time: no "computing" page
+SMALL_LEDGER = 5_000  # entries: above this the summary takes longer, so the page never waits
 
 
 def _summary_key(ex, year: int, cp) -> tuple:
@@ -175,7 +187,7 @@ def start_summary(ex, year: int, cp) -> Future | None:
         return fut
 
 
-def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
+def _summary(ex, year: int, cp, *, wait: float | None = None):
     """The year's summary from the signed checkpoint ``cp``, or None while it is being
     computed in the background (:func:`start_summary`; the page then says so and
     refreshes itself).
@@ -187,6 +199,8 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
     changed after the summary was cached (an edited payload, a removed or inserted row) drop
     the cached figures, and the fresh computation, verified against the signed root,
     reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
+    if wait is None:
+        wait = WAIT_SECONDS if cp.tree_size <= SMALL_LEDGER else 0.0
     key = _summary_key(ex, year, cp)
     with _cache_lock:
         hit = _cache.get(key)
