@@ -210,3 +210,33 @@ def test_cli_backfills_and_maps_versions(tmp_path, nsdx_env, monkeypatch):
     assert "no Iceberg snapshot 12345" in json.loads(missing.stderr)["error"]["message"]
     unknown = run_cli("iceberg", "sync", "no-such-dataset", env=nsdx_env, check=False)
     assert unknown.returncode == 1 and "no-such-dataset" in unknown.stderr
+
+
+def test_an_edit_that_closes_a_dataset_unlists_it_in_the_same_transaction(tmp_path):
+    """Made private or deleted on the portal / CKAN API, or restricted in datasets.yaml:
+    the table leaves the open catalog with the edit, no sync needed."""
+    from catalogue.access import SYSTEM
+    from catalogue.editing import Packages
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    ident = "urban_management.metro_flow"
+    publish(cat, store, tmp_path, [("蕉门", 10)])
+    ice = IcebergTables(cat, store)
+    assert ice.catalog.table_exists(ident)
+
+    Packages(cat).patch(SYSTEM, {"id": "metro-flow", "private": True})
+    assert not ice.catalog.table_exists(ident)
+    Packages(cat).patch(SYSTEM, {"id": "metro-flow", "private": False})
+    assert [r["version"] for r in ice.sync().registered] == [1]  # open again: sync lists it
+
+    # restricted in datasets.yaml: the run that records it unlists it
+    spec = make_spec(tmp_path, [("蕉门", 10)], more="    access: restricted\n")
+    publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
+    assert not ice.catalog.table_exists(ident)
+
+    publish(cat, store, tmp_path, [("蕉门", 11)])
+    assert ice.catalog.table_exists(ident)
+    Packages(cat).delete(SYSTEM, "metro-flow")
+    assert not ice.catalog.table_exists(ident)
