@@ -43,6 +43,7 @@ from .store import TILE_HEIGHT, Checkpoint, LedgerStore, b64
 @dataclass
 class Problem:
     kind: str  # gap | duplicate | leaf_hash | root | signature | missing | unsigned | tile
+    # | fork | quorum | cosignature (with witnesses: exchange.witness.audit)
     message: str
     index: int | None = None
     range: tuple[int, int] | None = None
@@ -60,6 +61,7 @@ class VerifyResult:
     problems: list[Problem] = field(default_factory=list)
     unsigned_tail: int = 0
     pending: int = 0
+    witnessing: dict | None = None  # with witnesses: what they cosigned (exchange.witness.audit)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -624,6 +626,7 @@ def verify_with_state(
     kept: Sequence[str] = (),
     state: Path | None = None,
     remember: bool = False,
+    also: Callable[[VerifyResult], None] | None = None,
 ) -> VerifyResult:
     """`nsdx audit verify --state` as one function (the CLI and the portal call it): verify
     against the database's checkpoints, the checkpoints ``kept`` outside the database, and
@@ -645,6 +648,8 @@ def verify_with_state(
                 _memo.setdefault(store.engine, {})[verifier_key] = (token, chunks, out[0])
     else:
         res = verify_ledger(store, verifier_key, external_checkpoints=external)
+    if also is not None:  # more checks (the witnesses') before anything is remembered
+        also(res)
     if res.ok and state is not None:
         latest = store.latest_checkpoint()
         if latest is not None:

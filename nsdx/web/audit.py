@@ -297,10 +297,30 @@ def _dashboard(request: Request, p: Principal, *, status: int = 200, **ctx):
             "root": b64(cp.root) if cp else None,
             "kept_size": kept,
             "pubkey": ex.signer.verifier_key,
+            "witnessing": _witnessing(ex),
             **ctx,
         },
         status,
     )
+
+
+def _witnessing(ex) -> dict:
+    """The witnesses' side of the dashboard: the configuration (or why it is unusable),
+    the latest witnessed checkpoint with its cosignatures, each witness's last answer."""
+    from exchange.witness.publish import cosigned_note, witness_status
+
+    out: dict = {"configured": None, "config_error": None}
+    try:
+        cfg = ex.witnessing
+        out["configured"] = (
+            None if cfg is None else {"quorum": cfg.quorum, "count": len(cfg.witnesses)}
+        )
+    except ExchangeError as e:
+        out["config_error"] = str(e)
+    out.update(witness_status(ex.engine))
+    lw = ex.ledger.latest_witnessed()
+    out["note"] = cosigned_note(ex.engine, lw.note, lw.tree_size) if lw else None
+    return out
 
 
 @router.get("/audit")
@@ -352,13 +372,22 @@ async def verify(request: Request):
     ex = state_of(request).exchange
 
     def run():
+        from exchange.witness.audit import witness_checks
+
+        key = ex.signer.verifier_key
+        try:
+            cfg = ex.witnessing
+        except ExchangeError:
+            cfg = None  # the dashboard shows why
+        also = witness_checks(ex.ledger, key, cfg) if cfg is not None else None
         try:
             return verify_with_state(
                 ex.ledger,
-                ex.signer.verifier_key,
+                key,
                 kept=kept,
                 state=_state_file(request, p),
                 remember=True,  # the next verification hashes only the entries added since
+                also=also,
             )
         except NoteError as e:  # pragma: no cover - verify_ledger reports bad notes itself
             raise ExchangeError(str(e)) from e
