@@ -17,8 +17,9 @@ manifests point at the version's own immutable objects in the store.
   ``nsdx.dataset``, ``nsdx.version`` and ``nsdx.fingerprint``, and a tag ``v<N>`` points at
   it (Spark: ``VERSION AS OF 'v3'``). :meth:`IcebergTables.snapshots` reads it back.
 * Restricted, private, draft and deleted datasets are not in this open catalog; a table
-  whose dataset stops being open is dropped from it by the next :meth:`IcebergTables.sync`
-  (its metadata files stay, unreferenced).
+  whose dataset stops being open leaves it in the transaction of that change
+  (:func:`unlist_in`, called by editing and publishing; :meth:`IcebergTables.sync` drops
+  any left over). Its metadata files stay, unreferenced.
 
 Registration follows publishing: the nsdx version is the commit point; the snapshot is
 registered right after it, in the same call (:func:`catalogue.publishing.publish_dataset`).
@@ -36,10 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import column as sa_column
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import inspect, select
+from sqlalchemy import table as sa_table
+from sqlalchemy.orm import Session, selectinload
 
-from .access import ANONYMOUS, read_clause
+from .access import ANONYMOUS, DatasetFacts, may_read, read_clause
 from .errors import CatalogueError
 from .models import Dataset, Version
 from .registry import find_dataset, view_of_table, view_stem
@@ -190,16 +194,19 @@ class IcebergTables:
         ns = view_stem(ds.domain)
         self.catalog.create_namespace_if_not_exists(ns)
         newest: dict[str, int] = {}  # table name -> newest registered version
+        tables: dict[str, Any] = {}  # table name -> loaded table (None: not created yet)
         for ver in versions:
             for r in ver.resources:
                 name = view_of_table(ds.name, r.table)
                 if name not in newest:
-                    newest[name] = self._newest_registered(ns, name)
+                    tables[name] = self._load((ns, name))
+                    newest[name] = max((int(v) for _, v in _versions(tables[name])), default=0)
                 if ver.number <= newest[name]:
                     continue
                 try:
-                    sid = self._register(ns, name, ds, ver, r)
+                    sid, tables[name] = self._register(ns, name, ds, ver, r, tables[name])
                 except Exception as e:  # noqa: BLE001 - reported; later versions still tried
+                    tables[name] = None  # loaded again for the next version
                     report.errors.append(
                         {
                             "dataset": ds.name,
@@ -219,13 +226,18 @@ class IcebergTables:
                     }  # fmt: skip
                 )
 
-    def _newest_registered(self, ns: str, name: str) -> int:
-        if not self.catalog.table_exists((ns, name)):
-            return 0
-        t = self.catalog.load_table((ns, name))
-        return max((int(v) for _, v in _versions(t)), default=0)
+    def _load(self, ident: tuple[str, str]):
+        """The table ``ident``, or None when the catalog has none."""
+        from pyiceberg.exceptions import NoSuchTableError
 
-    def _register(self, ns: str, name: str, ds: Dataset, ver: Version, r) -> int:
+        try:
+            return self.catalog.load_table(ident)
+        except NoSuchTableError:
+            return None
+
+    def _register(self, ns: str, name: str, ds: Dataset, ver: Version, r, table) -> tuple:
+        """Commit ``ver``'s files of resource ``r`` as a snapshot of ``table`` (created when
+        None): (snapshot id, the table as committed)."""
         import pyarrow.parquet as pq
         from pyiceberg.exceptions import CommitFailedException
         from pyiceberg.io import load_file_io
@@ -238,15 +250,15 @@ class IcebergTables:
         ident = (ns, name)
         props = {P_DATASET: ds.name, P_VERSION: str(ver.number), P_FINGERPRINT: ver.fingerprint}
         for attempt in range(5):  # another process may commit the same table meanwhile
-            if self.catalog.table_exists(ident):
-                table = self.catalog.load_table(ident)
+            if table is None:
+                table = self._load(ident)
+            if table is not None:
                 done = {int(v): sid for sid, v in _versions(table)}
                 if ver.number in done:
-                    return done[ver.number]
+                    return done[ver.number], table
             else:
-                with (
-                    load_file_io(self.catalog.properties, paths[0]).new_input(paths[0]).open() as f
-                ):
+                io = load_file_io(self.catalog.properties, paths[0])
+                with io.new_input(paths[0]).open() as f:
                     schema = pq.read_schema(f)
                 try:
                     table = self.catalog.create_table(
@@ -260,9 +272,11 @@ class IcebergTables:
                         raise
                     continue
             try:
-                return self._commit(table, ver, paths, props, pq, parquet_file_to_data_file,
-                                    TableProperties)  # fmt: skip
+                sid = self._commit(table, ver, paths, props, pq, parquet_file_to_data_file,
+                                   TableProperties)  # fmt: skip
+                return sid, table
             except CommitFailedException:
+                table = None
                 if attempt == 4:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -340,32 +354,52 @@ class IcebergTables:
 
     def version_of(self, snapshot_id: int) -> dict:
         """``{dataset, version, table}`` of an Iceberg snapshot id (any open table)."""
-        seen = 0
-        for ns in self.catalog.list_namespaces():
-            for ident in self.catalog.list_tables(ns):
-                seen += 1
-                if seen > MAX_LOOKUP_TABLES:
-                    break
-                t = self.catalog.load_table(ident)
-                snap = t.metadata.snapshot_by_id(snapshot_id)
-                if snap is not None and snap.summary is not None:
-                    extra = snap.summary.additional_properties
-                    if P_VERSION in extra:
-                        return {
-                            "dataset": extra.get(P_DATASET),
-                            "version": int(extra[P_VERSION]),
-                            "table": ".".join(ident),
-                            "snapshot_id": snapshot_id,
-                        }
+        tables = [i for ns in self.catalog.list_namespaces() for i in self.catalog.list_tables(ns)]
+        for ident in tables[:MAX_LOOKUP_TABLES]:
+            t = self.catalog.load_table(ident)
+            snap = t.metadata.snapshot_by_id(snapshot_id)
+            extra = snap.summary.additional_properties if snap and snap.summary else {}
+            if P_VERSION in extra:
+                return {
+                    "dataset": extra.get(P_DATASET),
+                    "version": int(extra[P_VERSION]),
+                    "table": ".".join(ident),
+                    "snapshot_id": snapshot_id,
+                }
         raise IcebergError(f"no Iceberg snapshot {snapshot_id} in the open catalog")
 
 
 def _versions(table) -> Iterable[tuple[int, str]]:
-    """(snapshot id, nsdx version) of a table's snapshots registered by nsdx, oldest first."""
-    for snap in table.metadata.snapshots:
+    """(snapshot id, nsdx version) of a table's snapshots registered by nsdx, oldest first
+    (none for None: no table)."""
+    for snap in table.metadata.snapshots if table is not None else ():
         extra = snap.summary.additional_properties if snap.summary is not None else {}
         if P_VERSION in extra:
             yield snap.snapshot_id, extra[P_VERSION]
+
+
+_ICEBERG_TABLES = sa_table(
+    "iceberg_tables",
+    sa_column("catalog_name"),
+    sa_column("table_namespace"),
+    sa_column("table_name"),
+)
+
+
+def unlist_in(s: Session, ds: Dataset) -> None:
+    """In the transaction of an edit (``catalogue.editing``): take ``ds``'s tables out of the
+    open catalog the moment nobody anonymous may read it (made private, restricted, draft
+    or deleted), and out of any namespace other than its domain's. Only the catalog's rows
+    go (no pyiceberg needed); the metadata files stay in the store, unreferenced. A
+    dataset made open again is registered by its next publish or `nsdx iceberg sync`."""
+    names = sorted({view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources})
+    if not names or not inspect(s.connection()).has_table("iceberg_tables"):
+        return
+    t = _ICEBERG_TABLES.c
+    q = sa_delete(_ICEBERG_TABLES).where(t.catalog_name == CATALOG_NAME, t.table_name.in_(names))
+    if may_read(ANONYMOUS, DatasetFacts.of(ds)):
+        q = q.where(t.table_namespace != view_stem(ds.domain))
+    s.execute(q)
 
 
 def load_duckdb_iceberg(con, store: ObjectStore | None = None) -> None:

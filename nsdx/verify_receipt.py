@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check an nsdx exchange receipt offline, trusting neither the exchange nor its portal.
 
-One file, Python 3.10+ standard library only (Ed25519 is implemented below, after RFC 8032
+One file, Python 3.10 or later, standard library only (Ed25519 is implemented below, after RFC 8032
 §5.1.7). Copy it anywhere and run::
 
     python verify_receipt.py RECEIPT.json [--tiles DIR-or-URL] --log-key LOG_KEY \\
@@ -496,11 +496,15 @@ def verify_receipt(
     r = receipt.get("receipt", receipt)
     try:
         entry, index, size = r["entry"], int(r["index"]), int(r["tree_size"])
-        leaf = _b64(r["leaf_hash"], "leaf hash")
-        proof = [_b64(p, "proof hash") for p in r["proof"]]
-        note = r["checkpoint"]
-    except (KeyError, TypeError, ValueError) as e:
+        note, leaf64, proof64 = r["checkpoint"], r["leaf_hash"], r["proof"]
+        if not (isinstance(note, str) and isinstance(leaf64, str) and isinstance(proof64, list)):
+            raise TypeError("checkpoint, leaf_hash or proof")
+        if not all(isinstance(p, str) for p in proof64):
+            raise TypeError("proof")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CannotRun(f"not an nsdx receipt (missing or bad {e})") from None
+    leaf = _b64(leaf64, "leaf hash")
+    proof = [_b64(p, "proof hash") for p in proof64]
     log = parse_key(log_key, 0x01, "log key")
     wits = [parse_key(k, 0x04, "witness key") for k in witness_keys]
     need = quorum if quorum is not None else (len(wits) // 2 + 1 if wits else 0)
@@ -615,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"ok": False, "error": str(e)}, ensure_ascii=False))
         print(f"FAILED: {e}", file=sys.stderr)
         return 1
-    except (CannotRun, OSError, ValueError) as e:
+    except (CannotRun, OSError, ValueError, TypeError, RecursionError) as e:
         if args.json:
             print(
                 json.dumps({"ok": False, "error": str(e), "cannot_run": True}, ensure_ascii=False)

@@ -153,20 +153,20 @@ def test_proofs_from_multilevel_tiles_equal_the_tree(tmp_path):
                 assert vr.consistency_proof(s1, size, node) == tree.consistency_proof(s1, size)
 
 
-def _store(tmp_path):
+def _store(url, home):
     from catalogue.db import make_engine
     from exchange.ledger.keys import load_signer
     from exchange.ledger.store import LedgerStore
 
-    return LedgerStore(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), load_signer(tmp_path, {}))
+    return LedgerStore(make_engine(url), load_signer(home, {}))
 
 
-def test_store_tiles_match_the_tree_and_partial_tiles_become_full(tmp_path):
-    """The SQLite ledger exported after each batch: every tile equals the tree's nodes, the
+def test_store_tiles_match_the_tree_and_partial_tiles_become_full(database_url, tmp_path):
+    """The ledger (SQLite, PostgreSQL) exported after each batch: every tile equals the tree's nodes, the
     ledger's own inclusion proofs equal those computed from the tiles, a partial tile is a
     prefix of the full tile that replaces it, full tiles are never rewritten, and entry
     bundles hold the entries whose leaf hashes are the level-0 tile."""
-    store = _store(tmp_path)
+    store = _store(database_url, tmp_path)
     dest = tmp_path / "tiles"
     total = 0
     mtimes: dict[str, int] = {}
@@ -280,3 +280,109 @@ def test_verifier_canonical_json_equals_the_ledgers():
     for _ in range(300):
         v = {"type": "t", "x": value(0)}
         assert vr.canonical_json(v) == canonical_json(v)
+
+
+def test_the_verifier_refuses_hostile_receipts_and_tiles_with_an_exit_code(tmp_path, capsys):
+    """Malformed receipts, keys and tile folders: exit 1 (a check failed) or 2 (could not
+    run) with a message, never a traceback."""
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    with store.transaction() as s:
+        store.append_many(s, [("t", {"i": i}) for i in range(5)])
+    cp = store.checkpoint()
+    export_tiles(store, cp.note, tmp_path / "tiles")
+    good = {"entry": store.entry(3)["payload"], **store.inclusion(3, 5)}
+    key = store.signer.verifier_key
+
+    def run(receipt, *extra: str) -> int:
+        path = tmp_path / "r.json"
+        path.write_text(receipt if isinstance(receipt, str) else json.dumps(receipt))
+        return vr.main([str(path), "--tiles", str(tmp_path / "tiles"), "--log-key", key, *extra])
+
+    assert run(good) == 0
+    for bad, code in (
+        ({**good, "index": -1}, 1),
+        ({**good, "index": 7}, 1),
+        ({**good, "tree_size": 0}, 1),
+        ({**good, "proof": "AAAA"}, 2),
+        ({**good, "proof": ["AAAA"]}, 1),
+        ({"receipt": 5}, 2),
+        ({**good, "proof": None}, 2),
+        ({**good, "leaf_hash": "%%%"}, 1),
+        ({**good, "checkpoint": "no note"}, 1),
+        ({**good, "checkpoint": 5}, 2),
+        ({k: v for k, v in good.items() if k != "entry"}, 2),
+        ({**good, "entry": {"x": float("nan")}}, 1),
+        ("[" * 100_000 + "]" * 100_000, 2),
+        ("not json", 2),
+        ([1, 2], 2),
+    ):
+        assert run(bad) == code, bad if not isinstance(bad, str) else bad[:20]
+    assert run(good, "--log-key", "x+1+AA==") == 2
+    assert run(good, "--witness-key", key) == 2  # a log key is not a witness key (0x04)
+    assert run(good, "--quorum", "1") == 2  # a quorum without witness keys
+    (tmp_path / "tiles" / "checkpoint").write_text("x" * 100_000)
+    assert run(good) == 1  # over the checkpoint's size bound
+    assert vr.main(["x.json", "--tiles", str(tmp_path / "nowhere"), "--log-key", key]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_official_checks_a_whole_folder_of_tiles(tmp_path):
+    """`verify_tiles` (`nsdx ledger verify-tiles`): an export matches its checkpoint; a
+    changed tile at any level, a changed entry, a missing tile, a forged checkpoint and a
+    missing quorum are each named."""
+    import shutil
+
+    from exchange.ledger.tiles import verify_tiles
+    from exchange.witness import generate_cosigner_key
+
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    with store.transaction() as s:
+        store.append_many(s, [("t", {"i": i}) for i in range(600)])
+    cp = store.checkpoint()
+    w = generate_cosigner_key("witness.test/t1")
+    note = cp.note + w.cosign(cp.note[: cp.note.rfind("\n\n") + 1], 1_800_000_000)
+    good = tmp_path / "good"
+    export_tiles(store, note, good, entries=True)
+    key, wkey = store.signer.verifier_key, w.verifier.text
+    r = verify_tiles(good, key, [wkey], 1)
+    assert r.ok and r.tree_size == 600 and r.cosigners == ["witness.test/t1"], r.problems
+    assert r.tiles == 4 and r.entry_bundles == 3  # 0/000, 0/001, 0/002.p/88, 1/000.p/2
+    assert not verify_tiles(good, key, [], 1).ok  # a quorum nobody was given
+
+    def broken(change) -> list[str]:
+        bad = tmp_path / "bad"
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(good, bad)
+        change(bad)
+        res = verify_tiles(bad, key, [wkey], 1)
+        assert not res.ok
+        return res.problems
+
+    def flip(path: str, at: int = 40):
+        def change(d: Path) -> None:
+            data = bytearray((d / path).read_bytes())
+            data[at] ^= 1
+            (d / path).write_bytes(bytes(data))
+
+        return change
+
+    assert any("root" in p for p in broken(flip("tile/0/001")))
+    assert broken(flip("tile/1/000.p/2")) == [
+        "tile/1/000.p/2 does not hold the hashes of the tiles below it"
+    ]
+    assert broken(flip("tile/entries/001")) == [
+        "tile/entries/001 holds entries that are not the logged ones"
+    ]
+    assert "tile/0/000 is missing" in broken(lambda d: (d / "tile/0/000").unlink())
+    problems = broken(flip("checkpoint", 70))
+    assert len(problems) == 1 and problems[0].startswith("checkpoint:")
+    # the same through `nsdx ledger verify-tiles`
+    from click.testing import CliRunner
+
+    from nsdx.cli.ledger import ledger
+
+    args = ["verify-tiles", "--log-key", key, "--witness-key", wkey, "--quorum", "1"]
+    out = CliRunner().invoke(ledger, [*args, str(good)])
+    assert out.exit_code == 0 and "4 tiles and 3 entry bundles match" in out.output
+    out = CliRunner().invoke(ledger, [*args, "--json", str(tmp_path / "bad")])
+    assert out.exit_code == 1 and json.loads(out.output)["problems"][0].startswith("checkpoint:")

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from exchange.ledger.note import checkpoint_body, sign_note, verifier_key
 from exchange.ledger.tiles import export_tiles, tiles_for_size
+from exchange.witness.config import WitnessingConfig
 from exchange.witness.publish import witness_latest
 from exchange.witness.published import published_checkpoint
 from nsdx import verify_receipt as vr
@@ -80,7 +81,9 @@ def test_a_witnessed_receipt_checks_offline_and_tampering_is_refused(nsdx_env, t
         wkeys = [e.key.text for e in endpoints]
         size = receipt["receipt"]["tree_size"]
         assert exported["tree_size"] == size and not exported["entries"]
-        assert (tiles / "checkpoint").read_text() == (home / "witnessing" / "witnessed").read_text()
+        ex = Nsdx().exchange
+        assert (tiles / "checkpoint").read_text() == published_checkpoint(ex.ledger)
+        assert ex.ledger.latest_witnessed().tree_size == size
 
         # the buyer's check: one file, standard library only, the folder of tiles
         wargs = [a for k in wkeys for a in ("--witness-key", k)]
@@ -108,8 +111,17 @@ def test_a_witnessed_receipt_checks_offline_and_tampering_is_refused(nsdx_env, t
         r = receipt["receipt"]
         # without tiles: the receipt's own checkpoint must carry the cosignatures
         assert "0 valid cosignature(s)" in refused(receipt, None)
-        cosigned = (home / "witnessing" / f"checkpoint.{size}").read_text()
+        cosigned = published_checkpoint(ex.ledger)  # the witnessed one, of the receipt's size
         alone = vr.verify_receipt({**r, "checkpoint": cosigned}, None, log_key, wkeys)
+        # ... which is what `nsdx audit proof --index N --witnessed` now hands out
+        again = json.loads(
+            run_cli(
+                "audit", "proof", "--index", str(r["index"]), "--witnessed", "--json",
+                env=nsdx_env,
+            ).stdout
+        )  # fmt: skip
+        assert again["checkpoint"] == cosigned and again["witnessed"]
+        vr.verify_receipt({**r, **again}, None, log_key, wkeys)
         assert sorted(alone["witnesses"]) == ["witness.test/b1", "witness.test/b2"]
         # a tampered entry, proof, checkpoint signature
         entry = {**r["entry"], "legal_name": r["entry"].get("legal_name", "") + "x"}
@@ -154,9 +166,9 @@ def test_a_witnessed_receipt_checks_offline_and_tampering_is_refused(nsdx_env, t
         newer = _receipt(nsdx_env)
         assert newer["receipt"]["tree_size"] == size + 1
         assert "not witnessed yet" in refused(newer)
-        ex = Nsdx().exchange  # as `nsdx audit witness` and `nsdx ledger export-tiles` do
-        witness_latest(ex.ledger, ex.home, endpoints, quorum=2)
-        export_tiles(ex.ledger, published_checkpoint(ex.ledger, ex.home), tiles)
+        # as `nsdx audit witness` (or the job worker) and `nsdx ledger export-tiles` do
+        assert witness_latest(ex.ledger, WitnessingConfig(tuple(endpoints), 2)).witnessed
+        export_tiles(ex.ledger, published_checkpoint(ex.ledger), tiles)
         for rr in (newer, receipt):  # the old receipt: its tree is a prefix of the new one
             got = vr.verify_receipt(rr, vr.Tiles(str(tiles)), log_key, wkeys)
             assert got["published_tree_size"] == size + 1
@@ -226,6 +238,10 @@ def test_tiles_over_http_under_log(nsdx_env, tmp_path):
         status, headers, body = get("tile/entries/000", {"Authorization": f"Bearer {token}"})
         assert status == 200 and body == (tiles / "tile/entries/000").read_bytes()
         assert headers["Cache-Control"].startswith("private")
+        head = urllib.request.Request(f"{base}/tile/0/000", method="HEAD")
+        with urllib.request.urlopen(head, timeout=20) as r:  # what caches and mirrors ask
+            assert r.status == 200 and r.headers["Content-Length"] == str(256 * 32)
+            assert r.read() == b""
         status, _, body = get("verify_receipt.py")
         assert status == 200 and body == VERIFIER.read_bytes()
         got = vr.verify_receipt(receipt, vr.Tiles(base), log_key)

@@ -43,6 +43,7 @@ from .store import TILE_HEIGHT, Checkpoint, LedgerStore, b64
 @dataclass
 class Problem:
     kind: str  # gap | duplicate | leaf_hash | root | signature | missing | unsigned | tile
+    # | fork | quorum | cosignature (with witnesses: exchange.witness.audit)
     message: str
     index: int | None = None
     range: tuple[int, int] | None = None
@@ -60,6 +61,7 @@ class VerifyResult:
     problems: list[Problem] = field(default_factory=list)
     unsigned_tail: int = 0
     pending: int = 0
+    witnessing: dict | None = None  # with witnesses: what they cosigned (exchange.witness.audit)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -110,11 +112,19 @@ def verify_ledger(
         try:
             parsed = open_checkpoint(cp.note, verifier_key)
         except NoteError as e:
-            problems.append(Problem("signature", f"checkpoint at size {cp.tree_size}: {e}"))
+            problems.append(
+                Problem(
+                    "signature",
+                    Msg("checkpoint at size %(size)s: %(error)s", size=cp.tree_size, error=str(e)),
+                )
+            )
             continue
         if parsed.size != cp.tree_size or parsed.root != cp.root:
             problems.append(
-                Problem("signature", f"checkpoint row {cp.tree_size} differs from its signed note")
+                Problem(
+                    "signature",
+                    Msg("checkpoint row %(size)s differs from its signed note", size=cp.tree_size),
+                )
             )
         else:
             notes_ok.add((cp.tree_size, cp.root, cp.note))
@@ -123,14 +133,19 @@ def verify_ledger(
         try:
             parsed = open_checkpoint(text, verifier_key)
         except NoteError as e:
-            problems.append(Problem("signature", f"external checkpoint: {e}"))
+            problems.append(
+                Problem("signature", Msg("external checkpoint: %(error)s", error=str(e)))
+            )
             continue
         if parsed.size in signed and signed[parsed.size] != parsed.root:
             problems.append(
                 Problem(
                     "root",
-                    f"the external checkpoint at size {parsed.size} and the database's "
-                    "disagree: the database's checkpoints were replaced",
+                    Msg(
+                        "the external checkpoint at size %(size)s and the database's "
+                        "disagree: the database's checkpoints were replaced",
+                        size=parsed.size,
+                    ),
                     index=None,
                 )
             )
@@ -167,8 +182,19 @@ def verify_ledger(
                 problems.append(
                     Problem(
                         "root",
-                        f"the tree of size {n} does not match its signed checkpoint: an entry "
-                        f"in [{lo}, {n}) was changed" + (f" — entry {lo}" if n - lo == 1 else ""),
+                        Msg(
+                            "the tree of size %(n)s does not match its signed checkpoint: "
+                            "entry %(lo)s was changed",
+                            n=n,
+                            lo=lo,
+                        )
+                        if n - lo == 1
+                        else Msg(
+                            "the tree of size %(n)s does not match its signed checkpoint: an "
+                            "entry in [%(lo)s, %(n)s) was changed",
+                            n=n,
+                            lo=lo,
+                        ),
                         index=lo if n - lo == 1 else None,
                         range=(lo, n),
                     )
@@ -204,7 +230,13 @@ def verify_ledger(
         if idx != expected:
             kind = "gap" if idx > expected else "duplicate"
             problems.append(
-                Problem(kind, f"expected entry {expected}, found {idx}", index=expected)
+                Problem(
+                    kind,
+                    Msg(
+                        "expected entry %(expected)s, found %(found)s", expected=expected, found=idx
+                    ),
+                    index=expected,
+                )
             )
             if first_bad is None:
                 first_bad = expected
@@ -214,7 +246,10 @@ def verify_ledger(
             problems.append(
                 Problem(
                     "leaf_hash",
-                    f"entry {idx}: its payload does not hash to its stored leaf hash (edited)",
+                    Msg(
+                        "entry %(i)s: its payload does not hash to its stored leaf hash (edited)",
+                        i=idx,
+                    ),
                     index=idx,
                 )
             )
@@ -242,8 +277,12 @@ def verify_ledger(
         problems.append(
             Problem(
                 "missing",
-                f"a checkpoint signs {sizes[-1]} entries but the database holds {n}: "
-                f"entries from {n} on were removed",
+                Msg(
+                    "a checkpoint signs %(signed)s entries but the database holds %(n)s: "
+                    "entries from %(n)s on were removed",
+                    signed=sizes[-1],
+                    n=n,
+                ),
                 index=n,
             )
         )
@@ -253,7 +292,13 @@ def verify_ledger(
         problems += _check_tiles(store, bytes(level_nodes))
     if root_failures[0] > 1:
         problems.append(
-            Problem("root", f"{root_failures[0] - 1} later checkpoint(s) fail for the same reason")
+            Problem(
+                "root",
+                Msg(
+                    "%(count)s later checkpoint(s) fail for the same reason",
+                    count=root_failures[0] - 1,
+                ),
+            )
         )
     if first_bad is None:
         bounded = [p.range for p in problems if p.range]
@@ -299,15 +344,22 @@ def _check_tiles(store: LedgerStore, computed: bytes) -> list[Problem]:
             return out
         for i, w in enumerate(want):
             if i >= len(stored) or stored[i] != (i, w):
-                what = "is missing" if i >= len(stored) or stored[i][0] != i else "is wrong"
-                out.append(
-                    Problem(
-                        "tile",
-                        f"stored subtree hash at level {level}, index {i} (leaves "
-                        f"[{i << level}, {(i + 1) << level})) {what}; the entries may be intact, "
+                where = {"level": level, "i": i, "lo": i << level, "hi": (i + 1) << level}
+                if i >= len(stored) or stored[i][0] != i:
+                    message = Msg(
+                        "stored subtree hash at level %(level)s, index %(i)s (leaves "
+                        "[%(lo)s, %(hi)s)) is missing; the entries may be intact, "
                         "but proofs that read it fall back to the leaves",
+                        **where,
                     )
-                )
+                else:
+                    message = Msg(
+                        "stored subtree hash at level %(level)s, index %(i)s (leaves "
+                        "[%(lo)s, %(hi)s)) is wrong; the entries may be intact, "
+                        "but proofs that read it fall back to the leaves",
+                        **where,
+                    )
+                out.append(Problem("tile", message))
                 break
         else:
             if len(stored) > len(want):
@@ -315,8 +367,12 @@ def _check_tiles(store: LedgerStore, computed: bytes) -> list[Problem]:
                 out.append(
                     Problem(
                         "tile",
-                        f"stored subtree hash at level {level}, index {i} covers leaves "
-                        "beyond the tree",
+                        Msg(
+                            "stored subtree hash at level %(level)s, index %(i)s covers leaves "
+                            "beyond the tree",
+                            level=level,
+                            i=i,
+                        ),
                     )
                 )
         usable = len(computed) - len(computed) % (HASH_SIZE << TILE_HEIGHT)
@@ -559,6 +615,7 @@ def verify_with_state(
     kept: Sequence[str] = (),
     state: Path | None = None,
     remember: bool = False,
+    also: Callable[[VerifyResult], None] | None = None,
 ) -> VerifyResult:
     """`nsdx audit verify --state` as one function (the CLI and the portal call it): verify
     against the database's checkpoints, the checkpoints ``kept`` outside the database, and
@@ -580,6 +637,8 @@ def verify_with_state(
                 _memo.setdefault(store.engine, {})[verifier_key] = (token, chunks, out[0])
     else:
         res = verify_ledger(store, verifier_key, external_checkpoints=external)
+    if also is not None:  # more checks (the witnesses') before anything is remembered
+        also(res)
     if res.ok and state is not None:
         latest = store.latest_checkpoint()
         if latest is not None:

@@ -88,7 +88,11 @@ def create_app(
 
             await asyncio.to_thread(ensure_queue_schema, nx.settings.database_url)
             task = asyncio.create_task(run_worker_async(nx.settings.database_url, state.job_deps))
+        # witnessing each new checkpoint is the job worker's (docs/ledger.md §6)
+        pump = await asyncio.to_thread(state.exchange.start_witnessing) if worker else None
         yield
+        if pump is not None:
+            await asyncio.to_thread(pump.stop)
         query.close(state)  # running queries end now (503), not when their time is up
         if task is not None:
             task.cancel()
@@ -120,6 +124,8 @@ def create_app(
         secret=portal_secret(nx.settings.home),
         secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
     )
+    # a request past the server's connection cap: answered in its dialect, nothing else run
+    app.add_middleware(errors.Overloaded)
     app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():

@@ -36,7 +36,7 @@ from validation.messages import Msg
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
-from .i18n import Np_
+from .i18n import N_, Np_
 from .i18n import gettext as _
 from .render import render
 from .session import require_user
@@ -61,6 +61,17 @@ EXCLUSIONS = [
     Np_("exclusion", "related_party:shared_controller"),
 ]
 FLAG_KINDS = [Np_("flag", "cycle"), Np_("flag", "mirrored"), Np_("flag", "split")]
+PROBLEM_KINDS = [  # exchange.ledger.verify.Problem.kind
+    Np_("problem", "gap"),
+    Np_("problem", "duplicate"),
+    Np_("problem", "leaf_hash"),
+    Np_("problem", "root"),
+    Np_("problem", "signature"),
+    Np_("problem", "missing"),
+    Np_("problem", "unsigned"),
+    Np_("problem", "tile"),
+]
+REGIONS = [N_("hong-kong"), N_("macao"), N_("abroad")]  # a destination outside the mainland
 
 
 def _official(request: Request) -> Principal:
@@ -115,6 +126,7 @@ def _latest(ex):
 _jobs: dict[tuple, Future] = {}
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsdx-audit-summary")
 WAIT_SECONDS = 0.2  # a small ledger's summary is ready in this time: no "computing" page
+SMALL_LEDGER = 5_000  # entries: above this the summary takes longer, so the page never waits
 
 
 def _summary_key(ex, year: int, cp) -> tuple:
@@ -175,7 +187,7 @@ def start_summary(ex, year: int, cp) -> Future | None:
         return fut
 
 
-def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
+def _summary(ex, year: int, cp, *, wait: float | None = None):
     """The year's summary from the signed checkpoint ``cp``, or None while it is being
     computed in the background (:func:`start_summary`; the page then says so and
     refreshes itself).
@@ -187,6 +199,8 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
     changed after the summary was cached (an edited payload, a removed or inserted row) drop
     the cached figures, and the fresh computation, verified against the signed root,
     reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
+    if wait is None:
+        wait = WAIT_SECONDS if cp.tree_size <= SMALL_LEDGER else 0.0
     key = _summary_key(ex, year, cp)
     with _cache_lock:
         hit = _cache.get(key)
@@ -264,10 +278,30 @@ def _dashboard(request: Request, p: Principal, *, status: int = 200, **ctx):
             "root": b64(cp.root) if cp else None,
             "kept_size": kept,
             "pubkey": ex.signer.verifier_key,
+            "witnessing": _witnessing(ex),
             **ctx,
         },
         status,
     )
+
+
+def _witnessing(ex) -> dict:
+    """The witnesses' side of the dashboard: the configuration (or why it is unusable),
+    the latest witnessed checkpoint with its cosignatures, each witness's last answer."""
+    from exchange.witness.publish import cosigned_note, witness_status
+
+    out: dict = {"configured": None, "config_error": None}
+    try:
+        cfg = ex.witnessing
+        out["configured"] = (
+            None if cfg is None else {"quorum": cfg.quorum, "count": len(cfg.witnesses)}
+        )
+    except ExchangeError as e:
+        out["config_error"] = str(e)
+    out.update(witness_status(ex.engine))
+    lw = ex.ledger.latest_witnessed()
+    out["note"] = cosigned_note(ex.engine, lw.note, lw.tree_size) if lw else None
+    return out
 
 
 @router.get("/audit")
@@ -319,13 +353,22 @@ async def verify(request: Request):
     ex = state_of(request).exchange
 
     def run():
+        from exchange.witness.audit import witness_checks
+
+        key = ex.signer.verifier_key
+        try:
+            cfg = ex.witnessing
+        except ExchangeError:
+            cfg = None  # the dashboard shows why
+        also = witness_checks(ex.ledger, key, cfg) if cfg is not None else None
         try:
             return verify_with_state(
                 ex.ledger,
-                ex.signer.verifier_key,
+                key,
                 kept=kept,
                 state=_state_file(request, p),
                 remember=True,  # the next verification hashes only the entries added since
+                also=also,
             )
         except NoteError as e:  # pragma: no cover - verify_ledger reports bad notes itself
             raise ExchangeError(str(e)) from e

@@ -9,7 +9,8 @@
   parties and amounts, so only officials (auditors, sysadmins) get them, with a token;
 * ``GET /log/verify_receipt.py`` — the offline verifier itself (one file, to copy).
 
-Errors answer in plain text (the tlog dialect) with their status: a malformed or not yet
+The checkpoint and tiles answer ``HEAD`` too (caches and mirrors ask it). Errors answer in
+plain text (the tlog dialect) with their status: a malformed or not yet
 existing tile is a 404, as a static server would answer.
 """
 
@@ -37,7 +38,7 @@ PARTIAL_TILE_CACHE = "public, max-age=3600"
 VERIFIER = Path(__file__).resolve().parent.parent / "verify_receipt.py"
 
 
-@router.get(PREFIX + "/checkpoint")
+@router.api_route(PREFIX + "/checkpoint", methods=["GET", "HEAD"])
 def checkpoint(request: Request) -> Response:
     try:
         ex = state_of(request).exchange
@@ -51,7 +52,7 @@ def checkpoint(request: Request) -> Response:
     )
 
 
-@router.get(PREFIX + "/tile/{path:path}")
+@router.api_route(PREFIX + "/tile/{path:path}", methods=["GET", "HEAD"])
 def tile(request: Request, path: str) -> Response:
     try:
         ref = parse_tile_path("tile/" + path)
