@@ -72,6 +72,25 @@ PROBLEM_KINDS = [  # exchange.ledger.verify.Problem.kind
     Np_("problem", "tile"),
 ]
 REGIONS = [N_("hong-kong"), N_("macao"), N_("abroad")]  # a destination outside the mainland
+LEDGER_KINDS = [  # the kinds of ledger entries the exchange writes (others are shown as stored)
+    Np_("ledger-kind", "enterprise.registered"),
+    Np_("ledger-kind", "enterprise.updated"),
+    Np_("ledger-kind", "offer.created"),
+    Np_("ledger-kind", "offer.withdrawn"),
+    Np_("ledger-kind", "order.placed"),
+    Np_("ledger-kind", "payment.confirmed"),
+    Np_("ledger-kind", "access.granted"),
+    Np_("ledger-kind", "refund.issued"),
+    Np_("ledger-kind", "delivery.made"),
+    Np_("ledger-kind", "crossborder.decided"),
+    Np_("ledger-kind", "crossborder.evidence"),
+    Np_("ledger-kind", "crossborder.refused"),
+    Np_("ledger-kind", "registration.applied"),
+    Np_("ledger-kind", "registration.reviewed"),
+    Np_("ledger-kind", "registration.issued"),
+    Np_("ledger-kind", "registration.objected"),
+    Np_("ledger-kind", "registration.cancelled"),
+]
 
 
 def _official(request: Request) -> Principal:
