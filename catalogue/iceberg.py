@@ -17,8 +17,9 @@ manifests point at the version's own immutable objects in the store.
   ``nsdx.dataset``, ``nsdx.version`` and ``nsdx.fingerprint``, and a tag ``v<N>`` points at
   it (Spark: ``VERSION AS OF 'v3'``). :meth:`IcebergTables.snapshots` reads it back.
 * Restricted, private, draft and deleted datasets are not in this open catalog; a table
-  whose dataset stops being open is dropped from it by the next :meth:`IcebergTables.sync`
-  (its metadata files stay, unreferenced).
+  whose dataset stops being open leaves it in the transaction of that change
+  (:func:`unlist_in`, called by editing and publishing; :meth:`IcebergTables.sync` drops
+  any left over). Its metadata files stay, unreferenced.
 
 Registration follows publishing: the nsdx version is the commit point; the snapshot is
 registered right after it, in the same call (:func:`catalogue.publishing.publish_dataset`).
@@ -36,10 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import column as sa_column
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import inspect, select
+from sqlalchemy import table as sa_table
+from sqlalchemy.orm import Session, selectinload
 
-from .access import ANONYMOUS, read_clause
+from .access import ANONYMOUS, DatasetFacts, may_read, read_clause
 from .errors import CatalogueError
 from .models import Dataset, Version
 from .registry import find_dataset, view_of_table, view_stem
@@ -372,6 +376,30 @@ def _versions(table) -> Iterable[tuple[int, str]]:
         extra = snap.summary.additional_properties if snap.summary is not None else {}
         if P_VERSION in extra:
             yield snap.snapshot_id, extra[P_VERSION]
+
+
+_ICEBERG_TABLES = sa_table(
+    "iceberg_tables",
+    sa_column("catalog_name"),
+    sa_column("table_namespace"),
+    sa_column("table_name"),
+)
+
+
+def unlist_in(s: Session, ds: Dataset) -> None:
+    """In the transaction of an edit (``catalogue.editing``): take ``ds``'s tables out of the
+    open catalog the moment nobody anonymous may read it (made private, restricted, draft
+    or deleted), and out of any namespace other than its domain's. Only the catalog's rows
+    go (no pyiceberg needed); the metadata files stay in the store, unreferenced. A
+    dataset made open again is registered by its next publish or `nsdx iceberg sync`."""
+    names = sorted({view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources})
+    if not names or not inspect(s.connection()).has_table("iceberg_tables"):
+        return
+    t = _ICEBERG_TABLES.c
+    q = sa_delete(_ICEBERG_TABLES).where(t.catalog_name == CATALOG_NAME, t.table_name.in_(names))
+    if may_read(ANONYMOUS, DatasetFacts.of(ds)):
+        q = q.where(t.table_namespace != view_stem(ds.domain))
+    s.execute(q)
 
 
 def load_duckdb_iceberg(con, store: ObjectStore | None = None) -> None:

@@ -210,3 +210,80 @@ def test_cli_backfills_and_maps_versions(tmp_path, nsdx_env, monkeypatch):
     assert "no Iceberg snapshot 12345" in json.loads(missing.stderr)["error"]["message"]
     unknown = run_cli("iceberg", "sync", "no-such-dataset", env=nsdx_env, check=False)
     assert unknown.returncode == 1 and "no-such-dataset" in unknown.stderr
+
+
+def test_an_edit_that_closes_a_dataset_unlists_it_in_the_same_transaction(tmp_path):
+    """Made private or deleted on the portal / CKAN API, or restricted in datasets.yaml:
+    the table leaves the open catalog with the edit, no sync needed."""
+    from catalogue.access import SYSTEM
+    from catalogue.editing import Packages
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    ident = "urban_management.metro_flow"
+    publish(cat, store, tmp_path, [("蕉门", 10)])
+    ice = IcebergTables(cat, store)
+    assert ice.catalog.table_exists(ident)
+
+    Packages(cat).patch(SYSTEM, {"id": "metro-flow", "private": True})
+    assert not ice.catalog.table_exists(ident)
+    Packages(cat).patch(SYSTEM, {"id": "metro-flow", "private": False})
+    assert [r["version"] for r in ice.sync().registered] == [1]  # open again: sync lists it
+
+    # restricted in datasets.yaml: the run that records it unlists it
+    spec = make_spec(tmp_path, [("蕉门", 10)], more="    access: restricted\n")
+    publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
+    assert not ice.catalog.table_exists(ident)
+
+    publish(cat, store, tmp_path, [("蕉门", 11)])
+    assert ice.catalog.table_exists(ident)
+    Packages(cat).delete(SYSTEM, "metro-flow")
+    assert not ice.catalog.table_exists(ident)
+
+
+def test_each_table_of_a_multi_table_dataset_is_its_own_iceberg_table(tmp_path):
+    """A GTFS feed: one Iceberg table per GTFS file, named like its query view."""
+    import zipfile
+
+    from ingest.storage.local import LocalStore
+
+    def feed(stops: str) -> Path:
+        path = tmp_path / "bus.zip"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("agency.txt", "agency_id,agency_name,agency_url,agency_timezone\n"
+                       "NS,南沙公交,https://example.cn,Asia/Shanghai\n")  # fmt: skip
+            z.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\n" + stops)
+        return path
+
+    def spec(path: Path):
+        (s,) = parse_specs(
+            f"""datasets:
+  - id: nansha-bus-gtfs
+    title: 南沙公交线路
+    domain: transport
+    organization: nansha-bus
+    source: {{path: {path}, format: gtfs}}
+""",
+            base_dir=tmp_path,
+        )
+        return s
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    publish_dataset(cat, store, spec(feed("S1,蕉门,22.79,113.53\n")), pii_key=KEY)
+    publish_dataset(cat, store, spec(feed("S1,蕉门,22.79,113.53\nS2,金洲,22.77,113.55\n")),
+                    pii_key=KEY)  # fmt: skip
+    ice = IcebergTables(cat, store)
+    tables = {t["table"]: t for t in ice.snapshots("nansha-bus-gtfs")}
+    assert set(tables) == {"transport.nansha_bus_gtfs__agency", "transport.nansha_bus_gtfs__stops"}
+    stops = ice.catalog.load_table("transport.nansha_bus_gtfs__stops")
+    v1 = ice.snapshot_of("nansha-bus-gtfs", 1, table="stops")
+    assert stops.scan(snapshot_id=v1).to_arrow().column("stop_name").to_pylist() == ["蕉门"]
+    assert sorted(stops.scan().to_arrow().column("stop_name").to_pylist()) == ["蕉门", "金洲"]
+    con = duckdb.connect()
+    load_duckdb_iceberg(con)
+    loc = tables["transport.nansha_bus_gtfs__agency"]["metadata_location"]
+    assert con.execute(f"SELECT agency_name FROM iceberg_scan('{loc}')").fetchall() == [
+        ("南沙公交",)
+    ]

@@ -324,3 +324,65 @@ def test_the_verifier_refuses_hostile_receipts_and_tiles_with_an_exit_code(tmp_p
     assert run(good) == 1  # over the checkpoint's size bound
     assert vr.main(["x.json", "--tiles", str(tmp_path / "nowhere"), "--log-key", key]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_official_checks_a_whole_folder_of_tiles(tmp_path):
+    """`verify_tiles` (`nsdx ledger verify-tiles`): an export matches its checkpoint; a
+    changed tile at any level, a changed entry, a missing tile, a forged checkpoint and a
+    missing quorum are each named."""
+    import shutil
+
+    from exchange.ledger.tiles import verify_tiles
+    from exchange.witness import generate_cosigner_key
+
+    store = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    with store.transaction() as s:
+        store.append_many(s, [("t", {"i": i}) for i in range(600)])
+    cp = store.checkpoint()
+    w = generate_cosigner_key("witness.test/t1")
+    note = cp.note + w.cosign(cp.note[: cp.note.rfind("\n\n") + 1], 1_800_000_000)
+    good = tmp_path / "good"
+    export_tiles(store, note, good, entries=True)
+    key, wkey = store.signer.verifier_key, w.verifier.text
+    r = verify_tiles(good, key, [wkey], 1)
+    assert r.ok and r.tree_size == 600 and r.cosigners == ["witness.test/t1"], r.problems
+    assert r.tiles == 4 and r.entry_bundles == 3  # 0/000, 0/001, 0/002.p/88, 1/000.p/2
+    assert not verify_tiles(good, key, [], 1).ok  # a quorum nobody was given
+
+    def broken(change) -> list[str]:
+        bad = tmp_path / "bad"
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(good, bad)
+        change(bad)
+        res = verify_tiles(bad, key, [wkey], 1)
+        assert not res.ok
+        return res.problems
+
+    def flip(path: str, at: int = 40):
+        def change(d: Path) -> None:
+            data = bytearray((d / path).read_bytes())
+            data[at] ^= 1
+            (d / path).write_bytes(bytes(data))
+
+        return change
+
+    assert any("root" in p for p in broken(flip("tile/0/001")))
+    assert broken(flip("tile/1/000.p/2")) == [
+        "tile/1/000.p/2 does not hold the hashes of the tiles below it"
+    ]
+    assert broken(flip("tile/entries/001")) == [
+        "tile/entries/001 holds entries that are not the logged ones"
+    ]
+    assert "tile/0/000 is missing" in broken(lambda d: (d / "tile/0/000").unlink())
+    problems = broken(flip("checkpoint", 70))
+    assert len(problems) == 1 and problems[0].startswith("checkpoint:")
+    # the same through `nsdx ledger verify-tiles`
+    from click.testing import CliRunner
+
+    from nsdx.cli.ledger import ledger
+
+    args = ["verify-tiles", "--log-key", key, "--witness-key", wkey, "--quorum", "1"]
+    out = CliRunner().invoke(ledger, [*args, str(good)])
+    assert out.exit_code == 0 and "4 tiles and 3 entry bundles match" in out.output
+    out = CliRunner().invoke(ledger, [*args, "--json", str(tmp_path / "bad")])
+    assert out.exit_code == 1 and json.loads(out.output)["problems"][0].startswith("checkpoint:")

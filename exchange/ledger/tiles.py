@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ __all__ = [
     "parse_tile_path",
     "read_tile",
     "tiles_for_size",
+    "verify_tiles",
 ]
 
 TILE_HEIGHT = 8
@@ -253,3 +254,114 @@ def export_tiles(store, note: str, dest: Path, *, entries: bool = False) -> Expo
         written += 1
     _write(dest / "checkpoint", note.encode("utf-8"))
     return ExportResult(size, written, kept, entries)
+
+
+@dataclass
+class TilesCheck:
+    """What :func:`verify_tiles` established about a folder of tiles."""
+
+    tree_size: int
+    root: bytes
+    tiles: int
+    entry_bundles: int
+    cosigners: list[str]
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        import base64
+
+        return {
+            "ok": self.ok,
+            "tree_size": self.tree_size,
+            "root": base64.b64encode(self.root).decode(),
+            "tiles": self.tiles,
+            "entry_bundles": self.entry_bundles,
+            "cosigners": self.cosigners,
+            "problems": self.problems,
+        }
+
+
+def _bundle_entries(data: bytes) -> list[bytes] | None:
+    out, pos = [], 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            return None
+        n = int.from_bytes(data[pos : pos + 2], "big")
+        if pos + 2 + n > len(data):
+            return None
+        out.append(data[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    return out
+
+
+def verify_tiles(
+    dest: Path, log_key: str, witness_keys: Sequence[str] = (), quorum: int = 0
+) -> TilesCheck:
+    """Check a whole folder of tiles (an official's audit of an export or a mirror, no
+    database): the checkpoint is signed by ``log_key`` and cosigned by ``quorum`` of the
+    witnesses; the level-0 tiles hash to its root; every higher tile holds the hashes of
+    the tiles below; every entry bundle present holds entries whose leaf hashes are the
+    level-0 tile. Reads every tile once (the leaf hashes are held in memory: 32 bytes an
+    entry)."""
+    from ..witness.cosignature import parse_cosigner_verifier, verify_cosignatures
+    from .merkle import MerkleTree, leaf_hash
+    from .note import open_note
+
+    dest = Path(dest)
+    problems: list[str] = []
+    try:
+        note = (dest / "checkpoint").read_text(encoding="utf-8")
+        body, _ = open_note(note, log_key)
+        cp = parse_checkpoint(body)
+        cosigners = sorted(
+            verify_cosignatures(
+                body, note[len(body) + 1 :], [parse_cosigner_verifier(k) for k in witness_keys]
+            )
+        )
+    except (OSError, UnicodeDecodeError, NoteError) as e:
+        return TilesCheck(0, b"", 0, 0, [], [f"checkpoint: {e}"])
+    if len(cosigners) < quorum:
+        problems.append(f"{len(cosigners)} witnesses cosigned the checkpoint; {quorum} needed")
+    tree = MerkleTree()
+    count = bundles = 0
+    for ref in tiles_for_size(cp.size):
+        path = dest / ref.path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            problems.append(f"{ref.path} is missing")
+            continue
+        count += 1
+        if len(data) != ref.width * HASH_SIZE:
+            problems.append(f"{ref.path} holds {len(data)} bytes, not {ref.width * HASH_SIZE}")
+            continue
+        lo = ref.index * TILE_WIDTH
+        if ref.level == 0:
+            if len(tree) == lo:
+                tree.extend_packed(data)
+            continue
+        if (lo + ref.width) << ref.hash_level > len(tree):
+            continue  # a level-0 tile is missing (reported above)
+        want = b"".join(tree.node(ref.hash_level, i) for i in range(lo, lo + ref.width))
+        if data != want:
+            problems.append(f"{ref.path} does not hold the hashes of the tiles below it")
+    if len(tree) == cp.size and tree.root() != cp.root:
+        problems.append("the level-0 tiles do not hash to the checkpoint's root")
+    for ref in tiles_for_size(cp.size, entries=True):
+        path = dest / ref.path
+        if ref.level is not None or not path.is_file():
+            continue
+        bundles += 1
+        entries = _bundle_entries(path.read_bytes())
+        lo = ref.index * TILE_WIDTH
+        if entries is None or len(entries) != ref.width:
+            problems.append(f"{ref.path} is not a bundle of {ref.width} entries")
+        elif len(tree) >= lo + ref.width and any(
+            leaf_hash(e) != tree.leaf(lo + i) for i, e in enumerate(entries)
+        ):
+            problems.append(f"{ref.path} holds entries that are not the logged ones")
+    return TilesCheck(cp.size, cp.root, count, bundles, cosigners, problems)

@@ -47,6 +47,40 @@ def export_tiles_cmd(dest: str, entries: bool, as_json: bool) -> None:
     )
 
 
+@ledger.command("verify-tiles")
+@click.argument("dest", type=click.Path(exists=True, file_okay=False))
+@click.option("--log-key", required=True, help="The exchange's verifier key (`nsdx audit pubkey`).")
+@click.option("--witness-key", "witness_keys", multiple=True, help="A witness verifier key.")
+@click.option("--quorum", type=int, default=0, show_default=True, help="Cosignatures needed.")
+@json_option
+def verify_tiles_cmd(
+    dest: str, log_key: str, witness_keys: tuple[str, ...], quorum: int, as_json: bool
+) -> None:
+    """Check a whole folder of tiles against its signed checkpoint (no database needed).
+
+    For an official auditing an export or a mirror: the checkpoint's signature and
+    cosignatures, every tile against the ones below it and the root, and every entry bundle
+    present against the leaf hashes. Exits 1 naming each problem.
+    """
+    from exchange.ledger.tiles import verify_tiles
+
+    r = verify_tiles(Path(dest), log_key, list(witness_keys), quorum)
+    if as_json:
+        echo_json(r.to_dict())
+    elif r.ok:
+        click.secho(
+            f"✓ {r.tiles} tiles and {r.entry_bundles} entry bundles match the checkpoint at "
+            f"size {r.tree_size}"
+            + (f", cosigned by {', '.join(r.cosigners)}" if r.cosigners else ""),
+            fg="green",
+        )
+    else:
+        for p in r.problems:
+            click.echo(f"  {p}", err=True)
+    if not r.ok:
+        sys.exit(1)
+
+
 @ledger.command(
     "verify-receipt",
     context_settings={"ignore_unknown_options": True, "help_option_names": []},
