@@ -83,7 +83,10 @@ def publish_dataset(
     _ver, current = cat.register_version(spec, result, store.url)
     failpoints.hit("catalogue.registered")
     if iceberg.enabled():  # after the commit point: a failure here leaves a warning
-        result.warnings.extend(iceberg.register_after_publish(cat, store, spec.id))
+        if late := iceberg.register_after_publish(cat, store, spec.id):
+            result.warnings.extend(late)
+            if result.status == "published":
+                result.status = "published_with_warnings"
     if not current:
         now = cat.current(spec.id)
         result.warnings.append(
