@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest import failpoints
+from ingest.arrow_pandas import without_pandas
 from ingest.pipeline import IngestResult, PreviousVersion, run_pipeline
 from ingest.spec import DatasetSpec
 from ingest.storage import ObjectStore
@@ -83,7 +84,9 @@ def publish_dataset(
     _ver, current = cat.register_version(spec, result, store.url)
     failpoints.hit("catalogue.registered")
     if iceberg.enabled():  # after the commit point: a failure here leaves a warning
-        if late := iceberg.register_after_publish(cat, store, spec.id):
+        with without_pandas():  # pyarrow would import it (~0.2 s) for pyiceberg's values
+            late = iceberg.register_after_publish(cat, store, spec.id)
+        if late:
             result.warnings.extend(late)
             if result.status == "published":
                 result.status = "published_with_warnings"

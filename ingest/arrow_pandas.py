@@ -22,10 +22,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
+_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
 _lock = threading.Lock()
 _hooked = False
 
@@ -51,8 +52,9 @@ def _tell_pyarrow() -> None:
 
 
 class _Hidden(importlib.abc.MetaPathFinder):
-    """pandas cannot be found by pyarrow — in one thread: an ``import`` statement or
-    ``importlib.import_module`` in Python code (great-expectations) still finds it."""
+    """pandas cannot be found by pyarrow — in one thread: ``import pandas`` or
+    ``importlib.import_module("pandas")`` in Python code (great-expectations) still finds
+    it."""
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
@@ -68,16 +70,30 @@ class _Hidden(importlib.abc.MetaPathFinder):
 
 
 def _python_import(frame: FrameType | None) -> bool:
-    """Does this import come from Python code (an ``import`` statement, or
-    ``importlib.import_module``) rather than from an extension module asking in C?"""
+    """Is this import of pandas asked for by Python code — an ``import pandas`` statement
+    or ``importlib.import_module("pandas")`` — rather than by an extension module in C
+    (pyarrow's probe, also when ``import pyarrow.dataset`` runs its module's C code)?"""
     while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
         frame = frame.f_back
     if frame is None:
         return False
     code = frame.f_code
     if code.co_filename == importlib.__file__:
-        return True
-    return 0 <= frame.f_lasti < len(code.co_code) and code.co_code[frame.f_lasti] == _IMPORT_NAME
+        return str(frame.f_locals.get("name", "")).partition(".")[0] == "pandas"
+    return (_imported_name(code, frame.f_lasti) or "").partition(".")[0] == "pandas"
+
+
+def _imported_name(code: CodeType, lasti: int) -> str | None:
+    """The module an ``IMPORT_NAME`` instruction at ``lasti`` imports (None if it is not
+    one)."""
+    co = code.co_code
+    if not 0 <= lasti < len(co) - 1 or co[lasti] != _IMPORT_NAME:
+        return None
+    arg, shift, i = co[lasti + 1], 8, lasti - 2
+    while i >= 0 and co[i] == _EXTENDED_ARG:
+        arg |= co[i + 1] << shift
+        shift, i = shift + 8, i - 2
+    return code.co_names[arg] if arg < len(code.co_names) else None
 
 
 class _Loader(importlib.abc.Loader):

@@ -127,3 +127,46 @@ def test_great_expectations_in_the_ingest_process_still_gets_pandas(tmp_path):
     )
     assert (out["status"], out["rows"], out["pandas"]) == ("published_with_warnings", 40, True)
     assert sorted(out["failures"].values()) == [6, 9], out["failures"]
+
+
+SERVICE = """
+import json, sys
+from pathlib import Path
+from nsdx import Nsdx
+
+work = Path(sys.argv[1])
+csv = work / "bus.csv"
+csv.write_text(
+    "ts,vehicle_id,plate,speed_kmh\\n"
+    + "".join(f"2026-03-02 05:30:{i:02d},NSB{10000 + i},粤A{i:05d},{i * 3}\\n" for i in range(40)),
+    encoding="utf-8",
+)
+(work / "datasets.yaml").write_text(json.dumps({"datasets": [{
+    "id": "bus", "title": "Bus", "organization": "nansha-bus-company", "domain": "transport",
+    "licence": "CC-BY-4.0", "access": "open",
+    "source": {"path": str(csv), "format": "csv"},
+    "schema": [{"name": "plate", "type": "string", "pii": "plate"}],
+    "expectations": [{"column": "speed_kmh", "between": [0, 150]}],
+}]}), encoding="utf-8")
+nx = Nsdx()
+(r,) = nx.ingest(["bus"])
+(table,) = nx.iceberg.snapshots("bus")
+print(json.dumps({"status": r.status, "warnings": r.warnings,
+                  "iceberg": [v["version"] for v in table["versions"]],
+                  "pandas": "pandas" in sys.modules}))
+"""
+
+
+def test_a_publish_registered_in_iceberg_imports_no_pandas(tmp_path):
+    """The whole publish of an open dataset — pipeline, catalogue, Iceberg snapshot (pyiceberg
+    over pyarrow) — without pandas, and the snapshot is there."""
+    env = {
+        "NSDX_HOME": str(tmp_path / "home"),
+        "NSDX_DATASETS": str(tmp_path / "datasets.yaml"),
+        "NSDX_PII_KEY": "test",
+        "NSDX_ICEBERG": "1",
+        "NSDX_DATABASE_URL": "",
+        "NSDX_STORAGE_URL": "",
+    }
+    out = json.loads(_python(SERVICE, str(tmp_path), env=env))
+    assert out == {"status": "published", "warnings": [], "iceberg": [1], "pandas": False}

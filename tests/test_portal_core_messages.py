@@ -80,3 +80,15 @@ def test_the_officials_pages_carry_no_english_status_words_in_chinese(site):  # 
     site.cookies.set("nsdx_lang", "en")
     r = site.post("/audit/verify", data={"csrftoken": tok})
     assert "entry 5: its payload does not hash to its stored leaf hash (edited)" in r.text
+
+
+def test_ledger_entry_kinds_are_named_in_chinese(site):  # noqa: F811
+    login(site, "official")
+    r = site.get("/audit/transactions?kind=order.placed")
+    assert r.status_code == 200
+    assert '<option value="order.placed" selected>下单 (order.placed)</option>' in r.text
+    assert "<td>下单 <code>order.placed</code></td>" in r.text
+    assert "确认付款 (payment.confirmed)" in r.text and "企业登记 (enterprise.registered)" in r.text
+    site.cookies.set("nsdx_lang", "en")
+    r = site.get("/audit/transactions?kind=order.placed")
+    assert "<td><code>order.placed</code></td>" in r.text and "下单" not in r.text

@@ -76,6 +76,13 @@ def ledger(tmp_path):
     return LedgerStore(make_engine(f"sqlite:///{tmp_path / 'ledger.db'}"), signer)
 
 
+@pytest.fixture
+def any_ledger(tmp_path, database_url):
+    """The ledger on SQLite and on PostgreSQL (migration 0012 on both)."""
+    signer = load_signer(tmp_path, {"NSDX_LEDGER_KEY": generate_key("nsdx.test/auto")[0]})
+    return LedgerStore(make_engine(database_url), signer)
+
+
 def _trade(store: LedgerStore, n: int, tag: str = "t") -> None:
     for i in range(n):
         with store.transaction() as s:
@@ -99,11 +106,14 @@ def _cfg(*servers: WitnessServer, quorum: int) -> WitnessingConfig:
     )  # fmt: skip
 
 
-def test_each_checkpoint_is_witnessed_in_the_background_three_witnesses_one_down(ledger, tmp_path):
+def test_each_checkpoint_is_witnessed_in_the_background_three_witnesses_one_down(
+    any_ledger, tmp_path
+):
     """Three witnesses, quorum two, one down: every new checkpoint is witnessed by the
     background job (woken by the commit that signed it), the two cosignatures are stored
     with the checkpoint and ride on the receipt's note; the down witness is recorded with
     its error and a back-off. Trades never wait: they happen with witnessing stopped."""
+    ledger = any_ledger
     w = [
         WitnessServer(tmp_path / f"w{i}", f"witness.test/auto{i}", ledger.signer.verifier_key)
         for i in (1, 2, 3)

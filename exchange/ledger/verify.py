@@ -475,18 +475,27 @@ _DIGEST_CHUNK = 20_000
 def _digest_sql(dialect: str, leaf_hashes: bool) -> str:
     """Per chunk: the database concatenates (and PostgreSQL hashes) the rows in index order,
     no per-row Python work; SQLite hands the text over as bytes (no decoding and
-    re-encoding in Python)."""
+    re-encoding in Python). The counts of non-null payloads (and leaf hashes, and those of
+    32 bytes) make the concatenation unambiguous: a canonical payload holds no raw newline,
+    so the same text with the same counts is the same rows."""
     if dialect == "postgresql":
         col = "payload || E'\\t' || encode(leaf_hash, 'hex')" if leaf_hashes else "payload"
         return (
-            "SELECT count(*), sum(idx), sum(idx * idx), sha256(convert_to("
-            f"string_agg({col}, E'\\n' ORDER BY idx), 'UTF8')) "
+            "SELECT count(*), sum(idx), sum(idx * idx), count(payload), count(leaf_hash), "
+            f"sha256(convert_to(string_agg({col}, E'\\n' ORDER BY idx), 'UTF8')) "
             "FROM ledger_entries WHERE idx >= :a AND idx < :b"
         )
-    col = "payload || char(9) || hex(leaf_hash)" if leaf_hashes else "payload"
+    if leaf_hashes:  # the 32-byte hashes as they are, in a second aggregate of the same scan
+        return (
+            "SELECT count(*), sum(idx), sum(idx * idx), count(p), sum(length(h) = 32), "
+            "CAST(group_concat(p, char(10)) AS BLOB), CAST(group_concat(h, '') AS BLOB) "
+            "FROM (SELECT idx, payload AS p, leaf_hash AS h FROM ledger_entries "
+            "WHERE idx >= :a AND idx < :b ORDER BY idx)"
+        )
     return (
-        "SELECT count(*), sum(idx), sum(idx * idx), CAST(group_concat(c, char(10)) AS BLOB) "
-        f"FROM (SELECT idx, {col} AS c FROM ledger_entries WHERE idx >= :a AND idx < :b "
+        "SELECT count(*), sum(idx), sum(idx * idx), count(p), NULL, "
+        "CAST(group_concat(p, char(10)) AS BLOB) "
+        "FROM (SELECT idx, payload AS p FROM ledger_entries WHERE idx >= :a AND idx < :b "
         "ORDER BY idx)"
     )
 
@@ -510,10 +519,12 @@ def rows_digest_chunks(
     with store.engine.connect() as conn:
         for lo in range(start_chunk * _DIGEST_CHUNK, max(tree_size, 0), _DIGEST_CHUNK):
             hi = min(tree_size, lo + _DIGEST_CHUNK)
-            count, s1, s2, chunk = conn.execute(sql, {"a": lo, "b": hi}).one()
-            h = hashlib.sha256(f"{lo}:{hi}:{count}:{s1}:{s2}:{int(leaf_hashes)}:".encode())
-            if chunk is not None:
-                h.update(chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk))
+            count, s1, s2, c1, c2, *chunks = conn.execute(sql, {"a": lo, "b": hi}).one()
+            h = hashlib.sha256(f"{lo}:{hi}:{count}:{s1}:{s2}:{c1}:{c2}:{int(leaf_hashes)}".encode())
+            for chunk in chunks:
+                h.update(b":" if chunk is None else b":%d:" % len(chunk))
+                if chunk is not None:
+                    h.update(chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk))
             out.append(h.digest())
     return out
 
@@ -582,6 +593,13 @@ def change_token(store: LedgerStore) -> tuple | None:
 _memo: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple | None, list[bytes], Verified]]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def remembered(store: LedgerStore, verifier_key: str) -> bool:
+    """Has this process verified this ledger successfully already (a later verification
+    resumes from it)?"""
+    with _held_lock:
+        return verifier_key in _memo.get(store.engine, {})
 
 
 def _resumable(
