@@ -10,8 +10,9 @@ in the background and says so (its own row; the time until the figures are ready
 printed below the table); later renders of the same checkpoint reuse the report, re-reading
 the rows it covers only if anything was committed to the database since the last check (a
 changed row is caught); the same view after a commit elsewhere (an unrelated row) is timed
-as the baseline of that shortcut. Verification (a POST): the first of the process from
-entry 0, then resumed from the last one (nothing committed; after a commit elsewhere;
+as the baseline of that shortcut. Verification (a POST): the first of the process runs from
+entry 0 in the background when the official opens the dashboard (its time is printed below
+the table); the POSTs resume from the last one (nothing committed; after a commit elsewhere;
 after 1,000 new entries); the same POST with the remembered state dropped before each is
 the baseline in the same run. Ratios are printed below the table.
 Goal from issue 12: every page under 300 ms of server time.
@@ -195,6 +196,12 @@ def main() -> None:
         while 'id="computing"' in c.get(f"/audit/rewards?year={year}").text:
             time.sleep(0.5)
         background = time.perf_counter() - t0
+        from nsdx.web import audit
+
+        t0 = time.perf_counter()
+        c.get("/audit")  # an official's first dashboard: verification starts in the background
+        audit._pool.submit(lambda: None).result()  # done before any page is timed
+        primed = time.perf_counter() - t0
         pages = [
             ("search /", "/"),
             ("search ?q=公交", "/?q=%E5%85%AC%E4%BA%A4"),
@@ -218,7 +225,6 @@ def main() -> None:
         from sqlalchemy import text
 
         from exchange.ledger import verify as V
-        from nsdx.web import audit
 
         def commit_elsewhere() -> None:  # a commit not touching the ledger (a session write)
             with nx.catalogue.engine.begin() as conn:
@@ -233,7 +239,7 @@ def main() -> None:
         def post():
             return c.post("/audit/verify", data={"csrftoken": tok})
 
-        timed(f"verify (POST), first in this process: from entry 0 ({size:,} leaves)", post, 1)
+        timed("verify (POST), the official's first: resumed from the dashboard's", post, 1)
         timed("verify (POST) again, nothing committed: resumed", post, 5)
         timed("verify (POST) after a commit elsewhere: prefix digests re-read, resumed",
               post, 5, prep=commit_elsewhere)  # fmt: skip
@@ -260,7 +266,9 @@ def main() -> None:
         timed("verify (POST), remembered state dropped before each: from entry 0 (baseline)",
               post, 3, prep=drop_state)  # fmt: skip
     print(f"\n{a.datasets:,} datasets, {size:,} ledger entries, SQLite\n")
-    print(f"rewards summary of the new checkpoint computed in the background: {background:.1f} s\n")
+    print(f"rewards summary of the new checkpoint computed in the background: {background:.1f} s")
+    print(f"first verification of the process ({size:,} leaves, started by the dashboard, in "
+          f"the background): {primed:.1f} s\n")  # fmt: skip
     print("| page | p50 ms | max ms | renders |")
     print("|---|---:|---:|---:|")
     for label, p50, mx, n in rows:

@@ -32,6 +32,8 @@ a new catalog registers every version in order).
 from __future__ import annotations
 
 import os
+import random
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +128,10 @@ def open_catalog(engine, store: ObjectStore):
                 **io_properties(store),
             )
             self.engine = engine
-            self._init_catalog()
+            try:
+                self._init_catalog()
+            except Exception:  # noqa: BLE001 - another process created the tables meanwhile
+                self._init_catalog()  # they are there now (else this raises)
 
     return _Catalog()
 
@@ -192,7 +197,11 @@ class IcebergTables:
         if not versions:
             return
         ns = view_stem(ds.domain)
-        self.catalog.create_namespace_if_not_exists(ns)
+        try:
+            self.catalog.create_namespace_if_not_exists(ns)
+        except Exception:  # noqa: BLE001 - created by another process meanwhile
+            if not self.catalog.namespace_exists(ns):
+                raise
         newest: dict[str, int] = {}  # table name -> newest registered version
         tables: dict[str, Any] = {}  # table name -> loaded table (None: not created yet)
         for ver in versions:
@@ -239,7 +248,7 @@ class IcebergTables:
         """Commit ``ver``'s files of resource ``r`` as a snapshot of ``table`` (created when
         None): (snapshot id, the table as committed)."""
         import pyarrow.parquet as pq
-        from pyiceberg.exceptions import CommitFailedException
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
         from pyiceberg.io import load_file_io
         from pyiceberg.io.pyarrow import parquet_file_to_data_file
         from pyiceberg.table import TableProperties
@@ -265,7 +274,9 @@ class IcebergTables:
                         ident,
                         schema=schema,
                         location=file_uri(self.store, f"{PREFIX}/{ns}/{name}"),
-                        properties={P_DATASET: ds.name},
+                        # a concurrent commit is retried here, on the table as it
+                        # is then: pyiceberg's own retry would replay a stale overwrite
+                        properties={P_DATASET: ds.name, "commit.retry.num-retries": "0"},
                     )
                 except Exception:  # noqa: BLE001 - created meanwhile: load it
                     if attempt == 4:
@@ -275,10 +286,11 @@ class IcebergTables:
                 sid = self._commit(table, ver, paths, props, pq, parquet_file_to_data_file,
                                    TableProperties)  # fmt: skip
                 return sid, table
-            except CommitFailedException:
+            except (CommitFailedException, ValidationException):  # another commit won
                 table = None
                 if attempt == 4:
                     raise
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

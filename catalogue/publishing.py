@@ -85,7 +85,11 @@ def publish_dataset(
     failpoints.hit("catalogue.registered")
     if iceberg.enabled():  # after the commit point: a failure here leaves a warning
         with without_pandas():  # pyarrow would import it (~0.2 s) for pyiceberg's values
-            result.warnings.extend(iceberg.register_after_publish(cat, store, spec.id))
+            late = iceberg.register_after_publish(cat, store, spec.id)
+        if late:
+            result.warnings.extend(late)
+            if result.status == "published":
+                result.status = "published_with_warnings"
     if not current:
         now = cat.current(spec.id)
         result.warnings.append(

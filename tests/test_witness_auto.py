@@ -76,6 +76,13 @@ def ledger(tmp_path):
     return LedgerStore(make_engine(f"sqlite:///{tmp_path / 'ledger.db'}"), signer)
 
 
+@pytest.fixture
+def any_ledger(tmp_path, database_url):
+    """The ledger on SQLite and on PostgreSQL (migration 0012 on both)."""
+    signer = load_signer(tmp_path, {"NSDX_LEDGER_KEY": generate_key("nsdx.test/auto")[0]})
+    return LedgerStore(make_engine(database_url), signer)
+
+
 def _trade(store: LedgerStore, n: int, tag: str = "t") -> None:
     for i in range(n):
         with store.transaction() as s:
@@ -99,11 +106,14 @@ def _cfg(*servers: WitnessServer, quorum: int) -> WitnessingConfig:
     )  # fmt: skip
 
 
-def test_each_checkpoint_is_witnessed_in_the_background_three_witnesses_one_down(ledger, tmp_path):
+def test_each_checkpoint_is_witnessed_in_the_background_three_witnesses_one_down(
+    any_ledger, tmp_path
+):
     """Three witnesses, quorum two, one down: every new checkpoint is witnessed by the
     background job (woken by the commit that signed it), the two cosignatures are stored
     with the checkpoint and ride on the receipt's note; the down witness is recorded with
     its error and a back-off. Trades never wait: they happen with witnessing stopped."""
+    ledger = any_ledger
     w = [
         WitnessServer(tmp_path / f"w{i}", f"witness.test/auto{i}", ledger.signer.verifier_key)
         for i in (1, 2, 3)
@@ -349,3 +359,24 @@ def test_the_server_witnesses_and_the_auditor_dashboard_shows_it(tmp_path, nsdx_
     finally:
         w1.stop()
         drop_indexes()
+
+
+def test_two_workers_witness_the_same_ledger(any_ledger, tmp_path):
+    """Two job workers (e.g. two server processes) run the job on one database: the
+    checkpoint is witnessed, each witness's cosignature is stored once, neither fails."""
+    ledger = any_ledger
+    other = LedgerStore(ledger.engine, ledger.signer)
+    w1 = WitnessServer(tmp_path / "d1", "witness.test/d1", ledger.signer.verifier_key).start()
+    w2 = WitnessServer(tmp_path / "d2", "witness.test/d2", ledger.signer.verifier_key).start()
+    pumps = [WitnessPump(x, _cfg(w1, w2, quorum=2), min_gap=0).start() for x in (ledger, other)]
+    try:
+        for i in range(3):
+            _trade(ledger if i % 2 else other, 2)
+        size = ledger.head_size()
+        _until(lambda: size in ledger.witnessed_sizes(), f"checkpoint {size} witnessed")
+    finally:
+        for p in pumps:
+            p.stop()
+        w1.stop(), w2.stop()
+    assert [n for n, _ in ledger.witnessing(size)[1]] == ["witness.test/d1", "witness.test/d2"]
+    assert all(p.last_error is None for p in pumps), [p.last_error for p in pumps]

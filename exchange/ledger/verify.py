@@ -595,6 +595,13 @@ _memo: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple | None, list[bytes],
 )
 
 
+def remembered(store: LedgerStore, verifier_key: str) -> bool:
+    """Has this process verified this ledger successfully already (a later verification
+    resumes from it)?"""
+    with _held_lock:
+        return verifier_key in _memo.get(store.engine, {})
+
+
 def _resumable(
     store: LedgerStore, verifier_key: str, token: tuple | None
 ) -> tuple[Verified | None, list[bytes], int]:

@@ -16,6 +16,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select
@@ -74,32 +75,35 @@ def _split(note: str) -> tuple[str, str]:
 
 
 def fetch_views(cfg: WitnessingConfig, origin: str, log_key: str) -> list[WitnessView]:
-    """Ask every configured witness for the latest checkpoint it cosigned for ``origin``;
-    keep it only if the witness's cosignature and the log's signature verify."""
-    out = []
-    for w in cfg.witnesses:
-        v = WitnessView(w.key.name, w.url)
-        out.append(v)
-        try:
-            with urllib.request.urlopen(w.url + "/", timeout=cfg.timeout) as r:
-                info = json.loads(r.read(MAX_INFO_BYTES))
-            note = (info.get("checkpoints") or {}).get(origin)
-        except (OSError, ValueError, AttributeError) as e:
-            v.error = f"unreachable: {type(e).__name__}: {e}"
-            continue
-        if not isinstance(note, str):
-            v.error = "it has cosigned no checkpoint of this log"
-            continue
-        try:
-            cp = open_checkpoint(note, log_key)
-            body, sigs = _split(note)
-            if w.key.name not in verify_cosignatures(body, sigs, [w.key]):
-                raise CosignatureError("no cosignature by its key")
-        except (NoteError, CosignatureError) as e:
-            v.error = f"its latest checkpoint does not verify: {e}"
-            continue
-        v.size, v.root, v.note = cp.size, base64.b64encode(cp.root).decode(), note
-    return out
+    """Ask every configured witness (all at once, ``cfg.timeout`` each) for the latest
+    checkpoint it cosigned for ``origin``; keep it only if the witness's cosignature and
+    the log's signature verify."""
+    with ThreadPoolExecutor(max_workers=max(1, len(cfg.witnesses))) as pool:
+        return list(pool.map(lambda w: _view(w, cfg.timeout, origin, log_key), cfg.witnesses))
+
+
+def _view(w, timeout: float, origin: str, log_key: str) -> WitnessView:
+    v = WitnessView(w.key.name, w.url)
+    try:
+        with urllib.request.urlopen(w.url + "/", timeout=timeout) as r:
+            info = json.loads(r.read(MAX_INFO_BYTES))
+        note = (info.get("checkpoints") or {}).get(origin)
+    except (OSError, ValueError, AttributeError) as e:
+        v.error = f"unreachable: {type(e).__name__}: {e}"
+        return v
+    if not isinstance(note, str):
+        v.error = "it has cosigned no checkpoint of this log"
+        return v
+    try:
+        cp = open_checkpoint(note, log_key)
+        body, sigs = _split(note)
+        if w.key.name not in verify_cosignatures(body, sigs, [w.key]):
+            raise CosignatureError("no cosignature by its key")
+    except (NoteError, CosignatureError) as e:
+        v.error = f"its latest checkpoint does not verify: {e}"
+        return v
+    v.size, v.root, v.note = cp.size, base64.b64encode(cp.root).decode(), note
+    return v
 
 
 def audit_witnessing(

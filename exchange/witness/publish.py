@@ -155,11 +155,11 @@ def witness_latest(
             for ln in r.note[len(cp.note) :].splitlines()
             if ln.startswith("\u2014 ")
         }
-        _record(ledger.engine, cp.tree_size, cfg, todo, new_lines, r.sizes, r.failures, now)
+        _record(ledger, cp.tree_size, cfg, todo, new_lines, r.sizes, r.failures, now)
         good.update(new_lines)
         result.cosigners = sorted(good)
     if len(good) >= cfg.quorum and not already:
-        _mark_witnessed(ledger.engine, cp.tree_size, cfg.quorum, len(good), now)
+        _mark_witnessed(ledger, cp.tree_size, cfg.quorum, len(good), now)
     result.note = cp.note + "".join(good[w].rstrip("\n") + "\n" for w in sorted(good))
     return result
 
@@ -177,8 +177,18 @@ def _verified(body: str, stored: dict[str, str], cfg: WitnessingConfig) -> dict[
     return out
 
 
-def _record(engine, tree_size, cfg, asked, lines, sizes, failures, now) -> None:
-    with Session(engine) as s, s.begin():
+def _record(ledger, tree_size, cfg, asked, lines, sizes, failures, now) -> None:
+    try:
+        _record_once(ledger, tree_size, cfg, asked, lines, sizes, failures, now)
+    except IntegrityError:  # another process stored the same cosignature meanwhile: again
+        _record_once(ledger, tree_size, cfg, asked, lines, sizes, failures, now)
+
+
+def _record_once(ledger, tree_size, cfg, asked, lines, sizes, failures, now) -> None:
+    # the ledger's own short write transaction: on SQLite it queues behind this process's
+    # appenders on their mutex instead of sleeping in SQLite's busy handler (and making
+    # them sleep in theirs)
+    with ledger.transaction() as s:
         for name, line in lines.items():
             if s.get(LedgerCosignature, (tree_size, name)) is None:
                 kid, ts = _line_fields(line)
@@ -210,9 +220,9 @@ def _record(engine, tree_size, cfg, asked, lines, sizes, failures, now) -> None:
                 row.next_attempt = now + timedelta(seconds=cfg.backoff(row.failures))
 
 
-def _mark_witnessed(engine, tree_size: int, quorum: int, cosigners: int, now) -> None:
+def _mark_witnessed(ledger, tree_size: int, quorum: int, cosigners: int, now) -> None:
     try:
-        with Session(engine) as s, s.begin():
+        with ledger.transaction() as s:
             if s.get(LedgerWitnessed, tree_size) is None:
                 s.add(
                     LedgerWitnessed(

@@ -23,9 +23,21 @@ __all__ = ["WitnessPump"]
 
 log = logging.getLogger("nsdx.witness")
 
+#: The least time between two rounds: under a stream of trades one round witnesses the
+#: latest checkpoint of the last quarter second (a witness only needs the latest).
+MIN_GAP = 0.25
+
 
 class WitnessPump:
-    def __init__(self, ledger, cfg: WitnessingConfig, *, on_round: Callable | None = None) -> None:
+    def __init__(
+        self,
+        ledger,
+        cfg: WitnessingConfig,
+        *,
+        on_round: Callable | None = None,
+        min_gap: float = MIN_GAP,
+    ) -> None:
+        self.min_gap = min_gap
         self.ledger = ledger
         self.cfg = cfg
         self._wake = threading.Event()
@@ -107,3 +119,6 @@ class WitnessPump:
             self._wake.clear()
             r = self.run_once()
             delay = self._delay(r)
+            if self.min_gap and self._stop.wait(self.min_gap):
+                return
+            delay = max(0.0, delay - self.min_gap)
