@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_search.py
 	$(BIN)/python bench/bench_ledger.py
 	$(BIN)/python bench/bench_witness.py
+	$(BIN)/python bench/bench_witness_auto.py
 	$(BIN)/python bench/bench_portal.py
 	$(BIN)/python bench/bench_delivery.py
 	$(BIN)/python bench/bench_validation.py  # builds and ingests a 2 GB CSV: minutes, ~5 GB of disk

@@ -10,7 +10,8 @@ took before Arrow judged the simple ones), to show what that costs.
 
 Every variant runs in its own process on the same file, in the same run, ``--repeat`` rounds
 with the variants interleaved; medians and ranges are printed as a markdown table with ratios.
-Wall time and peak RSS (from wait4, plus children) are measured per process.
+Wall time, CPU time (user + system) and peak RSS (from wait4, plus children) are measured
+per process; on a shared machine the CPU ratio is the steadier one.
 
 Three `nsdx ingest` variants: *cold* (no validation worker from an earlier command: this one
 imports great-expectations), *warm* (right after the cold one, whose worker lingers for the
@@ -38,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 NSDX = str(Path(sys.executable).parent / "nsdx")
+PACKAGES = ("nsdx", "catalogue", "ingest", "validation", "exchange")
 
 # pyarrow's streaming reader reads 32 blocks ahead: with 16 MiB blocks its memory grows
 # with the file up to 512 MiB of raw text; 1 MiB blocks keep it flat (as nsdx reads)
@@ -55,8 +57,9 @@ pq.write_table(pv.read_csv(sys.argv[1]), sys.argv[2], compression="zstd")
 """
 
 
-def run(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS bytes and stdout of one process.
+def run(cmd: list[str], env: dict | None = None) -> tuple[float, int, str, float]:
+    """Wall seconds, peak RSS bytes, stdout and CPU seconds (user + system, all threads;
+    steadier than wall time on a shared machine) of one process.
 
     Peak RSS is the larger of wait4's ru_maxrss (the process, or its largest reaped child)
     and the peak of the summed RSS of the process and its children (the validation worker),
@@ -83,7 +86,8 @@ def run(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     secs = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{streams['err'].decode()[-3000:]}")
-    return secs, max(ru.ru_maxrss * 1024, tree_peak), streams["out"].decode()
+    cpu = ru.ru_utime + ru.ru_stime
+    return secs, max(ru.ru_maxrss * 1024, tree_peak), streams["out"].decode(), cpu
 
 
 def tree_rss(pid: int) -> int:
@@ -154,6 +158,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; medians are reported")
+    ap.add_argument(
+        "--no-bytecode", action="store_true", help="do not compile nsdx's bytecode first"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nsdx-bench-"))
     # generated in a child process: on Linux a child's peak RSS counts the parent's memory
@@ -183,6 +190,16 @@ def main() -> None:
     env.pop("NSDX_DATABASE_URL", None)
     env.pop("NSDX_STORAGE_URL", None)
 
+    # nsdx's own bytecode, as an installed nsdx has it (pip compiles at install; Python
+    # writes it on a checkout's first run): with PYTHONDONTWRITEBYTECODE set, as on the
+    # machines these figures come from, every command would compile ~100 modules again
+    # (~0.1 s), which is not what users run. --no-bytecode measures that case.
+    if not args.no_bytecode:
+        subprocess.run(
+            [PY, "-m", "compileall", "-q", *(str(ROOT / p) for p in PACKAGES)],
+            check=True,
+            capture_output=True,
+        )
     # create the deployment (migrations, key) so the timed runs measure the pipeline
     run([NSDX, "ingest", "nansha-bus-gps-noval", "--json"], env)
     # the commands' workers linger, and this process's leave() must not stop them either
@@ -201,17 +218,20 @@ def main() -> None:
         (GX, "nansha-bus-gps-gx"),
     ]
     results: dict[str, list[tuple[float, int]]] = {}
+    cpu: dict[str, list[float]] = {}  # CPU seconds of the processes
     load_before = os.getloadavg()
     worker_peak = 0
     for _ in range(args.repeat):  # rounds interleave the variants: noise hits them alike
         for name, cmd in pyarrow_runs.items():
-            secs, rss, _out = run(cmd)
+            secs, rss, _out, used = run(cmd)
             results.setdefault(name, []).append((secs, rss))
+            cpu.setdefault(name, []).append(used)
         _stop_lingering()  # cold means no worker from an earlier command
         for label, ds in nsdx_runs:
             if label == GX:
                 _stop_lingering()  # cold: great-expectations imported by this command
-            secs, rss, out = run([NSDX, "ingest", ds, "--json", "--force"], env)
+            secs, rss, out, used = run([NSDX, "ingest", ds, "--json", "--force"], env)
+            cpu.setdefault(f"nsdx ingest, {label} (process)", []).append(used)
             inner = json.loads(out)["results"][0]["seconds"]
             results.setdefault(f"nsdx ingest, {label} (process)", []).append((secs, rss))
             results.setdefault(f"nsdx ingest, {label} (pipeline)", []).append((inner, rss))
@@ -223,22 +243,27 @@ def main() -> None:
     load_after = os.getloadavg()
     base = statistics.median(s for s, _ in results[BASE])
     print(f"\nbus GPS CSV: {args.rows:,} rows, {size / 1e6:.1f} MB; median of {args.repeat} runs")
+    if args.no_bytecode:
+        print("nsdx's bytecode not compiled first (--no-bytecode)")
     print(
         f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f} "
         f"({os.cpu_count()} CPUs)\n"
     )
     print(
         "| variant | seconds (median, range) | rows/s | MB/s | peak RSS MB "
-        "| throughput vs pyarrow streaming (median, range) |"
+        "| throughput vs pyarrow streaming (median, range) | CPU s (median) | CPU vs pyarrow |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    base_cpu = statistics.median(cpu[BASE])
     for name, runs in results.items():
         secs = [s for s, _ in runs]
         med = statistics.median(secs)
+        used = statistics.median(cpu[name]) if name in cpu else None
         print(
             f"| {name} | {med:.2f} ({min(secs):.2f}–{max(secs):.2f}) | {args.rows / med:,.0f} "
             f"| {size / 1e6 / med:.0f} | {max(r for _, r in runs) / 1e6:.0f} "
-            f"| {base / med:.2f} ({base / max(secs):.2f}–{base / min(secs):.2f}) |"
+            f"| {base / med:.2f} ({base / max(secs):.2f}–{base / min(secs):.2f}) "
+            + (f"| {used:.2f} | {base_cpu / used:.2f} |" if used else "| — | — |")
         )
 
     def med(label: str) -> float:

@@ -8,7 +8,10 @@ check, after every kill, what a user depends on.
 round changes the source and starts `nsdx ingest`, which is killed with SIGKILL either at a
 named failpoint (``ingest/failpoints.py``: the process stops itself there with SIGSTOP, the
 harness checks that the previous version is served meanwhile, then SIGKILLs it) or after a
-random delay within a clean run's duration (its phase is read from the failpoint trace).
+random delay counted from the first failpoint the run passes (its first line in the failpoint
+trace), within the time a clean run takes from there to its end — so the random kills land
+across reading, validating, writing and committing, not in the interpreter's start-up (the
+phase of each is read from the trace).
 After every kill:
 
 * every version the catalogue lists is complete: its ``manifest.json`` is in storage, every
@@ -22,7 +25,7 @@ After every kill:
 **Ledger** (SQLite, one appender at a time; PostgreSQL, ``--appenders`` processes at once):
 appenders print a receipt (index, payload) after each append returns; they are SIGKILLed at
 failpoints (lock held / written, not committed / committed, not settled) or after random
-delays. After every kill ``nsdx audit verify`` passes, the indices are dense (no gap, no
+delays counted from their first append. After every kill ``nsdx audit verify`` passes, the indices are dense (no gap, no
 duplicate), every entry's leaf hash is its payload's (no half entry), and every receipt
 given is in the ledger at its index. On PostgreSQL the appenders run at once and the killed
 ones are restarted, so concurrency and kills are tested together.
@@ -333,10 +336,23 @@ def _wait_stopped(pid: int, timeout: float = 120.0) -> bool:
 def ingest_kills(rig: IngestRig, kills: int, rng: random.Random, log=print) -> dict:
     """``kills`` rounds of change-source / kill / check / rerun / check on ``rig``."""
     rig.write_source(0)
+    rig.trace.unlink(missing_ok=True)
     t0 = time.monotonic()
-    first = rig.ingest()
+    proc = subprocess.Popen(
+        [NSDX, "ingest", DATASET, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=rig.full_env({"NSDX_FAILPOINTS_TRACE": str(rig.trace)}),
+    )
+    t_first = _wait_first_trace(proc, rig.trace)
+    out, err = proc.communicate(timeout=300)
     clean_seconds = time.monotonic() - t0
+    assert proc.returncode == 0 and t_first is not None, f"the clean run: {out}\n{err}"
+    first = json.loads(out)["results"][0]
     assert first["status"] == "published", first
+    # how long a run works once it passed its first failpoint: the random delays' range
+    window = time.monotonic() - t_first
     points = INGEST_POINTS[rig.backend]
     rounds: list[dict] = []
     i = 0
@@ -368,18 +384,21 @@ def ingest_kills(rig: IngestRig, kills: int, rng: random.Random, log=print) -> d
                 rig.expected(k_new),
             )
             os.kill(proc.pid, signal.SIGKILL)
-        else:
-            delay = rng.uniform(0.05, clean_seconds)
-            try:
-                proc.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
+        else:  # the clock starts at the first failpoint, past the interpreter's start-up
+            delay = rng.uniform(0.0, window)
+            if (t_first := _wait_first_trace(proc, rig.trace)) is not None:
+                try:
+                    proc.wait(timeout=max(0.0, t_first + delay - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
         rc = proc.wait()
         if mode == "random delay":
             trace = rig.trace.read_text().split() if rig.trace.exists() else []
             point = trace[-1] if trace else None
             if rc == 0:  # finished before the timer: not a kill; count it honestly
                 mode = "random delay (finished first)"
+                if t_first is not None:  # a warm run is quicker than the first: aim within it
+                    window = min(window, time.monotonic() - t_first)
         problems = check_after_kill(rig, before, k_old, k_new)
         if early is not None or rc not in (0, -signal.SIGKILL):
             said = (rig.work / "killed.out").read_text(errors="replace")[-1500:]
@@ -403,7 +422,27 @@ def ingest_kills(rig: IngestRig, kills: int, rng: random.Random, log=print) -> d
             f"  {rig.backend} round {i}: {mode:13s} {point or '-':24s} "
             f"rerun {rerun['status']} v{rerun['version']}  {'OK' if not problems else problems}"
         )
-    return {"clean_seconds": round(clean_seconds, 2), "rounds": rounds}
+    return {
+        "clean_seconds": round(clean_seconds, 2),
+        "window_seconds": round(window, 2),
+        "rounds": rounds,
+    }
+
+
+def _wait_first_trace(proc: subprocess.Popen, trace: Path, timeout: float = 300.0):
+    """The monotonic time at which ``proc`` passed its first failpoint (the trace file has a
+    line), or None if it ended before that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if trace.stat().st_size > 0:
+                return time.monotonic()
+        except FileNotFoundError:
+            pass
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.005)
+    raise TimeoutError(f"process {proc.pid} passed no failpoint in {timeout} s")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,7 +545,15 @@ def _kill_plan(rng: random.Random, i: int) -> tuple[str, dict[str, str], float |
         point = LEDGER_POINTS[(i - i // 3) % len(LEDGER_POINTS)]
         nth = rng.randint(1, 20)
         return f"{point}@{nth}", {"NSDX_FAILPOINTS": f"{point}=kill@{nth}"}, None
-    return "random delay", {}, rng.uniform(0.3, 2.5)
+    # counted from the appender's first failpoint (its first append), not from its start
+    return "random delay", {}, rng.uniform(0.0, 2.0)
+
+
+def _traced(rig: LedgerRig, w: int, extra: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """``extra`` with a fresh failpoint trace for appender ``w`` (to start a delay's clock)."""
+    trace = rig.work / f"trace-{w}.txt"
+    trace.unlink(missing_ok=True)
+    return {**extra, "NSDX_FAILPOINTS_TRACE": str(trace)}, trace
 
 
 def ledger_kills_serial(rig: LedgerRig, kills: int, rng: random.Random, log=print) -> dict:
@@ -515,9 +562,10 @@ def ledger_kills_serial(rig: LedgerRig, kills: int, rng: random.Random, log=prin
     receipts: list[dict] = []
     for i in range(kills):
         how, extra, delay = _kill_plan(rng, i)
+        extra, trace = _traced(rig, i, extra)
         proc = rig.start(i, 10_000, extra)
-        if delay is not None:
-            time.sleep(delay)
+        if delay is not None and (t_first := _wait_first_trace(proc, trace)) is not None:
+            time.sleep(max(0.0, t_first + delay - time.monotonic()))
             os.kill(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
         got = _receipts(out)
@@ -543,18 +591,18 @@ def ledger_kills_concurrent(
     i = 0
     while done < kills:
         victims = set(rng.sample(range(appenders), min(2, kills - done)))
-        procs, plans = [], {}
+        procs, plans, traces = [], {}, {}
         for w in range(appenders):
             if w in victims:
                 how, extra, delay = _kill_plan(rng, done + len(plans))
                 plans[w] = (how, delay)
+                extra, traces[w] = _traced(rig, w, extra)
                 procs.append(rig.start(w, 10_000, extra))
             else:
                 procs.append(rig.start(w, per))
-        t0 = time.monotonic()
         for w, (_how, delay) in plans.items():
-            if delay is not None:
-                time.sleep(max(0.0, t0 + delay - time.monotonic()))
+            if delay is not None and (t_first := _wait_first_trace(procs[w], traces[w])):
+                time.sleep(max(0.0, t_first + delay - time.monotonic()))
                 os.kill(procs[w].pid, signal.SIGKILL)
         outs = [p.communicate(timeout=600) for p in procs]
         got = [_receipts(o) for o, _e in outs]

@@ -23,6 +23,7 @@ from ingest.spec import GRADES
 from validation.messages import Msg
 from validation.money import InvalidAmount, to_fen
 
+from . import iceberg
 from .access import ANONYMOUS, NO_GRANTS, DatasetFacts, Grants, require_see, see_clause
 from .auth import NAME_RE, InvalidInput, NotAuthorized, ObjectNotFound, Principal
 from .models import Dataset, DatasetTag, LinkResource, Organization, Resource, utcnow
@@ -300,6 +301,7 @@ class Packages:
                 self._check_edit(p, ds.organization_id, ds.name)
                 self._apply(s, p, ds, dict(data), creating=False)
                 s.flush()
+                iceberg.unlist_in(s, ds)  # no longer open: out of the open Iceberg catalog
                 return render_package(ds, s)
         except IntegrityError as e:
             if (refused := self._name_refused(e, data)) is None:
@@ -338,6 +340,8 @@ class Packages:
             self._check_edit(p, ds.organization_id, ds.name)
             ds.state = "deleted"
             ds.metadata_modified = utcnow()
+            s.flush()
+            iceberg.unlist_in(s, ds)
 
     # -- validation and assignment -------------------------------------------------------
     @staticmethod

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest import failpoints
+from ingest.arrow_pandas import without_pandas
 from ingest.pipeline import IngestResult, PreviousVersion, run_pipeline
 from ingest.spec import DatasetSpec
 from ingest.storage import ObjectStore
 
+from . import iceberg
 from .registry import Catalogue
 
 # Staging leftovers (local folders, S3 intent markers and their uncommitted objects, unfinished
@@ -81,6 +83,13 @@ def publish_dataset(
     failpoints.hit("catalogue.register")
     _ver, current = cat.register_version(spec, result, store.url)
     failpoints.hit("catalogue.registered")
+    if iceberg.enabled():  # after the commit point: a failure here leaves a warning
+        with without_pandas():  # pyarrow would import it (~0.2 s) for pyiceberg's values
+            late = iceberg.register_after_publish(cat, store, spec.id)
+        if late:
+            result.warnings.extend(late)
+            if result.status == "published":
+                result.status = "published_with_warnings"
     if not current:
         now = cat.current(spec.id)
         result.warnings.append(

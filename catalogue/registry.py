@@ -198,6 +198,10 @@ class Catalogue:
             ds.tags = [DatasetTag(tag=t) for t in want]
         ds.metadata_modified = utcnow()
         s.flush()
+        if ds.current_version is not None:  # made restricted: out of the open Iceberg catalog
+            from .iceberg import unlist_in
+
+            unlist_in(s, ds)
         return ds
 
     def current(self, name: str) -> Version | None:

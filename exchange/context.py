@@ -17,12 +17,17 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .crossborder.policy import CrossBorderPolicy
 from .errors import LedgerKeyError
 from .ledger.keys import LedgerSigner, load_signer
 from .ledger.store import LedgerStore
 from .rules import TradeRules, load_rules
+
+if TYPE_CHECKING:
+    from .witness.config import WitnessingConfig
+    from .witness.pump import WitnessPump
 
 
 def _utc_today() -> date:
@@ -66,6 +71,25 @@ class Exchange:
             return LedgerStore(self.engine, self.signer)
         except LedgerKeyError:
             return LedgerStore(self.engine, None)
+
+    @cached_property
+    def witnessing(self) -> WitnessingConfig | None:
+        """The witnesses this exchange asks to cosign its checkpoints and the quorum
+        (NSDX_WITNESSES or ``home``/witnesses.txt; see :mod:`exchange.witness.config`), or
+        None when none is configured."""
+        from .witness.config import load_witnessing
+
+        return load_witnessing(self.home)
+
+    def start_witnessing(self) -> WitnessPump | None:
+        """Start the background job that witnesses each new checkpoint (the job
+        worker's; see :mod:`exchange.witness.pump`); None when no witness is configured."""
+        cfg = self.witnessing
+        if cfg is None:
+            return None
+        from .witness.pump import WitnessPump
+
+        return WitnessPump(self.ledger, cfg).start()
 
     @cached_property
     def crossborder_policy(self) -> CrossBorderPolicy:

@@ -65,6 +65,12 @@ class CheckpointNotFound(ExchangeError):
     status = 404
 
 
+class TileNotFound(ExchangeError):
+    """No such tlog-tiles path: malformed, or beyond the log's current size."""
+
+    status = 404
+
+
 class PolicyError(ExchangeError):
     """The reward policy file is missing or malformed."""
 

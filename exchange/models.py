@@ -213,6 +213,44 @@ class LedgerHead(Base):
     frontier: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
 
 
+class LedgerCosignature(Base):
+    """A witness's C2SP ``cosignature/v1`` line on a checkpoint (migration 0012), stored
+    after it verified against the witness's configured key."""
+
+    __tablename__ = "ledger_cosignatures"
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(String(255), primary_key=True)
+    key_id: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    line: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LedgerWitnessed(Base):
+    """A checkpoint that a quorum of distinct witnesses cosigned (migration 0012)."""
+
+    __tablename__ = "ledger_witnessed"
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    quorum: Mapped[int] = mapped_column(Integer)
+    cosigners: Mapped[int] = mapped_column(Integer)
+    witnessed: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LedgerWitnessStatus(Base):
+    """Per configured witness: the size it last cosigned for this log, its consecutive
+    failures, the last error and when it is asked next (migration 0012)."""
+
+    __tablename__ = "ledger_witness_status"
+    witness: Mapped[str] = mapped_column(String(255), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt: Mapped[datetime | None] = mapped_column(DateTime)
+    last_ok: Mapped[datetime | None] = mapped_column(DateTime)
+    next_attempt: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 # -- data-resource registration (数据资源登记, migration 0011) --------------------------------
 
 

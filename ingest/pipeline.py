@@ -44,6 +44,7 @@ from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
 from . import failpoints
+from .arrow_pandas import without_pandas
 from .coverage import merge as merge_coverage
 from .coverage import table_coverage
 from .errors import ConfigError, IngestError, SourceError
@@ -438,7 +439,6 @@ def _publish_new(
     prefix = version_prefix(spec, number)
     if validation_worker.wanted(spec.expectations, spec.on_invalid):
         validation_worker.prestart()  # great-expectations imports while the source is opened
-    _import_pandas_meanwhile()
     staging = store.new_staging()
     try:
         try:
@@ -472,24 +472,6 @@ def _publish_new(
     )
 
 
-def _import_pandas_meanwhile() -> None:
-    """pyarrow imports pandas the first time it converts Python objects (a third of a second,
-    GIL-bound): do it in the background while the source is opened and read (Arrow releases
-    the GIL), not in the middle of the first chunk."""
-    import sys  # noqa: PLC0415
-    import threading  # noqa: PLC0415
-
-    if "pandas" not in sys.modules:
-        threading.Thread(target=_import_pandas, name="nsdx-import-pandas", daemon=True).start()
-
-
-def _import_pandas() -> None:
-    try:
-        import pandas  # noqa: F401, PLC0415
-    except Exception:  # noqa: BLE001 — only a head start: the real import reports any problem
-        pass
-
-
 @dataclass
 class _TableOut:
     name: str
@@ -519,6 +501,19 @@ def _pii_columns(spec: DatasetSpec, schema: pa.Schema) -> dict[str, tuple[str, s
 
 
 def _convert(spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number, previous):
+    if validation_worker.gx_in_process(spec.expectations, spec.on_invalid):
+        return _convert_tables(
+            spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number, previous
+        )
+    with without_pandas():  # else pyarrow imports it (~0.2 s) on its first Python value
+        return _convert_tables(
+            spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number, previous
+        )
+
+
+def _convert_tables(
+    spec, files, staging, pii_key, emit, resolve_dataset, reports_dir, number, previous
+):
     tables = open_source(spec.source, spec.schema, files=files)  # the files fingerprinted
     _check_table_names(spec, {t.name for t in tables})
     outs: list[_TableOut] = []

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from catalogue.access import Grants
     from catalogue.auth import Accounts
     from catalogue.editing import Packages
+    from catalogue.iceberg import IcebergTables
     from catalogue.jobs import JobDeps, Jobs
     from catalogue.registry import Catalogue
     from catalogue.search import SearchIndex
@@ -172,6 +173,14 @@ class Nsdx:
             pii_key=key,
             create_keys=not self.read_only,
         )
+
+    @service
+    def iceberg(self) -> IcebergTables:
+        """The open Iceberg catalog: every open published version as a snapshot
+        (:mod:`catalogue.iceberg`); ``sync``, ``snapshots``, ``snapshot_of``, ``version_of``."""
+        from catalogue.iceberg import IcebergTables
+
+        return IcebergTables(self.catalogue, self.store)
 
     def job_deps(self) -> JobDeps:
         from catalogue.jobs import JobDeps

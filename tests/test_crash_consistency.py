@@ -79,14 +79,23 @@ def test_ingest_killed_at_each_commit_step_local(tmp_path):
 
 
 @pytest.mark.s3
-def test_ingest_killed_mid_upload_and_before_the_manifest_s3(seaweedfs, tmp_path):
+def test_ingest_killed_while_writing_and_before_the_manifest_s3(seaweedfs, tmp_path):
+    """Killed while writing its Parquet, then after the uploads before the manifest, then
+    after a random delay counted from its first failpoint. The round after the kill during
+    writing is the kind that once exited 2 before reaching its failpoint
+    (docs/reliability.md): a run that ends before it is killed is a problem of its round,
+    reported with its output."""
     bucket = seaweedfs.bucket()
     rig = harness.IngestRig(
         tmp_path / "s3", "s3", seaweedfs.env(bucket, "c"), validate=False, second_rerun=False
     )
-    rounds = _run_points(rig, ["storage.uploaded", "storage.before_manifest"])
+    rounds = _run_points(rig, ["ingest.written", "storage.before_manifest"], random_kills=1)
     _assert_held(rounds)
-    assert [r["rerun"]["status"] for r in rounds] == ["published", "published"]
+    named = [r for r in rounds if r["mode"] == "failpoint"]
+    assert [r["point"] for r in named] == ["ingest.written", "storage.before_manifest"]
+    assert [r["rerun"]["status"] for r in named] == ["published", "published"]
+    timed = [r for r in rounds if r["mode"].startswith("random delay")]
+    assert len(timed) == 1 and timed[0]["phase"] != "starting"  # past the start-up
 
 
 def test_ledger_appender_killed_sqlite(tmp_path):

@@ -146,6 +146,22 @@ def test_authority_numbers_are_recorded_by_an_operator_not_the_parties(tmp_path)
         assert e.value.status == 403 and e.value.fields["field"] == "kind"
         assert "operator" in e.value.hint
     assert trade.get_order(ex, seller, o["id"])["cross_border"]["evidence"] == {}
-    r = trade.record_crossborder_evidence(ex, Actor("rev", reviewer=True), o["id"], **ref)
+    # the operator's reviewer finds the order and opens it (the portal's order page calls
+    # the same get_order), sees what it may record, and records it
+    rev = Actor("rev", reviewer=True)
+    assert [x["id"] for x in trade.list_orders(ex, rev)] == [o["id"]]
+    assert trade.crossborder_evidence_kinds(rev, trade.get_order(ex, rev, o["id"])) == ["approval"]
+    domestic = trade.create_offer(ex.on_day(date(Y, 6, 2)), seller, "imp",
+                                  term_start=date(Y, 6, 2), term_end=date(Y + 1, 12, 31))  # fmt: skip
+    with ex.catalogue.Session.begin() as s:
+        ex.catalogue.ensure_organization(s, "gz-firm")
+    trade.register_enterprise(ex, Actor.for_org("gz-firm"), "gz-firm", legal_name="gz-firm",
+                              credit_code_=credit_code.make("440115", "MA59XKT1"))  # fmt: skip
+    plain = _order(ex, domestic["id"], "gz-firm", date(Y, 6, 3))
+    assert plain["cross_border"] is None
+    with pytest.raises(NotAllowed):  # a domestic order is not the reviewer's business
+        trade.get_order(ex, rev, plain["id"])
+    assert plain["id"] not in {x["id"] for x in trade.list_orders(ex, rev)}
+    r = trade.record_crossborder_evidence(ex, rev, o["id"], **ref)
     assert r["receipt"]["entry"]["actor"] == "rev"
     assert trade.grant_access(ex, seller, o["id"])["status"] == "granted"

@@ -133,6 +133,11 @@ CASES = [
     ("ckan-bug", ckan, "GET", "/api/3/action/package_show?id=x", {}, 500, _break_index),
     ("json-missing-order", plain, "GET", "/api/exchange/orders/nope", {}, 404, None),
     ("json-bad-param", plain, "GET", "/api/audit/rewards?year=abc", {}, 422, None),
+    # a year out of the programme's range (10**10 once walked every year: a thread for good)
+    ("json-year-far", plain, "GET", "/api/audit/rewards?year=10000000000", {}, 422, None),
+    ("json-year-before", plain, "GET", "/api/audit/rewards?year=1999", {}, 422, None),
+    ("json-year-huge", plain, "GET", "/api/audit/rewards?year=1" + "0" * 30, {}, 422, None),
+    ("json-border-year-far", plain, "GET", "/api/audit/cross-border?year=99999", {}, 422, None),
     ("json-bad-body", plain, "POST", "/api/exchange/offers",
      {"content": b"[", "headers": {"content-type": "application/json"}}, 422, None),
     ("json-not-allowed", plain, "GET", "/api/audit/verify", {}, 403, None),
@@ -180,6 +185,21 @@ def test_error_shape(app_client, monkeypatch, caplog, dialect, method, path, kw,
             if rec.exc_info and any(i in rec.getMessage() for i in ids)
         ]
         assert logged, "the failure was not logged under its error id"
+
+
+@pytest.mark.parametrize("year", ["10000000000", "1999", "2101", "-5"])
+def test_a_reward_year_out_of_range_is_refused_at_once(app_client, year):
+    """`/api/audit/rewards?year=10000000000` walked every year from the programme's start
+    (a thread busy for good, issue 15): a year outside 2000–2100 is 422 `InvalidRequest` in
+    the JSON APIs' one error shape — the status docs/api.md gives a parameter out of its
+    range — naming the parameter and its bound, before the caller is even identified."""
+    c, _ = app_client
+    r = c.get("/api/audit/rewards", params={"year": year})
+    plain(r, 422)
+    err = r.json()["error"]
+    assert err["error"] == "InvalidRequest" and err["transient"] is False
+    assert "year" in err["message"]
+    assert ("2100" if int(year) > 2100 else "2000") in err["message"]
 
 
 def test_every_surface_is_covered():

@@ -68,7 +68,16 @@ def test_trade_over_http(client):
     assert r.status_code == 200 and r.json()["delivery"]["files"]
     idx = r.json()["receipt"]["index"]
     p = c.get("/api/audit/proof/inclusion", params={"index": idx}).json()
-    assert set(p) == {"index", "tree_size", "leaf_hash", "proof", "root", "checkpoint"}
+    assert set(p) == {
+        "index",
+        "tree_size",
+        "leaf_hash",
+        "proof",
+        "root",
+        "checkpoint",
+        "witnessed",
+        "cosigners",
+    }
     assert c.get("/api/audit/pubkey").text.startswith("nsdx.nansha/exchange-ledger+")
     assert c.get("/api/audit/verify").status_code == 403
     v = c.get("/api/audit/verify", headers=h["aud"]).json()

@@ -157,7 +157,16 @@ def test_cli_flow_and_audit(nsdx_env, tmp_path):
     # products registered (applied, reviewed, issued: 3 entries each)
     assert v["ok"] and v["entries"] == 44 + 10 + 6 * 3
     p = json.loads(run_cli("audit", "proof", "--index", "3", "--json", env=env).stdout)
-    assert set(p) == {"index", "tree_size", "leaf_hash", "proof", "root", "checkpoint"}
+    assert set(p) == {
+        "index",
+        "tree_size",
+        "leaf_hash",
+        "proof",
+        "root",
+        "checkpoint",
+        "witnessed",
+        "cosigners",
+    }
     c = json.loads(
         run_cli("audit", "proof", "--from", "10", "--to", "40", "--json", env=env).stdout
     )

@@ -81,3 +81,42 @@ def test_rows_tampered_after_caching_are_reported_on_the_next_view(site):
     site.cookies.set("nsdx_lang", "en")
     r = ready(site, url)
     assert r.status_code == 409 and "do not hash to the root signed in checkpoint" in r.text
+
+
+@pytest.mark.parametrize("rehash", [False, True])
+def test_a_verification_after_a_verified_entry_was_edited_fails(site, rehash):
+    """The portal's verification resumes from the last one (only new entries are hashed)
+    but re-checks the verified rows: an edit after a successful verification is caught."""
+    tok = login(site, "official")
+    for _ in range(2):  # the second resumes from the first
+        r = site.post("/audit/verify", data={"csrftoken": tok})
+        assert r.status_code == 200 and "账本验证通过" in r.text
+    _tamper(site.home, rehash=rehash)
+    r = site.post("/audit/verify", data={"csrftoken": tok})
+    assert r.status_code == 200 and "验证失败" in r.text and "账本验证通过" not in r.text
+
+
+def test_the_dashboard_verifies_in_the_background_and_the_officials_check_resumes(
+    site, monkeypatch
+):
+    """The first verification of a process (every entry hashed) starts when an official
+    opens the dashboard; it keeps nothing on disk, and the official's own check resumes from
+    it (rows edited since are still refused: the test above)."""
+    from exchange.ledger import verify as V
+
+    ex = site.app.state.nsdx.exchange
+    key = ex.signer.verifier_key
+    tok = login(site, "official")
+    assert not V.remembered(ex.ledger, key)
+    assert site.get("/audit").status_code == 200
+    audit._pool.submit(lambda: None).result(timeout=120)  # the queued jobs are done
+    assert V.remembered(ex.ledger, key)
+    kept = site.home / "audit" / "portal"
+    assert not kept.exists() or not any(kept.iterdir())  # nothing kept for the official
+    starts: list = []
+    real = V.verify_ledger
+    monkeypatch.setattr(V, "verify_ledger", lambda *a, **kw: starts.append(kw) or real(*a, **kw))
+    r = site.post("/audit/verify", data={"csrftoken": tok})
+    assert r.status_code == 200 and "账本验证通过" in r.text
+    assert starts[0]["resume"] is not None  # resumed from the background verification
+    assert any(kept.iterdir())  # the official's own check keeps the checkpoint

@@ -220,7 +220,7 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
     assert n_orders == 11  # exchange.demo.DEMO_ORDERS
     assert set(
         page.eval(
-            "[...document.querySelectorAll('#entries td:nth-child(2)')].map(t => t.textContent)"
+            "[...document.querySelectorAll('#entries td:nth-child(2) code')].map(t => t.textContent)"
         )
     ) == {"order.placed"}
     assert axe_violations(page) == []

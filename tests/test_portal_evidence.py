@@ -105,3 +105,25 @@ def test_seller_records_its_pia_and_the_operator_the_filing_number(site):
     entries = site.nx.exchange.ledger.events(site.nx.exchange.ledger.head_size())
     actors = [e["actor"] for e in entries if e["type"] == "crossborder.evidence"]
     assert actors == ["sam", "op"]
+
+
+def test_a_reviewer_finds_the_order_on_my_work_and_records_the_number(site):
+    """A reviewer of the exchange (no sysadmin, no organisation) finds the cross-border
+    orders on "my work", opens one, and records the authority's number: before, the order
+    page answered 404 to a reviewer, who could record the number only through the CLI."""
+    acc = Accounts(site.nx.catalogue)
+    acc.create_user("rita", reviewer=True)
+    set_password(acc, "rita", PASSWORD)
+    tok = login(site, "rita")
+    my = site.get("/my").text
+    assert "待审核的出境订单" in my and f'href="/my/orders/{site.order}"' in my
+    r = site.get(f"/my/orders/{site.order}")
+    assert r.status_code == 200 and kinds(r.text) == ["gba_filing"]
+    r = site.post(f"/my/orders/{site.order}/evidence", follow_redirects=False,
+                  data={"csrftoken": tok, "kind": "gba_filing",
+                        "evidence_ref": "GBA-SCC-2025-000046"})  # fmt: skip
+    assert r.status_code == 303
+    xb = trade.get_order(site.nx.exchange, Actor.auditor_(), site.order)["cross_border"]
+    assert xb["evidence"]["gba_filing"] == "GBA-SCC-2025-000046"
+    login(site, "bo")  # a buyer's member sees no review section
+    assert "待审核的出境订单" not in site.get("/my").text

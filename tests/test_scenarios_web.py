@@ -258,3 +258,46 @@ def test_hidden_datasets_registrations_answer_like_missing_ones(site):
         s.query(Dataset).filter(Dataset.name == "ns-hidden-plans").update({"private": False})
     shown = site.get("/api/exchange/registrations", params={"scenario": "ns-hidden-test"}).json()
     assert [r["id"] for r in shown] == [hidden["id"]]
+
+
+def test_a_scenarios_datasets_follow_the_callers_token(site):
+    """The JSON API judges its caller by the API token, the pages by the session: a member
+    of the owning organisation sees the private dataset in the scenario through
+    /api/scenarios with their token (before, the API judged the session cookie, so a token
+    holder was treated as anonymous); without a token, or with an outsider's, it is left out."""
+    from catalogue.auth import Accounts
+    from catalogue.models import Dataset
+    from catalogue.scenarios import ScenarioSpec, save_scenarios
+
+    ex = site.nx.exchange
+    org = "nansha-transport-bureau"
+    with ex.catalogue.Session.begin() as s:
+        o = ex.catalogue.ensure_organization(s, org)
+        s.add(Dataset(name="ns-token-plans", title="令牌可见方案", domain="transport",
+                      access="restricted", private=True, organization=o, extras={}))  # fmt: skip
+    save_scenarios(ex.catalogue, [ScenarioSpec(name="ns-token-test", title="令牌测试",
+                   title_en="Token test", sector="other", proposer="p",
+                   datasets=[("ns-token-plans", None)])])  # fmt: skip
+    acc = Accounts(site.nx.catalogue)
+    for user in ("bureau-clerk", "outsider"):
+        acc.create_user(user)
+    acc.add_member(org, "bureau-clerk", "editor")
+    member, _ = acc.create_token("bureau-clerk")
+    outsider, _ = acc.create_token("outsider")
+
+    def names(token: str | None, path: str) -> list[str]:
+        headers = {"authorization": token} if token else {}
+        r = site.get(path, headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        one = (
+            body
+            if isinstance(body, dict)
+            else next(x for x in body if x["name"] == "ns-token-test")
+        )
+        return [d["name"] for d in one["datasets"]]
+
+    for path in ("/api/scenarios/ns-token-test", "/api/scenarios"):
+        assert names(member, path) == ["ns-token-plans"]
+        assert names(None, path) == []
+        assert names(outsider, path) == []

@@ -255,3 +255,112 @@ def test_fresh_index_matches_incremental_one(catalogue, database_url):
     served = catalogue.ok("package_search", {"q": "*:*", "rows": 100, "sort": "name asc"})
     fresh = SearchIndex(Catalogue(database_url), render_packages).search(rows=100, sort="name asc")
     assert fresh == served
+
+
+# -- the cost of a hostile query (issue 15, item 1) ------------------------------------
+# Each family is a query made of one unit repeated; its cost is counted, not timed: every
+# Python line the search package (parser, analysis, index) executes and every C function it
+# calls (regex matches, numpy operations), with sys.settrace / sys.setprofile, deterministic.
+# Python's `re` does not expose its own steps: the lexer's alternatives each start on a
+# character no other one accepts (`( ) [ { " :`, the rest words), so a regex call looks at most
+# at its own token and the whitespace before it, or fails the whole query once.
+COST_FAMILIES = [
+    "a ",  # many words (ANDed)
+    "a OR b ",  # a long OR
+    "AND a && ",  # operators
+    "NOT a ",
+    "-a +b ",
+    "(a OR b) ",
+    "tags:(x OR y) ",
+    '"a b" ',  # phrases
+    'title:"a b" ',
+    "x:[1 TO 2] ",  # ranges
+    "metadata_modified:[NOW-1DAY TO *] ",
+    "a* ",  # prefixes over the whole vocabulary
+    "tags:gp* ",
+    "a\\:b ",  # escapes inside a word
+    "公交车辆",  # one long Chinese word: its bigrams
+    "(" * 30 + "a" + ")" * 30 + " ",  # nesting up to the limit, many times
+]
+COST_BAD = [  # refused only at their end, after a long run of good tokens
+    ("a ", '"b c'),  # a quote never closed
+    ("a ", "x:[1 TO"),  # a range never closed
+    ("(a ", "b"),  # parentheses never closed
+    ("a OR ", ""),  # an OR with nothing after it
+    ("NOT ", "a"),  # nested past the limit
+    ("a ", "tags:"),  # a field with no value
+]
+
+
+def _cost(fn) -> int:
+    import sys
+    from pathlib import Path
+
+    import catalogue.search as pkg
+
+    where = str(Path(pkg.__file__).parent)
+    steps = 0
+
+    def local(frame, event, arg):
+        nonlocal steps
+        steps += event == "line"
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code.co_filename.startswith(where) else None
+
+    def profiler(frame, event, arg):
+        nonlocal steps
+        if event == "c_call" and frame.f_code.co_filename.startswith(where):
+            steps += 1
+
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        fn()
+    except SearchQueryError:
+        pass
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+    return steps
+
+
+def _linear(costs: list[int]) -> bool:
+    """True when the growth from the 4× to the 16× size is at most 4.4 times the growth from
+    the 1× to the 4× (a fixed part cancels out; quadratic growth would be about 16 times)."""
+    c1, c4, c16 = costs
+    return c4 > c1 and (c16 - c4) <= 4.4 * (c4 - c1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the index is in memory
+def test_a_querys_cost_grows_linearly_with_its_length(catalogue):
+    """A hostile query cannot buy quadratic work: the parser's and the index's work for a
+    query of k, 4k and 16k units (up to the 4,000-character bound) grows linearly, as q and
+    as fq, for every family."""
+    from catalogue.search.query import MAX_QUERY_CHARS
+
+    index = catalogue.nx.index
+    grew = {}
+    for unit in COST_FAMILIES:
+        k = (MAX_QUERY_CHARS - 10) // (16 * len(unit))
+        sizes = [k, 4 * k, 16 * k]
+        queries = [(unit * n).strip() for n in sizes]
+        index.search(q=queries[0], fq=queries[0])  # built once (field tables) before counting
+        for param in ("q", "fq"):
+            costs = [_cost(lambda q=q, p=param: index.search(**{p: q})) for q in queries]
+            grew[unit, param] = costs
+    assert all(_linear(c) for c in grew.values()), {f: c for f, c in grew.items() if not _linear(c)}
+
+
+@pytest.mark.parametrize("unit,tail", COST_BAD)
+def test_a_bad_querys_cost_grows_linearly_with_its_length(unit, tail):
+    """A query refused at its end, after a long run of tokens, is refused at a linear cost
+    too (and the refusal is a SearchQueryError, a 400)."""
+    k = 3900 // (16 * len(unit))
+    queries = [unit * n + tail for n in (k, 4 * k, 16 * k)]
+    costs = [_cost(lambda q=q: parse_query(q)) for q in queries]
+    assert _linear(costs), (unit, tail, costs)
+    for q in queries:
+        with pytest.raises(SearchQueryError):
+            parse_query(q)

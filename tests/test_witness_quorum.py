@@ -3,6 +3,7 @@ two, one witness down; a fork is refused by the witnesses that saw the other his
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -121,17 +122,17 @@ def test_witness_config_lines(witnesses):
 
 def test_the_exchange_ledger_is_witnessed_at_a_quorum(tmp_path):
     """The exchange's own ledger (the SQLite store, its checkpoints signed by its key) sent
-    by `witness_latest` to three witnesses, one down: witnessed at quorum 2, the files
-    written; grows and is witnessed again from the sizes kept; quorum 3 raises the transient
-    error after writing what it got — and the trades never waited for any of it."""
+    by `witness_latest` to three witnesses, one down: witnessed at quorum 2, the
+    cosignatures stored with the checkpoint; grows and is witnessed again from the sizes
+    kept; at quorum 3 it is not witnessed (no exception) and the last witnessed stays."""
     from catalogue.db import make_engine
     from exchange.ledger.keys import load_signer
     from exchange.ledger.store import LedgerStore
-    from exchange.witness.publish import WitnessQuorumNotReached, witness_latest
+    from exchange.witness.config import WitnessingConfig
+    from exchange.witness.publish import witness_latest, witness_status
 
     signer = load_signer(tmp_path, {"NSDX_LEDGER_KEY": generate_key("nsdx.test/exchange")[0]})
     store = LedgerStore(make_engine(f"sqlite:///{tmp_path / 'l.db'}"), signer)
-    home = tmp_path / "home"
 
     def trade(n: int) -> None:
         for i in range(n):
@@ -140,56 +141,69 @@ def test_the_exchange_ledger_is_witnessed_at_a_quorum(tmp_path):
                 store.checkpoint(s)
 
     with _witnesses(tmp_path, signer.verifier_key, "x") as endpoints:
+        cfg = WitnessingConfig(tuple(endpoints), 2)
         trade(3)
-        r = witness_latest(store, home, endpoints, quorum=2)
+        r = witness_latest(store, cfg)
         assert r.witnessed and r.tree_size == 3 and set(r.failures) == {"witness.test/x3"}
-        witnessed = (home / "witnessing" / "witnessed").read_text()
-        assert witnessed == r.note and open_note(witnessed, signer.verifier_key)[0]
-        body = witnessed.split("\n\n")[0] + "\n"
-        sigs = witnessed.split("\n\n", 1)[1]
+        assert open_note(r.note, signer.verifier_key)[0]
+        body = r.note.split("\n\n")[0] + "\n"
+        sigs = r.note.split("\n\n", 1)[1]
         assert set(verify_cosignatures(body, sigs, [e.key for e in endpoints])) == {
             "witness.test/x1",
             "witness.test/x2",
         }
+        assert store.inclusion(2)["checkpoint"] == r.note  # stored with the checkpoint
         trade(4)
-        r = witness_latest(store, home, endpoints, quorum=2)
+        r = witness_latest(store, cfg, force=True)
         assert r.witnessed and r.tree_size == 7
-        assert json.loads((home / "witnessing" / "sizes.json").read_text()) == {
-            "witness.test/x1": 7,
-            "witness.test/x2": 7,
-        }
+        sizes = {w["witness"]: w["size"] for w in witness_status(store.engine)["witnesses"]}
+        assert sizes == {"witness.test/x1": 7, "witness.test/x2": 7, "witness.test/x3": None}
         trade(1)
-        with pytest.raises(WitnessQuorumNotReached) as e:
-            witness_latest(store, home, endpoints, quorum=3)
-        assert e.value.status == 503 and e.value.transient
-        assert (home / "witnessing" / "checkpoint.8").exists()
-        assert (
-            open_note((home / "witnessing" / "witnessed").read_text(), signer.verifier_key)[
-                0
-            ].split("\n")[1]
-            == "7"
-        )  # the last witnessed one stays published
+        r = witness_latest(store, WitnessingConfig(tuple(endpoints), 3), force=True)
+        assert not r.witnessed and sorted(r.cosigners) == ["witness.test/x1", "witness.test/x2"]
+        assert store.latest_witnessed().tree_size == 7  # the last witnessed one stays
 
 
 def test_cli_audit_witness(nsdx_env, tmp_path):
-    """`nsdx audit witness` on a demo deployment: a majority (2 of 3, one down) cosigns."""
+    """On a demo deployment with $NSDX_HOME/witnesses.txt: `nsdx audit witness` (2 of 3,
+    one down) witnesses the latest checkpoint; `audit checkpoints`, `audit proof
+    --witnessed` and `audit verify --json` show it; a fork the exchange's key signs is
+    refused by the witness (409); and once a witness is made to cosign a fork (the
+    exchange showed it a longer, different history), `nsdx audit verify` reports the fork
+    and exits 1, also with --json."""
+    from catalogue.db import make_engine
+    from exchange.ledger.store import LedgerStore
     from tests.conftest import run_cli
 
     run_cli("exchange", "demo", env=nsdx_env)
-    ledger_key = (Path(nsdx_env["NSDX_HOME"]) / "ledger.key").read_text().strip()
+    home = Path(nsdx_env["NSDX_HOME"])
+    ledger_key = (home / "ledger.key").read_text().strip()
     log_key = verifier_key(ledger_key)  # what `nsdx audit pubkey` prints
     with _witnesses(tmp_path, log_key, "c") as endpoints:
-        config = tmp_path / "witnesses.txt"
-        config.write_text("".join(f"{e.url} {e.key.text}\n" for e in endpoints))
-        out = run_cli("audit", "witness", "--witnesses", str(config), "--json", env=nsdx_env)
+        (home / "witnesses.txt").write_text("".join(f"{e.url} {e.key.text}\n" for e in endpoints))
+        out = run_cli("audit", "witness", "--json", env=nsdx_env)
         r = json.loads(out.stdout)
         assert r["witnessed"] and r["quorum"] == 2
         assert sorted(r["cosigners"]) == ["witness.test/c1", "witness.test/c2"]
-        # the witnessed checkpoint is one `nsdx audit verify` accepts (cosignatures ignored)
-        witnessed = Path(nsdx_env["NSDX_HOME"]) / "witnessing" / "witnessed"
-        run_cli("audit", "verify", "--checkpoint", str(witnessed), env=nsdx_env)
-        # a fork the exchange could show someone else: its key, the same size, another root
         size = r["tree_size"]
+        cps = json.loads(run_cli("audit", "checkpoints", "--json", env=nsdx_env).stdout)
+        assert cps[-1]["tree_size"] == size and cps[-1]["witnessed"] is True
+        assert not any(c["witnessed"] for c in cps[:-1])
+        proof = json.loads(
+            run_cli("audit", "proof", "--index", "0", "--witnessed", "--json", env=nsdx_env).stdout
+        )
+        assert proof["witnessed"] and proof["checkpoint"] == r["note"]
+        assert proof["cosigners"] == ["witness.test/c1", "witness.test/c2"]
+        st = json.loads(run_cli("audit", "witness", "--status", "--json", env=nsdx_env).stdout)
+        assert st["latest_witnessed"]["tree_size"] == size and st["witnessed"] is True
+        assert [w["witness"] for w in st["witnesses"]] == [e.key.name for e in endpoints]
+        assert st["witnesses"][2]["failures"] == 1 and st["witnesses"][2]["size"] is None
+        ok = json.loads(run_cli("audit", "verify", "--json", env=nsdx_env).stdout)
+        assert ok["ok"] and ok["witnessing"]["latest_witnessed"] == size
+        views = {v["witness"]: v for v in ok["witnessing"]["views"]}
+        assert views["witness.test/c1"]["agrees"] and views["witness.test/c2"]["agrees"]
+        assert "unreachable" in views["witness.test/c3"]["error"]  # down: not a failure
+        # a fork the exchange could show someone else: its key, the same size, another root
         fork = sign_note(checkpoint_body(log_key.split("+")[0], size, bytes(32)), ledger_key)
         req = urllib.request.Request(
             endpoints[0].url + "/add-checkpoint", data=f"old {size}\n\n{fork}".encode()
@@ -197,17 +211,33 @@ def test_cli_audit_witness(nsdx_env, tmp_path):
         with pytest.raises(urllib.error.HTTPError) as e:  # the witness refuses it
             urllib.request.urlopen(req, timeout=10)
         assert e.value.code == 409
-        (tmp_path / "fork.note").write_text(fork)
-        proc = run_cli(
-            "audit",
-            "verify",
-            "--checkpoint",
-            str(tmp_path / "fork.note"),
-            env=nsdx_env,
-            check=False,
+        # a longer fork with an honest proof from what c2 cosigned: c2 cosigns it (it
+        # never saw anything else), and the database does not hold it
+        store = LedgerStore(make_engine(f"sqlite:///{home / 'nsdx.db'}"))
+        tree = store.tree(size)
+        grown = MerkleTree([tree.leaf(i) for i in range(size)] + [leaf_hash(b"forked")])
+        body = checkpoint_body(log_key.split("+")[0], size + 1, grown.root(size + 1))
+        lines = [f"old {size}"] + [
+            base64.b64encode(h).decode() for h in grown.consistency_proof(size, size + 1)
+        ]
+        req = urllib.request.Request(
+            endpoints[1].url + "/add-checkpoint",
+            data=("\n".join(lines) + "\n\n" + sign_note(body, ledger_key)).encode(),
         )
-        assert proc.returncode == 1  # and the ledger does not match the fork either
-        assert f"external checkpoint at size {size} and the database's disagree" in proc.stderr
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            assert answer.status == 200
+        bad = run_cli("audit", "verify", "--json", env=nsdx_env, check=False)
+        assert bad.returncode == 1
+        res = json.loads(bad.stdout)
+        assert not res["ok"] and [p["kind"] for p in res["problems"]] == ["fork"]
+        assert (
+            f"witness witness.test/c2 cosigned a checkpoint of size {size + 1}"
+            in (res["problems"][0]["message"])
+        )
+        text = run_cli("audit", "verify", env=nsdx_env, check=False)
+        assert text.returncode == 1 and "FORK" in text.stderr and "split view" in text.stderr
+        # offline, the stored cosignatures alone still verify
+        run_cli("audit", "verify", "--offline", env=nsdx_env)
 
 
 def test_a_witness_listed_twice_counts_once(tmp_path):

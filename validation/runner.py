@@ -35,7 +35,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import gx as gxw
-from .dataset_level import DatasetChecks
 from .errors import ExpectationConfigError
 from .report import (
     ON_INVALID,
@@ -108,6 +107,9 @@ class RowChecks:
         *,
         table: str | None = None,
     ) -> None:
+        import pandas  # noqa: F401, PLC0415 - an import statement: it works where pyarrow
+        # is kept from importing pandas itself (ingest.arrow_pandas), and to_pandas needs it
+
         self.dataset_id = dataset_id
         self.schema = schema
         self.on_invalid = on_invalid
@@ -538,6 +540,8 @@ class BatchValidator:
         ds_exps = [e for e in self.expectations if e.level == DATASET]
         if not ds_exps:
             return {}
+        from .dataset_level import DatasetChecks  # noqa: PLC0415 - DuckDB, only when needed
+
         checks = DatasetChecks(
             files, counts, now=now, resolve_dataset=resolve_dataset or self.resolve_dataset
         )

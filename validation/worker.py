@@ -742,6 +742,14 @@ def may_be_wanted(expectations: list[dict] | tuple[dict, ...], on_invalid: str) 
     )
 
 
+def gx_in_process(expectations: list[dict] | tuple[dict, ...], on_invalid: str) -> bool:
+    """Might great-expectations (and so pandas) run in this process? (A superset, like
+    :func:`may_be_wanted`: some expectations need it, and no worker runs them.)"""
+    return any(_needs_gx(e) for e in expectations if isinstance(e, dict)) and not (
+        enabled() and on_invalid != "quarantine_rows"
+    )
+
+
 _NO_GX_KEYS = ("unique", "row_count", "min", "max", "mean", "distinct", "freshness", "in_dataset")
 _RE2_UNSUPPORTED = ("(?=", "(?!", "(?<=", "(?<!", "\\1", "\\2", "(?P=")
 
@@ -785,6 +793,7 @@ __all__ = [
     "RemoteRowChecks",
     "ValidationWorkerError",
     "enabled",
+    "gx_in_process",
     "linger_seconds",
     "may_be_wanted",
     "prestart",

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from ingest.spec import GRADES
+from validation.messages import Msg
 
 from ..errors import InvalidRequest
 from .policy import CrossBorderPolicy
@@ -142,7 +143,7 @@ def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
         return Decision(route, rule, detail, exemption, REQUIRES.get(route, ()), counts)
 
     if not t.seller.mainland or t.buyer.mainland:
-        return out("not_cross_border", "not_cross_border", "no data leaves the mainland")
+        return out("not_cross_border", "not_cross_border", Msg("no data leaves the mainland"))
     if not t.offer_cross_border:
         return out(
             "refused",
@@ -150,18 +151,18 @@ def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
             f"the offer is not made for cross-border sale and the buyer is in {t.buyer.region}",
         )
     if t.grade == "core":
-        return out("refused", "core_data", "core data is never transferred across the border")
+        return out("refused", "core_data", Msg("core data is never transferred across the border"))
     if t.grade == "important":
         return out(
             "security_assessment",
             "important_data",
-            "important data leaves the mainland only after a security assessment",
+            Msg("important data leaves the mainland only after a security assessment"),
         )
     if not t.has_pi:
         return out(
             "exempt",
             "no_personal_information",
-            "general data without personal information",
+            Msg("general data without personal information"),
             "no_personal_information",
         )
     if (
@@ -180,14 +181,16 @@ def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
         return out(
             "security_assessment",
             "pi_count_unknown",
-            "the version holds personal information whose individuals were not counted "
-            "(ingest it with its personal-data columns declared)",
+            Msg(
+                "the version holds personal information whose individuals were not counted "
+                "(ingest it with its personal-data columns declared)"
+            ),
         )
     if t.exporter_ciio and p.ciio_requires_assessment:
         return out(
             "security_assessment",
             "ciio_personal_information",
-            "personal information from a critical-information-infrastructure operator",
+            Msg("personal information from a critical-information-infrastructure operator"),
         )
     if not t.sensitive_pi and cumulative < p.exempt_below:
         return out(

@@ -18,6 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from validation.messages import Msg
+
 from ..ledger.store import Checkpoint, b64
 from ..ledger.verify import verified_events
 
@@ -42,7 +44,11 @@ def _where(r: dict | None) -> str:
         return ""
     if r.get("region") != "mainland":
         return str(r.get("region"))
-    return f"mainland {r.get('province') or ''}{r.get('city') or ''} ({r.get('division')})"
+    return Msg(
+        "mainland %(place)s (%(division)s)",
+        place=f"{r.get('province') or ''}{r.get('city') or ''}",
+        division=r.get("division"),
+    )
 
 
 def compute_crossborder(events: list[dict], checkpoint: Checkpoint, year: int) -> dict:

@@ -251,6 +251,8 @@ class Agent:
             raise
         store._known_size = size0 + len(rows)
         self.batches += 1
+        if cp is not None:
+            store._announce()  # after-signing listeners (witnessing) of this process
         self.busy = True
         with self.cond:
             for i, a in enumerate(mem):

@@ -32,7 +32,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,7 +62,13 @@ from sqlalchemy.orm import Session
 from ingest import failpoints
 
 from ..errors import CheckpointNotFound, InvalidRequest
-from ..models import LedgerCheckpoint, LedgerEntry, LedgerHead
+from ..models import (
+    LedgerCheckpoint,
+    LedgerCosignature,
+    LedgerEntry,
+    LedgerHead,
+    LedgerWitnessed,
+)
 from .canonical import canonical_json
 from .merkle import (
     HASH_SIZE,
@@ -70,6 +76,7 @@ from .merkle import (
     MerkleTree,
     ProofError,
     _fold,
+    _range_hash,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -234,6 +241,25 @@ class LedgerStore:
         self._cond = threading.Condition()
         self._agent: Agent | None = None
         self._known_size: int | None = None  # a committed head size seen (a lower bound)
+        self._signed_listeners: list[Callable[[], None]] = []
+
+    # -- after a checkpoint is signed ---------------------------------------------------
+    def on_signed(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` after each commit that signed a new checkpoint (the one hook for
+        work that follows a checkpoint, e.g. witnessing: it must not block — it runs on
+        the committing thread, after the commit)."""
+        self._signed_listeners.append(fn)
+
+    def off_signed(self, fn: Callable[[], None]) -> None:
+        if fn in self._signed_listeners:
+            self._signed_listeners.remove(fn)
+
+    def _announce(self) -> None:
+        for fn in list(self._signed_listeners):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001, S110 - a listener never fails a trade
+                pass
 
     # -- locking ---------------------------------------------------------------------
     def lock(self, s: Session) -> tuple[int, CompactRange]:
@@ -291,6 +317,8 @@ class LedgerStore:
                     yield s
                     s.commit()
                     failpoints.hit("ledger.committed")
+                    if s.info.pop("nsdx_ledger_signed", False):
+                        self._announce()
                 except BaseException:
                     s.rollback()
                     raise
@@ -331,6 +359,8 @@ class LedgerStore:
         now = _utcnow()
         rows = [(None, kind, payload.decode(), lh, now) for kind, payload, lh in prepared]
         cp = self.write_batch(s, size0, cr, rows)
+        if cp is not None:
+            s.info["nsdx_ledger_signed"] = True
         failpoints.hit("ledger.written")
         out = [
             Appended(first + i, lh, payload, checkpoint=cp)
@@ -485,6 +515,18 @@ class LedgerStore:
             )
         return cp
 
+    def root_at(self, size: int) -> bytes:
+        """The root hash of the stored tree of ``size`` leaves (O(log n) small reads)."""
+        with self.engine.connect() as conn:
+            return _range_hash(0, size, self.node_reader(conn))
+
+    def read_hashes(self, level: int, lo: int, hi: int) -> bytes:
+        """Packed hashes of the perfect subtrees at ``level`` (0 = leaf hashes, else a
+        multiple of TILE_HEIGHT) with indices [lo, hi): what a C2SP tlog tile holds. The
+        caller checks that they exist (``hi << level`` is within the head size)."""
+        with self.engine.connect() as conn:
+            return self._read_level(conn, level, lo, hi)
+
     def _read_level(self, conn, level: int, lo: int, hi: int) -> bytes:
         """Packed hashes of the stored nodes at ``level`` (0 = leaves, else a multiple
         of TILE_HEIGHT) with indices [lo, hi); computed from below where tiles are
@@ -609,9 +651,11 @@ class LedgerStore:
                     tree_size=size0, root=cp.root, note=cp.note, created=_utcnow()
                 )
             )
+            s.info["nsdx_ledger_signed"] = True
             return cp
         batch_cp = self.write_batch(s, size0, cr, rows)
         assert batch_cp is not None
+        s.info["nsdx_ledger_signed"] = True
         return batch_cp
 
     def latest_checkpoint(self) -> Checkpoint | None:
@@ -738,12 +782,27 @@ class LedgerStore:
 
     # -- proofs ----------------------------------------------------------------------
     def inclusion(
-        self, index: int, tree_size: int | None = None, *, checkpoint: Checkpoint | None = None
+        self,
+        index: int,
+        tree_size: int | None = None,
+        *,
+        checkpoint: Checkpoint | None = None,
+        witnessed: bool = False,
     ) -> dict:
         """Inclusion proof of entry ``index`` against a signed checkpoint: ``checkpoint``
-        when the caller holds it (a settled event's), else the one of ``tree_size``, else the
-        latest (signing the current head first if it is not covered yet). The proof is
-        checked against the checkpoint's root before it is returned."""
+        when the caller holds it (a settled event's), else the one of ``tree_size``, else
+        (``witnessed``) the latest witnessed one, else the latest (signing the current head
+        first if it is not covered yet). The proof is checked against the checkpoint's root
+        before it is returned."""
+        if checkpoint is None and tree_size is None and witnessed:
+            checkpoint = self.latest_witnessed()
+            if checkpoint is None or checkpoint.tree_size <= index:
+                raise CheckpointNotFound(
+                    f"no witnessed checkpoint covers entry {index} yet",
+                    hint="witnessing follows each checkpoint in the background; ask again "
+                    "later, or see `nsdx audit witness`",
+                    index=index,
+                )
         cp = checkpoint or self._covering_checkpoint(index + 1, tree_size)
         if not 0 <= index < cp.tree_size:
             raise InvalidRequest(
@@ -760,14 +819,56 @@ class LedgerStore:
             except ProofError:  # stored tiles disagree: prove from the leaves alone
                 proof = self.tree(cp.tree_size).inclusion_proof(index, cp.tree_size)
                 self._check(verify_inclusion, index, cp.tree_size, leaf, proof, cp.root)
+        witnessed, lines = self.witnessing(cp.tree_size)
         return {
             "index": index,
             "tree_size": cp.tree_size,
             "leaf_hash": b64(leaf),
             "proof": [b64(p) for p in proof],
             "root": b64(cp.root),
-            "checkpoint": cp.note,
+            # the log-signed note with the witnesses' cosignature lines appended (note
+            # verifiers that do not know a witness ignore its line)
+            "checkpoint": cp.note + "".join(ln + "\n" for _, ln in lines),
+            "witnessed": witnessed,
+            "cosigners": [w for w, _ in lines],
         }
+
+    def witnessing(self, tree_size: int) -> tuple[bool, list[tuple[str, str]]]:
+        """Whether the checkpoint of ``tree_size`` reached the witness quorum, and the
+        cosignature lines stored for it, ``[(witness, line)]`` by witness name
+        (:mod:`exchange.witness.publish` writes them, migration 0012)."""
+        with self.engine.connect() as conn:
+            witnessed = (
+                conn.execute(
+                    select(LedgerWitnessed.tree_size).where(LedgerWitnessed.tree_size == tree_size)
+                ).first()
+                is not None
+            )
+            lines = [
+                (w, ln)
+                for w, ln in conn.execute(
+                    select(LedgerCosignature.witness, LedgerCosignature.line)
+                    .where(LedgerCosignature.tree_size == tree_size)
+                    .order_by(LedgerCosignature.witness)
+                )
+            ]
+        return witnessed, lines
+
+    def witnessed_sizes(self) -> set[int]:
+        """The sizes of the checkpoints that reached the witness quorum."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(LedgerWitnessed.tree_size)).scalars())
+
+    def latest_witnessed(self) -> Checkpoint | None:
+        """The newest checkpoint that reached the witness quorum."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(LedgerCheckpoint.tree_size, LedgerCheckpoint.root, LedgerCheckpoint.note)
+                .join(LedgerWitnessed, LedgerWitnessed.tree_size == LedgerCheckpoint.tree_size)
+                .order_by(LedgerCheckpoint.tree_size.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else Checkpoint(row[0], bytes(row[1]), row[2])
 
     @staticmethod
     def _check(fn, *args) -> None:

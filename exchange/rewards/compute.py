@@ -41,7 +41,7 @@ class _Year:
 def _group_of(f: dict | None, org: str) -> str:
     if f and f.get("corporate_group"):
         return f["corporate_group"]
-    return f"{org} (no group)"
+    return Msg("%(org)s (no group)", org=org)
 
 
 def _reasons(t: Trade, year: int, h: History, p: Policy, flags_by_order: dict) -> list[dict]:

@@ -125,6 +125,24 @@ def _one(
                 if old > size:
                     return None, old, f"the witness holds a larger size {old} than {size}"
                 continue
+            if status == 409 and text.rstrip("\n") == str(old) and old == size:
+                return (
+                    None,
+                    old,
+                    (
+                        f"HTTP 409: refused - the witness cosigned another checkpoint of size "
+                        f"{size} (a fork of what it was shown before: a split view)"
+                    ),
+                )
+            if status == 422:
+                return (
+                    None,
+                    None,
+                    (
+                        f"HTTP 422: refused - not an append-only extension of the checkpoint of "
+                        f"size {old} the witness cosigned (a fork): {text.strip()[:160]}"
+                    ),
+                )
             if status != 200:
                 return None, None, f"HTTP {status}: {text.strip()[:200]}"
             # keep the line that verifies: the answer may hold other lines under the same

@@ -317,10 +317,27 @@ class Witness:
                     except ProofError as e:
                         self._keep_evidence(raw, 422)
                         raise WitnessRefused(422, f"consistency proof: {e.reason}") from None
+            line = self.key.cosign(body, int(self._clock()))
             logs[origin] = {
                 "size": cp.size,
                 "root": base64.b64encode(cp.root).decode(),
                 "checkpoint": body,
+                # what it cosigned, as it was shown (log-signed) and with its line: anyone
+                # may compare it with the log they are shown (GET /)
+                "note": req.note,
+                "cosignature": line,
             }
             self._save(logs)
-            return self.key.cosign(body, int(self._clock()))
+            return line
+
+    def latest(self) -> dict[str, str]:
+        """Per origin, the latest checkpoint cosigned: the log-signed note with this
+        witness's cosignature line appended (what a monitor compares with its own view)."""
+        out = {}
+        for origin, st in self.state().items():
+            note, line = st.get("note"), st.get("cosignature")
+            if isinstance(note, str) and isinstance(line, str):
+                out[origin] = note + line
+            elif isinstance(st.get("checkpoint"), str):  # state written before the note was kept
+                out[origin] = st["checkpoint"]
+        return out

@@ -36,6 +36,7 @@ __all__ = [
     "CosignerKey",
     "CosignerVerifier",
     "cosignature_message",
+    "cosignature_timestamp",
     "generate_cosigner_key",
     "parse_cosigner_key",
     "parse_cosigner_verifier",
@@ -167,6 +168,20 @@ def parse_cosigner_verifier(text: str) -> CosignerVerifier:
     except ValueError:
         raise CosignatureError("witness verifier key holds an invalid Ed25519 public key") from None
     return CosignerVerifier(name, kid, public)
+
+
+def cosignature_timestamp(signature_b64: str) -> int:
+    """The timestamp of a ``cosignature/v1`` signature (the base64 after the name on its
+    line): key ID (4 bytes) || u64 big-endian timestamp || Ed25519 signature (64)."""
+    raw = _b64(signature_b64, "cosignature")
+    if len(raw) != 4 + 8 + 64:
+        raise CosignatureError(
+            f"a cosignature/v1 signature is 76 bytes (key ID, timestamp, signature), not {len(raw)}"
+        )
+    ts = int.from_bytes(raw[4:12], "big")
+    if ts > _MAX_TIMESTAMP:
+        raise CosignatureError(f"cosignature timestamp {ts} exceeds 2**63 - 1")
+    return ts
 
 
 def verify_cosignatures(

@@ -19,25 +19,44 @@ from .base import ObjectStore
 
 def httpfs_extension_path() -> Path:
     """The ``httpfs.duckdb_extension`` file shipped in ``duckdb-extension-httpfs``."""
+    return extension_path("httpfs")
+
+
+def extension_path(name: str) -> Path:
+    """The ``<name>.duckdb_extension`` file shipped in the PyPI package
+    ``duckdb-extension-<name>`` (httpfs, iceberg, avro), for the running DuckDB's version."""
     import duckdb
 
-    spec = importlib.util.find_spec("duckdb_extension_httpfs")
+    spec = importlib.util.find_spec(f"duckdb_extension_{name}")
     if spec is None or not spec.submodule_search_locations:
         raise StorageError(
-            "the DuckDB httpfs extension is not installed",
-            hint=f"pip install duckdb-extension-httpfs=={duckdb.__version__}",
+            f"the DuckDB {name} extension is not installed",
+            hint=f"pip install duckdb-extension-{name}=={duckdb.__version__}",
         )
     roots = [Path(p) for p in spec.submodule_search_locations]
-    exact = [r / "extensions" / f"v{duckdb.__version__}" / "httpfs.duckdb_extension" for r in roots]
+    file = f"{name}.duckdb_extension"
+    exact = [r / "extensions" / f"v{duckdb.__version__}" / file for r in roots]
     for p in exact:
         if p.is_file():
             return p
-    found = [p for r in roots for p in r.rglob("httpfs.duckdb_extension")]
+    found = [p for r in roots for p in r.rglob(file)]
     versions = ", ".join(sorted(p.parent.name for p in found)) or "none"
     raise StorageError(
-        f"no httpfs extension for duckdb {duckdb.__version__} (found: {versions})",
-        hint=f"pip install duckdb-extension-httpfs=={duckdb.__version__} (versions must match)",
+        f"no {name} extension for duckdb {duckdb.__version__} (found: {versions})",
+        hint=f"pip install duckdb-extension-{name}=={duckdb.__version__} (versions must match)",
     )
+
+
+def load_extension(con, name: str) -> None:
+    """``LOAD`` extension ``name`` into ``con`` from its installed package (idempotent; no
+    network ``INSTALL``)."""
+    loaded = con.execute(
+        "SELECT loaded FROM duckdb_extensions() WHERE extension_name = ?", [name]
+    ).fetchone()
+    if loaded and loaded[0]:
+        return
+    path = str(extension_path(name)).replace("'", "''")
+    con.execute(f"LOAD '{path}'")
 
 
 def load_httpfs(con) -> None:

@@ -32,6 +32,8 @@ _LAZY = {
     "scenario": ("nsdx.cli.registration", "scenario"),
     "registration": ("nsdx.cli.registration", "registration"),
     "witness": ("nsdx.cli.witness", "witness"),
+    "iceberg": ("nsdx.cli.iceberg", "iceberg"),
+    "ledger": ("nsdx.cli.ledger", "ledger"),
 }
 _HELP = {
     "ingest": "Read, validate, convert to Parquet and publish datasets (ID... or --all).",
@@ -52,6 +54,8 @@ _HELP = {
     "scenario": "Application scenarios (应用场景): load, list, show and check them.",
     "registration": "Data-resource registration (数据资源登记): apply, review, notice, code, "
     "certificate.",
+    "iceberg": "Open published tables as Apache Iceberg tables: sync, show, which.",
+    "ledger": "Export the ledger as static tiles; check a receipt offline.",
     "witness": "Run a ledger witness: cosign checkpoints that extend the last one (C2SP "
     "tlog-witness).",
 }

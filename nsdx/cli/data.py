@@ -88,6 +88,21 @@ class _IngestProgress:
         return f"{self._sent / 1e6:,.1f} / {self._total / 1e6:,.1f} MB"
 
 
+class _QuietProgress:
+    """No progress display (``--json``): the events are ignored."""
+
+    dataset = ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def __call__(self, event: str, **kw) -> None:
+        return None
+
+
 @click.command()
 @click.argument("ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every dataset in datasets.yaml.")
@@ -104,14 +119,16 @@ def ingest(ids: tuple[str, ...], all_: bool, force: bool, as_json: bool) -> None
     specs = nx.select_specs(ids, all_)
     nx.warm_validation(specs)  # before the catalogue's imports: they overlap
     key, generated = nx.pii_key()
-    console = stderr_console()
     if generated:
-        console.print(
-            f"[yellow]Generated a personal-data masking key in {nx.settings.home / 'pii.key'} "
-            "(mode 600). Keep it secret and back it up, or set NSDX_PII_KEY.[/yellow]"
+        click.secho(
+            f"Generated a personal-data masking key in {nx.settings.home / 'pii.key'} "
+            "(mode 600). Keep it secret and back it up, or set NSDX_PII_KEY.",
+            fg="yellow",
+            err=True,
         )
     results, errors = [], []
-    with _IngestProgress(console, quiet=as_json) as prog:
+    # --json shows no progress: rich is not even imported
+    with _QuietProgress() if as_json else _IngestProgress(stderr_console(), quiet=False) as prog:
         for spec in specs:
             prog.dataset = spec.id
             try:

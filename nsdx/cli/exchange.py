@@ -636,8 +636,22 @@ def audit() -> None:
     help="Where the last verified checkpoint is remembered (default: "
     "$NSDX_HOME/audit/verified-checkpoint.txt; keep it off the database host).",
 )
+@click.option(
+    "--witnesses",
+    "witnesses_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Witnesses to check against (`<URL> <witness verifier key>` lines; default: the "
+    "deployment's, NSDX_WITNESSES or $NSDX_HOME/witnesses.txt).",
+)
+@click.option("--quorum", type=int, default=None, help="Cosignatures a witnessed checkpoint needs.")
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Check the stored cosignatures only; do not ask the witnesses what they cosigned.",
+)
 @json_option
-def verify(checkpoint_files, pubkey, state_file, as_json):
+def verify(checkpoint_files, pubkey, state_file, witnesses_file, quorum, offline, as_json):
     """Recompute the tree from the database and check it against the signed checkpoints.
 
     Exits 1 and names the first entry that differs when anything was changed. Removal of
@@ -646,11 +660,18 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
     its last successful run (--state), as a transparency-log monitor does.
     """
     from exchange.ledger.verify import verify_with_state
+    from exchange.witness.audit import witness_checks
+    from exchange.witness.config import load_witnessing
 
     ex = _ex(read_only=True)
     state = Path(state_file) if state_file else ex.home / "audit" / "verified-checkpoint.txt"
     external = [Path(p).read_text(encoding="utf-8") for p in checkpoint_files]
-    res = verify_with_state(ex.ledger, pubkey or ex.signer.verifier_key, kept=external, state=state)
+    key = pubkey or ex.signer.verifier_key
+    cfg = load_witnessing(
+        ex.home, path=Path(witnesses_file) if witnesses_file else None, quorum=quorum
+    )
+    also = witness_checks(ex.ledger, key, cfg, ask=not offline) if cfg is not None else None
+    res = verify_with_state(ex.ledger, key, kept=external, state=state, also=also)
     if as_json:
         echo_json(res.to_dict())
     elif res.ok:
@@ -664,6 +685,7 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
             click.echo(
                 f"  {res.unsigned_tail} entries after the latest checkpoint are not signed yet"
             )
+        _witnessing_lines(res.witnessing)
     else:
         click.secho(
             "✗ ledger verification FAILED"
@@ -677,8 +699,29 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
         )
         for p in res.problems:
             click.echo(f"  {p.kind}: {p.message}", err=True)
+        if any(p.kind == "fork" for p in res.problems):
+            click.secho(
+                "  ✗ FORK: a witness cosigned another history than this database's - the "
+                "exchange showed different histories to different parties (a split view)",
+                fg="red",
+                err=True,
+            )
     if not res.ok:
         sys.exit(1)
+
+
+def _witnessing_lines(w: dict | None) -> None:
+    if not w:
+        return
+    click.echo(
+        f"  witnessed: {w['witnessed_checkpoints']} checkpoints (latest at size "
+        f"{w['latest_witnessed']}), quorum {w['quorum']} of {len(w['witnesses'])} witnesses"
+    )
+    for v in w["views"]:
+        if v["error"]:
+            click.echo(f"  witness {v['witness']}: {v['error']}")
+        else:
+            click.echo(f"  witness {v['witness']}: cosigned size {v['size']}, agrees")
 
 
 @audit.command("proof")
@@ -690,12 +733,20 @@ def verify(checkpoint_files, pubkey, state_file, as_json):
 @click.option(
     "--size", type=int, default=None, help="Checkpoint size for --index (default: the latest)."
 )
+@click.option(
+    "--witnessed",
+    is_flag=True,
+    help="For --index: against the latest witnessed checkpoint (with its cosignatures).",
+)
 @json_option
-def proof(index, size1, size2, size, as_json):
-    """Inclusion (--index N) or consistency (--from A --to B) proof; hashes in base64."""
+def proof(index, size1, size2, size, witnessed, as_json):
+    """Inclusion (--index N) or consistency (--from A --to B) proof; hashes in base64.
+
+    An inclusion proof carries the checkpoint note with the witnesses' cosignature lines
+    stored for it, `witnessed` (a quorum cosigned it) and `cosigners`."""
     ex = _ex(read_only=True)
     if index is not None:
-        r = ex.ledger.inclusion(index, size)
+        r = ex.ledger.inclusion(index, size, witnessed=witnessed)
     elif size1 is not None:
         r = ex.ledger.consistency(size1, size2)
         r = {k: r[k] for k in ("size1", "size2", "root1", "root2", "proof")} | {
@@ -744,42 +795,84 @@ def checkpoint(as_json):
     "witnesses_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="File of `<URL> <witness verifier key>` lines (default: $NSDX_WITNESSES).",
+    help="File of `<URL> <witness verifier key>` lines (default: $NSDX_WITNESSES, else "
+    "$NSDX_HOME/witnesses.txt).",
 )
-@click.option("--quorum", type=int, default=None, help="Cosignatures needed (default: a majority).")
-@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds per witness.")
+@click.option(
+    "--quorum",
+    type=int,
+    default=None,
+    help="Cosignatures needed (default: $NSDX_WITNESS_QUORUM, else a majority).",
+)
+@click.option("--timeout", type=float, default=None, help="Seconds per witness (default 5).")
+@click.option("--status", "status_only", is_flag=True, help="Only show the state; ask nobody.")
 @json_option
-def witness_cmd(witnesses_file, quorum, timeout, as_json):
-    """Send the latest checkpoint to the witnesses; publish it as witnessed at a quorum."""
-    import os
+def witness_cmd(witnesses_file, quorum, timeout, status_only, as_json):
+    """Send the latest checkpoint to the witnesses now; it is witnessed at a quorum.
 
-    from exchange.witness.client import parse_witness_config
-    from exchange.witness.cosignature import CosignatureError
-    from exchange.witness.publish import witness_latest
+    The job worker (`nsdx serve`, `nsdx worker`) does this by itself after every new
+    checkpoint; this command does one round at once (e.g. from a timer on a deployment
+    without a server) and shows the cosignatures stored with the checkpoint.
+    """
+    import dataclasses
 
-    path = witnesses_file or os.environ.get("NSDX_WITNESSES")
-    if not path:
-        raise click.UsageError("say which witnesses: --witnesses FILE or NSDX_WITNESSES=FILE")
-    try:
-        endpoints = parse_witness_config(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise click.UsageError(f"cannot read {path}: {e.strerror}") from None
-    except CosignatureError as e:
-        raise click.UsageError(f"{path}: {e}") from None
+    from exchange.witness.config import load_witnessing
+    from exchange.witness.publish import WitnessQuorumNotReached, witness_latest, witness_status
+
     ex = _ex(read_only=True)
-    q = quorum if quorum is not None else len(endpoints) // 2 + 1
-    r = witness_latest(ex.ledger, ex.home, endpoints, quorum=q, timeout=timeout)
+    if status_only:
+        cp = ex.ledger.latest_checkpoint()
+        st = witness_status(ex.engine, cp.tree_size if cp else None)
+        if as_json:
+            echo_json(st)
+            return
+        lw = st["latest_witnessed"]
+        click.echo(
+            f"latest checkpoint: {cp.tree_size if cp else '-'}; latest witnessed: "
+            + (
+                f"{lw['tree_size']} ({lw['cosigners']} cosigners, quorum {lw['quorum']})"
+                if lw
+                else "none"
+            )
+        )
+        table(
+            [
+                (w["witness"], w["size"], w["failures"], w["last_error"] or "")
+                for w in st["witnesses"]
+            ],
+            ["witness", "size", "failures", "last error"],
+        )
+        return
+    cfg = load_witnessing(
+        ex.home, path=Path(witnesses_file) if witnesses_file else None, quorum=quorum
+    )
+    if cfg is None:
+        raise click.UsageError(
+            "no witnesses configured: --witnesses FILE, NSDX_WITNESSES=FILE or "
+            "$NSDX_HOME/witnesses.txt (one `<URL> <witness verifier key>` a line)"
+        )
+    if timeout is not None:
+        cfg = dataclasses.replace(cfg, timeout=timeout)
+    r = witness_latest(ex.ledger, cfg, force=True)
     if as_json:
         echo_json(r.to_dict())
-        return
-    click.echo(r.note, nl=False)
-    click.echo(
-        f"checkpoint {r.tree_size} witnessed by {', '.join(r.cosigners)} "
-        f"(quorum {r.quorum}); written to {r.path}",
-        err=True,
-    )
-    for name, why in r.failures.items():
-        click.echo(f"  {name}: {why}", err=True)
+    else:
+        click.echo(r.note, nl=False)
+        click.echo(
+            f"checkpoint {r.tree_size}: cosigned by {', '.join(r.cosigners) or 'nobody'} "
+            f"(quorum {r.quorum}) - {'witnessed' if r.witnessed else 'NOT witnessed'}",
+            err=True,
+        )
+        for name, why in r.failures.items():
+            click.echo(f"  {name}: {why}", err=True)
+    if not r.witnessed:
+        if as_json:
+            sys.exit(1)
+        raise WitnessQuorumNotReached(
+            f"{len(r.cosigners)} of {len(cfg.witnesses)} witnesses cosigned checkpoint "
+            f"{r.tree_size}; the quorum is {r.quorum}",
+            hint="the trades go on; it is asked again after a back-off (or run this again)",
+        )
 
 
 @audit.command("checkpoints")
@@ -788,12 +881,16 @@ def checkpoints(as_json):
     """Every signed checkpoint (tree size, root)."""
     ex = _ex(read_only=True)
     cps = ex.ledger.checkpoints()
+    witnessed = ex.ledger.witnessed_sizes()
     if as_json:
-        echo_json([c.to_dict() for c in cps])
+        echo_json([c.to_dict() | {"witnessed": c.tree_size in witnessed} for c in cps])
         return
     from exchange.ledger.store import b64
 
-    table([(c.tree_size, b64(c.root)) for c in cps], ["tree size", "root"])
+    table(
+        [(c.tree_size, b64(c.root), "yes" if c.tree_size in witnessed else "") for c in cps],
+        ["tree size", "root", "witnessed"],
+    )
 
 
 @audit.command("entry")

@@ -45,7 +45,10 @@ def serve(host: str, port: int, workers: int, log_level: str, run_worker: bool) 
 @click.option("--concurrency", default=1, show_default=True, type=int, help="Jobs at once.")
 @click.option("--once", is_flag=True, help="Run the queued jobs, then exit.")
 def worker(concurrency: int, once: bool) -> None:
-    """Run background jobs (uploads, re-ingests) from the PostgreSQL job queue."""
+    """Run background jobs (uploads, re-ingests) from the PostgreSQL job queue.
+
+    It also witnesses each new ledger checkpoint when witnesses are configured
+    (docs/ledger.md §6)."""
     from nsdx.core import Nsdx
 
     nx = Nsdx()
@@ -56,4 +59,10 @@ def worker(concurrency: int, once: bool) -> None:
         )
     from catalogue.jobs import run_worker
 
-    run_worker(nx.settings.database_url, nx.job_deps, concurrency=concurrency, once=once)
+    # the worker also witnesses each new checkpoint (when witnesses are configured)
+    pump = None if once else nx.exchange.start_witnessing()
+    try:
+        run_worker(nx.settings.database_url, nx.job_deps, concurrency=concurrency, once=once)
+    finally:
+        if pump is not None:
+            pump.stop()

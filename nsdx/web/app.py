@@ -32,6 +32,7 @@ from . import (
     query,
     registration,
     sharing,
+    tlog,
     trade_pages,
 )
 from .csrf import CSRFMiddleware, portal_secret
@@ -50,6 +51,7 @@ ROUTERS = [
     dcat.router,
     account.router,
     audit.router,
+    tlog.router,
     trade_pages.router,
     console.router,
     provider.router,
@@ -86,7 +88,11 @@ def create_app(
 
             await asyncio.to_thread(ensure_queue_schema, nx.settings.database_url)
             task = asyncio.create_task(run_worker_async(nx.settings.database_url, state.job_deps))
+        # witnessing each new checkpoint is the job worker's (docs/ledger.md §6)
+        pump = await asyncio.to_thread(state.exchange.start_witnessing) if worker else None
         yield
+        if pump is not None:
+            await asyncio.to_thread(pump.stop)
         query.close(state)  # running queries end now (503), not when their time is up
         if task is not None:
             task.cancel()
@@ -118,6 +124,8 @@ def create_app(
         secret=portal_secret(nx.settings.home),
         secure=os.environ.get("NSDX_COOKIE_SECURE", "") == "1",
     )
+    # a request past the server's connection cap: answered in its dialect, nothing else run
+    app.add_middleware(errors.Overloaded)
     app.add_middleware(LanguageMiddleware)
     static = Path(__file__).parent / "static"
     if static.is_dir():

@@ -31,12 +31,12 @@ from exchange.errors import ExchangeError, LedgerCorrupt
 from exchange.ledger.browse import entry_kinds, list_entries
 from exchange.ledger.note import NoteError
 from exchange.ledger.store import b64
-from exchange.ledger.verify import rows_digest, verify_with_state
+from exchange.ledger.verify import change_token, remembered, rows_digest, verify_with_state
 from validation.messages import Msg
 
 from .charts import bar_chart, hbar_chart
 from .errorpages import error_response
-from .i18n import Np_
+from .i18n import N_, Np_
 from .i18n import gettext as _
 from .render import render
 from .session import require_user
@@ -61,6 +61,36 @@ EXCLUSIONS = [
     Np_("exclusion", "related_party:shared_controller"),
 ]
 FLAG_KINDS = [Np_("flag", "cycle"), Np_("flag", "mirrored"), Np_("flag", "split")]
+PROBLEM_KINDS = [  # exchange.ledger.verify.Problem.kind
+    Np_("problem", "gap"),
+    Np_("problem", "duplicate"),
+    Np_("problem", "leaf_hash"),
+    Np_("problem", "root"),
+    Np_("problem", "signature"),
+    Np_("problem", "missing"),
+    Np_("problem", "unsigned"),
+    Np_("problem", "tile"),
+]
+REGIONS = [N_("hong-kong"), N_("macao"), N_("abroad")]  # a destination outside the mainland
+LEDGER_KINDS = [  # the kinds of ledger entries the exchange writes (others are shown as stored)
+    Np_("ledger-kind", "enterprise.registered"),
+    Np_("ledger-kind", "enterprise.updated"),
+    Np_("ledger-kind", "offer.created"),
+    Np_("ledger-kind", "offer.withdrawn"),
+    Np_("ledger-kind", "order.placed"),
+    Np_("ledger-kind", "payment.confirmed"),
+    Np_("ledger-kind", "access.granted"),
+    Np_("ledger-kind", "refund.issued"),
+    Np_("ledger-kind", "delivery.made"),
+    Np_("ledger-kind", "crossborder.decided"),
+    Np_("ledger-kind", "crossborder.evidence"),
+    Np_("ledger-kind", "crossborder.refused"),
+    Np_("ledger-kind", "registration.applied"),
+    Np_("ledger-kind", "registration.reviewed"),
+    Np_("ledger-kind", "registration.issued"),
+    Np_("ledger-kind", "registration.objected"),
+    Np_("ledger-kind", "registration.cancelled"),
+]
 
 
 def _official(request: Request) -> Principal:
@@ -115,6 +145,7 @@ def _latest(ex):
 _jobs: dict[tuple, Future] = {}
 _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsdx-audit-summary")
 WAIT_SECONDS = 0.2  # a small ledger's summary is ready in this time: no "computing" page
+SMALL_LEDGER = 5_000  # entries: above this the summary takes longer, so the page never waits
 
 
 def _summary_key(ex, year: int, cp) -> tuple:
@@ -128,11 +159,37 @@ def _summary_key(ex, year: int, cp) -> tuple:
     )
 
 
-def _compute(ex, year: int, tree_size: int) -> tuple[bytes, dict]:
+def _compute(ex, year: int, tree_size: int) -> tuple[_Digest, dict]:
     from exchange.reports import yearly_summary
 
-    digest = rows_digest(ex.ledger, tree_size)  # first: a later edit cannot hide behind it
+    digest = _digest(ex, tree_size)  # first: a later edit cannot hide behind it
     return digest, yearly_summary(ex, year, tree_size=tree_size)  # verified against the root
+
+
+class _Digest:
+    """The digest of the ledger rows a cached figure was computed from, and the database's
+    :func:`change_token` read just before the rows were: while the token is the same,
+    nothing was committed since, so the rows are as digested without reading them again."""
+
+    __slots__ = ("token", "value")
+
+    def __init__(self, token: tuple | None, value: bytes) -> None:
+        self.token, self.value = token, value
+
+    def still(self, ex, tree_size: int) -> bool:
+        """Are the rows as they were? (Re-reads them only if something was committed.)"""
+        token = change_token(ex.ledger)
+        if token is not None and token == self.token:
+            return True
+        if rows_digest(ex.ledger, tree_size) != self.value:
+            return False
+        self.token = token  # the same rows: the next view compares with this reading
+        return True
+
+
+def _digest(ex, tree_size: int) -> _Digest:
+    token = change_token(ex.ledger)
+    return _Digest(token, rows_digest(ex.ledger, tree_size))
 
 
 def start_summary(ex, year: int, cp) -> Future | None:
@@ -149,25 +206,26 @@ def start_summary(ex, year: int, cp) -> Future | None:
         return fut
 
 
-def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
+def _summary(ex, year: int, cp, *, wait: float | None = None):
     """The year's summary from the signed checkpoint ``cp``, or None while it is being
     computed in the background (:func:`start_summary`; the page then says so and
     refreshes itself).
 
     The cached summary is kept with a digest of the ledger rows it was computed from
-    (:func:`exchange.ledger.verify.rows_digest`). Every view re-reads the rows and
-    compares: rows changed after the summary was cached (an edited payload, a removed or
-    inserted row) drop the cached figures, and the fresh computation, verified against the
-    signed root, reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
+    (:func:`exchange.ledger.verify.rows_digest`). Every view checks the rows are as they
+    were: if anything was committed to the database since the last check
+    (:func:`exchange.ledger.verify.change_token`), it re-reads them and compares. Rows
+    changed after the summary was cached (an edited payload, a removed or inserted row) drop
+    the cached figures, and the fresh computation, verified against the signed root,
+    reports the tampering (:class:`exchange.errors.LedgerCorrupt`)."""
+    if wait is None:
+        wait = WAIT_SECONDS if cp.tree_size <= SMALL_LEDGER else 0.0
     key = _summary_key(ex, year, cp)
     with _cache_lock:
-        cached = key in _cache
-    now = rows_digest(ex.ledger, cp.tree_size) if cached else None  # only to check a hit
-    with _cache_lock:
         hit = _cache.get(key)
-        if hit is not None and now is None:  # cached meanwhile: check it on the next view
-            hit = None
-        if hit is not None and hit[0] == now:  # type: ignore[index]
+    same = hit[0].still(ex, cp.tree_size) if hit is not None else False  # type: ignore[index]
+    with _cache_lock:
+        if hit is not None and same:
             _cache.move_to_end(key)
             return hit[1]  # type: ignore[index]
         if hit is not None:  # the rows changed since: never serve the cached figures
@@ -189,7 +247,7 @@ def _summary(ex, year: int, cp, *, wait: float = WAIT_SECONDS):
         raise
     with _cache_lock:
         _jobs.pop(key, None)
-    if rows_digest(ex.ledger, cp.tree_size) != digest:  # changed since it was computed
+    if not digest.still(ex, cp.tree_size):  # changed since it was computed
         _changed(ex, year, cp)
     return _cached(key, lambda: (digest, s))[1]
 
@@ -210,6 +268,22 @@ def _changed(ex, year: int, cp):
     )
 
 
+_primed: set[tuple[int, str]] = set()
+
+
+def _prime_verification(ex) -> None:
+    """The first verification of this process hashes every entry; it is run in the
+    background when an official first opens the dashboard (remembering nothing on disk and
+    showing nothing), so the official's own verification resumes from it: the same checks,
+    the entries hashed once."""
+    key = ex.signer.verifier_key
+    with _cache_lock:
+        if (id(ex.ledger.engine), key) in _primed or remembered(ex.ledger, key):
+            return
+        _primed.add((id(ex.ledger.engine), key))
+    _pool.submit(verify_with_state, ex.ledger, key, remember=True)
+
+
 def _year(request: Request) -> int:
     raw = request.query_params.get("year") or ""
     try:
@@ -225,6 +299,7 @@ def _dashboard(request: Request, p: Principal, *, status: int = 200, **ctx):
     cp = _latest(ex)
     if cp is not None:  # ready by the time the official opens the rewards
         start_summary(ex, date.today().year - 1, cp)
+        _prime_verification(ex)
     state = _state_file(request, p)
     kept = None
     if state.exists():
@@ -239,10 +314,30 @@ def _dashboard(request: Request, p: Principal, *, status: int = 200, **ctx):
             "root": b64(cp.root) if cp else None,
             "kept_size": kept,
             "pubkey": ex.signer.verifier_key,
+            "witnessing": _witnessing(ex),
             **ctx,
         },
         status,
     )
+
+
+def _witnessing(ex) -> dict:
+    """The witnesses' side of the dashboard: the configuration (or why it is unusable),
+    the latest witnessed checkpoint with its cosignatures, each witness's last answer."""
+    from exchange.witness.publish import cosigned_note, witness_status
+
+    out: dict = {"configured": None, "config_error": None}
+    try:
+        cfg = ex.witnessing
+        out["configured"] = (
+            None if cfg is None else {"quorum": cfg.quorum, "count": len(cfg.witnesses)}
+        )
+    except ExchangeError as e:
+        out["config_error"] = str(e)
+    out.update(witness_status(ex.engine))
+    lw = ex.ledger.latest_witnessed()
+    out["note"] = cosigned_note(ex.engine, lw.note, lw.tree_size) if lw else None
+    return out
 
 
 @router.get("/audit")
@@ -294,9 +389,22 @@ async def verify(request: Request):
     ex = state_of(request).exchange
 
     def run():
+        from exchange.witness.audit import witness_checks
+
+        key = ex.signer.verifier_key
+        try:
+            cfg = ex.witnessing
+        except ExchangeError:
+            cfg = None  # the dashboard shows why
+        also = witness_checks(ex.ledger, key, cfg) if cfg is not None else None
         try:
             return verify_with_state(
-                ex.ledger, ex.signer.verifier_key, kept=kept, state=_state_file(request, p)
+                ex.ledger,
+                key,
+                kept=kept,
+                state=_state_file(request, p),
+                remember=True,  # the next verification hashes only the entries added since
+                also=also,
             )
         except NoteError as e:  # pragma: no cover - verify_ledger reports bad notes itself
             raise ExchangeError(str(e)) from e

@@ -134,6 +134,46 @@ class SharingErrorOut(BaseModel):
     message: str
 
 
+class ServerBusy(NsdxError):
+    """This server process is past its connection cap (``NSDX_MAX_CONNECTIONS``): HTTP 503
+    with ``Retry-After``, answered before any route runs."""
+
+    status = 503
+    transient = True
+
+
+class Overloaded:
+    """ASGI middleware: a request the server marked over its connection cap
+    (:data:`nsdx.web.server.OVER_CAPACITY`) is answered :class:`ServerBusy` in its surface's
+    dialect — the JSON shape, the CKAN envelope, Delta Sharing's, or the branded page for a
+    browser (in its language: inside the language middleware) — with ``Retry-After`` and
+    ``Connection: close``, and nothing else runs: no route, no CSRF check, no body read, and
+    no session looked up (the page is the anonymous one: the cookies are not read)."""
+
+    KEY = "nsdx.over_capacity"  # set by nsdx.web.server's protocol; its value is the cap
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cap = scope.get(self.KEY) if scope["type"] == "http" else None
+        if cap is None:
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
+        request = Request({**scope, "headers": headers}, receive)
+        response = render_error(
+            request,
+            ServerBusy(
+                f"the server is at its connection limit ({cap} per process)",
+                hint="try again in a moment (Retry-After)",
+            ),
+        )
+        response.headers["Retry-After"] = "1"
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+
 def new_error_id() -> str:
     return uuid.uuid4().hex[:12]
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from exchange import trade
 from exchange.actors import Actor, actor_for_user
 from exchange.context import Exchange
-from exchange.errors import NotAllowed
+from exchange.errors import CheckpointNotFound, NotAllowed
 
 from .state import state_of
 
@@ -240,9 +240,19 @@ def pubkey(request: Request):
 
 
 @router.get("/api/audit/checkpoint", response_class=PlainTextResponse)
-def checkpoint(request: Request):
-    """The latest signed checkpoint as the C2SP note text."""
-    return PlainTextResponse(_exchange(request).ledger.get_checkpoint().note)
+def checkpoint(request: Request, witnessed: bool = Query(False)):
+    """The latest signed checkpoint as the C2SP note text, with the witnesses'
+    cosignature lines stored for it; ``witnessed=true``: the latest witnessed one."""
+    from exchange.witness.publish import cosigned_note
+
+    ledger = _exchange(request).ledger
+    cp = ledger.latest_witnessed() if witnessed else ledger.get_checkpoint()
+    if cp is None:
+        raise CheckpointNotFound(
+            "no checkpoint has been witnessed yet",
+            hint="witnessing follows each checkpoint in the background; see GET /api/audit/checkpoint",
+        )
+    return PlainTextResponse(cosigned_note(ledger.engine, cp.note, cp.tree_size))
 
 
 @router.get("/api/audit/proof/inclusion")
@@ -250,8 +260,9 @@ def proof_inclusion(
     request: Request,
     index: int = Query(ge=0, le=TREE_MAX),
     size: int | None = Query(None, ge=0, le=TREE_MAX),
+    witnessed: bool = Query(False),
 ):
-    return _call(request, lambda ex, a: ex.ledger.inclusion(index, size))
+    return _call(request, lambda ex, a: ex.ledger.inclusion(index, size, witnessed=witnessed))
 
 
 @router.get("/api/audit/proof/consistency")
@@ -268,8 +279,14 @@ def verify(request: Request):
     from exchange.ledger.verify import verify_ledger
 
     def run(ex: Exchange, a: Actor):
+        from exchange.witness.audit import witness_checks
+
         _auditor(a)
-        return verify_ledger(ex.ledger, ex.signer.verifier_key).to_dict()
+        key = ex.signer.verifier_key
+        res = verify_ledger(ex.ledger, key)
+        if ex.witnessing is not None:  # the witnesses' cosignatures, quorum and views
+            witness_checks(ex.ledger, key, ex.witnessing)(res)
+        return res.to_dict()
 
     return _call(request, run)
 

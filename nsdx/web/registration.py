@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from catalogue import scenarios
+from catalogue.auth import Principal
 from catalogue.errors import CatalogueError
 from exchange import certificates
 from exchange import registration as reg
@@ -68,12 +69,13 @@ def _visitor(request: Request):
     return actor_of(request)
 
 
-def _visible(request: Request, d: dict) -> dict:
-    """A scenario with only the datasets the caller may see (the catalogue's access rule)."""
+def _visible(request: Request, d: dict, principal: Principal) -> dict:
+    """A scenario with only the datasets ``principal`` may see (the catalogue's access rule):
+    the API token's holder for the JSON API, the session's for a page."""
     st = state_of(request)
     found = st.index.search(
         fq=[f'groups:"{d["name"]}"'], rows=1000, fl=["name"], include_private=True,
-        include_drafts=True, principal=viewer(request), grants=st.grants,
+        include_drafts=True, principal=principal, grants=st.grants,
     )  # fmt: skip
     seen = {p["name"] for p in found["results"]}
     return {**d, "datasets": [x for x in d["datasets"] if x["name"] in seen]}
@@ -85,13 +87,15 @@ def _visible(request: Request, d: dict) -> dict:
 @router.get("/api/scenarios")
 def scenario_list(request: Request, sector: str | None = None):
     """The application scenarios (also CKAN ``group_list``)."""
-    cat = state_of(request).cat
-    return [_visible(request, d) for d in scenarios.list_scenarios(cat, sector=sector)]
+    st = state_of(request)
+    who = st.principal(request)
+    return [_visible(request, d, who) for d in scenarios.list_scenarios(st.cat, sector=sector)]
 
 
 @router.get("/api/scenarios/{name}")
 def scenario_show(name: str, request: Request):
-    return _visible(request, scenarios.show(state_of(request).cat, name))
+    st = state_of(request)
+    return _visible(request, scenarios.show(st.cat, name), st.principal(request))
 
 
 @router.get("/api/exchange/registrations")
@@ -165,7 +169,7 @@ def registration_issue(rid: str, request: Request):
 async def scenarios_page(request: Request):
     cat = state_of(request).cat
     rows = await run_in_threadpool(scenarios.list_scenarios, cat)
-    rows = [await run_in_threadpool(_visible, request, d) for d in rows]
+    rows = [await run_in_threadpool(_visible, request, d, viewer(request)) for d in rows]
     return render(request, "scenarios.html", {"scenarios": rows, "sectors": scenarios.SECTORS})
 
 
@@ -179,7 +183,7 @@ async def scenario_page(name: str, request: Request):
             request, 404, _("Scenario not found"),
             _("There is no scenario %(name)s.", name=name[:100]),
         )  # fmt: skip
-    d = await run_in_threadpool(_visible, request, d)
+    d = await run_in_threadpool(_visible, request, d, viewer(request))
     regs = await run_in_threadpool(
         lambda: reg.list_registrations(st.exchange, actor=_visitor(request), scenario=d["name"])
     )

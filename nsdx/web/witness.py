@@ -54,6 +54,9 @@ def create_witness_app(home: Path | str) -> Starlette:
                 "name": witness.key.name,
                 "verifier_key": witness.verifier_key,
                 "logs": sorted(witness.logs),
+                # per origin, the latest checkpoint cosigned (log-signed note + this
+                # witness's cosignature line): a monitor compares it with what it is shown
+                "checkpoints": await run_in_threadpool(witness.latest),
                 "protocol": "https://c2sp.org/tlog-witness",
             }
         )

@@ -1,0 +1,166 @@
+"""pyarrow without pandas where pandas is not used.
+
+Every time pyarrow converts a Python value (``pa.scalar(False)``, ``pc.equal(col, "")``,
+``pc.fill_null(mask, False)``) it makes sure pandas is imported, to recognise pandas objects
+(its C++ side until the import succeeds, its Cython shim once): ~0.2 s of CPU, GIL-bound, in
+every ingest, which never hands pyarrow a pandas object unless great-expectations runs in the
+process. Inside :func:`without_pandas`, pyarrow cannot import pandas *in the calling thread*
+(an ``import`` in Python code still can, and other threads are not concerned), so it goes on
+without it; and a hook on pandas' import makes
+pyarrow look again the moment anything does import pandas (great-expectations, ``to_pandas``),
+so from then on pandas objects are recognised (``pa.array(series)`` maps NaN to null,
+``pa.scalar(pd.Timestamp)``...) exactly as without this module. Nothing changes when pandas is
+already imported, or when pyarrow's private pandas shim is not the one this was written for.
+"""
+
+from __future__ import annotations
+
+import dis
+import importlib
+import importlib.abc
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import CodeType, FrameType
+from typing import Any
+
+_IMPORT_NAME = dis.opmap["IMPORT_NAME"]
+_EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
+_lock = threading.Lock()
+_hooked = False
+
+
+def _shim() -> Any | None:
+    """pyarrow's lazily-importing pandas shim (private), if it looks as expected."""
+    lib = sys.modules.get("pyarrow.lib")
+    api = getattr(lib, "_pandas_api", None)
+    kind = type(api)  # on the type: looking up the property on the shim would import pandas
+    if api is None or not hasattr(kind, "is_array_like") or not hasattr(kind, "have_pandas"):
+        return None
+    return api
+
+
+def _tell_pyarrow() -> None:
+    """pandas is imported: have pyarrow's shim import it (from sys.modules) and use it."""
+    api = _shim()
+    if api is not None:
+        try:
+            api.is_array_like(None)  # raise_=True: imports pandas if the shim had found none
+        except Exception:  # noqa: BLE001, S110 - pyarrow retries on its own next use
+            pass
+
+
+class _Hidden(importlib.abc.MetaPathFinder):
+    """pandas cannot be found by pyarrow — in one thread: ``import pandas`` or
+    ``importlib.import_module("pandas")`` in Python code (great-expectations) still finds
+    it."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
+        if (
+            threading.get_ident() == self.thread
+            and name == "pandas"  # its submodules: once pandas itself is being imported
+            and not _python_import(sys._getframe(1))
+        ):
+            raise ImportError(f"{name} is not imported for pyarrow here (nsdx)", name=name)
+        return None
+
+
+def _python_import(frame: FrameType | None) -> bool:
+    """Is this import of pandas asked for by Python code — an ``import pandas`` statement
+    or ``importlib.import_module("pandas")`` — rather than by an extension module in C
+    (pyarrow's probe, also when ``import pyarrow.dataset`` runs its module's C code)?"""
+    while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        frame = frame.f_back
+    if frame is None:
+        return False
+    code = frame.f_code
+    if code.co_filename == importlib.__file__:
+        return str(frame.f_locals.get("name", "")).partition(".")[0] == "pandas"
+    return (_imported_name(code, frame.f_lasti) or "").partition(".")[0] == "pandas"
+
+
+def _imported_name(code: CodeType, lasti: int) -> str | None:
+    """The module an ``IMPORT_NAME`` instruction at ``lasti`` imports (None if it is not
+    one)."""
+    co = code.co_code
+    if not 0 <= lasti < len(co) - 1 or co[lasti] != _IMPORT_NAME:
+        return None
+    arg, shift, i = co[lasti + 1], 8, lasti - 2
+    while i >= 0 and co[i] == _EXTENDED_ARG:
+        arg |= co[i + 1] << shift
+        shift, i = shift + 8, i - 2
+    return code.co_names[arg] if arg < len(code.co_names) else None
+
+
+class _Loader(importlib.abc.Loader):
+    """pandas' own loader, and pyarrow told once pandas' module has run."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec):  # noqa: ANN001, ANN201
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:  # noqa: ANN001
+        try:
+            self.loader.exec_module(module)
+        finally:  # the module's spec names its real loader again
+            module.__loader__ = self.loader
+            if module.__spec__ is not None:
+                module.__spec__.loader = self.loader
+        _tell_pyarrow()
+
+
+class _OnImport(importlib.abc.MetaPathFinder):
+    """A post-import hook: the first import of pandas goes through :class:`_Loader`."""
+
+    def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
+        if name != "pandas":
+            return None
+        try:
+            sys.meta_path.remove(self)  # once
+        except ValueError:
+            return None
+        spec = None
+        for finder in list(sys.meta_path):  # the other finders, as the import system asks
+            find = getattr(finder, "find_spec", None)
+            if find is None or isinstance(finder, _Hidden):
+                continue
+            if (spec := find(name, path, target)) is not None:
+                break
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Loader(spec.loader)
+        return spec
+
+
+def _hook_once() -> None:
+    global _hooked  # noqa: PLW0603
+    with _lock:
+        if not _hooked:
+            _hooked = True
+            sys.meta_path.insert(0, _OnImport())
+
+
+@contextmanager
+def without_pandas() -> Iterator[None]:
+    """While the block runs, this thread's pyarrow conversions find no pandas (see the
+    module); a no-op when pandas is already imported. In the block, code that has pyarrow
+    make pandas objects (``to_pandas``) imports pandas first, with an ``import``."""
+    import pyarrow  # noqa: F401, PLC0415 - the shim lives in pyarrow.lib
+
+    if "pandas" in sys.modules or _shim() is None:
+        yield
+        return
+    _hook_once()
+    hidden = _Hidden()
+    sys.meta_path.insert(0, hidden)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(hidden)
+        if "pandas" in sys.modules:  # imported meanwhile by another thread
+            _tell_pyarrow()

@@ -1,0 +1,289 @@
+"""Every open published version as an Iceberg snapshot (catalogue/iceberg.py), read back with
+pyiceberg and with DuckDB's iceberg extension, on the local folder (SQLite catalog) and on
+SeaweedFS (PostgreSQL catalog), with time travel to earlier versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from sqlalchemy import inspect
+
+from catalogue import iceberg
+from catalogue.iceberg import IcebergError, IcebergTables, load_duckdb_iceberg
+from catalogue.publishing import publish_dataset
+from catalogue.registry import Catalogue
+from ingest.spec import parse_specs
+from tests.conftest import run_cli
+
+KEY = b"k"
+
+
+def make_spec(tmp_path: Path, rows: list[tuple[str, int]], *, note: bool = False, more: str = ""):
+    """Metro entries per station (``note``: a version with one more column)."""
+    csv = tmp_path / "flow.csv"
+    head = "station,entries" + (",note" if note else "")
+    body = "".join(f"{s},{n}" + (",新" if note else "") + "\n" for s, n in rows)
+    csv.write_text(f"{head}\n{body}", encoding="utf-8")
+    (spec,) = parse_specs(
+        f"""datasets:
+  - id: metro-flow
+    title: 地铁进站客流
+    domain: urban-management
+    organization: guangzhou-metro
+    source: {{path: {csv}, format: csv}}
+    schema_changes: allow
+{more}""",
+        base_dir=tmp_path,
+    )
+    return spec
+
+
+def publish(cat, store, tmp_path, rows, **kw):
+    r = publish_dataset(cat, store, make_spec(tmp_path, rows, **kw), pii_key=KEY,
+                        reports_dir=tmp_path / "r")  # fmt: skip
+    assert r.status.startswith("published"), r
+    return r
+
+
+def duck_rows(con, location: str, snapshot: int | None = None) -> list[tuple]:
+    at = f", snapshot_from_id := {snapshot}" if snapshot is not None else ""
+    return con.execute(
+        f"SELECT station, entries FROM iceberg_scan('{location}'{at}) ORDER BY station"
+    ).fetchall()
+
+
+def check_three_versions(cat, store, tmp_path) -> None:
+    """Publish v1, v2 and v3 (one more column); each is a snapshot, read back both ways."""
+    r1 = publish(cat, store, tmp_path, [("蕉门", 10), ("金洲", 20)])
+    r2 = publish(cat, store, tmp_path, [("蕉门", 11), ("金洲", 21)])
+    r3 = publish(cat, store, tmp_path, [("蕉门", 12), ("金洲", 22), ("南沙客运港", 5)], note=True)
+    assert not [w for w in r1.warnings + r2.warnings + r3.warnings if "Iceberg" in w]
+
+    ice = IcebergTables(cat, store)
+    (t,) = ice.snapshots("metro-flow")
+    assert t["table"] == "urban_management.metro_flow"
+    assert [v["version"] for v in t["versions"]] == [1, 2, 3]
+    assert [v["current"] for v in t["versions"]] == [False, False, True]
+    sids = {v["version"]: v["snapshot_id"] for v in t["versions"]}
+    # the mapping both ways
+    for n, sid in sids.items():
+        assert ice.snapshot_of("metro-flow", n) == sid
+        assert ice.version_of(sid) == {
+            "dataset": "metro-flow",
+            "version": n,
+            "table": "urban_management.metro_flow",
+            "snapshot_id": sid,
+        }
+
+    # pyiceberg: the current version, and time travel by snapshot id and by tag
+    table = ice.catalog.load_table("urban_management.metro_flow")
+    now = table.scan().to_arrow().sort_by("station").to_pylist()
+    assert [(r["station"], r["entries"], r["note"]) for r in now] == [
+        ("南沙客运港", 5, "新"),
+        ("蕉门", 12, "新"),
+        ("金洲", 22, "新"),
+    ]
+    v1 = table.scan(snapshot_id=sids[1]).to_arrow().sort_by("station")
+    assert v1.column_names == ["station", "entries"]  # v1's own schema: no `note` yet
+    assert v1.to_pylist() == [
+        {"station": "蕉门", "entries": 10},
+        {"station": "金洲", "entries": 20},
+    ]
+    assert table.metadata.refs["v2"].snapshot_id == sids[2]
+    v2 = table.scan(snapshot_id=table.metadata.refs["v2"].snapshot_id).to_arrow()
+    assert sorted(v2.column("entries").to_pylist()) == [11, 21]
+
+    # no Parquet file was copied or rewritten: the snapshot's data files are the version's
+    current = cat.current("metro-flow")
+    keys = [f["key"] for r in current.resources for f in r.files]
+    assert sorted(task.file.file_path for task in table.scan().plan_files()) == sorted(
+        iceberg.file_uri(store, k) for k in keys
+    )
+    under_iceberg = [o.key for o in store.list(iceberg.PREFIX + "/")]
+    assert under_iceberg and not [k for k in under_iceberg if k.endswith(".parquet")]
+
+    # DuckDB's iceberg extension (the PyPI package at the pinned DuckDB version)
+    con = duckdb.connect()
+    load_duckdb_iceberg(con, store)
+    loc = table.metadata_location
+    assert duck_rows(con, loc) == [("南沙客运港", 5), ("蕉门", 12), ("金洲", 22)]
+    assert duck_rows(con, loc, sids[1]) == [("蕉门", 10), ("金洲", 20)]
+    assert duck_rows(con, loc, sids[2]) == [("蕉门", 11), ("金洲", 21)]
+    got = con.execute(
+        f"SELECT snapshot_id, operation FROM iceberg_snapshots('{loc}') ORDER BY sequence_number"
+    ).fetchall()
+    assert [s for s, _ in got] == [sids[1], sids[2], sids[3]]
+
+
+def test_versions_are_snapshots_on_the_local_folder(tmp_path):
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    check_three_versions(cat, store, tmp_path)
+    # the Iceberg catalog's tables are in nsdx's own database (what a JDBC catalog reads)
+    names = set(inspect(cat.engine).get_table_names())
+    assert {"iceberg_tables", "iceberg_namespace_properties", "datasets"} <= names
+
+
+@pytest.mark.s3
+@pytest.mark.postgres
+@pytest.mark.xdist_group("seaweedfs-iceberg")
+def test_versions_are_snapshots_on_seaweedfs_with_postgres(tmp_path, s3_store, postgres_url):
+    cat = Catalogue(postgres_url)
+    check_three_versions(cat, s3_store, tmp_path)
+    loc = IcebergTables(cat, s3_store).snapshots("metro-flow")[0]["metadata_location"]
+    assert loc.startswith(f"s3://{s3_store.bucket}/")
+
+
+def test_restricted_and_private_datasets_stay_out_of_the_open_catalog(tmp_path):
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    publish(cat, store, tmp_path, [("蕉门", 10)], more="    access: restricted\n")
+    ice = IcebergTables(cat, store)
+    assert ice.snapshots("metro-flow") == []
+    with pytest.raises(IcebergError):
+        ice.snapshot_of("metro-flow", 1)
+
+    # made open: the next sync registers it; made restricted again: dropped from the catalog
+    publish(cat, store, tmp_path, [("蕉门", 11)])
+    assert [v["version"] for v in ice.snapshots("metro-flow")[0]["versions"]] == [1, 2]
+    publish(cat, store, tmp_path, [("蕉门", 12)], more="    access: restricted\n")
+    assert ice.snapshots("metro-flow") == []
+    assert not ice.catalog.table_exists("urban_management.metro_flow")
+
+
+def test_a_failed_registration_leaves_the_publish_whole_and_sync_catches_up(tmp_path, monkeypatch):
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    publish(cat, store, tmp_path, [("蕉门", 10)])
+
+    def broken(*a, **kw):
+        raise OSError("metadata store unreachable")
+
+    monkeypatch.setattr(IcebergTables, "_commit", staticmethod(broken))
+    r2 = publish(cat, store, tmp_path, [("蕉门", 11)])
+    assert (r2.status, r2.version, r2.current) == ("published_with_warnings", 2, True)
+    assert any("Iceberg registration" in w and "nsdx iceberg sync" in w for w in r2.warnings)
+    ice = IcebergTables(cat, store)
+    assert [v["version"] for v in ice.snapshots("metro-flow")[0]["versions"]] == [1]
+
+    monkeypatch.undo()
+    report = ice.sync()
+    assert [(r["version"], r["table"]) for r in report.registered] == [
+        (2, "urban_management.metro_flow")
+    ]
+    assert ice.sync().registered == []  # again: nothing to do
+    table = ice.catalog.load_table("urban_management.metro_flow")
+    assert table.scan().to_arrow().column("entries").to_pylist() == [11]
+
+
+def test_cli_backfills_and_maps_versions(tmp_path, nsdx_env, monkeypatch):
+    """Versions published with NSDX_ICEBERG=0 are registered by `nsdx iceberg sync`;
+    `show` and `which` give the mapping both ways as JSON."""
+    from nsdx.core import Nsdx
+
+    monkeypatch.setenv("NSDX_ICEBERG", "0")
+    nx = Nsdx()
+    for n in (10, 13):  # two versions, published in-process (the CLI's own core)
+        r = nx.ingest_one(make_spec(tmp_path, [("蕉门", n)]))
+        assert r.status == "published"
+    assert nx.iceberg.snapshots("metro-flow") == []
+
+    out = json.loads(run_cli("iceberg", "sync", "--json", env=nsdx_env).stdout)
+    assert [r["version"] for r in out["registered"]] == [1, 2] and out["errors"] == []
+    shown = json.loads(run_cli("iceberg", "show", "metro-flow", "--json", env=nsdx_env).stdout)
+    (t,) = shown["tables"]
+    sid1 = t["versions"][0]["snapshot_id"]
+    which = json.loads(run_cli("iceberg", "which", str(sid1), "--json", env=nsdx_env).stdout)
+    assert (which["dataset"], which["version"]) == ("metro-flow", 1)
+
+    missing = run_cli("iceberg", "which", "12345", "--json", env=nsdx_env, check=False)
+    assert missing.returncode == 1
+    assert "no Iceberg snapshot 12345" in json.loads(missing.stderr)["error"]["message"]
+    unknown = run_cli("iceberg", "sync", "no-such-dataset", env=nsdx_env, check=False)
+    assert unknown.returncode == 1 and "no-such-dataset" in unknown.stderr
+
+
+def test_an_edit_that_closes_a_dataset_unlists_it_in_the_same_transaction(tmp_path):
+    """Made private or deleted on the portal / CKAN API, or restricted in datasets.yaml:
+    the table leaves the open catalog with the edit, no sync needed."""
+    from catalogue.access import SYSTEM
+    from catalogue.editing import Packages
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    ident = "urban_management.metro_flow"
+    publish(cat, store, tmp_path, [("蕉门", 10)])
+    ice = IcebergTables(cat, store)
+    assert ice.catalog.table_exists(ident)
+
+    Packages(cat).patch(SYSTEM, {"id": "metro-flow", "private": True})
+    assert not ice.catalog.table_exists(ident)
+    Packages(cat).patch(SYSTEM, {"id": "metro-flow", "private": False})
+    assert [r["version"] for r in ice.sync().registered] == [1]  # open again: sync lists it
+
+    # restricted in datasets.yaml: the run that records it unlists it
+    spec = make_spec(tmp_path, [("蕉门", 10)], more="    access: restricted\n")
+    publish_dataset(cat, store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
+    assert not ice.catalog.table_exists(ident)
+
+    publish(cat, store, tmp_path, [("蕉门", 11)])
+    assert ice.catalog.table_exists(ident)
+    Packages(cat).delete(SYSTEM, "metro-flow")
+    assert not ice.catalog.table_exists(ident)
+
+
+def test_each_table_of_a_multi_table_dataset_is_its_own_iceberg_table(tmp_path):
+    """A GTFS feed: one Iceberg table per GTFS file, named like its query view."""
+    import zipfile
+
+    from ingest.storage.local import LocalStore
+
+    def feed(stops: str) -> Path:
+        path = tmp_path / "bus.zip"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("agency.txt", "agency_id,agency_name,agency_url,agency_timezone\n"
+                       "NS,南沙公交,https://example.cn,Asia/Shanghai\n")  # fmt: skip
+            z.writestr("stops.txt", "stop_id,stop_name,stop_lat,stop_lon\n" + stops)
+        return path
+
+    def spec(path: Path):
+        (s,) = parse_specs(
+            f"""datasets:
+  - id: nansha-bus-gtfs
+    title: 南沙公交线路
+    domain: transport
+    organization: nansha-bus
+    source: {{path: {path}, format: gtfs}}
+""",
+            base_dir=tmp_path,
+        )
+        return s
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    publish_dataset(cat, store, spec(feed("S1,蕉门,22.79,113.53\n")), pii_key=KEY)
+    publish_dataset(cat, store, spec(feed("S1,蕉门,22.79,113.53\nS2,金洲,22.77,113.55\n")),
+                    pii_key=KEY)  # fmt: skip
+    ice = IcebergTables(cat, store)
+    tables = {t["table"]: t for t in ice.snapshots("nansha-bus-gtfs")}
+    assert set(tables) == {"transport.nansha_bus_gtfs__agency", "transport.nansha_bus_gtfs__stops"}
+    stops = ice.catalog.load_table("transport.nansha_bus_gtfs__stops")
+    v1 = ice.snapshot_of("nansha-bus-gtfs", 1, table="stops")
+    assert stops.scan(snapshot_id=v1).to_arrow().column("stop_name").to_pylist() == ["蕉门"]
+    assert sorted(stops.scan().to_arrow().column("stop_name").to_pylist()) == ["蕉门", "金洲"]
+    con = duckdb.connect()
+    load_duckdb_iceberg(con)
+    loc = tables["transport.nansha_bus_gtfs__agency"]["metadata_location"]
+    assert con.execute(f"SELECT agency_name FROM iceberg_scan('{loc}')").fetchall() == [
+        ("南沙公交",)
+    ]
