@@ -28,7 +28,8 @@ from typing import Any
 _IMPORT_NAME = dis.opmap["IMPORT_NAME"]
 _EXTENDED_ARG = dis.opmap["EXTENDED_ARG"]
 _lock = threading.Lock()
-_hooked = False
+_installed = False
+_blocked: dict[int, int] = {}  # thread id -> depth of without_pandas() blocks
 
 
 def _shim() -> Any | None:
@@ -51,22 +52,37 @@ def _tell_pyarrow() -> None:
             pass
 
 
-class _Hidden(importlib.abc.MetaPathFinder):
-    """pandas cannot be found by pyarrow — in one thread: ``import pandas`` or
-    ``importlib.import_module("pandas")`` in Python code (great-expectations) still finds
-    it."""
+class _Finder(importlib.abc.MetaPathFinder):
+    """Put in ``sys.meta_path`` once and never taken out (the import system walks that list
+    while other threads import: taking an entry out could make one of them skip a finder).
+
+    * In a thread inside :func:`without_pandas`, pandas cannot be found by pyarrow: ``import
+      pandas`` or ``importlib.import_module("pandas")`` in Python code (great-expectations)
+      still finds it.
+    * The first import of pandas goes through :class:`_Loader` (a post-import hook)."""
 
     def __init__(self) -> None:
-        self.thread = threading.get_ident()
+        self.hooked = False
 
     def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
-        if (
-            threading.get_ident() == self.thread
-            and name == "pandas"  # its submodules: once pandas itself is being imported
-            and not _python_import(sys._getframe(1))
-        ):
+        if name != "pandas":  # its submodules: once pandas itself is being imported
+            return None
+        if _blocked.get(threading.get_ident()) and not _python_import(sys._getframe(1)):
             raise ImportError(f"{name} is not imported for pyarrow here (nsdx)", name=name)
-        return None
+        with _lock:
+            if self.hooked:
+                return None
+            self.hooked = True
+        spec = None
+        for finder in list(sys.meta_path):  # the other finders, as the import system asks
+            find = getattr(finder, "find_spec", None)
+            if find is None or finder is self:
+                continue
+            if (spec := find(name, path, target)) is not None:
+                break
+        if spec is not None and spec.loader is not None:
+            spec.loader = _Loader(spec.loader)
+        return spec
 
 
 def _python_import(frame: FrameType | None) -> bool:
@@ -115,34 +131,12 @@ class _Loader(importlib.abc.Loader):
         _tell_pyarrow()
 
 
-class _OnImport(importlib.abc.MetaPathFinder):
-    """A post-import hook: the first import of pandas goes through :class:`_Loader`."""
-
-    def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201
-        if name != "pandas":
-            return None
-        try:
-            sys.meta_path.remove(self)  # once
-        except ValueError:
-            return None
-        spec = None
-        for finder in list(sys.meta_path):  # the other finders, as the import system asks
-            find = getattr(finder, "find_spec", None)
-            if find is None or isinstance(finder, _Hidden):
-                continue
-            if (spec := find(name, path, target)) is not None:
-                break
-        if spec is not None and spec.loader is not None:
-            spec.loader = _Loader(spec.loader)
-        return spec
-
-
-def _hook_once() -> None:
-    global _hooked  # noqa: PLW0603
+def _install() -> None:
+    global _installed  # noqa: PLW0603
     with _lock:
-        if not _hooked:
-            _hooked = True
-            sys.meta_path.insert(0, _OnImport())
+        if not _installed:
+            _installed = True
+            sys.meta_path.insert(0, _Finder())
 
 
 @contextmanager
@@ -155,12 +149,15 @@ def without_pandas() -> Iterator[None]:
     if "pandas" in sys.modules or _shim() is None:
         yield
         return
-    _hook_once()
-    hidden = _Hidden()
-    sys.meta_path.insert(0, hidden)
+    _install()
+    me = threading.get_ident()
+    _blocked[me] = _blocked.get(me, 0) + 1
     try:
         yield
     finally:
-        sys.meta_path.remove(hidden)
+        if _blocked[me] == 1:
+            del _blocked[me]
+        else:
+            _blocked[me] -= 1
         if "pandas" in sys.modules:  # imported meanwhile by another thread
             _tell_pyarrow()

@@ -16,11 +16,17 @@ from tests.test_ledger_store import _store
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(database_url, tmp_path, monkeypatch):
     monkeypatch.setattr(V, "_DIGEST_CHUNK", 256)  # several chunks, the last one partial
-    s = _store(f"sqlite:///{tmp_path / 'l.db'}", tmp_path)
+    s = _store(database_url, tmp_path)
     add(s, 700)
     return s
+
+
+def forger(c, store) -> None:
+    """On PostgreSQL the table is append-only: a forger with the owner's rights disables it."""
+    if store.engine.dialect.name == "postgresql":
+        c.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
 
 
 def add(store, k: int, start: int = 0) -> None:
@@ -75,6 +81,7 @@ def test_the_verified_prefix_edited_afterwards_is_caught(store, tmp_path, edit):
     token = change_token(store)
     add(store, 40, 700)  # new entries too: the next verification would resume
     with store.engine.begin() as c:
+        forger(c, store)
         p = c.scalar(text("SELECT payload FROM ledger_entries WHERE idx = 10"))
         forged = p.replace('"i":10', '"i":99')
         h = hashlib.sha256(b"\x00" + forged.encode()).digest()
@@ -99,5 +106,31 @@ def test_the_change_token_moves_with_any_commit(store):
     t = change_token(store)
     assert t is not None and change_token(store) == t
     with store.engine.begin() as c:
+        forger(c, store)
         c.execute(text("UPDATE ledger_entries SET kind = kind WHERE idx = 3"))
     assert change_token(store) != t
+
+
+def test_the_digest_is_not_fooled_by_moving_a_separator(store):
+    """The rows' digest concatenates payloads with newlines (a canonical payload holds none):
+    entry 10 forged to hold entry 11's text after a newline, and entry 11's payload made
+    NULL (by a forger who drops the NOT NULL first), gives the same concatenation; the
+    count of non-null payloads tells them apart."""
+    if store.engine.dialect.name == "postgresql":
+        pytest.skip("PostgreSQL's payload column is json: two JSON values in one are refused")
+    before = V.rows_digest(store, 700)
+    with store.engine.begin() as c:
+        # SQLite: the table rebuilt without the constraint
+        c.execute(text("CREATE TABLE le2 (idx BIGINT PRIMARY KEY, kind VARCHAR(50), "
+                       "payload TEXT, leaf_hash BLOB, created DATETIME, queue_id BIGINT)"))  # fmt: skip
+        c.execute(text("INSERT INTO le2 SELECT idx, kind, payload, leaf_hash, created, "
+                       "queue_id FROM ledger_entries"))  # fmt: skip
+        c.execute(text("DROP TABLE ledger_entries"))
+        c.execute(text("ALTER TABLE le2 RENAME TO ledger_entries"))
+        p10, p11 = (c.scalar(text(f"SELECT payload FROM ledger_entries WHERE idx = {i}"))
+                    for i in (10, 11))  # fmt: skip
+        c.execute(text("UPDATE ledger_entries SET payload = NULL WHERE idx = 11"))
+        c.execute(
+            text("UPDATE ledger_entries SET payload = :p WHERE idx = 10"), {"p": p10 + "\n" + p11}
+        )
+    assert V.rows_digest(store, 700) != before

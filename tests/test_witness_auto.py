@@ -211,6 +211,9 @@ def test_a_split_view_is_refused_and_reported_by_verify(ledger, tmp_path):
         forks = [p for p in res.problems if p.kind == "fork"]
         assert len(forks) == 1 and "witness.test/f1" in forks[0].message
         assert "size 6" in forks[0].message and "split view" in forks[0].message
+        from nsdx.web.i18n import core  # the officials' page says it in Chinese
+
+        assert "见证方 witness.test/f1 在规模 6 处联署了另一段历史" in core(forks[0].message)
         views = {v["witness"]: v for v in res.witnessing["views"]}
         assert views["witness.test/f1"]["agrees"] is False
         assert views["witness.test/f2"]["agrees"] is True
@@ -359,3 +362,24 @@ def test_the_server_witnesses_and_the_auditor_dashboard_shows_it(tmp_path, nsdx_
     finally:
         w1.stop()
         drop_indexes()
+
+
+def test_two_workers_witness_the_same_ledger(any_ledger, tmp_path):
+    """Two job workers (e.g. two server processes) run the job on one database: the
+    checkpoint is witnessed, each witness's cosignature is stored once, neither fails."""
+    ledger = any_ledger
+    other = LedgerStore(ledger.engine, ledger.signer)
+    w1 = WitnessServer(tmp_path / "d1", "witness.test/d1", ledger.signer.verifier_key).start()
+    w2 = WitnessServer(tmp_path / "d2", "witness.test/d2", ledger.signer.verifier_key).start()
+    pumps = [WitnessPump(x, _cfg(w1, w2, quorum=2), min_gap=0).start() for x in (ledger, other)]
+    try:
+        for i in range(3):
+            _trade(ledger if i % 2 else other, 2)
+        size = ledger.head_size()
+        _until(lambda: size in ledger.witnessed_sizes(), f"checkpoint {size} witnessed")
+    finally:
+        for p in pumps:
+            p.stop()
+        w1.stop(), w2.stop()
+    assert [n for n, _ in ledger.witnessing(size)[1]] == ["witness.test/d1", "witness.test/d2"]
+    assert all(p.last_error is None for p in pumps), [p.last_error for p in pumps]

@@ -194,6 +194,10 @@ def test_cli_audit_witness(nsdx_env, tmp_path):
         )
         assert proof["witnessed"] and proof["checkpoint"] == r["note"]
         assert proof["cosigners"] == ["witness.test/c1", "witness.test/c2"]
+        st = json.loads(run_cli("audit", "witness", "--status", "--json", env=nsdx_env).stdout)
+        assert st["latest_witnessed"]["tree_size"] == size and st["witnessed"] is True
+        assert [w["witness"] for w in st["witnesses"]] == [e.key.name for e in endpoints]
+        assert st["witnesses"][2]["failures"] == 1 and st["witnesses"][2]["size"] is None
         ok = json.loads(run_cli("audit", "verify", "--json", env=nsdx_env).stdout)
         assert ok["ok"] and ok["witnessing"]["latest_witnessed"] == size
         views = {v["witness"]: v for v in ok["witnessing"]["views"]}

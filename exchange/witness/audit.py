@@ -16,10 +16,13 @@ import base64
 import json
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from validation.messages import Msg
 
 from ..ledger.keys import open_checkpoint
 from ..ledger.note import NoteError
@@ -74,32 +77,35 @@ def _split(note: str) -> tuple[str, str]:
 
 
 def fetch_views(cfg: WitnessingConfig, origin: str, log_key: str) -> list[WitnessView]:
-    """Ask every configured witness for the latest checkpoint it cosigned for ``origin``;
-    keep it only if the witness's cosignature and the log's signature verify."""
-    out = []
-    for w in cfg.witnesses:
-        v = WitnessView(w.key.name, w.url)
-        out.append(v)
-        try:
-            with urllib.request.urlopen(w.url + "/", timeout=cfg.timeout) as r:
-                info = json.loads(r.read(MAX_INFO_BYTES))
-            note = (info.get("checkpoints") or {}).get(origin)
-        except (OSError, ValueError, AttributeError) as e:
-            v.error = f"unreachable: {type(e).__name__}: {e}"
-            continue
-        if not isinstance(note, str):
-            v.error = "it has cosigned no checkpoint of this log"
-            continue
-        try:
-            cp = open_checkpoint(note, log_key)
-            body, sigs = _split(note)
-            if w.key.name not in verify_cosignatures(body, sigs, [w.key]):
-                raise CosignatureError("no cosignature by its key")
-        except (NoteError, CosignatureError) as e:
-            v.error = f"its latest checkpoint does not verify: {e}"
-            continue
-        v.size, v.root, v.note = cp.size, base64.b64encode(cp.root).decode(), note
-    return out
+    """Ask every configured witness (all at once, ``cfg.timeout`` each) for the latest
+    checkpoint it cosigned for ``origin``; keep it only if the witness's cosignature and
+    the log's signature verify."""
+    with ThreadPoolExecutor(max_workers=max(1, len(cfg.witnesses))) as pool:
+        return list(pool.map(lambda w: _view(w, cfg.timeout, origin, log_key), cfg.witnesses))
+
+
+def _view(w, timeout: float, origin: str, log_key: str) -> WitnessView:
+    v = WitnessView(w.key.name, w.url)
+    try:
+        with urllib.request.urlopen(w.url + "/", timeout=timeout) as r:
+            info = json.loads(r.read(MAX_INFO_BYTES))
+        note = (info.get("checkpoints") or {}).get(origin)
+    except (OSError, ValueError, AttributeError) as e:
+        v.error = f"unreachable: {type(e).__name__}: {e}"
+        return v
+    if not isinstance(note, str):
+        v.error = "it has cosigned no checkpoint of this log"
+        return v
+    try:
+        cp = open_checkpoint(note, log_key)
+        body, sigs = _split(note)
+        if w.key.name not in verify_cosignatures(body, sigs, [w.key]):
+            raise CosignatureError("no cosignature by its key")
+    except (NoteError, CosignatureError) as e:
+        v.error = f"its latest checkpoint does not verify: {e}"
+        return v
+    v.size, v.root, v.note = cp.size, base64.b64encode(cp.root).decode(), note
+    return v
 
 
 def audit_witnessing(
@@ -145,8 +151,13 @@ def audit_witnessing(
             a.problems.append(
                 (
                     "quorum",
-                    f"checkpoint {w.tree_size} is marked witnessed but {len(good)} of the "
-                    f"configured witnesses cosigned it (quorum {cfg.quorum})",
+                    Msg(
+                        "checkpoint %(size)s is marked witnessed but %(n)s of the configured "
+                        "witnesses cosigned it (quorum %(quorum)s)",
+                        size=w.tree_size,
+                        n=len(good),
+                        quorum=cfg.quorum,
+                    ),
                 )
             )
     if not ask:
@@ -171,20 +182,31 @@ def audit_witnessing(
             a.problems.append(
                 (
                     "fork",
-                    f"witness {v.witness} cosigned a checkpoint of size {v.size} signed by the "
-                    f"exchange, but the database holds {entries} entries and no such "
-                    "checkpoint: the exchange showed the witness another history (a split "
-                    "view), or entries were removed",
+                    Msg(
+                        "witness %(witness)s cosigned a checkpoint of size %(size)s signed by "
+                        "the exchange, but the database holds %(entries)s entries and no such "
+                        "checkpoint: the exchange showed the witness another history (a split "
+                        "view), or entries were removed",
+                        witness=v.witness,
+                        size=v.size,
+                        entries=entries,
+                    ),
                 )
             )
         else:
             a.problems.append(
                 (
                     "fork",
-                    f"witness {v.witness} cosigned a different history at size {v.size}: "
-                    f"root {v.root}, but the database's tree of {v.size} entries has root "
-                    f"{base64.b64encode(ours).decode()} - both signed by the exchange: it "
-                    "showed two histories (a split view)",
+                    Msg(
+                        "witness %(witness)s cosigned a different history at size %(size)s: "
+                        "root %(theirs)s, but the database's tree of %(size)s entries has root "
+                        "%(ours)s - both signed by the exchange: it showed two histories (a "
+                        "split view)",
+                        witness=v.witness,
+                        size=v.size,
+                        theirs=v.root,
+                        ours=base64.b64encode(ours).decode(),
+                    ),
                 )
             )
     return a

@@ -178,6 +178,13 @@ def _verified(body: str, stored: dict[str, str], cfg: WitnessingConfig) -> dict[
 
 
 def _record(ledger, tree_size, cfg, asked, lines, sizes, failures, now) -> None:
+    try:
+        _record_once(ledger, tree_size, cfg, asked, lines, sizes, failures, now)
+    except IntegrityError:  # another process stored the same cosignature meanwhile: again
+        _record_once(ledger, tree_size, cfg, asked, lines, sizes, failures, now)
+
+
+def _record_once(ledger, tree_size, cfg, asked, lines, sizes, failures, now) -> None:
     # the ledger's own short write transaction: on SQLite it queues behind this process's
     # appenders on their mutex instead of sleeping in SQLite's busy handler (and making
     # them sleep in theirs)
