@@ -9,17 +9,19 @@ Prints two markdown tables.
 Throughput, each mode against plain INSERTs (one row per transaction, autocommit, into a
 table with the same columns and no lock) run the same way:
 
-* **1 client** — one thread, one ``append_event`` after the other (each its own
-  transaction; nothing to batch with);
-* **C threads** — C threads of one process calling ``append_event``: while others are
-  appending, an event is handed in memory to the settling leader, which writes all
-  pending events in one transaction (one WAL flush, one signed checkpoint);
+* **1 client** — one thread, one ``append_event`` after the other (nothing to batch
+  with: SQLite, one transaction each; PostgreSQL, one sequencer batch each);
+* **C threads** — C threads of one process calling ``append_event`` (PostgreSQL: while
+  this process is the sequencer, each event is handed to it in memory and written in its
+  next batch — one transaction, one WAL flush, one signed checkpoint);
 * **C threads, in transactions** — C threads each running ``store.transaction()`` +
   ``append`` as a trade step does (the event must commit atomically with the trade's own
-  rows): under contention the event is queued in ``ledger_queue`` by the caller's
-  transaction and moved into the tree by the leader's next batch;
+  rows): the event is queued in ``ledger_queue`` by the caller's transaction and moved
+  into the tree by the sequencer's next batch;
 * **C processes** — C single-threaded processes calling ``append_event``: they share
-  nothing but the database; each waits for the lock in its own transaction;
+  nothing but the database; on PostgreSQL each queues its event (one statement) and
+  waits for the receipt from whichever process is the sequencer
+  (:mod:`exchange.ledger.sequencer`), which batches all of them;
 * **batched** — 100 events per ``append_many`` transaction, one client.
 
 Every receipt is given only after the transaction that gave its index committed. The

@@ -133,7 +133,17 @@ async def client(c: httpx.AsyncClient, names: list[str], until: float, out: dict
 
 async def phase(base: str, names: list[str], clients: int, seconds: float, seed: int) -> dict:
     out: dict = {}
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # An idle kept-alive connection is given up by the client well before the server closes it
+    # (NSDX_KEEP_ALIVE, 5 s): with httpx's default expiry, also 5 s, a client starved of CPU
+    # reused connections the server had just closed — ReadError / "Server disconnected"
+    # without an answer (the HTTP/1.1 keep-alive race; 5–7 per run at nice 19, none with
+    # the server's keep-alive at 60 s), counted as errors of nsdx's.
+    server_keep_alive = float(os.environ.get("NSDX_KEEP_ALIVE") or 5)
+    limits = httpx.Limits(
+        max_connections=clients,
+        max_keepalive_connections=clients,
+        keepalive_expiry=server_keep_alive / 2,
+    )
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as c:
         until = time.monotonic() + seconds
         rngs = [random.Random(seed + i) for i in range(clients)]

@@ -214,7 +214,8 @@ def _serve(home: Path, port: int) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    for _ in range(300):
+    deadline = time.monotonic() + 90  # a cold `nsdx` start on a loaded 2-core machine
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).read()
             return proc

@@ -11,24 +11,18 @@ head row on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite — gives out indices, and
 the lock until its transaction commits, so indices are dense and never reused: no gap,
 no duplicate, no fork, whatever number of processes append at once.
 
-On PostgreSQL an appender does not wait for that lock inside its own transaction:
-
-* it *tries* the lock (``FOR UPDATE SKIP LOCKED``); if it gets it, it first moves every
-  queued event into the tree, then its own, moves the head, writes the completed tiles
-  and signs **one** checkpoint for the batch — all in its transaction;
-* if another appender holds the lock, it inserts its event into ``ledger_queue`` instead
-  (still in its own transaction, atomically with the trade change it records) and
-  commits without waiting for anyone. Many such commits share one WAL flush (PostgreSQL's
-  group commit), which is impossible while every commit waits for the previous one.
-
-After its commit the appender *settles* its event: if a lock holder has already
-integrated it, done; otherwise it takes the lock itself (blocking) and integrates every
-queued event as one batch — one transaction, one WAL flush and one signature for the
-whole batch. A receipt (index, checkpoint, inclusion proof) is only built from a settled
-event, i.e. after the transaction that gave it its index has committed.
+On PostgreSQL an appender never takes that lock: it queues its event in ``ledger_queue``
+(in its own transaction, atomically with the trade change it records), commits, and
+waits for its receipt from the **sequencer** — the one process at a time that holds an
+advisory lock and moves every queued event into the tree in batches, one transaction and
+one signed checkpoint per batch. Any process can become the sequencer; when it dies
+another takes over. See :mod:`exchange.ledger.sequencer`. A receipt (index, checkpoint,
+inclusion proof) is only built from a settled event, i.e. after the transaction that gave
+it its index has committed.
 
 SQLite has one writer at a time anyway (``BEGIN IMMEDIATE``); WAL mode with
-``synchronous=NORMAL`` commits without an fsync, so every append there is direct.
+``synchronous=NORMAL`` commits without an fsync, so every append there is direct (the
+embedded default keeps this path: one process, nothing to batch across processes).
 """
 
 from __future__ import annotations
@@ -37,6 +31,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -88,6 +83,7 @@ from .merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from .sequencer import CHANNEL, Agent, announcement
 
 HEAD_ID = 1
 #: Tiles are stored every TILE_HEIGHT levels: a proof reads at most 2**(TILE_HEIGHT-1)
@@ -134,22 +130,33 @@ _ENTRIES_CTE = (
     "unnest(CAST(:tl AS integer[]), CAST(:ti AS bigint[]), CAST(:th AS bytea[])) RETURNING 1), "
     "h AS (UPDATE ledger_head SET size = :size, frontier = :frontier WHERE id = :id RETURNING 1)"
 )
-_WRITE_PG = text(_ENTRIES_CTE + " SELECT (SELECT count(*) FROM e)")
-_WRITE_PG_CP = text(
-    _ENTRIES_CTE + ", c AS (INSERT INTO ledger_checkpoints (tree_size, root, note, created) "
-    "VALUES (:size, :root, :note, :now) RETURNING 1) SELECT (SELECT count(*) FROM e)"
+_CHECKPOINT_CTE = (
+    ", c AS (INSERT INTO ledger_checkpoints (tree_size, root, note, created) "
+    "VALUES (:size, :root, :note, :now) RETURNING 1)"
 )
+# the batch's announcement to waiting appenders rides in the same statement
+_WRITE_PG = {
+    (cp, announce): text(
+        _ENTRIES_CTE
+        + (_CHECKPOINT_CTE if cp else "")
+        + " SELECT (SELECT count(*) FROM e)"
+        + (", pg_notify(:channel, :announce)" if announce else "")
+    )
+    for cp in (False, True)
+    for announce in (False, True)
+}
 _LOCK_PG = text(
     "SELECT size, frontier, EXISTS (SELECT 1 FROM ledger_queue) FROM ledger_head "
     "WHERE id = :id FOR UPDATE"
 )
-_TRY_LOCK_PG = text(
-    "WITH l AS (SELECT id, size, frontier FROM ledger_head WHERE id = :id "
-    "FOR UPDATE SKIP LOCKED) "
-    "SELECT h.size, l.size, l.frontier, EXISTS (SELECT 1 FROM ledger_queue) "
-    "FROM ledger_head h LEFT JOIN l ON l.id = h.id "
-    "WHERE h.id = :id"
+_ENQUEUE_PG = (
+    "INSERT INTO ledger_queue (kind, payload, leaf_hash, created) "
+    "SELECT u.* FROM unnest(CAST(:kind AS varchar[]), CAST(:payload AS text[]), "
+    "CAST(:lh AS bytea[]), CAST(:created AS timestamp[])) AS u{lazy} "
+    "RETURNING id, (SELECT size FROM ledger_head WHERE id = 1)"
 )
+# a standalone event's queue row need not be flushed by its own commit (see the sequencer)
+_LAZY = ", (SELECT set_config('synchronous_commit', 'off', true)) AS lazy"
 
 # SQLite: appenders of one process queue on a mutex instead of SQLite's busy handler
 # (which sleeps up to 100 ms between tries).
@@ -199,6 +206,7 @@ class Appended:
     ref: tuple[str, str] | None = field(default=None, repr=False)  # (table, id) to link
     kind: str = field(default="", repr=False)
     error: BaseException | None = field(default=None, repr=False)
+    queued_at: float = field(default=0.0, repr=False)  # monotonic time it was queued
 
     @property
     def settled(self) -> bool:
@@ -218,7 +226,7 @@ class Appended:
 class LedgerStore:
     """Append-only Merkle log over one SQLAlchemy engine. ``signer`` signs checkpoints
     (see :mod:`exchange.ledger.keys`). Thread-safe: share one per engine and process
-    (its threads then settle their queued events through one leader at a time)."""
+    (its threads then wait for their receipts through one agent)."""
 
     def __init__(self, engine: Engine, signer=None) -> None:
         self.engine = engine
@@ -229,14 +237,9 @@ class LedgerStore:
             key = engine.url.render_as_string()
             with _sqlite_locks_guard:
                 self._mutex = _sqlite_locks.setdefault(key, threading.RLock())
-        # PostgreSQL: in-process group commit (see settle)
+        # PostgreSQL: receipts come from the sequencer (see exchange.ledger.sequencer)
         self._cond = threading.Condition()
-        self._active = 0  # threads inside transaction()
-        self._waiting: dict[int, Appended] = {}  # queue id -> event awaiting its index
-        self._memory: list[Appended] = []  # append_event()s handed to the leader
-        self._leader_conn: Connection | None = None  # the leader's connection, kept between rounds
-        self._recent: dict[int, tuple[int, Checkpoint | None]] = {}  # queue id -> moved in
-        self._leader = False
+        self._agent: Agent | None = None
         self._known_size: int | None = None  # a committed head size seen (a lower bound)
         self._signed_listeners: list[Callable[[], None]] = []
 
@@ -288,19 +291,6 @@ class LedgerStore:
         self._known_size = size
         return size, CompactRange(size, _split(bytes(frontier)))
 
-    def _try_lock(self, s: Session) -> tuple[int, CompactRange, bool] | None:
-        """(head, whether events are queued) if we now hold the lock, else None."""
-        if self.dialect == "sqlite":
-            return (*self.lock(s), False)
-        row = s.execute(_TRY_LOCK_PG, {"id": HEAD_ID}).one_or_none()
-        if row is None:
-            return (*self.lock(s), True)
-        seen, size, frontier, queued = row
-        self._known_size = seen
-        if size is None:
-            return None
-        return size, CompactRange(size, _split(bytes(frontier))), queued
-
     def _lock_pg(self, conn) -> tuple[int, CompactRange, bool]:
         """Wait for the lock (PostgreSQL); the head and whether events are queued (as of
         the statement's start: every event committed before it is seen)."""
@@ -319,8 +309,6 @@ class LedgerStore:
         mutex = self._mutex
         if mutex is not None:
             mutex.acquire()
-        with self._cond:
-            self._active += 1
         try:
             with Session(self.engine, expire_on_commit=False) as s:
                 if self.dialect == "sqlite":
@@ -338,22 +326,20 @@ class LedgerStore:
             if mutex is not None:
                 mutex.release()
                 mutex = None
-            for a in pending:
-                self.settle(a)
+            self.settle_all(pending)
         finally:
             if mutex is not None:
                 mutex.release()
-            with self._cond:
-                self._active -= 1
 
     # -- appending -------------------------------------------------------------------
     def append(self, s: Session, kind: str, data: dict[str, Any], *, ref=None) -> Appended:
-        """Append one event inside ``s``'s transaction (never waits for the lock).
+        """Append one event inside ``s``'s transaction (never waits for the lock on
+        PostgreSQL: the event is queued for the sequencer).
 
         ``ref``: an ORM row with a ``ledger_index`` column (an order, a payment, ...) to
-        receive the event's index — at once if the index is given in this transaction,
-        else when the event is settled (a short transaction of its own, after the commit:
-        an integrating lock holder never waits for a row lock a trade may hold)."""
+        receive the event's index — at once if the index is given in this transaction
+        (SQLite), else when the event is settled (a short transaction of its own, after
+        the commit: the sequencer never waits for a row lock a trade may hold)."""
         return self.append_many(s, [(kind, data)], ref=ref)[0]
 
     def append_many(
@@ -363,24 +349,16 @@ class LedgerStore:
         for kind, data in events:
             payload = canonical_json({"type": kind, "at": data.get("at") or now_iso(), **data})
             prepared.append((kind, payload, leaf_hash(payload)))
-        locked = None
-        # Other threads of this process appending too: queue without trying the lock
-        # (the settling leader batches us with them).
-        if self.dialect == "postgresql" and s.info.get("nsdx_ledger_wait"):
-            locked = self._lock_pg(s)
-        elif self.dialect == "sqlite" or self._active <= 1 or self._known_size is None:
-            locked = self._try_lock(s)
-        if locked is None:
+        if self.dialect != "sqlite":
             out = self._enqueue(s, prepared, ref)
             s.info.setdefault("nsdx_ledger_pending", []).extend(out)
             return out
-        size0, cr, queued = locked
+        size0, cr = self.lock(s)
         failpoints.hit("ledger.append")
-        rows = self._drain(s) if queued else []
-        first = size0 + len(rows)
+        first = size0
         now = _utcnow()
-        rows += [(None, kind, payload.decode(), lh, now) for kind, payload, lh in prepared]
-        cp = self._write_batch(s, size0, cr, rows)
+        rows = [(None, kind, payload.decode(), lh, now) for kind, payload, lh in prepared]
+        cp = self.write_batch(s, size0, cr, rows)
         if cp is not None:
             s.info["nsdx_ledger_signed"] = True
         failpoints.hit("ledger.written")
@@ -392,24 +370,41 @@ class LedgerStore:
             ref.ledger_index = out[0].index
         return out
 
-    def _enqueue(self, s: Session, prepared, ref) -> list[Appended]:
+    def _enqueue(self, s: Session | Connection, prepared, ref, *, lazy: bool = False):
+        """Queue ``prepared`` [(kind, payload, leaf hash)] in one statement; the events,
+        unsettled. ``lazy``: the row need not be flushed by this commit (the sequencer's
+        commit flushes it before any receipt is given)."""
         back = None
         if ref is not None:
             if getattr(ref, "id", None) is None:
-                s.flush()
+                s.flush()  # type: ignore[union-attr]
             back = (ref.__table__.name, ref.id)
-        hint = self._known_size if self._known_size is not None else 0
-        out, now = [], _utcnow()
-        for i, (kind, payload, lh) in enumerate(prepared):
-            qid = s.execute(
-                insert(queue_t)
-                .values(kind=kind, payload=payload.decode(), leaf_hash=lh, created=now)
-                .returning(queue_t.c.id)
-            ).scalar_one()
-            out.append(
-                Appended(None, lh, payload, queue_id=qid, hint=hint, ref=back if i == 0 else None)
-            )
-        return out
+        now, t = _utcnow(), time.monotonic()
+        sql = _ENQUEUE_PG.format(lazy=_LAZY if lazy else "")
+        got = s.execute(
+            text(sql),
+            {
+                "kind": [k for k, _, _ in prepared],
+                "payload": [p.decode() for _, p, _ in prepared],
+                "lh": [h for _, _, h in prepared],
+                "created": [now] * len(prepared),
+            },
+        ).all()
+        ids = sorted(r[0] for r in got)  # a sequence numbers the rows in unnest order
+        hint = got[0][1] if got and got[0][1] is not None else (self._known_size or 0)
+        return [
+            Appended(
+                None,
+                lh,
+                payload,
+                queue_id=q,
+                hint=hint,
+                ref=back if i == 0 else None,
+                kind=kind,
+                queued_at=t,
+            )  # fmt: skip
+            for i, ((kind, payload, lh), q) in enumerate(zip(prepared, ids, strict=True))
+        ]
 
     def _drain(self, s: Session | Connection) -> list[tuple]:
         """Take every committed queued event off the queue (caller holds the lock), in
@@ -435,12 +430,20 @@ class LedgerStore:
                 out.sort(key=lambda r: r[0])
                 return out
 
-    def _write_batch(
+    def _sign_checkpoint(self, size: int, root: bytes) -> Checkpoint:
+        """Sign the tree head (size, root): the one place a checkpoint is signed (every
+        batch's by :meth:`write_batch`, the current head's by :meth:`checkpoint`). The
+        caller stores it in its transaction, which holds the ledger lock."""
+        assert self.signer is not None
+        return Checkpoint(size, root, self.signer.sign_checkpoint(size, root))
+
+    def write_batch(
         self, s: Session | Connection, size0: int, cr: CompactRange, rows: list[tuple]
     ) -> Checkpoint | None:
         """Give ``rows`` [(queue id, kind, payload, leaf hash, created)] the indices from
         ``size0`` on, move the head, store the tiles they complete and sign one
-        checkpoint: one statement on PostgreSQL. The caller holds the lock."""
+        checkpoint: one statement on PostgreSQL, plus the batch's announcement to the
+        waiting appenders (``NOTIFY``, delivered at commit). The caller holds the lock."""
         hashes = cr.hashes
         size = size0
         tiles: list[tuple[int, int, bytes]] = []
@@ -458,8 +461,7 @@ class LedgerStore:
         now = _utcnow()
         cp = None
         if self.signer is not None and rows:
-            root = CompactRange(size, hashes).root()
-            cp = Checkpoint(size, root, self.signer.sign_checkpoint(size, root))
+            cp = self._sign_checkpoint(size, CompactRange(size, hashes).root())
         frontier = b"".join(hashes)
         if self.dialect == "postgresql":
             params = {
@@ -476,11 +478,14 @@ class LedgerStore:
                 "size": size,
                 "frontier": frontier,
             }
-            sql = _WRITE_PG
             if cp is not None:
-                sql = _WRITE_PG_CP
                 params.update(root=cp.root, note=cp.note, now=now)
-            s.execute(sql, params)
+            announce = rows[0][0] is not None  # queued events: their appenders wait
+            if announce:
+                params.update(
+                    channel=CHANNEL, announce=announcement(size0, [r[0] for r in rows], cp)
+                )
+            s.execute(_WRITE_PG[cp is not None, announce], params)
             return cp
         if rows:
             s.execute(
@@ -552,148 +557,54 @@ class LedgerStore:
 
     def append_event(self, kind: str, data: dict[str, Any]) -> Appended:
         """Append one event on its own (no other change to commit with it); returns it
-        settled. Alone, it is one transaction. On PostgreSQL, while other threads of
-        this process are appending, it is handed to their leader in memory and written
-        in the leader's next batch (one transaction for all of them)."""
-        if self.dialect == "postgresql" and (self._active or self._leader or self._memory):
-            payload = canonical_json({"type": kind, "at": data.get("at") or now_iso(), **data})
+        settled. SQLite: one transaction. PostgreSQL: queued by one short statement
+        (see :mod:`exchange.ledger.sequencer`), then settled by the sequencer's next
+        batch, together with every other process's events; in the sequencer's own
+        process it is handed to the sequencer in memory instead of queued."""
+        payload = canonical_json({"type": kind, "at": data.get("at") or now_iso(), **data})
+        if self.dialect == "sqlite":
+            with self.transaction() as s:
+                return self.append_many(s, [(kind, data)])[0]
+        agent = self._agent
+        if agent is not None:  # this process is the sequencer: no queue row needed
             a = Appended(None, leaf_hash(payload), payload, kind=kind)
-            self._await(a, lambda: self._memory.append(a))
-            return a
-        with self.transaction() as s:
-            if self.dialect == "postgresql":
-                # alone in this process: wait for the lock here (nothing else is locked
-                # in this transaction) — one commit, where queueing would cost two
-                s.info["nsdx_ledger_wait"] = True
-            a = self.append(s, kind, data)
-        return a
+            if agent.hand_over(a):
+                if a.error is not None:
+                    raise a.error
+                return a
+        with self.engine.connect() as conn:
+            (a,) = self._enqueue(conn, [(kind, payload, leaf_hash(payload))], None, lazy=True)
+            conn.commit()
+        return self.settle(a)
 
     # -- settling --------------------------------------------------------------------
     def settle(self, a: Appended) -> Appended:
         """Wait until ``a`` (appended by a committed transaction) has its index and a
-        signed checkpoint covering it; fill them in and return ``a``.
-
-        Group commit: the threads of this process that wait for their events elect one
-        leader, which takes the ledger lock (waiting for it), moves every queued event
-        into the tree — theirs, later ones, other processes' — together with the events
-        handed over in memory by :meth:`append_event`, commits that batch with one
-        checkpoint, and hands each waiter its index. It leads until its own event is
-        settled, then passes the role on. Meanwhile the others' commits share WAL
-        flushes."""
-        index = a.index
-        if index is None:
-            index = self._await(a, lambda: self._register(a))
-            if a.ref is not None:
-                self._link(a.ref, index)
-        if a.checkpoint is None and self.signer is not None:
-            a.checkpoint = self._covering(index)
+        signed checkpoint covering it; fill them in and return ``a``. Raises the error
+        that kept it from being integrated (the event then stays queued: the next
+        sequencer batch integrates it)."""
+        self.settle_all([a])
         return a
 
-    def _register(self, a: Appended) -> None:
-        """(Under the condition.) Wait for a queued event, unless a round of this process
-        already moved it in (its appender registered after that round had drained it)."""
-        qid = a.queue_id
-        if qid is None:  # pragma: no cover - events handed over in memory are not queued
-            raise ValueError("settle() is for events appended to the queue")
-        done = self._recent.pop(qid, None)
-        if done is not None:
-            a.index, a.checkpoint = done
-        else:
-            self._waiting[qid] = a
-
-    def _await(self, a: Appended, register: Callable[[], None]) -> int:
-        """Register ``a`` (under the condition), wait until it has its index (leading a
-        round when no thread does) and return it; raise its error."""
-        with self._cond:
-            register()
-            while a.index is None and a.error is None:
-                if not self._leader:
-                    self._leader = True
-                    break
-                self._cond.wait()
-        if a.index is None and a.error is None:
-            self._lead(a)
-        if a.error is not None:
-            raise a.error
-        if a.index is None:
-            raise InvalidRequest(
-                f"queued ledger event {a.queue_id} was not found after integration",
-                hint="was its transaction committed? run `nsdx audit verify`",
-            )
-        return a.index
-
-    def _lead(self, mine: Appended) -> None:
-        try:
-            while mine.index is None and mine.error is None:
-                with self._cond:
-                    batch = dict(self._waiting)
-                    mem, self._memory = self._memory, []
-                try:
-                    found, cp = self._integrate_round(mem)
-                except BaseException as e:
-                    with self._cond:
-                        for x in mem:  # never written: their callers get the error
-                            x.error = e
-                        self._cond.notify_all()
-                    raise
-                missing = [q for q in batch if q not in found]
-                if missing:  # integrated by another process's lock holder
-                    hint = min(batch[q].hint for q in missing)
-                    with self.engine.connect() as conn:
-                        for q, idx in conn.execute(
-                            select(entries_t.c.queue_id, entries_t.c.idx).where(
-                                entries_t.c.idx >= hint, entries_t.c.queue_id.in_(missing)
-                            )
-                        ):
-                            found[q] = idx
-                with self._cond:  # also those that registered during the round
-                    for q, x in list(self._waiting.items()):
-                        if q not in found and q not in batch:
-                            continue  # committed after the round's start: next round
-                        x.index = found.get(q)  # None: settle() raises for it
-                        if x.index is not None and cp is not None and x.index < cp.tree_size:
-                            x.checkpoint = cp
-                        del self._waiting[q]
-                    self._cond.notify_all()
-        finally:
+    def settle_all(self, events: Sequence[Appended]) -> None:
+        """:meth:`settle` every one of ``events``, waiting for all at once."""
+        queued = [a for a in events if a.index is None]
+        if queued:
             with self._cond:
-                self._leader = False
-                self._cond.notify_all()
-
-    def _integrate_round(
-        self, memory: Sequence[Appended] = ()
-    ) -> tuple[dict[int, int], Checkpoint | None]:
-        """One batch under the lock: the queued events, then ``memory``'s; commit.
-        Runs on the leader's own connection (kept between rounds)."""
-        conn = self._leader_conn
-        if conn is None or conn.closed:
-            conn = self._leader_conn = self.engine.connect()
-        try:
-            size0, cr, queued = self._lock_pg(conn)
-            rows = self._drain(conn) if queued else []
-            n_queued = len(rows)
-            now = _utcnow()
-            rows += [(None, a.kind, a.payload.decode(), a.leaf_hash, now) for a in memory]
-            if not rows:
-                conn.rollback()  # nothing to do: release the lock without a WAL flush
-                return {}, None
-            cp = self._write_batch(conn, size0, cr, rows)
-            conn.commit()
-        except BaseException:
-            self._leader_conn = None
-            conn.invalidate()
-            raise
-        if cp is not None:
-            self._announce()
-        self._known_size = size0 + len(rows)
-        for i, a in enumerate(memory):
-            a.index, a.checkpoint = size0 + n_queued + i, cp
-        found = {r[0]: size0 + i for i, r in enumerate(rows[:n_queued])}
-        with self._cond:  # for appenders of this process that have not registered yet
-            if len(self._recent) > 10_000:
-                self._recent.clear()  # those left are other processes' (they look it up)
-            self._recent.update({q: (i, cp) for q, i in found.items() if q not in self._waiting})
-        return found, cp
+                if self._agent is None:
+                    self._agent = Agent(self)
+                agent = self._agent
+            agent.wait(queued)
+            for a in queued:
+                if a.error is not None:
+                    raise a.error
+                if a.index is None:  # pragma: no cover - wait() returns only when set
+                    raise InvalidRequest(f"queued ledger event {a.queue_id} has no index")
+                if a.ref is not None:
+                    self._link(a.ref, a.index)
+        for a in events:
+            if a.checkpoint is None and self.signer is not None and a.index is not None:
+                a.checkpoint = self._covering(a.index)
 
     def _covering(self, index: int) -> Checkpoint:
         with self.engine.connect() as conn:
@@ -734,19 +645,18 @@ class LedgerStore:
             existing = s.get(LedgerCheckpoint, size0)
             if existing is not None:
                 return Checkpoint(existing.tree_size, bytes(existing.root), existing.note)
-            root = cr.root()
-            note = self.signer.sign_checkpoint(size0, root)
+            cp = self._sign_checkpoint(size0, cr.root())
             s.execute(
                 insert(LedgerCheckpoint).values(
-                    tree_size=size0, root=root, note=note, created=_utcnow()
+                    tree_size=size0, root=cp.root, note=cp.note, created=_utcnow()
                 )
             )
             s.info["nsdx_ledger_signed"] = True
-            return Checkpoint(size0, root, note)
-        cp = self._write_batch(s, size0, cr, rows)
-        assert cp is not None
+            return cp
+        batch_cp = self.write_batch(s, size0, cr, rows)
+        assert batch_cp is not None
         s.info["nsdx_ledger_signed"] = True
-        return cp
+        return batch_cp
 
     def latest_checkpoint(self) -> Checkpoint | None:
         with Session(self.engine) as s:

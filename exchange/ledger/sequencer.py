@@ -1,0 +1,338 @@
+"""The ledger sequencer (PostgreSQL): one process at a time writes the tree, in batches.
+
+Every appender, in whatever process (``nsdx serve`` workers, CLI commands, the job
+worker), only *queues* its event: one INSERT into ``ledger_queue``, committed by its own
+transaction (a trade's transaction commits the event atomically with the trade's rows).
+It then waits for its **receipt**: the index the event was given, and the signed
+checkpoint of the batch that gave it.
+
+**The sequencer** is whichever process holds the PostgreSQL advisory lock
+:data:`SEQUENCER_LOCK` (session level, taken with ``pg_try_advisory_lock``). There is no
+separate daemon: each process that waits for a receipt runs one background thread, its
+*agent*; an agent that finds no sequencer takes the lock and becomes it. The sequencer
+loops: lock the head row, take every committed queued event off the queue, give them the
+next indices, store the entries and the completed tiles, move the head, sign **one**
+checkpoint — one transaction, one WAL flush for the whole batch
+(:meth:`~exchange.ledger.store.LedgerStore.write_batch`, the single place that signs a
+batch's checkpoint) — and announce the batch with ``NOTIFY`` :data:`CHANNEL` (delivered at
+commit, so only committed batches are announced). It resigns after :data:`IDLE_RESIGN`
+seconds without work.
+
+**Receipts.** The announcement carries the batch's first index, the queue ids in index
+order (as runs) and the checkpoint, so every agent hands its waiters their receipts
+without a query. The receipt is durable before it is announced: ``ledger_entries.queue_id``
+records which queue row became which entry. An agent looks receipts up in the database
+instead when an announcement may have been missed (the event was queued before the agent
+listened, the announcement was too long for ``NOTIFY``, or a waiter has waited
+:data:`LOOKUP_AFTER` seconds).
+
+**Crashes.** A sequencer killed mid-batch (SIGKILL, power loss) leaves an open
+transaction that PostgreSQL rolls back: the queue rows it took are back in the queue, no
+entry, head or checkpoint of that batch exists, and its session's advisory lock is
+released. The next agent that looks (every :data:`WAIT` seconds while it has waiters)
+becomes the sequencer and integrates them. An append is *acknowledged* only when its
+receipt is given, i.e. after the batch that integrated it committed with a synchronous
+WAL flush; so no acknowledged append is lost, and indices stay dense (no gap, no
+duplicate, no fork: only the head-row lock holder gives indices).
+
+A standalone event (:meth:`~exchange.ledger.store.LedgerStore.append_event`) is queued
+with ``synchronous_commit`` off: its queue row is not flushed on its own, but it is not
+acknowledged either until the sequencer's batch commits, and that commit's flush covers
+every earlier WAL record, the queue row included.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import text
+
+from ingest import failpoints
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Appended, Checkpoint, LedgerStore
+
+#: The advisory lock whose holder is the sequencer ('nsdxLEDG').
+SEQUENCER_LOCK = 0x6E7364784C454447
+#: The NOTIFY channel announcing integrated batches.
+CHANNEL = "nsdx_ledger"
+#: A waiting agent checks this often that a sequencer is alive (and becomes it if not).
+WAIT = 0.05
+#: The sequencer resigns after this long without work and without waiters of its own.
+IDLE_RESIGN = 1.0
+#: A waiter not served by an announcement after this long is looked up in the database.
+LOOKUP_AFTER = 0.5
+#: An agent without waiters (and not the sequencer) stops after this long.
+LINGER = 2.0
+#: Receipts announced recently, kept for waiters that register after the announcement.
+RECENT = 100_000
+#: NOTIFY payloads must stay under 8000 bytes.
+MAX_PAYLOAD = 7800
+_ELECT = text("SELECT pg_try_advisory_lock(:k)")
+_NAME = text("SELECT set_config('application_name', :name, false)")
+_QUEUED_SQL = "SELECT EXISTS (SELECT 1 FROM ledger_queue)"
+
+
+def announcement(size0: int, qids: list[int | None], cp: Checkpoint | None) -> str:
+    """The NOTIFY payload of a batch: first index, queue ids (runs), checkpoint."""
+    runs: list[list[int]] = []
+    for q in qids:
+        if q is None:
+            break  # rows not from the queue come last and have no waiter
+        if runs and runs[-1][0] + runs[-1][1] == q:
+            runs[-1][1] += 1
+        else:
+            runs.append([q, 1])
+    msg: dict = {"s": size0, "n": len(qids), "q": runs}
+    if cp is not None:
+        msg["cp"] = [cp.tree_size, base64.b64encode(cp.root).decode(), cp.note]
+    out = json.dumps(msg, separators=(",", ":"))
+    if len(out) > MAX_PAYLOAD:
+        del msg["q"]  # receivers look the batch up
+        out = json.dumps(msg, separators=(",", ":"))
+    return out
+
+
+class Agent:
+    """The per-process (per store) background thread that waits for receipts and, when
+    no one else is, acts as the sequencer."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.cond = store._cond
+        self.waiting: dict[int, Appended] = {}
+        self.since: dict[int, float] = {}  # queue id -> when its waiter registered
+        self.recent: OrderedDict[int, tuple[int, Checkpoint | None]] = OrderedDict()
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+        self.listen_at: float | None = None  # monotonic time LISTEN took effect
+        self.sequencer = False
+        self.memory: list[Appended] = []  # standalone events handed over in this process
+        self.batches = 0  # batches this agent integrated as the sequencer
+        self.busy = False  # the last round integrated something
+
+    # -- the waiting side (any thread) ------------------------------------------------
+    def wait(self, events: list[Appended]) -> None:
+        """Block until every event has its index (or an error)."""
+        with self.cond:
+            if self.pid != os.getpid():  # forked: the parent's thread is not ours
+                self.__init__(self.store)  # type: ignore[misc]
+            now = time.monotonic()
+            for a in events:
+                assert a.queue_id is not None
+                done = self.recent.get(a.queue_id)
+                if done is not None:
+                    a.index, a.checkpoint = done
+                    continue
+                self.waiting[a.queue_id] = a
+                # queued before we listened: its announcement may be gone — look it up
+                stale = self.listen_at is None or a.queued_at < self.listen_at
+                self.since[a.queue_id] = now - LOOKUP_AFTER if stale else now
+            if self.thread is None and self.waiting:
+                self.thread = threading.Thread(target=self._run, name="nsdx-ledger", daemon=True)
+                self.thread.start()
+            while any(a.index is None and a.error is None for a in events):
+                self.cond.wait()
+
+    def hand_over(self, a: Appended) -> bool:
+        """While this process is the sequencer, a standalone event needs no queue row:
+        hand it over in memory and wait for the batch that integrates it (it is
+        acknowledged only after that batch committed). False: not the sequencer."""
+        with self.cond:
+            if self.pid != os.getpid() or not self.sequencer or self.thread is None:
+                return False
+            self.memory.append(a)
+            while a.index is None and a.error is None:
+                self.cond.wait()
+        return True
+
+    # -- the agent thread -------------------------------------------------------------
+    def _run(self) -> None:
+        conn = None
+        try:
+            conn = self.store.engine.connect()
+            raw = conn.connection.driver_connection
+            conn.exec_driver_sql(f"LISTEN {CHANNEL}")
+            conn.commit()
+            with self.cond:
+                self.listen_at = time.monotonic()
+            idle = time.monotonic()
+            while True:
+                with self.cond:
+                    now = time.monotonic()
+                    if not self.waiting and not self.sequencer and now - idle > LINGER:
+                        self.thread = None
+                        self.listen_at = None
+                        return
+                    late = [q for q, t in self.since.items() if now - t >= LOOKUP_AFTER]
+                    for q in late:
+                        self.since[q] = now
+                    has_waiters = bool(self.waiting or self.memory)
+                if late:
+                    self._lookup(conn, late)
+                if has_waiters:
+                    idle = time.monotonic()
+                if not self.sequencer and has_waiters:
+                    self.sequencer = bool(conn.execute(_ELECT, {"k": SEQUENCER_LOCK}).scalar())
+                    if self.sequencer:  # operators find it in pg_stat_activity
+                        conn.execute(_NAME, {"name": f"nsdx ledger sequencer {os.getpid()}"})
+                    conn.commit()
+                if not self.sequencer:
+                    self._listen(raw, WAIT)
+                    continue
+                if self._round(conn):
+                    idle = time.monotonic()
+                    self._listen(raw, 0)
+                    continue
+                if not has_waiters and time.monotonic() - idle > IDLE_RESIGN:
+                    with self.cond:  # no hand-over after this
+                        if self.memory:
+                            continue
+                        self.sequencer = False
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SEQUENCER_LOCK})
+                    conn.execute(_NAME, {"name": ""})
+                    conn.commit()
+                    continue
+                # nothing queued yet: look again in a moment (less often the longer idle)
+                self._listen(raw, min(0.02, 0.001 + (time.monotonic() - idle) / 20))
+        except BaseException as e:  # noqa: BLE001 - handed to the waiters, who raise it
+            with self.cond:
+                for a in [*self.waiting.values(), *self.memory]:
+                    a.error = e
+                self.waiting.clear()
+                self.memory.clear()
+                self.since.clear()
+                self.thread = None
+                self.listen_at = None
+                self.sequencer = False
+                self.cond.notify_all()
+        finally:
+            if conn is not None:
+                # never back to the pool: it listens (and may hold the advisory lock)
+                conn.invalidate()
+                conn.close()
+
+    def _round(self, conn) -> int:
+        """One batch as the sequencer: every queued event, then those handed over in
+        memory; the number of events integrated."""
+        store = self.store
+        with self.cond:
+            mem, self.memory = self.memory, []
+        try:
+            # idle: look before taking the lock (on the driver connection: a look is
+            # not the application's statement); busy: the lock statement looks too
+            if not mem and not self.busy and not self._queued(conn):
+                return 0
+            size0, cr, queued = store._lock_pg(conn)
+            failpoints.hit("ledger.append")
+            rows = store._drain(conn) if queued else []
+            n_queued = len(rows)
+            now = datetime.now(UTC).replace(tzinfo=None)
+            rows += [(None, a.kind, a.payload.decode(), a.leaf_hash, now) for a in mem]
+            if not rows:
+                conn.rollback()
+                self.busy = False
+                return 0
+            cp = store.write_batch(conn, size0, cr, rows)
+            failpoints.hit("ledger.written")
+            conn.commit()
+        except BaseException as e:
+            with self.cond:  # never written: their callers get the error
+                for a in mem:
+                    a.error = e
+                self.cond.notify_all()
+            raise
+        store._known_size = size0 + len(rows)
+        self.batches += 1
+        if cp is not None:
+            store._announce()  # after-signing listeners (witnessing) of this process
+        self.busy = True
+        with self.cond:
+            for i, a in enumerate(mem):
+                a.index, a.checkpoint = size0 + n_queued + i, cp
+        self._resolve([(r[0], size0 + i) for i, r in enumerate(rows[:n_queued])], cp)
+        return len(rows)
+
+    @staticmethod
+    def _queued(conn) -> bool:
+        raw = conn.connection.driver_connection
+        try:
+            row = raw.execute(_QUEUED_SQL).fetchone()
+        finally:
+            raw.rollback()
+        return bool(row and row[0])
+
+    def _listen(self, raw, timeout: float) -> None:
+        """Wait up to ``timeout`` s for announcements; apply those received."""
+        got = []
+        for n in raw.notifies(timeout=timeout, stop_after=1):
+            got.append(n.payload)
+        if timeout == 0 and not got:
+            return
+        for payload in got:
+            try:
+                msg = json.loads(payload)
+                s0, count = int(msg["s"]), int(msg["n"])
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours
+            cp = None
+            if msg.get("cp"):
+                from .store import Checkpoint
+
+                t, r, note = msg["cp"]
+                cp = Checkpoint(int(t), base64.b64decode(r), note)
+            if "q" in msg:
+                pairs, i = [], s0
+                for start, length in msg["q"]:
+                    pairs += [(start + k, i + k) for k in range(length)]
+                    i += length
+                self._resolve(pairs, cp)
+            else:
+                self._resolve_range(s0, s0 + count, cp)
+
+    def _resolve_range(self, lo: int, hi: int, cp) -> None:
+        with self.store.engine.connect() as c:
+            rows = c.execute(
+                text("SELECT queue_id, idx FROM ledger_entries WHERE idx >= :lo AND idx < :hi"),
+                {"lo": lo, "hi": hi},
+            ).all()
+        self._resolve([(q, i) for q, i in rows if q is not None], cp)
+
+    def _lookup(self, conn, qids: list[int]) -> None:
+        with self.cond:
+            hint = min((self.waiting[q].hint for q in qids if q in self.waiting), default=0)
+        rows = conn.execute(
+            text(
+                "SELECT queue_id, idx FROM ledger_entries "
+                "WHERE idx >= :hint AND queue_id = ANY(CAST(:q AS bigint[]))"
+            ),
+            {"hint": hint, "q": qids},
+        ).all()
+        cp = None
+        if rows and self.store.signer is not None:
+            cp = self.store.latest_checkpoint()  # covers every integrated entry
+        conn.rollback()
+        self._resolve([(q, i) for q, i in rows], cp)
+
+    def _resolve(self, pairs: list[tuple[int, int]], cp) -> None:
+        with self.cond:
+            for q, idx in pairs:
+                if q is None:
+                    continue
+                c = cp if cp is not None and cp.tree_size > idx else None
+                a = self.waiting.pop(q, None)
+                self.since.pop(q, None)
+                if a is not None:
+                    a.index, a.checkpoint = idx, c
+                else:
+                    self.recent[q] = (idx, c)
+            while len(self.recent) > RECENT:
+                self.recent.popitem(last=False)
+            self.cond.notify_all()
