@@ -21,8 +21,10 @@ Goal from issue 12: every page under 300 ms of server time.
 from __future__ import annotations
 
 import argparse
+import atexit
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -132,6 +134,7 @@ def main() -> None:
     from nsdx.web.app import create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="nsdx-bench-portal-"))
+    atexit.register(shutil.rmtree, tmp, True)  # ~70 MB of database and objects
     db = f"sqlite:///{tmp / 'nsdx.db'}"
     t = time.perf_counter()
     generate(db, a.datasets)
