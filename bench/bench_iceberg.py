@@ -78,6 +78,9 @@ def main() -> None:
     print(f"register: {sync_s / n * 1000:8.1f} ms per version (catalog opened once)")
     print(f"ratio register/publish: {sync_s / publish_s:.3f}")
     print(f"pyiceberg import (once per process): {import_s * 1000:.0f} ms")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -211,6 +211,9 @@ def test_a_split_view_is_refused_and_reported_by_verify(ledger, tmp_path):
         forks = [p for p in res.problems if p.kind == "fork"]
         assert len(forks) == 1 and "witness.test/f1" in forks[0].message
         assert "size 6" in forks[0].message and "split view" in forks[0].message
+        from nsdx.web.i18n import core  # the officials' page says it in Chinese
+
+        assert "见证方 witness.test/f1 在规模 6 处联署了另一段历史" in core(forks[0].message)
         views = {v["witness"]: v for v in res.witnessing["views"]}
         assert views["witness.test/f1"]["agrees"] is False
         assert views["witness.test/f2"]["agrees"] is True

@@ -51,6 +51,22 @@ def _where(r: dict | None) -> str:
     )
 
 
+def _refusal_detail(e: dict) -> str | None:
+    """A refusal's reason as the ledger states it; a missing-evidence refusal's as a
+    message a surface can translate, when it is exactly the text the entry holds."""
+    detail = e.get("detail")
+    need = e.get("requires")
+    if e.get("rule") != "evidence_missing" or not isinstance(need, list) or not need:
+        return detail
+    msg = Msg(
+        "%(route)s (%(rule)s) needs its %(kinds)s reference before the grant",
+        route=e.get("route"),
+        rule=e.get("decision_rule"),
+        kinds=" or ".join(map(str, need)),
+    )
+    return msg if msg == detail else detail
+
+
 def compute_crossborder(events: list[dict], checkpoint: Checkpoint, year: int) -> dict:
     """The audit of ``year`` from the leaves of ``checkpoint`` (no clock: the same
     checkpoint always gives the same report)."""
@@ -108,7 +124,7 @@ def compute_crossborder(events: list[dict], checkpoint: Checkpoint, year: int) -
                     "dataset": e.get("dataset"),
                     "route": e.get("route"),
                     "rule": e.get("rule"),
-                    "detail": e.get("detail"),
+                    "detail": _refusal_detail(e),
                     "policy_sha256": e.get("policy_sha256"),
                 }
             )

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from validation.messages import Msg
+
 from ..ledger.keys import open_checkpoint
 from ..ledger.note import NoteError
 from ..models import LedgerCheckpoint, LedgerCosignature, LedgerWitnessed
@@ -149,8 +151,13 @@ def audit_witnessing(
             a.problems.append(
                 (
                     "quorum",
-                    f"checkpoint {w.tree_size} is marked witnessed but {len(good)} of the "
-                    f"configured witnesses cosigned it (quorum {cfg.quorum})",
+                    Msg(
+                        "checkpoint %(size)s is marked witnessed but %(n)s of the configured "
+                        "witnesses cosigned it (quorum %(quorum)s)",
+                        size=w.tree_size,
+                        n=len(good),
+                        quorum=cfg.quorum,
+                    ),
                 )
             )
     if not ask:
@@ -175,20 +182,31 @@ def audit_witnessing(
             a.problems.append(
                 (
                     "fork",
-                    f"witness {v.witness} cosigned a checkpoint of size {v.size} signed by the "
-                    f"exchange, but the database holds {entries} entries and no such "
-                    "checkpoint: the exchange showed the witness another history (a split "
-                    "view), or entries were removed",
+                    Msg(
+                        "witness %(witness)s cosigned a checkpoint of size %(size)s signed by "
+                        "the exchange, but the database holds %(entries)s entries and no such "
+                        "checkpoint: the exchange showed the witness another history (a split "
+                        "view), or entries were removed",
+                        witness=v.witness,
+                        size=v.size,
+                        entries=entries,
+                    ),
                 )
             )
         else:
             a.problems.append(
                 (
                     "fork",
-                    f"witness {v.witness} cosigned a different history at size {v.size}: "
-                    f"root {v.root}, but the database's tree of {v.size} entries has root "
-                    f"{base64.b64encode(ours).decode()} - both signed by the exchange: it "
-                    "showed two histories (a split view)",
+                    Msg(
+                        "witness %(witness)s cosigned a different history at size %(size)s: "
+                        "root %(theirs)s, but the database's tree of %(size)s entries has root "
+                        "%(ours)s - both signed by the exchange: it showed two histories (a "
+                        "split view)",
+                        witness=v.witness,
+                        size=v.size,
+                        theirs=v.root,
+                        ours=base64.b64encode(ours).decode(),
+                    ),
                 )
             )
     return a

@@ -70,6 +70,9 @@ PROBLEM_KINDS = [  # exchange.ledger.verify.Problem.kind
     Np_("problem", "missing"),
     Np_("problem", "unsigned"),
     Np_("problem", "tile"),
+    Np_("problem", "fork"),  # with witnesses (exchange.witness.audit)
+    Np_("problem", "quorum"),
+    Np_("problem", "cosignature"),
 ]
 REGIONS = [N_("hong-kong"), N_("macao"), N_("abroad")]  # a destination outside the mainland
 LEDGER_KINDS = [  # the kinds of ledger entries the exchange writes (others are shown as stored)
