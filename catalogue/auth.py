@@ -31,6 +31,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ingest.storage.base import reserved_prefix
+
 from .access import ANONYMOUS, ROLES, SYSTEM, NotAuthorized, Principal, see_clause
 from .errors import CatalogueError
 from .models import ApiToken, Dataset, Membership, Organization, User, utcnow
@@ -262,6 +264,8 @@ class Accounts:
             raise InvalidInput(
                 {"name": ["Must be 2-100 characters: lower-case letters, digits, '-' or '_'."]}
             )
+        if reserved_prefix(name):  # the organisation names its datasets' storage folder
+            raise InvalidInput({"name": ["This name is kept by the object store; choose another."]})
         with self.cat.Session.begin() as s:
             if s.scalar(select(Organization).where(Organization.name == name)) is not None:
                 raise InvalidInput({"name": ["Group name already exists in database"]})

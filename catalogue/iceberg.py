@@ -45,6 +45,8 @@ from sqlalchemy import inspect, select
 from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session, selectinload
 
+from ingest.storage.base import ICEBERG
+
 from .access import ANONYMOUS, DatasetFacts, may_read, read_clause
 from .errors import CatalogueError
 from .models import Dataset, Version
@@ -56,7 +58,7 @@ if TYPE_CHECKING:
     from .registry import Catalogue
 
 CATALOG_NAME = "nsdx"
-PREFIX = "iceberg"  # object keys of the metadata files
+PREFIX = ICEBERG  # object keys of the metadata files (a name no organisation may take)
 P_DATASET, P_VERSION, P_FINGERPRINT = "nsdx.dataset", "nsdx.version", "nsdx.fingerprint"
 MAX_LOOKUP_TABLES = 10_000  # `nsdx iceberg which`: tables read at most
 

@@ -16,6 +16,7 @@ import yaml
 from validation.money import InvalidAmount, to_fen
 
 from .errors import ConfigError
+from .storage.base import reserved_prefix
 
 ID_RE = re.compile(r"^[a-z0-9-]{2,100}$")
 # A table name (a GTFS member's file name) becomes a storage folder and a SQL view name:
@@ -300,6 +301,13 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
             f"organization {org!r} must match [a-z0-9-]{{2,100}}",
             hint="use lower-case letters, digits and '-', e.g. nansha-transport-bureau "
             "(the organisation names the storage folder <org>/<dataset>/)",
+        )
+    if reserved_prefix(org):
+        raise ctx.err(
+            _child(node, "organization"),
+            f"organization {org!r} is a name the store keeps for itself",
+            hint="choose another name for the organisation (it names the storage folder "
+            "<org>/<dataset>/)",
         )
     src_raw = _require(ctx, node, raw, "source", what)
     src_node = _child(node, "source")

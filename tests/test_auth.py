@@ -139,3 +139,11 @@ def test_cli(nsdx_env, database_url):
     assert "user 'ghost' not found" in r.stderr and "nsdx user create" in r.stderr
     r = run_cli("user", "create", "ed", env=env, check=False)
     assert r.returncode == 1 and "already exists" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["iceberg", "_staging"])
+def test_an_organisation_cannot_take_a_folder_the_store_keeps(accounts, name):
+    with pytest.raises(InvalidInput) as e:
+        accounts.create_org(name)
+    assert e.value.errors == {"name": ["This name is kept by the object store; choose another."]}
+    accounts.create_org("iceberg-lab")  # a name merely beginning so is fine

@@ -130,3 +130,14 @@ def test_bad_list_prices_name_line_and_column(value, message):
         parse_specs(GOOD.replace("    access: open\n", f"    price_cny: {value}\n"))
     assert message in str(e.value)
     assert (e.value.line, e.value.column) == (8, 16), str(e.value)
+
+
+@pytest.mark.parametrize("org", ["iceberg", "_staging"])
+def test_an_organisation_cannot_take_a_folder_the_store_keeps(org):
+    """A dataset's objects live under <organisation>/<dataset>/; the store's own top-level
+    folders (Iceberg metadata, publish staging) are not organisations' to take."""
+    text = GOOD.replace("organization: nansha-transport-bureau", f"organization: {org}")
+    with pytest.raises(ConfigError) as e:
+        parse_specs(text)
+    if org == "iceberg":  # "_staging" is already refused by the name's form
+        assert str(e.value).startswith("datasets.yaml:6:19: organization 'iceberg' is a name the")

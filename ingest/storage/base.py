@@ -27,6 +27,16 @@ from pathlib import Path
 
 MANIFEST = "manifest.json"
 STAGING = "_staging"
+ICEBERG = "iceberg"  # the Iceberg tables' metadata files (catalogue.iceberg)
+#: top-level folders of the store that are the store's own: a dataset's objects live under
+#: ``<organisation>/<dataset>/``, so no organisation may take one of these names
+RESERVED_PREFIXES = frozenset({STAGING, ICEBERG})
+
+
+def reserved_prefix(name: str) -> bool:
+    """Is ``name`` one of the store's own top-level folders (not an organisation's)?"""
+    return name in RESERVED_PREFIXES
+
 
 Progress = Callable[[int], None]  # called with a number of bytes done
 
