@@ -33,7 +33,10 @@ released. The next agent that looks (every :data:`WAIT` seconds while it has wai
 becomes the sequencer and integrates them. An append is *acknowledged* only when its
 receipt is given, i.e. after the batch that integrated it committed with a synchronous
 WAL flush; so no acknowledged append is lost, and indices stay dense (no gap, no
-duplicate, no fork: only the head-row lock holder gives indices).
+duplicate, no fork: only the head-row lock holder gives indices). A sequencer whose
+connection is lost (terminated, a database restart) rolls back the same way; its agent
+connects again for up to :data:`RETRY_FOR` seconds, and the waiters of queued events get
+their receipts from the next batch instead of an error (their trades are committed).
 
 A standalone event (:meth:`~exchange.ledger.store.LedgerStore.append_event`) is queued
 with ``synchronous_commit`` off: its queue row is not flushed on its own, but it is not
@@ -75,9 +78,29 @@ LINGER = 2.0
 RECENT = 100_000
 #: NOTIFY payloads must stay under 8000 bytes.
 MAX_PAYLOAD = 7800
+#: After a lost connection, an agent with waiters connects again for this long.
+RETRY_FOR = 30.0
+RETRY_PAUSE = 0.2
 _ELECT = text("SELECT pg_try_advisory_lock(:k)")
 _NAME = text("SELECT set_config('application_name', :name, false)")
 _QUEUED_SQL = "SELECT EXISTS (SELECT 1 FROM ledger_queue)"
+
+
+def _connection_lost(e: BaseException) -> bool:
+    """Is ``e`` the database connection failing (worth connecting again), not a fault?"""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(e, DBAPIError):
+        return bool(e.connection_invalidated) or isinstance(e.orig, _operational())
+    return isinstance(e, _operational())
+
+
+def _operational() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - the PostgreSQL driver is a dependency
+        return ()
+    return (psycopg.OperationalError,)
 
 
 def announcement(size0: int, qids: list[int | None], cp: Checkpoint | None) -> str:
@@ -155,6 +178,42 @@ class Agent:
 
     # -- the agent thread -------------------------------------------------------------
     def _run(self) -> None:
+        """Serve until lingering ends. A lost database connection (terminated, a restart)
+        does not fail the waiters of queued events: their queue rows are committed (a
+        trade's rows with them), so the agent connects again and the next sequencer
+        integrates them; only after :data:`RETRY_FOR` seconds without a connection do
+        the waiters get the error. Events handed over in memory were never stored: their
+        callers get the error at once."""
+        failed_at: float | None = None
+        while True:
+            try:
+                self._serve()
+                return
+            except BaseException as e:  # noqa: BLE001 - handed to the waiters, who raise it
+                now = time.monotonic()
+                failed_at = failed_at if failed_at is not None else now
+                retry = _connection_lost(e) and now - failed_at < RETRY_FOR
+                with self.cond:
+                    for a in self.memory:
+                        a.error = e
+                    self.memory.clear()
+                    self.sequencer = False
+                    self.listen_at = None
+                    retry = retry and bool(self.waiting)
+                    if not retry:
+                        for a in self.waiting.values():
+                            a.error = e
+                        self.waiting.clear()
+                        self.since.clear()
+                        self.thread = None
+                    else:  # look each one up again once connected
+                        self.since = dict.fromkeys(self.since, now - LOOKUP_AFTER)
+                    self.cond.notify_all()
+                if not retry:
+                    return
+                time.sleep(RETRY_PAUSE)
+
+    def _serve(self) -> None:
         conn = None
         try:
             conn = self.store.engine.connect()
@@ -202,17 +261,6 @@ class Agent:
                     continue
                 # nothing queued yet: look again in a moment (less often the longer idle)
                 self._listen(raw, min(0.02, 0.001 + (time.monotonic() - idle) / 20))
-        except BaseException as e:  # noqa: BLE001 - handed to the waiters, who raise it
-            with self.cond:
-                for a in [*self.waiting.values(), *self.memory]:
-                    a.error = e
-                self.waiting.clear()
-                self.memory.clear()
-                self.since.clear()
-                self.thread = None
-                self.listen_at = None
-                self.sequencer = False
-                self.cond.notify_all()
         finally:
             if conn is not None:
                 # never back to the pool: it listens (and may hold the advisory lock)
