@@ -37,12 +37,13 @@ from .errors import (
     EnterpriseNotFound,
     InvalidRequest,
     InvalidState,
+    LedgerCorrupt,
     NotAllowed,
     OfferNotFound,
     OrderNotFound,
 )
 from .grants import SessionGrants
-from .ledger.store import Appended
+from .ledger.store import Appended, b64
 from .models import CrossBorderDecision, Enterprise, Grant, Offer, Order, Payment, Refund
 from .registration import require_listable
 from .rules import MAX_INT32, bounded_int, bounded_text, parse_day
@@ -77,6 +78,12 @@ def _receipt(ex: Exchange, a: Appended, record: dict, ref=None) -> dict:
 
     a = ex.ledger.settle(a)
     proof = ex.ledger.inclusion(a.settled_index, checkpoint=a.checkpoint)
+    if proof["leaf_hash"] != b64(a.leaf_hash):  # never a proof of another entry
+        raise LedgerCorrupt(
+            f"ledger entry {a.index} does not hold the leaf of this event: no receipt",
+            hint="run `nsdx audit verify`",
+            index=a.index,
+        )
     if ref is not None and "ledger_index" in record:
         record = {**record, "ledger_index": ref.ledger_index or a.index}
     return {**record, "receipt": {"entry": json.loads(a.payload), **proof}}

@@ -365,3 +365,102 @@ def test_db_receipts_verify_and_bit_flips_fail(filled, data):
         flipped[0] = bytes([flipped[0][0] ^ 1]) + flipped[0][1:]
         with pytest.raises(ProofError):
             verify_consistency(size1, size, flipped, b(c["root1"]), b(c["root2"]))
+
+
+_FORGED = [
+    '{"s":0,"n":1,"q":[[%d,1]]}',  # another entry's index for the waiting event
+    '{"cp":[1,2]}',
+    '{"cp":[1,"!!",""]}',
+    '{"q":[5]}',
+    '{"s":"x","n":[],"q":{}}',
+    "not json",
+    "",
+]
+
+
+def test_postgres_notify_is_only_a_wake_up(postgres_url, tmp_path):
+    """Any role that can connect may NOTIFY on the ledger channel: forged or malformed
+    announcements, received while an event is queued but not integrated, neither give
+    it an index nor break the agent; the database gives the receipt, its own leaf's."""
+    import time
+
+    from exchange.errors import LedgerCorrupt
+    from exchange.ledger.sequencer import CHANNEL, Agent
+
+    store = _store(postgres_url, tmp_path)
+    _fill(store, 3)
+    for _ in range(200):  # the filling agent resigns and stops (else it integrates)
+        if store._agent is None or store._agent.thread is None:
+            break
+        time.sleep(0.05)
+    assert store._agent is None or store._agent.thread is None
+    with store.engine.connect() as c:
+        (a,) = store._enqueue(
+            c, [("queued", b'{"type":"queued"}', leaf_hash(b'{"type":"queued"}'))], None
+        )
+        c.commit()
+    agent = Agent(store)
+    agent.waiting[a.queue_id] = a
+    conn = store.engine.connect()
+    raw = conn.connection.driver_connection
+    conn.exec_driver_sql(f"LISTEN {CHANNEL}")
+    conn.commit()
+    agent.seen = 3
+    try:
+        with store.engine.connect() as other:
+            for p in _FORGED:
+                p = p % a.queue_id if "%d" in p else p
+                other.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": p})
+                other.commit()
+        for _ in _FORGED:
+            agent._listen(conn, raw, 1.0)  # must not raise
+        assert a.index is None and a.error is None and a.queue_id in agent.waiting
+        store.checkpoint()  # integrates the queue and announces it (another session)
+        agent._listen(conn, raw, 5.0)
+        assert a.error is None and a.index == 3 and a.checkpoint.tree_size == 4
+        assert store.entry(3)["leaf_hash"] == base64.b64encode(a.leaf_hash).decode()
+        # defence in depth: a receipt whose leaf is not the event's own is refused
+        b = type(a)(None, leaf_hash(b"other"), b"other", queue_id=10**9)
+        agent.waiting[b.queue_id] = b
+        agent._resolve([(b.queue_id, 3, store_leaf(store, 3))], None)
+        assert b.index is None and isinstance(b.error, LedgerCorrupt)
+    finally:
+        conn.invalidate()
+        conn.close()
+
+
+def store_leaf(store: LedgerStore, idx: int) -> bytes:
+    return base64.b64decode(store.entry(idx)["leaf_hash"])
+
+
+def test_postgres_malformed_notifies_do_not_break_waiters(postgres_url, tmp_path):
+    """Malformed announcements sent while appenders wait for their receipts: every
+    committed append still gets its own index."""
+    import threading
+
+    from exchange.ledger.sequencer import CHANNEL
+
+    store = _store(postgres_url, tmp_path)
+    stop = threading.Event()
+
+    def spam() -> None:
+        with store.engine.connect() as other:
+            while not stop.is_set():
+                for p in _FORGED[1:] + ['{"s":0,"n":1,"q":[[1,1]]}']:
+                    other.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": p})
+                    other.commit()
+
+    t = threading.Thread(target=spam)
+    t.start()
+    try:
+        got = []
+        for i in range(20):
+            with store.transaction() as s:
+                got.append(store.append(s, "test.event", {"i": i}))
+    finally:
+        stop.set()
+        t.join()
+    assert [a.index for a in got] == list(range(20))
+    for a in got:
+        assert store_leaf(store, a.index) == a.leaf_hash
+    assert verify_ledger(store, store.signer.verifier_key).ok

@@ -18,13 +18,16 @@ batch's checkpoint) — and announce the batch with ``NOTIFY`` :data:`CHANNEL` (
 commit, so only committed batches are announced). It resigns after :data:`IDLE_RESIGN`
 seconds without work.
 
-**Receipts.** The announcement carries the batch's first index, the queue ids in index
-order (as runs) and the checkpoint, so every agent hands its waiters their receipts
-without a query. The receipt is durable before it is announced: ``ledger_entries.queue_id``
-records which queue row became which entry. An agent looks receipts up in the database
-instead when an announcement may have been missed (the event was queued before the agent
-listened, the announcement was too long for ``NOTIFY``, or a waiter has waited
-:data:`LOOKUP_AFTER` seconds).
+**Receipts.** The receipt is durable before it is announced: ``ledger_entries.queue_id``
+records which queue row became which entry. An announcement is only a *wake-up*: any
+role that can connect may ``NOTIFY`` on :data:`CHANNEL`, so its payload is never read.
+On a wake-up from another session the agent reads, in one query, every entry written
+since the last one it saw (``queue_id``, index, leaf hash) and the latest signed
+checkpoint, and hands its waiters their receipts from that — the database is the truth.
+A receipt whose leaf hash is not the event's own is refused
+(:class:`~exchange.errors.LedgerCorrupt`). An agent also looks receipts up by queue id
+when a wake-up may have been missed (the event was queued before the agent listened, or
+a waiter has waited :data:`LOOKUP_AFTER` seconds).
 
 **Crashes.** A sequencer killed mid-batch (SIGKILL, power loss) leaves an open
 transaction that PostgreSQL rolls back: the queue rows it took are back in the queue, no
@@ -46,7 +49,6 @@ every earlier WAL record, the queue row included.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
@@ -76,14 +78,19 @@ LOOKUP_AFTER = 0.5
 LINGER = 2.0
 #: Receipts announced recently, kept for waiters that register after the announcement.
 RECENT = 100_000
-#: NOTIFY payloads must stay under 8000 bytes.
-MAX_PAYLOAD = 7800
 #: After a lost connection, an agent with waiters connects again for this long.
 RETRY_FOR = 30.0
 RETRY_PAUSE = 0.2
 _ELECT = text("SELECT pg_try_advisory_lock(:k)")
 _NAME = text("SELECT set_config('application_name', :name, false)")
 _QUEUED_SQL = "SELECT EXISTS (SELECT 1 FROM ledger_queue)"
+_HEAD_SQL = "SELECT COALESCE(MAX(size), 0) FROM ledger_head"
+# a wake-up: the latest checkpoint (kind 0) and every entry from :lo (kind 1), one snapshot
+_WAKE_SQL = (
+    "(SELECT 0, NULL::bigint, tree_size, root, note FROM ledger_checkpoints "
+    "ORDER BY tree_size DESC LIMIT 1) UNION ALL "
+    "(SELECT 1, queue_id, idx, leaf_hash, NULL FROM ledger_entries WHERE idx >= :lo)"
+)
 
 
 def _connection_lost(e: BaseException) -> bool:
@@ -104,23 +111,19 @@ def _operational() -> tuple[type[BaseException], ...]:
 
 
 def announcement(size0: int, qids: list[int | None], cp: Checkpoint | None) -> str:
-    """The NOTIFY payload of a batch: first index, queue ids (runs), checkpoint."""
-    runs: list[list[int]] = []
-    for q in qids:
-        if q is None:
-            break  # rows not from the queue come last and have no waiter
-        if runs and runs[-1][0] + runs[-1][1] == q:
-            runs[-1][1] += 1
-        else:
-            runs.append([q, 1])
-    msg: dict = {"s": size0, "n": len(qids), "q": runs}
-    if cp is not None:
-        msg["cp"] = [cp.tree_size, base64.b64encode(cp.root).decode(), cp.note]
-    out = json.dumps(msg, separators=(",", ":"))
-    if len(out) > MAX_PAYLOAD:
-        del msg["q"]  # receivers look the batch up
-        out = json.dumps(msg, separators=(",", ":"))
-    return out
+    """The NOTIFY payload of a batch, for operators watching the channel: its first
+    index and size. Receivers never read it (anyone may NOTIFY): it is a wake-up only."""
+    return json.dumps({"s": size0, "n": len(qids)}, separators=(",", ":"))
+
+
+def _corrupt(q: int, idx: int) -> BaseException:
+    from ..errors import LedgerCorrupt
+
+    return LedgerCorrupt(
+        f"ledger entry {idx} (queue id {q}) does not hold the leaf of the queued event",
+        hint="run `nsdx audit verify`",
+        index=idx,
+    )
 
 
 class Agent:
@@ -132,7 +135,9 @@ class Agent:
         self.cond = store._cond
         self.waiting: dict[int, Appended] = {}
         self.since: dict[int, float] = {}  # queue id -> when its waiter registered
-        self.recent: OrderedDict[int, tuple[int, Checkpoint | None]] = OrderedDict()
+        # queue id -> (index, checkpoint, leaf hash at that index), read from the database
+        self.recent: OrderedDict[int, tuple[int, Checkpoint | None, bytes]] = OrderedDict()
+        self.seen: int | None = None  # every entry below this index has been read
         self.thread: threading.Thread | None = None
         self.pid = os.getpid()
         self.listen_at: float | None = None  # monotonic time LISTEN took effect
@@ -152,7 +157,10 @@ class Agent:
                 assert a.queue_id is not None
                 done = self.recent.get(a.queue_id)
                 if done is not None:
-                    a.index, a.checkpoint = done
+                    if done[2] != a.leaf_hash:
+                        a.error = _corrupt(a.queue_id, done[0])
+                    else:
+                        a.index, a.checkpoint = done[0], done[1]
                     continue
                 self.waiting[a.queue_id] = a
                 # queued before we listened: its announcement may be gone — look it up
@@ -199,6 +207,7 @@ class Agent:
                     self.memory.clear()
                     self.sequencer = False
                     self.listen_at = None
+                    self.seen = None
                     retry = retry and bool(self.waiting)
                     if not retry:
                         for a in self.waiting.values():
@@ -220,7 +229,11 @@ class Agent:
             raw = conn.connection.driver_connection
             conn.exec_driver_sql(f"LISTEN {CHANNEL}")
             conn.commit()
+            # every entry committed after this is read on a wake-up (earlier ones: _lookup)
+            head = conn.execute(text(_HEAD_SQL)).scalar()
+            conn.rollback()
             with self.cond:
+                self.seen = int(head or 0)
                 self.listen_at = time.monotonic()
             idle = time.monotonic()
             while True:
@@ -241,14 +254,15 @@ class Agent:
                 if not self.sequencer and has_waiters:
                     self.sequencer = bool(conn.execute(_ELECT, {"k": SEQUENCER_LOCK}).scalar())
                     if self.sequencer:  # operators find it in pg_stat_activity
+                        self._wake(conn)  # what the previous sequencer wrote: all of it
                         conn.execute(_NAME, {"name": f"nsdx ledger sequencer {os.getpid()}"})
                     conn.commit()
                 if not self.sequencer:
-                    self._listen(raw, WAIT)
+                    self._listen(conn, raw, WAIT)
                     continue
                 if self._round(conn):
                     idle = time.monotonic()
-                    self._listen(raw, 0)
+                    self._listen(conn, raw, 0)
                     continue
                 if not has_waiters and time.monotonic() - idle > IDLE_RESIGN:
                     with self.cond:  # no hand-over after this
@@ -260,7 +274,7 @@ class Agent:
                     conn.commit()
                     continue
                 # nothing queued yet: look again in a moment (less often the longer idle)
-                self._listen(raw, min(0.02, 0.001 + (time.monotonic() - idle) / 20))
+                self._listen(conn, raw, min(0.02, 0.001 + (time.monotonic() - idle) / 20))
         finally:
             if conn is not None:
                 # never back to the pool: it listens (and may hold the advisory lock)
@@ -299,13 +313,17 @@ class Agent:
             raise
         store._known_size = size0 + len(rows)
         self.batches += 1
+        if self.seen is not None and self.seen < size0:  # entries another writer added
+            self._wake(conn)
         if cp is not None:
             store._announce()  # after-signing listeners (witnessing) of this process
         self.busy = True
         with self.cond:
             for i, a in enumerate(mem):
                 a.index, a.checkpoint = size0 + n_queued + i, cp
-        self._resolve([(r[0], size0 + i) for i, r in enumerate(rows[:n_queued])], cp)
+            if self.seen is not None and self.seen >= size0:
+                self.seen = max(self.seen, size0 + len(rows))
+        self._resolve([(r[0], size0 + i, r[3]) for i, r in enumerate(rows[:n_queued])], cp)
         return len(rows)
 
     @staticmethod
@@ -317,48 +335,52 @@ class Agent:
             raw.rollback()
         return bool(row and row[0])
 
-    def _listen(self, raw, timeout: float) -> None:
-        """Wait up to ``timeout`` s for announcements; apply those received."""
-        got = []
+    def _listen(self, conn, raw, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a wake-up. A notification is never trusted (any
+        role that can connect may NOTIFY on the channel): its payload is not read, and one
+        from another session only makes the agent read the new entries (:meth:`_wake`).
+        Our own batches' announcements are skipped (the server sets the sender's pid)."""
+        own = raw.info.backend_pid
+        woken = False
         for n in raw.notifies(timeout=timeout, stop_after=1):
-            got.append(n.payload)
-        if timeout == 0 and not got:
+            woken = woken or n.pid != own
+        if woken:
+            self._wake(conn)
+
+    def _wake(self, conn) -> None:
+        """Read every entry from :attr:`seen` on and the latest signed checkpoint (one
+        statement, one snapshot: the checkpoint covers every entry read) and give the
+        waiters their receipts."""
+        with self.cond:
+            lo = self.seen
+        if lo is None:  # pragma: no cover - set once listening
             return
-        for payload in got:
-            try:
-                msg = json.loads(payload)
-                s0, count = int(msg["s"]), int(msg["n"])
-            except (ValueError, KeyError, TypeError):
-                continue  # not ours
-            cp = None
-            if msg.get("cp"):
+        got = conn.execute(text(_WAKE_SQL), {"lo": lo}).all()
+        conn.rollback()
+        cp = None
+        pairs: list[tuple[int, int, bytes]] = []
+        hi = lo
+        for kind, q, idx, h, note in got:
+            if kind == 0:
                 from .store import Checkpoint
 
-                t, r, note = msg["cp"]
-                cp = Checkpoint(int(t), base64.b64decode(r), note)
-            if "q" in msg:
-                pairs, i = [], s0
-                for start, length in msg["q"]:
-                    pairs += [(start + k, i + k) for k in range(length)]
-                    i += length
-                self._resolve(pairs, cp)
+                cp = Checkpoint(int(idx), bytes(h), note)
             else:
-                self._resolve_range(s0, s0 + count, cp)
-
-    def _resolve_range(self, lo: int, hi: int, cp) -> None:
-        with self.store.engine.connect() as c:
-            rows = c.execute(
-                text("SELECT queue_id, idx FROM ledger_entries WHERE idx >= :lo AND idx < :hi"),
-                {"lo": lo, "hi": hi},
-            ).all()
-        self._resolve([(q, i) for q, i in rows if q is not None], cp)
+                hi = max(hi, int(idx) + 1)
+                if q is not None:
+                    pairs.append((int(q), int(idx), bytes(h)))
+        with self.cond:
+            if self.seen is not None:
+                self.seen = max(self.seen, hi)
+        if pairs:
+            self._resolve(pairs, cp if self.store.signer is not None else None)
 
     def _lookup(self, conn, qids: list[int]) -> None:
         with self.cond:
             hint = min((self.waiting[q].hint for q in qids if q in self.waiting), default=0)
         rows = conn.execute(
             text(
-                "SELECT queue_id, idx FROM ledger_entries "
+                "SELECT queue_id, idx, leaf_hash FROM ledger_entries "
                 "WHERE idx >= :hint AND queue_id = ANY(CAST(:q AS bigint[]))"
             ),
             {"hint": hint, "q": qids},
@@ -367,20 +389,24 @@ class Agent:
         if rows and self.store.signer is not None:
             cp = self.store.latest_checkpoint()  # covers every integrated entry
         conn.rollback()
-        self._resolve([(q, i) for q, i in rows], cp)
+        self._resolve([(q, i, bytes(h)) for q, i, h in rows], cp)
 
-    def _resolve(self, pairs: list[tuple[int, int]], cp) -> None:
+    def _resolve(self, pairs: list[tuple[int, int, bytes]], cp) -> None:
+        """Hand out receipts read from the database: (queue id, index, leaf hash at that
+        index). A waiter whose event's leaf hash differs gets :class:`LedgerCorrupt`."""
         with self.cond:
-            for q, idx in pairs:
+            for q, idx, h in pairs:
                 if q is None:
                     continue
                 c = cp if cp is not None and cp.tree_size > idx else None
                 a = self.waiting.pop(q, None)
                 self.since.pop(q, None)
-                if a is not None:
-                    a.index, a.checkpoint = idx, c
+                if a is None:
+                    self.recent[q] = (idx, c, h)
+                elif h != a.leaf_hash:
+                    a.error = _corrupt(q, idx)
                 else:
-                    self.recent[q] = (idx, c)
+                    a.index, a.checkpoint = idx, c
             while len(self.recent) > RECENT:
                 self.recent.popitem(last=False)
             self.cond.notify_all()

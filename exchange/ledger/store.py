@@ -61,7 +61,7 @@ from sqlalchemy.orm import Session
 
 from ingest import failpoints
 
-from ..errors import CheckpointNotFound, InvalidRequest
+from ..errors import CheckpointNotFound, InvalidRequest, LedgerCorrupt
 from ..models import (
     LedgerCheckpoint,
     LedgerCosignature,
@@ -601,7 +601,7 @@ class LedgerStore:
                 if a.index is None:  # pragma: no cover - wait() returns only when set
                     raise InvalidRequest(f"queued ledger event {a.queue_id} has no index")
                 if a.ref is not None:
-                    self._link(a.ref, a.index)
+                    self._link(a.ref, a.index, a.leaf_hash)
         for a in events:
             if a.checkpoint is None and self.signer is not None and a.index is not None:
                 a.checkpoint = self._covering(a.index)
@@ -618,12 +618,29 @@ class LedgerStore:
             return Checkpoint(row[0], bytes(row[1]), row[2])
         return self.checkpoint()
 
-    def _link(self, ref: tuple[str, str], idx: int) -> None:
+    def _link(self, ref: tuple[str, str], idx: int, leaf: bytes) -> None:
+        """Write ``idx`` into the ``ledger_index`` of the row ``ref`` — only if the entry
+        at ``idx`` holds ``leaf``, the event's own leaf hash (in the same statement);
+        else :class:`LedgerCorrupt`, and nothing is written."""
         table = LedgerEntry.metadata.tables.get(ref[0])
         if table is None or "ledger_index" not in table.c:
             return
+        own = (
+            select(entries_t.c.idx)
+            .where(entries_t.c.idx == idx, entries_t.c.leaf_hash == leaf)
+            .exists()
+        )
         with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.id == ref[1]).values(ledger_index=idx))
+            done = conn.execute(
+                update(table).where(table.c.id == ref[1], own).values(ledger_index=idx)
+            ).rowcount
+            if not done and conn.execute(select(own)).scalar() is not True:
+                raise LedgerCorrupt(
+                    f"ledger entry {idx} does not hold the leaf of the event of "
+                    f"{ref[0]} {ref[1]}: its index is not linked",
+                    hint="run `nsdx audit verify`",
+                    index=idx,
+                )
 
     def pending(self) -> int:
         """Events committed but not yet integrated (normally 0 or in flight)."""
