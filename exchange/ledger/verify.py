@@ -578,7 +578,7 @@ def change_token(store: LedgerStore) -> tuple | None:
             return None
         # a write that bypassed SQLite (the file edited in place) leaves data_version as it
         # was; it does change the file's, or its write-ahead log's, time or size
-        files = [(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)]
+        files: list[tuple[int, ...] | None] = [(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)]
         try:
             wal = os.stat(path + "-wal")
             files.append((wal.st_ino, wal.st_mtime_ns, wal.st_size))
