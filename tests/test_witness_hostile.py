@@ -23,7 +23,7 @@ from exchange.witness.client import (
     parse_witness_config,
     request_cosignatures,
 )
-from exchange.witness.config import WitnessingConfig
+from exchange.witness.config import WitnessConfigInvalid, WitnessingConfig
 from exchange.witness.cosignature import (
     CosignatureError,
     CosignerKey,
@@ -251,6 +251,8 @@ def test_one_public_key_under_two_names_counts_once(tmp_path, nsdx_env):
     assert [e.key.name for e in distinct_witnesses(eps)] == ["witness.test/k1", "witness.test/k2"]
     cfg = WitnessingConfig((eps[0], eps[2]), 2)
     assert cfg.distinct_keys(["witness.test/k1", "witness.test/k1", "witness.test/k2"]) == 2
+    with pytest.raises(WitnessConfigInvalid, match="have the same public key"):
+        WitnessingConfig(tuple(eps), 2)  # built in code, not from a file: refused too
 
     f = tmp_path / "witnesses.txt"
     f.write_text(text)

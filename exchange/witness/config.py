@@ -48,6 +48,15 @@ class WitnessingConfig:
     source: str = ""  # the file it came from (for messages)
 
     def __post_init__(self) -> None:
+        seen: dict[bytes, str] = {}
+        for w in self.witnesses:  # one key is one witness: never two entries towards a quorum
+            if w.key.public in seen:
+                raise WitnessConfigInvalid(
+                    f"the witnesses {seen[w.key.public]} and {w.key.name} have the same "
+                    "public key; each witness counts once towards the quorum",
+                    hint="keep one line per witness key",
+                )
+            seen[w.key.public] = w.key.name
         if not 1 <= self.quorum <= len(self.witnesses):
             raise WitnessConfigInvalid(
                 f"witness quorum {self.quorum} must be between 1 and the number of "
