@@ -201,7 +201,7 @@ class Accounts:
         fullname: str = "",
         email: str = "",
     ) -> dict:
-        if not NAME_RE.match(name or ""):
+        if not NAME_RE.fullmatch(name or ""):
             raise InvalidInput(
                 {"name": ["Must be 2-100 characters: lower-case letters, digits, '-' or '_'."]}
             )
@@ -260,7 +260,7 @@ class Accounts:
                 "only a sysadmin may create organisations",
                 hint="ask a sysadmin to run `nsdx org create NAME`",
             )
-        if not NAME_RE.match(name or ""):
+        if not NAME_RE.fullmatch(name or ""):
             raise InvalidInput(
                 {"name": ["Must be 2-100 characters: lower-case letters, digits, '-' or '_'."]}
             )

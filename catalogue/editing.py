@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ingest.spec import GRADES
+from ingest.storage.base import reserved_prefix
 from validation.messages import Msg
 from validation.money import InvalidAmount, to_fen
 
@@ -377,7 +378,13 @@ class Packages:
         )
         if org is None and od and isinstance(od.get("name"), str):
             org = s.scalar(select(Organization).where(Organization.name == od["name"]))
-            if org is None and p.sysadmin and NAME_RE.match(od["name"]):
+            if org is None and p.sysadmin and reserved_prefix(od["name"]):
+                # the organisation names its datasets' storage folder (catalogue.auth's rule)
+                errors.setdefault("owner_org", []).append(
+                    Msg("This name is kept by the object store; choose another.")
+                )
+                return None
+            if org is None and p.sysadmin and NAME_RE.fullmatch(od["name"]):
                 # a sysadmin loading datasets from another portal brings their organisation
                 org = Organization(
                     name=od["name"], title=od.get("title") or od["name"], description="", extras={}
@@ -397,7 +404,7 @@ class Packages:
             if creating:
                 errors["name"] = [Msg("Missing value")]
             name = ds.name
-        elif not NAME_RE.match(str(name)):
+        elif not NAME_RE.fullmatch(str(name)):
             errors["name"] = [
                 Msg(
                     "Must be purely lowercase alphanumeric (ascii) characters and these symbols: -_"
@@ -457,7 +464,7 @@ class Packages:
                 Msg("Only a sysadmin can open restricted data (it is sold through the exchange)")
             ]
         domain = _str(extras.get("domain") or (None if creating else ds.domain) or DEFAULT_DOMAIN)
-        if not re.match(r"^[a-z][a-z0-9-]*$", domain):
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", domain):
             errors["domain"] = [Msg("Must be lower-case words joined by '-'")]
         elif not creating and domain != ds.domain and not p.sysadmin:
             # the domain decides the cross-border rules (the free-trade zone's negative
@@ -552,7 +559,7 @@ class Packages:
         for t in raw or []:
             n = t.get("name") if isinstance(t, Mapping) else t
             n = _str(n).strip()
-            if not TAG_RE.match(n):
+            if not TAG_RE.fullmatch(n):
                 errors.setdefault("tags", []).append(
                     Msg(
                         "Tag '%(tag)s' must be 2-100 characters: letters, digits, spaces, -_.",

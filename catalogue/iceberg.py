@@ -19,7 +19,10 @@ manifests point at the version's own immutable objects in the store.
 * Restricted, private, draft and deleted datasets are not in this open catalog; a table
   whose dataset stops being open leaves it in the transaction of that change
   (:func:`unlist_in`, called by editing and publishing; :meth:`IcebergTables.sync` drops
-  any left over). Its metadata files stay, unreferenced.
+  any left over). Its metadata files stay, unreferenced. Registration asks the database
+  whether the dataset is open right before each catalog write (on PostgreSQL holding the
+  dataset's row, so a closing edit waits and then unlists what was written) and again after
+  it (SQLite), dropping the table when an edit closed the dataset meanwhile.
 
 Registration follows publishing: the nsdx version is the commit point; the snapshot is
 registered right after it, in the same call (:func:`catalogue.publishing.publish_dataset`).
@@ -34,7 +37,8 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,10 +189,15 @@ class IcebergTables:
 
     def _drop_dataset(self, ds: Dataset, report: SyncReport) -> None:
         names = {view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources}
+        from pyiceberg.exceptions import NoSuchTableError
+
         ns = view_stem(ds.domain)
         for name in sorted(names):
             if self.catalog.table_exists((ns, name)):
-                self.catalog.drop_table((ns, name))
+                try:
+                    self.catalog.drop_table((ns, name))
+                except NoSuchTableError:  # unlisted by an edit meanwhile
+                    continue
                 report.dropped.append(f"{ns}.{name}")
 
     def _sync_dataset(self, ds: Dataset, report: SyncReport) -> None:
@@ -215,7 +224,11 @@ class IcebergTables:
                 if ver.number <= newest[name]:
                     continue
                 try:
-                    sid, tables[name] = self._register(ns, name, ds, ver, r, tables[name])
+                    done = self._register(ns, name, ds, ver, r, tables[name])
+                    if done is None:  # closed while registering: out of the open catalog
+                        self._drop_dataset(ds, report)
+                        return
+                    sid, tables[name] = done
                 except Exception as e:  # noqa: BLE001 - reported; later versions still tried
                     tables[name] = None  # loaded again for the next version
                     report.errors.append(
@@ -246,9 +259,10 @@ class IcebergTables:
         except NoSuchTableError:
             return None
 
-    def _register(self, ns: str, name: str, ds: Dataset, ver: Version, r, table) -> tuple:
+    def _register(self, ns: str, name: str, ds: Dataset, ver: Version, r, table) -> tuple | None:
         """Commit ``ver``'s files of resource ``r`` as a snapshot of ``table`` (created when
-        None): (snapshot id, the table as committed)."""
+        None): (snapshot id, the table as committed); None when the dataset is no longer
+        open (an edit closed it meanwhile: the caller drops what is in the catalog)."""
         import pyarrow.parquet as pq
         from pyiceberg.exceptions import CommitFailedException, ValidationException
         from pyiceberg.io import load_file_io
@@ -261,39 +275,64 @@ class IcebergTables:
         ident = (ns, name)
         props = {P_DATASET: ds.name, P_VERSION: str(ver.number), P_FINGERPRINT: ver.fingerprint}
         for attempt in range(5):  # another process may commit the same table meanwhile
-            if table is None:
-                table = self._load(ident)
-            if table is not None:
-                done = {int(v): sid for sid, v in _versions(table)}
-                if ver.number in done:
-                    return done[ver.number], table
-            else:
-                io = load_file_io(self.catalog.properties, paths[0])
-                with io.new_input(paths[0]).open() as f:
-                    schema = pq.read_schema(f)
+            with self._while_open(ds.id) as still_open:
+                if not still_open:  # closed by an edit since sync looked: create nothing
+                    return None
+                if table is None:
+                    table = self._load(ident)
+                if table is not None:
+                    done = {int(v): sid for sid, v in _versions(table)}
+                    if ver.number in done:
+                        return done[ver.number], table
+                self._before_write(ds, ver)
+                if table is None:
+                    io = load_file_io(self.catalog.properties, paths[0])
+                    with io.new_input(paths[0]).open() as f:
+                        schema = pq.read_schema(f)
+                    try:
+                        table = self.catalog.create_table(
+                            ident,
+                            schema=schema,
+                            location=file_uri(self.store, f"{PREFIX}/{ns}/{name}"),
+                            # a concurrent commit is retried here, on the table as it
+                            # is then: pyiceberg's own retry would replay a stale overwrite
+                            properties={P_DATASET: ds.name, "commit.retry.num-retries": "0"},
+                        )
+                    except Exception:  # noqa: BLE001 - created meanwhile: load it
+                        if attempt == 4:
+                            raise
+                        continue
                 try:
-                    table = self.catalog.create_table(
-                        ident,
-                        schema=schema,
-                        location=file_uri(self.store, f"{PREFIX}/{ns}/{name}"),
-                        # a concurrent commit is retried here, on the table as it
-                        # is then: pyiceberg's own retry would replay a stale overwrite
-                        properties={P_DATASET: ds.name, "commit.retry.num-retries": "0"},
-                    )
-                except Exception:  # noqa: BLE001 - created meanwhile: load it
+                    sid = self._commit(table, ver, paths, props, pq, parquet_file_to_data_file,
+                                       TableProperties)  # fmt: skip
+                except (CommitFailedException, ValidationException):  # another commit won
+                    table = None
                     if attempt == 4:
                         raise
+                    time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
                     continue
-            try:
-                sid = self._commit(table, ver, paths, props, pq, parquet_file_to_data_file,
-                                   TableProperties)  # fmt: skip
-                return sid, table
-            except (CommitFailedException, ValidationException):  # another commit won
-                table = None
-                if attempt == 4:
-                    raise
-                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+            # closed between the check and the commit (SQLite: no row lock): undo
+            with self._while_open(ds.id) as still_open:
+                return (sid, table) if still_open else None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _while_open(self, dataset_id: str) -> Iterator[bool]:
+        """Whether dataset ``dataset_id`` is open (anyone may read it) now, asked of the
+        database. On PostgreSQL its row stays share-locked until the block ends, so an edit
+        that closes it (an ``UPDATE`` of that row, then :func:`unlist_in`) waits for the
+        catalog write inside the block and then removes what it wrote. SQLite has no row
+        locks: the caller checks again after its write and undoes it."""
+        with self.cat.Session() as s:
+            q = select(Dataset.id).where(Dataset.id == dataset_id, read_clause(ANONYMOUS))
+            if s.get_bind().dialect.name == "postgresql":
+                q = q.with_for_update(read=True)
+            is_open = s.scalar(q) is not None
+            yield is_open
+
+    def _before_write(self, ds: Dataset, ver: Version) -> None:
+        """Called between the openness check and the catalog write (tests run an edit
+        here to race it deterministically)."""
 
     @staticmethod
     def _commit(table, ver, paths, props, pq, to_data_file, table_properties) -> int:
@@ -409,6 +448,9 @@ def unlist_in(s: Session, ds: Dataset) -> None:
     names = sorted({view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources})
     if not names or not inspect(s.connection()).has_table("iceberg_tables"):
         return
+    # the dataset's row first (PostgreSQL: waits for a registration holding it, see
+    # IcebergTables._while_open), so the delete below sees what that registration wrote
+    s.execute(select(Dataset.id).where(Dataset.id == ds.id).with_for_update())
     t = _ICEBERG_TABLES.c
     q = sa_delete(_ICEBERG_TABLES).where(t.catalog_name == CATALOG_NAME, t.table_name.in_(names))
     if may_read(ANONYMOUS, DatasetFacts.of(ds)):

@@ -123,7 +123,7 @@ def parse_scenario(raw: Any, where: str = "scenario", line: int | None = None) -
         )
     name = _text(raw.get("name"), f"{where} name", 100, required=True)
     where = f"{where} ({name})"
-    if not NAME_RE.match(name) or "--" in name:
+    if not NAME_RE.fullmatch(name) or "--" in name:
         raise ScenarioError(
             f"{where}: the name must be 2-100 characters of a-z, 0-9 and '-' (no '--')"
         )

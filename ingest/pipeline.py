@@ -52,6 +52,7 @@ from .readers import SourceTable, open_source, source_files
 from .remote import download, is_remote, list_remote
 from .spec import ID_RE, TABLE_RE, DatasetSpec
 from .storage import MANIFEST, ObjectStore, sha256_file
+from .storage.base import reserved_prefix
 
 PIPELINE_VERSION = "2"  # bump when the output of the same input changes
 PARQUET_ROWS_PER_FILE = 5_000_000
@@ -160,12 +161,19 @@ def dataset_prefix(spec: DatasetSpec) -> str:
     # datasets.yaml is checked when loaded (with line and column); a spec built elsewhere (an
     # upload job from catalogue metadata) is checked here: both names become storage folders
     for what, name in (("organization", spec.organization), ("dataset id", spec.id)):
-        if not ID_RE.match(name or ""):
+        if not ID_RE.fullmatch(name or ""):
             raise ConfigError(
                 f"{what} {name!r} must match [a-z0-9-]{{2,100}} (it names the storage folder)",
                 line=spec.line,
                 hint="rename it to lower-case letters, digits and '-'",
             )
+    if reserved_prefix(spec.organization):
+        raise ConfigError(
+            f"organization {spec.organization!r} is a name the store keeps for itself",
+            line=spec.line,
+            hint="choose another name for the organisation (it names the storage folder "
+            "<org>/<dataset>/)",
+        )
     return f"{spec.organization}/{spec.id}"
 
 
@@ -483,7 +491,7 @@ class _TableOut:
 
 def _table_dirname(table: SourceTable) -> str:
     name = table.name or "data"
-    if not TABLE_RE.match(name):  # any reader: the name becomes a folder of the version
+    if not TABLE_RE.fullmatch(name):  # any reader: the name becomes a folder of the version
         raise SourceError(
             f"table name {name!r} must match [A-Za-z0-9][A-Za-z0-9_-]{{0,99}}",
             file=table.files[0] if table.files else None,

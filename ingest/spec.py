@@ -241,14 +241,14 @@ def _organizations(ctx: _Ctx, node, raw) -> dict[str, tuple[str, dict]]:
         raise ctx.err(node, "organizations: must be a list of {name:, title:} mappings")
     out = {}
     for onode, o in zip(node.value, raw, strict=True):
-        if not o.get("name") or not ID_RE.match(str(o["name"])):
+        if not o.get("name") or not ID_RE.fullmatch(str(o["name"])):
             raise ctx.err(onode, "each organisation needs a name: matching [a-z0-9-]{2,100}")
         for k, _v in onode.value:
             if k.value not in ORG_KEYS:
                 raise ctx.err(k, f"unknown key {k.value!r} in an organisation",
                               hint=f"known keys: {', '.join(ORG_KEYS)}")  # fmt: skip
         contact = {k: str(o[k]).strip() for k in ("email", "url", "phone") if o.get(k)}
-        if "email" in contact and not EMAIL_RE.match(contact["email"]):
+        if "email" in contact and not EMAIL_RE.fullmatch(contact["email"]):
             raise ctx.err(_child(onode, "email"), f"email {contact['email']!r} is not an address")
         if "url" in contact and not contact["url"].startswith(("https://", "http://")):
             raise ctx.err(_child(onode, "url"), "url: must start with https:// or http://")
@@ -276,7 +276,7 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
     if not isinstance(node, yaml.MappingNode) or not isinstance(raw, dict):
         raise ctx.err(node, "each dataset must be a mapping (id:, title:, source: ...)")
     ds_id = str(_require(ctx, node, raw, "id", "dataset"))
-    if not ID_RE.match(ds_id):
+    if not ID_RE.fullmatch(ds_id):
         raise ctx.err(
             _child(node, "id"),
             f"id {ds_id!r} must match [a-z0-9-]{{2,100}}",
@@ -292,10 +292,10 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
     what = f"dataset {ds_id!r}"
     title = str(_require(ctx, node, raw, "title", what))
     domain = str(_require(ctx, node, raw, "domain", what))
-    if not re.match(r"^[a-z][a-z0-9-]*$", domain):
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", domain):
         raise ctx.err(_child(node, "domain"), f"domain {domain!r} must be lower-case words and '-'")
     org = str(_require(ctx, node, raw, "organization", what))
-    if not ID_RE.match(org):
+    if not ID_RE.fullmatch(org):
         raise ctx.err(
             _child(node, "organization"),
             f"organization {org!r} must match [a-z0-9-]{{2,100}}",

@@ -17,7 +17,7 @@ One file, Python 3.10 or later, standard library only (Ed25519 is implemented be
   once from a source you trust (e.g. the bureau's website); ``--log-key-file`` reads it.
 * ``--witness-key`` — a witness's verifier key (``nsdx witness init`` prints it; repeat for
   each); the published checkpoint must carry valid cosignatures by ``--quorum`` of them
-  (default: a majority of the keys given).
+  (default: a majority of the keys given; one public key under two names counts once).
 
 It checks, and exits 0 only if all hold (1: a check failed; 2: could not run):
 
@@ -207,11 +207,15 @@ def check_log_signature(note: str, key: tuple[str, int, bytes]) -> tuple[str, in
 
 
 def check_cosignatures(note: str, witnesses: list[tuple[str, int, bytes]]) -> list[str]:
-    """The names of the given witnesses whose cosignature/v1 on the note verifies; a bad
-    cosignature by a given witness fails."""
+    """The names of the given witnesses whose cosignature/v1 on the note verifies, one per
+    distinct public key (the same key under two names is one witness and counts once); a
+    bad cosignature by a given witness fails."""
     body, sigs = split_note(note)
     good: list[str] = []
+    counted: set[bytes] = set()
     for name, kid, public in witnesses:
+        if public in counted:
+            continue
         for who, sig in sigs:
             if who != name or len(sig) < 4 or int.from_bytes(sig[:4], "big") != kid:
                 continue
@@ -223,6 +227,7 @@ def check_cosignatures(note: str, witnesses: list[tuple[str, int, bytes]]) -> li
                 raise Failed(f"the cosignature by witness {name} does not verify")
             if name not in good:
                 good.append(name)
+                counted.add(public)
     return good
 
 
@@ -507,9 +512,13 @@ def verify_receipt(
     proof = [_b64(p, "proof hash") for p in proof64]
     log = parse_key(log_key, 0x01, "log key")
     wits = [parse_key(k, 0x04, "witness key") for k in witness_keys]
-    need = quorum if quorum is not None else (len(wits) // 2 + 1 if wits else 0)
-    if need > len(wits) or need < 0:
-        raise CannotRun(f"a quorum of {need} needs at least {need} witness keys")
+    distinct = len({public for _, _, public in wits})  # one key under two names: one witness
+    need = quorum if quorum is not None else (distinct // 2 + 1 if wits else 0)
+    if need > distinct or need < 0:
+        raise CannotRun(
+            f"a quorum of {need} needs at least {need} witness keys (distinct public keys; "
+            f"{distinct} given)"
+        )
 
     # 1-2: the receipt on its own
     if _h(b"\x00" + canonical_json(entry)) != leaf:
@@ -531,7 +540,7 @@ def verify_receipt(
     if len(cosigners) < need:
         raise Failed(
             f"the published checkpoint ({p_size}) carries {len(cosigners)} valid cosignature(s) "
-            f"of the {len(wits)} witnesses given; {need} needed"
+            f"of the {distinct} witnesses given; {need} needed"
         )
     if size > p_size:
         raise Failed(

@@ -287,3 +287,74 @@ def test_each_table_of_a_multi_table_dataset_is_its_own_iceberg_table(tmp_path):
     assert con.execute(f"SELECT agency_name FROM iceberg_scan('{loc}')").fetchall() == [
         ("南沙公交",)
     ]
+
+
+@pytest.mark.parametrize("registered_before", [True, False], ids=["new-version", "new-table"])
+def test_a_dataset_closed_while_its_registration_runs_stays_out_of_the_open_catalog(
+    tmp_path, monkeypatch, database_url, registered_before
+):
+    """Made private between registration's openness check and its catalog write (the edit
+    runs right there, from a hook): the open catalog ends without the dataset's table, on
+    both databases — neither re-created by the retry nor left by a create."""
+    import threading
+
+    from sqlalchemy import text
+
+    from catalogue.access import SYSTEM
+    from catalogue.editing import Packages
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(database_url)
+    store = LocalStore(tmp_path / "objects")
+    ident = "urban_management.metro_flow"
+    if registered_before:
+        publish(cat, store, tmp_path, [("蕉门", 10)])
+    else:
+        monkeypatch.setenv("NSDX_ICEBERG", "0")
+        publish(cat, store, tmp_path, [("蕉门", 10)])
+        monkeypatch.delenv("NSDX_ICEBERG")
+        assert not IcebergTables(cat, store).catalog.table_exists(ident)
+    errors: list[BaseException] = []
+    edits: list[threading.Thread] = []
+
+    def close_it() -> None:
+        try:
+            Packages(cat).patch(SYSTEM, {"id": "metro-flow", "private": True})
+        except BaseException as e:  # noqa: BLE001 - asserted below
+            errors.append(e)
+
+    def edit_now(self, ds, ver) -> None:
+        if edits:
+            return
+        edits.append(threading.Thread(target=close_it))
+        edits[0].start()
+        if cat.engine.dialect.name != "postgresql":
+            edits[0].join()  # SQLite: the edit commits before the write
+            return
+        # PostgreSQL: the edit waits for the registration's row lock; go on once it does
+        for _ in range(600):
+            with cat.engine.connect() as c:
+                waiting = c.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock'"
+                    )
+                )
+            if waiting or not edits[0].is_alive():
+                return
+            edits[0].join(0.05)
+        raise AssertionError("the edit neither waited nor finished")
+
+    monkeypatch.setattr(IcebergTables, "_before_write", edit_now)
+    if registered_before:
+        publish(cat, store, tmp_path, [("蕉门", 11)])
+    else:
+        assert IcebergTables(cat, store).sync(["metro-flow"]).errors == []
+    assert edits, "the registration never reached its catalog write"
+    edits[0].join()
+    assert errors == []
+    monkeypatch.undo()
+    ice = IcebergTables(cat, store)
+    assert not ice.catalog.table_exists(ident)
+    assert ice.snapshots("metro-flow") == []
+    assert ice.sync().registered == []  # still private: nothing comes back

@@ -373,9 +373,14 @@ def test_a_spec_built_elsewhere_cannot_escape_its_storage_folder(tmp_path):
         " source: {path: a.csv, format: csv}}\n"
     )
     assert dataset_prefix(spec) == "org-a/victim-data"
-    for org in ("red-org/victim/v2", "..", "/abs"):
+    for org in ("red-org/victim/v2", "..", "/abs", "org-a\n"):
         with pytest.raises(ConfigError, match="must match"):
             dataset_prefix(replace(spec, organization=org))
+    with pytest.raises(ConfigError, match="must match"):
+        dataset_prefix(replace(spec, id="victim-data\n"))
+    # nor the store's own folders (ingest.storage.base.reserved_prefix)
+    with pytest.raises(ConfigError, match="a name the store keeps for itself"):
+        dataset_prefix(replace(spec, organization="iceberg"))
 
 
 def test_an_unclosed_quote_in_a_feed_member_is_an_error(tmp_path):

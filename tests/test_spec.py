@@ -141,3 +141,19 @@ def test_an_organisation_cannot_take_a_folder_the_store_keeps(org):
         parse_specs(text)
     if org == "iceberg":  # "_staging" is already refused by the name's form
         assert str(e.value).startswith("datasets.yaml:6:19: organization 'iceberg' is a name the")
+
+
+@pytest.mark.parametrize(
+    "field, old",
+    [
+        ("domain", "domain: transport"),
+        ("id", "id: nansha-bus-gps"),
+        ("organization", "organization: nansha-transport-bureau"),
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(field, old):
+    """``$`` matches before a final newline: names are checked whole (re.fullmatch), so a
+    "\\n" never reaches a storage folder or an Iceberg namespace."""
+    value = old.split(": ", 1)[1]
+    with pytest.raises(ConfigError):
+        parse_specs(GOOD.replace(old, f'{field}: "{value}\\n"'))

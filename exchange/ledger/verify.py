@@ -550,8 +550,9 @@ def change_token(store: LedgerStore) -> tuple | None:
     holds at the second: re-reading them would give the same.
 
     SQLite: ``PRAGMA data_version`` of a connection of its own that never writes (it changes
-    when any other connection, of this process or another, commits) and the identity of the
-    database file (a file swapped for another is a change). PostgreSQL: the server's current
+    when any other connection, of this process or another, commits) and the identity, time
+    and size of the database file and of its write-ahead log (a file swapped for another,
+    or edited in place around SQLite, is a change). PostgreSQL: the server's current
     WAL position (every committed change moves it)."""
     engine = store.engine
     if engine.dialect.name == "sqlite":
@@ -575,7 +576,15 @@ def change_token(store: LedgerStore) -> tuple | None:
             st = os.stat(path)
         except OSError:
             return None
-        return ("sqlite", id(raw), version, st.st_dev, st.st_ino)
+        # a write that bypassed SQLite (the file edited in place) leaves data_version as it
+        # was; it does change the file's, or its write-ahead log's, time or size
+        files: list[tuple[int, ...] | None] = [(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)]
+        try:
+            wal = os.stat(path + "-wal")
+            files.append((wal.st_ino, wal.st_mtime_ns, wal.st_size))
+        except OSError:
+            files.append(None)
+        return ("sqlite", id(raw), version, *files)
     if engine.dialect.name == "postgresql":
         from sqlalchemy import text  # noqa: PLC0415
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -29,6 +27,7 @@ from ..ledger.note import NoteError
 from ..models import LedgerCheckpoint, LedgerCosignature, LedgerWitnessed
 from .config import WitnessingConfig
 from .cosignature import CosignatureError, verify_cosignatures
+from .transport import WitnessHTTPError, witness_request
 
 __all__ = [
     "WitnessView",
@@ -77,7 +76,8 @@ def _split(note: str) -> tuple[str, str]:
 
 
 def fetch_views(cfg: WitnessingConfig, origin: str, log_key: str) -> list[WitnessView]:
-    """Ask every configured witness (all at once, ``cfg.timeout`` each) for the latest
+    """Ask every configured witness (all at once, ``cfg.timeout`` each, an overall deadline
+    per request: the whole call takes at most about ``cfg.timeout``) for the latest
     checkpoint it cosigned for ``origin``; keep it only if the witness's cosignature and
     the log's signature verify."""
     with ThreadPoolExecutor(max_workers=max(1, len(cfg.witnesses))) as pool:
@@ -87,11 +87,16 @@ def fetch_views(cfg: WitnessingConfig, origin: str, log_key: str) -> list[Witnes
 def _view(w, timeout: float, origin: str, log_key: str) -> WitnessView:
     v = WitnessView(w.key.name, w.url)
     try:
-        with urllib.request.urlopen(w.url + "/", timeout=timeout) as r:
-            info = json.loads(r.read(MAX_INFO_BYTES))
+        status, raw = witness_request(w.url + "/", timeout=timeout, limit=MAX_INFO_BYTES)
+        if status != 200:
+            raise WitnessHTTPError(f"HTTP {status}")
+        info = json.loads(raw)
         note = (info.get("checkpoints") or {}).get(origin)
     except (OSError, ValueError, AttributeError) as e:
         v.error = f"unreachable: {type(e).__name__}: {e}"
+        return v
+    except RecursionError:  # JSON nested deeper than the parser goes: not a witness's answer
+        v.error = "unreachable: its answer is not a witness's JSON (nested too deeply)"
         return v
     if not isinstance(note, str):
         v.error = "it has cosigned no checkpoint of this log"
@@ -147,7 +152,7 @@ def audit_witnessing(
                 good |= set(verify_cosignatures(body, line, cfg.keys))
             except CosignatureError as e:
                 a.problems.append(("cosignature", f"checkpoint {w.tree_size}: {e}"))
-        if len(good) < cfg.quorum:
+        if cfg.distinct_keys(good) < cfg.quorum:
             a.problems.append(
                 (
                     "quorum",
@@ -155,7 +160,7 @@ def audit_witnessing(
                         "checkpoint %(size)s is marked witnessed but %(n)s of the configured "
                         "witnesses cosigned it (quorum %(quorum)s)",
                         size=w.tree_size,
-                        n=len(good),
+                        n=cfg.distinct_keys(good),
                         quorum=cfg.quorum,
                     ),
                 )

@@ -1,18 +1,18 @@
 """The log's side of C2SP tlog-witness: ask configured witnesses to cosign a checkpoint,
 keep the cosignatures that verify, and say whether a quorum cosigned.
 
-A witness that is down, slow or refusing costs at most ``timeout`` seconds and is reported
-in ``failures``; it never raises. (Not yet wired into the exchange's trade path: see
+A witness that is down, slow or refusing costs at most ``timeout`` seconds per request
+(an overall deadline, not per socket read; redirects are refused) and is reported in
+``failures``; it never raises. Each witness's answer is handed to ``on_result`` as it
+arrives, so a slow witness does not delay the others' cosignatures. (Not yet wired into the exchange's trade path: see
 docs/ledger.md §6, "Not done yet".)
 """
 
 from __future__ import annotations
 
 import base64
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from ..ledger.note import open_note, parse_checkpoint
@@ -22,6 +22,7 @@ from .cosignature import (
     parse_cosigner_verifier,
     verify_cosignatures,
 )
+from .transport import witness_request
 
 __all__ = [
     "WitnessEndpoint",
@@ -53,6 +54,7 @@ class WitnessedCheckpoint:
 
     @property
     def witnessed(self) -> bool:
+        # the cosigners come from distinct_witnesses: one name per public key
         return len(set(self.cosigners)) >= self.quorum
 
 
@@ -60,6 +62,7 @@ def parse_witness_config(text: str) -> list[WitnessEndpoint]:
     """``<url> <witness verifier key>`` per line, ``#`` comments (e.g. ``NSDX_WITNESSES``)."""
     out = []
     seen: dict[str, int] = {}  # witness name -> the line that configured it
+    seen_keys: dict[bytes, tuple[int, str]] = {}  # public key -> (line, name)
     for n, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -74,7 +77,16 @@ def parse_witness_config(text: str) -> list[WitnessEndpoint]:
                 f"witness line {n}: the witness {name} is already configured on line "
                 f"{seen[name]}; each witness counts once towards the quorum - keep one line"
             )
+        public = endpoint.key.public
+        if public in seen_keys:  # one key under two names would also count twice
+            line_no, other = seen_keys[public]
+            raise CosignatureError(
+                f"witness line {n}: the witness {name} has the same public key as {other} "
+                f"on line {line_no}; one key is one witness and counts once towards the "
+                "quorum - keep one line"
+            )
         seen[name] = n
+        seen_keys[public] = (n, name)
         out.append(endpoint)
     if len(out) > MAX_WITNESSES:
         raise CosignatureError(f"more than {MAX_WITNESSES} witnesses configured")
@@ -82,23 +94,26 @@ def parse_witness_config(text: str) -> list[WitnessEndpoint]:
 
 
 def distinct_witnesses(witnesses: Sequence[WitnessEndpoint]) -> list[WitnessEndpoint]:
-    """One endpoint per witness (by its name, the first configured): a witness listed
-    twice is asked, and counted towards the quorum, once."""
-    out: dict[str, WitnessEndpoint] = {}
+    """One endpoint per witness (by its name and by its public key, the first configured):
+    a witness listed twice, or one key under two names, is asked, and counted towards the
+    quorum, once."""
+    out: list[WitnessEndpoint] = []
+    names: set[str] = set()
+    keys: set[bytes] = set()
     for w in witnesses:
-        out.setdefault(w.key.name, w)
-    return list(out.values())
+        if w.key.name in names or w.key.public in keys:
+            continue
+        names.add(w.key.name)
+        keys.add(w.key.public)
+        out.append(w)
+    return out
 
 
 def _post(url: str, body: bytes, timeout: float) -> tuple[int, str]:
-    req = urllib.request.Request(
-        url + "/add-checkpoint", data=body, headers={"Content-Type": "text/plain"}
+    status, raw = witness_request(
+        url + "/add-checkpoint", data=body, timeout=timeout, limit=MAX_RESPONSE_BYTES
     )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read(MAX_RESPONSE_BYTES).decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(MAX_RESPONSE_BYTES).decode("utf-8", "replace")
+    return status, raw.decode("utf-8", "replace")
 
 
 def _body(old: int, new: int, note: str, proof: ProofSource) -> bytes:
@@ -167,11 +182,13 @@ def request_cosignatures(
     quorum: int,
     known_sizes: dict[str, int] | None = None,
     timeout: float = 5.0,
+    on_result: Callable[[WitnessEndpoint, str | None, int | None, str | None], None] | None = None,
 ) -> WitnessedCheckpoint:
     """Send the signed checkpoint ``note`` to every witness at once; return it with the
     verified cosignatures appended. ``known_sizes`` (witness name -> last size it cosigned)
     saves a round trip; without it each witness is asked with ``old 0`` first and answers
-    its size (409)."""
+    its size (409). ``on_result(witness, line, size, failure)`` is called (in this thread)
+    for each witness as soon as its answer is in, before slower witnesses answer."""
     body, _ = open_note(note, log_key)
     size = parse_checkpoint(body).size
     known = known_sizes or {}
@@ -180,19 +197,23 @@ def request_cosignatures(
     if not witnesses:
         return out
     with ThreadPoolExecutor(max_workers=min(len(witnesses), MAX_WITNESSES)) as pool:
-        futures = [
-            (w, pool.submit(_one, w, note, body, size, known.get(w.key.name, 0), proof, timeout))
+        futures = {
+            pool.submit(_one, w, note, body, size, known.get(w.key.name, 0), proof, timeout): w
             for w in witnesses[:MAX_WITNESSES]
-        ]
-        lines = []
-        for w, f in futures:
+        }
+        lines: dict[str, str] = {}
+        for f in as_completed(futures):
+            w = futures[f]
             line, wsize, failure = f.result()
             if wsize is not None:
                 out.sizes[w.key.name] = wsize
             if line is not None:
-                lines.append(line)
-                out.cosigners.append(w.key.name)
+                lines[w.key.name] = line
             else:
                 out.failures[w.key.name] = failure or "refused"
-    out.note = note + "".join(lines)
+            if on_result is not None:
+                on_result(w, line, wsize, None if line is not None else failure or "refused")
+    order = [w.key.name for w in witnesses if w.key.name in lines]  # the configured order
+    out.cosigners = order
+    out.note = note + "".join(lines[n] for n in order)
     return out

@@ -4,8 +4,8 @@ environment and the state folder.
 | setting | default | meaning |
 |---|---|---|
 | ``NSDX_WITNESSES`` | ``$NSDX_HOME/witnesses.txt`` when it exists | a file of ``<URL> <witness verifier key>`` lines (``#`` comments) |
-| ``NSDX_WITNESS_QUORUM`` | a majority of the witnesses | distinct witnesses that must cosign a checkpoint before it is *witnessed* |
-| ``NSDX_WITNESS_TIMEOUT`` | ``5`` | seconds per witness request |
+| ``NSDX_WITNESS_QUORUM`` | a majority of the witnesses | distinct witnesses (distinct public keys) that must cosign a checkpoint before it is *witnessed* |
+| ``NSDX_WITNESS_TIMEOUT`` | ``5`` | seconds per witness request (the whole request, not each read) |
 | ``NSDX_WITNESS_RETRY`` | ``2`` | seconds before a failed witness is asked again; doubled after each failure |
 | ``NSDX_WITNESS_RETRY_MAX`` | ``300`` | the longest wait between two attempts |
 | ``NSDX_WITNESS_INTERVAL`` | ``30`` | seconds between two looks for a new checkpoint signed by another process |
@@ -48,6 +48,15 @@ class WitnessingConfig:
     source: str = ""  # the file it came from (for messages)
 
     def __post_init__(self) -> None:
+        seen: dict[bytes, str] = {}
+        for w in self.witnesses:  # one key is one witness: never two entries towards a quorum
+            if w.key.public in seen:
+                raise WitnessConfigInvalid(
+                    f"the witnesses {seen[w.key.public]} and {w.key.name} have the same "
+                    "public key; each witness counts once towards the quorum",
+                    hint="keep one line per witness key",
+                )
+            seen[w.key.public] = w.key.name
         if not 1 <= self.quorum <= len(self.witnesses):
             raise WitnessConfigInvalid(
                 f"witness quorum {self.quorum} must be between 1 and the number of "
@@ -58,6 +67,12 @@ class WitnessingConfig:
     @property
     def keys(self):
         return [w.key for w in self.witnesses]
+
+    def distinct_keys(self, names) -> int:
+        """How many distinct public keys the configured witnesses ``names`` hold: what
+        counts towards the quorum (one key under two names counts once)."""
+        public = {w.key.name: w.key.public for w in self.witnesses}
+        return len({public[n] for n in names if n in public})
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait after ``failures`` consecutive failures (0 after none)."""

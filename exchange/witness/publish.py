@@ -138,7 +138,22 @@ def witness_latest(
             result.waiting[name] = row.next_attempt.isoformat() + "Z"
             continue
         todo.append(w)
-    if todo and not already and len(good) < cfg.quorum:
+    marked = False
+
+    def arrived(w, line: str | None, size: int | None, failure: str | None) -> None:
+        # stored as each witness answers: a slow witness does not hold the others'
+        # cosignatures (nor the checkpoint's being witnessed) until it times out
+        nonlocal marked
+        name = w.key.name
+        new = {name: line.rstrip("\n")} if line is not None else {}
+        sizes = {name: size} if size is not None else {}
+        _record(ledger, cp.tree_size, cfg, [w], new, sizes, {name: failure or "refused"}, now)
+        good.update(new)
+        if not marked and not already and cfg.distinct_keys(good) >= cfg.quorum:
+            _mark_witnessed(ledger, cp.tree_size, cfg.quorum, cfg.distinct_keys(good), now)
+            marked = True
+
+    if todo and not already and cfg.distinct_keys(good) < cfg.quorum:
         r = request_cosignatures(
             cp.note,
             log_key,
@@ -147,19 +162,13 @@ def witness_latest(
             quorum=cfg.quorum,
             known_sizes=known,
             timeout=cfg.timeout,
+            on_result=arrived,
         )
         result.asked = [w.key.name for w in todo]
         result.failures = dict(r.failures)
-        new_lines = {
-            ln.split(" ", 2)[1]: ln
-            for ln in r.note[len(cp.note) :].splitlines()
-            if ln.startswith("\u2014 ")
-        }
-        _record(ledger, cp.tree_size, cfg, todo, new_lines, r.sizes, r.failures, now)
-        good.update(new_lines)
         result.cosigners = sorted(good)
-    if len(good) >= cfg.quorum and not already:
-        _mark_witnessed(ledger, cp.tree_size, cfg.quorum, len(good), now)
+    if cfg.distinct_keys(good) >= cfg.quorum and not already and not marked:
+        _mark_witnessed(ledger, cp.tree_size, cfg.quorum, cfg.distinct_keys(good), now)
     result.note = cp.note + "".join(good[w].rstrip("\n") + "\n" for w in sorted(good))
     return result
 

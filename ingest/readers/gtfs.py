@@ -50,7 +50,7 @@ def _members(zf: zipfile.ZipFile, path: Path, source: SourceSpec) -> dict[str, z
         if info.is_dir() or not name.lower().endswith(".txt") or name.startswith("__MACOSX/"):
             continue
         table = name.rsplit("/", 1)[-1][: -len(".txt")]
-        if not TABLE_RE.match(table):
+        if not TABLE_RE.fullmatch(table):
             raise SourceError(
                 f"member {name!r} would be table {table!r}: a table name must match "
                 "[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
