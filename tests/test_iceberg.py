@@ -340,8 +340,12 @@ def test_a_dataset_closed_while_its_registration_runs_stays_out_of_the_open_cata
                         " AND wait_event_type = 'Lock'"
                     )
                 )
-            if waiting or not edits[0].is_alive():
+            if waiting:
                 return
+            # finished without waiting: the registration held no lock on the dataset's row
+            # (only its re-check after the write would then catch the edit, not an edit
+            # whose delete ran before that write and committed after the re-check)
+            assert edits[0].is_alive(), "the edit did not wait for the registration"
             edits[0].join(0.05)
         raise AssertionError("the edit neither waited nor finished")
 
