@@ -464,3 +464,17 @@ def test_postgres_malformed_notifies_do_not_break_waiters(postgres_url, tmp_path
     for a in got:
         assert store_leaf(store, a.index) == a.leaf_hash
     assert verify_ledger(store, store.signer.verifier_key).ok
+
+
+def test_postgres_link_refuses_an_entry_that_is_not_the_events(postgres_url, tmp_path):
+    """Defence in depth: an index is written into an order's ``ledger_index`` only if the
+    entry at that index holds the event's own leaf hash."""
+    import exchange.models  # noqa: F401 - registers the exchange_orders table
+    from exchange.errors import LedgerCorrupt
+
+    store = _store(postgres_url, tmp_path)
+    _fill(store, 2)
+    ref = ("exchange_orders", "no-such-order")  # the refusal comes before the row
+    with pytest.raises(LedgerCorrupt, match="entry 1 does not hold the leaf"):
+        store._link(ref, 1, leaf_hash(b"not the entry at 1"))
+    store._link(ref, 1, store_leaf(store, 1))  # its own leaf: no refusal
