@@ -65,6 +65,9 @@ CATALOG_NAME = "nsdx"
 PREFIX = ICEBERG  # object keys of the metadata files (a name no organisation may take)
 P_DATASET, P_VERSION, P_FINGERPRINT = "nsdx.dataset", "nsdx.version", "nsdx.fingerprint"
 MAX_LOOKUP_TABLES = 10_000  # `nsdx iceberg which`: tables read at most
+#: a table with more columns is not registered: pyiceberg's schema handling grows with the
+#: square of the column count (a 10,000-column table took 64 s to register, its publish 3 s)
+MAX_COLUMNS = 1_000
 
 
 def enabled() -> bool:
@@ -87,9 +90,15 @@ class SyncReport:
     registered: list[dict] = field(default_factory=list)  # {dataset, table, version, snapshot_id}
     dropped: list[str] = field(default_factory=list)  # namespace.table
     errors: list[dict] = field(default_factory=list)  # {dataset, version, error}
+    skipped: list[dict] = field(default_factory=list)  # {dataset, table, version, columns}
 
     def as_dict(self) -> dict:
-        return {"registered": self.registered, "dropped": self.dropped, "errors": self.errors}
+        return {
+            "registered": self.registered,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "skipped": self.skipped,
+        }
 
 
 def file_uri(store: ObjectStore, key: str) -> str:
@@ -222,6 +231,16 @@ class IcebergTables:
                     tables[name] = self._load((ns, name))
                     newest[name] = max((int(v) for _, v in _versions(tables[name])), default=0)
                 if ver.number <= newest[name]:
+                    continue
+                if len(r.table_schema or ()) > MAX_COLUMNS:
+                    report.skipped.append(
+                        {
+                            "dataset": ds.name,
+                            "table": f"{ns}.{name}",
+                            "version": ver.number,
+                            "columns": len(r.table_schema),
+                        }  # fmt: skip
+                    )
                     continue
                 try:
                     done = self._register(ns, name, ds, ver, r, tables[name])
@@ -484,4 +503,8 @@ def register_after_publish(cat: Catalogue, store: ObjectStore, dataset: str) -> 
         f"Iceberg registration of {e['table']} v{e['version']} failed ({e['error']}); the "
         "version is published and `nsdx iceberg sync` registers it"
         for e in report.errors
+    ] + [
+        f"{e['table']} v{e['version']} is not registered in Iceberg: {e['columns']:,} columns, "
+        f"more than {MAX_COLUMNS:,}; read it with `nsdx query`, nsdx.connect or its download"
+        for e in report.skipped
     ]

@@ -185,6 +185,33 @@ def test_a_failed_registration_leaves_the_publish_whole_and_sync_catches_up(tmp_
     assert table.scan().to_arrow().column("entries").to_pylist() == [11]
 
 
+def test_a_table_wider_than_the_cap_is_skipped_with_a_warning(tmp_path, monkeypatch):
+    """pyiceberg's schema handling grows with the square of the columns (a 10,000-column
+    table took 64 s to register, its publish 3 s): a table wider than MAX_COLUMNS is
+    published, not registered, and the publish and `sync` say so (not as an error that a
+    retry would mend)."""
+    from catalogue import iceberg
+    from ingest.storage.local import LocalStore
+
+    monkeypatch.setattr(iceberg, "MAX_COLUMNS", 1)  # metro-flow has two columns
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    r = publish(cat, store, tmp_path, [("蕉门", 10)])
+    assert (r.status, r.version, r.current) == ("published_with_warnings", 1, True)
+    assert r.warnings == [
+        "urban_management.metro_flow v1 is not registered in Iceberg: 2 columns, more than 1; "
+        "read it with `nsdx query`, nsdx.connect or its download"
+    ]
+    ice = IcebergTables(cat, store)
+    assert ice.snapshots("metro-flow") == []
+    report = ice.sync()
+    assert report.registered == [] and report.errors == []
+    assert report.as_dict()["skipped"] == [
+        {"dataset": "metro-flow", "table": "urban_management.metro_flow", "version": 1,
+         "columns": 2}
+    ]  # fmt: skip
+
+
 def test_cli_backfills_and_maps_versions(tmp_path, nsdx_env, monkeypatch):
     """Versions published with NSDX_ICEBERG=0 are registered by `nsdx iceberg sync`;
     `show` and `which` give the mapping both ways as JSON."""

@@ -50,7 +50,14 @@ def iceberg_sync(ids: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"- {d} dropped (its dataset is no longer open)")
         for err in report.errors:
             click.secho(f"✗ {err['table']} v{err['version']}: {err['error']}", fg="red", err=True)
-        if not (report.registered or report.dropped or report.errors):
+        from catalogue.iceberg import MAX_COLUMNS
+
+        for sk in report.skipped:
+            click.echo(
+                f"- {sk['table']} v{sk['version']} not registered: {sk['columns']:,} columns, "
+                f"more than {MAX_COLUMNS:,}"
+            )
+        if not (report.registered or report.dropped or report.errors or report.skipped):
             click.echo("every open version is registered")
     if report.errors:
         raise SystemExit(1)
