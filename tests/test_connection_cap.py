@@ -12,13 +12,12 @@ for a state, up to a bound whose only purpose is not to hang the suite.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
+
+from tests.servers import serve
 
 pytestmark = pytest.mark.xdist_group("connection_cap")
 
@@ -43,26 +42,7 @@ def server(tmp_path_factory):
         "NSDX_KEEP_ALIVE": "300",
         "NSDX_VALIDATION_LINGER": "0",
     }
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nsdx", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(base + "/api/3/action/status_show", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("nsdx serve did not start")
+    proc, base = serve(env, root)
     yield type("Server", (), {"proc": proc, "base": base})()
     proc.kill()
     proc.wait()

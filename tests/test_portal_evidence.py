@@ -18,9 +18,9 @@ from exchange.actors import Actor
 from nsdx.web.app import create_app
 from tests.registered import register
 from tests.test_ckan_api import make_nsdx
+from tests.test_portal_edit import PASSWORD, login
 
 HTML = {"accept": "text/html"}
-PASSWORD = "correct horse battery"
 SELLER, BUYER = "bureau", "hk-firm"
 
 
@@ -59,14 +59,6 @@ def site(tmp_path, nsdx_env):
         c.nx, c.order = nx, order["id"]
         yield c
     drop_indexes()
-
-
-def login(c, name) -> str:
-    c.cookies.clear()
-    tok = re.search(r'name="csrftoken" value="([^"]+)"', c.get("/user/login").text).group(1)
-    r = c.post("/user/login", data={"csrftoken": tok, "name": name, "password": PASSWORD})
-    assert r.status_code == 200
-    return tok
 
 
 def kinds(html: str) -> list[str]:

@@ -13,23 +13,17 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 
+from tests.servers import serve
+
 pytestmark = pytest.mark.xdist_group("server_limits")
 
 MEMORY_LIMIT_MB = 256  # DuckDB's; the query process may hold it + 384 MiB
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree(pid: int) -> list[int]:
@@ -93,28 +87,12 @@ def server(tmp_path_factory):
     nx.accounts.create_user("admin", sysadmin=True)
     nx.accounts.create_org("bureau", title="南沙区交通运输局")
     token, _ = nx.accounts.create_token("admin")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nsdx", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(base + "/api/3/action/status_show", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("nsdx serve did not start")
+    proc, base = serve(env, root)
     r = httpx.post(
         base + "/api/3/action/package_create", json=BUS, headers={"Authorization": token}
     )
     assert r.status_code == 200, r.text
+    port = int(base.rsplit(":", 1)[1])
     srv = type("Server", (), {"proc": proc, "base": base, "port": port, "slow": []})()
     yield srv
     if proc.poll() is None:

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from exchange.witness import (
     verify_cosignatures,
 )
 from nsdx.web.witness import create_witness_app
+from tests.servers import free_port
 
 ORIGIN = "nsdx.test/ledger"
 LOG_SIGNER, LOG_VERIFIER = generate_key(ORIGIN)
@@ -191,12 +191,6 @@ def test_split_view_is_refused(home):
     assert w.state()[ORIGIN]["root"] == base64.b64encode(fork_a.root(12)).decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(home: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [
@@ -244,7 +238,7 @@ def test_witness_killed_and_restarted_keeps_its_state(home):
     common = _tree("common", 3)
     fork_a = _tree("a", 8, prefix=[common.leaf(i) for i in range(3)])
     fork_b = _tree("b", 8, prefix=[common.leaf(i) for i in range(3)])
-    port = _free_port()
+    port = free_port()
     proc = _serve(home, port)
     try:
         assert _post(port, _add(common, 0, 3))[0] == 200

@@ -7,7 +7,6 @@ the witness and reported by `nsdx audit verify`."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -27,14 +26,9 @@ from exchange.witness.config import WitnessingConfig, load_witnessing
 from exchange.witness.publish import witness_latest, witness_status
 from exchange.witness.pump import WitnessPump
 from nsdx.web.witness import create_witness_app
+from tests.servers import free_port
 
 pytestmark = pytest.mark.xdist_group("witness-auto")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class WitnessServer:
@@ -44,7 +38,7 @@ class WitnessServer:
     def __init__(self, home: Path, name: str, log_key: str) -> None:
         self.home = home
         self.key = init_witness(home, name, [log_key])
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = WitnessEndpoint(f"http://127.0.0.1:{self.port}", self.key.verifier)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

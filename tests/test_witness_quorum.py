@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -21,15 +20,10 @@ from exchange.ledger.note import checkpoint_body, generate_key, open_note, sign_
 from exchange.witness import init_witness, parse_cosigner_verifier, verify_cosignatures
 from exchange.witness.client import WitnessEndpoint, parse_witness_config, request_cosignatures
 from nsdx.web.witness import create_witness_app
+from tests.servers import free_port
 
 ORIGIN = "nsdx.test/quorum-ledger"
 LOG_SIGNER, LOG_VERIFIER = generate_key(ORIGIN)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -39,7 +33,7 @@ def _witnesses(root: Path, log_verifier: str, tag: str):
     for i in (1, 2, 3):
         home = root / f"{tag}{i}"
         key = init_witness(home, f"witness.test/{tag}{i}", [log_verifier])
-        port = _free_port()
+        port = free_port()
         endpoints.append(WitnessEndpoint(f"http://127.0.0.1:{port}", key.verifier))
         if i == 3:
             continue  # down
