@@ -90,10 +90,10 @@ def test_a_process_left_with_too_little_address_space_retires(tmp_path):
     process left with less spare address space than its resident bound retires after its
     answer, and the next query gets a fresh process. Seen in CI before: a timed-out cross
     join left a process with 2.8 of its 2.9 GB mapped, and the next query in it, an S3 read,
-    died with 'bad allocation'. Here the slack is 256 MiB, and a sort of 20 million rows
+    died with 'bad allocation'. Here the slack is 128 MiB, and a sort of 6 million rows
     maps more than that."""
     limits = QueryLimits(timeout=60, threads=1, memory_limit="1GB")
-    big = "SELECT count(*) AS n FROM (SELECT range AS r FROM range(20000000) ORDER BY random())"
+    big = "SELECT count(*) AS n FROM (SELECT range AS r FROM range(6000000) ORDER BY random())"
 
     def pids(procs: QueryProcesses, sqls: list[str]) -> list[int]:
         seen = []
@@ -109,7 +109,7 @@ def test_a_process_left_with_too_little_address_space_retires(tmp_path):
                 seen.append(p.popen.pid)
         return seen
 
-    tight = QueryProcesses(1, nice=19, slack=256 * 2**20)
+    tight = QueryProcesses(1, nice=19, slack=128 * 2**20)
     try:
         a, b, c, d = pids(tight, ["SELECT 1", "SELECT 2", big, "SELECT 3"])
         assert a == b  # small queries: the process is kept and reused
