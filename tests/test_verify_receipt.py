@@ -28,7 +28,8 @@ from nsdx import verify_receipt as vr
 from nsdx.cli.ledger import ledger
 from nsdx.core import Nsdx
 from tests.conftest import run_cli
-from tests.test_witness_quorum import _free_port, _witnesses
+from tests.servers import free_port
+from tests.test_witness_quorum import _witnesses
 
 VERIFIER = Path(vr.__file__)
 
@@ -197,7 +198,7 @@ def test_tiles_over_http_under_log(nsdx_env, tmp_path):
     token, _ = acc.create_token("aud")
     tiles = tmp_path / "tiles"
     run_cli("ledger", "export-tiles", str(tiles), "--entries", env=nsdx_env)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(nx, warm=False, worker=False), host="127.0.0.1", port=port,
                        log_level="error")
