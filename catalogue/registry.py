@@ -514,6 +514,20 @@ def media_type(fmt: str | None) -> str | None:
     return MEDIA_TYPES.get((fmt or "").strip().upper())
 
 
+def format_of_url(url: str) -> str:
+    """The format a link's file name says (``.../timetable.csv`` -> ``CSV``), or "": CKAN
+    guesses an empty format the same way (``if_empty_guess_format``), and clients such as
+    ``ckanapi dump --datapackages`` need one to name the file they download."""
+    from urllib.parse import urlsplit
+
+    try:
+        name = urlsplit(url).path.rsplit("/", 1)[-1]
+    except ValueError:
+        return ""
+    ext = name.rpartition(".")[2].upper() if "." in name else ""
+    return ext if ext in MEDIA_TYPES and ext != "GTFS" else ""
+
+
 def _coverage(ver, own: dict) -> dict[str, str]:
     """temporal_start/_end and spatial (a GeoJSON polygon) as CKAN's DCAT and spatial
     extensions name them: computed from the published version, else as declared."""
