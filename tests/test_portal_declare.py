@@ -378,3 +378,76 @@ def test_the_next_upload_is_masked_and_checked_as_declared(site):
     key = site.nx.pii_key()[0]
     assert mask_value("13800138000", "phone", key) in page  # the preview shows its token
     assert pkg["nsdx"]["classification"]["has_pi"] is True
+
+
+def _wait_job(site, job_id: str) -> dict:
+    acc = Accounts(site.nx.catalogue)
+    deadline = time.monotonic() + 120
+    while True:
+        job = site.nx.jobs.show(job_id, acc.principal("alice"))
+        if job["status"] in ("finished", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+def test_a_check_on_a_column_the_file_lacks_fails_the_upload_saying_which(site):
+    tok = login(site, "alice")
+    r = site.post(
+        "/my/datasets/new",
+        data={"csrftoken": tok, "name": "nansha-typo", **BASE,
+              **rows([], [{"kind": "not_null", "column": "minutse"}])},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303
+    r = site.post(
+        "/dataset/nansha-typo/upload",
+        data={"csrftoken": tok},
+        files={"upload": ("t.csv", b"minutes\n5\n", "text/csv")},
+        follow_redirects=False,
+    )
+    job_id = r.headers["location"].rsplit("/", 1)[1]
+    job = _wait_job(site, job_id)
+    assert job["status"] == "failed" and "minutse" in job["error"]
+    page = site.get(f"/my/jobs/{job_id}").text
+    assert "minutse" in page and show(site, "nansha-typo")["nsdx"]["versions"] == []
+
+
+def test_datasets_yaml_declaration_is_kept_for_portal_uploads(site):
+    """`nsdx ingest` keeps datasets.yaml's columns and checks with the dataset: its edit
+    form shows them and an upload through the portal is masked and checked the same way."""
+    from catalogue.jobs import spec_for_upload
+    from ingest.spec import parse_specs
+
+    spec = parse_specs("""datasets:
+  - id: nansha-yaml-calls
+    title: 热线
+    domain: society
+    organization: nansha-transport-bureau
+    source: {path: x.csv, format: csv}
+    schema:
+      - {name: caller, type: string, pii: phone, unit: none, description: 来电}
+    expectations:
+      - {column: caller, not_null: true}
+      - {column: day, min: {between: [2026-03-01, null]}}
+""")[0]  # fmt: skip
+    cat = site.nx.catalogue
+    with cat.Session.begin() as s:
+        cat.upsert_from_spec(s, spec)
+    declared = show(site, "nansha-yaml-calls")["nsdx"]["declared"]
+    assert declared["schema"] == [{"name": "caller", "type": "string", "pii": "phone",
+                                   "unit": "none", "description": "来电",
+                                   "pii_treatment": "hmac"}]  # fmt: skip
+    assert declared["expectations"][1] == {
+        "column": "day",
+        "min": {"between": ["2026-03-01", None]},
+    }
+    up = spec_for_upload(cat, "nansha-yaml-calls", "/nonexistent/x.csv", "csv")
+    assert [(f.name, f.pii, f.pii_treatment, f.unit) for f in up.schema] == [
+        ("caller", "phone", "hmac", "none")
+    ]
+    assert up.expectations[0] == {"column": "caller", "not_null": True}
+    assert up.from_catalogue
+    login(site, "alice")
+    html = site.get("/dataset/nansha-yaml-calls/edit").text
+    assert 'id="col-0-name" name="col-0-name" value="caller"' in html
+    assert 'name="col-0-unit" value="none"' in html  # kept through the form

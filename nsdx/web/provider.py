@@ -143,7 +143,11 @@ async def new_dataset(request: Request):
         for k, v in err.items()
         if not k.startswith("__") and k not in ("message", "schema", "expectations")
     }
-    message = core(err.get("message")) or _("The dataset was not created: check the marked fields.")
+    message = (
+        _("The dataset was not created: check the marked fields.")
+        if err.get("__type") == "Validation Error" or not err.get("message")
+        else core(err.get("message"))
+    )
     return render(
         request,
         "provider/new.html",
