@@ -190,6 +190,8 @@ BAD_ROWS = [  # (columns, checks, the refused input's id, Chinese message, Engli
      "未知的检查项 'betwen'", "unknown expectation key 'betwen'"),
     ([], [{"kind": "json", "value": "not json"}], "exp-0-value", "请填写一个 JSON 对象",
      "Write one JSON object"),
+    ([], [{"kind": "json", "value": "[" * 100_000}], "exp-0-value", "请填写一个 JSON 对象",
+     "Write one JSON object"),
 ]  # fmt: skip
 
 

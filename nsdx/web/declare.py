@@ -111,7 +111,7 @@ def _entry(kind: str, r: dict, types: dict[str, str]) -> dict | None:
     if kind == "json":
         try:
             v = json.loads(r.get("value") or "")
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
             return None
         return v if isinstance(v, dict) else None
     e: dict[str, Any] = {}
