@@ -488,17 +488,21 @@ class Packages:
         # the columns and checks the next upload is published with (catalogue.declared); an
         # update that names neither keeps them: a title fix must never unmask personal data
         declared = None if creating else declared_of(ds.extras)
+        schema_in, exps_in = data.get("schema"), data.get("expectations")
+        shown = data.get("nsdx") if isinstance(data.get("nsdx"), Mapping) else {}
+        echoed = shown.get("declared")  # a package dict as package_show gave it (a dump)
+        if schema_in is None and exps_in is None and isinstance(echoed, Mapping):
+            if echoed != declared:
+                schema_in, exps_in = echoed.get("schema"), echoed.get("expectations")
         if (
-            data.get("schema") is not None
-            or data.get("expectations") is not None
+            schema_in is not None
+            or exps_in is not None
             or (declared is not None and access != ds.access)
         ):
             have = declared or {}
             declared, refused = check_declaration(
-                data["schema"] if data.get("schema") is not None else have.get("schema"),
-                data["expectations"]
-                if data.get("expectations") is not None
-                else have.get("expectations"),
+                schema_in if schema_in is not None else have.get("schema"),
+                exps_in if exps_in is not None else have.get("expectations"),
                 access,
             )
             errors.update(refused)

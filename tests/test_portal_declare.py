@@ -453,3 +453,26 @@ def test_datasets_yaml_declaration_is_kept_for_portal_uploads(site):
     html = site.get("/dataset/nansha-yaml-calls/edit").text
     assert 'id="col-0-name" name="col-0-name" value="caller"' in html
     assert 'name="col-0-unit" value="none"' in html  # kept through the form
+
+
+def test_an_update_that_names_neither_keeps_the_declaration(site):
+    """A title fix through the API (patch, or update with a package dict without them)
+    never unmasks a column: the kept declaration stays."""
+    tok = login(site, "alice")
+    r = site.post(
+        "/my/datasets/new",
+        data={"csrftoken": tok, "name": "nansha-keep", **BASE,
+              **rows([{"name": "p", "pii": "phone"}], [{"kind": "unique", "column": "p"}])},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert r.status_code == 303
+    want = show(site, "nansha-keep")["nsdx"]["declared"]
+    auth = {**JSON, "authorization": site.alice_token}
+    r = site.post("/api/3/action/package_patch", json={"id": "nansha-keep", "title": "改名"},
+                  headers=auth)  # fmt: skip
+    assert r.status_code == 200, r.text
+    r = site.post("/api/3/action/package_update", headers=auth,
+                  json={"id": "nansha-keep", "name": "nansha-keep", "title": "再改", "owner_org": ORG})  # fmt: skip
+    assert r.status_code == 200, r.text
+    got = show(site, "nansha-keep")
+    assert got["title"] == "再改" and got["nsdx"]["declared"] == want
