@@ -489,7 +489,7 @@ class Packages:
         # update that names neither keeps them: a title fix must never unmask personal data
         declared = None if creating else declared_of(ds.extras)
         schema_in, exps_in = data.get("schema"), data.get("expectations")
-        shown = data.get("nsdx") if isinstance(data.get("nsdx"), Mapping) else {}
+        shown: Mapping = data["nsdx"] if isinstance(data.get("nsdx"), Mapping) else {}
         echoed = shown.get("declared")  # a package dict as package_show gave it (a dump)
         if schema_in is None and exps_in is None and isinstance(echoed, Mapping):
             if echoed != declared:

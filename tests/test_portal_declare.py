@@ -359,7 +359,7 @@ def test_the_next_upload_is_masked_and_checked_as_declared(site):
     assert r.status_code == 303
     job_id = r.headers["location"].rsplit("/", 1)[1]
     acc = Accounts(site.nx.catalogue)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while True:
         job = site.nx.jobs.show(job_id, acc.principal("alice"))
         if job["status"] in ("finished", "failed") or time.monotonic() > deadline:
@@ -384,7 +384,7 @@ def test_the_next_upload_is_masked_and_checked_as_declared(site):
 
 def _wait_job(site, job_id: str) -> dict:
     acc = Accounts(site.nx.catalogue)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while True:
         job = site.nx.jobs.show(job_id, acc.principal("alice"))
         if job["status"] in ("finished", "failed") or time.monotonic() > deadline:
