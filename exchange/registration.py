@@ -668,6 +668,18 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
             dataset=ds.name,
             missing="registration",
         )
+    why = last.review_note or ""
+    if last.status == "rejected":  # after an objection was upheld: its resolution is why
+        upheld = s.scalar(
+            select(RegistrationObjection.resolution)
+            .where(
+                RegistrationObjection.registration_id == last.id,
+                RegistrationObjection.status == "upheld",
+            )
+            .order_by(RegistrationObjection.created.desc())
+        )
+        if upheld is not None:
+            why = f"an objection was upheld ({upheld})"
     what = {
         "applied": (f"its registration application {last.id} awaits review", "review"),
         "notice": (
@@ -679,7 +691,7 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
             "objection",
         ),
         "rejected": (
-            f"its registration application {last.id} was rejected: {last.review_note}",
+            f"its registration application {last.id} was rejected: {why}",
             "registration",
         ),
         "cancelled": (
