@@ -4,6 +4,8 @@ evidence, cumulative counts across orders and their reset on 1 January, the audi
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -328,3 +330,26 @@ def test_individual_counter_matches_distinct_tokens_across_chunks():
     # addresses do not single a person out: not counted
     assert counter.counts() == {"phone": len(phones), "plate": len(plates)}
     assert counter.total() == len(phones) + len(plates)
+
+
+def test_the_cli_shows_regions_grades_and_each_orders_route(nsdx_env):
+    """What a person reads in the CLI: where each enterprise is registered and whether it is
+    a CIIO, a dataset's grade and personal information, and the route an order took with
+    the evidence its grant needs (the facts are the same as the --json ones)."""
+    from tests.conftest import run_cli
+
+    run_cli("exchange", "demo", env=nsdx_env)  # not ingested: no individuals counted yet
+    ents = run_cli("exchange", "enterprise", "list", env=nsdx_env).stdout
+    row = next(line for line in ents.splitlines() if "hk-harbour-analytics" in line)
+    assert "hong-kong" in row and row.rstrip("│ ").endswith("no")  # region, not a CIIO
+    assert "mainland 440115" in next(x for x in ents.splitlines() if "lingang-insight" in x)
+    shown = run_cli("datasets", "show", "nansha-ride-hailing-orders", env=nsdx_env).stdout
+    assert "grade: general   personal information: yes, sensitive (individuals not counted" in shown
+    offers = json.loads(run_cli("exchange", "offers", "--json", env=nsdx_env).stdout)
+    (offer,) = [o["id"] for o in offers
+                if o["cross_border"] and o["dataset"] == "nansha-ride-hailing-orders"]  # fmt: skip
+    out = run_cli("exchange", "order", offer, "--buyer", "hk-harbour-analytics",
+                  "--as", "hk-harbour-analytics", env=nsdx_env).stdout  # fmt: skip
+    oid = re.search(r"order ([0-9a-f-]{36}):", out).group(1)
+    assert "cross-border: security_assessment (rule pi_count_unknown, policy " in out
+    assert f"record its approval reference: `nsdx exchange evidence {oid} --kind approval" in out
