@@ -690,6 +690,27 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
             dataset=ds.name,
             missing="registration",
         )
+    rejected = Msg(
+        "its registration application %(id)s was rejected: %(note)s",
+        id=last.id,
+        note=str(last.review_note or ""),
+    )
+    if last.status == "rejected":  # after an objection was upheld: its resolution is why
+        upheld = s.scalar(
+            select(RegistrationObjection.resolution)
+            .where(
+                RegistrationObjection.registration_id == last.id,
+                RegistrationObjection.status == "upheld",
+            )
+            .order_by(RegistrationObjection.created.desc())
+        )
+        if upheld is not None:
+            rejected = Msg(
+                "its registration application %(id)s was rejected: an objection was upheld "
+                "(%(resolution)s)",
+                id=last.id,
+                resolution=str(upheld),
+            )
     what: tuple[Msg, str] = {
         "applied": (
             Msg("its registration application %(id)s awaits review", id=last.id),
@@ -708,11 +729,7 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
             "objection",
         ),
         "rejected": (
-            Msg(
-                "its registration application %(id)s was rejected: %(note)s",
-                id=last.id,
-                note=str(last.review_note),
-            ),
+            rejected,
             "registration",
         ),
         "cancelled": (

@@ -121,6 +121,8 @@ REGISTRATION_KINDS = [
     Np_("registration-kind", "correction"),
     Np_("registration-kind", "cancellation"),
 ]
+# GB/T 43697-2024 data grades (a dataset's classification, read by the cross-border rules)
+GRADES = [Np_("grade", "general"), Np_("grade", "important"), Np_("grade", "core")]
 OBJECTION_STATES = [
     Np_("objection-status", "open"),
     Np_("objection-status", "upheld"),

@@ -83,6 +83,10 @@ def _with_declaration(data: dict, cols: list[dict], exps: list[dict], always: bo
     return where, bad
 
 
+# the fields of provider/new.html that show their own error
+NEW_FIELDS = frozenset({"name", "title", "title_en", "domain", "tags", "owner_org", "access"})
+
+
 @router.get("/my/datasets/new")
 def new_dataset_form(request: Request):
     p = require_user(request)
@@ -138,16 +142,17 @@ async def new_dataset(request: Request):
     if status == 200:
         return RedirectResponse(f"/dataset/{body['result']['name']}/upload?created=1", 303)
     err = body.get("error") or {}
-    errors = {
-        k: " ".join(core(m) for m in v) if isinstance(v, list) else core(v)
+    errors = {  # each field's messages in the visitor's language (core Msgs)
+        k: " ".join(core(m) for m in (v if isinstance(v, list) else [v]))
         for k, v in err.items()
         if not k.startswith("__") and k not in ("message", "schema", "expectations")
     }
-    message = (
-        _("The dataset was not created: check the marked fields.")
-        if err.get("__type") == "Validation Error" or not err.get("message")
-        else core(err.get("message"))
-    )
+    if errors or err.get("__type") == "Validation Error" or not err.get("message"):
+        message = _("The dataset was not created: check the marked fields.")
+        unmarked = [v for k, v in errors.items() if k not in NEW_FIELDS]  # no field shows it
+        message = " ".join([message, *unmarked])
+    else:
+        message = core(err.get("message"))
     return render(
         request,
         "provider/new.html",
