@@ -353,3 +353,49 @@ def test_the_cli_shows_regions_grades_and_each_orders_route(nsdx_env):
     oid = re.search(r"order ([0-9a-f-]{36}):", out).group(1)
     assert "cross-border: security_assessment (rule pi_count_unknown, policy " in out
     assert f"record its approval reference: `nsdx exchange evidence {oid} --kind approval" in out
+
+
+def test_the_dataset_page_shows_its_grade_and_counted_individuals(tmp_path, nsdx_env):
+    """The portal's dataset page: the GB/T 43697 grade and the personal information, with
+    the individuals nsdx counted at ingest (Chinese by default, English one click away)."""
+    from fastapi.testclient import TestClient
+
+    from catalogue.search import drop_indexes
+    from nsdx.web.app import create_app
+    from tests.test_ckan_api import make_nsdx
+
+    (tmp_path / "rides.csv").write_text(
+        "plate,phone\n粤A12345,13812345678\n粤A12345,13812345679\n粤B99999,13812345678\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "datasets.yaml").write_text(
+        """datasets:
+  - id: rides
+    title: 网约车订单
+    domain: transport
+    organization: bureau
+    grade: important
+    sensitive_pi: true
+    source: {path: rides.csv, format: csv}
+    schema:
+      - {name: plate, type: string, pii: plate}
+      - {name: phone, type: string, pii: phone}
+""",
+        encoding="utf-8",
+    )
+    nx = make_nsdx(tmp_path, f"sqlite:///{tmp_path / 'nsdx.db'}")
+    assert nx.ingest(["rides"])[0].status == "published"
+    try:
+        with TestClient(create_app(nx, warm=False, worker=False)) as c:
+            page = c.get("/dataset/rides", headers={"accept": "text/html"}).text
+            grade = re.search(r'<tr id="grade">.*?</tr>', page, re.S).group(0)
+            pi = re.search(r'<tr id="personal-information">.*?</tr>', page, re.S).group(0)
+            assert "重要数据" in grade and "GB/T 43697-2024" in grade
+            # two plates and two phone numbers: 4 individuals, from the masked tokens
+            assert "含敏感个人信息" in pi and "入库时统计涉及 4 人" in pi
+            c.get("/lang/en?next=/")
+            page = c.get("/dataset/rides", headers={"accept": "text/html"}).text
+            assert "important" in re.search(r'<tr id="grade">.*?</tr>', page, re.S).group(0)
+            assert "4 individuals, counted at ingest" in page
+    finally:
+        drop_indexes()
