@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from catalogue.search import drop_indexes
 from exchange.demo import run_demo
+from nsdx import verify_receipt as vr
 from nsdx.web.app import create_app
 from tests.test_ckan_api import make_nsdx
 from tests.test_registration import _verifier
@@ -127,6 +128,14 @@ def test_anyone_checks_a_certificate_without_an_account(site):
     entry = site.get(f"/registration/{rid}/entry.json").content
     _verifier()(proof, entry)  # the independent verifier of docs/ledger.md
     assert json.loads(entry)["code"] == code and proof["index"] == reg["ledger_index"]
+    # the same file is a receipt: verify_receipt.py checks it with the checkpoint's signature
+    assert proof["entry"] == json.loads(entry)
+    key = site.get("/api/audit/pubkey").text.strip()
+    assert key == site.nx.exchange.signer.verifier_key
+    assert vr.verify_receipt(proof, None, log_key=key)["index"] == reg["ledger_index"]
+    forged = {**proof, "entry": {**proof["entry"], "holder": "someone-else"}}
+    with pytest.raises(vr.Failed, match="entry was altered"):
+        vr.verify_receipt(forged, None, log_key=key)
     pdf = site.get(f"/registration/{code}/certificate.pdf")
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF-")
@@ -177,7 +186,10 @@ def test_a_signed_in_visitor_objects_from_the_portal(site):
     try:
         empty = site.post(f"/registration/{a['id']}/objection",
                           data={"csrftoken": tok, "reason": " "}, headers=HTML)  # fmt: skip
-        assert empty.status_code == 422 and "an objection needs a reason" in empty.text
+        assert empty.status_code == 422 and "提出异议须写明理由" in empty.text
+        assert (
+            "an objection needs a reason" not in empty.text
+        )  # the Chinese page says it in Chinese
         r = site.post(f"/registration/{a['id']}/objection", headers=HTML,
                       data={"csrftoken": tok, "reason": "该数据含未授权采集的信息"},
                       follow_redirects=False)  # fmt: skip

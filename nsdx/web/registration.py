@@ -210,7 +210,7 @@ def _not_found(request: Request, code: str, e: ExchangeError) -> Response:
     status = e.status if e.status in (404, 409) else 404
     return error_response(
         request, status, _("Registration not found"),
-        _("There is no issued registration %(code)s.", code=code[:100]) + " " + e.message,
+        _("There is no issued registration %(code)s.", code=code[:100]) + " " + core(e.message),
     )  # fmt: skip
 
 
@@ -287,13 +287,13 @@ async def certificate_pdf(code: str, request: Request):
 
 @pages.get("/registration/{code}/proof.json")
 async def certificate_proof(code: str, request: Request):
-    """The inclusion proof of the registration's ledger entry, for the verifier of
-    docs/ledger.md."""
+    """The inclusion proof of the registration's ledger entry and the entry, for the
+    verifiers of docs/ledger.md (the proof script, and verify_receipt.py)."""
     try:
         c = await _certificate(request, code)
     except ExchangeError as e:
         return _not_found(request, code, e)
-    return JSONResponse(c["proof"])
+    return JSONResponse(certificates.proof_bundle(c))
 
 
 @pages.get("/registration/{code}/entry.json")
