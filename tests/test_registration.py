@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -198,12 +200,13 @@ def test_an_upheld_objection_rejects_and_rejection_needs_a_note(tmp_path):
         reg.review(ex, REVIEWER, a["id"], approve=False)
     with pytest.raises(NotAllowed, match="auditors cannot"):
         reg.review(ex, Actor.auditor_(), a["id"], approve=True)
-    reg.review(ex, REVIEWER, a["id"], approve=True)
+    reg.review(ex, REVIEWER, a["id"], approve=True, note="材料齐全 (complete)")
     o = reg.lodge_objection(ex, Actor.for_org("rival"), a["id"], reason="侵犯我方数据权益")
     d = reg.resolve_objection(ex, REVIEWER, o["objections"][0]["id"], uphold=True,
                               resolution="异议成立 (upheld)")  # fmt: skip
     assert d["status"] == "rejected"
-    _refused(ex, "registration", "was rejected")
+    # the refusal says why: the upheld objection's resolution, not the approval's note
+    _refused(ex, "registration", r"was rejected: an objection was upheld \(异议成立 \(upheld\)\)")
     a2 = reg.apply(ex, PROVIDER, "ds3", scenario="ns-x", **STATEMENT)  # may apply again
     assert a2["status"] == "applied"
 
@@ -295,5 +298,57 @@ def test_cli_flow_with_a_zero_day_notice(nsdx_env, tmp_path):
     proof = json.loads((tmp_path / "cert" / f"{code2}.proof.json").read_text())
     entry = (tmp_path / "cert" / f"{code2}.entry.json").read_bytes()
     _verifier()(proof, entry)
+    # ... and the proof file as a receipt, signature included, by the verifier run alone
+    key = run_cli("audit", "pubkey", env=env).stdout.strip().splitlines()[-1]
+    ok = subprocess.run(
+        [sys.executable, "-I", "-S", str(ROOT / "nsdx" / "verify_receipt.py"),
+         str(tmp_path / "cert" / f"{code2}.proof.json"), "--log-key", key],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0 and "(registration.issued)" in ok.stdout, ok.stderr
     assert (tmp_path / "cert" / f"{code2}.pdf").read_bytes().startswith(b"%PDF-")
     assert code2 in (tmp_path / "cert" / f"{code2}.html").read_text()
+
+
+def test_scenario_check_refuses_a_pinned_version_the_views_no_longer_serve(nsdx_env, tmp_path):
+    """A scenario's datasets carry versions; its query and held-out split run over the
+    query views, which serve the current version: `nsdx scenario check` says when a pinned
+    version is no longer the one served (the evaluation would run over other data)."""
+    src = tmp_path / "counts.csv"
+    src.write_text("detector,vehicles\nD1,10\nD2,12\n", encoding="utf-8")
+    Path(nsdx_env["NSDX_DATASETS"]).write_text(
+        f"""datasets:
+  - id: counts
+    title: 检测器流量
+    domain: transport
+    organization: bureau
+    source: {{path: {src}, format: csv}}
+""",
+        encoding="utf-8",
+    )
+    scen = tmp_path / "scenarios.yaml"
+    scen.write_text(
+        """scenarios:
+  - name: ns-counts
+    title: 流量预测
+    title_en: Volume forecasting
+    sector: traffic-signal
+    proposer: 交通运输局
+    datasets: [counts@1]
+    query: SELECT detector, sum(vehicles) AS v FROM transport.counts GROUP BY detector
+""",
+        encoding="utf-8",
+    )
+    run_cli("ingest", "counts", env=nsdx_env)
+    run_cli("scenario", "load", str(scen), env=nsdx_env)
+    ok = run_cli("scenario", "check", env=nsdx_env).stdout
+    assert "✓ ns-counts query: 2 rows" in ok
+    shown = json.loads(run_cli("scenario", "show", "ns-counts", "--json", env=nsdx_env).stdout)
+    assert shown["datasets"] == [{"name": "counts", "version": 1}]
+    src.write_text("detector,vehicles\nD1,10\nD2,12\nD3,7\n", encoding="utf-8")
+    run_cli("ingest", "counts", env=nsdx_env)  # v2 is now the one the views serve
+    bad = run_cli("scenario", "check", env=nsdx_env, check=False)
+    assert bad.returncode == 1
+    assert "✗ ns-counts dataset counts: the scenario pins v1, but the query views serve v2" in (
+        bad.stderr
+    )
