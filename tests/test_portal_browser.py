@@ -769,3 +769,18 @@ def test_provider_declares_a_personal_column_and_a_check_then_the_upload_is_mask
     assert page.eval("document.querySelector('#col-0-pii').value") == "phone"
     assert page.eval("document.querySelector('#exp-0-kind').value") == "between"
     assert axe_violations(page) == []
+    # Enter in a field saves (the form's first button is a hidden "Save", not "More rows")
+    fill(page, "#col-1-description", "通话分钟数")
+    assert press(page, "Enter", "Enter", 13, wait=True) == 200
+    assert (
+        page.eval("location.pathname + location.search") == "/dataset/nansha-hotline-calls?edited=1"
+    )
+    pkg = httpx.get(
+        f"{portal}/api/3/action/package_show", params={"id": "nansha-hotline-calls"}
+    ).json()["result"]
+    assert pkg["nsdx"]["declared"]["schema"][1] == {
+        "name": "minutes",
+        "type": "integer",
+        "description": "通话分钟数",
+    }
+    assert pkg["nsdx"]["declared"]["schema"][0]["pii"] == "phone"  # the rest kept
