@@ -65,9 +65,12 @@ def publish_dataset(
         if cur
         else None
     )
-    # Iceberg's catalog is opened in the background once this run writes a new version
+    # Iceberg's catalog is opened in the background once this run writes a new version of
+    # an open dataset (only the open ones are registered; which are is decided at the
+    # registration, by the database: this guess only saves a restricted one the import)
     ice = iceberg.IcebergTables(cat, store) if iceberg.enabled() else None
-    claims = _Claims(cat, spec.id, on_take=ice.warm_up if ice is not None else None)
+    warm = ice.warm_up if ice is not None and spec.access == "open" else None
+    claims = _Claims(cat, spec.id, on_take=warm)
     result = run_pipeline(
         spec,
         store,
