@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from ingest.storage import ObjectStore
 from validation import duck
+from validation.messages import Msg
 
 from .access import (
     NO_GRANTS,
@@ -146,8 +147,10 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, *, max_rows: int | None 
         msg = str(e).split("\n")[0]
         hint = None
         if "does not exist" in msg and "Table" in msg:
-            hint = "run `nsdx datasets list` to see views; names are <domain>.<id> with '-' as '_'"
-        raise QueryError(f"query failed: {msg}", hint=hint) from None
+            hint = Msg(
+                "run `nsdx datasets list` to see views; names are <domain>.<id> with '-' as '_'"
+            )
+        raise QueryError(Msg("query failed: %(error)s", error=msg), hint=hint) from None
 
 
 # -- the query API: checked statements on a locked-down connection ----------------------
@@ -345,6 +348,7 @@ def open_locked(
     return con
 
 
+TIMED_OUT = Msg("the query was stopped: it ran past the time limit")
 _URL = re.compile(r"(?:s3|https?)://[^\s'\"]+")
 
 
@@ -359,7 +363,7 @@ def _clean(msg: str, store: ObjectStore) -> str:
 def _query_error(e: duckdb.Error, store: ObjectStore, *, opening: bool = False) -> QueryError:
     msg = _clean(str(e).strip().split("\n")[0], store)
     if isinstance(e, duckdb.InterruptException):
-        return QueryTimeout("the query was stopped: it ran past the time limit")
+        return QueryTimeout(TIMED_OUT)
     if isinstance(e, duckdb.HTTPException | duckdb.IOException):
         return QueryStorageError(
             f"reading the published files failed: {msg}",

@@ -48,8 +48,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from validation.messages import Msg
+
 from .errors import QueryError
-from .query import QueryJob, QueryLimits, QueryStorageError, QueryTimeout
+from .query import TIMED_OUT, QueryJob, QueryLimits, QueryStorageError, QueryTimeout
 
 log = logging.getLogger("nsdx.query")
 
@@ -163,7 +165,12 @@ def _answer(job: QueryJob) -> tuple:
     except QueryError as e:
         return ("error", type(e).__name__, e.message, e.hint)
     except MemoryError:
-        return ("error", "QueryMemoryExceeded", "the query needs more memory than it may use", None)
+        return (
+            "error",
+            "QueryMemoryExceeded",
+            Msg("the query needs more memory than it may use"),
+            None,
+        )
 
 
 def _warm_up() -> None:
@@ -216,7 +223,7 @@ def child_main(argv: list[str]) -> int:
         try:
             _write(out, (reply, retire))
         except MemoryError:
-            reply = ("error", "QueryMemoryExceeded", "the answer is too large", None)
+            reply = ("error", "QueryMemoryExceeded", Msg("the answer is too large"), None)
             _write(out, (reply, True))
         if retire:
             return 0
@@ -229,7 +236,7 @@ _ERRORS: dict[str, type[QueryError]] = {
     "QueryStorageError": QueryStorageError,
     "QueryMemoryExceeded": QueryMemoryExceeded,
 }
-_MEMORY_HINT = (
+_MEMORY_HINT = Msg(
     "the query needs more memory than a query API request may use; aggregate or filter "
     "more, or read the data with your own DuckDB (nsdx.connect)"
 )
@@ -363,14 +370,17 @@ class QueryProcesses:
                     if resident_bytes(p.popen.pid) > limit:
                         p.kill()
                         raise QueryMemoryExceeded(
-                            f"the query used more than {limit // 2**20} MiB and was stopped",
+                            Msg(
+                                "the query used more than %(mib)s MiB and was stopped",
+                                mib=limit // 2**20,
+                            ),
                             hint=_MEMORY_HINT,
                         )
                     if time.monotonic() > deadline:
                         raise TimeoutError
                 reply = _read(out, deadline)
             except TimeoutError:
-                raise QueryTimeout("the query was stopped: it ran past the time limit") from None
+                raise QueryTimeout(TIMED_OUT) from None
             except (BrokenPipeError, OSError, EOFError, pickle.UnpicklingError):
                 reply = None
             p.uses += 1
@@ -380,7 +390,7 @@ class QueryProcesses:
                 code = p.popen.poll()
                 log.warning("query process %s ended (exit %s)", p.popen.pid, code)
                 raise QueryMemoryExceeded(
-                    "the query stopped its process (most likely by passing the memory limit)",
+                    Msg("the query stopped its process (most likely by passing the memory limit)"),
                     hint=_MEMORY_HINT,
                 )
             framed: tuple = reply  # type: ignore[assignment]
@@ -393,7 +403,8 @@ class QueryProcesses:
                 return table, bool(answer[2])
             if kind == "error":
                 healthy = True
-                name, message, hint = str(answer[1]), str(answer[2]), answer[3]
+                name, message, hint = str(answer[1]), answer[2], answer[3]
+                message = message if isinstance(message, str) else str(message)  # a Msg kept
                 cls = _ERRORS.get(name, QueryError)
                 if cls is QueryMemoryExceeded or "Out of Memory" in message:
                     raise QueryMemoryExceeded(message, hint=_MEMORY_HINT)

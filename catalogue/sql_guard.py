@@ -44,6 +44,7 @@ from typing import Any
 import duckdb
 
 from validation import duck
+from validation.messages import Msg
 
 from .errors import QueryError
 
@@ -213,58 +214,75 @@ def _first_line(e: BaseException) -> str:
     return str(e).strip().split("\n")[0]
 
 
+def _syntax(error: str) -> Msg:
+    return Msg("syntax error: %(error)s", error=error)
+
+
+def _one_statement(n: int) -> Msg:
+    return Msg("exactly one statement is allowed, got %(n)s", n=n)
+
+
 def check_select(sql: str, views: Collection[tuple[str, str]] | None = None) -> CheckedQuery:
     """Accept ``sql`` if it is one ``SELECT`` reading only ``views`` (``(schema, name)``
     pairs, lower case; ``None`` skips the existence check) and allowed functions; raise
     :class:`SqlRejected` naming the first thing that is not allowed."""
     if not isinstance(sql, str) or not sql.strip():
-        raise SqlRejected("the query is empty", rule="empty", hint="send one SELECT statement")
+        raise SqlRejected(
+            Msg("the query is empty"), rule="empty", hint=Msg("send one SELECT statement")
+        )
     if len(sql) > MAX_SQL_CHARS:
         raise SqlRejected(
-            f"the query is {len(sql)} characters long; the limit is {MAX_SQL_CHARS}",
+            Msg(
+                "the query is %(n)s characters long; the limit is %(limit)s",
+                n=len(sql),
+                limit=MAX_SQL_CHARS,
+            ),
             rule="too_long",
         )
     con = _parser()
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as e:
-        raise SqlRejected(f"syntax error: {_first_line(e)}", rule="syntax") from None
+        raise SqlRejected(_syntax(_first_line(e)), rule="syntax") from None
     if len(statements) != 1:
         raise SqlRejected(
-            f"exactly one statement is allowed, got {len(statements)}",
+            _one_statement(len(statements)),
             rule="one_statement",
-            hint="send a single SELECT (no ';'-separated statements)",
+            hint=Msg("send a single SELECT (no ';'-separated statements)"),
         )
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         name = getattr(kind, "name", str(kind))
         raise SqlRejected(
-            f"only SELECT statements are allowed, not {name}",
+            Msg("only SELECT statements are allowed, not %(name)s", name=name),
             rule="statement_type",
             statement=name,
-            hint="the query API reads published data; it does not write, configure, attach, "
-            "explain or load anything",
+            hint=Msg(
+                "the query API reads published data; it does not write, configure, attach, "
+                "explain or load anything"
+            ),
         )
     try:
         row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
         tree = json.loads(row[0]) if row is not None else None
     except (duckdb.Error, RecursionError, ValueError) as e:
-        raise SqlRejected(f"the query cannot be checked: {_first_line(e)}", rule="parse") from None
+        raise SqlRejected(
+            Msg("the query cannot be checked: %(error)s", error=_first_line(e)), rule="parse"
+        ) from None
     if not isinstance(tree, dict):  # a SELECT of one value always has a row (DuckDB's contract)
-        raise SqlRejected("the query cannot be checked", rule="parse")
+        raise SqlRejected(Msg("the query cannot be checked"), rule="parse")
     if tree.get("error"):
         msg = tree.get("error_message") or "unknown parser error"
         if tree.get("error_type") == "parser":
-            raise SqlRejected(f"syntax error: {msg}", rule="syntax")
+            raise SqlRejected(_syntax(msg), rule="syntax")
         # e.g. PRAGMA, which extract_statements rewrites into a SELECT of pragma_*()
         raise SqlRejected(
-            f"only plain SELECT statements are allowed ({msg})", rule="statement_type"
+            Msg("only plain SELECT statements are allowed (%(error)s)", error=msg),
+            rule="statement_type",
         )
     stmts = tree.get("statements") or []
     if len(stmts) != 1:
-        raise SqlRejected(
-            f"exactly one statement is allowed, got {len(stmts)}", rule="one_statement"
-        )
+        raise SqlRejected(_one_statement(len(stmts)), rule="one_statement")
     allowed = None if views is None else {(s.lower(), n.lower()) for s, n in views}
     used = _Walker(allowed).walk(stmts[0]["node"])
     return CheckedQuery(sql=sql, views=frozenset(used))
@@ -299,7 +317,9 @@ class _Walker:
                     self._table_ref(node, ctes)
                 elif kind not in _STRUCTURAL and not kind.endswith("_TYPE_INFO"):
                     # fail closed on anything this walker does not know
-                    raise SqlRejected(f"query part {kind} is not allowed", rule="node", part=kind)
+                    raise SqlRejected(
+                        Msg("query part %(part)s is not allowed", part=kind), rule="node", part=kind
+                    )
             stack.extend((v, ctes) for k, v in node.items() if isinstance(v, dict | list))
         return self.used
 
@@ -311,9 +331,9 @@ class _Walker:
             name = str(e.get("key", "")).lower()
             if name in system:
                 raise SqlRejected(
-                    f"the CTE name {name!r} is the name of a system view",
+                    Msg("the CTE name %(name)s is the name of a system view", name=repr(name)),
                     rule="cte_name",
-                    hint="choose another name for the WITH clause",
+                    hint=Msg("choose another name for the WITH clause"),
                 )
             names.add(name)
         if node.get("type") in ("RECURSIVE_CTE_NODE", "CTE_NODE") and node.get("cte_name"):
@@ -326,10 +346,12 @@ class _Walker:
             if ref.get("show_type") in _SHOW_ALLOWED and ref.get("query"):
                 return  # DESCRIBE / SUMMARIZE of a query: its query is walked
             raise SqlRejected(
-                "SHOW and listings of the database are not allowed",
+                Msg("SHOW and listings of the database are not allowed"),
                 rule="show",
-                hint="the views are listed in the catalogue (GET /api/3/action/package_list); "
-                "DESCRIBE <domain>.<id> shows a view's columns",
+                hint=Msg(
+                    "the views are listed in the catalogue (GET /api/3/action/package_list); "
+                    "DESCRIBE <domain>.<id> shows a view's columns"
+                ),
             )
         if kind == "BASE_TABLE":
             self._base_table(ref, ctes)
@@ -338,11 +360,14 @@ class _Walker:
             name = str(fn.get("function_name", "")).lower()
             if fn.get("schema") or fn.get("catalog") or name not in TABLE_FUNCTIONS:
                 raise SqlRejected(
-                    f"table function {name!r} is not allowed",
+                    Msg("table function %(name)s is not allowed", name=repr(name)),
                     rule="table_function",
                     function=name,
-                    hint="tables are the published views <domain>.<id>; the only table "
-                    f"functions allowed are {', '.join(sorted(TABLE_FUNCTIONS))}",
+                    hint=Msg(
+                        "tables are the published views <domain>.<id>; the only table "
+                        "functions allowed are %(names)s",
+                        names=", ".join(sorted(TABLE_FUNCTIONS)),
+                    ),
                 )
 
     def _base_table(self, ref: dict, ctes: frozenset[str]) -> None:
@@ -352,16 +377,27 @@ class _Walker:
         shown = ".".join(p for p in (catalog, schema, name) if p)
         if not catalog and not schema and name in ctes:
             return
-        hint = "tables are the published views <domain>.<id> ('-' as '_'), e.g. transport.nansha_bus_gps"
+        hint = Msg(
+            "tables are the published views <domain>.<id> ('-' as '_'), e.g. "
+            "transport.nansha_bus_gps"
+        )
         if catalog or not schema or schema in _SYSTEM_SCHEMAS or any(c in name for c in "/:.\\"):
             raise SqlRejected(
-                f"table {shown!r} is not allowed: only published views can be read",
+                Msg(
+                    "table %(table)s is not allowed: only published views can be read",
+                    table=repr(shown),
+                ),
                 rule="table",
                 table=shown,
                 hint=hint,
             )
         if self.allowed is not None and (schema, name) not in self.allowed:
-            raise SqlRejected(f"no published view {shown!r}", rule="table", table=shown, hint=hint)
+            raise SqlRejected(
+                Msg("no published view %(table)s", table=repr(shown)),
+                rule="table",
+                table=shown,
+                hint=hint,
+            )
         self.used.add((schema, name))
 
     def _function(self, fn: dict) -> None:
@@ -369,9 +405,17 @@ class _Walker:
         # the parser itself writes main.list_value, main.timezone...; nothing else may
         if fn.get("catalog") or str(fn.get("schema") or "main").lower() != "main":
             raise SqlRejected(
-                f"schema-qualified function {fn.get('schema')}.{name} is not allowed",
+                Msg(
+                    "schema-qualified function %(schema)s.%(name)s is not allowed",
+                    schema=fn.get("schema"),
+                    name=name,
+                ),
                 rule="function",
                 function=name,
             )
         if name in DENIED_FUNCTIONS or name in denied_macros():
-            raise SqlRejected(f"function {name!r} is not allowed", rule="function", function=name)
+            raise SqlRejected(
+                Msg("function %(name)s is not allowed", name=repr(name)),
+                rule="function",
+                function=name,
+            )

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalogue.access import ANONYMOUS, EDIT_ROLES, MEMBER_ROLES, Principal
+from validation.messages import Msg, Term
 
 from .errors import NotAllowed
 
@@ -54,8 +55,12 @@ class Actor:
     def _writable(self, what: str) -> None:
         if self.auditor and not self.sysadmin:
             raise NotAllowed(
-                f"{self.name} is an auditor: auditors read exchange records and cannot {what}",
-                hint="use an account of the selling or buying organisation",
+                Msg(
+                    "%(actor)s is an auditor: auditors read exchange records and cannot %(what)s",
+                    actor=self.name,
+                    what=what,
+                ),
+                hint=Msg("use an account of the selling or buying organisation"),
                 actor=self.name,
             )
 
@@ -64,16 +69,37 @@ class Actor:
         if self.sysadmin:
             return
         if self.roles.get(org) not in roles:
-            kind = "seller" if roles == SELLER_ROLES else "buyer"
+            where = {"actor": self.name, "what": what, "org": repr(org)}
             raise NotAllowed(
-                f"{self.name} cannot {what}: only the {kind} organisation {org!r} may",
-                hint=f"act as an {' or '.join(sorted(roles))} of {org!r} (CLI: --as {org})",
+                Msg("%(actor)s cannot %(what)s: only the seller organisation %(org)s may", **where)
+                if roles == SELLER_ROLES
+                else Msg(
+                    "%(actor)s cannot %(what)s: only the buyer organisation %(org)s may", **where
+                ),
+                hint=Msg(
+                    "act as an %(roles)s of %(org)s (CLI: --as %(name)s)",
+                    roles=_roles(roles),
+                    org=repr(org),
+                    name=org,
+                ),
                 actor=self.name,
                 organization=org,
             )
 
     def orgs(self) -> set[str]:
         return set(self.roles)
+
+
+def _roles(roles: frozenset[str]) -> str:
+    """'admin or editor': the roles, named in the reader's language on the portal."""
+    r = [Term(x, "role") for x in sorted(roles)]
+    if len(r) == 1:
+        return r[0]
+    if len(r) == 2:
+        return Msg("%(a)s or %(b)s", a=r[0], b=r[1])
+    if len(r) == 3:
+        return Msg("%(a)s or %(b)s or %(c)s", a=r[0], b=r[1], c=r[2])
+    return " or ".join(r)
 
 
 def actor_for_user(s: Session, user_name: str) -> Actor:
@@ -83,8 +109,8 @@ def actor_for_user(s: Session, user_name: str) -> Actor:
     user = s.scalar(select(User).where(User.name == user_name))
     if user is None or user.state != "active":
         raise NotAllowed(
-            f"no active user {user_name!r}",
-            hint="create it with `nsdx user create`",
+            Msg("no active user %(user)s", user=repr(user_name)),
+            hint=Msg("create it with `nsdx user create`"),
             actor=user_name,
         )
     rows = s.execute(

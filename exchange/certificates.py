@@ -99,6 +99,15 @@ def certificate(ex: Exchange, ref: str, *, actor: Actor, base_url: str = "") -> 
     }
 
 
+def proof_bundle(data: dict) -> dict[str, Any]:
+    """The certificate's ``proof.json``: the inclusion proof against the signed checkpoint
+    and the ledger entry it proves. The standard-library script of docs/ledger.md checks
+    the proof (``check_proof.py proof.json entry.json``); being a receipt in the form
+    ``nsdx/verify_receipt.py`` reads, the same file is also checked with the checkpoint's
+    signature (``python3 verify_receipt.py proof.json --log-key KEY``)."""
+    return {**data["proof"], "entry": json.loads(data["entry"])}
+
+
 def _qr(url: str):
     import segno
 

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from catalogue.db import referenced
 from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
+from validation.messages import Msg, Term
 
 from .actors import BUYER_ROLES, Actor
 from .context import Exchange
@@ -102,14 +103,21 @@ def granted_order(
     order = s.get(Order, order_id)
     if order is None:
         raise OrderNotFound(
-            f"order {order_id!r} not found", hint="`nsdx exchange orders`", order=order_id
+            Msg("order %(order)s not found", order=repr(order_id)),
+            hint="`nsdx exchange orders`",
+            order=order_id,
         )
     buyer = referenced(s, Organization, order.buyer_id).name
     actor.require(buyer, BUYER_ROLES, what)
     if order.status not in LIVE_ORDER_STATES:
         raise InvalidState(
-            f"order {order.id} is {order.status}; {needs} an access grant",
-            hint="the seller grants access after payment",
+            Msg(
+                "order %(order)s is %(status)s; %(needs)s an access grant",
+                order=order.id,
+                status=Term(order.status, "order"),
+                needs=needs,
+            ),
+            hint=Msg("the seller grants access after payment"),
         )
     g = s.scalars(
         select(Grant)
@@ -119,11 +127,17 @@ def granted_order(
     now = _now()
     state = grant_state(g, order, now)
     if g is None or state in ("revoked", "expired"):  # no grant: "revoked"
-        raise InvalidState(f"the access grant of order {order.id} has expired or was revoked")
+        raise InvalidState(
+            Msg("the access grant of order %(order)s has expired or was revoked", order=order.id)
+        )
     if state == "not_started":
         raise InvalidState(
-            f"the access grant of order {order.id} starts at {g.starts.isoformat()}Z",
-            hint="deliveries open when the grant's term starts",
+            Msg(
+                "the access grant of order %(order)s starts at %(at)sZ",
+                order=order.id,
+                at=g.starts.isoformat(),
+            ),
+            hint=Msg("deliveries open when the grant's term starts"),
         )
     return order, g, now
 

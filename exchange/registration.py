@@ -37,6 +37,7 @@ from catalogue.access import DatasetFacts, may_see
 from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Scenario, ScenarioDataset
 from catalogue.registry import find_dataset
+from validation.messages import Msg, Term
 
 from .actors import SELLER_ROLES, Actor, principal_of
 from .context import Exchange
@@ -629,11 +630,19 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
         if sc is not None and _uses(s, sc, ds):
             return cur
         raise NotRegistered(
-            f"dataset {ds.name!r} is registered ({cur.code}) for scenario "
-            f"{sc.name if sc else '?'!r}, which no longer uses it: no scenario, no trade",
-            hint="add it back to the scenario, or apply for a change registration naming "
-            f"the scenario it serves: `nsdx registration apply {ds.name} --kind change "
-            "--scenario NAME --reason ...`",
+            Msg(
+                "dataset %(name)s is registered (%(code)s) for scenario %(scenario)s, which no "
+                "longer uses it: no scenario, no trade",
+                name=repr(ds.name),
+                code=cur.code,
+                scenario=repr(sc.name if sc else "?"),
+            ),
+            hint=Msg(
+                "add it back to the scenario, or apply for a change registration naming the "
+                "scenario it serves: `nsdx registration apply %(name)s --kind change "
+                "--scenario NAME --reason ...`",
+                name=ds.name,
+            ),
             dataset=ds.name,
             missing="scenario",
         )
@@ -642,10 +651,13 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
         .where(Registration.dataset_id == ds.id)
         .order_by(Registration.created.desc())
     )
-    rule = "无场景不登记、无登记不交易 (no scenario, no registration; no registration, no trade)"
-    apply_hint = (
-        f"apply: `nsdx registration apply {ds.name} --scenario NAME --compliance TEXT "
-        "--pledge TEXT`; a reviewer reviews it, a public notice follows, then the code"
+    rule = Msg(
+        "无场景不登记、无登记不交易 (no scenario, no registration; no registration, no trade)"
+    )
+    apply_hint = Msg(
+        "apply: `nsdx registration apply %(name)s --scenario NAME --compliance TEXT "
+        "--pledge TEXT`; a reviewer reviews it, a public notice follows, then the code",
+        name=ds.name,
     )
     if last is None:
         used = s.scalar(
@@ -655,42 +667,99 @@ def require_listable(s: Session, ds: Dataset) -> Registration:
         )
         if not used:
             raise NotRegistered(
-                f"dataset {ds.name!r} cannot be offered: no application scenario uses it and "
-                f"it is not registered — {rule}",
-                hint="add it to a scenario (scenarios.yaml, `nsdx scenario load`), then "
-                + apply_hint,
+                Msg(
+                    "dataset %(name)s cannot be offered: no application scenario uses it and "
+                    "it is not registered — %(rule)s",
+                    name=repr(ds.name),
+                    rule=rule,
+                ),
+                hint=Msg(
+                    "add it to a scenario (scenarios.yaml, `nsdx scenario load`), then %(apply)s",
+                    apply=apply_hint,
+                ),
                 dataset=ds.name,
                 missing="scenario",
             )
         raise NotRegistered(
-            f"dataset {ds.name!r} cannot be offered: it is not registered — {rule}",
+            Msg(
+                "dataset %(name)s cannot be offered: it is not registered — %(rule)s",
+                name=repr(ds.name),
+                rule=rule,
+            ),
             hint=apply_hint,
             dataset=ds.name,
             missing="registration",
         )
-    what = {
-        "applied": (f"its registration application {last.id} awaits review", "review"),
+    rejected = Msg(
+        "its registration application %(id)s was rejected: %(note)s",
+        id=last.id,
+        note=str(last.review_note or ""),
+    )
+    if last.status == "rejected":  # after an objection was upheld: its resolution is why
+        upheld = s.scalar(
+            select(RegistrationObjection.resolution)
+            .where(
+                RegistrationObjection.registration_id == last.id,
+                RegistrationObjection.status == "upheld",
+            )
+            .order_by(RegistrationObjection.created.desc())
+        )
+        if upheld is not None:
+            rejected = Msg(
+                "its registration application %(id)s was rejected: an objection was upheld "
+                "(%(resolution)s)",
+                id=last.id,
+                resolution=str(upheld),
+            )
+    what: tuple[Msg, str] = {
+        "applied": (
+            Msg("its registration application %(id)s awaits review", id=last.id),
+            "review",
+        ),
         "notice": (
-            f"its registration {last.id} is under public notice until {last.notice_end}",
+            Msg(
+                "its registration %(id)s is under public notice until %(day)s",
+                id=last.id,
+                day=str(last.notice_end),
+            ),
             "notice",
         ),
         "objected": (
-            f"an objection to its registration {last.id} is open and must be resolved",
+            Msg("an objection to its registration %(id)s is open and must be resolved", id=last.id),
             "objection",
         ),
         "rejected": (
-            f"its registration application {last.id} was rejected: {last.review_note}",
+            rejected,
             "registration",
         ),
         "cancelled": (
-            f"its registration {last.code} was cancelled on {last.ended_on}",
+            Msg(
+                "its registration %(code)s was cancelled on %(day)s",
+                code=str(last.code),
+                day=str(last.ended_on),
+            ),
             "cancelled",
         ),
-    }.get(last.status, (f"its registration {last.id} is {last.status}", "registration"))
+    }.get(
+        last.status,
+        (
+            Msg(
+                "its registration %(id)s is %(status)s",
+                id=last.id,
+                status=Term(last.status, "registration-status"),
+            ),
+            "registration",
+        ),
+    )
     raise NotRegistered(
-        f"dataset {ds.name!r} cannot be offered: {what[0]} — {rule}",
+        Msg(
+            "dataset %(name)s cannot be offered: %(what)s — %(rule)s",
+            name=repr(ds.name),
+            what=what[0],
+            rule=rule,
+        ),
         hint=apply_hint if what[1] in ("registration", "cancelled") else
-        "an offer can be made once the registration code is issued",
+        Msg("an offer can be made once the registration code is issued"),
         dataset=ds.name,
         missing=what[1],
         registration=last.id,

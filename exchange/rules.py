@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from validation.messages import Msg
 from validation.money import InvalidAmount, cny, to_fen, yuan
 
 from .errors import InvalidRequest, PolicyError
@@ -63,14 +64,27 @@ class TradeRules:
             raise InvalidRequest(e.message, hint=e.hint, **e.fields) from None
         if fen > self.max_amount_fen:
             raise InvalidRequest(
-                f"{what}: {yuan(fen)} is above the exchange's maximum {yuan(self.max_amount_fen)}",
-                hint=f"the trade rules ({self.source or DEFAULT_RULES.name}) set max_amount_cny",
+                Msg(
+                    "%(what)s: %(amount)s is above the exchange's maximum %(max)s",
+                    what=what,
+                    amount=yuan(fen),
+                    max=yuan(self.max_amount_fen),
+                ),
+                hint=Msg(
+                    "the trade rules (%(file)s) set max_amount_cny",
+                    file=self.source or DEFAULT_RULES.name,
+                ),
                 amount=cny(fen),
             )
         if fen < minimum:
             raise InvalidRequest(
-                f"{what}: {yuan(fen)} is below the minimum {yuan(minimum)}",
-                hint="a contract has a value; check the figure",
+                Msg(
+                    "%(what)s: %(amount)s is below the minimum %(min)s",
+                    what=what,
+                    amount=yuan(fen),
+                    min=yuan(minimum),
+                ),
+                hint=Msg("a contract has a value; check the figure"),
                 amount=cny(fen),
             )
         return fen
@@ -87,23 +101,41 @@ class TradeRules:
             d = parse_day(value, what)
         if d > today:
             raise InvalidRequest(
-                f"{what} {d.isoformat()} is in the future (today is {today.isoformat()})",
-                hint="record a step when it happens",
+                Msg(
+                    "%(what)s %(day)s is in the future (today is %(today)s)",
+                    what=what,
+                    day=d.isoformat(),
+                    today=today.isoformat(),
+                ),
+                hint=Msg("record a step when it happens"),
                 **{what.replace(" ", "_"): d.isoformat()},
             )
         earliest = today.toordinal() - self.backdate_days
         if d.toordinal() < earliest or d.year != today.year:
             raise InvalidRequest(
-                f"{what} {d.isoformat()} is too far back: the exchange accepts dates from "
-                f"{max(date.fromordinal(earliest), date(today.year, 1, 1)).isoformat()} "
-                f"to today ({today.isoformat()})",
-                hint=f"at most {self.backdate_days} days back and within this year (trade "
-                "rules: backdate_days); leave the date out to use today",
+                Msg(
+                    "%(what)s %(day)s is too far back: the exchange accepts dates from "
+                    "%(earliest)s to today (%(today)s)",
+                    what=what,
+                    day=d.isoformat(),
+                    earliest=max(date.fromordinal(earliest), date(today.year, 1, 1)).isoformat(),
+                    today=today.isoformat(),
+                ),
+                hint=Msg(
+                    "at most %(days)s days back and within this year (trade rules: "
+                    "backdate_days); leave the date out to use today",
+                    days=self.backdate_days,
+                ),
                 **{what.replace(" ", "_"): d.isoformat()},
             )
         if not_before is not None and d < not_before:
             raise InvalidRequest(
-                f"{what} {d.isoformat()} is before the step it follows ({not_before.isoformat()})",
+                Msg(
+                    "%(what)s %(day)s is before the step it follows (%(before)s)",
+                    what=what,
+                    day=d.isoformat(),
+                    before=not_before.isoformat(),
+                ),
                 **{what.replace(" ", "_"): d.isoformat()},
             )
         return d
@@ -119,7 +151,8 @@ def parse_day(value: date | str, what: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise InvalidRequest(
-            f"{what}: {text[:40]!r} is not a date", hint="write YYYY-MM-DD"
+            Msg("%(what)s: %(value)s is not a date", what=what, value=repr(text[:40])),
+            hint=Msg("write YYYY-MM-DD"),
         ) from None
 
 
@@ -138,12 +171,15 @@ def bounded_int(value: Any, what: str, lo: int, hi: int) -> int:
         n = int(value.strip())
     if n is None:
         raise InvalidRequest(
-            f"{what}: {str(value)[:40]!r} is not a whole number",
-            hint=f"give an integer from {lo} to {hi}",
+            Msg(
+                "%(what)s: %(value)s is not a whole number", what=what, value=repr(str(value)[:40])
+            ),
+            hint=Msg("give an integer from %(lo)s to %(hi)s", lo=lo, hi=hi),
         )
     if not lo <= n <= hi:
         raise InvalidRequest(
-            f"{what}: {n} is outside {lo}..{hi}", hint=f"give an integer from {lo} to {hi}"
+            Msg("%(what)s: %(n)s is outside %(lo)s..%(hi)s", what=what, n=n, lo=lo, hi=hi),
+            hint=Msg("give an integer from %(lo)s to %(hi)s", lo=lo, hi=hi),
         )
     return n
 
@@ -218,10 +254,18 @@ def bounded_text(value: Any, what: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidRequest(f"{what} must be text", hint=f"at most {limit} characters")
+        raise InvalidRequest(
+            Msg("%(what)s must be text", what=what),
+            hint=Msg("at most %(limit)s characters", limit=limit),
+        )
     if len(value) > limit:
         raise InvalidRequest(
-            f"{what} is {len(value)} characters long; at most {limit} are kept",
-            hint="shorten it",
+            Msg(
+                "%(what)s is %(n)s characters long; at most %(limit)s are kept",
+                what=what,
+                n=len(value),
+                limit=limit,
+            ),
+            hint=Msg("shorten it"),
         )
     return value

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from catalogue.db import referenced
 from catalogue.errors import DatasetNotFound
 from catalogue.models import Dataset, Organization, Resource, Version
+from validation.messages import Msg
 
 from .actors import Actor
 from .context import Exchange
@@ -307,8 +308,8 @@ def issue_profile(
             s,
             actor,
             order_id,
-            what="get a Delta Sharing profile for this order",
-            needs="Delta Sharing needs",
+            what=Msg("get a Delta Sharing profile for this order"),
+            needs=Msg("Delta Sharing needs"),
         )
         expires = g.expires if days_ is None else min(g.expires, now + timedelta(days=days_))
         expires = expires.replace(microsecond=0)

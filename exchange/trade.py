@@ -23,7 +23,7 @@ from catalogue.access import DatasetFacts, Principal, may_see
 from catalogue.db import referenced
 from catalogue.models import Dataset, Organization, Version
 from catalogue.registry import find_dataset
-from validation.messages import Msg
+from validation.messages import Msg, Term
 from validation.money import cny, yuan
 
 from . import credit_code
@@ -104,8 +104,8 @@ def _org(s: Session, name: str) -> Organization:
     )
     if org is None:
         raise EnterpriseNotFound(
-            f"organisation {name!r} not found",
-            hint="organisations come from datasets.yaml (`nsdx ingest`) or `nsdx org create`",
+            Msg("organisation %(org)s not found", org=repr(name)),
+            hint=Msg("organisations come from datasets.yaml (`nsdx ingest`) or `nsdx org create`"),
             organization=name,
         )
     return org
@@ -115,8 +115,14 @@ def _enterprise(s: Session, org: Organization) -> Enterprise:
     ent = s.scalar(select(Enterprise).where(Enterprise.organization_id == org.id))
     if ent is None:
         raise EnterpriseNotFound(
-            f"organisation {org.name!r} has no enterprise profile (credit code, group, ...)",
-            hint=f"register it: `nsdx exchange enterprise register {org.name} --credit-code ...`",
+            Msg(
+                "organisation %(org)s has no enterprise profile (credit code, group, ...)",
+                org=repr(org.name),
+            ),
+            hint=Msg(
+                "register it: `nsdx exchange enterprise register %(org)s --credit-code ...`",
+                org=org.name,
+            ),
             organization=org.name,
         )
     return ent
@@ -130,17 +136,21 @@ def _dataset(s: Session, name: str) -> Dataset:
 def _offer(s: Session, offer_id: str) -> Offer:
     o = s.get(Offer, offer_id)
     if o is None:
-        raise OfferNotFound(
-            f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
-        )
+        raise OfferNotFound(_offer_missing(offer_id), hint="`nsdx exchange offers`", offer=offer_id)
     return o
+
+
+def _offer_missing(offer_id: str) -> Msg:
+    return Msg("offer %(offer)s not found", offer=repr(offer_id))
 
 
 def _order(s: Session, order_id: str) -> Order:
     o = s.get(Order, order_id)
     if o is None:
         raise OrderNotFound(
-            f"order {order_id!r} not found", hint="`nsdx exchange orders`", order=order_id
+            Msg("order %(order)s not found", order=repr(order_id)),
+            hint="`nsdx exchange orders`",
+            order=order_id,
         )
     return o
 
@@ -356,13 +366,15 @@ def create_offer(
             f"delivery mode {delivery_mode!r} is not one of {', '.join(DELIVERY_MODES)}",
             delivery_mode=delivery_mode,
         )
-    price_fen = None if price is None else rules.amount(price, "price", minimum=rules.min_order_fen)
+    price_fen = (
+        None if price is None else rules.amount(price, Msg("price"), minimum=rules.min_order_fen)
+    )
     if version is not None:
-        version = bounded_int(version, "version", 1, MAX_INT32)
-    access_days = bounded_int(access_days, "access_days", 1, rules.max_access_days)
-    licence_terms = bounded_text(licence_terms, "licence terms", 10_000)
+        version = bounded_int(version, Msg("version"), 1, MAX_INT32)
+    access_days = bounded_int(access_days, Msg("access_days"), 1, rules.max_access_days)
+    licence_terms = bounded_text(licence_terms, Msg("licence terms"), 10_000)
     today = ex.today()
-    start = parse_day(term_start, "term start") if term_start else today
+    start = parse_day(term_start, Msg("term start")) if term_start else today
     if abs((start - today).days) > rules.max_term_days:
         raise InvalidRequest(
             Msg(
@@ -375,7 +387,7 @@ def create_offer(
                 days=rules.max_term_days,
             ),
         )
-    end = parse_day(term_end, "term end") if term_end else start + timedelta(days=365)
+    end = parse_day(term_end, Msg("term end")) if term_end else start + timedelta(days=365)
     if end < start:
         raise InvalidRequest(
             Msg(
@@ -397,24 +409,33 @@ def create_offer(
     with ex.ledger.transaction() as s:
         ds = _dataset(s, dataset)
         if ds.organization is None:
-            raise InvalidRequest(f"dataset {ds.name!r} has no owning organisation")
+            raise InvalidRequest(
+                Msg("dataset %(name)s has no owning organisation", name=repr(ds.name))
+            )
         seller = ds.organization
-        actor.require(seller.name, SELLER_ROLES, f"offer dataset {ds.name!r}")
+        actor.require(seller.name, SELLER_ROLES, Msg("offer dataset %(name)s", name=repr(ds.name)))
         ent = _enterprise(s, seller)
         # no scenario, no registration; no registration, no trade (exchange.registration)
         reg = require_listable(s, ds)
         if price_fen is None:
             if not ds.price_fen:
                 raise InvalidRequest(
-                    f"dataset {ds.name!r} has no list price",
-                    hint="give the price (--price), or set price_cny in datasets.yaml",
+                    Msg("dataset %(name)s has no list price", name=repr(ds.name)),
+                    hint=Msg("give the price (--price), or set price_cny in datasets.yaml"),
                     dataset=ds.name,
                 )
             price_fen = ds.price_fen
         if version is not None and not s.scalar(
             select(Version.id).where(Version.dataset_id == ds.id, Version.number == version)
         ):
-            raise InvalidRequest(f"dataset {ds.name!r} has no version {version}", version=version)
+            raise InvalidRequest(
+                Msg(
+                    "dataset %(name)s has no version %(version)s",
+                    name=repr(ds.name),
+                    version=version,
+                ),
+                version=version,
+            )
         offer = Offer(
             dataset_id=ds.id,
             seller_id=seller.id,
@@ -462,9 +483,15 @@ def withdraw_offer(ex: Exchange, actor: Actor, offer_id: str) -> dict:
     with ex.ledger.transaction() as s:
         offer = _offer(s, offer_id)
         (seller,) = _names(s, offer.seller_id)
-        actor.require(seller, SELLER_ROLES, "withdraw this offer")
+        actor.require(seller, SELLER_ROLES, Msg("withdraw this offer"))
         if offer.status != "open":
-            raise InvalidState(f"offer {offer_id} is already {offer.status}")
+            raise InvalidState(
+                Msg(
+                    "offer %(offer)s is already %(status)s",
+                    offer=offer_id,
+                    status=Term(offer.status, "offer"),
+                )
+            )
         offer.status = "withdrawn"
         a = _commit_event(
             ex, s, "offer.withdrawn", {"actor": actor.name, "offer": offer.id, "seller": seller}
@@ -547,11 +574,11 @@ def place_order(
     the contract already received other public support (it then earns no reward: no
     stacking)."""
     rules = ex.rules
-    day = rules.day(on, "order date", ex.today())
+    day = rules.day(on, Msg("order date"), ex.today())
     amount_in = (
-        None if amount is None else rules.amount(amount, "amount", minimum=rules.min_order_fen)
+        None if amount is None else rules.amount(amount, Msg("amount"), minimum=rules.min_order_fen)
     )
-    contract_no = bounded_text(contract_no, "contract number", 100) or None
+    contract_no = bounded_text(contract_no, Msg("contract number"), 100) or None
     try:
         return _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_support, day)
     except _Refused as r:  # nothing of the order was kept: the refusal is its own event
@@ -568,7 +595,7 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
     with ex.ledger.transaction() as s:
         offer = _offer(s, offer_id)
         b = _org(s, buyer)
-        actor.require(b.name, BUYER_ROLES, f"order on behalf of {b.name!r}")
+        actor.require(b.name, BUYER_ROLES, Msg("order on behalf of %(org)s", org=repr(b.name)))
         seller = referenced(s, Organization, offer.seller_id)
         if b.id == seller.id:
             raise NotAllowed(
@@ -576,7 +603,11 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
             )
         if offer.status != "open":
             raise InvalidState(
-                Msg("offer %(offer)s is %(status)s", offer=offer.id, status=offer.status),
+                Msg(
+                    "offer %(offer)s is %(status)s",
+                    offer=offer.id,
+                    status=Term(offer.status, "offer"),
+                ),
                 offer=offer.id,
             )
         if not offer.term_start <= day <= offer.term_end:
@@ -594,7 +625,7 @@ def _place_order(ex, actor, offer_id, buyer, amount_in, contract_no, other_suppo
         ds = referenced(s, Dataset, offer.dataset_id)
         if not may_see(Principal(roles={b.id: "member"}), DatasetFacts.of(ds), SessionGrants(s)):
             raise OfferNotFound(  # hidden since it was offered: the catalogue's access rule
-                f"offer {offer_id!r} not found", hint="`nsdx exchange offers`", offer=offer_id
+                _offer_missing(offer_id), hint="`nsdx exchange offers`", offer=offer_id
             )
         # no registration, no trade: a registration cancelled since the offer ends its orders
         require_listable(s, ds)
@@ -668,36 +699,50 @@ def confirm_payment(
     offer price (a negotiated contract), ``amount`` must be stated: a confirmation never
     takes a buyer's figure on trust."""
     rules = ex.rules
-    amount_in = None if amount is None else rules.amount(amount, "payment amount")
-    reference = bounded_text(reference, "payment reference", 200)
+    amount_in = None if amount is None else rules.amount(amount, Msg("payment amount"))
+    reference = bounded_text(reference, Msg("payment reference"), 200)
     with ex.ledger.transaction() as s:
         order = _order(s, order_id)
-        _seller_step(s, actor, order, "confirm payment of this order")
+        _seller_step(s, actor, order, Msg("confirm payment of this order"))
         if order.status != "placed":
             raise InvalidState(
                 Msg(
                     "order %(order)s is %(status)s, not awaiting payment",
                     order=order.id,
-                    status=order.status,
+                    status=Term(order.status, "order"),
                 )
             )
-        day = rules.day(paid_on, "payment date", ex.today(), not_before=order.ordered_on)
+        day = rules.day(paid_on, Msg("payment date"), ex.today(), not_before=order.ordered_on)
         offer = referenced(s, Offer, order.offer_id)
         if amount_in is None and order.amount_fen != offer.price_fen:
             raise InvalidRequest(
-                f"order {order.id} is for {yuan(order.amount_fen)}, not the offer price "
-                f"{yuan(offer.price_fen)}: state the amount received to confirm it",
-                hint=f"if that is the signed contract value: `nsdx exchange pay {order.id} "
-                f"--amount {cny(order.amount_fen)}`",
+                Msg(
+                    "order %(order)s is for %(amount)s, not the offer price %(price)s: state "
+                    "the amount received to confirm it",
+                    order=order.id,
+                    amount=yuan(order.amount_fen),
+                    price=yuan(offer.price_fen),
+                ),
+                hint=Msg(
+                    "if that is the signed contract value: `nsdx exchange pay %(order)s "
+                    "--amount %(amount)s`",
+                    order=order.id,
+                    amount=cny(order.amount_fen),
+                ),
                 order=order.id,
             )
         amount_fen = order.amount_fen if amount_in is None else amount_in
         if amount_fen != order.amount_fen:
             raise InvalidRequest(
-                f"payment of {yuan(amount_fen)} does not match the order amount "
-                f"{yuan(order.amount_fen)}",
-                hint="one payment settles an order: confirm the full contract value once it "
-                "has arrived",
+                Msg(
+                    "payment of %(amount)s does not match the order amount %(due)s",
+                    amount=yuan(amount_fen),
+                    due=yuan(order.amount_fen),
+                ),
+                hint=Msg(
+                    "one payment settles an order: confirm the full contract value once it "
+                    "has arrived"
+                ),
                 order=order.id,
             )
         pay = Payment(
@@ -739,20 +784,24 @@ def grant_access(
     """Grant the buyer access for ``days`` (default: the offer's ``access_days``; at most
     the trade rules' ``max_access_days``) from ``starts`` (default now)."""
     if days is not None:
-        days = bounded_int(days, "days", 1, ex.rules.max_access_days)
+        days = bounded_int(days, Msg("days"), 1, ex.rules.max_access_days)
     with ex.catalogue.Session() as s:
         order = _order(s, order_id)
-        _seller_step(s, actor, order, "grant access for this order")
+        _seller_step(s, actor, order, Msg("grant access for this order"))
         paid = order.status == "paid"
     if paid:  # a route that needs a procedure: blocked (and recorded) until its evidence
         crossborder.check_grant(ex, order_id, actor)
     with ex.ledger.transaction() as s:
         order = _order(s, order_id)
-        _seller_step(s, actor, order, "grant access for this order")
+        _seller_step(s, actor, order, Msg("grant access for this order"))
         if order.status != "paid":
             raise InvalidState(
-                f"order {order.id} is {order.status}; access is granted after payment",
-                hint=f"confirm payment first: `nsdx exchange pay {order.id}`",
+                Msg(
+                    "order %(order)s is %(status)s; access is granted after payment",
+                    order=order.id,
+                    status=Term(order.status, "order"),
+                ),
+                hint=Msg("confirm payment first: `nsdx exchange pay %(order)s`", order=order.id),
             )
         offer = referenced(s, Offer, order.offer_id)
         version = _granted_version(s, order, offer)
@@ -801,9 +850,13 @@ def _granted_version(s: Session, order: Order, offer: Offer) -> int | None:
         return offer.version
     if row.version is None:
         raise InvalidState(
-            f"order {order.id} was decided when {referenced(s, Dataset, order.dataset_id).name!r} "
-            "had no published version: no version was assessed for the transfer abroad",
-            hint="refund this order; the buyer orders again once a version is published",
+            Msg(
+                "order %(order)s was decided when %(name)s had no published version: no "
+                "version was assessed for the transfer abroad",
+                order=order.id,
+                name=repr(referenced(s, Dataset, order.dataset_id).name),
+            ),
+            hint=Msg("refund this order; the buyer orders again once a version is published"),
             order=order.id,
         )
     return row.version
@@ -818,7 +871,11 @@ def deliver(ex: Exchange, actor: Actor, order_id: str, *, expires_seconds: int =
     seconds_asked = bounded_int(expires_seconds, "expires_seconds", 1, ex.rules.max_url_seconds)
     with ex.ledger.transaction() as s:
         order, g, now = granted_order(
-            s, actor, order_id, what="take delivery of this order", needs="deliveries need"
+            s,
+            actor,
+            order_id,
+            what=Msg("take delivery of this order"),
+            needs=Msg("deliveries need"),
         )
         seconds = int(min(seconds_asked, (g.expires - now).total_seconds()))
         _, ver = covered_version(s, g, order)
@@ -856,29 +913,30 @@ def refund(
     """Refund a paid order (whole or part) and revoke its access grants; dated today (or
     ``refunded_on``, within the trade rules' window and not before the payment)."""
     rules = ex.rules
-    amount_in = None if amount is None else rules.amount(amount, "refund amount")
-    reason = bounded_text(reason, "reason", 2000)
+    amount_in = None if amount is None else rules.amount(amount, Msg("refund amount"))
+    reason = bounded_text(reason, Msg("reason"), 2000)
     with ex.ledger.transaction() as s:
         order = _order(s, order_id)
-        _seller_step(s, actor, order, "refund this order")
+        _seller_step(s, actor, order, Msg("refund this order"))
         if order.status not in ("paid", "granted", "delivered"):
             raise InvalidState(
                 Msg(
                     "order %(order)s is %(status)s; only paid orders are refunded",
                     order=order.id,
-                    status=order.status,
+                    status=Term(order.status, "order"),
                 )
             )
         pay = s.scalars(
             select(Payment).where(Payment.order_id == order.id).order_by(Payment.paid_on.desc())
         ).first()
         day = rules.day(
-            refunded_on, "refund date", ex.today(), not_before=pay.paid_on if pay else None
+            refunded_on, Msg("refund date"), ex.today(), not_before=pay.paid_on if pay else None
         )
         amount_fen = order.amount_fen if amount_in is None else amount_in
         if not 0 < amount_fen <= order.amount_fen:
             raise InvalidRequest(
-                f"refund must be between ¥0.01 and {yuan(order.amount_fen)}", order=order.id
+                Msg("refund must be between ¥0.01 and %(max)s", max=yuan(order.amount_fen)),
+                order=order.id,
             )
         r = Refund(order_id=order.id, amount_fen=amount_fen, reason=reason, refunded_on=day)
         s.add(r)
@@ -970,7 +1028,13 @@ def get_order(ex: Exchange, actor: Actor, order_id: str) -> dict:
         # (crossborder.require_recorder), so it reads those orders too
         reviews = actor.reviewer and d["cross_border"] is not None
         if not (actor.can_read_all() or reviews or {d["buyer"], d["seller"]} & actor.orgs()):
-            raise NotAllowed(f"{actor.name} is neither buyer nor seller of order {order_id}")
+            raise NotAllowed(
+                Msg(
+                    "%(actor)s is neither buyer nor seller of order %(order)s",
+                    actor=actor.name,
+                    order=order_id,
+                )
+            )
         return d
 
 

@@ -4,6 +4,8 @@ evidence, cumulative counts across orders and their reset on 1 January, the audi
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -328,3 +330,72 @@ def test_individual_counter_matches_distinct_tokens_across_chunks():
     # addresses do not single a person out: not counted
     assert counter.counts() == {"phone": len(phones), "plate": len(plates)}
     assert counter.total() == len(phones) + len(plates)
+
+
+def test_the_cli_shows_regions_grades_and_each_orders_route(nsdx_env):
+    """What a person reads in the CLI: where each enterprise is registered and whether it is
+    a CIIO, a dataset's grade and personal information, and the route an order took with
+    the evidence its grant needs (the facts are the same as the --json ones)."""
+    from tests.conftest import run_cli
+
+    run_cli("exchange", "demo", env=nsdx_env)  # not ingested: no individuals counted yet
+    ents = run_cli("exchange", "enterprise", "list", env=nsdx_env).stdout
+    row = next(line for line in ents.splitlines() if "hk-harbour-analytics" in line)
+    assert "hong-kong" in row and row.rstrip("│ ").endswith("no")  # region, not a CIIO
+    assert "mainland 440115" in next(x for x in ents.splitlines() if "lingang-insight" in x)
+    shown = run_cli("datasets", "show", "nansha-ride-hailing-orders", env=nsdx_env).stdout
+    assert "grade: general   personal information: yes, sensitive (individuals not counted" in shown
+    offers = json.loads(run_cli("exchange", "offers", "--json", env=nsdx_env).stdout)
+    (offer,) = [o["id"] for o in offers
+                if o["cross_border"] and o["dataset"] == "nansha-ride-hailing-orders"]  # fmt: skip
+    out = run_cli("exchange", "order", offer, "--buyer", "hk-harbour-analytics",
+                  "--as", "hk-harbour-analytics", env=nsdx_env).stdout  # fmt: skip
+    oid = re.search(r"order ([0-9a-f-]{36}):", out).group(1)
+    assert "cross-border: security_assessment (rule pi_count_unknown, policy " in out
+    assert f"record its approval reference: `nsdx exchange evidence {oid} --kind approval" in out
+
+
+def test_the_dataset_page_shows_its_grade_and_counted_individuals(tmp_path, nsdx_env):
+    """The portal's dataset page: the GB/T 43697 grade and the personal information, with
+    the individuals nsdx counted at ingest (Chinese by default, English one click away)."""
+    from fastapi.testclient import TestClient
+
+    from catalogue.search import drop_indexes
+    from nsdx.web.app import create_app
+    from tests.test_ckan_api import make_nsdx
+
+    (tmp_path / "rides.csv").write_text(
+        "plate,phone\n粤A12345,13812345678\n粤A12345,13812345679\n粤B99999,13812345678\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "datasets.yaml").write_text(
+        """datasets:
+  - id: rides
+    title: 网约车订单
+    domain: transport
+    organization: bureau
+    grade: important
+    sensitive_pi: true
+    source: {path: rides.csv, format: csv}
+    schema:
+      - {name: plate, type: string, pii: plate}
+      - {name: phone, type: string, pii: phone}
+""",
+        encoding="utf-8",
+    )
+    nx = make_nsdx(tmp_path, f"sqlite:///{tmp_path / 'nsdx.db'}")
+    assert nx.ingest(["rides"])[0].status == "published"
+    try:
+        with TestClient(create_app(nx, warm=False, worker=False)) as c:
+            page = c.get("/dataset/rides", headers={"accept": "text/html"}).text
+            grade = re.search(r'<tr id="grade">.*?</tr>', page, re.S).group(0)
+            pi = re.search(r'<tr id="personal-information">.*?</tr>', page, re.S).group(0)
+            assert "重要数据" in grade and "GB/T 43697-2024" in grade
+            # two plates and two phone numbers: 4 individuals, from the masked tokens
+            assert "含敏感个人信息" in pi and "入库时统计涉及 4 人" in pi
+            c.get("/lang/en?next=/")
+            page = c.get("/dataset/rides", headers={"accept": "text/html"}).text
+            assert "important" in re.search(r'<tr id="grade">.*?</tr>', page, re.S).group(0)
+            assert "4 individuals, counted at ingest" in page
+    finally:
+        drop_indexes()

@@ -63,7 +63,9 @@ def test_the_officials_pages_carry_no_english_status_words_in_chinese(site):  # 
     assert "中国内地 广东省广州市（440115）" in xb and "mainland " not in xb
     assert "(香港)" in xb and "(hong-kong)" not in xb
     assert "核心数据一律不得出境" in xb and "core data is never transferred" not in xb
-    assert "security_assessment（pi_count_unknown）须先登记 approval 的编号，方可授权" in xb
+    assert (
+        "数据出境安全评估（个人信息人数未统计）：须先登记数据出境安全评估批准编号，方可授权" in xb
+    )
     assert "reference before the grant" not in xb
     r = site.post("/audit/verify", data={"csrftoken": tok, "checkpoint": "not a checkpoint"})
     assert "签名无效 <code>signature</code>: 外部检查点：" in r.text

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -198,12 +200,13 @@ def test_an_upheld_objection_rejects_and_rejection_needs_a_note(tmp_path):
         reg.review(ex, REVIEWER, a["id"], approve=False)
     with pytest.raises(NotAllowed, match="auditors cannot"):
         reg.review(ex, Actor.auditor_(), a["id"], approve=True)
-    reg.review(ex, REVIEWER, a["id"], approve=True)
+    reg.review(ex, REVIEWER, a["id"], approve=True, note="材料齐全 (complete)")
     o = reg.lodge_objection(ex, Actor.for_org("rival"), a["id"], reason="侵犯我方数据权益")
     d = reg.resolve_objection(ex, REVIEWER, o["objections"][0]["id"], uphold=True,
                               resolution="异议成立 (upheld)")  # fmt: skip
     assert d["status"] == "rejected"
-    _refused(ex, "registration", "was rejected")
+    # the refusal says why: the upheld objection's resolution, not the approval's note
+    _refused(ex, "registration", r"was rejected: an objection was upheld \(异议成立 \(upheld\)\)")
     a2 = reg.apply(ex, PROVIDER, "ds3", scenario="ns-x", **STATEMENT)  # may apply again
     assert a2["status"] == "applied"
 
@@ -295,5 +298,13 @@ def test_cli_flow_with_a_zero_day_notice(nsdx_env, tmp_path):
     proof = json.loads((tmp_path / "cert" / f"{code2}.proof.json").read_text())
     entry = (tmp_path / "cert" / f"{code2}.entry.json").read_bytes()
     _verifier()(proof, entry)
+    # ... and the proof file as a receipt, signature included, by the verifier run alone
+    key = run_cli("audit", "pubkey", env=env).stdout.strip().splitlines()[-1]
+    ok = subprocess.run(
+        [sys.executable, "-I", "-S", str(ROOT / "nsdx" / "verify_receipt.py"),
+         str(tmp_path / "cert" / f"{code2}.proof.json"), "--log-key", key],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ok.returncode == 0 and "(registration.issued)" in ok.stdout, ok.stderr
     assert (tmp_path / "cert" / f"{code2}.pdf").read_bytes().startswith(b"%PDF-")
     assert code2 in (tmp_path / "cert" / f"{code2}.html").read_text()

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from catalogue.search import drop_indexes
 from exchange.demo import run_demo
+from nsdx import verify_receipt as vr
 from nsdx.web.app import create_app
 from tests.test_ckan_api import make_nsdx
 from tests.test_registration import _verifier
@@ -127,6 +128,14 @@ def test_anyone_checks_a_certificate_without_an_account(site):
     entry = site.get(f"/registration/{rid}/entry.json").content
     _verifier()(proof, entry)  # the independent verifier of docs/ledger.md
     assert json.loads(entry)["code"] == code and proof["index"] == reg["ledger_index"]
+    # the same file is a receipt: verify_receipt.py checks it with the checkpoint's signature
+    assert proof["entry"] == json.loads(entry)
+    key = site.get("/api/audit/pubkey").text.strip()
+    assert key == site.nx.exchange.signer.verifier_key
+    assert vr.verify_receipt(proof, None, log_key=key)["index"] == reg["ledger_index"]
+    forged = {**proof, "entry": {**proof["entry"], "holder": "someone-else"}}
+    with pytest.raises(vr.Failed, match="entry was altered"):
+        vr.verify_receipt(forged, None, log_key=key)
     pdf = site.get(f"/registration/{code}/certificate.pdf")
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF-")

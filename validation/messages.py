@@ -34,4 +34,30 @@ def _restore(template: str, params: dict[str, Any]) -> Msg:
     return Msg(template, **params)
 
 
-__all__ = ["Msg"]
+class Term(str):
+    """A word of the core's vocabulary (an order's state, a cross-border route or rule, an
+    evidence kind, a region) used as a parameter of a :class:`Msg`: it *is* the word, and a
+    surface shows it through its catalogue as ``pgettext(context, word)`` (``context``
+    ``None``: ``gettext(word)``). The words and their contexts are the ones the portal
+    already names (``Np_("order", "paid")``...), so they are not extracted from here. ``msgid`` names the
+    word when the English text writes it otherwise ("security assessment" for the route
+    ``security_assessment``)."""
+
+    context: str | None
+    msgid: str  # the word as the catalogue knows it (``str(self)`` unless given)
+
+    def __new__(cls, word: str, context: str | None = None, *, msgid: str | None = None) -> Term:
+        self = super().__new__(cls, word)
+        self.context = context
+        self.msgid = word if msgid is None else msgid
+        return self
+
+    def __reduce__(self):
+        return (_term, (str(self), self.context, self.msgid))
+
+
+def _term(word: str, context: str | None, msgid: str) -> Term:
+    return Term(word, context, msgid=msgid)
+
+
+__all__ = ["Msg", "Term"]

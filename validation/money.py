@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from .errors import NsdxError
+from .messages import Msg
 
 #: ¥1,000,000,000,000.00 — no price or contract in nsdx is larger (it fits a 64-bit integer
 #: many times over; a larger figure is a typo or an attack).
@@ -40,13 +41,13 @@ def to_fen(amount: Any, *, what: str = "amount", floats: bool = False) -> int:
     unless ``floats`` (a JSON number in a CKAN call): then their shortest decimal form is
     parsed, so ``99.5`` is ¥99.50 and ``0.001`` is refused like ``'0.001'``. Raises
     :class:`InvalidAmount` (422) naming ``what``."""
-    hint = "write e.g. 120000 or 120000.50 (yuan, at most 2 decimals)"
+    hint = Msg("write e.g. 120000 or 120000.50 (yuan, at most 2 decimals)")
     if isinstance(amount, bool) or amount is None:
-        raise InvalidAmount(f"{what}: {amount!r} is not an amount in CNY", hint=hint)
+        raise InvalidAmount(_not_amount(what, repr(amount)), hint=hint)
     if isinstance(amount, float):
         if not floats:
             raise InvalidAmount(
-                f"{what}: give amounts as strings or integers, not floats",
+                Msg("%(what)s: give amounts as strings or integers, not floats", what=what),
                 hint=hint,
                 amount=repr(amount),
             )
@@ -58,35 +59,55 @@ def to_fen(amount: Any, *, what: str = "amount", floats: bool = False) -> int:
     elif isinstance(amount, str):
         text = amount.strip().replace("¥", "").replace("￥", "").replace(",", "").strip()
         if len(text) > _MAX_TEXT or not text:
-            raise InvalidAmount(
-                f"{what}: {amount[:_MAX_TEXT]!r} is not an amount in CNY", hint=hint
-            )
+            raise InvalidAmount(_not_amount(what, repr(amount[:_MAX_TEXT])), hint=hint)
         try:
             d = Decimal(text)
         except InvalidOperation:
-            raise InvalidAmount(
-                f"{what}: {amount!r} is not an amount in CNY", hint=hint, amount=amount
-            ) from None
+            raise InvalidAmount(_not_amount(what, repr(amount)), hint=hint, amount=amount) from None
     else:
-        raise InvalidAmount(f"{what}: a {type(amount).__name__} is not an amount", hint=hint)
+        raise InvalidAmount(
+            Msg("%(what)s: a %(type)s is not an amount", what=what, type=type(amount).__name__),
+            hint=hint,
+        )
     shown = str(amount)[:_MAX_TEXT]
     if not d.is_finite():
-        raise InvalidAmount(f"{what}: {shown!r} is not a finite amount", hint=hint, amount=shown)
+        raise InvalidAmount(
+            Msg("%(what)s: %(value)s is not a finite amount", what=what, value=repr(shown)),
+            hint=hint,
+            amount=shown,
+        )
     if d < 0:
-        raise InvalidAmount(f"{what}: {shown!r} is negative", hint=hint, amount=shown)
+        raise InvalidAmount(
+            Msg("%(what)s: %(value)s is negative", what=what, value=repr(shown)),
+            hint=hint,
+            amount=shown,
+        )
     if d > Decimal(MAX_FEN) / 100:
         raise InvalidAmount(
-            f"{what}: {shown!r} is more than the largest amount nsdx accepts ({yuan(MAX_FEN)})",
-            hint="check the figure",
+            Msg(
+                "%(what)s: %(value)s is more than the largest amount nsdx accepts (%(max)s)",
+                what=what,
+                value=repr(shown),
+                max=yuan(MAX_FEN),
+            ),
+            hint=Msg("check the figure"),
             amount=shown,
         )
     if d != d.quantize(_CENT):
         raise InvalidAmount(
-            f"{what}: {shown!r} has a fraction of a fen (at most 2 decimals)",
+            Msg(
+                "%(what)s: %(value)s has a fraction of a fen (at most 2 decimals)",
+                what=what,
+                value=repr(shown),
+            ),
             hint=hint,
             amount=shown,
         )
     return int(d * 100)
+
+
+def _not_amount(what: str, shown: str) -> Msg:
+    return Msg("%(what)s: %(value)s is not an amount in CNY", what=what, value=shown)
 
 
 def cny(fen: int) -> str:

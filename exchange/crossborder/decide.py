@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from ingest.spec import GRADES
-from validation.messages import Msg
+from validation.messages import Msg, Term
 
 from ..errors import InvalidRequest
 from .policy import CrossBorderPolicy
@@ -60,8 +60,12 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 def check_grade(grade: object) -> str:
     if grade not in GRADES:
         raise InvalidRequest(
-            f"grade: {str(grade)[:40]!r} is not one of {', '.join(GRADES)} (GB/T 43697-2024)",
-            hint="grade the dataset general, important or core; when in doubt, the higher",
+            Msg(
+                "grade: %(grade)s is not one of %(grades)s (GB/T 43697-2024)",
+                grade=repr(str(grade)[:40]),
+                grades=", ".join(GRADES),
+            ),
+            hint=Msg("grade the dataset general, important or core; when in doubt, the higher"),
             field="grade",
         )
     return str(grade)
@@ -120,6 +124,15 @@ def in_gba(r: Region, p: CrossBorderPolicy) -> bool:
     return r.region in p.gba_partners
 
 
+def not_offered_reason(buyer_region: str) -> Msg:
+    """The reason of an ``offer_not_cross_border`` refusal (:mod:`.report` rebuilds it from
+    the ledger entry)."""
+    return Msg(
+        "the offer is not made for cross-border sale and the buyer is in %(region)s",
+        region=Term(buyer_region),
+    )
+
+
 def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
     """The route of ``t`` under ``p`` (see the module's rules)."""
     check_grade(t.grade)
@@ -148,7 +161,7 @@ def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
         return out(
             "refused",
             "offer_not_cross_border",
-            f"the offer is not made for cross-border sale and the buyer is in {t.buyer.region}",
+            not_offered_reason(t.buyer.region),
         )
     if t.grade == "core":
         return out("refused", "core_data", Msg("core data is never transferred across the border"))
@@ -173,8 +186,12 @@ def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
         return out(
             "exempt",
             "ftz_outside_negative_list",
-            f"exporter in the free-trade zone; {t.domain}/{t.category or '-'} is not on its "
-            "negative list",
+            Msg(
+                "exporter in the free-trade zone; %(domain)s/%(category)s is not on its "
+                "negative list",
+                domain=Term(t.domain, "domain"),
+                category=t.category or "-",
+            ),
             "ftz_outside_negative_list",
         )
     if t.individuals is None:
@@ -196,7 +213,11 @@ def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
         return out(
             "exempt",
             "pi_below_threshold",
-            f"{cumulative:,} individuals this year, fewer than {p.exempt_below:,} (non-sensitive)",
+            Msg(
+                "%(n)s individuals this year, fewer than %(limit)s (non-sensitive)",
+                n=format(cumulative, ","),
+                limit=format(p.exempt_below, ","),
+            ),
             "pi_below_threshold",
         )
     if p.gba_enabled and in_gba(t.seller, p) and in_gba(t.buyer, p):
@@ -204,34 +225,54 @@ def decide(t: Transfer, p: CrossBorderPolicy) -> Decision:
         return out(
             "gba_standard_contract",
             rule,
-            f"both parties in the Greater Bay Area ({t.seller.label()} → {t.buyer.region}): "
-            "the GBA standard contract, after a PI impact assessment",
+            Msg(
+                "both parties in the Greater Bay Area (%(seller)s → %(buyer)s): the GBA "
+                "standard contract, after a PI impact assessment",
+                seller=t.seller.label(),
+                buyer=Term(t.buyer.region),
+            ),
         )
     if cumulative >= p.assessment_from:
         return out(
             "security_assessment",
             "pi_assessment_threshold",
-            f"{cumulative:,} individuals this year, {p.assessment_from:,} or more",
+            Msg(
+                "%(n)s individuals this year, %(limit)s or more",
+                n=format(cumulative, ","),
+                limit=format(p.assessment_from, ","),
+            ),
         )
     if cumulative_sensitive >= p.sensitive_assessment_from:
         return out(
             "security_assessment",
             "sensitive_pi_assessment_threshold",
-            f"sensitive PI of {cumulative_sensitive:,} individuals this year, "
-            f"{p.sensitive_assessment_from:,} or more",
+            Msg(
+                "sensitive PI of %(n)s individuals this year, %(limit)s or more",
+                n=format(cumulative_sensitive, ","),
+                limit=format(p.sensitive_assessment_from, ","),
+            ),
         )
     if t.sensitive_pi:
         return out(
             "standard_contract",
             "sensitive_pi",
-            f"sensitive PI of {cumulative_sensitive:,} individuals this year, fewer than "
-            f"{p.sensitive_assessment_from:,}: a filed standard contract or a certification",
+            Msg(
+                "sensitive PI of %(n)s individuals this year, fewer than %(limit)s: a filed "
+                "standard contract or a certification",
+                n=format(cumulative_sensitive, ","),
+                limit=format(p.sensitive_assessment_from, ","),
+            ),
         )
     return out(
         "standard_contract",
         "pi_contract_threshold",
-        f"{cumulative:,} individuals this year, from {p.exempt_below:,} to under "
-        f"{p.assessment_from:,}: a filed standard contract or a certification",
+        Msg(
+            "%(n)s individuals this year, from %(low)s to under %(high)s: a filed standard "
+            "contract or a certification",
+            n=format(cumulative, ","),
+            low=format(p.exempt_below, ","),
+            high=format(p.assessment_from, ","),
+        ),
     )
 
 

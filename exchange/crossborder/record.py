@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalogue.models import Dataset, Organization, Version
+from validation.messages import Msg, Term
 
 from .. import credit_code
 from ..actors import SELLER_ROLES, Actor
@@ -199,9 +200,15 @@ def record_refusal(ex: Exchange, a: Assessment, actor: Actor, *, stage: str, ord
     ap = ex.ledger.settle(ap)
     d = a.decision
     raise CrossBorderRefused(
-        f"cross-border sale refused ({d.rule}): {d.detail}",
-        hint="core data and offers not made for cross-border sale cannot be sold to a buyer "
-        "outside the mainland; see docs/exchange.md (cross-border transfers)",
+        Msg(
+            "cross-border sale refused (%(rule)s): %(detail)s",
+            rule=Term(d.rule, "xbrule"),
+            detail=d.detail,
+        ),
+        hint=Msg(
+            "core data and offers not made for cross-border sale cannot be sold to a buyer "
+            "outside the mainland; see docs/exchange.md (cross-border transfers)"
+        ),
         rule=d.rule,
         route=d.route,
         ledger_index=ap.index,
@@ -245,7 +252,7 @@ def check_grant(ex: Exchange, order_id: str, actor: Actor) -> None:
             "route": route,
             "rule": "evidence_missing",
             "decision_rule": rule,
-            "detail": f"{route} ({rule}) needs its {' or '.join(need)} reference before the grant",
+            "detail": missing_reason(route, rule, need),
             "requires": list(need),
             "year": row.year,
             "policy_sha256": row.policy_sha256,
@@ -255,11 +262,20 @@ def check_grant(ex: Exchange, order_id: str, actor: Actor) -> None:
             s, "crossborder.refused", {"actor": actor.name, "stage": "grant", **facts}
         )
     ap = ex.ledger.settle(ap)
-    kinds = " or ".join(need)
     raise CrossBorderBlocked(
-        f"order {order_id} needs {route.replace('_', ' ')} ({rule}): access cannot be granted "
-        f"until its {kinds} reference is recorded",
-        hint=f"record it: `nsdx exchange evidence {order_id} --kind {need[0]} --ref ...`",
+        Msg(
+            "order %(order)s needs %(route)s (%(rule)s): access cannot be granted until its "
+            "%(kinds)s reference is recorded",
+            order=order_id,
+            route=Term(route.replace("_", " "), "route", msgid=route),
+            rule=Term(rule, "xbrule"),
+            kinds=_kinds(need),
+        ),
+        hint=Msg(
+            "record it: `nsdx exchange evidence %(order)s --kind %(kind)s --ref ...`",
+            order=order_id,
+            kind=need[0],
+        ),
         order=order_id,
         route=route,
         requires=list(need),
@@ -267,20 +283,55 @@ def check_grant(ex: Exchange, order_id: str, actor: Actor) -> None:
     )
 
 
+def _kinds(need: tuple[str, ...] | list[str]) -> str:
+    """'filing or certification' (the evidence kinds, in the reader's language)."""
+    k = [Term(x, "evidence") for x in need]
+    if len(k) == 1:
+        return k[0]
+    if len(k) == 2:
+        return Msg("%(a)s or %(b)s", a=k[0], b=k[1])
+    return " or ".join(k)
+
+
+def missing_reason(route: str, rule: str, need: tuple[str, ...] | list[str]) -> Msg:
+    """Why a grant is refused while the route's evidence is missing (the refusal's
+    ``detail`` in the ledger; :mod:`.report` rebuilds it from the entry's fields)."""
+    return Msg(
+        "%(route)s (%(rule)s) needs its %(kinds)s reference before the grant",
+        route=Term(route, "route"),
+        rule=Term(rule, "xbrule"),
+        kinds=_kinds(need),
+    )
+
+
 def check_reference(policy: CrossBorderPolicy, kind: Any, reference: Any) -> tuple[str, str]:
     if kind not in EVIDENCE_KINDS:
         raise InvalidRequest(
-            f"kind: {str(kind)[:40]!r} is not one of {', '.join(EVIDENCE_KINDS)}",
-            hint="filing (standard contract), gba_filing, pia (PI impact assessment), "
-            "certification, approval (security assessment)",
+            Msg(
+                "kind: %(kind)s is not one of %(kinds)s",
+                kind=repr(str(kind)[:40]),
+                kinds=", ".join(EVIDENCE_KINDS),
+            ),
+            hint=Msg(
+                "filing (standard contract), gba_filing, pia (PI impact assessment), "
+                "certification, approval (security assessment)"
+            ),
             field="kind",
         )
     fmt = policy.evidence[kind]
     ref = reference.strip() if isinstance(reference, str) else ""
     if not ref or len(ref) > 100 or not ref.isascii() or not re.fullmatch(fmt.pattern, ref):
         raise InvalidRequest(
-            f"reference: {str(reference)[:40]!r} is not a {kind} reference",
-            hint=f"write it like {fmt.example} (the policy's evidence.{kind}.pattern)",
+            Msg(
+                "reference: %(ref)s is not a %(kind)s reference",
+                ref=repr(str(reference)[:40]),
+                kind=Term(kind, "evidence"),
+            ),
+            hint=Msg(
+                "write it like %(example)s (the policy's evidence.%(kind)s.pattern)",
+                example=fmt.example,
+                kind=kind,
+            ),
             field="reference",
             kind=kind,
         )
@@ -298,22 +349,33 @@ def require_recorder(actor: Actor, kind: str, seller: str, buyer: str) -> None:
     seller (admin or editor) or the operator; an authority's number — a sysadmin or a
     reviewer who belongs to neither party (review finding 4)."""
     if kind in SELLER_EVIDENCE:
-        actor.require(seller, SELLER_ROLES, "record cross-border evidence for this order")
+        actor.require(seller, SELLER_ROLES, Msg("record cross-border evidence for this order"))
         return
-    actor._writable("record cross-border evidence")
+    actor._writable(Msg("record cross-border evidence"))
     parties = sorted({seller, buyer} & actor.orgs())
     if not (actor.sysadmin or actor.reviewer) or parties:
         why = (
-            f"{actor.name} belongs to {', '.join(repr(p) for p in parties)}, a party to the order"
+            Msg(
+                "%(actor)s belongs to %(orgs)s, a party to the order",
+                actor=actor.name,
+                orgs=", ".join(repr(p) for p in parties),
+            )
             if parties and (actor.sysadmin or actor.reviewer)
-            else f"{actor.name} is not an exchange operator"
+            else Msg("%(actor)s is not an exchange operator", actor=actor.name)
         )
         raise NotAllowed(
-            f"kind: a {kind} number is issued by an authority and recorded by the exchange "
-            f"operator (a sysadmin or reviewer of neither party), not by the parties: {why}",
-            hint="send the authority's notice to the exchange operator, who records it "
-            "(CLI: `nsdx exchange evidence ORDER --kind "
-            f"{kind} --ref ... --user <operator>`); the seller records only its pia",
+            Msg(
+                "kind: a %(kind)s number is issued by an authority and recorded by the exchange "
+                "operator (a sysadmin or reviewer of neither party), not by the parties: %(why)s",
+                kind=Term(kind, "evidence"),
+                why=why,
+            ),
+            hint=Msg(
+                "send the authority's notice to the exchange operator, who records it (CLI: "
+                "`nsdx exchange evidence ORDER --kind %(kind)s --ref ... --user <operator>`); "
+                "the seller records only its pia",
+                kind=kind,
+            ),
             field="kind",
             kind=kind,
         )
@@ -346,26 +408,40 @@ def record_evidence(ex: Exchange, actor: Actor, order_id: str, *, kind: Any, ref
     with ex.ledger.transaction() as s:
         order = s.get(Order, order_id)
         if order is None:
-            raise OrderNotFound(f"order {order_id!r} not found", order=order_id)
+            raise OrderNotFound(
+                Msg("order %(order)s not found", order=repr(order_id)), order=order_id
+            )
         seller_name = s.scalar(select(Organization.name).where(Organization.id == order.seller_id))
         buyer_name = s.scalar(select(Organization.name).where(Organization.id == order.buyer_id))
         require_recorder(actor, kind, str(seller_name), str(buyer_name))
         row = decision_of(s, order.id)
         if row is None or row.route not in ACCEPTS:
             raise InvalidState(
-                f"order {order.id} needs no cross-border procedure "
-                f"({row.route if row else 'not a cross-border order'})",
+                Msg(
+                    "order %(order)s needs no cross-border procedure (%(why)s)",
+                    order=order.id,
+                    why=Term(row.route, "route") if row else Msg("not a cross-border order"),
+                ),
                 order=order.id,
             )
         if kind not in ACCEPTS[row.route]:
             raise InvalidRequest(
-                f"kind: a {kind} reference does not belong to the {row.route} route",
-                hint=f"this order accepts {', '.join(ACCEPTS[row.route])}",
+                Msg(
+                    "kind: a %(kind)s reference does not belong to the %(route)s route",
+                    kind=Term(kind, "evidence"),
+                    route=Term(row.route, "route"),
+                ),
+                hint=Msg("this order accepts %(kinds)s", kinds=", ".join(ACCEPTS[row.route])),
                 field="kind",
             )
         if kind in (row.evidence or {}):
             raise InvalidState(
-                f"order {order.id} already has its {kind} reference ({row.evidence[kind]})",
+                Msg(
+                    "order %(order)s already has its %(kind)s reference (%(ref)s)",
+                    order=order.id,
+                    kind=Term(kind, "evidence"),
+                    ref=row.evidence[kind],
+                ),
                 order=order.id,
             )
         row.evidence = {**(row.evidence or {}), kind: ref}

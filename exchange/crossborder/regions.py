@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from validation.messages import Msg, Term
+
 from ..errors import InvalidRequest
 
 REGIONS = ("mainland", "hong-kong", "macao", "abroad")
@@ -64,11 +66,15 @@ class Region:
         return self.division[:4] if self.division else None
 
     def label(self) -> str:
+        """'hong-kong', 'mainland 广东省广州市 (440115)': in the reader's language on the
+        portal (a region word or a message of the catalogue)."""
         if self.region != "mainland":
-            return self.region
+            return Term(self.region)
         prov = PROVINCES.get(self.province or "", ("?", "?"))[0]
         city = GUANGDONG_CITIES.get(self.city or "", (self.city or "", ""))[0]
-        return f"mainland {prov}{city} ({self.division})"
+        return Msg(
+            "mainland %(place)s (%(division)s)", place=f"{prov}{city}", division=self.division
+        )
 
     def to_dict(self) -> dict:
         d: dict = {"region": self.region}

@@ -52,19 +52,21 @@ def _where(r: dict | None) -> str:
 
 
 def _refusal_detail(e: dict) -> str | None:
-    """A refusal's reason as the ledger states it; a missing-evidence refusal's as a
-    message a surface can translate, when it is exactly the text the entry holds."""
+    """A refusal's reason as the ledger states it — as a message a surface can translate
+    when it is rebuilt from the entry's fields (a missing-evidence refusal from its route,
+    rule and required evidence; a refused offer from the buyer's region) into exactly the
+    text the entry holds."""
+    from .decide import not_offered_reason
+    from .record import missing_reason
+
     detail = e.get("detail")
     need = e.get("requires")
-    if e.get("rule") != "evidence_missing" or not isinstance(need, list) or not need:
-        return detail
-    msg = Msg(
-        "%(route)s (%(rule)s) needs its %(kinds)s reference before the grant",
-        route=e.get("route"),
-        rule=e.get("decision_rule"),
-        kinds=" or ".join(map(str, need)),
-    )
-    return msg if msg == detail else detail
+    msg: str | None = None
+    if e.get("rule") == "evidence_missing" and isinstance(need, list) and need:
+        msg = missing_reason(str(e.get("route")), str(e.get("decision_rule")), need)
+    elif e.get("rule") == "offer_not_cross_border":
+        msg = not_offered_reason(str((e.get("buyer_region") or {}).get("region")))
+    return msg if msg is not None and msg == detail else detail
 
 
 def compute_crossborder(events: list[dict], checkpoint: Checkpoint, year: int) -> dict:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from validation.messages import Msg
+
 __all__ = [
     "MAX_SIGNATURES",
     "Checkpoint",
@@ -48,6 +50,11 @@ _SIZE_RE = re.compile(r"0|[1-9][0-9]*")
 class NoteError(ValueError):
     """A note, key or checkpoint is malformed, unsigned by a known key, or has a bad
     signature. Not retryable: the same text always fails."""
+
+
+def reason(e: ValueError) -> str:
+    """The reason a :class:`NoteError` gives: its message (a ``Msg`` a surface translates)."""
+    return e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
 
 
 class CheckpointError(NoteError):
@@ -86,9 +93,9 @@ def _b64decode(text: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise NoteError(f"{what} is not valid base64") from None
+        raise NoteError(Msg("%(what)s is not valid base64", what=what)) from None
     if base64.b64encode(raw).decode("ascii") != text:
-        raise NoteError(f"{what} is not canonical base64")
+        raise NoteError(Msg("%(what)s is not canonical base64", what=what))
     return raw
 
 
@@ -191,7 +198,12 @@ def verifier_key(signer_key_text: str) -> str:
 
 def _check_text(text: str, what: str) -> None:
     if not _no_controls(text):
-        raise NoteError(f"{what} must be valid UTF-8 without control characters other than newline")
+        raise NoteError(
+            Msg(
+                "%(what)s must be valid UTF-8 without control characters other than newline",
+                what=what,
+            )
+        )
 
 
 def sign_note(body: str, signer_key_text: str | Iterable[str]) -> str:
@@ -225,8 +237,8 @@ def open_note(text: str | bytes, verifier_key_texts: str | Iterable[str]) -> tup
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
-            raise NoteError("note is not valid UTF-8") from None
-    _check_text(text, "note")
+            raise NoteError(Msg("note is not valid UTF-8")) from None
+    _check_text(text, Msg("note"))
     keys = [verifier_key_texts] if isinstance(verifier_key_texts, str) else list(verifier_key_texts)
     known: dict[tuple[str, int], _Verifier] = {}
     for key_text in keys:
@@ -240,27 +252,30 @@ def open_note(text: str | bytes, verifier_key_texts: str | Iterable[str]) -> tup
 
     split = text.rfind("\n\n")
     if split < 0:
-        raise NoteError("note has no blank line before its signatures")
+        raise NoteError(Msg("note has no blank line before its signatures"))
     body, sig_block = text[: split + 1], text[split + 2 :]
     if not sig_block or not sig_block.endswith("\n"):
-        raise NoteError("note signatures must end with a newline")
+        raise NoteError(Msg("note signatures must end with a newline"))
     sig_lines = sig_block[:-1].split("\n")
     if len(sig_lines) > MAX_SIGNATURES:
-        raise NoteError(f"note has more than {MAX_SIGNATURES} signatures")
+        raise NoteError(Msg("note has more than %(n)s signatures", n=MAX_SIGNATURES))
 
     message = body.encode("utf-8")
     verified: list[str] = []
     for line in sig_lines:
         if not line.startswith(_SIG_PREFIX):
             raise NoteError(
-                f"signature line {line[:40]!r} does not start with an em dash and a space"
+                Msg(
+                    "signature line %(line)s does not start with an em dash and a space",
+                    line=repr(line[:40]),
+                )
             )
         name, sep, sig64 = line[len(_SIG_PREFIX) :].partition(" ")
         if not sep or not _is_valid_name(name) or not sig64:
-            raise NoteError(f"malformed signature line {line[:60]!r}")
-        sig = _b64decode(sig64, f"signature by {name}")
+            raise NoteError(Msg("malformed signature line %(line)s", line=repr(line[:60])))
+        sig = _b64decode(sig64, Msg("signature by %(name)s", name=name))
         if len(sig) < 5:
-            raise NoteError(f"signature by {name} is too short")
+            raise NoteError(Msg("signature by %(name)s is too short", name=name))
         kid = int.from_bytes(sig[:4], "big")
         signer = known.get((name, kid))
         if signer is None:
@@ -269,12 +284,15 @@ def open_note(text: str | bytes, verifier_key_texts: str | Iterable[str]) -> tup
             signer.public.verify(sig[4:], message)
         except InvalidSignature:
             raise NoteError(
-                f"signature by {name}+{kid:08x} does not verify: the note was altered or forged"
+                Msg(
+                    "signature by %(key)s does not verify: the note was altered or forged",
+                    key=f"{name}+{kid:08x}",
+                )
             ) from None
         if name not in verified:
             verified.append(name)
     if not verified:
-        raise NoteError("note carries no signature from a trusted key")
+        raise NoteError(Msg("note carries no signature from a trusted key"))
     return body, verified
 
 
@@ -300,28 +318,31 @@ def checkpoint_body(origin: str, size: int, root: bytes, extensions: Iterable[st
 def parse_checkpoint(body: str) -> Checkpoint:
     """Parse a checkpoint note body (as returned by :func:`open_note`)."""
     if not body.endswith("\n"):
-        raise CheckpointError("checkpoint body must end with a newline")
+        raise CheckpointError(Msg("checkpoint body must end with a newline"))
     lines = body[:-1].split("\n")
     if len(lines) < 3:
         raise CheckpointError(
-            f"checkpoint needs origin, size and root lines, got {len(lines)} line(s)"
+            Msg("checkpoint needs origin, size and root lines, got %(n)s line(s)", n=len(lines))
         )
     origin, size_text, root64, *extensions = lines
     if not origin:
-        raise CheckpointError("checkpoint origin is empty")
+        raise CheckpointError(Msg("checkpoint origin is empty"))
     if not _SIZE_RE.fullmatch(size_text):
         raise CheckpointError(
-            f"checkpoint size {size_text!r} is not a decimal number without leading zeros"
+            Msg(
+                "checkpoint size %(size)s is not a decimal number without leading zeros",
+                size=repr(size_text),
+            )
         )
     size = int(size_text)
     if size >= 2**64:
-        raise CheckpointError(f"checkpoint size {size} does not fit in 64 bits")
+        raise CheckpointError(Msg("checkpoint size %(size)s does not fit in 64 bits", size=size))
     try:
-        root = _b64decode(root64, "checkpoint root hash")
+        root = _b64decode(root64, Msg("checkpoint root hash"))
     except NoteError as exc:
-        raise CheckpointError(str(exc)) from None
+        raise CheckpointError(reason(exc)) from None
     if len(root) != 32:
-        raise CheckpointError(f"checkpoint root hash is {len(root)} bytes, expected 32")
+        raise CheckpointError(Msg("checkpoint root hash is %(n)s bytes, expected 32", n=len(root)))
     if any(not ext for ext in extensions):
-        raise CheckpointError("checkpoint extension lines must be non-empty")
+        raise CheckpointError(Msg("checkpoint extension lines must be non-empty"))
     return Checkpoint(origin, size, root, tuple(extensions))

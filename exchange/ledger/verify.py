@@ -36,7 +36,7 @@ from validation.messages import Msg
 from ..errors import CheckpointNotFound, LedgerCorrupt
 from .keys import open_checkpoint
 from .merkle import HASH_SIZE, CompactRange, _fold
-from .note import NoteError
+from .note import NoteError, reason
 from .store import TILE_HEIGHT, Checkpoint, LedgerStore, b64
 
 
@@ -115,7 +115,9 @@ def verify_ledger(
             problems.append(
                 Problem(
                     "signature",
-                    Msg("checkpoint at size %(size)s: %(error)s", size=cp.tree_size, error=str(e)),
+                    Msg(
+                        "checkpoint at size %(size)s: %(error)s", size=cp.tree_size, error=reason(e)
+                    ),
                 )
             )
             continue
@@ -134,7 +136,7 @@ def verify_ledger(
             parsed = open_checkpoint(text, verifier_key)
         except NoteError as e:
             problems.append(
-                Problem("signature", Msg("external checkpoint: %(error)s", error=str(e)))
+                Problem("signature", Msg("external checkpoint: %(error)s", error=reason(e)))
             )
             continue
         if parsed.size in signed and signed[parsed.size] != parsed.root:

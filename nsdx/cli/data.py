@@ -280,6 +280,17 @@ def datasets_show(name: str, as_json: bool) -> None:
         click.echo(f"quality: {v.get('score')} ({status})")
         for exp, n in (v.get("failures_by_expectation") or {}).items():
             click.echo(f"  {exp}: {n} unexpected")
+    c = x.get("classification") or {}
+    if c:  # GB/T 43697 grade and personal information (the cross-border rules' facts)
+        pi = "no"
+        if c.get("has_pi"):
+            pi = "yes, sensitive" if c.get("sensitive_pi") else "yes"
+            if c.get("individuals") is not None:
+                pi += f" ({c['individuals']:,} individuals counted at ingest)"
+            else:  # the cross-border rules then take the strict route (pi_count_unknown)
+                pi += " (individuals not counted: no version ingested with its PI columns)"
+        cat = f"   category: {c['data_category']}" if c.get("data_category") else ""
+        click.echo(f"grade: {c.get('grade') or 'general'}   personal information: {pi}{cat}")
     if p["tags"]:
         click.echo("tags: " + ", ".join(t["name"] for t in p["tags"]))
     for r in p["resources"]:

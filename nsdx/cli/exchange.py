@@ -201,15 +201,26 @@ def enterprise_list(as_org, user, as_json):
     _rows_out(
         trade.list_enterprises(ex, actor),
         as_json,
-        ["org", "credit code", "name", "group", "in Nansha"],
+        ["org", "credit code", "name", "group", "in Nansha", "region", "CIIO"],
         lambda r: (
             r["org"],
             r["credit_code"],
             r["legal_name"],
             r["corporate_group"] or "-",
             "yes" if r["in_nansha"] else "no",
+            _region_text(r.get("region")),
+            "yes" if r.get("ciio") else "no",
         ),
     )
+
+
+def _region_text(region: dict | None) -> str:
+    """Where an enterprise is registered (the cross-border rules' ``region``), in a cell."""
+    if not region:
+        return "-"
+    if region.get("region") != "mainland":
+        return str(region.get("region"))
+    return f"mainland {region.get('division') or ''}".strip()
 
 
 @exchange.command("offer")
@@ -358,9 +369,20 @@ def order(offer_id, buyer, amount, contract_no, other_support, on, as_org, user,
         on=on,
     )
     _note_key(ex)
-    _out(
-        r, as_json, f"✓ order {r['id']}: {r['buyer']} buys {r['dataset']} for {r['amount_display']}"
-    )
+    line = f"✓ order {r['id']}: {r['buyer']} buys {r['dataset']} for {r['amount_display']}"
+    xb = r.get("cross_border")
+    if xb:  # the decision of the cross-border rules, and what the grant will need
+        line += f"\n  cross-border: {xb['route']} (rule {xb['rule']}"
+        line += f", policy {xb['policy_sha256'][:12]})"
+        if xb["missing_evidence"]:
+            kinds = " or ".join(xb["missing_evidence"])
+            line += (
+                f"\n  before the grant, record its {kinds} reference: `nsdx exchange evidence "
+                f"{r['id']} --kind {xb['missing_evidence'][0]} --ref ...`"
+            )
+        if xb.get("filing_due"):
+            line += f"\n  the GBA standard contract is to be filed by {xb['filing_due']}"
+    _out(r, as_json, line)
 
 
 @exchange.command("pay")

@@ -296,7 +296,8 @@ def registration_certificate(code: str, out: Path, base_url: str | None, as_json
     stem = out / data["code"]
     Path(f"{stem}.html").write_text(certificates.render_html(data), encoding="utf-8")
     Path(f"{stem}.pdf").write_bytes(certificates.render_pdf(data))
-    Path(f"{stem}.proof.json").write_text(json.dumps(data["proof"], indent=1) + "\n")
+    proof = certificates.proof_bundle(data)
+    Path(f"{stem}.proof.json").write_text(json.dumps(proof, indent=1) + "\n", encoding="utf-8")
     Path(f"{stem}.entry.json").write_bytes(data["entry"].encode())
     files = [f"{stem}.{x}" for x in ("html", "pdf", "proof.json", "entry.json")]
     if as_json:

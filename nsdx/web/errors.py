@@ -291,10 +291,15 @@ def html_error(p: Problem, request: Request) -> Response:
         return json_error(p)
     if p.status >= 500 and not p.error_id:
         p.error_id = new_error_id()
-    # an error of ours says what is wrong; a framework 404/405 and a failure get the page's
-    # own words (in the visitor's language)
-    detail = p.message if isinstance(p.exc, NsdxError) and p.status < 500 else None
-    hint = p.hint if p.status < 500 else None
+    # an error of ours says what is wrong, in the visitor's language (a core message carries
+    # its message id and parameters: validation.messages.Msg); a framework 404/405 and a
+    # failure get the page's own words
+    detail = hint = None
+    if isinstance(p.exc, NsdxError) and p.status < 500:
+        from .i18n import core
+
+        detail = _cut(core(p.exc.message), MAX_MESSAGE)
+        hint = _cut(core(p.exc.hint), MAX_MESSAGE) if p.exc.hint else None
     try:
         return error_response(request, p.status, None, detail, hint=hint, error_id=p.error_id)
     except Exception:  # noqa: BLE001 - the page itself failed: plain text, still no crash

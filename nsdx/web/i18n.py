@@ -23,6 +23,8 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
+from validation.messages import Term
+
 LOCALE_DIR = Path(__file__).parent / "locale"
 LANGUAGES = {"zh_CN": "中文", "en": "English"}
 DEFAULT = "zh_CN"
@@ -90,6 +92,8 @@ REGISTRATION_KINDS = [
     Np_("registration-kind", "correction"),
     Np_("registration-kind", "cancellation"),
 ]
+# GB/T 43697-2024 data grades (a dataset's classification, read by the cross-border rules)
+GRADES = [Np_("grade", "general"), Np_("grade", "important"), Np_("grade", "core")]
 OBJECTION_STATES = [
     Np_("objection-status", "open"),
     Np_("objection-status", "upheld"),
@@ -155,11 +159,17 @@ def core(message: object) -> str:
     if message is None:
         return ""
     tr = translations(_lang.get())
+    if isinstance(message, Term):
+        if message.context:
+            shown = tr.upgettext(message.context, message.msgid)
+        else:
+            shown = tr.ugettext(message.msgid)
+        return str(message) if shown == message.msgid else shown  # untranslated: as written
     template = getattr(message, "template", None)
     if template is None:
         return tr.ugettext(str(message))
-    params = {  # a parameter may be a core message itself
-        k: core(v) if getattr(v, "template", None) is not None else v
+    params = {  # a parameter may be a core message or a word of the core itself
+        k: core(v) if isinstance(v, Term) or getattr(v, "template", None) is not None else v
         for k, v in (getattr(message, "params", None) or {}).items()
     }
     s = tr.ugettext(template)

@@ -63,6 +63,10 @@ def my_datasets(request: Request):
     )
 
 
+# the fields of provider/new.html that show their own error
+NEW_FIELDS = frozenset({"name", "title", "title_en", "domain", "tags", "owner_org", "access"})
+
+
 @router.get("/my/datasets/new")
 def new_dataset_form(request: Request):
     p = require_user(request)
@@ -97,12 +101,17 @@ async def new_dataset(request: Request):
     if status == 200:
         return RedirectResponse(f"/dataset/{body['result']['name']}/upload?created=1", 303)
     err = body.get("error") or {}
-    errors = {
-        k: " ".join(v) if isinstance(v, list) else str(v)
+    errors = {  # each field's messages in the visitor's language (core Msgs)
+        k: " ".join(core(m) for m in (v if isinstance(v, list) else [v]))
         for k, v in err.items()
         if not k.startswith("__") and k != "message"
     }
-    message = err.get("message") or _("The dataset was not created: check the marked fields.")
+    if errors or not err.get("message"):
+        message = _("The dataset was not created: check the marked fields.")
+        unmarked = [v for k, v in errors.items() if k not in NEW_FIELDS]  # no field shows it
+        message = " ".join([message, *unmarked])
+    else:
+        message = core(err.get("message"))
     return render(
         request,
         "provider/new.html",

@@ -287,13 +287,13 @@ async def certificate_pdf(code: str, request: Request):
 
 @pages.get("/registration/{code}/proof.json")
 async def certificate_proof(code: str, request: Request):
-    """The inclusion proof of the registration's ledger entry, for the verifier of
-    docs/ledger.md."""
+    """The inclusion proof of the registration's ledger entry and the entry, for the
+    verifiers of docs/ledger.md (the proof script, and verify_receipt.py)."""
     try:
         c = await _certificate(request, code)
     except ExchangeError as e:
         return _not_found(request, code, e)
-    return JSONResponse(c["proof"])
+    return JSONResponse(certificates.proof_bundle(c))
 
 
 @pages.get("/registration/{code}/entry.json")

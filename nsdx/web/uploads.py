@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from catalogue.ckan import Upload
 from catalogue.errors import CatalogueError
+from validation.messages import Msg
 
 from .limits import max_upload_bytes
 
@@ -74,8 +75,10 @@ def safe_filename(raw: str) -> str:
     if bad:
         shown = raw[:60]
         raise UploadRefused(
-            f"the upload's file name {shown!r} is not a file name",
-            hint=f"name the file like data.csv (at most {MAX_NAME} bytes, no '/' or '..')",
+            Msg("the upload's file name %(name)s is not a file name", name=repr(shown)),
+            hint=Msg(
+                "name the file like data.csv (at most %(n)s bytes, no '/' or '..')", n=MAX_NAME
+            ),
         )
     return name
 
@@ -147,7 +150,9 @@ async def receive_multipart(
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
-        raise UploadRefused("the multipart body has no boundary", hint="send a valid form")
+        raise UploadRefused(
+            Msg("the multipart body has no boundary"), hint=Msg("send a valid form")
+        )
     charset = params.get(b"charset", b"utf-8").decode("latin-1")
     try:
         charset = codecs.lookup(charset).name
@@ -199,7 +204,7 @@ async def receive_multipart(
                             hint="upload files with resource_create or resource_update",
                         )
                     if len(out.files) >= MAX_FILES or name in out.files:
-                        raise UploadRefused(f"at most {MAX_FILES} files, one per field")
+                        raise UploadRefused(Msg("at most %(n)s files, one per field", n=MAX_FILES))
                     safe = safe_filename(filename)
                     if not authorized:  # the caller's rights, before a byte is written
                         await authorize(dict(out.data))
@@ -233,7 +238,9 @@ async def receive_multipart(
     if current is not None:  # the body ended inside a file part
         current.close()
         out.discard()
-        raise UploadRefused("the multipart body ended inside a file", hint="send it again")
+        raise UploadRefused(
+            Msg("the multipart body ended inside a file"), hint=Msg("send it again")
+        )
     return out
 
 
