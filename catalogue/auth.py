@@ -70,8 +70,20 @@ class InvalidInput(CatalogueError):
 
     def __init__(self, errors: Mapping[str, list[str]], *, hint: str | None = None) -> None:
         self.errors = {k: list(v) for k, v in errors.items()}
-        summary = "; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items())
+        summary = "; ".join(f"{k}: {' '.join(_flat(v))}" for k, v in self.errors.items())
         super().__init__(f"invalid input: {summary}", hint=hint, errors=self.errors)
+
+
+def _flat(messages: list) -> list[str]:
+    """The messages of a field; a list's field holds one object per entry, CKAN's way
+    (``[{}, {"pii": [msg]}]``): its messages are named by entry."""
+    out: list[str] = []
+    for i, m in enumerate(messages):
+        if isinstance(m, Mapping):
+            out += [f"[{i}] {k}: {' '.join(map(str, v))}" for k, v in m.items()]
+        else:
+            out.append(str(m))
+    return out
 
 
 def hash_token(token: str) -> str:

@@ -27,6 +27,7 @@ from validation.money import InvalidAmount, to_fen
 from . import iceberg
 from .access import ANONYMOUS, NO_GRANTS, DatasetFacts, Grants, require_see, see_clause
 from .auth import NAME_RE, InvalidInput, NotAuthorized, ObjectNotFound, Principal
+from .declared import DECLARED_KEY, check_declaration, declared_of
 from .models import Dataset, DatasetTag, LinkResource, Organization, Resource, utcnow
 from .registry import (
     CKAN_FIELDS_IN_EXTRAS,
@@ -484,6 +485,27 @@ class Packages:
                 except InvalidAmount as e:
                     errors["price_cny"] = [e.message]
         tags = self._tags(data, errors)
+        # the columns and checks the next upload is published with (catalogue.declared); an
+        # update that names neither keeps them: a title fix must never unmask personal data
+        declared = None if creating else declared_of(ds.extras)
+        schema_in, exps_in = data.get("schema"), data.get("expectations")
+        shown: Mapping = data["nsdx"] if isinstance(data.get("nsdx"), Mapping) else {}
+        echoed = shown.get("declared")  # a package dict as package_show gave it (a dump)
+        if schema_in is None and exps_in is None and isinstance(echoed, Mapping):
+            if echoed != declared:
+                schema_in, exps_in = echoed.get("schema"), echoed.get("expectations")
+        if (
+            schema_in is not None
+            or exps_in is not None
+            or (declared is not None and access != ds.access)
+        ):
+            have = declared or {}
+            declared, refused = check_declaration(
+                schema_in if schema_in is not None else have.get("schema"),
+                exps_in if exps_in is not None else have.get("expectations"),
+                access,
+            )
+            errors.update(refused)
         state = data.get("state") or "active"
         if state not in ("active", "draft"):
             errors["state"] = [Msg("Must be active or draft")]
@@ -514,7 +536,13 @@ class Packages:
         ds.notes_en = _str(extras.get("notes_en")) or None
         ds.attribution = _str(extras.get("attribution")) or None
         ds.price_fen = price
-        ds.extras = {k: v for k, v in extras.items() if k not in COLUMN_EXTRAS + COMPUTED_EXTRAS}
+        ds.extras = {
+            k: v
+            for k, v in extras.items()
+            if k not in COLUMN_EXTRAS + COMPUTED_EXTRAS and k != DECLARED_KEY
+        }
+        if declared is not None:
+            ds.extras[DECLARED_KEY] = declared
         # a sysadmin loading or harvesting a dataset published elsewhere keeps what the
         # origin published (versions, rows, quality...) with it; nobody else can claim them
         copy = p.sysadmin and ds.current_version is None

@@ -69,9 +69,14 @@ def spec_for_upload(cat: Catalogue, dataset: str, path: str, fmt: str, options: 
     dataset's catalogue metadata."""
     from ingest.spec import DatasetSpec, SourceSpec
 
+    from .declared import declared_of, fields_of
+    from .registry import DECLARED_KEY
+
     with cat.Session() as s:
         ds = find_dataset(s, dataset)
         opts = options or {}
+        declared = declared_of(ds.extras) or {}
+        schema = fields_of(declared)
         return DatasetSpec(
             id=ds.name,
             title=ds.title,
@@ -93,7 +98,14 @@ def spec_for_upload(cat: Catalogue, dataset: str, path: str, fmt: str, options: 
             attribution=ds.attribution,
             source_url=ds.url,
             price_fen=ds.price_fen,
-            extras=dict(ds.extras or {}),
+            extras={k: v for k, v in (ds.extras or {}).items() if k != DECLARED_KEY},
+            # the columns (personal data masked as declared) and checks the provider declared
+            schema=schema,
+            expectations=tuple(declared.get("expectations") or ()),
+            sensitive_pi=any(f.sensitive for f in schema) or ds.sensitive_pi,  # never cleared here
+            grade=ds.grade,
+            data_category=ds.data_category,
+            from_catalogue=True,
         )
 
 

@@ -192,6 +192,13 @@ class Catalogue:
         ds.data_category = spec.data_category
         ds.state = "active"
         ds.extras = {**(ds.extras or {}), **{str(k): v for k, v in spec.extras.items()}}
+        if not spec.from_catalogue:  # datasets.yaml's columns and checks: shown and edited
+            from .declared import declared_from_spec  # in the portal, used by uploads
+
+            kept = {k: v for k, v in ds.extras.items() if k != DECLARED_KEY}
+            if spec.schema or spec.expectations:
+                kept[DECLARED_KEY] = declared_from_spec(spec)
+            ds.extras = kept
         want = list(dict.fromkeys(spec.tags))
         have = {t.tag for t in ds.tags}
         if set(want) != have:
@@ -493,7 +500,8 @@ CKAN_FIELDS_IN_EXTRAS = ("maintainer", "maintainer_email", "author_email", "lice
 # a federated or loaded copy: the facts of the origin's published version (never a storage
 # location), kept with the dataset by catalogue.editing and shown as if published here
 ORIGIN_KEY = "nsdx_origin"
-HIDDEN_EXTRAS = (*CKAN_FIELDS_IN_EXTRAS, ORIGIN_KEY)
+DECLARED_KEY = "nsdx_declared"  # catalogue.declared: the columns and checks a dataset declares
+HIDDEN_EXTRAS = (*CKAN_FIELDS_IN_EXTRAS, ORIGIN_KEY, DECLARED_KEY)
 MEDIA_TYPES = {  # IANA media types of the formats nsdx publishes or links
     "PARQUET": "application/vnd.apache.parquet",
     "CSV": "text/csv",
@@ -643,6 +651,8 @@ def package_dict(ds: Dataset, s: Session) -> dict:
             **{k: v for k, v in extras.items()},
             "validation": ver.validation if ver else origin.get("validation"),
             "schema": resources[0]["nsdx_schema"] if len(resources) == 1 else None,
+            # what the dataset declares for its next upload (catalogue.declared)
+            **({"declared": own[DECLARED_KEY]} if isinstance(own.get(DECLARED_KEY), dict) else {}),
             "versions": [v.number for v in ds.versions] or origin.get("versions") or [],
             "contact": contact or None,
             # GB/T 43697-2024 grade and personal information, for the cross-border rules;

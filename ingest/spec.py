@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from validation.messages import Msg
 from validation.money import InvalidAmount, to_fen
 
 from .errors import ConfigError
@@ -60,6 +61,7 @@ class FieldSpec:
     format: str | None = None  # strptime format for timestamps/dates, e.g. "%d/%m/%Y"
     description: str | None = None
     unit: str | None = None
+    sensitive: bool = False  # sensitive personal information (PIPL art. 28): ID numbers...
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ class DatasetSpec:
     data_category: str | None = None  # the data category within the domain (negative lists)
     sensitive_pi: bool = False  # holds sensitive personal information
     line: int | None = None  # where it is declared, for messages
+    # built from what the catalogue keeps (an upload: catalogue.jobs.spec_for_upload), so
+    # publishing it does not write its columns and checks back over a newer declaration
+    from_catalogue: bool = False
     organization_title: str | None = None  # from the top-level `organizations:` list
     organization_contact: dict = field(default_factory=dict)  # email, url, phone (ditto)
 
@@ -379,7 +384,8 @@ def _dataset(ctx: _Ctx, node: yaml.Node, raw: Any, base_dir: Path) -> DatasetSpe
         schema_changes=_choice(ctx, node, raw, "schema_changes", SCHEMA_CHANGES, "refuse"),
         grade=_choice(ctx, node, raw, "grade", GRADES, "general"),
         data_category=_category(ctx, node, raw),
-        sensitive_pi=_bool(ctx, node, raw, "sensitive_pi", False),
+        sensitive_pi=_bool(ctx, node, raw, "sensitive_pi", False)
+        or any(f.sensitive for f in schema),
         line=_mark(node)[0],
     )
 
@@ -582,36 +588,164 @@ def _positive(ctx: _Ctx, node, raw: dict, key: str, default):
 
 
 def _fields(ctx: _Ctx, node, raw: list, what: str) -> list[FieldSpec]:
-    if not isinstance(raw, list):
-        raise ctx.err(node, "schema: must be a list of {name:, type:} mappings")
-    out = []
-    for fnode, f in zip(node.value if node is not None else [], raw, strict=False):
-        if not isinstance(f, dict) or "name" not in f:
-            raise ctx.err(fnode, "each schema entry needs at least name:")
-        ftype = f.get("type")
-        if ftype is not None and ftype not in TYPES and not str(ftype).startswith("decimal("):
-            raise ctx.err(
-                _child(fnode, "type"),
-                f"type {ftype!r} of column {f['name']!r} is not one of {', '.join(TYPES)}",
-            )
-        pii = f.get("pii")
-        if pii is not None and pii not in PII_KINDS:
-            raise ctx.err(_child(fnode, "pii"), f"pii {pii!r} is not one of {', '.join(PII_KINDS)}")
-        treat = f.get("pii_treatment", f.get("mask", "hmac"))
-        if treat not in PII_TREATMENTS:
-            raise ctx.err(
-                _child(fnode, "pii_treatment") or fnode,
-                f"pii_treatment {treat!r} is not one of {', '.join(PII_TREATMENTS)}",
-            )
-        out.append(
-            FieldSpec(
-                name=str(f["name"]),
-                type=ftype,
-                pii=pii,
-                pii_treatment=treat,
-                format=f.get("format"),
-                description=f.get("description"),
-                unit=f.get("unit"),
-            )
+    """``schema:`` of datasets.yaml: :func:`fields_from_list`, its refusal placed at the
+    line and column of the offending node."""
+    try:
+        return fields_from_list(raw)
+    except FieldError as e:
+        fnode = (
+            node.value[e.index]
+            if isinstance(node, yaml.SequenceNode)
+            and e.index is not None
+            and e.index < len(node.value)
+            else node
         )
-    return out
+        at = _child(fnode, e.key) if e.key and isinstance(fnode, yaml.MappingNode) else None
+        raise ctx.err(at or fnode, str(e.reason)) from None
+
+
+#: bounds of one declaration (datasets.yaml, the Action API, the portal's form)
+MAX_COLUMNS = 1000
+MAX_TEXT = 2000  # a description, a unit, a timestamp format
+MAX_NAME = 200  # a column name
+
+
+class FieldError(ValueError):
+    """One entry of a ``schema:`` declaration is refused: its position, the key at fault
+    (None: the whole entry) and the reason (a :class:`validation.messages.Msg`)."""
+
+    def __init__(self, index: int | None, key: str | None, reason: str) -> None:
+        super().__init__(str(reason))
+        self.index, self.key, self.reason = index, key, reason
+
+
+def fields_from_list(raw: Any) -> list[FieldSpec]:
+    """The columns a dataset declares (``schema:`` of datasets.yaml, ``schema`` of the
+    Action API's package_create/package_patch and of the portal's form): one rule for every
+    surface. Raises :class:`FieldError` on the first refused entry."""
+    fields, problems = check_fields(raw)
+    if problems:
+        raise problems[0]
+    return fields
+
+
+def check_fields(raw: Any) -> tuple[list[FieldSpec], list[FieldError]]:
+    """:func:`fields_from_list` that goes on past a refused entry: the columns and every
+    refusal (a form marks each refused row)."""
+    if not isinstance(raw, list):
+        return [], [
+            FieldError(None, None, Msg("schema: must be a list of {name:, type:} mappings"))
+        ]
+    if len(raw) > MAX_COLUMNS:
+        return [], [FieldError(None, None, Msg("At most %(n)s columns.", n=MAX_COLUMNS))]
+    out: list[FieldSpec] = []
+    problems: list[FieldError] = []
+    seen: set[str] = set()
+    for i, f in enumerate(raw):
+        try:
+            fs = field_from_dict(f, i)
+        except FieldError as e:
+            problems.append(e)
+            continue
+        if fs.name in seen:
+            problems.append(
+                FieldError(i, "name", Msg("Column %(name)s is declared twice.", name=fs.name))
+            )
+        seen.add(fs.name)
+        out.append(fs)
+    return out, problems
+
+
+def field_from_dict(f: Any, i: int | None = None) -> FieldSpec:
+    """One declared column, checked (see :func:`fields_from_list`)."""
+    if not isinstance(f, dict) or not isinstance(f.get("name"), str | int) or f.get("name") == "":
+        raise FieldError(i, None, Msg("each schema entry needs at least name:"))
+    name = str(f["name"])
+    if len(name) > MAX_NAME or name != name.strip() or any(ord(ch) < 32 for ch in name):
+        raise FieldError(
+            i,
+            "name",
+            Msg(
+                "A column name has at most %(n)s characters, no control characters and no "
+                "spaces around it.",
+                n=MAX_NAME,
+            ),
+        )
+    ftype = f.get("type")
+    if ftype is not None and (
+        not isinstance(ftype, str) or (ftype not in TYPES and not ftype.startswith("decimal("))
+    ):
+        raise FieldError(
+            i,
+            "type",
+            Msg(
+                "type %(type)s of column %(name)s is not one of %(choices)s",
+                type=repr(ftype),
+                name=repr(name),
+                choices=", ".join(TYPES),
+            ),
+        )
+    pii = f.get("pii")
+    if pii is not None and pii not in PII_KINDS:
+        raise FieldError(
+            i,
+            "pii",
+            Msg(
+                "pii %(pii)s is not one of %(choices)s", pii=repr(pii), choices=", ".join(PII_KINDS)
+            ),
+        )
+    treat = f.get("pii_treatment", f.get("mask", "hmac"))
+    if treat not in PII_TREATMENTS:
+        raise FieldError(
+            i,
+            "pii_treatment",
+            Msg(
+                "pii_treatment %(treatment)s is not one of %(choices)s",
+                treatment=repr(treat),
+                choices=", ".join(PII_TREATMENTS),
+            ),
+        )
+    sensitive = f.get("sensitive", False)
+    if not isinstance(sensitive, bool):
+        raise FieldError(i, "sensitive", Msg("sensitive: must be true or false"))
+    if sensitive and (pii is None or pii == "none"):
+        raise FieldError(
+            i,
+            "sensitive",
+            Msg(
+                "Only a column declared as personal data (pii: a kind other than none) can be "
+                "sensitive personal information."
+            ),
+        )
+    texts = {}
+    for k in ("format", "description", "unit"):
+        v = f.get(k)
+        if v is not None and (not isinstance(v, str) or len(v) > MAX_TEXT):
+            raise FieldError(
+                i, k, Msg("%(key)s: must be text of at most %(n)s characters", key=k, n=MAX_TEXT)
+            )
+        texts[k] = v or None
+    return FieldSpec(
+        name=name,
+        type=ftype,
+        pii=pii,
+        pii_treatment=treat,
+        format=texts["format"],
+        description=texts["description"],
+        unit=texts["unit"],
+        sensitive=sensitive,
+    )
+
+
+def field_to_dict(f: FieldSpec) -> dict[str, Any]:
+    """A declared column as datasets.yaml writes it (only the keys that are set): what the
+    catalogue keeps and the Action API shows; :func:`field_from_dict` reads it back."""
+    d: dict[str, Any] = {"name": f.name}
+    for k in ("type", "pii", "format", "description", "unit"):
+        if getattr(f, k) is not None:
+            d[k] = getattr(f, k)
+    if f.pii and f.pii != "none":
+        d["pii_treatment"] = f.pii_treatment
+        if f.sensitive:
+            d["sensitive"] = True
+    return d

@@ -709,3 +709,78 @@ def test_provider_edits_metadata_bad_field_then_saved_seen_on_page_and_api(tab, 
     assert ex["notes_en"] == "Taxi trips in Nansha, one row per trip."
     assert pkg["maintainer_email"] == "taxi@example.org"
     assert sorted(t["name"] for t in pkg["tags"]) == ["taxi", "出租车"]
+
+
+def test_provider_declares_a_personal_column_and_a_check_then_the_upload_is_masked_and_reported(
+    tab, site, shots, tmp_path
+):
+    """Create a dataset with its columns and checks in the form (a refused check first:
+    marked, the rows kept), upload a file with phone numbers, and see the phone column
+    published as tokens and the declared check in the validation report."""
+    page, portal = tab, site.url
+    assert sign_in(page, portal, "alice", next_="/my/datasets/new") == 200
+    assert axe_violations(page) == []
+    fill(page, "#nd-name", "nansha-hotline-calls")
+    fill(page, "#nd-title", "南沙热线来电")
+    fill(page, "#nd-domain", "society")
+    page.eval("document.querySelector('#nd-owner_org').value = 'nansha-transport'")
+    fill(page, "#col-0-name", "caller")
+    page.eval("document.querySelector('#col-0-type').value = 'string'")
+    page.eval("document.querySelector('#col-0-pii').value = 'phone'")
+    fill(page, "#col-0-description", "来电号码")
+    fill(page, "#col-1-name", "minutes")
+    page.eval("document.querySelector('#col-1-type').value = 'integer'")
+    page.eval("document.querySelector('#exp-0-kind').value = 'between'")
+    fill(page, "#exp-0-column", "minutes")
+    fill(page, "#exp-0-min", "0")
+    fill(page, "#exp-0-max", "60")
+    fill(page, "#exp-0-description", "一小时以内")
+    page.eval("document.querySelector('#exp-1-kind').value = 'row_count'")
+    fill(page, "#exp-1-min", "1.5")  # refused: a row count is a whole number
+    assert page.click("#create-dataset") == 422
+    assert "行数的上下限须为不小于 0 的整数" in text_of(page, "#exp-1-kind-err")
+    assert page.eval("document.querySelector('#exp-1-kind').getAttribute('aria-invalid')") == "true"
+    assert page.eval("document.querySelector('#col-0-pii').value") == "phone"  # rows kept
+    assert page.eval("document.querySelector('#exp-0-max').value") == "60"
+    assert axe_violations(page) == []
+    page.screenshot(shots / "provider-declare.png")
+    fill(page, "#exp-1-min", "1")
+    assert page.click("#create-dataset") == 200
+    assert page.eval("location.pathname") == "/dataset/nansha-hotline-calls/upload"
+    calls = tmp_path / "calls.csv"
+    calls.write_text("caller,minutes\n13800138000,5\n13912345678,12\n13700001111,3\n")
+    _set_file(page, "#upload", calls)
+    assert page.click("#send") == 200
+    assert "版本 1" in _wait_text(page, "#job-status", "已发布为版本 1")
+    assert page.click("#job-report") == 200  # the validation report: the declared checks
+    report = text_of(page, "main")
+    assert "minutes between [0, 60]" in report and "row_count between [1, null]" in report
+    assert "13800138000" not in report
+    assert axe_violations(page) == []
+    page.goto(portal + "/dataset/nansha-hotline-calls")
+    cells = page.eval("[...document.querySelectorAll('.preview-table td')].map(t => t.textContent)")
+    assert cells and not any(c.startswith(("137", "138", "139")) for c in cells)
+    tokens = {c for c in cells if re.fullmatch(r"pii_[0-9a-f]{24}", c)}
+    assert len(tokens) == 3  # each caller published as its keyed token (validation.pii)
+    assert "脱敏" in text_of(page, "main") or "令牌" in text_of(page, "main")
+    # the edit page shows the declaration as rows (and is accessible)
+    assert page.click("#edit-link") == 200
+    assert page.eval("document.querySelector('#col-0-name').value") == "caller"
+    assert page.eval("document.querySelector('#col-0-pii').value") == "phone"
+    assert page.eval("document.querySelector('#exp-0-kind').value") == "between"
+    assert axe_violations(page) == []
+    # Enter in a field saves (the form's first button is a hidden "Save", not "More rows")
+    fill(page, "#col-1-description", "通话分钟数")
+    assert press(page, "Enter", "Enter", 13, wait=True) == 200
+    assert (
+        page.eval("location.pathname + location.search") == "/dataset/nansha-hotline-calls?edited=1"
+    )
+    pkg = httpx.get(
+        f"{portal}/api/3/action/package_show", params={"id": "nansha-hotline-calls"}
+    ).json()["result"]
+    assert pkg["nsdx"]["declared"]["schema"][1] == {
+        "name": "minutes",
+        "type": "integer",
+        "description": "通话分钟数",
+    }
+    assert pkg["nsdx"]["declared"]["schema"][0]["pii"] == "phone"  # the rest kept

@@ -308,3 +308,47 @@ def test_cli_flow_with_a_zero_day_notice(nsdx_env, tmp_path):
     assert ok.returncode == 0 and "(registration.issued)" in ok.stdout, ok.stderr
     assert (tmp_path / "cert" / f"{code2}.pdf").read_bytes().startswith(b"%PDF-")
     assert code2 in (tmp_path / "cert" / f"{code2}.html").read_text()
+
+
+def test_scenario_check_refuses_a_pinned_version_the_views_no_longer_serve(nsdx_env, tmp_path):
+    """A scenario's datasets carry versions; its query and held-out split run over the
+    query views, which serve the current version: `nsdx scenario check` says when a pinned
+    version is no longer the one served (the evaluation would run over other data)."""
+    src = tmp_path / "counts.csv"
+    src.write_text("detector,vehicles\nD1,10\nD2,12\n", encoding="utf-8")
+    Path(nsdx_env["NSDX_DATASETS"]).write_text(
+        f"""datasets:
+  - id: counts
+    title: 检测器流量
+    domain: transport
+    organization: bureau
+    source: {{path: {src}, format: csv}}
+""",
+        encoding="utf-8",
+    )
+    scen = tmp_path / "scenarios.yaml"
+    scen.write_text(
+        """scenarios:
+  - name: ns-counts
+    title: 流量预测
+    title_en: Volume forecasting
+    sector: traffic-signal
+    proposer: 交通运输局
+    datasets: [counts@1]
+    query: SELECT detector, sum(vehicles) AS v FROM transport.counts GROUP BY detector
+""",
+        encoding="utf-8",
+    )
+    run_cli("ingest", "counts", env=nsdx_env)
+    run_cli("scenario", "load", str(scen), env=nsdx_env)
+    ok = run_cli("scenario", "check", env=nsdx_env).stdout
+    assert "✓ ns-counts query: 2 rows" in ok
+    shown = json.loads(run_cli("scenario", "show", "ns-counts", "--json", env=nsdx_env).stdout)
+    assert shown["datasets"] == [{"name": "counts", "version": 1}]
+    src.write_text("detector,vehicles\nD1,10\nD2,12\nD3,7\n", encoding="utf-8")
+    run_cli("ingest", "counts", env=nsdx_env)  # v2 is now the one the views serve
+    bad = run_cli("scenario", "check", env=nsdx_env, check=False)
+    assert bad.returncode == 1
+    assert "✗ ns-counts dataset counts: the scenario pins v1, but the query views serve v2" in (
+        bad.stderr
+    )

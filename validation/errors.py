@@ -89,6 +89,7 @@ class ExpectationConfigError(ValidationPackageError):
             f"{where}: {message}", hint=hint, index=index, key=key, dataset_id=dataset_id, file=file
         )
         self.index, self.key, self.dataset_id, self.file = index, key, dataset_id, file
+        self.reason = message  # without the place: what a form shows beside the entry
 
 
 class PiiPolicyError(ValidationPackageError):

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import PiiPolicyError, UndeclaredPersonalData
+from .messages import Msg
 
 TREATMENTS = ("hmac", "drop", "keep")
 KINDS = ("plate", "phone", "id_card", "name", "address", "free_text", "none")
@@ -252,7 +253,11 @@ def check_policy(access: str, pii_columns: dict[str, tuple[str, str]]) -> None:
     )
     if kept:
         raise PiiPolicyError(
-            f"open data cannot publish personal data unmasked: pii_treatment: keep on {', '.join(kept)}",
+            Msg(
+                "open data cannot publish personal data unmasked: pii_treatment: keep on "
+                "%(columns)s",
+                columns=", ".join(kept),
+            ),
             columns=kept,
             hint="use `pii_treatment: hmac` (keyed token, joins still work) or `pii_treatment: drop`, "
             "or make the dataset `access: restricted`",

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from .errors import ExpectationConfigError
+from .messages import Msg
 
 #: shorthand key -> (great-expectations type, level); the documentation is generated from
 #: the same words, see docs/validation.md.
@@ -136,7 +137,7 @@ class _Parser:
             raise self.err(
                 i,
                 key,
-                f"'{key}' needs 'column: <name>'",
+                Msg("'%(key)s' needs 'column: <name>'", key=key),
                 hint=f"e.g. {{column: speed_kmh, {key}: ...}}",
             )
         if self.schema is not None:
@@ -144,7 +145,7 @@ class _Parser:
                 raise self.err(
                     i,
                     key,
-                    f"column {col!r} is not in the data",
+                    Msg("column %(column)s is not in the data", column=repr(col)),
                     hint="columns are: " + ", ".join(self.schema.names),
                 )
             kind = _kind(self.schema.field(col).type)
@@ -152,8 +153,13 @@ class _Parser:
                 raise self.err(
                     i,
                     key,
-                    f"'{key}' needs a {' or '.join(kinds)} column, but {col!r} is "
-                    f"{self.schema.field(col).type}",
+                    Msg(
+                        "'%(key)s' needs a %(kinds)s column, but %(column)s is %(type)s",
+                        key=key,
+                        kinds=" or ".join(kinds),
+                        column=repr(col),
+                        type=str(self.schema.field(col).type),
+                    ),
                     hint="check the column name, or declare its type in schema:",
                 )
         return col
@@ -163,28 +169,49 @@ class _Parser:
             raise self.err(
                 i,
                 key,
-                f"'{key}' must be a list [min, max], got {value!r}",
+                Msg(
+                    "'%(key)s' must be a list [min, max], got %(value)s", key=key, value=repr(value)
+                ),
                 hint="use null for an open end, e.g. [0, null]",
             )
         lo, hi = value
         if lo is None and hi is None:
             raise self.err(
-                i, key, f"'{key}': [null, null] checks nothing", hint="give a min, a max or both"
+                i,
+                key,
+                Msg("'%(key)s': [null, null] checks nothing", key=key),
+                hint="give a min, a max or both",
             )
         for v in (lo, hi):
             if v is not None and not isinstance(v, int | float | str):
                 raise self.err(
                     i,
                     key,
-                    f"'{key}' bounds must be numbers, timestamps (strings) or null, got {v!r}",
+                    Msg(
+                        "'%(key)s' bounds must be numbers, timestamps (strings) or null, got %(value)s",
+                        key=key,
+                        value=repr(v),
+                    ),
                 )
         if isinstance(lo, int | float) and isinstance(hi, int | float) and lo > hi:
-            raise self.err(i, key, f"'{key}': min {lo} is greater than max {hi}")
+            raise self.err(
+                i,
+                key,
+                Msg("'%(key)s': min %(min)s is greater than max %(max)s", key=key, min=lo, max=hi),
+            )
         return lo, hi
 
     def nested_between(self, i: int, key: str, value: Any) -> tuple[Any, Any]:
         if not isinstance(value, dict) or set(value) != {"between"}:
-            raise self.err(i, key, f"'{key}' must be {{between: [min, max]}}, got {value!r}")
+            raise self.err(
+                i,
+                key,
+                Msg(
+                    "'%(key)s' must be {between: [min, max]}, got %(value)s",
+                    key=key,
+                    value=repr(value),
+                ),
+            )
         return self.between(i, key, value["between"])
 
 
@@ -209,10 +236,17 @@ def parse_expectations(
     for i, raw in enumerate(expectations):
         if not isinstance(raw, dict):
             raise p.err(
-                i, None, f"each expectation must be a mapping, got {raw!r}", hint=_supported()
+                i,
+                None,
+                Msg("each expectation must be a mapping, got %(value)s", value=repr(raw)),
+                hint=_supported(),
             )
         if "table" in raw and not isinstance(raw["table"], str):
-            raise p.err(i, "table", f"'table' must name one table, got {raw['table']!r}")
+            raise p.err(
+                i,
+                "table",
+                Msg("'table' must name one table, got %(value)s", value=repr(raw["table"])),
+            )
         if raw.get("table") != table:
             continue
         exp = _parse_one(p, i, raw)
@@ -233,14 +267,19 @@ def _parse_one(p: _Parser, i: int, raw: dict) -> Expectation:
     else:
         unknown = [k for k in raw if k not in CHECK_KEYS and k not in MODIFIERS]
         if unknown:
-            raise p.err(i, unknown[0], f"unknown expectation key {unknown[0]!r}", hint=_supported())
+            raise p.err(
+                i,
+                unknown[0],
+                Msg("unknown expectation key %(key)s", key=repr(unknown[0])),
+                hint=_supported(),
+            )
     if not checks:
-        raise p.err(i, None, f"no check in {raw!r}", hint=_supported())
+        raise p.err(i, None, Msg("no check in %(value)s", value=repr(raw)), hint=_supported())
     if len(checks) > 1:
         raise p.err(
             i,
             checks[1],
-            f"one check per entry, found {', '.join(checks)}",
+            Msg("one check per entry, found %(checks)s", checks=", ".join(checks)),
             hint="split it into one list entry per check",
         )
     key = checks[0]
@@ -249,18 +288,23 @@ def _parse_one(p: _Parser, i: int, raw: dict) -> Expectation:
         raise p.err(
             i,
             "mostly",
-            f"mostly must be a number in (0, 1], got {mostly!r}",
+            Msg("mostly must be a number in (0, 1], got %(value)s", value=repr(mostly)),
             hint="e.g. mostly: 0.95",
         )
     if key in _NO_MOSTLY and "mostly" in raw:
         raise p.err(
             i,
             "mostly",
-            f"mostly does not apply to '{key}' (it is one number for the whole dataset)",
+            Msg(
+                "mostly does not apply to '%(key)s' (it is one number for the whole dataset)",
+                key=key,
+            ),
             hint="mostly works on value checks: not_null, between, in_set, regex, length, type, unique, in_dataset",
         )
     if "strict" in raw and key not in ("between", "min", "max", "mean"):
-        raise p.err(i, "strict", f"strict applies to between/min/max/mean, not to '{key}'")
+        raise p.err(
+            i, "strict", Msg("strict applies to between/min/max/mean, not to '%(key)s'", key=key)
+        )
     exp = _BUILDERS[key](p, i, {k: v for k, v in raw.items() if k != "table"})
     if raw.get("table"):
         exp.meta["table"] = raw["table"]
@@ -277,7 +321,7 @@ def _flag(p: _Parser, i: int, raw: dict, key: str) -> None:
         raise p.err(
             i,
             key,
-            f"'{key}' takes only true, got {raw[key]!r}",
+            Msg("'%(key)s' takes only true, got %(value)s", key=key, value=repr(raw[key])),
             hint=f"write '{key}: true' or remove the entry",
         )
 
@@ -315,7 +359,9 @@ def _in_set(p: _Parser, i: int, raw: dict) -> Expectation:
     col = p.column(i, raw, "in_set")
     values = raw["in_set"]
     if not isinstance(values, list | tuple) or not values:
-        raise p.err(i, "in_set", f"'in_set' must be a non-empty list, got {values!r}")
+        raise p.err(
+            i, "in_set", Msg("'in_set' must be a non-empty list, got %(value)s", value=repr(values))
+        )
     short = ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
     return Expectation(
         i,
@@ -336,7 +382,9 @@ def _regex(p: _Parser, i: int, raw: dict) -> Expectation:
         raise p.err(
             i,
             "regex",
-            f"not a valid regular expression {rx!r}: {e}",
+            Msg(
+                "not a valid regular expression %(regex)s: %(error)s", regex=repr(rx), error=str(e)
+            ),
             hint="quote it in single quotes in YAML",
         ) from None
     return Expectation(
@@ -354,7 +402,7 @@ def _length(p: _Parser, i: int, raw: dict) -> Expectation:
     v = raw["length"]
     if isinstance(v, int) and not isinstance(v, bool):
         if v < 0:
-            raise p.err(i, "length", f"length must be >= 0, got {v}")
+            raise p.err(i, "length", Msg("length must be >= 0, got %(value)s", value=v))
         return Expectation(
             i,
             "length",
@@ -366,7 +414,11 @@ def _length(p: _Parser, i: int, raw: dict) -> Expectation:
     lo, hi = p.between(i, "length", v)
     for b in (lo, hi):
         if b is not None and (not isinstance(b, int) or b < 0):
-            raise p.err(i, "length", f"length bounds must be whole numbers >= 0, got {b!r}")
+            raise p.err(
+                i,
+                "length",
+                Msg("length bounds must be whole numbers >= 0, got %(value)s", value=repr(b)),
+            )
     return Expectation(
         i,
         "length",
@@ -381,7 +433,15 @@ def _type(p: _Parser, i: int, raw: dict) -> Expectation:
     col = p.column(i, raw, "type")
     t = raw["type"]
     if t not in TYPE_LISTS:
-        raise p.err(i, "type", f"type {t!r} is not one of {', '.join(TYPE_LISTS)}")
+        raise p.err(
+            i,
+            "type",
+            Msg(
+                "type %(type)s is not one of %(choices)s",
+                type=repr(t),
+                choices=", ".join(TYPE_LISTS),
+            ),
+        )
     return Expectation(
         i,
         "type",
@@ -401,7 +461,9 @@ def _unique(p: _Parser, i: int, raw: dict) -> Expectation:
             raise p.err(
                 i,
                 "columns",
-                f"'columns' must list two or more column names, got {cols!r}",
+                Msg(
+                    "'columns' must list two or more column names, got %(value)s", value=repr(cols)
+                ),
                 hint="for one column write 'column: name'",
             )
         for c in cols:
@@ -424,7 +486,11 @@ def _row_count(p: _Parser, i: int, raw: dict) -> Expectation:
     lo, hi = p.nested_between(i, "row_count", raw["row_count"])
     for b in (lo, hi):
         if b is not None and (not isinstance(b, int) or b < 0):
-            raise p.err(i, "row_count", f"row_count bounds must be whole numbers >= 0, got {b!r}")
+            raise p.err(
+                i,
+                "row_count",
+                Msg("row_count bounds must be whole numbers >= 0, got %(value)s", value=repr(b)),
+            )
     return Expectation(
         i,
         "row_count",
@@ -479,7 +545,9 @@ def _freshness(p: _Parser, i: int, raw: dict) -> Expectation:
         or age <= 0
     ):
         raise p.err(
-            i, "freshness", f"'freshness' must be {{max_age_days: N}} with N > 0, got {v!r}"
+            i,
+            "freshness",
+            Msg("'freshness' must be {max_age_days: N} with N > 0, got %(value)s", value=repr(v)),
         )
     # min_value is filled in with (now - max_age_days) when the check runs
     return Expectation(
@@ -502,7 +570,12 @@ def _in_dataset(p: _Parser, i: int, raw: dict) -> Expectation:
         or not all(isinstance(x, str) and x for x in v.values())
     ):
         raise p.err(
-            i, "in_dataset", f"'in_dataset' must be {{dataset: <id>, column: <name>}}, got {v!r}"
+            i,
+            "in_dataset",
+            Msg(
+                "'in_dataset' must be {dataset: <id>, column: <name>}, got %(value)s",
+                value=repr(v),
+            ),
         )
     return Expectation(
         i,
@@ -524,7 +597,7 @@ def _gx(p: _Parser, i: int, raw: dict) -> Expectation:
         raise p.err(
             i,
             "gx",
-            f"'gx' must name an expectation, got {name!r}",
+            Msg("'gx' must name an expectation, got %(value)s", value=repr(name)),
             hint="e.g. gx: expect_column_stdev_to_be_between",
         )
     if not name.startswith("expect_"):

@@ -108,6 +108,17 @@ def scenario_check(names: tuple[str, ...], as_json: bool) -> None:
     for d in list_scenarios(nx.catalogue):
         if names and d["name"] not in names:
             continue
+        for u in d["datasets"]:  # the views serve the current version: a pinned one must be it
+            cur = nx.catalogue.current(u["name"]) if u["version"] is not None else None
+            if u["version"] is not None and (cur is None or cur.number != u["version"]):
+                failed = True
+                serves = f"v{cur.number}" if cur is not None else "no version"
+                results.append({"scenario": d["name"], "what": f"dataset {u['name']}",
+                                "ok": False,
+                                "error": f"the scenario pins v{u['version']}, but the query "
+                                f"views serve {serves}: its queries would run over other data "
+                                "(pin the current version in scenarios.yaml, or drop the "
+                                "pin)"})  # fmt: skip
         for what, sql in (("query", d["query"]), ("split", d["evaluation"].get("split_query"))):
             if not sql:
                 continue

@@ -63,6 +63,35 @@ PII_KINDS = [
     Np_("pii", "address"),
     Np_("pii", "free_text"),
 ]
+COLUMN_TYPES = [
+    Np_("type", "string"),
+    Np_("type", "integer"),
+    Np_("type", "int32"),
+    Np_("type", "float"),
+    Np_("type", "boolean"),
+    Np_("type", "timestamp"),
+    Np_("type", "timestamptz"),
+    Np_("type", "date"),
+    Np_("type", "time"),
+    Np_("type", "decimal"),
+    Np_("type", "geometry"),
+]
+PII_TREATMENTS = [Np_("treatment", "hmac"), Np_("treatment", "drop"), Np_("treatment", "keep")]
+CHECK_KINDS = [
+    Np_("check", "not_null"),
+    Np_("check", "unique"),
+    Np_("check", "between"),
+    Np_("check", "in_set"),
+    Np_("check", "regex"),
+    Np_("check", "length"),
+    Np_("check", "row_count"),
+    Np_("check", "min"),
+    Np_("check", "max"),
+    Np_("check", "mean"),
+    Np_("check", "distinct"),
+    Np_("check", "freshness"),
+    Np_("check", "json"),
+]
 ROLES = [Np_("role", "admin"), Np_("role", "editor"), Np_("role", "member")]
 JOB_STATES = [
     Np_("job", "queued"),

@@ -20,6 +20,7 @@ from catalogue.ckan import dispatch
 from catalogue.ckan.actions import authorize_upload
 from validation.errors import NsdxError
 
+from . import declare
 from .errorpages import error_response
 from .i18n import core
 from .i18n import gettext as _
@@ -63,6 +64,25 @@ def my_datasets(request: Request):
     )
 
 
+def _declare_ctx(cols: list[dict], exps: list[dict], err: dict | None = None,
+                 where: dict | None = None, bad: dict | None = None) -> dict:  # fmt: skip
+    """The template values of the "columns and checks" section (nsdx/web/declare.py)."""
+    col_err, exp_err, whole = declare.row_errors(
+        err or {}, where or {"schema": [], "expectations": []}, bad or {}
+    )
+    return {"cols": cols, "exps": exps, "col_err": col_err, "exp_err": exp_err,
+            "decl_error": whole, "ch": declare.choices()}  # fmt: skip
+
+
+def _with_declaration(data: dict, cols: list[dict], exps: list[dict], always: bool) -> tuple:
+    """Add the rows' ``schema`` and ``expectations`` to an Action API request (when there
+    are any, or ``always``: the edit form of a dataset that declares some)."""
+    schema, expectations, where, bad = declare.declaration_of_rows(cols, exps)
+    if schema or expectations or always:
+        data["schema"], data["expectations"] = schema, expectations
+    return where, bad
+
+
 # the fields of provider/new.html that show their own error
 NEW_FIELDS = frozenset({"name", "title", "title_en", "domain", "tags", "owner_org", "access"})
 
@@ -73,14 +93,21 @@ def new_dataset_form(request: Request):
     return render(
         request,
         "provider/new.html",
-        {"orgs": _editable_orgs(request, p), "form": {}, "errors": {}, "licences": LICENCES},
+        {
+            "orgs": _editable_orgs(request, p),
+            "form": {},
+            "errors": {},
+            "licences": LICENCES,
+            **_declare_ctx(*declare.rows_of_declared(None)),
+        },
     )
 
 
 @router.post("/my/datasets/new")
 async def new_dataset(request: Request):
     p = require_user(request)
-    form = await request.form()
+    form = await request.form(max_fields=declare.MAX_FIELDS)
+    cols, exps = declare.rows_of_form(form)
     f: dict[str, Any] = {k: str(form.get(k) or "").strip()[:2000] for k in (
         "name", "title", "title_en", "notes", "owner_org", "license_id", "domain", "access", "tags"
     )}  # fmt: skip
@@ -95,6 +122,20 @@ async def new_dataset(request: Request):
         "tags": [{"name": t.strip()} for t in f["tags"].split(",") if t.strip()][:50],
         "extras": [{"key": k, "value": f[k]} for k in ("domain", "title_en", "access") if f[k]],
     }
+    page = {"orgs": _editable_orgs(request, p), "form": f, "licences": LICENCES}
+    if form.get("more"):  # more empty rows: nothing is saved
+        return render(
+            request, "provider/new.html", {**page, "errors": {}, **_declare_ctx(cols, exps)}
+        )
+    where, bad = _with_declaration(data, cols, exps, always=False)
+    if bad:  # a row the form cannot read: nothing is sent
+        return render(
+            request,
+            "provider/new.html",
+            {**page, "errors": {}, "error": _("The dataset was not created: check the marked fields."),
+             **_declare_ctx(cols, exps, where=where, bad=bad)},
+            422,
+        )  # fmt: skip
     st = state_of(request)
     ctx = st.context(request, p)
     status, body = await run_in_threadpool(dispatch, "package_create", data, ctx)
@@ -104,9 +145,9 @@ async def new_dataset(request: Request):
     errors = {  # each field's messages in the visitor's language (core Msgs)
         k: " ".join(core(m) for m in (v if isinstance(v, list) else [v]))
         for k, v in err.items()
-        if not k.startswith("__") and k != "message"
+        if not k.startswith("__") and k not in ("message", "schema", "expectations")
     }
-    if errors or not err.get("message"):
+    if errors or err.get("__type") == "Validation Error" or not err.get("message"):
         message = _("The dataset was not created: check the marked fields.")
         unmarked = [v for k, v in errors.items() if k not in NEW_FIELDS]  # no field shows it
         message = " ".join([message, *unmarked])
@@ -115,13 +156,7 @@ async def new_dataset(request: Request):
     return render(
         request,
         "provider/new.html",
-        {
-            "orgs": _editable_orgs(request, p),
-            "form": f,
-            "errors": errors,
-            "error": message,
-            "licences": LICENCES,
-        },
+        {**page, "errors": errors, "error": message, **_declare_ctx(cols, exps, err, where, bad)},
         422 if status in (400, 409) else status,
     )
 
@@ -151,6 +186,9 @@ def _edit_form(pkg: dict) -> dict[str, str]:
 
 
 def _edit_page(request: Request, pkg: dict, form: dict, status: int = 200, **ctx):
+    rows = ctx.pop("rows", None) or declare.rows_of_declared(
+        (pkg.get("nsdx") or {}).get("declared")
+    )
     return render(
         request,
         "provider/edit.html",
@@ -159,6 +197,9 @@ def _edit_page(request: Request, pkg: dict, form: dict, status: int = 200, **ctx
             "form": form,
             "errors": ctx.pop("errors", {}),
             "licences": _licences(form.get("license_id")),
+            **_declare_ctx(
+                rows[0], rows[1], ctx.pop("err", None), ctx.pop("where", None), ctx.pop("bad", None)
+            ),
             **ctx,
         },
         status,
@@ -220,14 +261,19 @@ async def edit(name: str, request: Request):
     p, pkg, refused = await run_in_threadpool(_editable, request, name)
     if refused is not None:
         return refused
-    form = await request.form()
+    form = await request.form(max_fields=declare.MAX_FIELDS)
     f = {k: str(form.get(k) or "").strip() for k in (*EDIT_FIELDS, "modified")}
+    rows = declare.rows_of_form(form)
+    if form.get("more"):  # more empty rows: nothing is saved
+        return _edit_page(request, pkg, f, rows=rows)
     errors: dict[str, str] = {}
     for k in EDIT_FIELDS:
         if len(f[k]) > EDIT_MAX.get(k, 500):
             errors[k] = _("At most %(n)s characters.", n=EDIT_MAX.get(k, 500))
     if errors:
-        return _edit_page(request, pkg, f, 422, errors=errors, error=_("Check the marked fields."))
+        return _edit_page(
+            request, pkg, f, 422, rows=rows, errors=errors, error=_("Check the marked fields.")
+        )
     if f["modified"] and f["modified"] != str(pkg.get("metadata_modified") or ""):
         # a second tab (or someone else) saved meanwhile: never overwrite their change blind
         return _edit_page(
@@ -235,6 +281,7 @@ async def edit(name: str, request: Request):
             pkg,
             f,
             409,
+            rows=rows,
             error=_(
                 "The dataset was changed since you opened this form. Your entries are kept "
                 "below; reload the page to see the current metadata, then save again."
@@ -250,6 +297,11 @@ async def edit(name: str, request: Request):
         "tags": [{"name": t.strip()} for t in f["tags"].split(",") if t.strip()][:100],
         "extras": [{"key": k, "value": f[k]} for k in ("title_en", "notes_en", "domain")],
     }
+    kept = (pkg.get("nsdx") or {}).get("declared") is not None
+    where, bad = _with_declaration(data, *rows, always=kept)
+    if bad:  # a row the form cannot read: nothing is sent
+        return _edit_page(request, pkg, f, 422, rows=rows, where=where, bad=bad,
+                          error=_("Not saved: check the marked fields."))  # fmt: skip
     st = state_of(request)
     status, body = await run_in_threadpool(dispatch, "package_patch", data, st.context(request, p))
     if status == 200:
@@ -258,14 +310,22 @@ async def edit(name: str, request: Request):
     if err.get("__type") != "Validation Error":
         return error_response(request, status, _("Not saved"), core(err.get("message")))
     for k, v in err.items():
-        if k.startswith("__") or k == "message":
+        if k.startswith("__") or k in ("message", "schema", "expectations"):
             continue
         field = {"extras": "title_en", "owner_org": "title"}.get(k, k)
         field = field if field in EDIT_FIELDS else "title"
         text = " ".join(core(m) for m in (v if isinstance(v, list) else [v]))
         errors[field] = (errors[field] + " " + text) if field in errors else text
     return _edit_page(
-        request, pkg, f, 422, errors=errors, error=_("Not saved: check the marked fields.")
+        request,
+        pkg,
+        f,
+        422,
+        rows=rows,
+        err=err,
+        where=where,
+        errors=errors,
+        error=_("Not saved: check the marked fields."),
     )
 
 
