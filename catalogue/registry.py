@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -18,7 +18,7 @@ from validation.messages import Msg
 from validation.money import cny
 
 from .access import ANONYMOUS, see_clause
-from .db import make_engine, rows_changed, sessions
+from .db import make_engine, read_one, rows_changed, sessions
 from .errors import CatalogueError, DatasetNotFound
 from .licences import licence
 from .models import (
@@ -30,6 +30,8 @@ from .models import (
     VersionClaim,
     utcnow,
 )
+
+_REVISION = text("SELECT rev FROM catalogue_revision WHERE id = 1")
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,20 @@ class Catalogue:
             database_url if isinstance(database_url, Engine) else make_engine(database_url)
         )
         self.Session = sessions(self.engine)
+
+    @staticmethod
+    def revision(conn: Connection) -> int:
+        """The catalogue's revision as ``conn`` (a session's connection) sees it: bumped
+        (by triggers, migrations 0002 and 0011) in the transaction of every write to a
+        dataset, an organisation or a scenario link, so anything derived from those rows
+        (the search index, the query API's views) is current while the revision it was
+        read at is."""
+        return int(conn.execute(_REVISION).scalar_one())
+
+    def current_revision(self) -> int:
+        """The catalogue's revision now, read on its own (:func:`~catalogue.db.read_one`:
+        one round trip on PostgreSQL)."""
+        return int(read_one(self.engine, _REVISION))
 
     # -- organisations -----------------------------------------------------------------
     def ensure_organization(

@@ -96,7 +96,7 @@ def _get(s: Session, ref: str, *, lock: bool = False) -> Registration:
 
 def _not_found(ref: str) -> RegistrationNotFound:
     return RegistrationNotFound(
-        f"registration {ref!r} not found",
+        Msg("registration %(ref)s not found", ref=repr(ref)),
         hint="`nsdx registration list` shows applications and codes",
         registration=ref,
     )
@@ -418,27 +418,38 @@ def review(ex: Exchange, actor: Actor, registration: str, *, approve: bool, note
 def lodge_objection(ex: Exchange, actor: Actor, registration: str, *, reason: str) -> dict:
     """Anyone with an account (not an auditor) objects to an application under public
     notice, with a reason; the code cannot be issued while an objection is open."""
-    reason = bounded_text(reason, "objection reason", 5000)
+    reason = bounded_text(reason, Msg("objection reason"), 5000)
     if not reason.strip():
-        raise InvalidRequest("an objection needs a reason (--reason)")
+        raise InvalidRequest(Msg("an objection needs a reason (--reason)"))
     if actor.auditor and not actor.sysadmin:
-        raise NotAllowed(f"{actor.name} is an auditor: auditors cannot lodge objections")
+        raise NotAllowed(
+            Msg("%(actor)s is an auditor: auditors cannot lodge objections", actor=actor.name)
+        )
     if actor.anonymous:
         raise NotAllowed(
-            "an objection needs an account", hint="sign in (or send a token) to object"
+            Msg("an objection needs an account"),
+            hint=Msg("sign in (or send a token) to object"),
         )
     today = ex.today()
     with ex.ledger.transaction() as s:
         reg = _get(s, registration, lock=True)
         if reg.status not in ("notice", "objected"):
             raise InvalidState(
-                f"registration {reg.id} is {reg.status}: objections are lodged during its "
-                "public notice",
+                Msg(
+                    "registration %(id)s is %(status)s: objections are lodged during its "
+                    "public notice",
+                    id=reg.id,
+                    status=Term(reg.status, "registration-status"),
+                ),
                 registration=reg.id,
             )
         if reg.notice_end is not None and today > reg.notice_end:
             raise InvalidState(
-                f"the public notice of registration {reg.id} ended on {reg.notice_end}",
+                Msg(
+                    "the public notice of registration %(id)s ended on %(day)s",
+                    id=reg.id,
+                    day=str(reg.notice_end),
+                ),
                 registration=reg.id,
             )
         mine = s.scalar(  # one open objection per account: no flooding the public record
@@ -450,9 +461,17 @@ def lodge_objection(ex: Exchange, actor: Actor, registration: str, *, reason: st
         )
         if mine is not None:
             raise InvalidState(
-                f"{actor.name} already has an open objection ({mine}) to registration {reg.id}",
-                hint="one open objection per account: the reviewer resolves it first; "
-                "add what is new once it is resolved",
+                Msg(
+                    "%(actor)s already has an open objection (%(objection)s) to registration "
+                    "%(id)s",
+                    actor=actor.name,
+                    objection=mine,
+                    id=reg.id,
+                ),
+                hint=Msg(
+                    "one open objection per account: the reviewer resolves it first; add what "
+                    "is new once it is resolved"
+                ),
                 registration=reg.id,
                 objection=mine,
             )

@@ -73,8 +73,8 @@ def english_in(page: str) -> list[str]:
     out = []
     for raw in texts:
         text = html.unescape(re.sub(r"<(?!/?code)[^>]+>", " ", raw))
-        text = ENGINE.sub("", QUOTED.sub("", text))
-        out += [" ".join(text.split())[:200]] if ENGLISH.search(text) else []
+        text = " ".join(ENGINE.sub("", QUOTED.sub("", text)).split())
+        out += [text[:200]] if ENGLISH.search(text) else []
     return out
 
 
@@ -136,7 +136,9 @@ def test_no_english_in_the_chinese_portals_messages_for_any_user(site):
     start = ["/", "/my", "/my/datasets", "/my/datasets/new", "/console", "/user/tokens",
              "/registrations", "/audit", f"/audit/rewards?year={site.year}",
              f"/audit/cross-border?year={site.year}", "/dataset/nansha-ride-hailing-orders",
-             "/no/such/page"]  # fmt: skip
+             "/no/such/page", "/dataset/no-such", "/organization/no-such", "/registration/NO-SUCH",
+             "/my/orders/no-such", "/audit/entry/999999", "/dataset/no-such/quality",
+             "/dataset/nansha-ride-hailing-orders/quality?v=99"]  # fmt: skip
     site.cookies.clear()
     visit(site, start, leaks)  # an anonymous visitor
     for user in ROLES:

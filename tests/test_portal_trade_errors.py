@@ -69,10 +69,10 @@ def site(tmp_path, nsdx_env):
                               credit_code_=credit_code.make("440115", "MA50XKT1"))  # fmt: skip
     trade.register_enterprise(ex, op, GZ, legal_name=GZ,
                               credit_code_=credit_code.make("440106", "MA59XKT2"))  # fmt: skip
-    register(ex, "rides", SELLER)
+    registered = register(ex, "rides", SELLER)
     with TestClient(create_app(nx, warm=False, worker=False)) as c:
         c.headers.update(HTML)
-        c.nx = nx
+        c.nx, c.registration = nx, registered["id"]
         yield c
     drop_indexes()
 
@@ -226,6 +226,26 @@ def test_every_trade_step_refused_in_chinese_then_in_english(site):
     assert ("cross-border sale refused (offer_not_cross_border): the offer is not made for "
             "cross-border sale and the buyer is in hong-kong") in html.unescape(r.text)  # fmt: skip
     assert "拒绝跨境销售" not in r.text
+
+
+def test_an_objection_refused_says_why_in_chinese(site):
+    """The public register's one form: an objection outside the public notice (a form left
+    open in a tab while the notice ended), or without a reason, is refused in Chinese — on
+    the page, though the form is no longer offered; a registration that does not exist
+    too."""
+    rid = site.registration
+    tok = login(site, "bo")
+    page = f"/registration/{rid}"
+    r = site.post(f"{page}/objection", data={"csrftoken": tok, "reason": "数据来源存疑"})
+    assert r.status_code == 409
+    assert f"登记 {rid} 的状态为“已登记”：异议须在公示期内提出" in r.text
+    assert "objections are lodged during its public notice" not in r.text
+    r = site.post(f"{page}/objection", data={"csrftoken": tok, "reason": " "})
+    assert r.status_code == 422 and "提出异议须写明理由（--reason）" in r.text
+    assert "an objection needs a reason" not in r.text
+    r = site.get("/registration/NO-SUCH-CODE")
+    assert r.status_code == 404 and "未找到登记 'NO-SUCH-CODE'" in html.unescape(r.text)
+    assert "not found" not in r.text
 
 
 def test_the_json_api_keeps_the_english_text(site):

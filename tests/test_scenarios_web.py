@@ -186,7 +186,10 @@ def test_a_signed_in_visitor_objects_from_the_portal(site):
     try:
         empty = site.post(f"/registration/{a['id']}/objection",
                           data={"csrftoken": tok, "reason": " "}, headers=HTML)  # fmt: skip
-        assert empty.status_code == 422 and "an objection needs a reason" in empty.text
+        assert empty.status_code == 422 and "提出异议须写明理由" in empty.text
+        assert (
+            "an objection needs a reason" not in empty.text
+        )  # the Chinese page says it in Chinese
         r = site.post(f"/registration/{a['id']}/objection", headers=HTML,
                       data={"csrftoken": tok, "reason": "该数据含未授权采集的信息"},
                       follow_redirects=False)  # fmt: skip

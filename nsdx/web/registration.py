@@ -210,7 +210,7 @@ def _not_found(request: Request, code: str, e: ExchangeError) -> Response:
     status = e.status if e.status in (404, 409) else 404
     return error_response(
         request, status, _("Registration not found"),
-        _("There is no issued registration %(code)s.", code=code[:100]) + " " + e.message,
+        _("There is no issued registration %(code)s.", code=code[:100]) + " " + core(e.message),
     )  # fmt: skip
 
 
