@@ -214,3 +214,14 @@ def test_people_read_every_amount_as_yuan_with_separators(nsdx_env, tmp_path):
     # the machine forms stay as they were: plain figures for programs
     rep = json.loads(run_cli("audit", "rewards", "--year", y, "--json", env=nsdx_env).stdout)
     assert re.fullmatch(r"\d+\.\d\d", rep["totals"]["capped_reward_cny"])
+
+
+def test_the_demo_products_extras_are_strings_so_a_dump_loads_back_the_same(nsdx_env):
+    """CKAN extras are strings: the exchange demo stored ``demo: True`` (a JSON boolean),
+    which `ckanapi dump` then `ckanapi load` turned into "true" (found by a round trip)."""
+    run_cli("exchange", "demo", env=nsdx_env)
+    shown = json.loads(
+        run_cli("datasets", "show", "haiyun-port-logistics-index", "--json", env=nsdx_env).stdout
+    )
+    assert {e["key"]: e["value"] for e in shown["extras"]}["demo"] == "true"
+    assert shown["nsdx"]["demo"] == "true"
