@@ -25,7 +25,9 @@ manifests point at the version's own immutable objects in the store.
   it (SQLite), dropping the table when an edit closed the dataset meanwhile.
 
 Registration follows publishing: the nsdx version is the commit point; the snapshot is
-registered right after it, in the same call (:func:`catalogue.publishing.publish_dataset`).
+registered right after it, in the same call (:func:`catalogue.publishing.publish_dataset`;
+pyiceberg is imported and the catalog opened in a background thread while that call's
+pipeline runs, see :meth:`IcebergTables.warm_up`).
 If that fails the publish still stands (with a warning); the next publish of the dataset or
 ``nsdx iceberg sync`` registers every missing newer version in order. Snapshots only go
 forward: a version older than the newest registered one is not added later (a backfill into
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +52,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session, selectinload
 
+from ingest.arrow_pandas import without_pandas
 from ingest.storage.base import ICEBERG
 
 from .access import ANONYMOUS, DatasetFacts, may_read, read_clause
@@ -161,9 +165,39 @@ class IcebergTables:
     def __init__(self, cat: Catalogue, store: ObjectStore) -> None:
         self.cat, self.store = cat, store
         self._catalog: Any = None
+        self._warming: threading.Thread | None = None
+
+    def warm_up(self) -> None:
+        """Import pyiceberg and open the catalog in a background thread, so that a
+        registration later in this process finds them ready. ``publish_dataset`` calls this
+        once a run knows it writes a new version: pyiceberg's import (~0.3 s of CPU, pydantic
+        models) then runs while the pipeline's own thread mostly waits on Arrow, instead of
+        after the publish. Nothing is written to the catalog here (the registration still
+        happens after the commit point, as before); a failure here is left for the
+        registration to meet again and report."""
+        if self._catalog is not None or self._warming is not None:
+            return
+
+        def run() -> None:
+            try:
+                with without_pandas():  # pyarrow would import it for pyiceberg's values
+                    self._catalog = open_catalog(self.cat.engine, self.store)
+                    # what a registration imports next (rich: pyiceberg's schema check)
+                    import pyiceberg.io.pyarrow  # noqa: F401
+                    import pyiceberg.table.update.snapshot  # noqa: F401
+                    import rich.console  # noqa: F401
+                    import rich.table  # noqa: F401
+            except BaseException:  # noqa: BLE001, S110 - `catalog` opens it again and raises
+                pass
+
+        self._warming = threading.Thread(target=run, name="nsdx-iceberg-warm-up", daemon=True)
+        self._warming.start()
 
     @property
     def catalog(self):
+        if self._warming is not None:  # opened (or failed) in the background: wait for it
+            self._warming.join()
+            self._warming = None
         if self._catalog is None:
             try:
                 self._catalog = open_catalog(self.cat.engine, self.store)
@@ -197,10 +231,14 @@ class IcebergTables:
         return report
 
     def _drop_dataset(self, ds: Dataset, report: SyncReport) -> None:
-        names = {view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources}
+        ns = view_stem(ds.domain)
+        names = self._listed(
+            ns, {view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources}
+        )
+        if not names:  # the usual case of a dataset that is not open: pyiceberg not needed
+            return
         from pyiceberg.exceptions import NoSuchTableError
 
-        ns = view_stem(ds.domain)
         for name in sorted(names):
             if self.catalog.table_exists((ns, name)):
                 try:
@@ -208,6 +246,22 @@ class IcebergTables:
                 except NoSuchTableError:  # unlisted by an edit meanwhile
                     continue
                 report.dropped.append(f"{ns}.{name}")
+
+    def _listed(self, ns: str, names: set[str]) -> set[str]:
+        """Which of ``names`` the catalog lists in namespace ``ns``, asked of its table
+        directly (what pyiceberg's ``table_exists`` asks, without importing pyiceberg)."""
+        if not names:
+            return set()
+        with self.cat.engine.connect() as c:
+            if not inspect(c).has_table("iceberg_tables"):
+                return set()
+            t = _ICEBERG_TABLES.c
+            q = select(t.table_name).where(
+                t.catalog_name == CATALOG_NAME,
+                t.table_namespace == ns,
+                t.table_name.in_(sorted(names)),
+            )
+            return set(c.execute(q).scalars())
 
     def _sync_dataset(self, ds: Dataset, report: SyncReport) -> None:
         versions = sorted(
@@ -360,14 +414,12 @@ class IcebergTables:
         with table.io.new_input(paths[0]).open() as f:
             schema = pq.read_schema(f)
         old_files = [task.file for task in table.scan().plan_files()]
-        with table.transaction() as tx:
+        with _transaction(table) as tx:
             with tx.update_schema() as u:
                 u.union_by_name(schema)  # columns added by a new version (nothing otherwise)
-            tx.set_properties(
-                **{
-                    table_properties.DEFAULT_NAME_MAPPING: tx.table_metadata.schema().name_mapping.model_dump_json()
-                }
-            )
+            mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
+            if table.metadata.properties.get(table_properties.DEFAULT_NAME_MAPPING) != mapping:
+                tx.set_properties(**{table_properties.DEFAULT_NAME_MAPPING: mapping})
             with tx.update_snapshot(snapshot_properties=props).overwrite() as ov:
                 for df in old_files:
                     ov.delete_data_file(df)
@@ -441,6 +493,37 @@ class IcebergTables:
         raise IcebergError(f"no Iceberg snapshot {snapshot_id} in the open catalog")
 
 
+_Transaction: Any = None
+
+
+def _transaction(table):
+    """``table.transaction()`` whose ``table_metadata`` is computed once per state.
+
+    pyiceberg's Transaction computes ``table_metadata`` on every access by applying the
+    staged updates to a deep copy of the table's metadata — every snapshot, tag and log
+    entry of every version — and one commit reads it some thirty times: a registration
+    took ~0.23 s of CPU at 40 versions, growing with each version. The result depends
+    only on the base metadata and the staged updates (both replaced, never changed in
+    place, and frozen pydantic models), so it is kept until either changes."""
+    global _Transaction
+    if _Transaction is None:
+        from pyiceberg.table import Transaction
+
+        class _Tx(Transaction):
+            _memo: tuple | None = None
+
+            @property
+            def table_metadata(self):
+                base, updates = self._table.metadata, self._updates
+                memo = self._memo
+                if memo is None or memo[0] is not base or memo[1] is not updates:
+                    memo = self._memo = (base, updates, super().table_metadata)
+                return memo[2]
+
+        _Transaction = _Tx
+    return _Transaction(table)
+
+
 def _versions(table) -> Iterable[tuple[int, str]]:
     """(snapshot id, nsdx version) of a table's snapshots registered by nsdx, oldest first
     (none for None: no table)."""
@@ -489,11 +572,14 @@ def load_duckdb_iceberg(con, store: ObjectStore | None = None) -> None:
         configure_duckdb(con, store)
 
 
-def register_after_publish(cat: Catalogue, store: ObjectStore, dataset: str) -> list[str]:
+def register_after_publish(
+    cat: Catalogue, store: ObjectStore, dataset: str, tables: IcebergTables | None = None
+) -> list[str]:
     """The publish hook: register ``dataset``'s new versions; warnings, never an exception
-    (the version is published whatever happens here)."""
+    (the version is published whatever happens here). ``tables``: the deployment's
+    IcebergTables when the caller has one (see :meth:`IcebergTables.warm_up`)."""
     try:
-        report = IcebergTables(cat, store).sync([dataset])
+        report = (tables or IcebergTables(cat, store)).sync([dataset])
     except Exception as e:  # noqa: BLE001 - the publish stands; sync retries
         return [
             f"Iceberg registration failed ({type(e).__name__}: {e}); the version is published"

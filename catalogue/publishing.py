@@ -65,7 +65,12 @@ def publish_dataset(
         if cur
         else None
     )
-    claims = _Claims(cat, spec.id)
+    # Iceberg's catalog is opened in the background once this run writes a new version of
+    # an open dataset (only the open ones are registered; which are is decided at the
+    # registration, by the database: this guess only saves a restricted one the import)
+    ice = iceberg.IcebergTables(cat, store) if iceberg.enabled() else None
+    warm = ice.warm_up if ice is not None and spec.access == "open" else None
+    claims = _Claims(cat, spec.id, on_take=warm)
     result = run_pipeline(
         spec,
         store,
@@ -83,9 +88,9 @@ def publish_dataset(
     failpoints.hit("catalogue.register")
     _ver, current = cat.register_version(spec, result, store.url)
     failpoints.hit("catalogue.registered")
-    if iceberg.enabled():  # after the commit point: a failure here leaves a warning
+    if ice is not None:  # after the commit point: a failure here leaves a warning
         with without_pandas():  # pyarrow would import it (~0.2 s) for pyiceberg's values
-            late = iceberg.register_after_publish(cat, store, spec.id)
+            late = iceberg.register_after_publish(cat, store, spec.id, ice)
         if late:
             result.warnings.extend(late)
             if result.status == "published":
@@ -104,12 +109,18 @@ def publish_dataset(
 class _Claims:
     """Version numbers of one run, held in the catalogue database (see ingest.pipeline.Claims)."""
 
-    def __init__(self, cat: Catalogue, dataset: str) -> None:
+    def __init__(
+        self, cat: Catalogue, dataset: str, on_take: Callable[[], None] | None = None
+    ) -> None:
         self.cat, self.dataset, self.run_id = cat, dataset, str(uuid.uuid4())
+        self.on_take = on_take  # called once a number is taken: a new version is coming
 
     def take(self, fingerprint: str) -> int:
         self.fingerprint = fingerprint
-        return self.cat.claim_version(self.dataset, fingerprint, self.run_id)
+        number = self.cat.claim_version(self.dataset, fingerprint, self.run_id)
+        if self.on_take is not None:
+            self.on_take()
+        return number
 
     def pending(self) -> list[tuple[int, str, str]]:
         return self.cat.pending_claims(self.dataset)

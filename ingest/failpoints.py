@@ -64,6 +64,15 @@ def _plan() -> dict[str, tuple[str, int]]:
     return _parsed[1]
 
 
+def armed(name: str) -> bool:
+    """Would :func:`hit` (``name``) do anything: a plan names it, or passes are traced?
+    (A caller that would otherwise send the steps on either side of the point together
+    sends them one by one, so that the point lies between them.)"""
+    if os.environ.get(TRACE_ENV):
+        return True
+    return ENV in os.environ and name in _plan()
+
+
 def hit(name: str) -> None:
     """Pass the failpoint ``name`` (one of :data:`POINTS`)."""
     trace = os.environ.get(TRACE_ENV)

@@ -219,11 +219,17 @@ def test_the_audit_of_a_year(world, tmp_path):
     assert by_order["imp"]["individuals_added"] == 0
     assert by_order["ds60"]["route"] == "certification"
     assert {r["rule"] for r in rep["refusals"]} >= {"offer_not_cross_border", "core_data"}
+    # each refusal is dated by the exchange's day of the step (the orders of 1 April)
+    assert {r["decided_on"] for r in rep["refusals"] if r["stage"] == "order"} == {f"{Y}-04-01"}
     assert rep["policies"] == [ex.crossborder_policy.sha256]
     files = write_crossborder_report(ex, Y, tmp_path / "out")
     names = {f.name for f in files}
     assert {"cross-border-2025.html", "cross-border-2025-transfers.parquet",
             "cross-border-2025-transfers.csv"} <= names  # fmt: skip
+    from exchange.crossborder.report import crossborder_csv
+
+    refused = [r for r in crossborder_csv(rep).splitlines() if r.startswith("refusal,")]
+    assert any(f",{Y}-04-01,," in r and "offer_not_cross_border" in r for r in refused)
     html = (tmp_path / "out" / "cross-border-2025.html").read_text(encoding="utf-8")
     assert "PIA-2025-NS-0007" in html and "offer_not_cross_border" in html
     assert crossborder_report(ex, Y + 1)["exporters"][0]["cumulative_individuals"] == 100_000

@@ -389,3 +389,109 @@ def test_a_dataset_closed_while_its_registration_runs_stays_out_of_the_open_cata
     assert not ice.catalog.table_exists(ident)
     assert ice.snapshots("metro-flow") == []
     assert ice.sync().registered == []  # still private: nothing comes back
+
+
+def test_the_catalog_is_opened_while_the_pipeline_runs_and_a_failure_there_is_met_again(
+    tmp_path, monkeypatch
+):
+    """A run that writes a new version opens the Iceberg catalog (pyiceberg's import) in a
+    background thread while its pipeline runs; the registration after the commit point uses
+    it. If opening it there fails, the registration opens it again itself: the snapshot is
+    still registered. A run with nothing new opens nothing."""
+    import threading
+
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    opened: list[str] = []
+    real = iceberg.open_catalog
+
+    def flaky(engine, st):
+        opened.append(threading.current_thread().name)
+        if len(opened) == 1:
+            raise OSError("catalog database busy")
+        return real(engine, st)
+
+    monkeypatch.setattr(iceberg, "open_catalog", flaky)
+    r1 = publish(cat, store, tmp_path, [("蕉门", 10)])
+    assert (r1.status, r1.warnings) == ("published", [])
+    assert opened == ["nsdx-iceberg-warm-up", threading.current_thread().name]
+    r2 = publish(cat, store, tmp_path, [("蕉门", 11)])
+    assert r2.warnings == [] and opened[2:] == ["nsdx-iceberg-warm-up"]
+    monkeypatch.undo()
+    ice = IcebergTables(cat, store)
+    assert [v["version"] for v in ice.snapshots("metro-flow")[0]["versions"]] == [1, 2]
+
+    monkeypatch.setattr(iceberg, "open_catalog", flaky)
+    again = publish_dataset(cat, store, make_spec(tmp_path, [("蕉门", 11)]), pii_key=KEY,
+                            reports_dir=tmp_path / "r")  # fmt: skip
+    assert again.status == "up_to_date" and len(opened) == 3  # nothing new: nothing opened
+
+
+def test_a_registration_applies_the_staged_metadata_once_per_change(tmp_path, monkeypatch):
+    """pyiceberg's Transaction rebuilds (deep-copies) the whole table metadata — every
+    snapshot and tag of every version — each time it is read, some thirty times per commit;
+    nsdx's registration builds it once per staged change, so its cost no longer multiplies
+    with the table's history. The versions are still all there, tagged, and readable."""
+    from pyiceberg.table import update as table_update
+
+    from ingest.storage.local import LocalStore
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    for n in range(4):
+        publish(cat, store, tmp_path, [("蕉门", 10 + n)])
+    calls = []
+    real = table_update.update_table_metadata
+
+    def counted(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    import pyiceberg.table as pt
+
+    monkeypatch.setattr(pt, "update_table_metadata", counted)
+    publish(cat, store, tmp_path, [("蕉门", 14)], note=True)  # v5: one more column
+    assert 0 < len(calls) <= 8, len(calls)
+    monkeypatch.undo()
+    ice = IcebergTables(cat, store)
+    (table,) = ice.snapshots("metro-flow")
+    assert [v["version"] for v in table["versions"]] == [1, 2, 3, 4, 5]
+    t = ice.catalog.load_table("urban_management.metro_flow")
+    assert t.scan().to_arrow().column("note").to_pylist() == ["新"]
+    v3 = t.snapshot_by_name("v3").snapshot_id
+    assert t.scan(snapshot_id=v3).to_arrow().column("entries").to_pylist() == [12]
+
+
+RESTRICTED = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, ".")
+from catalogue.publishing import publish_dataset
+from catalogue.registry import Catalogue
+from ingest.storage.local import LocalStore
+from tests.test_iceberg import make_spec
+tmp = Path(sys.argv[1])
+cat = Catalogue(f"sqlite:///{tmp / 'cat.db'}")
+store = LocalStore(tmp / "objects")
+r = publish_dataset(cat, store, make_spec(tmp, [("蕉门", 10)], more="    access: restricted\\n"),
+                    pii_key=b"k", reports_dir=tmp / "r")
+print(json.dumps({"status": r.status, "warnings": r.warnings,
+                  "pyiceberg": any(m.startswith("pyiceberg") for m in sys.modules)}))
+"""
+
+
+def test_publishing_a_restricted_dataset_does_not_load_pyiceberg(tmp_path):
+    """Only open datasets are registered: a restricted one's publish asks the catalog's
+    table whether there is anything of it to drop, without importing pyiceberg (~0.4 s of
+    CPU) or opening the catalog in the background."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", RESTRICTED, str(tmp_path)],
+        capture_output=True, text=True, cwd=root, timeout=120, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout) == {"status": "published", "warnings": [], "pyiceberg": False}

@@ -404,10 +404,11 @@ def test_postgres_notify_is_only_a_wake_up(postgres_url, tmp_path):
         c.commit()
     agent = Agent(store)
     agent.waiting[a.queue_id] = a
-    conn = store.engine.connect()
-    raw = conn.connection.driver_connection
-    conn.exec_driver_sql(f"LISTEN {CHANNEL}")
-    conn.commit()
+    fairy = store.engine.raw_connection()  # as the agent's own: autocommit, listening
+    raw = fairy.driver_connection
+    raw.rollback()
+    raw.autocommit = True
+    raw.execute(f"LISTEN {CHANNEL}")
     agent.seen = 3
     try:
         with store.engine.connect() as other:
@@ -416,10 +417,10 @@ def test_postgres_notify_is_only_a_wake_up(postgres_url, tmp_path):
                 other.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": p})
                 other.commit()
         for _ in _FORGED:
-            agent._listen(conn, raw, 1.0)  # must not raise
+            agent._listen(raw, 1.0)  # must not raise
         assert a.index is None and a.error is None and a.queue_id in agent.waiting
         store.checkpoint()  # integrates the queue and announces it (another session)
-        agent._listen(conn, raw, 5.0)
+        agent._listen(raw, 5.0)
         assert a.error is None and a.index == 3 and a.checkpoint.tree_size == 4
         assert store.entry(3)["leaf_hash"] == base64.b64encode(a.leaf_hash).decode()
         # defence in depth: a receipt whose leaf is not the event's own is refused
@@ -428,8 +429,7 @@ def test_postgres_notify_is_only_a_wake_up(postgres_url, tmp_path):
         agent._resolve([(b.queue_id, 3, store_leaf(store, 3))], None)
         assert b.index is None and isinstance(b.error, LedgerCorrupt)
     finally:
-        conn.invalidate()
-        conn.close()
+        fairy.invalidate()
 
 
 def store_leaf(store: LedgerStore, idx: int) -> bytes:
@@ -481,3 +481,87 @@ def test_postgres_link_refuses_an_entry_that_is_not_the_events(postgres_url, tmp
     with pytest.raises(LedgerCorrupt, match="entry 1 does not hold the leaf"):
         store._link(ref, 1, leaf_hash(b"not the entry at 1"))
     store._link(ref, 1, store_leaf(store, 1))  # its own leaf: no refusal
+
+
+def test_postgres_standalone_appends_queue_in_one_session_and_survive_its_loss(
+    postgres_url, tmp_path
+):
+    """Standalone appends of a process that is not the sequencer are queued by one
+    autocommitted INSERT on the process's own enqueue session (threads share it); they
+    are acknowledged only after another session's batch integrates them; a killed enqueue
+    session is replaced at the next append (no error, nothing lost); each receipt is the
+    event's own entry, read from the database."""
+    import threading
+    import time
+
+    from exchange.ledger.sequencer import SEQUENCER_LOCK
+
+    store = _store(postgres_url, tmp_path)
+    _fill(store, 2)
+    got: dict[int, object] = {}
+
+    def append(i: int) -> None:
+        got[i] = store.append_event("standalone", {"i": i})
+
+    def wait_queued(n: int) -> None:
+        for _ in range(400):
+            if store.pending() == n:
+                return
+            time.sleep(0.025)
+        raise AssertionError(f"{store.pending()} queued, expected {n}")
+
+    with store.engine.connect() as holder:  # another process is the sequencer, paused
+        for _ in range(400):  # once the filling agent has resigned
+            if holder.execute(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": SEQUENCER_LOCK}
+            ).scalar():
+                break
+            holder.commit()
+            time.sleep(0.025)
+        else:
+            raise AssertionError("the filling agent did not resign")
+        holder.commit()
+        ts = [threading.Thread(target=append, args=(i,)) for i in range(6)]
+        for t in ts:
+            t.start()
+        wait_queued(6)  # queued and committed, not acknowledged: no one integrates
+        assert got == {}
+        with store.engine.connect() as c:
+            sessions = (
+                c.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND application_name = 'nsdx ledger enqueue'"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert len(sessions) == 1  # six threads, one enqueue session
+            c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": sessions[0]})
+            c.commit()
+        late = threading.Thread(target=append, args=(6,))
+        late.start()
+        wait_queued(7)  # a new enqueue session, the event queued all the same
+        holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SEQUENCER_LOCK})
+        holder.commit()
+        for t in [*ts, late]:
+            t.join(60)
+    assert sorted(got) == list(range(7)) and store.pending() == 0
+    assert sorted(a.index for a in got.values()) == list(range(2, 9))  # dense, once each
+    for a in got.values():
+        assert store_leaf(store, a.index) == a.leaf_hash
+        assert a.checkpoint is not None and a.checkpoint.tree_size > a.index
+    assert verify_ledger(store, store.signer.verifier_key).ok
+
+
+def test_failpoint_armed_only_when_named(monkeypatch):
+    from ingest import failpoints
+
+    monkeypatch.delenv(failpoints.TRACE_ENV, raising=False)
+    monkeypatch.delenv(failpoints.ENV, raising=False)
+    assert not failpoints.armed("ledger.written")
+    monkeypatch.setenv(failpoints.ENV, "ledger.append=stop@3")
+    assert not failpoints.armed("ledger.written") and failpoints.armed("ledger.append")
+    monkeypatch.setenv(failpoints.ENV, "ledger.written=kill")
+    assert failpoints.armed("ledger.written")

@@ -255,6 +255,7 @@ def check_grant(ex: Exchange, order_id: str, actor: Actor) -> None:
             "detail": missing_reason(route, rule, need),
             "requires": list(need),
             "year": row.year,
+            "decided_on": ex.today().isoformat(),
             "policy_sha256": row.policy_sha256,
         }
     with ex.ledger.transaction() as s:

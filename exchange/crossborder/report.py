@@ -34,8 +34,8 @@ TRANSFER_COLUMNS = [
     "filing_due", "policy_sha256",
 ]  # fmt: skip
 REFUSAL_COLUMNS = [
-    "ledger_index", "at", "stage", "order", "exporter", "destination", "dataset", "route",
-    "rule", "detail", "policy_sha256",
+    "ledger_index", "at", "decided_on", "stage", "order", "exporter", "destination", "dataset",
+    "route", "rule", "detail", "policy_sha256",
 ]  # fmt: skip
 
 
@@ -119,6 +119,10 @@ def compute_crossborder(events: list[dict], checkpoint: Checkpoint, year: int) -
                 {
                     "ledger_index": e["index"],
                     "at": e.get("at"),
+                    # the exchange's day of the refused step (an order may be dated a few
+                    # days back: its year, not the clock's, files it); older grant-stage
+                    # events carry none: the day of their timestamp
+                    "decided_on": e.get("decided_on") or (e.get("at") or "")[:10] or None,
                     "stage": e.get("stage"),
                     "order": e.get("order"),
                     "exporter": e.get("seller"),
@@ -210,7 +214,7 @@ def crossborder_csv(rep: dict) -> str:
     for t in rep["transfers"]:
         w.writerow({"record": "transfer", **base, **_flat(t)})
     for r in rep["refusals"]:
-        w.writerow({"record": "refusal", **base, **r, "decided_on": (r["at"] or "")[:10]})
+        w.writerow({"record": "refusal", **base, **r})
     return buf.getvalue()
 
 

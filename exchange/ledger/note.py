@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -158,7 +159,11 @@ def _parse_key_fields(text: str, what: str) -> tuple[str, int, bytes]:
     return name, int(kid_hex, 16), key[1:]
 
 
+@functools.lru_cache(maxsize=16)
 def _parse_signer(text: str) -> _Signer:
+    """The signer key ``text`` parsed and checked (cached: a sequencer signs one
+    checkpoint per batch with the same key, and deriving the key is half a signature's
+    cost; an Ed25519 private key object signs from any thread)."""
     if not text.startswith("PRIVATE+KEY+"):
         raise NoteError("signer key must start with PRIVATE+KEY+")
     name, kid, seed = _parse_key_fields(text[len("PRIVATE+KEY+") :], "signer key")

@@ -44,7 +44,16 @@ their receipts from the next batch instead of an error (their trades are committ
 A standalone event (:meth:`~exchange.ledger.store.LedgerStore.append_event`) is queued
 with ``synchronous_commit`` off: its queue row is not flushed on its own, but it is not
 acknowledged either until the sequencer's batch commits, and that commit's flush covers
-every earlier WAL record, the queue row included.
+every earlier WAL record, the queue row included. It costs its process one round trip
+(an autocommitted INSERT on the process's enqueue session, shared by its threads, whose
+concurrent events go in one statement); the agent's look-ups are one round trip each (its
+session is in autocommit) and a batch is two (see :meth:`Agent._round`).
+
+**Where the time goes** (``bench/bench_ledger.py --procs-only``): every acknowledged
+append waits for one WAL flush, its batch's, as a single-row INSERT with
+``synchronous_commit`` on waits for its own; so C single-threaded appenders can never
+beat C single-threaded clients that each wait for one flush per write, and the bench
+measures that floor beside the ledger.
 """
 
 from __future__ import annotations
@@ -55,9 +64,7 @@ import threading
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-from sqlalchemy import text
+from typing import TYPE_CHECKING, Any
 
 from ingest import failpoints
 
@@ -81,15 +88,15 @@ RECENT = 100_000
 #: After a lost connection, an agent with waiters connects again for this long.
 RETRY_FOR = 30.0
 RETRY_PAUSE = 0.2
-_ELECT = text("SELECT pg_try_advisory_lock(:k)")
-_NAME = text("SELECT set_config('application_name', :name, false)")
+_ELECT = "SELECT pg_try_advisory_lock(%(k)s)"
+_NAME = "SELECT set_config('application_name', %(name)s, false)"
 _QUEUED_SQL = "SELECT EXISTS (SELECT 1 FROM ledger_queue)"
 _HEAD_SQL = "SELECT COALESCE(MAX(size), 0) FROM ledger_head"
 # a wake-up: the latest checkpoint (kind 0) and every entry from :lo (kind 1), one snapshot
 _WAKE_SQL = (
     "(SELECT 0, NULL::bigint, tree_size, root, note FROM ledger_checkpoints "
     "ORDER BY tree_size DESC LIMIT 1) UNION ALL "
-    "(SELECT 1, queue_id, idx, leaf_hash, NULL FROM ledger_entries WHERE idx >= :lo)"
+    "(SELECT 1, queue_id, idx, leaf_hash, NULL FROM ledger_entries WHERE idx >= %(lo)s)"
 )
 
 
@@ -223,17 +230,20 @@ class Agent:
                 time.sleep(RETRY_PAUSE)
 
     def _serve(self) -> None:
-        conn = None
+        """The agent's loop on its own driver connection (taken out of the pool, in
+        autocommit: every look-up is one round trip, with no BEGIN or ROLLBACK around it;
+        the sequencer's batches open their transaction explicitly, see :meth:`_round`)."""
+        fairy = None
         try:
-            conn = self.store.engine.connect()
-            raw = conn.connection.driver_connection
-            conn.exec_driver_sql(f"LISTEN {CHANNEL}")
-            conn.commit()
+            fairy = self.store.engine.raw_connection()
+            raw: Any = fairy.driver_connection
+            raw.rollback()
+            raw.autocommit = True
+            raw.execute(f"LISTEN {CHANNEL}")
             # every entry committed after this is read on a wake-up (earlier ones: _lookup)
-            head = conn.execute(text(_HEAD_SQL)).scalar()
-            conn.rollback()
+            head = raw.execute(_HEAD_SQL).fetchone()
             with self.cond:
-                self.seen = int(head or 0)
+                self.seen = int(head[0] or 0) if head else 0
                 self.listen_at = time.monotonic()
             idle = time.monotonic()
             while True:
@@ -248,63 +258,90 @@ class Agent:
                         self.since[q] = now
                     has_waiters = bool(self.waiting or self.memory)
                 if late:
-                    self._lookup(conn, late)
+                    self._lookup(raw, late)
                 if has_waiters:
                     idle = time.monotonic()
                 if not self.sequencer and has_waiters:
-                    self.sequencer = bool(conn.execute(_ELECT, {"k": SEQUENCER_LOCK}).scalar())
+                    got = raw.execute(_ELECT, {"k": SEQUENCER_LOCK}).fetchone()
+                    self.sequencer = bool(got and got[0])
                     if self.sequencer:  # operators find it in pg_stat_activity
-                        self._wake(conn)  # what the previous sequencer wrote: all of it
-                        conn.execute(_NAME, {"name": f"nsdx ledger sequencer {os.getpid()}"})
-                    conn.commit()
+                        self._wake(raw)  # what the previous sequencer wrote: all of it
+                        raw.execute(_NAME, {"name": f"nsdx ledger sequencer {os.getpid()}"})
                 if not self.sequencer:
-                    self._listen(conn, raw, WAIT)
+                    self._listen(raw, WAIT)
                     continue
-                if self._round(conn):
+                if self._round(raw):
                     idle = time.monotonic()
-                    self._listen(conn, raw, 0)
+                    self._listen(raw, 0)
                     continue
                 if not has_waiters and time.monotonic() - idle > IDLE_RESIGN:
                     with self.cond:  # no hand-over after this
                         if self.memory:
                             continue
                         self.sequencer = False
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SEQUENCER_LOCK})
-                    conn.execute(_NAME, {"name": ""})
-                    conn.commit()
+                    raw.execute("SELECT pg_advisory_unlock(%(k)s)", {"k": SEQUENCER_LOCK})
+                    raw.execute(_NAME, {"name": ""})
                     continue
                 # nothing queued yet: look again in a moment (less often the longer idle)
-                self._listen(conn, raw, min(0.02, 0.001 + (time.monotonic() - idle) / 20))
+                self._listen(raw, min(0.02, 0.001 + (time.monotonic() - idle) / 20))
         finally:
-            if conn is not None:
+            if fairy is not None:
                 # never back to the pool: it listens (and may hold the advisory lock)
-                conn.invalidate()
-                conn.close()
+                fairy.invalidate()
 
-    def _round(self, conn) -> int:
+    def _round(self, raw) -> int:
         """One batch as the sequencer: every queued event, then those handed over in
-        memory; the number of events integrated."""
+        memory; the number of events integrated. Two round trips: BEGIN, the head row's
+        lock and the drain of the queue sent together (a pipeline: the lock is taken
+        before the drain reads the queue); then the batch's one statement and COMMIT,
+        whose synchronous WAL flush makes the batch durable before any receipt is read
+        (one by one when a crash test stops between them, :func:`failpoints.armed`)."""
+        from .merkle import CompactRange
+        from .store import DRAIN_LIMIT, HEAD_ID, RAW_DRAIN, RAW_LOCK, RAW_WRITE, _split
+
         store = self.store
         with self.cond:
             mem, self.memory = self.memory, []
         try:
-            # idle: look before taking the lock (on the driver connection: a look is
-            # not the application's statement); busy: the lock statement looks too
-            if not mem and not self.busy and not self._queued(conn):
+            # idle: look before taking the lock; busy: the drain looks
+            if not mem and not self.busy and not self._queued(raw):
                 return 0
-            size0, cr, queued = store._lock_pg(conn)
+            with raw.pipeline():
+                raw.execute("BEGIN")
+                head = raw.execute(RAW_LOCK, {"id": HEAD_ID})
+                drained = [raw.execute(RAW_DRAIN, {"limit": DRAIN_LIMIT})]
+            row = head.fetchone()
+            if row is None:  # the head row is made by the migration: put it back
+                raw.execute("ROLLBACK")
+                with store.transaction() as s:
+                    store.lock(s)
+                return 0
+            size0, cr = int(row[0]), CompactRange(int(row[0]), _split(bytes(row[1])))
+            store._known_size = size0
             failpoints.hit("ledger.append")
-            rows = store._drain(conn) if queued else []
+            rows = [tuple(r) for r in drained[0].fetchall()]
+            while len(rows) % DRAIN_LIMIT == 0 and rows:  # more than one statement's worth
+                more = raw.execute(RAW_DRAIN, {"limit": DRAIN_LIMIT}).fetchall()
+                rows += [tuple(r) for r in more]
+                if len(more) < DRAIN_LIMIT:
+                    break
+            rows = sorted(((q, k, p, bytes(h), c) for q, k, p, h, c in rows), key=lambda r: r[0])
             n_queued = len(rows)
             now = datetime.now(UTC).replace(tzinfo=None)
             rows += [(None, a.kind, a.payload.decode(), a.leaf_hash, now) for a in mem]
             if not rows:
-                conn.rollback()
+                raw.execute("ROLLBACK")
                 self.busy = False
                 return 0
-            cp = store.write_batch(conn, size0, cr, rows)
-            failpoints.hit("ledger.written")
-            conn.commit()
+            cp, key, params = store.batch_params(size0, cr, rows)
+            if failpoints.armed("ledger.written"):  # the crash tests stop between them
+                raw.execute(RAW_WRITE[key], params)
+                failpoints.hit("ledger.written")
+                raw.execute("COMMIT")
+            else:  # the batch's statement and COMMIT in one round trip
+                with raw.pipeline():
+                    raw.execute(RAW_WRITE[key], params)
+                    raw.execute("COMMIT")
         except BaseException as e:
             with self.cond:  # never written: their callers get the error
                 for a in mem:
@@ -314,7 +351,7 @@ class Agent:
         store._known_size = size0 + len(rows)
         self.batches += 1
         if self.seen is not None and self.seen < size0:  # entries another writer added
-            self._wake(conn)
+            self._wake(raw)
         if cp is not None:
             store._announce()  # after-signing listeners (witnessing) of this process
         self.busy = True
@@ -327,15 +364,11 @@ class Agent:
         return len(rows)
 
     @staticmethod
-    def _queued(conn) -> bool:
-        raw = conn.connection.driver_connection
-        try:
-            row = raw.execute(_QUEUED_SQL).fetchone()
-        finally:
-            raw.rollback()
+    def _queued(raw) -> bool:
+        row = raw.execute(_QUEUED_SQL).fetchone()
         return bool(row and row[0])
 
-    def _listen(self, conn, raw, timeout: float) -> None:
+    def _listen(self, raw, timeout: float) -> None:
         """Wait up to ``timeout`` s for a wake-up. A notification is never trusted (any
         role that can connect may NOTIFY on the channel): its payload is not read, and one
         from another session only makes the agent read the new entries (:meth:`_wake`).
@@ -345,18 +378,17 @@ class Agent:
         for n in raw.notifies(timeout=timeout, stop_after=1):
             woken = woken or n.pid != own
         if woken:
-            self._wake(conn)
+            self._wake(raw)
 
-    def _wake(self, conn) -> None:
+    def _wake(self, raw) -> None:
         """Read every entry from :attr:`seen` on and the latest signed checkpoint (one
-        statement, one snapshot: the checkpoint covers every entry read) and give the
-        waiters their receipts."""
+        statement, one snapshot, one round trip: the checkpoint covers every entry read)
+        and give the waiters their receipts."""
         with self.cond:
             lo = self.seen
         if lo is None:  # pragma: no cover - set once listening
             return
-        got = conn.execute(text(_WAKE_SQL), {"lo": lo}).all()
-        conn.rollback()
+        got = raw.execute(_WAKE_SQL, {"lo": lo}).fetchall()
         cp = None
         pairs: list[tuple[int, int, bytes]] = []
         hi = lo
@@ -375,20 +407,17 @@ class Agent:
         if pairs:
             self._resolve(pairs, cp if self.store.signer is not None else None)
 
-    def _lookup(self, conn, qids: list[int]) -> None:
+    def _lookup(self, raw, qids: list[int]) -> None:
         with self.cond:
             hint = min((self.waiting[q].hint for q in qids if q in self.waiting), default=0)
-        rows = conn.execute(
-            text(
-                "SELECT queue_id, idx, leaf_hash FROM ledger_entries "
-                "WHERE idx >= :hint AND queue_id = ANY(CAST(:q AS bigint[]))"
-            ),
+        rows = raw.execute(
+            "SELECT queue_id, idx, leaf_hash FROM ledger_entries "
+            "WHERE idx >= %(hint)s AND queue_id = ANY(CAST(%(q)s AS bigint[]))",
             {"hint": hint, "q": qids},
-        ).all()
+        ).fetchall()
         cp = None
         if rows and self.store.signer is not None:
             cp = self.store.latest_checkpoint()  # covers every integrated entry
-        conn.rollback()
         self._resolve([(q, i, bytes(h)) for q, i, h in rows], cp)
 
     def _resolve(self, pairs: list[tuple[int, int, bytes]], cp) -> None:

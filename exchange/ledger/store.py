@@ -30,6 +30,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import re
+import select as _select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -158,6 +161,24 @@ _ENQUEUE_PG = (
 # a standalone event's queue row need not be flushed by its own commit (see the sequencer)
 _LAZY = ", (SELECT set_config('synchronous_commit', 'off', true)) AS lazy"
 
+
+def _pyformat(sql: str) -> str:
+    """``:name`` parameters as the driver's ``%(name)s`` (the statements below have no
+    ``::`` casts and no literal ``%``): the sequencer and the standalone enqueue run them
+    on the driver connection, one round trip each, without SQLAlchemy's per-call work."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+
+
+#: driver-level twins of the statements above (see :func:`_pyformat`)
+RAW_WRITE = {k: _pyformat(v.text) for k, v in _WRITE_PG.items()}
+RAW_LOCK = "SELECT size, frontier FROM ledger_head WHERE id = %(id)s FOR UPDATE"
+RAW_DRAIN = (
+    "DELETE FROM ledger_queue WHERE id IN (SELECT id FROM ledger_queue ORDER BY id "
+    "LIMIT %(limit)s) RETURNING id, kind, payload, leaf_hash, created"
+)
+# the standalone enqueue's connection has synchronous_commit off for its session
+RAW_ENQUEUE = _pyformat(_ENQUEUE_PG.format(lazy=""))
+
 # SQLite: appenders of one process queue on a mutex instead of SQLite's busy handler
 # (which sleeps up to 100 ms between tries).
 _sqlite_locks: dict[str, threading.RLock] = {}
@@ -242,6 +263,13 @@ class LedgerStore:
         self._agent: Agent | None = None
         self._known_size: int | None = None  # a committed head size seen (a lower bound)
         self._signed_listeners: list[Callable[[], None]] = []
+        # PostgreSQL standalone appends: one enqueue connection per process, shared by
+        # its threads (see _enqueue_standalone)
+        self._enq_cond = threading.Condition()
+        self._enq_busy = False
+        self._outbox: list[list[Any]] = []
+        self._enq_fairy: Any = None
+        self._enq_pid = os.getpid()
 
     # -- after a checkpoint is signed ---------------------------------------------------
     def on_signed(self, fn: Callable[[], None]) -> None:
@@ -444,6 +472,18 @@ class LedgerStore:
         ``size0`` on, move the head, store the tiles they complete and sign one
         checkpoint: one statement on PostgreSQL, plus the batch's announcement to the
         waiting appenders (``NOTIFY``, delivered at commit). The caller holds the lock."""
+        cp, key, params = self.batch_params(size0, cr, rows)
+        if self.dialect == "postgresql":
+            s.execute(_WRITE_PG[key], params)
+            return cp
+        return self._write_batch_sqlite(s, size0, rows, cp, params)
+
+    def batch_params(
+        self, size0: int, cr: CompactRange, rows: list[tuple]
+    ) -> tuple[Checkpoint | None, tuple[bool, bool], dict[str, Any]]:
+        """What :meth:`write_batch` writes: the batch's signed checkpoint, the key of its
+        statement in :data:`_WRITE_PG` / :data:`RAW_WRITE` and the statement's parameters
+        (the leaves folded into the compact range in one loop, keeping the tile nodes)."""
         hashes = cr.hashes
         size = size0
         tiles: list[tuple[int, int, bytes]] = []
@@ -462,31 +502,33 @@ class LedgerStore:
         cp = None
         if self.signer is not None and rows:
             cp = self._sign_checkpoint(size, CompactRange(size, hashes).root())
-        frontier = b"".join(hashes)
-        if self.dialect == "postgresql":
-            params = {
-                "id": HEAD_ID,
-                "idx": list(range(size0, size)),
-                "kind": [r[1] for r in rows],
-                "payload": [r[2] for r in rows],
-                "lh": [r[3] for r in rows],
-                "created": [r[4] for r in rows],
-                "qid": [r[0] for r in rows],
-                "tl": [t[0] for t in tiles],
-                "ti": [t[1] for t in tiles],
-                "th": [t[2] for t in tiles],
-                "size": size,
-                "frontier": frontier,
-            }
-            if cp is not None:
-                params.update(root=cp.root, note=cp.note, now=now)
-            announce = rows[0][0] is not None  # queued events: their appenders wait
-            if announce:
-                params.update(
-                    channel=CHANNEL, announce=announcement(size0, [r[0] for r in rows], cp)
-                )
-            s.execute(_WRITE_PG[cp is not None, announce], params)
-            return cp
+        params: dict[str, Any] = {
+            "id": HEAD_ID,
+            "idx": list(range(size0, size)),
+            "kind": [r[1] for r in rows],
+            "payload": [r[2] for r in rows],
+            "lh": [r[3] for r in rows],
+            "created": [r[4] for r in rows],
+            "qid": [r[0] for r in rows],
+            "tl": [t[0] for t in tiles],
+            "ti": [t[1] for t in tiles],
+            "th": [t[2] for t in tiles],
+            "size": size,
+            "frontier": b"".join(hashes),
+            "now": now,
+        }
+        if cp is not None:
+            params.update(root=cp.root, note=cp.note)
+        announce = bool(rows) and rows[0][0] is not None  # queued events: appenders wait
+        if announce:
+            params.update(channel=CHANNEL, announce=announcement(size0, [r[0] for r in rows], cp))
+        return cp, (cp is not None, announce), params
+
+    def _write_batch_sqlite(
+        self, s: Session | Connection, size0: int, rows: list[tuple], cp, params
+    ) -> Checkpoint | None:
+        size, frontier, now = params["size"], params["frontier"], params["now"]
+        tiles = list(zip(params["tl"], params["ti"], params["th"], strict=True))
         if rows:
             s.execute(
                 insert(entries_t),
@@ -572,10 +614,95 @@ class LedgerStore:
                 if a.error is not None:
                     raise a.error
                 return a
-        with self.engine.connect() as conn:
-            (a,) = self._enqueue(conn, [(kind, payload, leaf_hash(payload))], None, lazy=True)
-            conn.commit()
-        return self.settle(a)
+        return self.settle(self._enqueue_standalone((kind, payload, leaf_hash(payload))))
+
+    def _enqueue_standalone(self, prepared: tuple[str, bytes, bytes]) -> Appended:
+        """Queue one standalone event (PostgreSQL) in **one round trip**: a single
+        autocommitted INSERT on this process's enqueue connection, whose session has
+        ``synchronous_commit`` off (the row is not flushed on its own; it is acknowledged
+        only after the sequencer's batch commit, whose flush covers it). Threads of one
+        process that queue at the same moment share the statement: the first takes every
+        event waiting and inserts them together (one round trip for all)."""
+        item: list[Any] = [prepared, None]  # [(kind, payload, leaf), Appended | error]
+        with self._enq_cond:
+            self._outbox.append(item)
+            while item[1] is None:
+                if self._enq_busy:
+                    self._enq_cond.wait()
+                    continue
+                self._enq_busy = True
+                group, self._outbox = self._outbox, []
+                self._enq_cond.release()
+                try:
+                    try:
+                        out: list[Any] = self._enqueue_raw([g[0] for g in group])
+                    except BaseException as e:  # noqa: BLE001 - raised by every caller
+                        out = [e] * len(group)
+                finally:
+                    self._enq_cond.acquire()
+                    self._enq_busy = False
+                for g, o in zip(group, out, strict=True):
+                    g[1] = o
+                self._enq_cond.notify_all()
+        if isinstance(item[1], BaseException):
+            raise item[1]
+        return item[1]
+
+    def _enqueue_raw(self, prepared: list[tuple[str, bytes, bytes]]) -> list[Appended]:
+        """The INSERT of :meth:`_enqueue_standalone` (its caller holds the connection)."""
+        raw = self._enqueue_connection()
+        now, t = _utcnow(), time.monotonic()
+        try:
+            got = raw.execute(
+                RAW_ENQUEUE,
+                {
+                    "kind": [k for k, _, _ in prepared],
+                    "payload": [p.decode() for _, p, _ in prepared],
+                    "lh": [h for _, _, h in prepared],
+                    "created": [now] * len(prepared),
+                },
+            ).fetchall()
+        except BaseException:
+            self._drop_enqueue_connection()
+            raise
+        ids = sorted(r[0] for r in got)  # a sequence numbers the rows in unnest order
+        hint = got[0][1] if got and got[0][1] is not None else (self._known_size or 0)
+        return [
+            Appended(None, lh, payload, queue_id=q, hint=hint, kind=kind, queued_at=t)
+            for (kind, payload, lh), q in zip(prepared, ids, strict=True)
+        ]
+
+    def _enqueue_connection(self):
+        """This process's enqueue connection (a driver connection taken out of the pool,
+        autocommit, ``synchronous_commit`` off for its session); a new one after a fork or
+        when the server has closed it (anything readable on an idle connection that does
+        not listen is the server's goodbye: it is replaced without a round trip)."""
+        if self._enq_pid != os.getpid():  # forked: the parent's socket is not ours
+            self._enq_fairy = None
+            self._enq_pid = os.getpid()
+        fairy = self._enq_fairy
+        if fairy is not None:
+            raw = fairy.driver_connection
+            if raw.closed or _select.select([raw.fileno()], [], [], 0)[0]:
+                self._drop_enqueue_connection()
+                fairy = None
+        if fairy is None:
+            fairy = self.engine.raw_connection()
+            raw = fairy.driver_connection
+            raw.rollback()
+            raw.autocommit = True
+            raw.execute("SET synchronous_commit TO off")
+            raw.execute("SET application_name TO 'nsdx ledger enqueue'")
+            self._enq_fairy = fairy
+        return fairy.driver_connection
+
+    def _drop_enqueue_connection(self) -> None:
+        fairy, self._enq_fairy = self._enq_fairy, None
+        if fairy is not None:
+            try:
+                fairy.invalidate()  # never back to the pool: its session is not the default
+            except Exception:  # noqa: BLE001, S110 - already broken
+                pass
 
     # -- settling --------------------------------------------------------------------
     def settle(self, a: Appended) -> Appended:
