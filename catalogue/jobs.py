@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from validation.messages import Msg, from_json, to_json
+
 from .access import SYSTEM, DatasetFacts, Principal, may_see
 from .auth import ObjectNotFound
 from .models import Dataset, Job, utcnow
@@ -138,6 +140,25 @@ HANDLERS: dict[str, Callable[[JobDeps, dict], dict]] = {"ingest_upload": ingest_
 
 
 PRIVATE_RESULT_KEYS = ("prefix",)  # storage locations: never shown to a client
+ERROR_MESSAGE = "error_message"  # a failed job's error as a message id and parameters
+
+
+def _params_through(data: Any, f: Callable[[str], str]) -> Any:
+    """A message kept as JSON (:func:`validation.messages.to_json`) with ``f`` applied to
+    the text of its parameters (never to its message ids)."""
+    if isinstance(data, dict) and "msg" in data:
+        params = data.get("params") or {}
+        if isinstance(params, dict):
+            return {**data, "params": {k: _params_through(v, f) for k, v in params.items()}}
+        return data
+    return f(data) if isinstance(data, str) else data
+
+
+def _with_hint(message: Msg, hint: object) -> Msg:
+    """The text ``str(NsdxError)`` gives (message, then its hint), as one message."""
+    if not hint:
+        return message
+    return Msg("%(message)s\n  hint: %(hint)s", message=message, hint=hint)
 
 
 def job_dict(j: Job) -> dict:
@@ -148,9 +169,18 @@ def job_dict(j: Job) -> dict:
     result = {k: v for k, v in (j.result or {}).items() if k not in PRIVATE_RESULT_KEYS}
     if result.get("quarantine"):
         result["quarantine"] = [Path(str(q)).name for q in result["quarantine"]]
+    kept = result.pop(ERROR_MESSAGE, None)
     error = j.error
-    if error and upload_dir:
-        error = error.replace(upload_dir + "/", "").replace(upload_dir, "<upload>")
+
+    def private(text: str) -> str:  # the upload's folder is the server's, not the client's
+        if not upload_dir:
+            return text
+        return text.replace(upload_dir + "/", "").replace(upload_dir, "<upload>")
+
+    error = private(error) if error else error
+    if error and kept is not None:  # the message with its id, when it is exactly the text
+        message = from_json(_params_through(kept, private))
+        error = message if isinstance(message, str) and message == error else error
     return {
         "id": j.id,
         "kind": j.kind,
@@ -243,6 +273,9 @@ class Jobs:
             result = HANDLERS[kind](deps, payload)
         except Exception as e:  # noqa: BLE001 - recorded on the job for the caller to read
             status, error = "failed", str(e)
+            message = getattr(e, "message", None)
+            if isinstance(message, Msg):  # kept so that a page can say it in its language
+                result = {ERROR_MESSAGE: to_json(_with_hint(message, getattr(e, "hint", None)))}
             log.warning("job %s (%s) failed: %s", job_id, kind, traceback.format_exc())
         with self.cat.Session.begin() as s:
             j = s.get(Job, job_id)
