@@ -289,7 +289,7 @@ def render(r: QueryResult, fmt: str, max_rows: int) -> Response:
                 hint="use format json or arrow, or select scalar columns",
             )
         sink = io.BytesIO()
-        pacsv.write_csv(t, sink)
+        pacsv.write_csv(jsonout.finite_times(t), sink)  # as the JSON answer: null
         return Response(
             sink.getvalue(), media_type="text/csv; charset=utf-8", headers=_headers(r, max_rows)
         )
