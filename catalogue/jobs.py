@@ -125,7 +125,10 @@ def ingest_upload(deps: JobDeps, payload: dict) -> dict:
         )
     finally:
         _remove_upload(Path(payload["path"]))
-    return result.to_dict()
+    out = result.to_dict()
+    if any(isinstance(w, Msg) for w in result.warnings):  # for a page in another language
+        out[WARNING_MESSAGES] = [to_json(w) for w in result.warnings]
+    return out
 
 
 def _remove_upload(path: Path) -> None:
@@ -141,6 +144,7 @@ HANDLERS: dict[str, Callable[[JobDeps, dict], dict]] = {"ingest_upload": ingest_
 
 PRIVATE_RESULT_KEYS = ("prefix",)  # storage locations: never shown to a client
 ERROR_MESSAGE = "error_message"  # a failed job's error as a message id and parameters
+WARNING_MESSAGES = "warning_messages"  # a published upload's warnings, the same way
 
 
 def _params_through(data: Any, f: Callable[[str], str]) -> Any:
@@ -170,6 +174,13 @@ def job_dict(j: Job) -> dict:
     if result.get("quarantine"):
         result["quarantine"] = [Path(str(q)).name for q in result["quarantine"]]
     kept = result.pop(ERROR_MESSAGE, None)
+    warned = result.pop(WARNING_MESSAGES, None)
+    if isinstance(warned, list) and isinstance(result.get("warnings"), list):
+        rebuilt = [from_json(w) for w in warned]  # each used only when it is exactly the text
+        result["warnings"] = [
+            m if isinstance(m, str) and m == w else w
+            for m, w in zip(rebuilt, result["warnings"], strict=False)
+        ] + result["warnings"][len(rebuilt) :]
     error = j.error
 
     def private(text: str) -> str:  # the upload's folder is the server's, not the client's
