@@ -510,7 +510,10 @@ class Packages:
         state = data.get("state") or "active"
         if state not in ("active", "draft"):
             errors["state"] = [Msg("Must be active or draft")]
-        if creating and data.get("id"):
+        # a dataset's id is the portal's to give; a sysadmin loading another catalogue keeps
+        # its ids, anyone else's is ignored (CKAN's empty_if_not_sysadmin)
+        given_id = data.get("id") if creating and p.sysadmin else None
+        if given_id:
             try:
                 uuid.UUID(str(data["id"]))
             except ValueError:
@@ -525,8 +528,8 @@ class Packages:
                     errors["id"] = ["That id is a resource's id"]
         if errors:
             raise InvalidInput(errors)
-        if creating and data.get("id"):
-            ds.id = str(data["id"])
+        if given_id:
+            ds.id = str(given_id)
         ds.name = str(name)
         ds.title = _str(data.get("title") or name)
         ds.notes = _str(data.get("notes")) or None
