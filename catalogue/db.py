@@ -10,7 +10,8 @@ import threading
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event, inspect, text
+from sqlalchemy import CursorResult, Engine, Executable, Result, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -18,6 +19,7 @@ from .errors import DatabaseError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _engines: dict[str, Engine] = {}
+_readers: dict[str, Engine] = {}  # see reader_engine
 _lock = threading.Lock()
 
 
@@ -136,6 +138,42 @@ def rows_changed(result: Result[Any]) -> int:
 _Row = TypeVar("_Row")
 
 
+def reader_engine(engine: Engine) -> Engine:
+    """The engine for single-statement reads outside any transaction, such as the
+    catalogue's revision that every search, show and query reads first.
+
+    On PostgreSQL, its own small pool in autocommit mode without a pre-ping: one round trip
+    per read, where a session of ``engine`` takes four (``BEGIN``, the pre-ping, the read,
+    ``ROLLBACK``) — under load each round trip waits for the database's process to be
+    scheduled, and those waits were most of a ``package_show``. A pooled connection found
+    dead is not pinged for but retried (:func:`read_one`). On SQLite, ``engine`` itself."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    key = engine.url.render_as_string(hide_password=False)
+    with _lock:
+        reader = _readers.get(key)
+        if reader is None:
+            reader = _readers[key] = create_engine(
+                engine.url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=16
+            )
+        return reader
+
+
+def read_one(engine: Engine, statement: Executable) -> Any:
+    """The one value ``statement`` selects, read through :func:`reader_engine`; a
+    connection the database closed meanwhile (a restart, a terminated backend) is dropped
+    and the read tried once more on a new one."""
+    reader = reader_engine(engine)
+    for attempt in (1, 2):
+        try:
+            with reader.connect() as conn:
+                return conn.execute(statement).scalar_one()
+        except DBAPIError as e:
+            if attempt == 2 or not e.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def referenced(s: Session, model: type[_Row], key: str) -> _Row:
     """The row a NOT NULL foreign key points at (``Session.get`` is Optional): a missing
     one means the database was changed by hand, a server fault rather than the caller's."""
@@ -155,6 +193,7 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 @atexit.register
 def dispose_all() -> None:
     with _lock:
-        for e in _engines.values():
+        for e in (*_engines.values(), *_readers.values()):
             e.dispose()
         _engines.clear()
+        _readers.clear()

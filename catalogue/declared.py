@@ -20,8 +20,9 @@ from typing import Any
 from ingest.spec import FieldSpec, check_fields, field_from_dict, field_to_dict
 from validation.errors import ExpectationConfigError, PiiPolicyError
 from validation.messages import Msg
+from validation.native import re2_compiles
 from validation.pii import check_policy
-from validation.shorthand import parse_expectations
+from validation.shorthand import Expectation, parse_expectations
 
 from .registry import DECLARED_KEY  # where it is kept: the extras column, never in `extras`
 
@@ -57,9 +58,13 @@ def check_declaration(
         rows: list[tuple[int | None, str | None, str]] = []
         for i, raw in enumerate(expectations):
             try:  # one entry at a time: every refused entry is named, not only the first
-                parse_expectations([raw], table=raw.get("table") if isinstance(raw, dict) else None)
+                parsed = parse_expectations(
+                    [raw], table=raw.get("table") if isinstance(raw, dict) else None
+                )
             except ExpectationConfigError as e:
                 rows.append((i, e.key, e.reason))
+            else:
+                rows.extend((i, key, why) for key, why in map(_backtracking, parsed) if why)
         if rows:
             errors["expectations"] = _per_entry(expectations, rows)
     declared = {"schema": [field_to_dict(f) for f in fields], "expectations": list(expectations)}
@@ -73,6 +78,42 @@ def check_declaration(
                 Msg("The columns and checks together take at most %(n)s KiB.", n=MAX_BYTES >> 10)
             ]
     return declared, errors
+
+
+# great-expectations' parameters that are patterns (Python's backtracking `re`, jsonschema's
+# "pattern"): on the values of an upload they run in great-expectations, not in RE2
+_PATTERN_KWARGS = frozenset(
+    {"regex", "regex_list", "like_pattern", "like_pattern_list", "json_schema"}
+)
+
+
+def _backtracking(e: Expectation) -> tuple[str | None, Msg | None]:
+    """Why a check declared through the portal or the Action API could run a pattern with
+    backtracking on the upload's values (one value may then take hours: the whole job queue
+    waits behind it), or ``(None, None)``. A pattern is checked by the ``regex`` check, which
+    runs on Arrow's RE2 (linear time, :mod:`validation.native`); a pattern RE2 refuses (a
+    back-reference, look-around) would fall back to Python's ``re``, and so does every
+    pattern given to great-expectations directly (``gx:``) or under a ``row_condition``.
+    datasets.yaml, which the operator keeps, is not limited."""
+    if e.key == "regex":
+        if e.kwargs.get("row_condition") is not None:
+            return "regex", Msg("a regex check cannot have a row_condition here")
+        if not re2_compiles(str(e.kwargs.get("regex"))):
+            return "regex", Msg(
+                "the pattern %(regex)s uses back-references or look-around, which can take "
+                "hours on one value; write it without them",
+                regex=repr(e.kwargs.get("regex")),
+            )
+        return None, None
+    found = sorted(_PATTERN_KWARGS & set(e.kwargs))
+    if found:
+        return e.key, Msg(
+            "%(name)s takes a pattern (%(params)s), which is checked only by the regex check "
+            "here (it cannot take hours on one value); use {column: ..., regex: ...}",
+            name=e.type,
+            params=", ".join(found),
+        )
+    return None, None
 
 
 def _per_entry(entries: Any, problems: Sequence[tuple[int | None, str | None, str]]) -> list:

@@ -34,6 +34,7 @@ from .registry import (
     ORIGIN_KEY,
     Catalogue,
     find_dataset,
+    format_of_url,
     is_name_taken,
     is_view_name_clash,
     media_type,
@@ -509,7 +510,10 @@ class Packages:
         state = data.get("state") or "active"
         if state not in ("active", "draft"):
             errors["state"] = [Msg("Must be active or draft")]
-        if creating and data.get("id"):
+        # a dataset's id is the portal's to give; a sysadmin loading another catalogue keeps
+        # its ids, anyone else's is ignored (CKAN's empty_if_not_sysadmin)
+        given_id = data.get("id") if creating and p.sysadmin else None
+        if given_id:
             try:
                 uuid.UUID(str(data["id"]))
             except ValueError:
@@ -517,10 +521,15 @@ class Packages:
             else:
                 if s.get(Dataset, str(data["id"])) is not None:
                     errors["id"] = ["Dataset id already exists"]
+                elif (
+                    s.get(Resource, str(data["id"])) is not None
+                    or s.get(LinkResource, str(data["id"])) is not None
+                ):
+                    errors["id"] = ["That id is a resource's id"]
         if errors:
             raise InvalidInput(errors)
-        if creating and data.get("id"):
-            ds.id = str(data["id"])
+        if given_id:
+            ds.id = str(given_id)
         ds.name = str(name)
         ds.title = _str(data.get("title") or name)
         ds.notes = _str(data.get("notes")) or None
@@ -562,12 +571,15 @@ class Packages:
         if {t.tag for t in ds.tags} != set(tags) or creating:
             ds.tags = [DatasetTag(tag=t) for t in tags]
         ds.metadata_modified = utcnow()
-        keep_times = creating and p.sysadmin  # loading another catalogue keeps its history
+        # loading another catalogue keeps its history; so does a harvest updating its copy
+        # (the origin's times: a harvest that finds nothing new changes no date here)
+        keep_times = p.sysadmin and (creating or bool(origin and extras.get("harvest_source")))
         if creating:
             ds.metadata_created = ds.metadata_modified
-            if keep_times:
-                ds.metadata_created = _time(data.get("metadata_created")) or ds.metadata_created
-                ds.metadata_modified = _time(data.get("metadata_modified")) or ds.metadata_modified
+        if keep_times:
+            ds.metadata_created = _time(data.get("metadata_created")) or ds.metadata_created
+            ds.metadata_modified = _time(data.get("metadata_modified")) or ds.metadata_modified
+        if creating:
             s.add(ds)
         s.flush()
         if "resources" in data and data["resources"] is not None:
@@ -645,7 +657,7 @@ class Packages:
     @staticmethod
     def _new_resource_id(s: Session, rid: Any, i: int | None = None) -> str:
         """A resource id given by the client, refused (409) if any resource — of any
-        dataset, published table or link — has it: it would shadow that resource."""
+        dataset, published table or link — or any dataset has it: it would shadow it."""
         rid = str(rid)
         field = "id" if i is None else "resources"
         where = "" if i is None else f"Resource {i}: "
@@ -653,6 +665,8 @@ class Packages:
             raise InvalidInput({field: [f"{where}an id has at most 36 characters"]})
         if s.get(LinkResource, rid) is not None or s.get(Resource, rid) is not None:
             raise InvalidInput({field: [f"{where}resource id {rid!r} already exists"]})
+        if s.get(Dataset, rid) is not None:
+            raise InvalidInput({field: [f"{where}id {rid!r} is a dataset's id"]})
         return rid
 
     @staticmethod
@@ -670,7 +684,8 @@ class Packages:
         lr.url = url
         lr.name = _str(r.get("name"))
         lr.description = _str(r.get("description"))
-        lr.format = _str(r.get("format"))
+        # no format given for a link that had none: the file name's, as CKAN guesses it
+        lr.format = _str(r.get("format")) or ("" if lr.format else format_of_url(url))
         lr.extras = {
             str(k): v
             for k, v in r.items()

@@ -231,10 +231,14 @@ class IcebergTables:
         return report
 
     def _drop_dataset(self, ds: Dataset, report: SyncReport) -> None:
-        names = {view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources}
+        ns = view_stem(ds.domain)
+        names = self._listed(
+            ns, {view_of_table(ds.name, r.table) for v in ds.versions for r in v.resources}
+        )
+        if not names:  # the usual case of a dataset that is not open: pyiceberg not needed
+            return
         from pyiceberg.exceptions import NoSuchTableError
 
-        ns = view_stem(ds.domain)
         for name in sorted(names):
             if self.catalog.table_exists((ns, name)):
                 try:
@@ -242,6 +246,22 @@ class IcebergTables:
                 except NoSuchTableError:  # unlisted by an edit meanwhile
                     continue
                 report.dropped.append(f"{ns}.{name}")
+
+    def _listed(self, ns: str, names: set[str]) -> set[str]:
+        """Which of ``names`` the catalog lists in namespace ``ns``, asked of its table
+        directly (what pyiceberg's ``table_exists`` asks, without importing pyiceberg)."""
+        if not names:
+            return set()
+        with self.cat.engine.connect() as c:
+            if not inspect(c).has_table("iceberg_tables"):
+                return set()
+            t = _ICEBERG_TABLES.c
+            q = select(t.table_name).where(
+                t.catalog_name == CATALOG_NAME,
+                t.table_namespace == ns,
+                t.table_name.in_(sorted(names)),
+            )
+            return set(c.execute(q).scalars())
 
     def _sync_dataset(self, ds: Dataset, report: SyncReport) -> None:
         versions = sorted(

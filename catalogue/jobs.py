@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from validation.messages import Msg, from_json, to_json
+
 from .access import SYSTEM, DatasetFacts, Principal, may_see
 from .auth import ObjectNotFound
 from .models import Dataset, Job, utcnow
@@ -123,7 +125,10 @@ def ingest_upload(deps: JobDeps, payload: dict) -> dict:
         )
     finally:
         _remove_upload(Path(payload["path"]))
-    return result.to_dict()
+    out = result.to_dict()
+    if any(isinstance(w, Msg) for w in result.warnings):  # for a page in another language
+        out[WARNING_MESSAGES] = [to_json(w) for w in result.warnings]
+    return out
 
 
 def _remove_upload(path: Path) -> None:
@@ -138,6 +143,26 @@ HANDLERS: dict[str, Callable[[JobDeps, dict], dict]] = {"ingest_upload": ingest_
 
 
 PRIVATE_RESULT_KEYS = ("prefix",)  # storage locations: never shown to a client
+ERROR_MESSAGE = "error_message"  # a failed job's error as a message id and parameters
+WARNING_MESSAGES = "warning_messages"  # a published upload's warnings, the same way
+
+
+def _params_through(data: Any, f: Callable[[str], str]) -> Any:
+    """A message kept as JSON (:func:`validation.messages.to_json`) with ``f`` applied to
+    the text of its parameters (never to its message ids)."""
+    if isinstance(data, dict) and "msg" in data:
+        params = data.get("params") or {}
+        if isinstance(params, dict):
+            return {**data, "params": {k: _params_through(v, f) for k, v in params.items()}}
+        return data
+    return f(data) if isinstance(data, str) else data
+
+
+def _with_hint(message: Msg, hint: object) -> Msg:
+    """The text ``str(NsdxError)`` gives (message, then its hint), as one message."""
+    if not hint:
+        return message
+    return Msg("%(message)s\n  hint: %(hint)s", message=message, hint=hint)
 
 
 def job_dict(j: Job) -> dict:
@@ -148,9 +173,25 @@ def job_dict(j: Job) -> dict:
     result = {k: v for k, v in (j.result or {}).items() if k not in PRIVATE_RESULT_KEYS}
     if result.get("quarantine"):
         result["quarantine"] = [Path(str(q)).name for q in result["quarantine"]]
+    kept = result.pop(ERROR_MESSAGE, None)
+    warned = result.pop(WARNING_MESSAGES, None)
+    if isinstance(warned, list) and isinstance(result.get("warnings"), list):
+        rebuilt = [from_json(w) for w in warned]  # each used only when it is exactly the text
+        result["warnings"] = [
+            m if isinstance(m, str) and m == w else w
+            for m, w in zip(rebuilt, result["warnings"], strict=False)
+        ] + result["warnings"][len(rebuilt) :]
     error = j.error
-    if error and upload_dir:
-        error = error.replace(upload_dir + "/", "").replace(upload_dir, "<upload>")
+
+    def private(text: str) -> str:  # the upload's folder is the server's, not the client's
+        if not upload_dir:
+            return text
+        return text.replace(upload_dir + "/", "").replace(upload_dir, "<upload>")
+
+    error = private(error) if error else error
+    if error and kept is not None:  # the message with its id, when it is exactly the text
+        message = from_json(_params_through(kept, private))
+        error = message if isinstance(message, str) and message == error else error
     return {
         "id": j.id,
         "kind": j.kind,
@@ -243,6 +284,9 @@ class Jobs:
             result = HANDLERS[kind](deps, payload)
         except Exception as e:  # noqa: BLE001 - recorded on the job for the caller to read
             status, error = "failed", str(e)
+            message = getattr(e, "message", None)
+            if isinstance(message, Msg):  # kept so that a page can say it in its language
+                result = {ERROR_MESSAGE: to_json(_with_hint(message, getattr(e, "hint", None)))}
             log.warning("job %s (%s) failed: %s", job_id, kind, traceback.format_exc())
         with self.cat.Session.begin() as s:
             j = s.get(Job, job_id)

@@ -122,6 +122,27 @@ def column_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
         return out
 
 
+def finite_times(table: pa.Table) -> pa.Table:
+    """The table with DuckDB's infinite DATE and TIMESTAMP values (the largest value of the
+    type, or its negation) as null, as :func:`column_values` gives them to JSON: Arrow's CSV
+    writer would otherwise write ``<value out of range: 2147483647>`` into a date column."""
+    import pyarrow.compute as pc
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_date32(f.type):
+            width, top = pa.int32(), 2**31 - 1
+        elif pa.types.is_timestamp(f.type) or pa.types.is_date64(f.type):
+            width, top = pa.int64(), 2**63 - 1
+        else:
+            continue
+        col = table.column(i)
+        raw = pc.cast(col, width)
+        infinite = pc.or_(pc.equal(raw, top), pc.equal(raw, -top))
+        if pc.any(infinite).as_py():
+            table = table.set_column(i, f, pc.if_else(infinite, pa.scalar(None, f.type), col))
+    return table
+
+
 def rows(table: pa.Table) -> list[list[Any]]:
     """The table's rows as lists of JSON values (column order kept)."""
     cols = [[value(v) for v in column_values(c)] for c in table.columns]

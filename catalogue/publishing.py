@@ -65,16 +65,19 @@ def publish_dataset(
         if cur
         else None
     )
-    # Iceberg's catalog is opened in the background once this run writes a new version
+    # Iceberg's catalog is opened in the background once this run writes a new version of
+    # an open dataset (only the open ones are registered; which are is decided at the
+    # registration, by the database: this guess only saves a restricted one the import)
     ice = iceberg.IcebergTables(cat, store) if iceberg.enabled() else None
-    claims = _Claims(cat, spec.id, on_take=ice.warm_up if ice is not None else None)
+    warm = ice.warm_up if ice is not None and spec.access == "open" else None
+    claims = _Claims(cat, spec.id, on_take=warm)
     result = run_pipeline(
         spec,
         store,
         previous=previous,
         pii_key=pii_key,
         progress=progress,
-        resolve_dataset=lambda ds_id: resolve_files(cat, store, ds_id),
+        resolve_dataset=lambda ds_id: resolve_files(cat, store, ds_id, spec.organization),
         reports_dir=reports_dir,
         force=force,
         claims=claims,
@@ -132,10 +135,35 @@ class _Claims:
         self.cat.release_claim(self.dataset, number, self.run_id)
 
 
-def resolve_files(cat: Catalogue, store: ObjectStore, dataset_id: str) -> list[str]:
-    """Readable locations of a published dataset's current Parquet files (referential checks)."""
+def resolve_files(
+    cat: Catalogue, store: ObjectStore, dataset_id: str, organization: str | None
+) -> list[str]:
+    """Readable locations of a published dataset's current Parquet files (referential
+    checks, ``in_dataset``), when the publishing dataset's ``organization`` may read its data
+    (:func:`catalogue.access.may_read`, as its members; no grants: a check is not a purchase).
+
+    A provider declares the checks of its own uploads (the portal's form, the Action API), and
+    the validation report shows it which of its values are missing from the other dataset and
+    why a check could not run: against data it may not read that is a membership oracle over
+    another organisation's restricted, private or draft data. Such a dataset is answered as
+    one not published (nothing), so the report says no more than for a name that does not
+    exist."""
+    from sqlalchemy import select
+
+    from .access import ANONYMOUS, DatasetFacts, Principal, may_read
+    from .models import Organization
+
     out: list[str] = []
-    for t in cat.published_tables():
-        if t.dataset == dataset_id:
-            out.extend(store.uri(k) for k in t.uris)
+    with cat.Session() as s:
+        org_id = (
+            s.scalar(select(Organization.id).where(Organization.name == organization))
+            if organization
+            else None
+        )
+        reader = (
+            Principal(user_id=f"org:{org_id}", roles={org_id: "member"}) if org_id else ANONYMOUS
+        )
+        for ds, t in cat.published_tables_in(s):
+            if t.dataset == dataset_id and may_read(reader, DatasetFacts.of(ds)):
+                out.extend(store.uri(k) for k in t.uris)
     return out

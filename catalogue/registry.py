@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -18,7 +18,7 @@ from validation.messages import Msg
 from validation.money import cny
 
 from .access import ANONYMOUS, see_clause
-from .db import make_engine, rows_changed, sessions
+from .db import make_engine, read_one, rows_changed, sessions
 from .errors import CatalogueError, DatasetNotFound
 from .licences import licence
 from .models import (
@@ -30,6 +30,8 @@ from .models import (
     VersionClaim,
     utcnow,
 )
+
+_REVISION = text("SELECT rev FROM catalogue_revision WHERE id = 1")
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,20 @@ class Catalogue:
             database_url if isinstance(database_url, Engine) else make_engine(database_url)
         )
         self.Session = sessions(self.engine)
+
+    @staticmethod
+    def revision(conn: Connection) -> int:
+        """The catalogue's revision as ``conn`` (a session's connection) sees it: bumped
+        (by triggers, migrations 0002 and 0011) in the transaction of every write to a
+        dataset, an organisation or a scenario link, so anything derived from those rows
+        (the search index, the query API's views) is current while the revision it was
+        read at is."""
+        return int(conn.execute(_REVISION).scalar_one())
+
+    def current_revision(self) -> int:
+        """The catalogue's revision now, read on its own (:func:`~catalogue.db.read_one`:
+        one round trip on PostgreSQL)."""
+        return int(read_one(self.engine, _REVISION))
 
     # -- organisations -----------------------------------------------------------------
     def ensure_organization(
@@ -520,6 +536,20 @@ MEDIA_TYPES = {  # IANA media types of the formats nsdx publishes or links
 
 def media_type(fmt: str | None) -> str | None:
     return MEDIA_TYPES.get((fmt or "").strip().upper())
+
+
+def format_of_url(url: str) -> str:
+    """The format a link's file name says (``.../timetable.csv`` -> ``CSV``), or "": CKAN
+    guesses an empty format the same way (``if_empty_guess_format``), and clients such as
+    ``ckanapi dump --datapackages`` need one to name the file they download."""
+    from urllib.parse import urlsplit
+
+    try:
+        name = urlsplit(url).path.rsplit("/", 1)[-1]
+    except ValueError:
+        return ""
+    ext = name.rpartition(".")[2].upper() if "." in name else ""
+    return ext if ext in MEDIA_TYPES and ext != "GTFS" else ""
 
 
 def _coverage(ver, own: dict) -> dict[str, str]:

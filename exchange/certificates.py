@@ -90,6 +90,7 @@ def certificate(ex: Exchange, ref: str, *, actor: Actor, base_url: str = "") -> 
         "status_text_en": en,
         "kind_text": kzh,
         "kind_text_en": ken,
+        "notice_text": _notice_text(d),
         "proof": proof,
         # the leaf's exact bytes (RFC 8785 canonical JSON is one text per value)
         "entry": canonical_json(entry["payload"]).decode(),
@@ -136,6 +137,17 @@ def _proof_json(data: dict) -> str:
 
 
 # -- PDF -------------------------------------------------------------------------------------
+
+
+def _notice_text(d: dict[str, Any]) -> str:
+    """The public notice period as the certificate prints it: a policy with no notice
+    period (0 days) has none, not an end before its start."""
+    start, end = d.get("notice_start"), d.get("notice_end")
+    if not start:
+        return "—"
+    if not end or end < start:
+        return "无 none"
+    return f"{start} – {end}"
 
 
 def cjk_font() -> Path:
@@ -214,7 +226,7 @@ def render_pdf(data: dict) -> bytes:
         ("持有人 Holder", data["holder_name"]),
         ("信用代码 Credit code", data["holder_code"] or "—"),
         ("申请日期 Applied", data["applied_on"] or ""),
-        ("公示期 Public notice", f"{data['notice_start']} – {data['notice_end']}"),
+        ("公示期 Public notice", data["notice_text"]),
         ("登记日期 Registered", data["registered_on"] or ""),
         ("终止日期 Ended", data["ended_on"] or "—"),
         ("账本序号 Ledger index", str(data["ledger_index"])),

@@ -97,7 +97,7 @@ def _ensure_dataset(
                 access="restricted",
                 organization_id=o.id,
                 price_fen=price_fen,
-                extras={"demo": True},
+                extras={"demo": "true"},  # an extra is a string, as CKAN has it
                 **classification,
             )
         )

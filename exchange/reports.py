@@ -16,7 +16,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from validation.money import cny, to_fen
+from validation.money import cny, to_fen, yuan
 
 from .context import Exchange
 from .history import build_history
@@ -272,9 +272,9 @@ pre{{background:#f7fafc;padding:1em;font-size:12px;overflow:auto}}
 </style></head><body>
 <h1>南沙数据交易年度报告 {s["year"]}<br><small>Nansha data exchange — yearly report</small></h1>
 <div class="kpi"><b>{t["trades_in_year"]}</b>trades</div>
-<div class="kpi"><b>¥{esc(t["volume_cny"])}</b>volume</div>
+<div class="kpi"><b>{esc(yuan(to_fen(t["volume_cny"])))}</b>volume</div>
 <div class="kpi"><b>{t["eligible_trades"]}</b>eligible for reward</div>
-<div class="kpi"><b>¥{esc(t["capped_reward_cny"])}</b>rewards (after caps)</div>
+<div class="kpi"><b>{esc(yuan(to_fen(t["capped_reward_cny"])))}</b>rewards (after caps)</div>
 <div class="kpi"><b>{t["flags"]}</b>wash-trade flags</div>
 <h2>Volume by month</h2>{_bars(months)}
 <h2>Volume by domain</h2>{_bars(domains)}

@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 
 from validation.messages import Msg
-from validation.money import cny
+from validation.money import grouped
 
 from .history import History, Trade
 from .related import Clusters
@@ -93,8 +93,8 @@ def detect(history: History, policy) -> list[Flag]:
                             "%(s)s→%(b)s ¥%(x)s and %(b)s→%(s)s ¥%(y)s %(days)s day(s) apart",
                             s=s,
                             b=b,
-                            x=cny(t1.amount_fen),
-                            y=cny(t2.amount_fen),
+                            x=grouped(t1.amount_fen),
+                            y=grouped(t2.amount_fen),
                             days=days,
                         ),
                     )
@@ -131,7 +131,7 @@ def detect(history: History, policy) -> list[Flag]:
                             "%(route)s within %(days)s day(s), amounts %(amounts)s",
                             route=route,
                             days=(max(days) - min(days)).days,
-                            amounts=", ".join(f"¥{cny(x.amount_fen)}" for x in cycle),
+                            amounts=", ".join(f"¥{grouped(x.amount_fen)}" for x in cycle),
                         ),
                     )
                 continue
@@ -167,7 +167,7 @@ def detect(history: History, policy) -> list[Flag]:
                         s=s,
                         b=b,
                         days=wt.split_window_days,
-                        total=cny(total),
+                        total=grouped(total),
                     ),
                 )
                 i = j + 1

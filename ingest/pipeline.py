@@ -40,6 +40,7 @@ from validation import (
 )
 from validation import worker as validation_worker
 from validation.errors import NsdxError
+from validation.messages import Msg
 from validation.pii import masked_schema, require_declared
 from validation.worker import ValidationWorkerError
 
@@ -560,21 +561,28 @@ def _convert_tables(
         kept = _keep_report(reports_dir, spec, number, name, report)
         reports[name] = report.summary()
         if not report.publishable:  # the on_invalid policy decides, in the report
-            where = f"table {name!r}: " if table.name else ""
+            where = Msg("table %(name)s: ", name=repr(name)) if table.name else ""
             other = (
-                "declare `on_invalid: quarantine_rows` / `warn`"
+                Msg("declare `on_invalid: quarantine_rows` / `warn`")
                 if spec.on_invalid == "fail"
-                else "declare `on_invalid: warn` (setting rows aside cannot fix a "
-                "dataset-level check such as row_count)"
+                else Msg(
+                    "declare `on_invalid: warn` (setting rows aside cannot fix a dataset-level "
+                    "check such as row_count)"
+                )
             )
             raise ValidationFailed(
                 report,
-                hint=f"{where}the counts are failing rows; read the report {kept} — fix the "
-                f"source, relax the expectation, or {other} in datasets.yaml",
+                hint=Msg(
+                    "%(where)sthe counts are failing rows; read the report %(kept)s — fix the "
+                    "source, relax the expectation, or %(other)s in datasets.yaml",
+                    where=where,
+                    kept=kept,
+                    other=other,
+                ),
             )
         if not report.success:
             warnings.extend(
-                f"{name}: {exp} failed on {n} rows"
+                Msg("%(table)s: %(check)s failed on %(n)s rows", table=name, check=exp, n=n)
                 for exp, n in report.failures_by_expectation.items()
             )
         outs.append(out)
@@ -745,7 +753,10 @@ class _NulBytes:
             )
             if self.warnings is not None and name not in self.stripped:
                 self.warnings.append(
-                    f"NUL characters removed from column {name!r} (nul_bytes: strip)"
+                    Msg(
+                        "NUL characters removed from column %(column)s (nul_bytes: strip)",
+                        column=repr(name),
+                    )
                 )
             self.stripped[name] = self.stripped.get(name, 0) + n
         return chunk
@@ -795,12 +806,19 @@ def _check_schema_change(spec, table, name, previous, out_schema, warnings) -> N
         )
     if warnings is not None:
         for kind, cols in (
-            ("types changed", changed + accepted),
-            ("columns removed", removed),
-            ("columns added", added),
+            (Msg("types changed"), changed + accepted),
+            (Msg("columns removed"), removed),
+            (Msg("columns added"), added),
         ):
             if cols:
-                warnings.append(f"schema change in {where}: {kind}: {', '.join(cols)}")
+                warnings.append(
+                    Msg(
+                        "schema change in %(where)s: %(kind)s: %(columns)s",
+                        where=where,
+                        kind=kind,
+                        columns=", ".join(cols),
+                    )
+                )
 
 
 class _Writer:

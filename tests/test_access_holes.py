@@ -211,6 +211,18 @@ def test_client_resource_ids_cannot_shadow_existing_ones(deployment):
     assert status == 409 and "already exists" in body["error"]["resources"][0]
     r = d.ok("resource_show", {"id": rid})
     assert r["url"] == "https://example.org/bus.csv" and r["package_id"] == pkg["id"]
+    # nor a dataset's id (one namespace of ids; a fresh check found a resource taking the
+    # id of another organisation's dataset, and a dataset the id of its resource)
+    status, body = d.call("resource_create", {**evil, "id": pkg["id"]}, token=mallory)
+    assert status == 409 and body["error"]["id"] == [f"id {pkg['id']!r} is a dataset's id"]
+    # a dataset's id is given by the portal: another user's is ignored, as CKAN does, and
+    # a sysadmin's (loading another catalogue) may not be a resource's
+    other = d.ok("package_create", {"name": "decoy-two", "owner_org": "rival", "id": rid},
+                 token=mallory)  # fmt: skip
+    assert other["id"] != rid
+    status, body = d.call("package_create", {"name": "decoy-three", "owner_org": "rival",
+                                             "id": rid})  # fmt: skip
+    assert status == 409 and body["error"]["id"] == ["That id is a resource's id"], body
     # an id nobody has is kept
     mine = d.ok("resource_create", {**evil, "id": "my-own-id"}, token=mallory)
     assert mine["id"] == "my-own-id"

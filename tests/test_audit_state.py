@@ -126,6 +126,18 @@ def test_rewards_refuse_over_http_too(nsdx_env):
             err = r.json()["error"]
             assert err["error"] == "LedgerCorrupt"
             assert "do not hash to the root signed" in err["message"]
+    # the official's page refuses with the same status, and shows no figure
+    from catalogue.signin import set_password
+    from tests.test_portal_edit import PASSWORD, login
+
+    set_password(acc, "aud", PASSWORD)
+    with TestClient(create_app(nx, warm=False, worker=False)) as c:
+        c.headers.update({"accept": "text/html"})
+        login(c, "aud")
+        page = c.get("/audit/rewards", params={"year": _demo_year()})
+        assert page.status_code == 500, page.text
+        assert "在签名后被改动" in page.text  # "changed after they were signed", in Chinese
+        assert "¥" not in page.text.split("<main", 1)[-1]
 
 
 def test_an_auditors_read_writes_nothing(nsdx_env):
@@ -187,3 +199,41 @@ def test_report_counts_excluded_trades_not_reasons(nsdx_env, tmp_path):
     page = (tmp_path / f"exchange-{y}.html").read_text(encoding="utf-8")
     assert "<td>related_party</td><td>1</td>" in page
     assert "; ".join(qiming["reasons"]) in page
+
+
+def test_people_read_every_amount_as_yuan_with_separators(nsdx_env, tmp_path):
+    """Money is shown one way wherever people read it (¥280,000.00): the rewards table and
+    its totals, the exclusion and wash-trade details, the HTML report. A fresh check found
+    `audit flags` saying "amounts ¥495000.00" and `audit rewards` totals "¥7580000.00"."""
+    import re
+
+    from tests.test_exchange_trade import _demo_year
+
+    y = str(_demo_year())
+    run_cli("exchange", "demo", env=nsdx_env)
+    ungrouped = re.compile(r"¥\d{4}")  # ¥ then four digits: a figure of ¥1,000 or more unseparated
+    rewards = run_cli("audit", "rewards", "--year", y, env=nsdx_env).stdout
+    flags = run_cli("audit", "flags", env=nsdx_env).stdout
+    run_cli("audit", "report", "--year", y, "--out", str(tmp_path), env=nsdx_env)
+    report = (tmp_path / f"exchange-{y}.html").read_text()
+    for text in (rewards, flags, report):
+        assert not ungrouped.search(text), ungrouped.search(text)
+    assert "¥280,000.00" in rewards and "¥280,000.00 refunded (ledger" in rewards
+    assert re.search(r"total eligible ¥[\d,]+\.\d\d, reward ¥[\d,]+\.\d\d, after caps", rewards)
+    flagged = json.loads(run_cli("audit", "flags", "--json", env=nsdx_env).stdout)["flags"]
+    assert any("amounts ¥495,000.00, ¥500,000.00, ¥480,000.00" in f["detail"] for f in flagged)
+    assert re.search(r'<div class="kpi"><b>¥\d{1,3}(,\d{3})+\.\d\d</b>volume', report)
+    # the machine forms stay as they were: plain figures for programs
+    rep = json.loads(run_cli("audit", "rewards", "--year", y, "--json", env=nsdx_env).stdout)
+    assert re.fullmatch(r"\d+\.\d\d", rep["totals"]["capped_reward_cny"])
+
+
+def test_the_demo_products_extras_are_strings_so_a_dump_loads_back_the_same(nsdx_env):
+    """CKAN extras are strings: the exchange demo stored ``demo: True`` (a JSON boolean),
+    which `ckanapi dump` then `ckanapi load` turned into "true" (found by a round trip)."""
+    run_cli("exchange", "demo", env=nsdx_env)
+    shown = json.loads(
+        run_cli("datasets", "show", "haiyun-port-logistics-index", "--json", env=nsdx_env).stdout
+    )
+    assert {e["key"]: e["value"] for e in shown["extras"]}["demo"] == "true"
+    assert shown["nsdx"]["demo"] == "true"

@@ -154,3 +154,32 @@ def test_empty_rows_are_not_quality_data():
     assert empty_rows(half) == 1
     assert ValidationReport("x", [], row_count=4, empty_rows=1).score == 75.0
     assert ValidationReport("x", [], row_count=4).score == 100.0
+
+
+def test_a_link_without_a_format_gets_its_file_names(deployment):  # noqa: F811
+    """CKAN guesses an empty format from the link (``if_empty_guess_format``); without it,
+    `ckanapi dump datasets --datapackages` stopped with KeyError 'format' on such a link (found
+    against `nsdx serve`). The real ckanapi code that names the downloaded files runs here."""
+    from ckanapi.datapackage import dataset_to_datapackage, resource_filename
+
+    d = _site(deployment)
+    links = [
+        {"name": "ferry", "url": "https://example.org/data/ferry.csv?v=2"},
+        {"name": "stops", "url": "https://example.org/stops.GEOJSON"},
+        {"name": "page", "url": "https://example.org/timetable"},  # nothing to guess from
+        {"name": "said", "url": "https://example.org/x.csv", "format": "XLSX"},  # as given
+    ]
+    d.ok("package_patch", {"id": "metro-flow", "resources": links})
+    pkg = d.ok("package_show", {"id": "metro-flow"}, token=None)
+    assert [r["format"] for r in pkg["resources"]] == ["CSV", "GEOJSON", "", "XLSX"]
+    assert pkg["resources"][0]["mimetype"] == "text/csv"
+    named = {**pkg, "resources": [r for r in pkg["resources"] if r["format"]]}
+    dp = dataset_to_datapackage(named)
+    assert [resource_filename(r) for r in dp["resources"]] == [
+        "ferry.csv", "stops.geojson", "said.xlsx",
+    ]  # fmt: skip
+    # an update that clears the format of a link keeps it cleared
+    patched = [{**r, "format": ""} if r["name"] == "ferry" else r for r in pkg["resources"]]
+    d.ok("package_patch", {"id": "metro-flow", "resources": patched})
+    pkg = d.ok("package_show", {"id": "metro-flow"}, token=None)
+    assert pkg["resources"][0]["format"] == ""

@@ -81,8 +81,23 @@ def test_push_then_harvest(server, second_server, nsdx_env):  # noqa: F811
         run_cli("catalogue", "harvest", "--from", b.url, "--json", env=env_a).stdout
     )
     assert report["updated"] == ["ferry"] and report["created"] == []
+    with RemoteCKAN(b.url, user_agent=UA) as ckan:
+        at_origin = ckan.action.package_show(id="ferry")
     with RemoteCKAN(a.url, user_agent=UA) as ckan:
-        assert ckan.action.package_show(id="ferry")["title"] == "南沙渡轮班次（夏季）"
+        copy = ckan.action.package_show(id="ferry")
+        assert copy["title"] == "南沙渡轮班次（夏季）"
+        # the copy keeps the origin's dates: an update there, not the hour of our harvest
+        assert (copy["metadata_modified"], copy["metadata_created"]) == (
+            at_origin["metadata_modified"],
+            at_origin["metadata_created"],
+        )
+    # a harvest that finds nothing new changes nothing here (a re-harvest used to stamp
+    # every copy with its own time, as if the origin had changed them all)
+    run_cli("catalogue", "harvest", "--from", b.url, "--json", env=env_a)
+    with RemoteCKAN(a.url, user_agent=UA) as ckan:
+        assert (
+            ckan.action.package_show(id="ferry")["metadata_modified"] == copy["metadata_modified"]
+        )
     r = run_cli("catalogue", "harvest", "--from", "http://127.0.0.1:9", env=env_a, check=False)
     assert r.returncode == 1
     assert "cannot reach the CKAN portal at http://127.0.0.1:9" in r.stderr

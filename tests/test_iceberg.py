@@ -462,3 +462,36 @@ def test_a_registration_applies_the_staged_metadata_once_per_change(tmp_path, mo
     assert t.scan().to_arrow().column("note").to_pylist() == ["新"]
     v3 = t.snapshot_by_name("v3").snapshot_id
     assert t.scan(snapshot_id=v3).to_arrow().column("entries").to_pylist() == [12]
+
+
+RESTRICTED = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, ".")
+from catalogue.publishing import publish_dataset
+from catalogue.registry import Catalogue
+from ingest.storage.local import LocalStore
+from tests.test_iceberg import make_spec
+tmp = Path(sys.argv[1])
+cat = Catalogue(f"sqlite:///{tmp / 'cat.db'}")
+store = LocalStore(tmp / "objects")
+r = publish_dataset(cat, store, make_spec(tmp, [("蕉门", 10)], more="    access: restricted\\n"),
+                    pii_key=b"k", reports_dir=tmp / "r")
+print(json.dumps({"status": r.status, "warnings": r.warnings,
+                  "pyiceberg": any(m.startswith("pyiceberg") for m in sys.modules)}))
+"""
+
+
+def test_publishing_a_restricted_dataset_does_not_load_pyiceberg(tmp_path):
+    """Only open datasets are registered: a restricted one's publish asks the catalog's
+    table whether there is anything of it to drop, without importing pyiceberg (~0.4 s of
+    CPU) or opening the catalog in the background."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", RESTRICTED, str(tmp_path)],
+        capture_output=True, text=True, cwd=root, timeout=120, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout) == {"status": "published", "warnings": [], "pyiceberg": False}

@@ -260,3 +260,25 @@ def test_jsonl_downloads_use_the_same_renderer(tmp_path):
         {"speed": None, "fare": None, "day": "2026-03-02"},
         {"speed": None, "fare": Decimal("10.00"), "day": "2026-03-02"},
     ]
+
+
+def test_an_infinite_date_is_empty_in_every_format(deployment):
+    """DuckDB's infinite DATE/TIMESTAMP has no Python or JSON value: the JSON answers give
+    null (above); a fresh check found the CLI's table failing with "unexpected
+    OverflowError" (exit 2) and CSV writing "<value out of range: 2147483647>"."""
+    from nsdx.core import Nsdx
+    from nsdx.settings import Settings
+    from nsdx.web import create_app
+
+    sql = ("SELECT 'infinity'::DATE AS d, '-infinity'::TIMESTAMP AS t, DATE '2024-01-02' AS ok, "
+           "1 AS a, 2 AS a")  # fmt: skip
+    out = run_cli("query", sql, env=deployment).stdout
+    assert "2024-01-02" in out and "(1 row)" in out
+    assert run_cli("query", sql, "--format", "csv", env=deployment).stdout.splitlines() == [
+        '"d","t","ok","a","a"',
+        ",,2024-01-02,1,2",
+    ]
+    nx = Nsdx(Settings.from_env(deployment))
+    with TestClient(create_app(nx, warm=False, worker=False)) as client:
+        r = client.post("/api/query", json={"sql": sql, "format": "csv"})
+    assert r.status_code == 200 and r.text.splitlines()[1] == ",,2024-01-02,1,2", r.text

@@ -51,3 +51,12 @@ def test_json_numbers_are_read_by_their_shortest_decimal_form():
         to_fen(0.001, floats=True)
     with pytest.raises(InvalidAmount, match="not a finite amount"):
         to_fen(float("nan"), floats=True)
+
+
+def test_grouped_is_the_figure_of_yuan():
+    from validation.money import grouped
+
+    assert grouped(28_000_000) == "280,000.00" and grouped(5) == "0.05"
+    assert grouped(-150) == "-1.50" and grouped(100_000_000_000) == "1,000,000,000.00"
+    for fen in (0, 1, 99, 100, 123_456_789, -123_456_789):
+        assert yuan(fen) == ("-¥" if fen < 0 else "¥") + grouped(abs(fen))

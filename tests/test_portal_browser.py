@@ -28,6 +28,7 @@ from catalogue.signin import set_password
 from tests.test_browser import DATASETS_YAML, ORGS, _write_sources
 from tests.test_ckan_api import make_nsdx
 from tests.test_ckan_client import start_server
+from validation.money import to_fen, yuan
 
 pytestmark = pytest.mark.xdist_group("browser")
 
@@ -248,7 +249,8 @@ def test_official_journey_verify_transactions_entry_rewards_charts(tab, site, sh
         params={"year": site.demo_year, "at": ledger.latest_checkpoint().tree_size},
         headers={"authorization": Accounts(site.nx.catalogue).create_token("official")[0]},
     ).json()
-    assert text_of(page, "#capped-total") == f"¥{api['totals']['capped_reward_cny']}"
+    # the API's machine figure ("2045000.00"), as people read it: "¥2,045,000.00"
+    assert text_of(page, "#capped-total") == yuan(to_fen(api["totals"]["capped_reward_cny"]))
     assert int(text_of(page, "#flag-count")) == len(api["flags"])
     assert axe_violations(page) == []
     page.screenshot(shots / "audit-rewards.png")

@@ -19,7 +19,7 @@ def test_reward_exclusions_and_flags_in_chinese_then_english(site):  # noqa: F81
         "共同股东：黄海峰",  # related_party:shareholder_overlap
         "法定代表人相同：黄海峰",  # related_party:same_legal_representative
         "电话号码相同",  # related_party:same_phone
-        "已退款 ¥280000.00（账本条目",  # refunded
+        "已退款 ¥280,000.00（账本条目",  # refunded
         "lingang-insight→nansha-zhixing-ai→nansha-haiyun-data→lingang-insight，19 天内，金额",
     ):
         assert text in zh, text
@@ -32,8 +32,8 @@ def test_reward_exclusions_and_flags_in_chinese_then_english(site):  # noqa: F81
     site.cookies.set("nsdx_lang", "en")
     en = ready(site, url).text
     assert "baiyun-vision is not registered in the district" in en
-    assert "shared controller(s): 黄海峰" in en and "¥280000.00 refunded (ledger" in en
-    assert "within 19 day(s), amounts ¥495000.00" in en
+    assert "shared controller(s): 黄海峰" in en and "¥280,000.00 refunded (ledger" in en
+    assert "within 19 day(s), amounts ¥495,000.00, ¥500,000.00" in en
 
 
 def test_a_refused_offer_says_why_in_chinese(site):  # noqa: F811

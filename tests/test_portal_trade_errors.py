@@ -320,3 +320,37 @@ def test_cross_border_reasons_with_their_figures_in_chinese(t, rule, english, ch
         assert i18n.core(d.detail) == english
     finally:
         i18n.reset(token)
+
+
+def test_the_error_page_says_a_core_refusal_in_the_visitors_language(site):
+    """A refusal no page catches reaches the one error renderer (nsdx.web.errors): the
+    page dialect says the message and its hint through the catalogue, the JSON dialect keeps
+    the English text. (The route is added here: every portal page catches the trade's
+    refusals to keep its form, so none lets one through.)"""
+    from exchange.errors import InvalidState
+    from validation.messages import Msg, Term
+
+    def refuse():
+        raise InvalidState(
+            Msg("order %(order)s is %(status)s; access is granted after payment", order="o-1",
+                status=Term("placed", "order")),
+            hint=Msg("confirm payment first: `nsdx exchange pay %(order)s`", order="o-1"),
+        )  # fmt: skip
+
+    site.app.add_api_route("/test-only/refusal", refuse)
+    r = site.get("/test-only/refusal")
+    assert r.status_code == 409
+    assert "订单 o-1 的状态为“已下单”；付款后方可授予访问权限" in r.text
+    assert "请先确认付款：`nsdx exchange pay o-1`" in html.unescape(r.text)
+    assert "access is granted after payment" not in r.text
+    site.cookies.set("nsdx_lang", "en")
+    r = site.get("/test-only/refusal")
+    assert "order o-1 is placed; access is granted after payment" in r.text
+    site.app.add_api_route("/api/test-only/refusal", refuse)  # the JSON dialect
+    r = site.get("/api/test-only/refusal", headers={"accept": "application/json"})
+    assert r.json()["error"] == {
+        "error": "InvalidState",
+        "message": "order o-1 is placed; access is granted after payment",
+        "hint": "confirm payment first: `nsdx exchange pay o-1`",
+        "transient": False,
+    }

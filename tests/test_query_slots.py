@@ -123,3 +123,124 @@ def test_a_process_left_with_too_little_address_space_retires(tmp_path):
         assert a == b  # the same sort leaves enough room: kept
     finally:
         roomy.close()
+
+
+def test_waiting_queries_take_the_slots_first_come_first_served():
+    """Requests waiting for a slot get it in the order they came, and a newcomer does not
+    overtake them (issue 15: before, each waiting request looked for a free slot every
+    50 ms in no order, so under load some waited the whole NSDX_QUERY_QUEUE_WAIT and got
+    503 QueryBusy while later ones ran). A slot given back by a query's thread wakes the
+    first in line; the queue stays bounded (NSDX_QUERY_QUEUE), and a request whose wait
+    runs out leaves it with a 503 without costing the others their place."""
+    from nsdx.web.query import QueryBusy
+
+    pool = _Pool(1)
+
+    async def until(cond) -> None:
+        bound = time.monotonic() + 30
+        while not cond() and time.monotonic() < bound:
+            await asyncio.sleep(0.01)
+        assert cond()
+
+    async def main() -> None:
+        assert pool.procs.try_acquire()  # a running query holds the only slot
+        got: list[str] = []
+
+        async def request(name: str, wait: float = 60) -> None:
+            await pool.take(wait, 3)
+            got.append(name)
+
+        waiting = []
+        for name in "abc":
+            waiting.append(asyncio.ensure_future(request(name)))
+            await until(lambda: pool.waiting == len(waiting))
+        with pytest.raises(QueryBusy):  # the queue (3) is full: refused at once
+            await pool.take(60, 3)
+        for n in range(1, 4):
+            # the slot is given back by the thread that ran the query
+            await asyncio.to_thread(pool.release)
+            await until(lambda n=n: len(got) == n)
+            # the new holder has it; a newcomer queues behind those still waiting
+            assert pool.procs.busy == 1 and not pool.procs.try_acquire()
+        assert got == ["a", "b", "c"] and pool.waiting == 0
+
+        # a request that waits too long gets 503; the one behind it keeps its place
+        short = asyncio.ensure_future(request("short", wait=0.05))
+        await until(lambda: pool.waiting == 1)
+        behind = asyncio.ensure_future(request("behind"))
+        with pytest.raises(QueryBusy):
+            await short
+        assert pool.waiting == 1
+        await asyncio.to_thread(pool.release)
+        await behind
+        assert got[-1] == "behind" and pool.procs.busy == 1
+        pool.release()
+        assert pool.procs.busy == 0 and pool.waiting == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.threads.shutdown(wait=True)
+        pool.procs.close()
+
+
+def test_a_query_process_reuses_a_locked_connection_only_for_the_same_tables(tmp_path):
+    """A query process keeps the locked connections of its last table sets (opening one
+    was most of a small query's time) and reuses one only for a job over exactly the same
+    tables: a job over other tables gets its own connection, which holds only its views
+    and may open only its files, whatever the connection before it read. A connection
+    whose query failed is closed, not kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from catalogue.errors import QueryError
+    from catalogue.query import LockedConnections
+    from catalogue.registry import PublishedTable
+
+    objects = tmp_path / "objects"
+    tables = {}
+    for name, values in (("a", [1, 2, 3]), ("b", [10, 20])):
+        key = f"org/{name}/v1/data/part-0.parquet"
+        (objects / key).parent.mkdir(parents=True)
+        pq.write_table(pa.table({"x": values}), objects / key)
+        tables[name] = PublishedTable(
+            dataset=name, domain="transport", table=None, uris=(key,), access="open",
+            organization="org",
+        )  # fmt: skip
+    limits = QueryLimits(timeout=60, threads=1, memory_limit="256MB", temp_dir=tmp_path / "q")
+
+    def job(names: str, sql: str) -> QueryJob:
+        return QueryJob(
+            store={"url": f"file://{objects}"}, tables=tuple(tables[n] for n in names),
+            limits=limits, sql=sql, max_rows=10,
+        )  # fmt: skip
+
+    kept = LockedConnections(2)
+    try:
+        assert kept.run(job("a", "SELECT count(*) AS n FROM transport.a"))[0].to_pylist() == [
+            {"n": 3}
+        ]
+        (first,) = [c for c, _tmp, _store in kept._kept.values()]
+        assert kept.run(job("a", "SELECT sum(x) AS s FROM transport.a"))[0].to_pylist() == [
+            {"s": 6}
+        ]
+        assert [c for c, _tmp, _store in kept._kept.values()] == [first]  # reused
+
+        assert kept.run(job("b", "SELECT sum(x) AS s FROM transport.b"))[0].to_pylist() == [
+            {"s": 30}
+        ]
+        assert len(kept) == 2
+        # b's connection has no view of a and may not open a's file, though a's
+        # connection was opened in the same process before it
+        a_file = str(objects / tables["a"].uris[0])
+        for sql in ("SELECT * FROM transport.a", f"SELECT * FROM read_parquet('{a_file}')"):
+            with pytest.raises(QueryError):
+                kept.run(job("b", sql))
+        assert len(kept) == 1  # b's connection failed: closed, not kept
+        assert kept.run(job("ab", "SELECT count(*) AS n FROM transport.a, transport.b"))[
+            0
+        ].to_pylist() == [{"n": 6}]
+        assert len(kept) == 2
+    finally:
+        kept.clear()
+    assert len(kept) == 0 and list((tmp_path / "q").iterdir()) == []  # temp folders gone

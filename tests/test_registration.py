@@ -290,6 +290,9 @@ def test_cli_flow_with_a_zero_day_notice(nsdx_env, tmp_path):
     out = json.loads(run_cli("registration", "issue", cx["id"], "--user", "wang", "--json",
                              env=env).stdout)  # fmt: skip
     assert out["status"] == "cancelled" and out["code"] == code
+    shown = run_cli("registration", "show", cx["id"], env=env).stdout
+    assert "no notice period" in shown and "None" not in shown, shown
+    assert f"registered {out['registered_on']}" in shown and "issued #" in shown, shown
     refused = run_cli("exchange", "offer", regs[0]["dataset"], "--as", regs[0]["holder"],
                       env=env, check=False)  # fmt: skip
     assert refused.returncode == 1 and f"its registration {code} was cancelled" in refused.stderr
@@ -307,7 +310,8 @@ def test_cli_flow_with_a_zero_day_notice(nsdx_env, tmp_path):
     )  # fmt: skip
     assert ok.returncode == 0 and "(registration.issued)" in ok.stdout, ok.stderr
     assert (tmp_path / "cert" / f"{code2}.pdf").read_bytes().startswith(b"%PDF-")
-    assert code2 in (tmp_path / "cert" / f"{code2}.html").read_text()
+    html = (tmp_path / "cert" / f"{code2}.html").read_text()
+    assert code2 in html and "无 none" in html  # a zero-day notice has no period, not end < start
 
 
 def test_scenario_check_refuses_a_pinned_version_the_views_no_longer_serve(nsdx_env, tmp_path):

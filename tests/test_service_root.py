@@ -105,12 +105,18 @@ def test_provide_replaces_a_part_before_use(nsdx_env):
 
 def test_the_query_api_reads_the_catalogue_once_per_request(nsdx_env, tmp_path):
     """The views a query may name and their access facts come from one query of the
-    datasets (it used to load the published tables, then the same datasets again)."""
-    from sqlalchemy import event
+    datasets (it used to load the published tables, then the same datasets again), and only
+    when the catalogue changed since: otherwise a request reads the catalogue's revision
+    alone and reuses them (issue 15: this was ~40 ms of every query request). A change to a
+    dataset - here made private, then moved to another organisation - is seen by the next
+    request."""
+    from sqlalchemy import event, select, update
 
+    from catalogue.db import reader_engine
+    from catalogue.models import Dataset, Organization
     from catalogue.query import queryable_tables
     from nsdx.core import Nsdx
-    from tests.test_exchange_trade import make_world
+    from tests.test_exchange_trade import OTHER, make_world
 
     nx = Nsdx()
     make_world(nx.settings.database_url, nx.settings.home)
@@ -119,13 +125,39 @@ def test_the_query_api_reads_the_catalogue_once_per_request(nsdx_env, tmp_path):
     def count(conn, cursor, statement, *a):
         statements.append(statement)
 
-    event.listen(nx.catalogue.engine, "before_cursor_execute", count)
-    try:
-        tables = queryable_tables(nx.catalogue)
-    finally:
-        event.remove(nx.catalogue.engine, "before_cursor_execute", count)
-    assert [(t.facts.name, t.version) for t in tables.values()] == [("ds1", 1)]
+    # the revision is read through its own engine on PostgreSQL (catalogue.db.read_one)
+    engines = {nx.catalogue.engine, reader_engine(nx.catalogue.engine)}
+
+    def read() -> dict:
+        statements.clear()
+        for e in engines:
+            event.listen(e, "before_cursor_execute", count)
+        try:
+            return dict(queryable_tables(nx.catalogue))
+        finally:
+            for e in engines:
+                event.remove(e, "before_cursor_execute", count)
+
+    tables = read()
+    assert [(t.facts.name, t.version, t.facts.private) for t in tables.values()] == [
+        ("ds1", 1, False)
+    ]
     from_datasets = [s for s in statements if "FROM datasets" in s]
     assert len(from_datasets) == 1, from_datasets
-    # the join, then its organisations, tags and resources: a fixed number of statements
-    assert len(statements) <= 4, [s.split("FROM")[1][:60] for s in statements]
+    # the revision, the join, then its organisations, tags and resources: a fixed number
+    assert len(statements) <= 5, [s.split("FROM")[1][:60] for s in statements]
+
+    assert read() == tables  # nothing changed: the revision only
+    assert len(statements) == 1 and "catalogue_revision" in statements[0], statements
+
+    with nx.catalogue.Session.begin() as s:
+        s.execute(update(Dataset).where(Dataset.name == "ds1").values(private=True))
+    (t,) = read().values()
+    assert t.facts.private is True
+    assert any("FROM datasets" in s for s in statements)  # read again
+
+    with nx.catalogue.Session.begin() as s:
+        other = s.scalar(select(Organization.id).where(Organization.name == OTHER))
+        s.execute(update(Dataset).where(Dataset.name == "ds1").values(organization_id=other))
+    (t,) = read().values()
+    assert t.facts.org_id == other and t.table.organization == OTHER

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .messages import Msg, Term
+
 
 class NsdxError(Exception):
     """Base class of every error nsdx raises on purpose: a message, a hint, structured fields."""
@@ -79,15 +81,22 @@ class ExpectationConfigError(ValidationPackageError):
         file: str | None = None,
         hint: str | None = None,
     ) -> None:
-        where = file or "datasets.yaml"
-        if dataset_id:
-            where += f": dataset {dataset_id!r}"
-        where += f": expectations[{index}]"
-        if key:
-            where += f" ({key!r})"
-        super().__init__(
-            f"{where}: {message}", hint=hint, index=index, key=key, dataset_id=dataset_id, file=file
-        )
+        at = {"file": file or "datasets.yaml", "i": index, "message": message}
+        if dataset_id and key:
+            text = Msg(
+                "%(file)s: dataset %(id)s: expectations[%(i)s] (%(key)s): %(message)s",
+                id=repr(dataset_id),
+                key=repr(key),
+                **at,
+            )
+        elif dataset_id:
+            text = Msg("%(file)s: dataset %(id)s: expectations[%(i)s]: %(message)s",
+                       id=repr(dataset_id), **at)  # fmt: skip
+        elif key:
+            text = Msg("%(file)s: expectations[%(i)s] (%(key)s): %(message)s", key=repr(key), **at)
+        else:
+            text = Msg("%(file)s: expectations[%(i)s]: %(message)s", **at)
+        super().__init__(text, hint=hint, index=index, key=key, dataset_id=dataset_id, file=file)
         self.index, self.key, self.dataset_id, self.file = index, key, dataset_id, file
         self.reason = message  # without the place: what a form shows beside the entry
 
@@ -106,17 +115,31 @@ class UndeclaredPersonalData(ValidationPackageError):
     def __init__(self, findings: list, *, dataset_id: str | None = None) -> None:
         self.findings = list(findings)
         lines = [
-            f"column {f.column!r}: {f.count} value(s) that look like {f.kind} (e.g. {f.sample_masked})"
+            Msg(
+                "column %(column)s: %(count)s value(s) that look like %(kind)s (e.g. %(sample)s)",
+                column=repr(f.column),
+                count=f.count,
+                kind=Term(f.kind, "pii"),
+                sample=f.sample_masked,
+            )
             for f in self.findings
         ]
-        what = f"dataset {dataset_id!r}" if dataset_id else "the data"
         hint = "; ".join(
             f"declare `pii: {f.kind}` (and optionally `pii_treatment: drop`) on column "
             f"{f.column} in datasets.yaml"
             for f in self.findings
         )
+        found: str = lines[0] if lines else ""
+        for line in lines[1:]:
+            found = Msg("%(before)s\n  %(line)s", before=found, line=line)
         super().__init__(
-            f"{what} holds undeclared personal data (PIPL):\n  " + "\n  ".join(lines),
+            Msg(
+                "dataset %(id)s holds undeclared personal data (PIPL):\n  %(found)s",
+                id=repr(dataset_id),
+                found=found,
+            )
+            if dataset_id
+            else Msg("the data holds undeclared personal data (PIPL):\n  %(found)s", found=found),
             hint=hint,
             dataset_id=dataset_id,
             findings=[f.to_dict() for f in self.findings],
@@ -130,10 +153,16 @@ class ValidationFailed(ValidationPackageError):
     def __init__(self, report: Any, *, hint: str | None = None) -> None:
         failed = ", ".join(f"{k} ({v})" for k, v in report.failures_by_expectation.items())
         super().__init__(
-            f"dataset {report.dataset_id!r} failed validation: {failed}",
+            Msg(
+                "dataset %(id)s failed validation: %(failed)s",
+                id=repr(report.dataset_id),
+                failed=failed,
+            ),
             hint=hint
-            or "read the validation report; fix the source, relax the expectation, or declare "
-            "`on_invalid: quarantine_rows` / `warn` in datasets.yaml",
+            or Msg(
+                "read the validation report; fix the source, relax the expectation, or declare "
+                "`on_invalid: quarantine_rows` / `warn` in datasets.yaml"
+            ),
             dataset_id=report.dataset_id,
             failures=dict(report.failures_by_expectation),
         )

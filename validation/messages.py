@@ -60,4 +60,30 @@ def _term(word: str, context: str | None, msgid: str) -> Term:
     return Term(word, context, msgid=msgid)
 
 
-__all__ = ["Msg", "Term"]
+def to_json(text: object) -> Any:
+    """A :class:`Msg` or :class:`Term` as JSON (its message id and parameters, recursively),
+    for a record that keeps only JSON (a job's outcome); other text as it is."""
+    if isinstance(text, Term):
+        return {"term": str(text), "context": text.context, "msgid": text.msgid}
+    if isinstance(text, Msg):
+        return {"msg": text.template, "params": {k: to_json(v) for k, v in text.params.items()}}
+    if text is None or isinstance(text, str | int | float | bool):
+        return text
+    return str(text)
+
+
+def from_json(data: Any) -> Any:
+    """What :func:`to_json` wrote, as the message again (unknown shapes: as they are)."""
+    if isinstance(data, dict):
+        if isinstance(data.get("term"), str):
+            return Term(data["term"], data.get("context"), msgid=data.get("msgid"))
+        if isinstance(data.get("msg"), str) and isinstance(data.get("params") or {}, dict):
+            params = {str(k): from_json(v) for k, v in (data.get("params") or {}).items()}
+            try:
+                return Msg(data["msg"], **params)
+            except (KeyError, ValueError, TypeError):
+                return None
+    return data
+
+
+__all__ = ["Msg", "Term", "from_json", "to_json"]

@@ -117,13 +117,20 @@ def cny(fen: int) -> str:
     return f"{sign}{q}.{r:02d}"
 
 
+def grouped(fen: int) -> str:
+    """28000000 -> '280,000.00': the figure people read, for a text that writes the ¥
+    itself ("¥%(amount)s refunded")."""
+    sign = "-" if fen < 0 else ""
+    q, r = divmod(abs(int(fen)), 100)
+    return f"{sign}{q:,}.{r:02d}"
+
+
 def yuan(fen: int | None) -> str:
     """28000000 -> '¥280,000.00' (what people read); None -> ''."""
     if fen is None:
         return ""
-    sign = "-" if fen < 0 else ""
-    q, r = divmod(abs(int(fen)), 100)
-    return f"{sign}¥{q:,}.{r:02d}"
+    figure = grouped(abs(int(fen)))
+    return f"-¥{figure}" if fen < 0 else f"¥{figure}"
 
 
 def rate_of(fen: int, rate: Decimal) -> int:

@@ -46,7 +46,9 @@ def _is_number(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
-def _re2_compiles(pattern: str) -> bool:
+def re2_compiles(pattern: str) -> bool:
+    """Does RE2 (Arrow's regex engine: linear time, no back-references or look-around)
+    take ``pattern``?"""
     try:
         pc.match_substring_regex(pa.array([""], pa.string()), pattern)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -63,7 +65,13 @@ def supported(e: Expectation, schema: pa.Schema) -> bool:
         return False
     t = schema.field(col).type
     if pa.types.is_dictionary(t):
-        return False
+        # a pattern is judged on the decoded text (great-expectations would run Python's
+        # backtracking `re` on it: one value can take hours); the other checks go to it
+        return (
+            e.type == "expect_column_values_to_match_regex"
+            and _is_text(t.value_type)
+            and re2_compiles(str(e.kwargs.get("regex")))
+        )
     if e.type == "expect_column_values_to_not_be_null":
         return True
     if e.type == "expect_column_values_to_be_between":
@@ -75,7 +83,7 @@ def supported(e: Expectation, schema: pa.Schema) -> bool:
         values = e.kwargs.get("value_set") or []
         return _is_text(t) and all(isinstance(v, str) for v in values)
     if e.type == "expect_column_values_to_match_regex":
-        return _is_text(t) and _re2_compiles(str(e.kwargs.get("regex")))
+        return _is_text(t) and re2_compiles(str(e.kwargs.get("regex")))
     if e.type in (
         "expect_column_value_lengths_to_be_between",
         "expect_column_value_lengths_to_equal",
@@ -109,6 +117,8 @@ class NativeChecks:
             col = batch.column(e.kwargs["column"])
             if isinstance(col, pa.ChunkedArray):
                 col = col.combine_chunks()
+            if pa.types.is_dictionary(col.type):  # a pattern only (see supported)
+                col = col.dictionary_decode()
             missing, bad = self._judge(e, col)
             acc = self._acc[e.index]
             acc.element_count += n

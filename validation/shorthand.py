@@ -146,7 +146,7 @@ class _Parser:
                     i,
                     key,
                     Msg("column %(column)s is not in the data", column=repr(col)),
-                    hint="columns are: " + ", ".join(self.schema.names),
+                    hint=Msg("columns are: %(names)s", names=", ".join(self.schema.names)),
                 )
             kind = _kind(self.schema.field(col).type)
             if kinds is not None and kind not in kinds:

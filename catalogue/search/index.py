@@ -107,11 +107,10 @@ class SearchIndex:
 
     # -- keeping current ---------------------------------------------------------------
     def _db_rev(self, conn) -> int:
-        return int(conn.execute(text("SELECT rev FROM catalogue_revision WHERE id = 1")).scalar())
+        return Catalogue.revision(conn)
 
     def refresh(self) -> None:
-        with self.cat.engine.connect() as conn:
-            rev = self._db_rev(conn)
+        rev = self.cat.current_revision()
         if rev == self.rev:
             return
         with self.lock:

@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from validation.messages import Msg
-from validation.money import cny, rate_of
+from validation.money import cny, grouped, rate_of
 
 from ..history import History, Trade, build_history
 from ..ledger.store import Checkpoint, b64
@@ -66,7 +66,7 @@ def _reasons(t: Trade, year: int, h: History, p: Policy, flags_by_order: dict) -
                 "code": "refunded",
                 "detail": Msg(
                     "¥%(amount)s refunded (ledger %(entries)s)",
-                    amount=cny(t.refunded_fen),
+                    amount=grouped(t.refunded_fen),
                     entries=", ".join(map(str, t.refund_indices)),
                 ),
             }
@@ -74,7 +74,12 @@ def _reasons(t: Trade, year: int, h: History, p: Policy, flags_by_order: dict) -
     if p.no_stacking and t.other_support:
         r.append({"code": "stacking", "detail": Msg("the contract declared other public support")})
     if t.amount_fen < p.min_contract_fen:
-        r.append({"code": "below_minimum", "detail": Msg("below ¥%(min)s", min=p.min_contract_cny)})
+        r.append(
+            {
+                "code": "below_minimum",
+                "detail": Msg("below ¥%(min)s", min=grouped(p.min_contract_fen)),
+            }
+        )
     buyer, seller = h.enterprises.get(t.buyer), h.enterprises.get(t.seller)
     ben = t.buyer if p.beneficiary == "buyer" else t.seller
     who = {

@@ -18,6 +18,13 @@ from .render import echo_json, table
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
+def _yuan(amount_cny: str) -> str:
+    """'280000.00' (a report's machine figure) as people read it: '¥280,000.00'."""
+    from validation.money import to_fen, yuan
+
+    return yuan(to_fen(amount_cny))
+
+
 def _actor_options(f):
     f = click.option(
         "--user", "user", default=None, help="Act as this registered user (its roles)."
@@ -985,21 +992,13 @@ def rewards(year, policy_path, at, as_csv, as_json):
                 e["credit_code"],
                 e["group"],
                 e["trades"],
-                e["eligible_cny"],
-                e["reward_cny"],
-                e["capped_reward_cny"],
+                _yuan(e["eligible_cny"]),
+                _yuan(e["reward_cny"]),
+                _yuan(e["capped_reward_cny"]),
             )
             for e in rep["enterprises"]
         ],
-        [
-            "enterprise",
-            "credit code",
-            "group",
-            "trades",
-            "eligible ¥",
-            "reward ¥",
-            "capped reward ¥",
-        ],
+        ["enterprise", "credit code", "group", "trades", "eligible", "reward", "capped reward"],
         title="rewards per enterprise",
     )
     table(
@@ -1009,9 +1008,9 @@ def rewards(year, policy_path, at, as_csv, as_json):
                 t["seller"],
                 t["buyer"],
                 t["dataset"],
-                t["amount_cny"],
+                _yuan(t["amount_cny"]),
                 t["date"] or "-",
-                t["contribution_cny"]
+                _yuan(t["contribution_cny"])
                 if t["eligible"]
                 else "excluded: "
                 + "; ".join(
@@ -1021,13 +1020,13 @@ def rewards(year, policy_path, at, as_csv, as_json):
             )
             for t in rep["transactions"]
         ],
-        ["ledger", "seller", "buyer", "dataset", "amount ¥", "date", "contribution ¥ / reason"],
+        ["ledger", "seller", "buyer", "dataset", "amount", "date", "contribution / reason"],
         title="transactions",
     )
     tot = rep["totals"]
     click.echo(
-        f"total eligible ¥{tot['eligible_cny']}, reward ¥{tot['reward_cny']}, "
-        f"after caps ¥{tot['capped_reward_cny']}"
+        f"total eligible {_yuan(tot['eligible_cny'])}, reward {_yuan(tot['reward_cny'])}, "
+        f"after caps {_yuan(tot['capped_reward_cny'])}"
     )
 
 

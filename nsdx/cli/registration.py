@@ -277,13 +277,21 @@ def registration_show(ref: str, as_json: bool) -> None:
         echo_json(d)
         return
     click.echo(f"{d['code'] or d['id']}: {d['kind']} registration, {d['status']}")
-    click.echo(f"  product: {d['dataset']} v{d['version']}  scenario: {d['scenario']}")
+    version = f" v{d['version']}" if d["version"] else ""
+    click.echo(f"  product: {d['dataset']}{version}  scenario: {d['scenario'] or '-'}")
     click.echo(f"  holder: {d['holder_name']} ({d['holder_code'] or d['holder']})")
-    click.echo(f"  applied {d['applied_on']}, notice {d['notice_start']}..{d['notice_end']}, "
-               f"registered {d['registered_on']}")  # fmt: skip
+    dates = [f"applied {d['applied_on']}"]
+    if d["notice_start"] and d["notice_end"] and d["notice_end"] >= d["notice_start"]:
+        dates.append(f"notice {d['notice_start']}..{d['notice_end']}")
+    elif d["notice_start"]:
+        dates.append("no notice period")
+    dates.append(f"registered {d['registered_on']}" if d["registered_on"] else "not registered yet")
+    click.echo("  " + ", ".join(dates))
     for o in d["objections"]:
         click.echo(f"  objection {o['id']} ({o['status']}): {o['reason']}")
-    click.echo(f"  ledger: {json.dumps(d['ledger'])}")
+    if d["ledger"]:
+        steps = ", ".join(f"{step} #{idx}" for step, idx in d["ledger"].items())
+        click.echo(f"  ledger entries: {steps}")
 
 
 @registration.command("certificate")

@@ -55,6 +55,9 @@ def arrow_out(tbl, fmt: str, output: str | None) -> None:
     if fmt == "csv":
         import pyarrow.csv as pcsv
 
+        from catalogue.jsonout import finite_times
+
+        tbl = finite_times(tbl)  # an infinite date is empty, as JSON's null
         if output:
             pcsv.write_csv(tbl, output)
         else:
@@ -71,13 +74,18 @@ def arrow_out(tbl, fmt: str, output: str | None) -> None:
         else:
             click.echo(text)
         return
-    rows = tbl.to_pylist()
+    from catalogue.jsonout import column_values
+
+    # column by column, as JSON is: a value Python cannot hold (DuckDB's infinite DATE)
+    # is empty instead of failing the whole answer, and a repeated column name is kept
+    cols = [column_values(c) for c in tbl.columns]
+    rows = [list(r) for r in zip(*cols, strict=True)] if cols else []
     if output:
         open(output, "w", encoding="utf-8").write(
             "\t".join(tbl.column_names)
             + "\n"
-            + "".join("\t".join(str(v) for v in r.values()) + "\n" for r in rows)
+            + "".join("\t".join(str(v) for v in r) + "\n" for r in rows)
         )
         return
-    table([list(r.values()) for r in rows], tbl.column_names)
+    table(rows, tbl.column_names)
     click.echo(f"({tbl.num_rows} row{'s' if tbl.num_rows != 1 else ''})")

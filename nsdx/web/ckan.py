@@ -80,7 +80,7 @@ async def _action(name: str, request: Request) -> Response:
         status, body = await run_in_threadpool(dispatch, name, {}, ctx, method=request.method)
         return json_response(body, status)
     try:
-        principal = await run_in_threadpool(st.principal, request)
+        principal = await st.principal_async(request)
     except NsdxError as e:  # invalid/expired/revoked token: refused, never anonymous
         return fail(e)
     ctx = st.context(request, principal)

@@ -62,7 +62,7 @@ async def _catalog(request: Request, page: int, profile: str, fmt: str) -> Respo
     site = site_url(request)
     # the datasets the caller may see (catalogue.access), private ones included; a bad,
     # expired or revoked token is refused (errors: nsdx.web.errors)
-    principal = await run_in_threadpool(st.principal, request)
+    principal = await st.principal_async(request)
     result = await run_in_threadpool(
         partial(
             st.index.search,
@@ -135,6 +135,6 @@ async def dataset_datapackage(name: str, request: Request) -> Response:
 async def _one_dataset(request: Request, name: str, render) -> Response:
     """The dataset the caller may read, rendered with ``render(package, site)``."""
     st = state_of(request)
-    principal = await run_in_threadpool(st.principal, request)  # errors: nsdx.web.errors
+    principal = await st.principal_async(request)  # errors: nsdx.web.errors
     pkg = await run_in_threadpool(st.packages.show, principal, name, st.grants)
     return await run_in_threadpool(render, pkg, site_url(request))

@@ -28,10 +28,12 @@ shape of the exchange API (see docs/query.md for every kind and status).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -138,13 +140,85 @@ def _s3_credentials() -> dict | None:
 
 
 class _Pool:
-    """The query slots of one app: the processes and the threads that wait for them."""
+    """The query slots of one app: the processes, the threads that wait for them, and the
+    requests waiting for a slot, first come first served."""
 
     def __init__(self, size: int) -> None:
         nice = _env_num("NSDX_QUERY_NICE", 10)
         self.procs = QueryProcesses(size, nice=max(0, min(19, nice)))
         self.threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nsdx-query")
-        self.waiting = 0  # requests waiting for a slot (on the event loop: no lock needed)
+        self._queue: deque[_Waiter] = deque()
+        self._lock = threading.Lock()
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a slot."""
+        return len(self._queue)
+
+    def release(self) -> None:
+        """Give a slot back (from any thread) and tell the first waiting request."""
+        self.procs.release()
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            first = self._queue[0] if self._queue else None
+        if first is not None:
+            first.wake()
+
+    async def take(self, wait: float, queue: int) -> None:
+        """Take a slot for the calling request, waiting (asynchronously: no thread is held)
+        at most ``wait`` seconds in a first-come-first-served queue of at most ``queue``
+        requests; :class:`QueryBusy` when the queue is full or the wait runs out. A request
+        takes a slot only when it is first in the queue (or the queue is empty), so a
+        newcomer never overtakes one that waits, and a slot given back wakes the first at
+        once (before, every waiting request looked every 50 ms, in no order: under load
+        some waited the whole 10 s and got 503 while later ones ran)."""
+        with self._lock:
+            if not self._queue and self.procs.try_acquire():
+                return
+            if len(self._queue) >= max(0, queue):
+                raise _busy()  # the queue is full: no wait at all
+            me = _Waiter(asyncio.get_running_loop())
+            self._queue.append(me)
+        deadline = me.loop.time() + wait
+        try:
+            while True:
+                me.event.clear()  # a wake from now on is seen by the wait below
+                with self._lock:
+                    if self._queue[0] is me and self.procs.try_acquire():
+                        return
+                left = deadline - me.loop.time()
+                if left <= 0:
+                    raise _busy()
+                # woken when a slot is given back; the timeout is only a safety net (a
+                # slot freed by the pool itself, e.g. a process that failed to start)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(me.event.wait(), min(left, _RECHECK))
+        finally:
+            with self._lock:
+                self._queue.remove(me)
+            self._wake()  # the next in line: a slot may be free, or it is first now
+
+
+_RECHECK = 0.25  # seconds: a waiting request looks again at least this often
+
+
+class _Waiter:
+    """One request waiting for a query slot, on its event loop."""
+
+    __slots__ = ("event", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        """From any thread."""
+        try:
+            self.loop.call_soon_threadsafe(self.event.set)
+        except RuntimeError:  # its loop is closed: the request is gone
+            pass
 
 
 def _pool(state) -> _Pool:
@@ -215,7 +289,7 @@ def render(r: QueryResult, fmt: str, max_rows: int) -> Response:
                 hint="use format json or arrow, or select scalar columns",
             )
         sink = io.BytesIO()
-        pacsv.write_csv(t, sink)
+        pacsv.write_csv(jsonout.finite_times(t), sink)  # as the JSON answer: null
         return Response(
             sink.getvalue(), media_type="text/csv; charset=utf-8", headers=_headers(r, max_rows)
         )
@@ -272,7 +346,7 @@ def execute(state, principal, sql: str, max_rows: int | None = None):
     try:
         return _execute_held(state, principal, sql, max_rows)
     finally:
-        pool.procs.release()
+        pool.release()
 
 
 def _execute_held(state, principal, sql: str, max_rows: int | None):
@@ -295,24 +369,12 @@ def _execute_held(state, principal, sql: str, max_rows: int | None):
 
 
 async def _answer(request: Request, q: QueryIn) -> Response:
-    """The answer to one query request: wait (asynchronously: no thread is held) up to
-    NSDX_QUERY_QUEUE_WAIT seconds for a query slot, else 503 with Retry-After; then run
-    it on the pool's own thread. Errors (and bugs, as a 500 with an error id) are
-    answered in the JSON dialect by :mod:`nsdx.web.errors`."""
+    """The answer to one query request: wait (asynchronously: no thread is held, first come
+    first served) up to NSDX_QUERY_QUEUE_WAIT seconds for a query slot, else 503 with
+    Retry-After; then run it on the pool's own thread. Errors (and bugs, as a 500 with an
+    error id) are answered in the JSON dialect by :mod:`nsdx.web.errors`."""
     pool = _pool(request.app.state.nsdx)
-    loop = asyncio.get_running_loop()
-    if not pool.procs.try_acquire():
-        if pool.waiting >= max(0, _env_num("NSDX_QUERY_QUEUE", 64)):
-            raise _busy()  # the queue is full: no wait at all
-        deadline = loop.time() + _queue_wait()
-        pool.waiting += 1
-        try:
-            while not pool.procs.try_acquire():
-                if loop.time() >= deadline:
-                    raise _busy()
-                await asyncio.sleep(0.05)
-        finally:
-            pool.waiting -= 1
+    await pool.take(_queue_wait(), _env_num("NSDX_QUERY_QUEUE", 64))
     return await _in_slot(pool, _run, request, q)
 
 
@@ -325,9 +387,9 @@ async def _in_slot(pool: _Pool, fn, *args):
     try:
         future = pool.threads.submit(fn, *args)
     except BaseException:  # the pool is shut down: nothing will run
-        pool.procs.release()
+        pool.release()
         raise
-    future.add_done_callback(lambda _f: pool.procs.release())
+    future.add_done_callback(lambda _f: pool.release())
     return await asyncio.wrap_future(future)
 
 

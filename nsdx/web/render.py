@@ -28,6 +28,7 @@ def _extras(pkg: dict) -> dict:
 templates.env.filters["extras"] = _extras
 # a price as people read it ("280000.00" -> "¥280,000.00"): the offer's figure, exactly
 templates.env.filters["yuan"] = lambda v: yuan(to_fen(v))
+templates.env.filters["yuan_fen"] = yuan  # an amount in fen (an int)
 templates.env.filters["domain"] = lambda v: i18n.pgettext("domain", v) if v else "-"
 templates.env.filters["access"] = lambda v: i18n.pgettext("access", v or "open")
 templates.env.filters["role"] = lambda v: i18n.pgettext("role", v) if v else ""
