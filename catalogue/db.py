@@ -153,8 +153,11 @@ def reader_engine(engine: Engine) -> Engine:
     with _lock:
         reader = _readers.get(key)
         if reader is None:
+            # one round trip each: a few connections serve many requests (a request
+            # beyond them waits for one, as on the main pool), and PostgreSQL's connection
+            # limit (100 by default) is shared with the main pools of every process
             reader = _readers[key] = create_engine(
-                engine.url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=16
+                engine.url, isolation_level="AUTOCOMMIT", pool_size=2, max_overflow=6
             )
         return reader
 
