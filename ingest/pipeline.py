@@ -570,7 +570,7 @@ def _convert_tables(
                     "check such as row_count)"
                 )
             )
-            raise ValidationFailed(
+            failed = ValidationFailed(
                 report,
                 hint=Msg(
                     "%(where)sthe counts are failing rows; read the report %(kept)s — fix the "
@@ -580,6 +580,8 @@ def _convert_tables(
                     other=other,
                 ),
             )
+            failed.report_file = kept  # a server path: a surface for clients names its page
+            raise failed
         if not report.success:
             warnings.extend(
                 Msg("%(table)s: %(check)s failed on %(n)s rows", table=name, check=exp, n=n)

@@ -126,6 +126,18 @@ def test_rewards_refuse_over_http_too(nsdx_env):
             err = r.json()["error"]
             assert err["error"] == "LedgerCorrupt"
             assert "do not hash to the root signed" in err["message"]
+    # the official's page refuses with the same status, and shows no figure
+    from catalogue.signin import set_password
+    from tests.test_portal_edit import PASSWORD, login
+
+    set_password(acc, "aud", PASSWORD)
+    with TestClient(create_app(nx, warm=False, worker=False)) as c:
+        c.headers.update({"accept": "text/html"})
+        login(c, "aud")
+        page = c.get("/audit/rewards", params={"year": _demo_year()})
+        assert page.status_code == 500, page.text
+        assert "在签名后被改动" in page.text  # "changed after they were signed", in Chinese
+        assert "¥" not in page.text.split("<main", 1)[-1]
 
 
 def test_an_auditors_read_writes_nothing(nsdx_env):

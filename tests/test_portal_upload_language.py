@@ -81,3 +81,10 @@ def test_a_failed_validation_says_why_in_chinese(site):  # noqa: F811
         in status
     )
     assert "failed validation" not in page and "the counts are failing rows" not in page
+    # the report is named by its page on the portal, never by its file on the server
+    page_url = "/dataset/nansha-calls-zh/quality"
+    assert f"read the report {page_url} — fix" in job["error"], job["error"]
+    assert f"请阅读报告 {page_url}" in status
+    home = str(site.nx.home) if hasattr(site.nx, "home") else "/.nsdx"
+    for text in (job["error"], page):
+        assert ".html" not in text and "reports/" not in text and home not in text

@@ -167,6 +167,18 @@ class ValidationFailed(ValidationPackageError):
             failures=dict(report.failures_by_expectation),
         )
         self.report = report
+        self.report_file: Any = None  # where the kept HTML report is, on the server
+
+    def for_clients(self, page: str) -> None:
+        """Name ``page`` (the report's page on the portal) instead of the kept report's
+        file: a server path never reaches a client."""
+        where, self.report_file = self.report_file, None
+        if where is None:
+            return
+        if isinstance(self.hint, Msg) and "kept" in self.hint.params:
+            self.hint = Msg(self.hint.template, **{**self.hint.params, "kept": page})
+        elif self.hint:
+            self.hint = str(self.hint).replace(str(where), page)
 
 
 # Bounds on what an error answer echoes back: a message quoting a hostile id (a 404 for a

@@ -236,12 +236,17 @@ def _num(v: str, *, upper: bool = False) -> float:
     if m:
         now = datetime.now(UTC).replace(tzinfo=None)
         if m.group(1):
-            n, unit = int(m.group(1)[:12]), m.group(2).rstrip("S")
+            unit = m.group(2).rstrip("S")
             days = {"DAY": 1, "HOUR": 1 / 24, "MONTH": 30, "YEAR": 365}[unit]
             try:
-                now = now + timedelta(days=n * days)
+                if len(m.group(1)) > 9:  # more than 8 digits: beyond any date either way
+                    raise OverflowError
+                now = now + timedelta(days=int(m.group(1)) * days)
             except OverflowError:  # beyond year 1..9999: no date to compare with
-                return math.inf if n > 0 else -math.inf
+                raise SearchQueryError(
+                    f"Search Query is invalid: {v[:40]!r} is outside the years 1 to 9999",
+                    hint="use * for an open end of a range, e.g. metadata_created:[* TO NOW]",
+                ) from None
         if m.group(3) == "DAY":
             now = now.replace(hour=0, minute=0, second=0, microsecond=0)
         return now.replace(tzinfo=UTC).timestamp()

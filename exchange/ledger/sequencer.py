@@ -47,7 +47,10 @@ acknowledged either until the sequencer's batch commits, and that commit's flush
 every earlier WAL record, the queue row included. It costs its process one round trip
 (an autocommitted INSERT on the process's enqueue session, shared by its threads, whose
 concurrent events go in one statement); the agent's look-ups are one round trip each (its
-session is in autocommit) and a batch is two (see :meth:`Agent._round`).
+session is in autocommit), a waiting agent looks for a live sequencer every :data:`WAIT`
+seconds (not at each wake-up), and a busy sequencer's batch is one round trip: its
+statement, COMMIT, and the next batch's head lock and queue drain in one pipeline (see
+:meth:`Agent._round`).
 
 **Where the time goes** (``bench/bench_ledger.py --procs-only``): every acknowledged
 append waits for one WAL flush, its batch's, as a single-row INSERT with
@@ -117,6 +120,15 @@ def _operational() -> tuple[type[BaseException], ...]:
     return (psycopg.OperationalError,)
 
 
+def _committed(cur) -> bool:
+    """Did the COMMIT sent on ``cur`` (in a pipeline) succeed on the server?"""
+    if cur is None or cur.pgresult is None:
+        return False
+    from psycopg import pq
+
+    return bool(cur.pgresult.status == pq.ExecStatus.COMMAND_OK)
+
+
 def announcement(size0: int, qids: list[int | None], cp: Checkpoint | None) -> str:
     """The NOTIFY payload of a batch, for operators watching the channel: its first
     index and size. Receivers never read it (anyone may NOTIFY): it is a wake-up only."""
@@ -152,6 +164,8 @@ class Agent:
         self.memory: list[Appended] = []  # standalone events handed over in this process
         self.batches = 0  # batches this agent integrated as the sequencer
         self.busy = False  # the last round integrated something
+        # the sequencer's next batch, opened by the last one's pipeline: (head, drained)
+        self.opened: tuple[Any, Any] | None = None
 
     # -- the waiting side (any thread) ------------------------------------------------
     def wait(self, events: list[Appended]) -> None:
@@ -213,6 +227,7 @@ class Agent:
                         a.error = e
                     self.memory.clear()
                     self.sequencer = False
+                    self.opened = None  # its transaction went with the connection
                     self.listen_at = None
                     self.seen = None
                     retry = retry and bool(self.waiting)
@@ -246,6 +261,7 @@ class Agent:
                 self.seen = int(head[0] or 0) if head else 0
                 self.listen_at = time.monotonic()
             idle = time.monotonic()
+            tried = -WAIT  # when this agent last tried to become the sequencer
             while True:
                 with self.cond:
                     now = time.monotonic()
@@ -261,14 +277,19 @@ class Agent:
                     self._lookup(raw, late)
                 if has_waiters:
                     idle = time.monotonic()
-                if not self.sequencer and has_waiters:
+                # a waiting agent looks for a live sequencer every WAIT seconds, not at
+                # every wake-up (that would be one more round trip per receipt)
+                since_try = time.monotonic() - tried
+                if not self.sequencer and has_waiters and since_try >= WAIT:
+                    tried = time.monotonic()
                     got = raw.execute(_ELECT, {"k": SEQUENCER_LOCK}).fetchone()
                     self.sequencer = bool(got and got[0])
                     if self.sequencer:  # operators find it in pg_stat_activity
                         self._wake(raw)  # what the previous sequencer wrote: all of it
                         raw.execute(_NAME, {"name": f"nsdx ledger sequencer {os.getpid()}"})
+                    since_try = 0.0
                 if not self.sequencer:
-                    self._listen(raw, WAIT)
+                    self._listen(raw, WAIT - since_try if has_waiters else WAIT)
                     continue
                 if self._round(raw):
                     idle = time.monotonic()
@@ -291,25 +312,35 @@ class Agent:
 
     def _round(self, raw) -> int:
         """One batch as the sequencer: every queued event, then those handed over in
-        memory; the number of events integrated. Two round trips: BEGIN, the head row's
-        lock and the drain of the queue sent together (a pipeline: the lock is taken
-        before the drain reads the queue); then the batch's one statement and COMMIT,
-        whose synchronous WAL flush makes the batch durable before any receipt is read
-        (one by one when a crash test stops between them, :func:`failpoints.armed`)."""
+        memory; the number of events integrated.
+
+        A batch is one round trip while the sequencer is busy: its statement, COMMIT
+        (whose synchronous WAL flush makes it durable before any receipt is read), and the
+        next batch's BEGIN, head-row lock and queue drain go together in one pipeline, so
+        the server takes the events queued during the flush as soon as it ends; the next
+        round writes them (or rolls back if there were none). Idle, the first batch opens
+        with one more round trip (BEGIN, lock, drain). When a crash test stops between the
+        statement and COMMIT (:func:`failpoints.armed`) they are sent one by one."""
         from .merkle import CompactRange
         from .store import DRAIN_LIMIT, HEAD_ID, RAW_DRAIN, RAW_LOCK, RAW_WRITE, _split
 
         store = self.store
         with self.cond:
             mem, self.memory = self.memory, []
+        opened, self.opened = self.opened, None
+        committed = None
         try:
-            # idle: look before taking the lock; busy: the drain looks
-            if not mem and not self.busy and not self._queued(raw):
-                return 0
-            with raw.pipeline():
-                raw.execute("BEGIN")
-                head = raw.execute(RAW_LOCK, {"id": HEAD_ID})
-                drained = [raw.execute(RAW_DRAIN, {"limit": DRAIN_LIMIT})]
+            if opened is None:
+                # idle: look before taking the lock; busy: the drain looks
+                if not mem and not self.busy and not self._queued(raw):
+                    return 0
+                with raw.pipeline():
+                    raw.execute("BEGIN")
+                    opened = (
+                        raw.execute(RAW_LOCK, {"id": HEAD_ID}),
+                        raw.execute(RAW_DRAIN, {"limit": DRAIN_LIMIT}),
+                    )
+            head, drained = opened
             row = head.fetchone()
             if row is None:  # the head row is made by the migration: put it back
                 raw.execute("ROLLBACK")
@@ -319,7 +350,7 @@ class Agent:
             size0, cr = int(row[0]), CompactRange(int(row[0]), _split(bytes(row[1])))
             store._known_size = size0
             failpoints.hit("ledger.append")
-            rows = [tuple(r) for r in drained[0].fetchall()]
+            rows = [tuple(r) for r in drained.fetchall()]
             while len(rows) % DRAIN_LIMIT == 0 and rows:  # more than one statement's worth
                 more = raw.execute(RAW_DRAIN, {"limit": DRAIN_LIMIT}).fetchall()
                 rows += [tuple(r) for r in more]
@@ -338,16 +369,32 @@ class Agent:
                 raw.execute(RAW_WRITE[key], params)
                 failpoints.hit("ledger.written")
                 raw.execute("COMMIT")
-            else:  # the batch's statement and COMMIT in one round trip
+            else:
                 with raw.pipeline():
                     raw.execute(RAW_WRITE[key], params)
-                    raw.execute("COMMIT")
+                    committed = raw.execute("COMMIT")
+                    raw.execute("BEGIN")
+                    self.opened = (
+                        raw.execute(RAW_LOCK, {"id": HEAD_ID}),
+                        raw.execute(RAW_DRAIN, {"limit": DRAIN_LIMIT}),
+                    )
         except BaseException as e:
+            self.opened = None
+            if _committed(committed):  # only the next batch's opening failed
+                self._integrated(raw, size0, rows, n_queued, mem, cp)
+                raise
             with self.cond:  # never written: their callers get the error
                 for a in mem:
                     a.error = e
                 self.cond.notify_all()
             raise
+        self._integrated(raw, size0, rows, n_queued, mem, cp)
+        return len(rows)
+
+    def _integrated(self, raw, size0: int, rows: list[tuple], n_queued: int, mem, cp) -> None:
+        """After a batch committed: its receipts to the waiters (queued events: the
+        database's entries; events handed over in memory: the indices just committed)."""
+        store = self.store
         store._known_size = size0 + len(rows)
         self.batches += 1
         if self.seen is not None and self.seen < size0:  # entries another writer added
@@ -361,7 +408,6 @@ class Agent:
             if self.seen is not None and self.seen >= size0:
                 self.seen = max(self.seen, size0 + len(rows))
         self._resolve([(r[0], size0 + i, r[3]) for i, r in enumerate(rows[:n_queued])], cp)
-        return len(rows)
 
     @staticmethod
     def _queued(raw) -> bool:

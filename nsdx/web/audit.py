@@ -11,6 +11,7 @@ official's own record of the last checkpoint they verified (outside the database
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -537,11 +538,12 @@ def rewards(request: Request):
         if s is None:  # being computed in the background: this page refreshes itself
             return render(request, "audit/rewards.html", {"year": year, "s": None, "computing": cp})
     except LedgerCorrupt as e:  # changed after signing: no figure from it is shown
+        logging.getLogger("nsdx.web").error("rewards page refused: %s", e.message)
         return render(
             request,
             "audit/rewards.html",
             {"year": year, "s": None, "corrupt": e.message, "corrupt_hint": e.hint},
-            409,
+            e.status,  # the error's own status (500), as the JSON API answers it
         )
     from . import i18n
 
