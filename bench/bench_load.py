@@ -11,8 +11,10 @@ exchange demo) in a new PostgreSQL database, starts `nsdx worker` and
 seconds (the baseline) and --clients clients for --duration seconds, each client sending the
 mix one request at a time (a bounded asyncio + httpx client on loopback). It prints, per
 kind of request, p50 / p99 latency under load, the ratio of each to the single client's,
-requests per second, errors, and the machine's load average before and after — the machine
-is shared, so read the figures with it.
+requests per second, errors, the CPU time each part of the deployment used under load (the
+server processes, their query processes, the job worker, PostgreSQL, and this client, which
+shares the cores), and the machine's load average before and after — the machine is
+shared, so read the figures with it.
 
 Goal (issue 15): no errors, and p99 < 500 ms for search and show.
 """
@@ -152,6 +154,69 @@ async def phase(base: str, names: list[str], clients: int, seconds: float, seed:
     return out
 
 
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int | str) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _HZ  # utime + stime
+
+
+def _children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (a query process is started by a thread of
+    the query pool, and /proc lists it under that thread)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def cpu_by_part(serve: int, worker: int, db: str) -> dict[tuple[str, int], float]:
+    """CPU seconds used so far by each process of the deployment, keyed by (part, pid): the
+    server processes (`nsdx serve` and its workers), their query processes, the job worker,
+    the PostgreSQL backends of the benchmark's database, and this client."""
+    out: dict[tuple[str, int], float] = {}
+    todo = [(serve, 0)]
+    while todo:
+        pid, depth = todo.pop()
+        part = "query processes" if depth >= 2 else "server processes"
+        out[(part, pid)] = _cpu_seconds(pid)
+        todo += [(c, depth + 1) for c in _children(pid)]
+    out[("job worker", worker)] = _cpu_seconds(worker)
+    out[("client (this benchmark)", os.getpid())] = _cpu_seconds("self")
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if cmd.startswith(b"postgres") and db.encode() in cmd:
+                out[("PostgreSQL", int(name))] = _cpu_seconds(name)
+    return out
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per part between two :func:`cpu_by_part` readings (a process that
+    started in between counts from zero)."""
+    parts: dict[str, float] = {}
+    for key, t in after.items():
+        parts[key[0]] = parts.get(key[0], 0.0) + t - before.get(key, 0.0)
+    return parts
+
+
 def pct(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
@@ -194,7 +259,9 @@ def main() -> None:
         asyncio.run(phase(base, names, 8, 10, seed=1))
         load_before = os.getloadavg()
         single = asyncio.run(phase(base, names, 1, args.baseline, seed=2))
+        cpu_before = cpu_by_part(procs[1].pid, procs[0].pid, db)
         loaded = asyncio.run(phase(base, names, args.clients, args.duration, seed=3))
+        cpu = cpu_used(cpu_before, cpu_by_part(procs[1].pid, procs[0].pid, db))
         load_after = os.getloadavg()
     finally:
         for p in procs:
@@ -235,6 +302,14 @@ def main() -> None:
         for e in errors:
             counts[e] = counts.get(e, 0) + 1
         print("errors by kind:", ", ".join(f"{k} ×{n}" for k, n in sorted(counts.items())))
+    print(
+        f"CPU under load ({args.duration:.0f} s; {os.cpu_count()} cores = "
+        f"{args.duration * (os.cpu_count() or 1):.0f} CPU-s): "
+        + ", ".join(
+            f"{part} {t:.1f} s ({t * 1000 / max(total, 1):.2f} ms a request)"
+            for part, t in sorted(cpu.items(), key=lambda kv: -kv[1])
+        )
+    )
     ss = loaded.get("search", []) + loaded.get("show", [])
     held = not errors and pct(ss, 99) < 500
     print(
