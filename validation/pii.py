@@ -314,13 +314,19 @@ def detect(
         if f.name in declared:
             continue
         t = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
-        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
+        numeric = pa.types.is_floating(t) or pa.types.is_decimal(t)
+        if (
+            not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t))
+            and not numeric
+        ):
             continue
         col = data.column(i)
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         if pa.types.is_dictionary(col.type):
             col = col.dictionary_decode()
+        if numeric:  # a phone or ID number read as a number: 13812345678.0 (a pandas export
+            col = _whole_numbers(col)  # of a column with gaps, a sheet's mixed cells)
         if _too_short(col):
             continue
         col = pc.utf8_normalize(pc.cast(col, pa.string()), "NFKC")
@@ -346,6 +352,22 @@ def detect(
 # (11 digits); integers below 10**10 have at most 10 digits.
 _MIN_BYTES = 7
 _MAX_HARMLESS_INT = 10**10
+
+
+def _whole_numbers(col: pa.Array) -> pa.Array:
+    """The whole values of a float or decimal column as integers (the others null): written
+    as text they are 1.3812345678e+10 or 13812345678.00, which no detector reads as the
+    phone number they are."""
+    as_float = pc.cast(col, pa.float64(), safe=False)
+    whole = pc.and_(
+        pc.fill_null(pc.is_finite(as_float), False),
+        pc.fill_null(pc.equal(pc.floor(as_float), as_float), False),
+    )
+    whole = pc.and_(whole, pc.fill_null(pc.less(pc.abs(as_float), 2.0**62), False))
+    if pa.types.is_decimal(col.type):  # exact: an 18-digit ID number has no float64 twin
+        kept = pc.if_else(whole, col, pa.scalar(None, col.type))
+        return pc.cast(pc.cast(kept, pa.decimal128(38, 0), safe=False), pa.int64(), safe=False)
+    return pc.cast(pc.if_else(whole, as_float, None), pa.int64(), safe=False)
 
 
 def _too_short(col: pa.Array) -> bool:

@@ -603,6 +603,12 @@ def _gx(p: _Parser, i: int, raw: dict) -> Expectation:
     if not name.startswith("expect_"):
         name = _CAMEL.sub("_", name).lower()
     kwargs = {k: v for k, v in raw.items() if k not in ("gx", "description", "table")}
+    if _has_suite_parameter(kwargs):  # great-expectations would fail on it mid-validation
+        raise p.err(
+            i,
+            "gx",
+            Msg("suite parameters ($PARAMETER) are not supported: write the value itself"),
+        )
     if p.schema is not None:
         for k in ("column", "column_A", "column_B"):
             if k in kwargs:
@@ -614,6 +620,18 @@ def _gx(p: _Parser, i: int, raw: dict) -> Expectation:
     )
     # the level (row or gx_full) is decided by great-expectations' class, see validation.gx
     return Expectation(i, "gx", name, kwargs, GX_FULL, f"{name}({', '.join(cols)})")
+
+
+def _has_suite_parameter(v: Any, depth: int = 0) -> bool:
+    """Does ``v`` hold great-expectations' ``{"$PARAMETER": ...}`` anywhere (a value looked
+    up at validation time, in a table nsdx never gives it)?"""
+    if depth > 64:  # deeper than any expectation's arguments: refused as one
+        return True
+    if isinstance(v, dict):
+        return "$PARAMETER" in v or any(_has_suite_parameter(x, depth + 1) for x in v.values())
+    if isinstance(v, list | tuple):
+        return any(_has_suite_parameter(x, depth + 1) for x in v)
+    return False
 
 
 _BUILDERS = {
