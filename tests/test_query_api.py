@@ -114,6 +114,9 @@ def world(request, tmp_path_factory):
         url = f"sqlite:///{root / 'nsdx.db'}"
     mp = pytest.MonkeyPatch()
     mp.setenv("NSDX_PII_KEY", "test-pii-key")
+    # these tests check answers, not speed: a loaded machine's first S3 query may take more
+    # than the default 10 s (the timeout tests set their own limit)
+    mp.setenv("NSDX_QUERY_TIMEOUT", "120")
     nx = Nsdx(Settings(home=home, database_url=url, storage_url=f"file://{home / 'objects'}",
                        datasets_path=root / "datasets.yaml"))  # fmt: skip
     if kind == "postgres-s3":
