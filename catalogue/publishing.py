@@ -137,7 +137,7 @@ class _Claims:
 
 def resolve_files(
     cat: Catalogue, store: ObjectStore, dataset_id: str, organization: str | None
-) -> list[str]:
+) -> list[str]:  # a validation.duck.DatasetFiles: with how DuckDB reads them from ``store``
     """Readable locations of a published dataset's current Parquet files (referential
     checks, ``in_dataset``), when the publishing dataset's ``organization`` may read its data
     (:func:`catalogue.access.may_read`, as its members; no grants: a check is not a purchase).
@@ -150,10 +150,13 @@ def resolve_files(
     exist."""
     from sqlalchemy import select
 
+    from ingest.storage.duckdb_s3 import configure_duckdb
+    from validation.duck import DatasetFiles
+
     from .access import ANONYMOUS, DatasetFacts, Principal, may_read
     from .models import Organization
 
-    out: list[str] = []
+    out = DatasetFiles(configure=lambda con: configure_duckdb(con, store))
     with cat.Session() as s:
         org_id = (
             s.scalar(select(Organization.id).where(Organization.name == organization))

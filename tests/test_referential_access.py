@@ -86,3 +86,22 @@ def test_open_data_is_checked_against_by_anyone(tmp_path, cat, store):
         1,
         ["x9"],
     )
+
+
+@pytest.mark.s3
+def test_referential_checks_read_the_other_dataset_on_s3(tmp_path, cat, s3_store):
+    """On an S3 store (a real SeaweedFS) the check reads the other dataset's Parquet through
+    DuckDB's packaged httpfs with the store's credentials (it tried to download httpfs from
+    the network, and never ran there); its report names no storage location."""
+    spec = spec_of(tmp_path, "open-companies", "org-a", ["c1", "c2"])
+    publish_dataset(cat, s3_store, spec, pii_key=KEY, reports_dir=tmp_path / "r")
+    for org in ("org-a", "org-b"):
+        r = probe(tmp_path, cat, s3_store, org, "open-companies")
+        assert r.exception is None, r.exception
+        assert (r.result["unexpected_count"], r.result["partial_unexpected_list"]) == (1, ["x9"])
+    # and a dataset all of whose values are there publishes
+    check = "    expectations:\n      - {column: company, in_dataset: {dataset: open-companies, column: company}}\n"
+    ok = spec_of(tmp_path, "all-known", "org-b", ["c2", "c1"], check)
+    assert publish_dataset(cat, s3_store, ok, pii_key=KEY, reports_dir=tmp_path / "r").status == (
+        "published"
+    )

@@ -275,7 +275,11 @@ class DatasetChecks:
                 ),
             }
         try:
-            other_files = list(self.resolve_dataset(other) or [])
+            resolved = self.resolve_dataset(other) or []
+            other_files = list(resolved)
+            configure = getattr(resolved, "configure", None)
+            if other_files and configure is not None:
+                configure(self.con)  # e.g. S3: httpfs from its package, the store's secret
         except Exception as err:  # the resolver is the pipeline's; report, don't crash
             other_files, why = [], f"{type(err).__name__}: {err}"
         else:
@@ -318,6 +322,16 @@ class DatasetChecks:
                         "result": {},
                         "exception": (f"dataset {other!r} has no column {other_col!r}: {err}"),
                     }
+            except (duckdb.IOException, duckdb.HTTPException) as err:  # its storage failed
+                return {  # the error names storage locations: only its kind is reported
+                    "success": False,
+                    "result": {},
+                    "exception": (
+                        f"cannot check against dataset {other!r}: its data could not be read "
+                        f"({type(err).__name__}); try again, or ask the operator to check the "
+                        "object store"
+                    ),
+                }
                 if cast:
                     raise
         result = _map_result(

@@ -32,3 +32,13 @@ def connect(
         con.close()
         raise
     return con
+
+
+class DatasetFiles(list):
+    """The Parquet files of another dataset (a referential check's ``in_dataset``), with
+    ``configure(con)``, which makes a DuckDB connection able to read them (an S3 store's
+    packaged httpfs extension and credentials; ``None`` for local files)."""
+
+    def __init__(self, files=(), configure=None) -> None:
+        super().__init__(files)
+        self.configure = configure
