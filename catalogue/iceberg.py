@@ -193,6 +193,14 @@ class IcebergTables:
         self._warming = threading.Thread(target=run, name="nsdx-iceberg-warm-up", daemon=True)
         self._warming.start()
 
+    def settle(self) -> None:
+        """Wait for the background opening, if one runs: a publish returns (or fails) with
+        no thread of its own still writing (the catalog's tables are created in the
+        deployment's database)."""
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+
     @property
     def catalog(self):
         if self._warming is not None:  # opened (or failed) in the background: wait for it

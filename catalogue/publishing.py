@@ -71,39 +71,43 @@ def publish_dataset(
     ice = iceberg.IcebergTables(cat, store) if iceberg.enabled() else None
     warm = ice.warm_up if ice is not None and spec.access == "open" else None
     claims = _Claims(cat, spec.id, on_take=warm)
-    result = run_pipeline(
-        spec,
-        store,
-        previous=previous,
-        pii_key=pii_key,
-        progress=progress,
-        resolve_dataset=lambda ds_id: resolve_files(cat, store, ds_id, spec.organization),
-        reports_dir=reports_dir,
-        force=force,
-        claims=claims,
-    )
-    if result.status == "up_to_date":
-        cat.touch_metadata(spec)  # titles, notes, tags may have changed
-        return result
-    failpoints.hit("catalogue.register")
-    _ver, current = cat.register_version(spec, result, store.url)
-    failpoints.hit("catalogue.registered")
-    if ice is not None:  # after the commit point: a failure here leaves a warning
-        with without_pandas():  # pyarrow would import it (~0.2 s) for pyiceberg's values
-            late = iceberg.register_after_publish(cat, store, spec.id, ice)
-        if late:
-            result.warnings.extend(late)
-            if result.status == "published":
-                result.status = "published_with_warnings"
-    if not current:
-        now = cat.current(spec.id)
-        result.warnings.append(
-            f"v{result.version} is published and registered, but v{now.number if now else '?'}"
-            ", published meanwhile by another run, stays current (the current version only "
-            "moves forward)"
+    try:
+        result = run_pipeline(
+            spec,
+            store,
+            previous=previous,
+            pii_key=pii_key,
+            progress=progress,
+            resolve_dataset=lambda ds_id: resolve_files(cat, store, ds_id, spec.organization),
+            reports_dir=reports_dir,
+            force=force,
+            claims=claims,
         )
-        result.current = False
-    return result
+        if result.status == "up_to_date":
+            cat.touch_metadata(spec)  # titles, notes, tags may have changed
+            return result
+        failpoints.hit("catalogue.register")
+        _ver, current = cat.register_version(spec, result, store.url)
+        failpoints.hit("catalogue.registered")
+        if ice is not None:  # after the commit point: a failure here leaves a warning
+            with without_pandas():  # pyarrow would import it (~0.2 s) for pyiceberg's values
+                late = iceberg.register_after_publish(cat, store, spec.id, ice)
+            if late:
+                result.warnings.extend(late)
+                if result.status == "published":
+                    result.status = "published_with_warnings"
+        if not current:
+            now = cat.current(spec.id)
+            result.warnings.append(
+                f"v{result.version} is published and registered, but v{now.number if now else '?'}"
+                ", published meanwhile by another run, stays current (the current version only "
+                "moves forward)"
+            )
+            result.current = False
+        return result
+    finally:
+        if ice is not None:  # a refused or failed run leaves no thread of its own behind
+            ice.settle()
 
 
 class _Claims:

@@ -429,6 +429,36 @@ def test_the_catalog_is_opened_while_the_pipeline_runs_and_a_failure_there_is_me
     assert again.status == "up_to_date" and len(opened) == 3  # nothing new: nothing opened
 
 
+def test_a_refused_publish_leaves_no_warm_up_thread_behind(tmp_path, monkeypatch):
+    """A run that fails after taking its version number (here its data fails a check) waits
+    for the catalog's background opening before it raises: no thread of the run is left
+    writing into the deployment's database or folder (a test's temporary folder was found
+    refilled while it was being removed)."""
+    import threading
+    import time
+
+    from ingest.storage.local import LocalStore
+    from validation import ValidationFailed
+
+    cat = Catalogue(f"sqlite:///{tmp_path / 'cat.db'}")
+    store = LocalStore(tmp_path / "objects")
+    done: list[bool] = []
+    real = iceberg.open_catalog
+
+    def slow(engine, st):
+        time.sleep(1.0)  # longer than the refused run takes
+        done.append(True)
+        return real(engine, st)
+
+    monkeypatch.setattr(iceberg, "open_catalog", slow)
+    failing = "    expectations:\n      - {column: entries, between: [0, 5]}\n"
+    with pytest.raises(ValidationFailed):
+        publish_dataset(cat, store, make_spec(tmp_path, [("蕉门", 10)], more=failing),
+                        pii_key=KEY, reports_dir=tmp_path / "r")  # fmt: skip
+    assert done == [True]  # the opening had finished when the run raised
+    assert not [t for t in threading.enumerate() if t.name == "nsdx-iceberg-warm-up"]
+
+
 def test_a_registration_applies_the_staged_metadata_once_per_change(tmp_path, monkeypatch):
     """pyiceberg's Transaction rebuilds (deep-copies) the whole table metadata — every
     snapshot and tag of every version — each time it is read, some thirty times per commit;
