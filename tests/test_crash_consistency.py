@@ -148,6 +148,37 @@ def _stopped(pid: int) -> bool:
         return False
 
 
+def _survivors_lost_nothing(rig, postgres_url, procs, outs, killed, per, *, survivors):
+    """After sequencers were SIGKILLed among appending processes: every other process
+    exited 0 with all its receipts, the ledger verifies and keeps every receipt, nothing is
+    left queued, each event is in the ledger exactly once (at least ``survivors`` processes'
+    worth and the opening entry), and no index was given twice."""
+    import json as _json
+
+    from catalogue.db import make_engine
+    from exchange.ledger.store import LedgerStore
+
+    receipts = []
+    for p, (out, err) in zip(procs, outs, strict=True):
+        got = harness._receipts(out)
+        receipts += got
+        if p.pid in killed:
+            assert p.returncode == -signal.SIGKILL
+        else:
+            assert p.returncode == 0, err[-500:]
+            assert len(got) == per
+    assert rig.verify() == []
+    assert rig.receipts_kept(receipts) == []
+    store = LedgerStore(make_engine(postgres_url), None)
+    assert store.pending() == 0
+    events = [_json.loads(p) for _i, p, _h in store.iter_rows()]
+    keys = [(e["run"], e["worker"], e["i"]) for e in events]
+    assert len(keys) == len(set(keys))  # exactly once
+    assert len(events) >= survivors * per + 1
+    assert len({r["index"] for r in receipts}) == len(receipts)  # no index given twice
+    store.engine.dispose()
+
+
 @pytest.mark.slow
 def test_postgres_sequencer_killed_mid_batch_loses_no_acknowledged_append(postgres_url, tmp_path):
     """Five appender processes; whichever is the ledger sequencer when its 12th batch is
@@ -155,10 +186,6 @@ def test_postgres_sequencer_killed_mid_batch_loses_no_acknowledged_append(postgr
     Another process takes over; every receipt any process printed (the killed one's
     included) is in the ledger with its leaf hash, every event is there exactly once, the
     indices are dense, nothing is left queued, and `nsdx audit verify` passes."""
-    import json as _json
-
-    from catalogue.db import make_engine
-    from exchange.ledger.store import LedgerStore
 
     rig = harness.LedgerRig(tmp_path / "ledger", postgres_url)
     first = rig.start(9, 1)  # migrates and makes the key before the five start
@@ -181,25 +208,7 @@ def test_postgres_sequencer_killed_mid_batch_loses_no_acknowledged_append(postgr
             pass
     outs = [p.communicate(timeout=60) for p in procs]
     assert len(killed) == 1, "no sequencer reached its 12th batch"
-    receipts = []
-    for p, (out, err) in zip(procs, outs, strict=True):
-        got = harness._receipts(out)
-        receipts += got
-        if p.pid in killed:
-            assert p.returncode == -signal.SIGKILL
-        else:
-            assert p.returncode == 0, err[-500:]
-            assert len(got) == per
-    assert rig.verify() == []
-    assert rig.receipts_kept(receipts) == []
-    store = LedgerStore(make_engine(postgres_url), None)
-    assert store.pending() == 0
-    events = [_json.loads(p) for _i, p, _h in store.iter_rows()]
-    keys = [(e["run"], e["worker"], e["i"]) for e in events]
-    assert len(keys) == len(set(keys))  # exactly once
-    assert len(events) >= 4 * per + 1
-    assert len({r["index"] for r in receipts}) == len(receipts)  # no index given twice
-    store.engine.dispose()
+    _survivors_lost_nothing(rig, postgres_url, procs, outs, killed, per, survivors=4)
 
 
 @pytest.mark.slow
@@ -211,13 +220,9 @@ def test_postgres_sequencer_killed_while_pipelining_loses_no_acknowledged_append
     twice the process that is the sequencer (its session names it in pg_stat_activity)
     is SIGKILLed wherever it is. Every receipt printed is in the ledger with its leaf,
     each event once, the indices dense, nothing left queued, `nsdx audit verify` passes."""
-    import json as _json
     import time
 
     import psycopg
-
-    from catalogue.db import make_engine
-    from exchange.ledger.store import LedgerStore
 
     rig = harness.LedgerRig(tmp_path / "ledger", postgres_url)
     first = rig.start(9, 1)  # migrates and makes the key before the five start
@@ -244,22 +249,4 @@ def test_postgres_sequencer_killed_while_pipelining_loses_no_acknowledged_append
             time.sleep(0.01)
     outs = [p.communicate(timeout=300) for p in procs]
     assert len(killed) == 2, f"found {len(killed)} sequencers to kill ({seen_receipts} entries)"
-    receipts = []
-    for p, (out, err) in zip(procs, outs, strict=True):
-        got = harness._receipts(out)
-        receipts += got
-        if p.pid in killed:
-            assert p.returncode == -signal.SIGKILL
-        else:
-            assert p.returncode == 0, err[-500:]
-            assert len(got) == per
-    assert rig.verify() == []
-    assert rig.receipts_kept(receipts) == []
-    store = LedgerStore(make_engine(postgres_url), None)
-    assert store.pending() == 0
-    events = [_json.loads(p) for _i, p, _h in store.iter_rows()]
-    keys = [(e["run"], e["worker"], e["i"]) for e in events]
-    assert len(keys) == len(set(keys))  # exactly once
-    assert len(events) >= 3 * per + 1
-    assert len({r["index"] for r in receipts}) == len(receipts)  # no index given twice
-    store.engine.dispose()
+    _survivors_lost_nothing(rig, postgres_url, procs, outs, killed, per, survivors=3)

@@ -175,10 +175,8 @@ class ValidationFailed(ValidationPackageError):
         where, self.report_file = self.report_file, None
         if where is None:
             return
-        if isinstance(self.hint, Msg) and "kept" in self.hint.params:
+        if isinstance(self.hint, Msg) and "kept" in self.hint.params:  # the pipeline's hint
             self.hint = Msg(self.hint.template, **{**self.hint.params, "kept": page})
-        elif self.hint:
-            self.hint = str(self.hint).replace(str(where), page)
 
 
 # Bounds on what an error answer echoes back: a message quoting a hostile id (a 404 for a
