@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
+from validation.errors import ValidationFailed
 from validation.messages import Msg, from_json, to_json
 
 from .access import SYSTEM, DatasetFacts, Principal, may_see
@@ -283,8 +284,8 @@ class Jobs:
         try:
             result = HANDLERS[kind](deps, payload)
         except Exception as e:  # noqa: BLE001 - recorded on the job for the caller to read
-            if getattr(e, "report_file", None) is not None and payload.get("dataset"):
-                e.for_clients(f"/dataset/{payload['dataset']}/quality")  # type: ignore[attr-defined]
+            if isinstance(e, ValidationFailed) and payload.get("dataset"):
+                e.for_clients(f"/dataset/{payload['dataset']}/quality")
             status, error = "failed", str(e)
             message = getattr(e, "message", None)
             if isinstance(message, Msg):  # kept so that a page can say it in its language
